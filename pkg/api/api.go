@@ -1,0 +1,140 @@
+// Package api is the pipeline's HTTP surface: lender event ingest, a loan's
+// timeline, Prometheus metrics and health.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/opendunning/dunning/pkg/ingest"
+	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/timeline"
+)
+
+// maxBody bounds a lender event body.
+const maxBody = 64 << 10
+
+// Server holds what the handlers need.
+type Server struct {
+	Ingestor *ingest.Ingestor
+	Log      *loanlog.Log
+	Ladder   policy.Ladder
+	Now      func() time.Time
+	Gatherer prometheus.Gatherer
+	Logger   *slog.Logger
+	// Ready reports whether the process can serve (NATS connected, topology provisioned).
+	Ready func() error
+}
+
+// Handler returns the HTTP routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/events", s.postEvent)
+	mux.HandleFunc("GET /v1/tenants/{tenant}/loans/{loan}/timeline", s.getTimeline)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, http.StatusOK, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.Ready != nil {
+			if err := s.Ready(); err != nil {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	if s.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
+	}
+	return mux
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+func (s *Server) count(result string) {
+	if s.Ingestor.Metrics != nil {
+		s.Ingestor.Metrics.Ingested.WithLabelValues("http", result).Inc()
+	}
+}
+
+func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		s.count("invalid")
+		writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: "body must be at most 64 KiB", Field: "body"})
+		return
+	}
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		ct = "application/json"
+	}
+	ev, err := ingest.Decode(ct, body)
+	if err == nil {
+		var v ingest.Event
+		if v, err = ingest.Validate(ev); err == nil {
+			var res ingest.Result
+			res, err = s.Ingestor.Record(r.Context(), v)
+			if err == nil {
+				status := http.StatusAccepted
+				if res.Duplicate {
+					s.count("duplicate")
+					status = http.StatusOK
+				} else {
+					s.count("accepted")
+				}
+				writeJSON(w, status, res)
+				return
+			}
+		}
+	}
+	if fe, ok := ingest.AsFieldError(err); ok {
+		s.count("invalid")
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: fe.Error(), Field: fe.Field})
+		return
+	}
+	if errors.Is(err, ingest.ErrConflictingDuplicate) {
+		s.count("invalid")
+		writeJSON(w, http.StatusConflict, errorBody{Error: err.Error()})
+		return
+	}
+	s.Logger.Error("recording lender event", "err", err)
+	writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "could not record the event; retry with the same body"})
+}
+
+func (s *Server) getTimeline(w http.ResponseWriter, r *http.Request) {
+	tenant, loan := r.PathValue("tenant"), r.PathValue("loan")
+	for field, v := range map[string]string{"tenant": tenant, "loan": loan} {
+		if !policy.ValidID(v) {
+			writeJSON(w, http.StatusBadRequest, errorBody{Error: field + " must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_'", Field: field})
+			return
+		}
+	}
+	tl, err := timeline.Read(r.Context(), s.Log, s.Ladder, tenant, loan, s.Now())
+	if err != nil {
+		s.Logger.Error("reading timeline", "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "could not read the loan's log"})
+		return
+	}
+	if len(tl.Entries) == 0 {
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "no events for this loan", Field: "loan"})
+		return
+	}
+	writeJSON(w, http.StatusOK, tl)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

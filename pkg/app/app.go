@@ -1,0 +1,268 @@
+// Package app runs a pipeline process: the all-in-one dunningd or one
+// service. Every main calls Run, so the five services and the all-in-one
+// share one set of flags, one startup sequence and one router constructor.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/opendunning/dunning/pkg/api"
+	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/ingest"
+	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/stage"
+)
+
+// Options say what a process runs.
+type Options struct {
+	Name string
+	// Stages run in this process, each on its durable consumer.
+	Stages []stage.Stage
+	// Intake consumes lender events published over NATS.
+	Intake bool
+	// API serves lender ingest and timelines (health and metrics are always served).
+	API bool
+	// Embedded starts an in-process NATS server instead of connecting to one.
+	Embedded bool
+	// DefaultHTTP is the default listen address of the process's HTTP server.
+	DefaultHTTP string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Ready, if set, is called with the HTTP address once the process serves.
+	Ready func(httpAddr string)
+}
+
+// Config is the parsed command line.
+type Config struct {
+	NATSURL    string
+	DataDir    string
+	NATSListen string
+	Fsync      string
+	HTTP       string
+	Day        time.Duration
+	GraceDays  int
+	HandoffDPD int
+	LegalDPD   int
+	Agency     string
+	LogLevel   string
+}
+
+func parse(name string, args []string, o Options) (Config, error) {
+	def := policy.Default()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	var c Config
+	fs.StringVar(&c.NATSURL, "nats", "nats://127.0.0.1:4222", "NATS server URL (ignored by the all-in-one, which embeds one)")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "JetStream store directory of the embedded server")
+	fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "address the embedded server listens on for other clients; 'none' for in-process only")
+	fs.StringVar(&c.Fsync, "fsync", "always", "embedded server durability: 'always' (fsync before ack) or 'interval' (NATS default: periodic)")
+	fs.StringVar(&c.HTTP, "http", o.DefaultHTTP, "HTTP listen address (API, /metrics, /healthz)")
+	fs.DurationVar(&c.Day, "day", policy.RealDay, "length of a business day; shorten (e.g. 1s) to watch the ladder in minutes")
+	fs.IntVar(&c.GraceDays, "grace-days", def.GraceDays, "days of grace before overdue confirmation")
+	fs.IntVar(&c.HandoffDPD, "handoff-dpd", def.HandoffDPD, "DPD at which an unpaid account is placed with an agency")
+	fs.IntVar(&c.LegalDPD, "legal-dpd", def.LegalDPD, "DPD at which an unpaid account is referred for legal action")
+	fs.StringVar(&c.Agency, "agency", def.Agency, "agency that receives handed-off accounts")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.Fsync != "always" && c.Fsync != "interval" {
+		return Config{}, fmt.Errorf("--fsync must be 'always' or 'interval', got %q", c.Fsync)
+	}
+	return c, nil
+}
+
+// Run parses args and runs the process until ctx ends.
+func Run(ctx context.Context, args []string, o Options) error {
+	// Configuration.
+	cfg, err := parse(o.Name, args, o)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("service", o.Name)
+	cal, err := policy.NewCalendar(cfg.Day)
+	if err != nil {
+		return fmt.Errorf("--day: %w", err)
+	}
+	pol := policy.Default()
+	pol.GraceDays, pol.HandoffDPD, pol.LegalDPD, pol.Agency = cfg.GraceDays, cfg.HandoffDPD, cfg.LegalDPD, cfg.Agency
+	if err := pol.Validate(); err != nil {
+		return fmt.Errorf("invalid policy: %w", err)
+	}
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	log.Info("starting", "day", cfg.Day, "policy", pol.Version, "grace_days", pol.GraceDays,
+		"handoff_dpd", pol.HandoffDPD, "legal_dpd", pol.LegalDPD, "embedded", o.Embedded)
+
+	// NATS.
+	dial := func(name string) (*nats.Conn, error) {
+		return nats.Connect(cfg.NATSURL, nats.Name(name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+	}
+	if o.Embedded {
+		host, port, err := listenAddr(cfg.NATSListen)
+		if err != nil {
+			return err
+		}
+		dir, err := filepath.Abs(cfg.DataDir)
+		if err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+		srv, err := bus.StartEmbedded(bus.ServerConfig{StoreDir: dir, Host: host, Port: port, DontListen: port == 0,
+			SyncAlways: cfg.Fsync == "always"})
+		if err != nil {
+			return err
+		}
+		defer srv.Shutdown()
+		dial = srv.Connect
+		log.Info("embedded nats started", "store", dir, "listen", srv.ClientURL(), "fsync", cfg.Fsync)
+	}
+	nc, err := dial(o.Name)
+	if err != nil {
+		return fmt.Errorf("connecting to nats: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	topo := bus.DefaultTopology()
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = topo.Provision(pctx, js)
+	cancel()
+	if err != nil {
+		return err
+	}
+
+	// Business.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := bus.NewMetrics(reg)
+	ladder := policy.Ladder{Policy: pol, Calendar: cal}
+	llog := loanlog.New(nc, js)
+	deps := stage.Deps{Log: llog, Ladder: ladder, Now: now, Metrics: metrics}
+	ing := &ingest.Ingestor{Log: llog, Metrics: metrics}
+
+	g, gctx := errgroup.WithContext(ctx)
+	var routerUp atomic.Bool
+	if len(o.Stages) > 0 || o.Intake {
+		rt, err := bus.NewRouter(bus.RouterConfig{Dial: dial, Topology: topo, Registry: reg, Metrics: metrics, Logger: log, Name: o.Name + "-router"})
+		if err != nil {
+			return err
+		}
+		for _, s := range o.Stages {
+			s.Register(rt, deps)
+		}
+		if o.Intake {
+			ing.Register(rt)
+		}
+		g.Go(func() error { return rt.Run(gctx) })
+		g.Go(func() error {
+			select {
+			case <-rt.Running():
+				routerUp.Store(true)
+			case <-gctx.Done():
+			}
+			return nil
+		})
+	} else {
+		routerUp.Store(true)
+	}
+
+	// API.
+	srv := &api.Server{Ingestor: ing, Log: llog, Ladder: ladder, Now: now, Gatherer: reg, Logger: log,
+		Ready: func() error {
+			if !nc.IsConnected() {
+				return errors.New("not connected to nats")
+			}
+			if !routerUp.Load() {
+				return errors.New("handlers not subscribed yet")
+			}
+			return nil
+		}}
+	h := srv.Handler()
+	if !o.API {
+		h = healthOnly(h)
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.HTTP, err)
+	}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	g.Go(func() error {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	})
+	log.Info("serving", "http", ln.Addr().String())
+	if o.Ready != nil {
+		o.Ready(ln.Addr().String())
+	}
+
+	// Shutdown.
+	err = g.Wait()
+	log.Info("stopped")
+	return err
+}
+
+// healthOnly hides the lender API on processes that do not serve it.
+func healthOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/healthz", "/readyz", "/metrics":
+			h.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+func listenAddr(s string) (string, int, error) {
+	if s == "none" || s == "" {
+		return "", 0, nil
+	}
+	host, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, fmt.Errorf("--nats-listen: %w", err)
+	}
+	var port int
+	if _, err := fmt.Sscanf(p, "%d", &port); err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("--nats-listen: bad port %q", p)
+	}
+	if port == 0 {
+		port = -1 // any free port
+	}
+	return strings.TrimSpace(host), port, nil
+}

@@ -1,0 +1,275 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wmjs "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/jetstream"
+	"github.com/ThreeDotsLabs/watermill/components/metrics"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metadata keys the subscriber sets on every message.
+const (
+	MetaSubject   = "nats_subject"
+	MetaStreamSeq = "nats_stream_seq"
+	MetaDelivered = "nats_delivered"
+)
+
+// Dead-letter headers: why a message was set aside and where it came from.
+const (
+	HeaderDLQReason   = "Dunning-Dlq-Reason"
+	HeaderDLQConsumer = "Dunning-Dlq-Consumer"
+	HeaderDLQSubject  = "Dunning-Dlq-Subject"
+	HeaderDLQSeq      = "Dunning-Dlq-Stream-Seq"
+	HeaderDLQClass    = "Dunning-Dlq-Class"
+	origHeaderPrefix  = "Dunning-Orig-"
+)
+
+// PermanentError marks a failure redelivery cannot fix (bad payload,
+// impossible transition): the router dead-letters the message at once.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err as permanent.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
+}
+
+// IsPermanent reports whether err, or an error it wraps, is permanent.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p)
+}
+
+// Metrics are the pipeline's own counters, on a private registry.
+type Metrics struct {
+	DeadLetters *prometheus.CounterVec
+	Decisions   *prometheus.CounterVec
+	Conflicts   *prometheus.CounterVec
+	Ingested    *prometheus.CounterVec
+}
+
+// NewMetrics registers the pipeline's metrics on reg. Labels are bounded:
+// consumer, stage, kind, class; never a loan or tenant.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "dead_letters_total",
+			Help: "Messages dead-lettered, by consumer and class (permanent or exhausted)."}, []string{"consumer", "class"}),
+		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "decisions_total",
+			Help: "Decisions appended to loan logs, by consumer and kind."}, []string{"consumer", "kind"}),
+		Conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "log_conflicts_total",
+			Help: "Writes refused because the loan's log moved; each is re-read and decided again."}, []string{"consumer"}),
+		Ingested: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "lender_events_total",
+			Help: "Lender events by source and result (accepted, duplicate, invalid)."}, []string{"source", "result"}),
+	}
+	reg.MustRegister(m.DeadLetters, m.Decisions, m.Conflicts, m.Ingested)
+	return m
+}
+
+// RouterConfig configures the one router a process runs.
+type RouterConfig struct {
+	// Dial opens a NATS connection; each router owns its connection because
+	// the watermill subscriber drains it on close.
+	Dial     func(name string) (*nats.Conn, error)
+	Topology Topology
+	Registry prometheus.Registerer
+	Metrics  *Metrics
+	Logger   *slog.Logger
+	// Name identifies the process in connection names and logs.
+	Name string
+}
+
+// Router runs stage handlers against their durable consumers with one
+// middleware chain: recover panics, retry transient errors briefly, then
+// dead-letter permanent or exhausted failures with their reason.
+type Router struct {
+	cfg RouterConfig
+	r   *message.Router
+	sub *wmjs.Subscriber
+	nc  *nats.Conn
+	js  jetstream.JetStream
+}
+
+// NewRouter is the one router constructor every service uses.
+func NewRouter(cfg RouterConfig) (*Router, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	nc, err := cfg.Dial(cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("connecting router %s: %w", cfg.Name, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream context: %w", err)
+	}
+	// watermill logs every message at Info; keep only its warnings and errors.
+	wlog := watermill.NewSlogLoggerWithLevelMapping(cfg.Logger, map[slog.Level]slog.Level{
+		slog.LevelInfo: slog.LevelDebug - 4, slog.LevelDebug: slog.LevelDebug - 4,
+	})
+	topo := cfg.Topology
+	sub, err := wmjs.NewSubscriber(wmjs.SubscriberConfig{
+		Conn:           nc,
+		Logger:         wlog,
+		AckWaitTimeout: topo.AckWait,
+		AckAsync:       true,
+		NakDelay:       wmjs.NewStaticDelay(250 * time.Millisecond),
+		Unmarshaler:    unmarshaler{},
+		// Consumers are provisioned by Topology.Provision; the topic is the
+		// durable consumer's name.
+		ResourceInitializer: func(ctx context.Context, js jetstream.JetStream, topic string) (jetstream.Consumer, func(context.Context, watermill.LoggerAdapter), error) {
+			spec, ok := ConsumerByName(topic)
+			if !ok {
+				return nil, nil, fmt.Errorf("consumer %q is not declared in the topology", topic)
+			}
+			c, err := js.Consumer(ctx, spec.Stream, spec.Name)
+			return c, nil, err
+		},
+	})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("creating subscriber: %w", err)
+	}
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
+	if err != nil {
+		return nil, fmt.Errorf("creating router: %w", err)
+	}
+	if cfg.Registry != nil {
+		metrics.NewPrometheusMetricsBuilder(cfg.Registry, "dunning", "router").AddPrometheusRouterMetrics(r)
+	}
+	rt := &Router{cfg: cfg, r: r, sub: sub, nc: nc, js: js}
+	r.AddMiddleware(
+		middleware.Recoverer,
+		rt.deadLetter,
+		middleware.Retry{
+			MaxRetries:      3,
+			InitialInterval: 20 * time.Millisecond,
+			MaxInterval:     500 * time.Millisecond,
+			Multiplier:      2,
+			Logger:          wlog,
+			ShouldRetry:     func(p middleware.RetryParams) bool { return !IsPermanent(p.Err) },
+		}.Middleware,
+	)
+	return rt, nil
+}
+
+// Conn is the router's connection, for handlers that publish.
+func (rt *Router) Conn() *nats.Conn { return rt.nc }
+
+// JetStream is the router's JetStream context.
+func (rt *Router) JetStream() jetstream.JetStream { return rt.js }
+
+// Handle registers a handler on a declared durable consumer.
+func (rt *Router) Handle(consumer string, h message.NoPublishHandlerFunc) {
+	rt.r.AddConsumerHandler(consumer, consumer, rt.sub, h)
+}
+
+// Run runs the handlers until ctx ends.
+func (rt *Router) Run(ctx context.Context) error {
+	defer rt.nc.Close()
+	if err := rt.r.Run(ctx); err != nil {
+		return fmt.Errorf("router %s: %w", rt.cfg.Name, err)
+	}
+	return nil
+}
+
+// Running is closed when every handler is subscribed.
+func (rt *Router) Running() chan struct{} { return rt.r.Running() }
+
+// deadLetter sets aside a message whose handler failed permanently, or
+// transiently on its last allowed delivery, and acks it, so that nothing is
+// lost and nothing blocks the consumer. Other failures are nacked for redelivery.
+func (rt *Router) deadLetter(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		out, err := h(msg)
+		if err == nil {
+			return out, nil
+		}
+		consumer := message.HandlerNameFromCtx(msg.Context())
+		delivered, _ := strconv.Atoi(msg.Metadata.Get(MetaDelivered))
+		class := "permanent"
+		if !IsPermanent(err) {
+			if delivered < rt.cfg.Topology.MaxDeliver {
+				rt.cfg.Logger.Warn("handler failed; will be redelivered", "consumer", consumer,
+					"stream_seq", msg.Metadata.Get(MetaStreamSeq), "delivered", delivered, "err", err)
+				return nil, err
+			}
+			class = "exhausted"
+		}
+		if dlqErr := rt.publishDLQ(msg, consumer, class, err); dlqErr != nil {
+			return nil, errors.Join(err, dlqErr)
+		}
+		if rt.cfg.Metrics != nil {
+			rt.cfg.Metrics.DeadLetters.WithLabelValues(consumer, class).Inc()
+		}
+		rt.cfg.Logger.Warn("message dead-lettered", "consumer", consumer, "class", class,
+			"stream_seq", msg.Metadata.Get(MetaStreamSeq), "reason", err)
+		return nil, nil
+	}
+}
+
+func (rt *Router) publishDLQ(msg *message.Message, consumer, class string, cause error) error {
+	m := nats.NewMsg(DLQSubject(consumer))
+	m.Data = msg.Payload
+	for k, v := range msg.Metadata {
+		switch k {
+		case MetaSubject, MetaStreamSeq, MetaDelivered:
+		default:
+			m.Header.Set(origHeaderPrefix+k, v)
+		}
+	}
+	m.Header.Set(HeaderDLQReason, cause.Error())
+	m.Header.Set(HeaderDLQClass, class)
+	m.Header.Set(HeaderDLQConsumer, consumer)
+	m.Header.Set(HeaderDLQSubject, msg.Metadata.Get(MetaSubject))
+	m.Header.Set(HeaderDLQSeq, msg.Metadata.Get(MetaStreamSeq))
+	// One dead letter per original message, however often it is redelivered.
+	m.Header.Set(jetstream.MsgIDHeader, "dlq-"+consumer+"-"+msg.Metadata.Get(MetaStreamSeq))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := rt.js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("dead-lettering: %w", err)
+	}
+	return nil
+}
+
+// unmarshaler never fails: a body that cannot be decoded must reach the
+// handler, which dead-letters it with a reason (watermill-nats' default
+// unmarshaler drops such messages). Headers become metadata; the subject,
+// stream sequence and delivery count are added.
+type unmarshaler struct{}
+
+func (unmarshaler) Unmarshal(m jetstream.Msg) (*message.Message, error) {
+	md := make(message.Metadata)
+	for k, v := range m.Headers() {
+		if len(v) > 0 {
+			md.Set(k, v[len(v)-1])
+		}
+	}
+	md.Set(MetaSubject, m.Subject())
+	id := ""
+	if meta, err := m.Metadata(); err == nil {
+		md.Set(MetaStreamSeq, strconv.FormatUint(meta.Sequence.Stream, 10))
+		md.Set(MetaDelivered, strconv.FormatUint(meta.NumDelivered, 10))
+		id = meta.Stream + "-" + strconv.FormatUint(meta.Sequence.Stream, 10)
+	}
+	wm := message.NewMessage(id, m.Data())
+	wm.Metadata = md
+	return wm, nil
+}

@@ -1,0 +1,82 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// ServerConfig configures the embedded NATS server of the all-in-one binary
+// and of the tests.
+type ServerConfig struct {
+	// StoreDir holds JetStream's file store.
+	StoreDir string
+	// Host and Port to listen on; Port -1 picks a free port, and DontListen
+	// serves in-process connections only.
+	Host       string
+	Port       int
+	DontListen bool
+	// SyncAlways fsyncs every write before acknowledging it. It is the default
+	// for the shipped binary: a lost repayment would chase a paid loan.
+	SyncAlways bool
+}
+
+// Embedded is a running in-process NATS server with JetStream.
+type Embedded struct {
+	Server *server.Server
+}
+
+// StartEmbedded starts a NATS server with JetStream and waits until it
+// accepts connections.
+func StartEmbedded(cfg ServerConfig) (*Embedded, error) {
+	if cfg.StoreDir == "" {
+		return nil, errors.New("embedded nats: store directory is required")
+	}
+	opts := &server.Options{
+		ServerName: "dunningd",
+		Host:       cfg.Host,
+		Port:       cfg.Port,
+		DontListen: cfg.DontListen,
+		JetStream:  true,
+		StoreDir:   cfg.StoreDir,
+		SyncAlways: cfg.SyncAlways,
+		NoSigs:     true,
+		NoLog:      true,
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("creating embedded nats: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		return nil, errors.New("embedded nats: not ready for connections after 30s")
+	}
+	return &Embedded{Server: s}, nil
+}
+
+// Connect opens an in-process client connection.
+func (e *Embedded) Connect(name string) (*nats.Conn, error) {
+	nc, err := nats.Connect("", nats.InProcessServer(e.Server), nats.Name(name), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, fmt.Errorf("connecting in-process to nats: %w", err)
+	}
+	return nc, nil
+}
+
+// ClientURL is the server's TCP address, empty when it does not listen.
+func (e *Embedded) ClientURL() string {
+	if e.Server.Addr() == nil {
+		return ""
+	}
+	return e.Server.ClientURL()
+}
+
+// Shutdown stops the server and waits for it.
+func (e *Embedded) Shutdown() {
+	e.Server.Shutdown()
+	e.Server.WaitForShutdown()
+}

@@ -1,0 +1,238 @@
+// Package bus declares the pipeline's NATS topology once (streams, subjects,
+// durable consumers, schedule subjects, dead letters), provisions it, and
+// wires stage handlers to it through one watermill router constructor.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Subject layout. Tenant and loan are subject tokens (identifiers, never
+// personal data), so one loan's events are `dunning.loan.<tenant>.<loan>.>`:
+// that wildcard is the loan's log, its timeline and its lock.
+const (
+	// Lender events over NATS: dunning.in.<tenant>.<loan>, body a LenderEvent.
+	intakePrefix = "dunning.in"
+	loanPrefix   = "dunning.loan"
+	dlqPrefix    = "dunning.dlq"
+)
+
+// Kind is the last subject token(s) of an event in a loan's log. The set is
+// closed; each kind maps to one protobuf message (see package loanlog).
+type Kind string
+
+// Kinds of loan-log entries.
+const (
+	KindDue       Kind = "due"     // + .<installment id>
+	KindRepaid    Kind = "repaid"  // + .<payment id>
+	KindSettled   Kind = "settled" //
+	KindTimer     Kind = "timer"   // the loan's one schedule
+	KindStep      Kind = "step"    // + .<stage>: what the schedule publishes
+	KindOverdue   Kind = "overdue"
+	KindContact   Kind = "contact"
+	KindEscalated Kind = "escalated"
+	KindHandedOff Kind = "handoff"
+	KindLegal     Kind = "legal"
+	KindClosed    Kind = "closed"
+	KindCancelled Kind = "cancelled"
+)
+
+// Step subject suffixes, one per timed stage, so each stage consumes only its own.
+const (
+	StepConfirm  = "confirm"
+	StepEscalate = "escalate"
+	StepHandoff  = "handoff"
+	StepLegal    = "legal"
+)
+
+// Streams.
+const (
+	StreamLoans  = "DUNNING_LOANS"
+	StreamIntake = "DUNNING_INTAKE"
+	StreamDLQ    = "DUNNING_DLQ"
+)
+
+// Durable consumers, one per stage (replicas of a stage share it).
+const (
+	ConsumerIntake     = "intake"
+	ConsumerOverdue    = "overdue-confirmation"
+	ConsumerContact    = "first-contact"
+	ConsumerEscalation = "escalation"
+	ConsumerHandoff    = "third-party-handoff"
+	ConsumerLegal      = "legal-referral"
+)
+
+// IntakeSubject is where a lender publishes one loan's events over NATS.
+func IntakeSubject(tenant, loan string) string {
+	return intakePrefix + "." + tenant + "." + loan
+}
+
+// LoanLog is the wildcard subject of every event of one loan.
+func LoanLog(tenant, loan string) string { return loanPrefix + "." + tenant + "." + loan + ".>" }
+
+// LoanSubject is the subject of one event in a loan's log; id is the
+// installment or payment identifier for due/repaid and the stage token for step.
+func LoanSubject(tenant, loan string, k Kind, id string) string {
+	s := loanPrefix + "." + tenant + "." + loan + "." + string(k)
+	if id != "" {
+		s += "." + id
+	}
+	return s
+}
+
+// TimerSubject holds the loan's single pending schedule.
+func TimerSubject(tenant, loan string) string { return LoanSubject(tenant, loan, KindTimer, "") }
+
+// DLQSubject is where a consumer dead-letters a message.
+func DLQSubject(consumer string) string { return dlqPrefix + "." + consumer }
+
+// ErrNotLoanSubject is returned for a subject outside the loan log layout.
+var ErrNotLoanSubject = errors.New("not a loan-log subject")
+
+// LoanAddress is a parsed loan-log subject.
+type LoanAddress struct {
+	Tenant, Loan string
+	Kind         Kind
+	ID           string
+}
+
+// ParseLoanSubject splits a loan-log subject into its tokens.
+func ParseLoanSubject(subj string) (LoanAddress, error) {
+	t := strings.Split(subj, ".")
+	if len(t) < 5 || len(t) > 6 || t[0]+"."+t[1] != loanPrefix {
+		return LoanAddress{}, fmt.Errorf("%w: %q", ErrNotLoanSubject, subj)
+	}
+	a := LoanAddress{Tenant: t[2], Loan: t[3], Kind: Kind(t[4])}
+	if len(t) == 6 {
+		a.ID = t[5]
+	}
+	return a, nil
+}
+
+// ParseIntakeSubject returns the tenant and loan of an intake subject.
+func ParseIntakeSubject(subj string) (tenant, loan string, err error) {
+	t := strings.Split(subj, ".")
+	if len(t) != 4 || t[0]+"."+t[1] != intakePrefix {
+		return "", "", fmt.Errorf("intake subject must be %s.<tenant>.<loan>, got %q", intakePrefix, subj)
+	}
+	return t[2], t[3], nil
+}
+
+// ConsumerSpec declares one durable consumer.
+type ConsumerSpec struct {
+	Name    string
+	Stream  string
+	Filters []string
+}
+
+func loanFilter(k Kind, id string) string { return LoanSubject("*", "*", k, id) }
+
+// Consumers is the declared set of durable consumers.
+var Consumers = []ConsumerSpec{
+	{ConsumerIntake, StreamIntake, []string{intakePrefix + ".*.*"}},
+	{ConsumerOverdue, StreamLoans, []string{
+		loanFilter(KindDue, "*"), loanFilter(KindRepaid, "*"), loanFilter(KindSettled, ""), loanFilter(KindStep, StepConfirm),
+	}},
+	{ConsumerContact, StreamLoans, []string{loanFilter(KindOverdue, "")}},
+	{ConsumerEscalation, StreamLoans, []string{loanFilter(KindStep, StepEscalate)}},
+	{ConsumerHandoff, StreamLoans, []string{loanFilter(KindStep, StepHandoff)}},
+	{ConsumerLegal, StreamLoans, []string{loanFilter(KindStep, StepLegal)}},
+}
+
+// ConsumerByName returns a declared consumer.
+func ConsumerByName(name string) (ConsumerSpec, bool) {
+	for _, c := range Consumers {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return ConsumerSpec{}, false
+}
+
+// Topology holds the tunables of the declared streams and consumers.
+type Topology struct {
+	Replicas int
+	// AckWait is how long a consumer waits for an ack before redelivering.
+	AckWait time.Duration
+	// MaxDeliver bounds redeliveries; the router dead-letters on the last one.
+	MaxDeliver int
+	// MaxAckPending bounds unacked messages in flight per consumer.
+	MaxAckPending int
+}
+
+// DefaultTopology is single-node with conservative redelivery.
+func DefaultTopology() Topology {
+	return Topology{Replicas: 1, AckWait: 30 * time.Second, MaxDeliver: 10, MaxAckPending: 1024}
+}
+
+// StreamConfigs returns the declared streams.
+func (t Topology) StreamConfigs() []jetstream.StreamConfig {
+	return []jetstream.StreamConfig{
+		{
+			Name:        StreamLoans,
+			Description: "Every loan's log: lender facts, pipeline decisions, schedules and fired steps.",
+			Subjects:    []string{loanPrefix + ".>"},
+			Storage:     jetstream.FileStorage,
+			Replicas:    t.Replicas,
+			// Schedules are the pipeline's timers; they need rollups, and
+			// direct gets let any replica serve a loan's log.
+			AllowMsgSchedules: true,
+			AllowRollup:       true,
+			AllowDirect:       true,
+			Duplicates:        2 * time.Minute,
+		},
+		{
+			Name:        StreamIntake,
+			Description: "Lender events published over NATS, before validation.",
+			Subjects:    []string{intakePrefix + ".>"},
+			Storage:     jetstream.FileStorage,
+			Replicas:    t.Replicas,
+			MaxAge:      7 * 24 * time.Hour,
+			Duplicates:  2 * time.Minute,
+		},
+		{
+			Name:        StreamDLQ,
+			Description: "Messages a consumer could not process, with the reason in headers.",
+			Subjects:    []string{dlqPrefix + ".>"},
+			Storage:     jetstream.FileStorage,
+			Replicas:    t.Replicas,
+			Duplicates:  2 * time.Minute,
+		},
+	}
+}
+
+// ConsumerConfig returns the JetStream config of a declared consumer.
+func (t Topology) ConsumerConfig(c ConsumerSpec) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:        c.Name,
+		FilterSubjects: c.Filters,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckWait:        t.AckWait,
+		MaxDeliver:     t.MaxDeliver,
+		MaxAckPending:  t.MaxAckPending,
+		Replicas:       t.Replicas,
+	}
+}
+
+// Provision creates or updates every declared stream and consumer. It is the
+// only place the pipeline creates NATS resources.
+func (t Topology) Provision(ctx context.Context, js jetstream.JetStream) error {
+	for _, sc := range t.StreamConfigs() {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("provisioning stream %s: %w", sc.Name, err)
+		}
+	}
+	for _, c := range Consumers {
+		if _, err := js.CreateOrUpdateConsumer(ctx, c.Stream, t.ConsumerConfig(c)); err != nil {
+			return fmt.Errorf("provisioning consumer %s: %w", c.Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+// Package ingest accepts lender events, over HTTP and over NATS, validates
+// them with errors that name the field at fault, and records each exactly
+// once in the loan's log.
+package ingest
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/policy"
+	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
+)
+
+// FieldError is a validation failure of one field, named by its path in the
+// JSON form of a LenderEvent (e.g. "installment_due.amount.minor_units").
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// Event is a validated lender event, ready to record.
+type Event struct {
+	Tenant, Loan string
+	Kind         bus.Kind
+	ID           string // installment or payment ID; empty for settlement
+	Msg          proto.Message
+}
+
+// Subject is where the event is recorded in the loan's log.
+func (e Event) Subject() string { return bus.LoanSubject(e.Tenant, e.Loan, e.Kind, e.ID) }
+
+// maxAmount bounds amounts to keep sums far from overflow (10^15 minor units).
+const maxAmount = 1_000_000_000_000_000
+
+// Validate checks a lender event and returns it ready to record.
+func Validate(ev *dunningv1.LenderEvent) (Event, error) {
+	switch e := ev.GetEvent().(type) {
+	case *dunningv1.LenderEvent_InstallmentDue:
+		m, p := e.InstallmentDue, "installment_due."
+		if m == nil {
+			return Event{}, &FieldError{"installment_due", "is required"}
+		}
+		if err := firstErr(
+			id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), id(p+"installment_id", m.InstallmentId),
+			money(p+"amount", m.Amount), timestamp(p+"due_at", m.DueAt), tz(p+"time_zone", m.TimeZone),
+			ref(p+"contact_ref", m.ContactRef),
+		); err != nil {
+			return Event{}, err
+		}
+		return Event{m.TenantId, m.LoanId, bus.KindDue, m.InstallmentId, m}, nil
+	case *dunningv1.LenderEvent_RepaymentReceived:
+		m, p := e.RepaymentReceived, "repayment_received."
+		if m == nil {
+			return Event{}, &FieldError{"repayment_received", "is required"}
+		}
+		var inst error
+		if m.InstallmentId != "" {
+			inst = id(p+"installment_id", m.InstallmentId)
+		}
+		if err := firstErr(
+			id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), id(p+"payment_id", m.PaymentId), inst,
+			money(p+"amount", m.Amount), timestamp(p+"paid_at", m.PaidAt),
+		); err != nil {
+			return Event{}, err
+		}
+		return Event{m.TenantId, m.LoanId, bus.KindRepaid, m.PaymentId, m}, nil
+	case *dunningv1.LenderEvent_LoanSettled:
+		m, p := e.LoanSettled, "loan_settled."
+		if m == nil {
+			return Event{}, &FieldError{"loan_settled", "is required"}
+		}
+		if err := firstErr(id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), timestamp(p+"settled_at", m.SettledAt)); err != nil {
+			return Event{}, err
+		}
+		return Event{m.TenantId, m.LoanId, bus.KindSettled, "", m}, nil
+	}
+	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled is required"}
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func id(field, v string) error {
+	if v == "" {
+		return &FieldError{field, "is required"}
+	}
+	if !policy.ValidID(v) {
+		return &FieldError{field, "must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_'"}
+	}
+	return nil
+}
+
+func ref(field, v string) error {
+	if v == "" {
+		return &FieldError{field, "is required (the lender's reference to the borrower's contact record)"}
+	}
+	if len(v) > 128 {
+		return &FieldError{field, "must be at most 128 characters"}
+	}
+	return nil
+}
+
+func money(field string, m *dunningv1.Money) error {
+	if m == nil {
+		return &FieldError{field, "is required"}
+	}
+	if !policy.ValidCurrency(m.Currency) {
+		return &FieldError{field + ".currency", "must be an ISO 4217 code of three upper-case letters"}
+	}
+	if m.MinorUnits <= 0 {
+		return &FieldError{field + ".minor_units", "must be positive"}
+	}
+	if m.MinorUnits > maxAmount {
+		return &FieldError{field + ".minor_units", fmt.Sprintf("must be at most %d", int64(maxAmount))}
+	}
+	return nil
+}
+
+func timestamp(field string, t *timestamppb.Timestamp) error {
+	if t == nil {
+		return &FieldError{field, "is required"}
+	}
+	if err := t.CheckValid(); err != nil {
+		return &FieldError{field, "is not a valid timestamp"}
+	}
+	if tt := t.AsTime(); tt.Year() < 2000 || tt.Year() > 2200 {
+		return &FieldError{field, "must be between the years 2000 and 2200"}
+	}
+	return nil
+}
+
+func tz(field, v string) error {
+	if v == "" {
+		return &FieldError{field, "is required (IANA zone, e.g. Asia/Shanghai)"}
+	}
+	if _, err := policy.LoadZone(v); err != nil {
+		return &FieldError{field, fmt.Sprintf("unknown time zone %q", v)}
+	}
+	return nil
+}
+
+// AsFieldError extracts a FieldError.
+func AsFieldError(err error) (*FieldError, bool) {
+	var fe *FieldError
+	ok := errors.As(err, &fe)
+	return fe, ok
+}
+

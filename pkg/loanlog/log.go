@@ -1,0 +1,266 @@
+// Package loanlog reads and writes a loan's log: the subjects
+// dunning.loan.<tenant>.<loan>.> of one stream. The log is the loan's state
+// (folded on every decision), its timeline, and its lock: a writer that
+// decided from the log as of sequence S appends only if S is still the loan's
+// last sequence, so a payment racing a step makes the later writer re-read.
+package loanlog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/policy"
+)
+
+// ErrConflict means the loan's log moved since it was read: re-read and decide again.
+var ErrConflict = errors.New("loan log changed since it was read")
+
+// ErrDuplicate means an identified lender event (installment, payment,
+// settlement) is already in the log.
+var ErrDuplicate = errors.New("event already recorded")
+
+// Raw is one stored message of a loan's log.
+type Raw struct {
+	Seq     uint64
+	Subject string
+	Time    time.Time
+	Header  nats.Header
+	Data    []byte
+}
+
+// Log reads and writes loans' logs in the loans stream.
+type Log struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+	// Timeout bounds one read of a loan's log.
+	Timeout time.Duration
+}
+
+// New returns a Log over a connection.
+func New(nc *nats.Conn, js jetstream.JetStream) *Log {
+	return &Log{nc: nc, js: js, Timeout: 10 * time.Second}
+}
+
+// namespace for deterministic message identifiers.
+var namespace = uuid.MustParse("6f1c2b9e-5d0a-4c43-9a57-2f3e8f1d7c10")
+
+// MsgID is a deterministic message ID: the same logical write always carries
+// the same Nats-Msg-Id, so a retried publish is deduplicated by the server.
+func MsgID(parts ...string) string {
+	s := ""
+	for _, p := range parts {
+		s += p + "\x00"
+	}
+	return uuid.NewSHA1(namespace, []byte(s)).String()
+}
+
+const batchSize = 256
+
+// ReadRaw returns every stored message of one loan in order, and the loan's
+// last sequence (0 when the log is empty). It uses batched direct gets, which
+// any replica can serve without creating a consumer.
+func (l *Log) ReadRaw(ctx context.Context, tenant, loan string) ([]Raw, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
+	defer cancel()
+	filter := bus.LoanLog(tenant, loan)
+	var out []Raw
+	var last uint64
+	next := uint64(1)
+	for {
+		inbox := l.nc.NewRespInbox()
+		sub, err := l.nc.SubscribeSync(inbox)
+		if err != nil {
+			return nil, 0, fmt.Errorf("reading loan log: %w", err)
+		}
+		req, _ := json.Marshal(map[string]any{"seq": next, "next_by_subj": filter, "batch": batchSize})
+		if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+bus.StreamLoans, inbox, req); err != nil {
+			_ = sub.Unsubscribe()
+			return nil, 0, fmt.Errorf("reading loan log: %w", err)
+		}
+		more, got, err := readBatch(ctx, sub, &out)
+		_ = sub.Unsubscribe()
+		if err != nil {
+			return nil, 0, err
+		}
+		if got > 0 {
+			last = out[len(out)-1].Seq
+			next = last + 1
+		}
+		if !more || got == 0 {
+			return out, last, nil
+		}
+	}
+}
+
+// readBatch collects one direct-get batch; more reports messages beyond it.
+func readBatch(ctx context.Context, sub *nats.Subscription, out *[]Raw) (more bool, got int, err error) {
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return false, got, fmt.Errorf("reading loan log: %w", err)
+		}
+		status := m.Header.Get("Status")
+		if len(m.Data) == 0 && status != "" {
+			switch status {
+			case "204": // end of batch
+				p, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+				return p > 0, got, nil
+			case "404": // no message for the loan
+				return false, got, nil
+			default:
+				return false, got, fmt.Errorf("reading loan log: status %s %s", status, m.Header.Get("Description"))
+			}
+		}
+		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil {
+			return false, got, fmt.Errorf("reading loan log: bad sequence header: %w", err)
+		}
+		t, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
+		*out = append(*out, Raw{Seq: seq, Subject: m.Header.Get(jetstream.SubjectHeader), Time: t, Header: m.Header, Data: m.Data})
+		got++
+		p, err := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+		if err == nil && p == 0 {
+			return false, got, nil
+		}
+	}
+}
+
+// Read returns a loan's log decoded into domain entries, and its last
+// sequence. Entries that cannot be decoded are skipped here (their consumer
+// dead-letters them) but still count for the last sequence.
+func (l *Log) Read(ctx context.Context, tenant, loan string) ([]policy.Entry, uint64, error) {
+	raws, last, err := l.ReadRaw(ctx, tenant, loan)
+	if err != nil {
+		return nil, 0, err
+	}
+	entries := make([]policy.Entry, 0, len(raws))
+	for _, r := range raws {
+		addr, err := bus.ParseLoanSubject(r.Subject)
+		if err != nil {
+			continue
+		}
+		ev, err := Decode(addr, r.Data)
+		if err != nil {
+			continue
+		}
+		entries = append(entries, policy.Entry{Seq: r.Seq, Time: r.Time, Event: ev})
+	}
+	return entries, last, nil
+}
+
+// guard makes a publish conditional on the loan's last sequence.
+func guard(m *nats.Msg, tenant, loan string, expect uint64) {
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expect, 10))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, bus.LoanLog(tenant, loan))
+}
+
+// publish sends a conditional write. A duplicate ack (same Nats-Msg-Id
+// within the dedup window: a retry after a lost ack) reports the original
+// sequence.
+func (l *Log) publish(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
+	ack, err := l.js.PublishMsg(ctx, m)
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+			return nil, fmt.Errorf("%w: %w", ErrConflict, err)
+		}
+		return nil, fmt.Errorf("publishing to %s: %w", m.Subject, err)
+	}
+	return ack, nil
+}
+
+func seqOf(ack *jetstream.PubAck, err error) (uint64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
+}
+
+// AppendDecision appends a decision if the loan's last sequence is still
+// expect. A case-closing decision also cancels the loan's pending timer in the
+// same write. It returns the new last sequence.
+func (l *Log) AppendDecision(ctx context.Context, tenant, loan string, expect uint64, d policy.Decision) (uint64, error) {
+	k, err := kindOf(d.Kind)
+	if err != nil {
+		return 0, err
+	}
+	pm, err := EncodeDecision(tenant, loan, d)
+	if err != nil {
+		return 0, err
+	}
+	data, err := proto.Marshal(pm)
+	if err != nil {
+		return 0, fmt.Errorf("encoding %s: %w", d.Kind, err)
+	}
+	m := nats.NewMsg(bus.LoanSubject(tenant, loan, k, ""))
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, MsgID(tenant, loan, string(k), strconv.Itoa(d.Ctx.Case), d.Ctx.StepID, strconv.FormatUint(expect, 10)))
+	guard(m, tenant, loan, expect)
+	if d.Kind == policy.KindCaseClosed || d.Kind == policy.KindStepCancelled {
+		// Atomically purge the schedule with recording why.
+		m.Header.Set(jetstream.SchedulerHeader, bus.TimerSubject(tenant, loan))
+		m.Header.Set(jetstream.ScheduleNextHeader, "purge")
+	}
+	return seqOf(l.publish(ctx, m))
+}
+
+// SetTimer stores step as the loan's one pending schedule (replacing any
+// other) if the loan's last sequence is still expect.
+func (l *Log) SetTimer(ctx context.Context, tenant, loan string, expect uint64, s policy.Step) (uint64, error) {
+	tok, err := StepToken(s.Stage)
+	if err != nil {
+		return 0, err
+	}
+	data, err := proto.Marshal(stepToProto(s))
+	if err != nil {
+		return 0, fmt.Errorf("encoding step: %w", err)
+	}
+	m := nats.NewMsg(bus.TimerSubject(tenant, loan))
+	m.Data = data
+	// The raw header keeps sub-second precision; WithScheduleAt drops it and
+	// could fire up to a second early, which matters under an accelerated day.
+	m.Header.Set(jetstream.ScheduleHeader, "@at "+s.At.UTC().Format(time.RFC3339Nano))
+	m.Header.Set(jetstream.ScheduleTargetHeader, bus.LoanSubject(tenant, loan, bus.KindStep, tok))
+	guard(m, tenant, loan, expect)
+	return seqOf(l.publish(ctx, m))
+}
+
+// AppendLender records an identified lender event exactly once: the subject
+// carries the installment or payment ID and the write requires the subject to
+// be empty, so a repeat at any distance in time is refused with ErrDuplicate.
+func (l *Log) AppendLender(ctx context.Context, subject string, data []byte) (uint64, error) {
+	m := nats.NewMsg(subject)
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, MsgID(subject))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+	ack, err := l.publish(ctx, m)
+	switch {
+	case errors.Is(err, ErrConflict):
+		return 0, fmt.Errorf("%w: %s", ErrDuplicate, subject)
+	case err != nil:
+		return 0, err
+	case ack.Duplicate:
+		return ack.Sequence, fmt.Errorf("%w: %s", ErrDuplicate, subject)
+	}
+	return ack.Sequence, nil
+}
+
+// Last returns the stored message on one exact subject.
+func (l *Log) Last(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
+	s, err := l.js.Stream(ctx, bus.StreamLoans)
+	if err != nil {
+		return nil, fmt.Errorf("opening loans stream: %w", err)
+	}
+	return s.GetLastMsgForSubject(ctx, subject)
+}

@@ -1,0 +1,340 @@
+package policy
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// Event is one entry of a loan's log in domain terms. The set is closed: the
+// types below are the only implementations.
+type Event interface{ event() }
+
+// InstallmentDue is the lender's announcement of an installment.
+type InstallmentDue struct {
+	ID         string
+	Amount     Money
+	DueAt      time.Time
+	Zone       string
+	ContactRef string
+}
+
+// Repayment is money received.
+type Repayment struct {
+	PaymentID     string
+	InstallmentID string // empty: oldest first
+	Amount        Money
+	PaidAt        time.Time
+}
+
+// Settled says the loan owes nothing more.
+type Settled struct{ At time.Time }
+
+// Step is a scheduled rung of the ladder: the decision that Stage will take
+// at At unless the case changes first.
+type Step struct {
+	ID    string
+	Stage Stage
+	Case  int
+	DPD   int
+	At    time.Time
+}
+
+// Same reports whether two steps are the same schedule.
+func (s Step) Same(o Step) bool {
+	return s.ID == o.ID && s.Stage == o.Stage && s.Case == o.Case && s.DPD == o.DPD && s.At.Equal(o.At)
+}
+
+// TimerSet is a pending schedule stored in the log.
+type TimerSet struct{ Step Step }
+
+// StepFired is the message the server publishes when a timer comes due.
+type StepFired struct{ Step Step }
+
+// DecisionKind names what a stage decided.
+type DecisionKind int
+
+// Decision kinds.
+const (
+	KindNone DecisionKind = iota
+	KindOverdueConfirmed
+	KindContactRequested
+	KindEscalated
+	KindHandedOff
+	KindLegalReferred
+	KindCaseClosed
+	KindStepCancelled
+)
+
+var kindNames = [...]string{"none", "overdue_confirmed", "contact_requested", "escalated", "handed_off", "legal_referred", "case_closed", "step_cancelled"}
+
+func (k DecisionKind) String() string {
+	if k < 0 || int(k) >= len(kindNames) {
+		return "unknown"
+	}
+	return kindNames[k]
+}
+
+// Context is where the case stood when a decision was made.
+type Context struct {
+	Case          int
+	Stage         Stage
+	Tier          Tier
+	DPD           int
+	Overdue       Money
+	DecidedAt     time.Time
+	Reason        string
+	StepID        string
+	PolicyVersion string
+}
+
+// ContactTask is one outbound contact to make.
+type ContactTask struct {
+	ID               string
+	Channel          Channel
+	Tone             Tone
+	ContactRef       string
+	Template         string
+	AmountDue        Money
+	DPD              int
+	RepaymentOptions []string
+	Fees             Money
+}
+
+// Decision is a pipeline event: what a stage decided and why.
+type Decision struct {
+	Kind           DecisionKind
+	Ctx            Context
+	InstallmentIDs []string      // OverdueConfirmed
+	Tasks          []ContactTask // ContactRequested, Escalated
+	AgencyID       string        // HandedOff
+	PlacementID    string        // HandedOff, CaseClosed (recalled)
+	CloseReason    CloseReason   // CaseClosed
+	ClosedAtStage  Stage         // CaseClosed
+	CancelledStep  string        // StepCancelled
+	Evidence       *Evidence     // LegalReferred
+}
+
+// Evidence is the packet that accompanies a legal referral.
+type Evidence struct {
+	Installments []InstallmentDue
+	Repayments   []Repayment
+	Contacts     []ContactTask
+	LogSeqs      []uint64
+	PlacementID  string
+}
+
+func (InstallmentDue) event() {}
+func (Repayment) event()      {}
+func (Settled) event()        {}
+func (TimerSet) event()       {}
+func (StepFired) event()      {}
+func (Decision) event()       {}
+
+// Entry is an event with its position in the loan's log.
+type Entry struct {
+	Seq   uint64
+	Time  time.Time
+	Event Event
+}
+
+// Pending is the step the loan's timer holds, or the step that fired and
+// awaits its stage.
+type Pending struct {
+	Step  Step
+	Fired bool
+}
+
+// Case is a loan's state, folded from its log. It is rebuilt for every
+// decision; no service keeps it between messages.
+type Case struct {
+	Installments []InstallmentDue // in due order
+	Repayments   []Repayment
+	Settled      bool
+
+	Number      int // current (open) or last case number; 0 before the first
+	Open        bool
+	Stage       Stage
+	DPD         int // DPD of the last decision
+	PlacementID string
+	Contacts    []ContactTask
+	Pending     *Pending
+	Seqs        []uint64
+	LastReason  CloseReason
+}
+
+// Fold builds a case from a loan's log in order.
+func Fold(entries []Entry) *Case {
+	c := &Case{}
+	for _, e := range entries {
+		c.Apply(e)
+	}
+	return c
+}
+
+// Apply folds one entry into the case. Lender events are idempotent by
+// identifier: a repeated installment or payment changes nothing.
+func (c *Case) Apply(e Entry) {
+	if e.Seq != 0 {
+		c.Seqs = append(c.Seqs, e.Seq)
+	}
+	switch ev := e.Event.(type) {
+	case InstallmentDue:
+		if slices.ContainsFunc(c.Installments, func(i InstallmentDue) bool { return i.ID == ev.ID }) {
+			return
+		}
+		c.Installments = append(c.Installments, ev)
+		slices.SortStableFunc(c.Installments, func(a, b InstallmentDue) int { return a.DueAt.Compare(b.DueAt) })
+	case Repayment:
+		if slices.ContainsFunc(c.Repayments, func(r Repayment) bool { return r.PaymentID == ev.PaymentID }) {
+			return
+		}
+		c.Repayments = append(c.Repayments, ev)
+	case Settled:
+		c.Settled = true
+	case TimerSet:
+		c.Pending = &Pending{Step: ev.Step}
+	case StepFired:
+		c.Pending = &Pending{Step: ev.Step, Fired: true}
+	case Decision:
+		c.applyDecision(ev)
+	}
+}
+
+func (c *Case) applyDecision(d Decision) {
+	if c.Pending != nil && d.Ctx.StepID != "" && c.Pending.Step.ID == d.Ctx.StepID {
+		c.Pending = nil
+	}
+	if d.Kind != KindStepCancelled {
+		c.DPD = d.Ctx.DPD
+	}
+	switch d.Kind {
+	case KindOverdueConfirmed:
+		c.Number = d.Ctx.Case
+		c.Open = true
+		c.Stage = StageOverdueConfirmation
+		c.PlacementID = ""
+	case KindContactRequested:
+		c.Stage = StageFirstContact
+		c.Contacts = append(c.Contacts, d.Tasks...)
+	case KindEscalated:
+		c.Stage = StageEscalation
+		c.Contacts = append(c.Contacts, d.Tasks...)
+	case KindHandedOff:
+		c.Stage = StageHandoff
+		c.PlacementID = d.PlacementID
+	case KindLegalReferred:
+		c.Stage = StageLegal
+	case KindCaseClosed:
+		c.Open = false
+		c.Stage = StageNone
+		c.LastReason = d.CloseReason
+		c.Pending = nil
+		c.PlacementID = ""
+	case KindStepCancelled:
+		if c.Pending != nil && c.Pending.Step.ID == d.CancelledStep {
+			c.Pending = nil
+		}
+	}
+}
+
+// Outstanding returns what is still owed on each installment, in due order.
+// Payments for a named installment go to it first; the rest, and payments
+// naming no installment or one not yet announced, pay the oldest first. A
+// payment that arrives before its installment (out of order) is therefore
+// applied as soon as the installment is known.
+func (c *Case) Outstanding() []int64 {
+	owed := make([]int64, len(c.Installments))
+	for i, in := range c.Installments {
+		owed[i] = in.Amount.Minor
+	}
+	if c.Settled {
+		return make([]int64, len(owed))
+	}
+	var pool int64
+	for _, r := range c.Repayments {
+		amt := r.Amount.Minor
+		if r.InstallmentID != "" {
+			if i := slices.IndexFunc(c.Installments, func(in InstallmentDue) bool { return in.ID == r.InstallmentID }); i >= 0 {
+				take := min(amt, owed[i])
+				owed[i] -= take
+				amt -= take
+			}
+		}
+		pool += amt
+	}
+	for i := range owed {
+		take := min(pool, owed[i])
+		owed[i] -= take
+		pool -= take
+	}
+	return owed
+}
+
+// anchor is the oldest installment with something still owed: DPD counts from it.
+func (c *Case) anchor() (InstallmentDue, bool) {
+	for i, o := range c.Outstanding() {
+		if o > 0 {
+			return c.Installments[i], true
+		}
+	}
+	return InstallmentDue{}, false
+}
+
+// Overdue returns the balance overdue at now (installments at DPD >= 1) and
+// the overdue installments' identifiers.
+func (c *Case) Overdue(cal Calendar, now time.Time) (Money, []string) {
+	m := Money{Currency: c.currency()}
+	var ids []string
+	for i, o := range c.Outstanding() {
+		in := c.Installments[i]
+		if o > 0 && cal.DPD(in.DueAt, zone(in.Zone), now) >= 1 {
+			m.Minor += o
+			ids = append(ids, in.ID)
+		}
+	}
+	return m, ids
+}
+
+func (c *Case) currency() string {
+	if len(c.Installments) > 0 {
+		return c.Installments[0].Amount.Currency
+	}
+	if len(c.Repayments) > 0 {
+		return c.Repayments[0].Amount.Currency
+	}
+	return ""
+}
+
+// zone resolves an IANA zone name; unknown names were rejected at ingest, so
+// UTC here is only a fallback for logs written by older versions.
+func zone(name string) *time.Location {
+	if name == "" {
+		return time.UTC
+	}
+	if l, ok := zones.Load(name); ok {
+		return l.(*time.Location)
+	}
+	loc, err := LoadZone(name)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
+}
+
+// zones caches loaded time zones: time.LoadLocation reads the zone database
+// on every call.
+var zones sync.Map
+
+// LoadZone resolves an IANA time zone name, caching the result.
+func LoadZone(name string) (*time.Location, error) {
+	if l, ok := zones.Load(name); ok {
+		return l.(*time.Location), nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err
+	}
+	zones.Store(name, loc)
+	return loc, nil
+}

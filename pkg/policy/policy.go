@@ -1,0 +1,99 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Policy is a tenant's dunning configuration. Default reproduces SPEC.md §1.
+type Policy struct {
+	// Version names this policy in every decision it makes.
+	Version string
+	// GraceDays delays overdue confirmation past DPD 1.
+	GraceDays int
+	// LightMax and MediumMax are the last DPD of the light and medium tiers;
+	// severe is everything after MediumMax.
+	LightMax  int
+	MediumMax int
+	// HandoffDPD places the account with an agency; LegalDPD refers it for legal action.
+	HandoffDPD int
+	LegalDPD   int
+	// Agency receives handed-off accounts.
+	Agency string
+	// PenaltyBpsPerDay is the late fee accrued per day past due, in basis
+	// points of the overdue balance (5 = 0.05% a day).
+	PenaltyBpsPerDay int64
+}
+
+// Default returns the shipped policy: tiers 1-15 / 16-30 / 31+, handoff at
+// DPD 31, legal referral at DPD 90, no grace.
+func Default() Policy {
+	return Policy{
+		Version:          "default-v1",
+		GraceDays:        0,
+		LightMax:         15,
+		MediumMax:        30,
+		HandoffDPD:       31,
+		LegalDPD:         90,
+		Agency:           "agency-default",
+		PenaltyBpsPerDay: 5,
+	}
+}
+
+// Validate reports every inconsistency at once.
+func (p Policy) Validate() error {
+	var errs []error
+	if p.Version == "" {
+		errs = append(errs, errors.New("version: must not be empty"))
+	}
+	if p.GraceDays < 0 {
+		errs = append(errs, fmt.Errorf("grace_days: must be >= 0, got %d", p.GraceDays))
+	}
+	if p.LightMax < 1 {
+		errs = append(errs, fmt.Errorf("light_max: must be >= 1, got %d", p.LightMax))
+	}
+	if p.MediumMax <= p.LightMax {
+		errs = append(errs, fmt.Errorf("medium_max: must be > light_max (%d), got %d", p.LightMax, p.MediumMax))
+	}
+	if p.HandoffDPD <= p.EscalationDPD() {
+		errs = append(errs, fmt.Errorf("handoff_dpd: must be > escalation DPD (%d), got %d", p.EscalationDPD(), p.HandoffDPD))
+	}
+	if p.LegalDPD <= p.HandoffDPD {
+		errs = append(errs, fmt.Errorf("legal_dpd: must be > handoff_dpd (%d), got %d", p.HandoffDPD, p.LegalDPD))
+	}
+	if !ValidID(p.Agency) {
+		errs = append(errs, fmt.Errorf("agency: %q is not a valid identifier", p.Agency))
+	}
+	if p.PenaltyBpsPerDay < 0 {
+		errs = append(errs, fmt.Errorf("penalty_bps_per_day: must be >= 0, got %d", p.PenaltyBpsPerDay))
+	}
+	return errors.Join(errs...)
+}
+
+// ConfirmDPD is the DPD at which an unpaid installment is confirmed overdue.
+func (p Policy) ConfirmDPD() int { return 1 + p.GraceDays }
+
+// EscalationDPD is the first day of the medium tier.
+func (p Policy) EscalationDPD() int { return p.LightMax + 1 }
+
+// TierAt returns the tier of an account dpd days past due.
+func (p Policy) TierAt(dpd int) Tier {
+	switch {
+	case dpd <= 0:
+		return TierNone
+	case dpd <= p.LightMax:
+		return TierLight
+	case dpd <= p.MediumMax:
+		return TierMedium
+	default:
+		return TierSevere
+	}
+}
+
+// Fees returns late fees accrued on overdue after dpd days, rounded down.
+func (p Policy) Fees(overdue Money, dpd int) Money {
+	if dpd <= 0 {
+		return Money{Currency: overdue.Currency}
+	}
+	return Money{Currency: overdue.Currency, Minor: overdue.Minor * p.PenaltyBpsPerDay * int64(dpd) / 10000}
+}

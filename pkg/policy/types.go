@@ -1,0 +1,129 @@
+package policy
+
+import (
+	"fmt"
+	"regexp"
+)
+
+// Stage is a rung of the dunning ladder. The zero value is no stage (no open case).
+type Stage int
+
+// Stages in ladder order.
+const (
+	StageNone Stage = iota
+	StageOverdueConfirmation
+	StageFirstContact
+	StageEscalation
+	StageHandoff
+	StageLegal
+)
+
+var stageNames = [...]string{"none", "overdue_confirmation", "first_contact", "escalation", "third_party_handoff", "legal_referral"}
+
+func (s Stage) String() string {
+	if s < 0 || int(s) >= len(stageNames) {
+		return fmt.Sprintf("stage(%d)", int(s))
+	}
+	return stageNames[s]
+}
+
+// Tier is the overdue severity by DPD.
+type Tier int
+
+// Tiers; TierNone means not overdue.
+const (
+	TierNone Tier = iota
+	TierLight
+	TierMedium
+	TierSevere
+)
+
+var tierNames = [...]string{"none", "light", "medium", "severe"}
+
+func (t Tier) String() string {
+	if t < 0 || int(t) >= len(tierNames) {
+		return fmt.Sprintf("tier(%d)", int(t))
+	}
+	return tierNames[t]
+}
+
+// Channel of an outbound contact.
+type Channel int
+
+// Channels.
+const (
+	ChannelNone Channel = iota
+	ChannelSMS
+	ChannelPhone
+	ChannelEmail
+	ChannelAppPush
+	ChannelLetter
+)
+
+var channelNames = [...]string{"none", "sms", "phone", "email", "app_push", "letter"}
+
+func (c Channel) String() string {
+	if c < 0 || int(c) >= len(channelNames) {
+		return fmt.Sprintf("channel(%d)", int(c))
+	}
+	return channelNames[c]
+}
+
+// Tone of a contact. There is no threatening tone to choose.
+type Tone int
+
+// Tones.
+const (
+	ToneNone Tone = iota
+	ToneGentle
+	ToneSerious
+	ToneFirm
+)
+
+var toneNames = [...]string{"none", "gentle", "serious", "firm"}
+
+func (t Tone) String() string {
+	if t < 0 || int(t) >= len(toneNames) {
+		return fmt.Sprintf("tone(%d)", int(t))
+	}
+	return toneNames[t]
+}
+
+// CloseReason says why a case ended.
+type CloseReason int
+
+// Close reasons.
+const (
+	CloseNone CloseReason = iota
+	CloseCured
+	CloseSettled
+)
+
+var closeNames = [...]string{"none", "cured", "settled"}
+
+func (r CloseReason) String() string {
+	if r < 0 || int(r) >= len(closeNames) {
+		return fmt.Sprintf("close_reason(%d)", int(r))
+	}
+	return closeNames[r]
+}
+
+// Money is an amount in minor units of a currency.
+type Money struct {
+	Currency string
+	Minor    int64
+}
+
+func (m Money) String() string { return fmt.Sprintf("%d %s", m.Minor, m.Currency) }
+
+var (
+	idPattern       = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
+)
+
+// ValidID reports whether s can be a tenant, loan, installment or payment
+// identifier. Identifiers become NATS subject tokens, so the alphabet is closed.
+func ValidID(s string) bool { return idPattern.MatchString(s) }
+
+// ValidCurrency reports whether s looks like an ISO 4217 code.
+func ValidCurrency(s string) bool { return currencyPattern.MatchString(s) }

@@ -1,0 +1,144 @@
+// Package stage is the shared engine of the five stage services: read the
+// loan's log, fold it, let the stage's policy decide, append the decision
+// guarded by the loan's last sequence, and put the loan's one timer right.
+// A stage package only supplies its consumer and its decide function.
+package stage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/policy"
+)
+
+// Deps are what every stage handler needs. They hold no per-loan state.
+type Deps struct {
+	Log     *loanlog.Log
+	Ladder  policy.Ladder
+	Now     func() time.Time
+	Metrics *bus.Metrics
+}
+
+// Decide is a stage's policy: given the case folded from the log (which
+// already includes the trigger), the trigger and the time, what to append.
+// A nil decision means nothing to do; an error is permanent.
+type Decide func(l policy.Ladder, c *policy.Case, trigger policy.Event, now time.Time) (*policy.Decision, error)
+
+// Stage binds a decide function to its durable consumer.
+type Stage struct {
+	Consumer string
+	Decide   Decide
+}
+
+// Register adds the stage's handler to a router.
+func (s Stage) Register(rt *bus.Router, d Deps) {
+	rt.Handle(s.Consumer, s.Handler(d))
+}
+
+// Handler decodes a loan-log message and processes it.
+func (s Stage) Handler(d Deps) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		addr, err := bus.ParseLoanSubject(msg.Metadata.Get(bus.MetaSubject))
+		if err != nil {
+			return bus.Permanent(err)
+		}
+		ev, err := loanlog.Decode(addr, msg.Payload)
+		if err != nil {
+			return bus.Permanent(err)
+		}
+		return d.Process(msg.Context(), s.Consumer, addr.Tenant, addr.Loan, func(l policy.Ladder, c *policy.Case, now time.Time) (*policy.Decision, error) {
+			return s.Decide(l, c, ev, now)
+		})
+	}
+}
+
+// maxAttempts bounds re-reads after conflicting writes in one delivery; the
+// message is redelivered after that.
+const maxAttempts = 50
+
+// Process runs one decision for one loan until it commits without conflict.
+// Every write is conditional on the sequence the decision was made from, so
+// a payment that lands meanwhile makes this re-read and decide again; a
+// cured loan then decides nothing. Repeating Process for the same trigger
+// (redelivery) finds its decision already in the log and adds nothing.
+func (d Deps) Process(ctx context.Context, consumer, tenant, loan string,
+	decide func(policy.Ladder, *policy.Case, time.Time) (*policy.Decision, error)) error {
+	for range maxAttempts {
+		err := d.once(ctx, consumer, tenant, loan, decide)
+		if errors.Is(err, loanlog.ErrConflict) {
+			if d.Metrics != nil {
+				d.Metrics.Conflicts.WithLabelValues(consumer).Inc()
+			}
+			continue
+		}
+		return err
+	}
+	return fmt.Errorf("loan %s/%s: still conflicting after %d attempts", tenant, loan, maxAttempts)
+}
+
+func (d Deps) once(ctx context.Context, consumer, tenant, loan string,
+	decide func(policy.Ladder, *policy.Case, time.Time) (*policy.Decision, error)) error {
+	entries, last, err := d.Log.Read(ctx, tenant, loan)
+	if err != nil {
+		return err
+	}
+	c := policy.Fold(entries)
+	now := d.Now()
+	l := d.Ladder
+	dec, err := decide(l, c, now)
+	if err != nil {
+		return bus.Permanent(err)
+	}
+	if dec != nil {
+		if last, err = d.append(ctx, consumer, tenant, loan, last, *dec); err != nil {
+			return err
+		}
+		c.Apply(policy.Entry{Seq: last, Event: *dec})
+	}
+	step, cancel := l.Reconcile(c, now)
+	if cancel != nil {
+		if _, err = d.append(ctx, consumer, tenant, loan, last, *cancel); err != nil {
+			return err
+		}
+	}
+	if step != nil {
+		if _, err = d.Log.SetTimer(ctx, tenant, loan, last, *step); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d Deps) append(ctx context.Context, consumer, tenant, loan string, last uint64, dec policy.Decision) (uint64, error) {
+	seq, err := d.Log.AppendDecision(ctx, tenant, loan, last, dec)
+	if err != nil {
+		return 0, err
+	}
+	if d.Metrics != nil {
+		d.Metrics.Decisions.WithLabelValues(consumer, dec.Kind.String()).Inc()
+	}
+	return seq, nil
+}
+
+// UnexpectedTrigger is the error for an event a stage's consumer should never receive.
+func UnexpectedTrigger(consumer string, ev policy.Event) error {
+	return fmt.Errorf("%s: unexpected trigger %T", consumer, ev)
+}
+
+// OnStep is the decide function of the timed stages: a fired step of the
+// expected stage is decided by the ladder.
+func OnStep(consumer string, want policy.Stage) Decide {
+	return func(l policy.Ladder, c *policy.Case, ev policy.Event, now time.Time) (*policy.Decision, error) {
+		s, ok := ev.(policy.StepFired)
+		if !ok || s.Step.Stage != want {
+			return nil, UnexpectedTrigger(consumer, ev)
+		}
+		return l.OnStep(c, s.Step, now), nil
+	}
+}

@@ -1,0 +1,122 @@
+// Package timeline renders a loan's log as the story of its case: every
+// event in order with the stage, tier, DPD and reason at that point.
+package timeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/policy"
+)
+
+// Entry is one line of a loan's timeline.
+type Entry struct {
+	Seq     uint64          `json:"seq"`
+	Time    time.Time       `json:"time"`
+	Subject string          `json:"subject"`
+	Kind    string          `json:"kind"`
+	Case    int             `json:"case"`
+	Stage   string          `json:"stage"`
+	Tier    string          `json:"tier"`
+	DPD     int             `json:"dpd"`
+	Reason  string          `json:"reason"`
+	Event   json.RawMessage `json:"event,omitempty"`
+}
+
+// Timeline is a loan's case history.
+type Timeline struct {
+	Tenant  string  `json:"tenant_id"`
+	Loan    string  `json:"loan_id"`
+	Open    bool    `json:"open"`
+	Stage   string  `json:"stage"`
+	Overdue string  `json:"overdue"`
+	Pending string  `json:"pending_step,omitempty"`
+	Entries []Entry `json:"entries"`
+}
+
+// Read builds a loan's timeline from its log.
+func Read(ctx context.Context, log *loanlog.Log, l policy.Ladder, tenant, loan string, now time.Time) (Timeline, error) {
+	raws, _, err := log.ReadRaw(ctx, tenant, loan)
+	if err != nil {
+		return Timeline{}, err
+	}
+	return Build(l, tenant, loan, raws, now), nil
+}
+
+// Build folds raw log entries into a timeline.
+func Build(l policy.Ladder, tenant, loan string, raws []loanlog.Raw, now time.Time) Timeline {
+	tl := Timeline{Tenant: tenant, Loan: loan, Entries: []Entry{}}
+	c := &policy.Case{}
+	for _, r := range raws {
+		e := Entry{Seq: r.Seq, Time: r.Time, Subject: r.Subject}
+		addr, err := bus.ParseLoanSubject(r.Subject)
+		if err != nil {
+			e.Kind, e.Reason = "invalid", err.Error()
+			tl.Entries = append(tl.Entries, e)
+			continue
+		}
+		ev, err := loanlog.Decode(addr, r.Data)
+		if err != nil {
+			e.Kind, e.Reason = "invalid", err.Error()
+			tl.Entries = append(tl.Entries, e)
+			continue
+		}
+		if pm, ok := loanlog.NewProto(addr.Kind); ok && proto.Unmarshal(r.Data, pm) == nil {
+			if b, err := protojson.Marshal(pm); err == nil {
+				e.Event = b
+			}
+		}
+		c.Apply(policy.Entry{Seq: r.Seq, Time: r.Time, Event: ev})
+		describe(&e, l, c, ev, r.Time)
+		tl.Entries = append(tl.Entries, e)
+	}
+	tl.Open = c.Open
+	tl.Stage = c.Stage.String()
+	overdue, _ := c.Overdue(l.Calendar, now)
+	tl.Overdue = overdue.String()
+	if c.Pending != nil {
+		s := c.Pending.Step
+		tl.Pending = fmt.Sprintf("%s at DPD %d (%s)", s.ID, s.DPD, s.At.UTC().Format(time.RFC3339Nano))
+	}
+	return tl
+}
+
+func describe(e *Entry, l policy.Ladder, c *policy.Case, ev policy.Event, at time.Time) {
+	lender := func(kind, reason string) {
+		e.Kind, e.Reason = kind, reason
+		e.Case, e.Stage = c.Number, c.Stage.String()
+		e.DPD = l.DPDAt(c, at)
+		if c.Open {
+			e.Tier = l.Policy.TierAt(e.DPD).String()
+		} else {
+			e.Tier = policy.TierNone.String()
+		}
+	}
+	switch x := ev.(type) {
+	case policy.InstallmentDue:
+		lender("installment_due", fmt.Sprintf("installment %s of %s due %s", x.ID, x.Amount, x.DueAt.UTC().Format(time.RFC3339)))
+	case policy.Repayment:
+		o, _ := c.Overdue(l.Calendar, at)
+		lender("repayment_received", fmt.Sprintf("payment %s of %s; overdue now %s", x.PaymentID, x.Amount, o))
+	case policy.Settled:
+		lender("loan_settled", "lender reported the loan settled")
+	case policy.TimerSet:
+		e.Kind, e.Case, e.Stage, e.DPD = "step_scheduled", x.Step.Case, x.Step.Stage.String(), x.Step.DPD
+		e.Tier = l.Policy.TierAt(x.Step.DPD).String()
+		e.Reason = fmt.Sprintf("%s scheduled for DPD %d at %s", x.Step.ID, x.Step.DPD, x.Step.At.UTC().Format(time.RFC3339Nano))
+	case policy.StepFired:
+		e.Kind, e.Case, e.Stage, e.DPD = "step_fired", x.Step.Case, x.Step.Stage.String(), x.Step.DPD
+		e.Tier = l.Policy.TierAt(x.Step.DPD).String()
+		e.Reason = fmt.Sprintf("%s came due", x.Step.ID)
+	case policy.Decision:
+		e.Kind, e.Case, e.Stage, e.Tier, e.DPD = x.Kind.String(), x.Ctx.Case, x.Ctx.Stage.String(), x.Ctx.Tier.String(), x.Ctx.DPD
+		e.Reason = x.Ctx.Reason
+	}
+}
