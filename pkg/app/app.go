@@ -63,6 +63,8 @@ type Config struct {
 	LegalDPD   int
 	Agency     string
 	LogLevel   string
+	AckWait    time.Duration
+	MaxDeliver int
 }
 
 func parse(name string, args []string, o Options) (Config, error) {
@@ -80,11 +82,20 @@ func parse(name string, args []string, o Options) (Config, error) {
 	fs.IntVar(&c.LegalDPD, "legal-dpd", def.LegalDPD, "DPD at which an unpaid account is referred for legal action")
 	fs.StringVar(&c.Agency, "agency", def.Agency, "agency that receives handed-off accounts")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	topo := bus.DefaultTopology()
+	fs.DurationVar(&c.AckWait, "ack-wait", topo.AckWait, "redeliver a message not acknowledged within this time (a crashed stage's work resumes after it)")
+	fs.IntVar(&c.MaxDeliver, "max-deliver", topo.MaxDeliver, "deliveries of a failing message before it is dead-lettered")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.AckWait < time.Second {
+		return Config{}, fmt.Errorf("--ack-wait must be at least 1s, got %s", c.AckWait)
+	}
+	if c.MaxDeliver < 2 {
+		return Config{}, fmt.Errorf("--max-deliver must be at least 2, got %d", c.MaxDeliver)
 	}
 	if c.Fsync != "always" && c.Fsync != "interval" {
 		return Config{}, fmt.Errorf("--fsync must be 'always' or 'interval', got %q", c.Fsync)
@@ -152,6 +163,7 @@ func Run(ctx context.Context, args []string, o Options) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	topo := bus.DefaultTopology()
+	topo.AckWait, topo.MaxDeliver = cfg.AckWait, cfg.MaxDeliver
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = topo.Provision(pctx, js)
 	cancel()

@@ -157,4 +157,3 @@ func AsFieldError(err error) (*FieldError, bool) {
 	ok := errors.As(err, &fe)
 	return fe, ok
 }
-

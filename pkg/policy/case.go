@@ -161,6 +161,9 @@ type Case struct {
 	Pending     *Pending
 	Seqs        []uint64
 	LastReason  CloseReason
+	// CaseInstallments were overdue when the open case was confirmed; the
+	// case's DPD counts from the oldest of them once everything is paid.
+	CaseInstallments []string
 }
 
 // Fold builds a case from a loan's log in order.
@@ -210,6 +213,7 @@ func (c *Case) applyDecision(d Decision) {
 	}
 	switch d.Kind {
 	case KindOverdueConfirmed:
+		c.CaseInstallments = d.InstallmentIDs
 		c.Number = d.Ctx.Case
 		c.Open = true
 		c.Stage = StageOverdueConfirmation

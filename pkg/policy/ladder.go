@@ -158,6 +158,14 @@ func (l Ladder) Reconcile(c *Case, now time.Time) (*Step, *Decision) {
 // DPDAt is the loan's DPD at now, counted from its oldest unpaid installment.
 func (l Ladder) DPDAt(c *Case, now time.Time) int {
 	a, ok := c.anchor()
+	if !ok && len(c.CaseInstallments) > 0 {
+		for _, in := range c.Installments {
+			if in.ID == c.CaseInstallments[0] {
+				a, ok = in, true
+				break
+			}
+		}
+	}
 	if !ok {
 		return c.DPD
 	}

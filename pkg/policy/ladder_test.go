@@ -1,0 +1,229 @@
+package policy
+
+import (
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+
+func testLadder() Ladder {
+	return Ladder{Policy: Default(), Calendar: Calendar{Day: time.Second}}
+}
+
+func due(id string, amount int64, at time.Time) Entry {
+	return Entry{Event: InstallmentDue{ID: id, Amount: Money{"CNY", amount}, DueAt: at, Zone: "Asia/Shanghai", ContactRef: "ref-1"}}
+}
+
+func paid(id string, amount int64, inst string) Entry {
+	return Entry{Event: Repayment{PaymentID: id, InstallmentID: inst, Amount: Money{"CNY", amount}}}
+}
+
+func day(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
+
+// advance plays the pipeline by hand: fire the next step and record each
+// decision, as the stages would, until the ladder has nothing due by until.
+func advance(t *testing.T, l Ladder, c *Case, until time.Time) []Decision {
+	t.Helper()
+	var out []Decision
+	for range 20 {
+		s := l.NextStep(c)
+		if s == nil || s.At.After(until) {
+			return out
+		}
+		c.Apply(Entry{Event: StepFired{Step: *s}})
+		d := l.OnStep(c, *s, s.At)
+		if d == nil {
+			return out
+		}
+		c.Apply(Entry{Event: *d})
+		out = append(out, *d)
+		if d.Kind == KindOverdueConfirmed {
+			fc := l.FirstContact(c, d.Ctx.Case, s.At)
+			if fc == nil {
+				t.Fatal("no first contact after confirmation")
+			}
+			c.Apply(Entry{Event: *fc})
+			out = append(out, *fc)
+		}
+	}
+	t.Fatal("ladder did not settle")
+	return nil
+}
+
+func kinds(ds []Decision) []string {
+	var k []string
+	for _, d := range ds {
+		k = append(k, d.Kind.String()+"@"+itoa(d.Ctx.DPD)+"/"+d.Ctx.Tier.String())
+	}
+	return k
+}
+
+func itoa(n int) string { return time.Duration(n).String()[:len(time.Duration(n).String())-2] }
+
+func TestLadderNeverPaid(t *testing.T) {
+	l := testLadder()
+	c := Fold([]Entry{due("i1", 1000, t0)})
+	got := kinds(advance(t, l, c, day(400)))
+	want := []string{"overdue_confirmed@1/light", "contact_requested@1/light", "escalated@16/medium",
+		"handed_off@31/severe", "legal_referred@90/severe"}
+	if len(got) != len(want) {
+		t.Fatalf("decisions = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("decision %d = %s, want %s", i, got[i], want[i])
+		}
+	}
+	if s := l.NextStep(c); s != nil {
+		t.Errorf("NextStep after legal referral = %+v, want nil", s)
+	}
+}
+
+func TestLadderBoundaries(t *testing.T) {
+	// The step each stage waits for, and its DPD, at the default boundaries.
+	l := testLadder()
+	tests := []struct {
+		stage     Stage
+		wantStage Stage
+		wantDPD   int
+	}{
+		{StageFirstContact, StageEscalation, 16},
+		{StageEscalation, StageHandoff, 31},
+		{StageHandoff, StageLegal, 90},
+	}
+	for _, tt := range tests {
+		c := Fold([]Entry{due("i1", 1000, t0)})
+		c.Open, c.Number, c.Stage, c.DPD = true, 1, tt.stage, 1
+		s := l.NextStep(c)
+		if s == nil || s.Stage != tt.wantStage || s.DPD != tt.wantDPD || !s.At.Equal(day(tt.wantDPD)) {
+			t.Errorf("NextStep(after %s) = %+v, want %s at DPD %d", tt.stage, s, tt.wantStage, tt.wantDPD)
+		}
+	}
+	c := Fold([]Entry{due("i1", 1000, t0)})
+	if s := l.NextStep(c); s == nil || s.Stage != StageOverdueConfirmation || s.DPD != 1 {
+		t.Errorf("NextStep(new loan) = %+v, want confirmation at DPD 1", s)
+	}
+	l.Policy.GraceDays = 3
+	if s := l.NextStep(c); s == nil || s.DPD != 4 || !s.At.Equal(day(4)) {
+		t.Errorf("NextStep(grace 3) = %+v, want confirmation at DPD 4", s)
+	}
+}
+
+func TestConfiguredThresholds(t *testing.T) {
+	l := testLadder()
+	l.Policy.HandoffDPD, l.Policy.LegalDPD = 45, 120
+	c := Fold([]Entry{due("i1", 1000, t0)})
+	got := kinds(advance(t, l, c, day(400)))
+	if got[3] != "handed_off@45/severe" || got[4] != "legal_referred@120/severe" {
+		t.Errorf("decisions = %v, want handoff at 45 and legal at 120", got)
+	}
+}
+
+func TestPaidInFullClosesAtAnyStage(t *testing.T) {
+	l := testLadder()
+	for _, dpd := range []int{1, 10, 15, 16, 30, 31, 89, 90, 200} {
+		c := Fold([]Entry{due("i1", 1000, t0)})
+		advance(t, l, c, day(dpd))
+		c.Apply(paid("p1", 1000, ""))
+		d := l.OnLenderEvent(c, day(dpd).Add(500*time.Millisecond))
+		if d == nil || d.Kind != KindCaseClosed || d.CloseReason != CloseCured {
+			t.Fatalf("paid at DPD %d: decision = %+v, want case closed as cured", dpd, d)
+		}
+		if d.Ctx.DPD != dpd {
+			t.Errorf("paid at DPD %d: closed at DPD %d", dpd, d.Ctx.DPD)
+		}
+		c.Apply(Entry{Event: *d})
+		if s := l.NextStep(c); s != nil {
+			t.Errorf("paid at DPD %d: next step %+v, want none", dpd, s)
+		}
+	}
+}
+
+func TestPartialPaymentKeepsLadder(t *testing.T) {
+	l := testLadder()
+	c := Fold([]Entry{due("i1", 1000, t0)})
+	advance(t, l, c, day(5))
+	c.Apply(paid("p1", 400, "i1"))
+	if d := l.OnLenderEvent(c, day(5)); d != nil {
+		t.Fatalf("partial payment decided %+v, want nothing", d)
+	}
+	ds := advance(t, l, c, day(16))
+	if len(ds) != 1 || ds[0].Kind != KindEscalated || ds[0].Ctx.Overdue.Minor != 600 {
+		t.Fatalf("after partial payment = %+v, want escalation on 600", ds)
+	}
+	if ds[0].Tasks[0].Fees.Minor != 600*5*16/10000 {
+		t.Errorf("escalation fees = %v, want %d", ds[0].Tasks[0].Fees, 600*5*16/10000)
+	}
+}
+
+func TestPaymentBeforeInstallment(t *testing.T) {
+	l := testLadder()
+	c := Fold([]Entry{paid("p1", 1000, "i1"), due("i1", 1000, t0)})
+	if s := l.NextStep(c); s != nil {
+		t.Errorf("prepaid installment: NextStep = %+v, want none", s)
+	}
+}
+
+func TestDuplicateLenderEventsFoldOnce(t *testing.T) {
+	c := Fold([]Entry{due("i1", 1000, t0), due("i1", 1000, t0), paid("p1", 300, ""), paid("p1", 300, "")})
+	if got := c.Outstanding(); len(got) != 1 || got[0] != 700 {
+		t.Errorf("Outstanding = %v, want [700]", got)
+	}
+}
+
+func TestStaleStepDecidesNothing(t *testing.T) {
+	l := testLadder()
+	c := Fold([]Entry{due("i1", 1000, t0)})
+	s := *l.NextStep(c)
+	c.Apply(Entry{Event: StepFired{Step: s}})
+	c.Apply(paid("p1", 1000, ""))
+	if d := l.OnStep(c, s, s.At); d != nil {
+		t.Errorf("step after payment decided %+v, want nothing", d)
+	}
+	// A step the case no longer expects (another case number) is ignored too.
+	c2 := Fold([]Entry{due("i1", 1000, t0)})
+	other := s
+	other.ID, other.Case = "c7-overdue_confirmation", 7
+	if d := l.OnStep(c2, other, s.At); d != nil {
+		t.Errorf("foreign step decided %+v, want nothing", d)
+	}
+}
+
+func TestReconcile(t *testing.T) {
+	l := testLadder()
+	c := Fold([]Entry{due("i1", 1000, t0)})
+	step, cancel := l.Reconcile(c, t0)
+	if step == nil || cancel != nil {
+		t.Fatalf("Reconcile(new loan) = %+v, %+v; want a step", step, cancel)
+	}
+	c.Apply(Entry{Event: TimerSet{Step: *step}})
+	if s, d := l.Reconcile(c, t0); s != nil || d != nil {
+		t.Errorf("Reconcile(timer set) = %+v, %+v; want nothing", s, d)
+	}
+	c.Apply(paid("p1", 1000, ""))
+	s, d := l.Reconcile(c, t0)
+	if s != nil || d == nil || d.Kind != KindStepCancelled || d.CancelledStep != step.ID {
+		t.Errorf("Reconcile(paid before due) = %+v, %+v; want the step cancelled", s, d)
+	}
+}
+
+func TestFirstContactOncePerCase(t *testing.T) {
+	l := testLadder()
+	c := Fold([]Entry{due("i1", 1000, t0)})
+	advance(t, l, c, day(2))
+	if d := l.FirstContact(c, 1, day(2)); d != nil {
+		t.Errorf("second first contact = %+v, want nothing", d)
+	}
+}
+
+func TestSettledClosesCase(t *testing.T) {
+	l := testLadder()
+	c := Fold([]Entry{due("i1", 1000, t0)})
+	advance(t, l, c, day(40))
+	c.Apply(Entry{Event: Settled{}})
+	d := l.OnLenderEvent(c, day(40))
+	if d == nil || d.CloseReason != CloseSettled || d.PlacementID != "pl-c1" {
+		t.Errorf("settled = %+v, want closed as settled recalling pl-c1", d)
+	}
+}

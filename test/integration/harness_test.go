@@ -1,0 +1,304 @@
+// Package integration runs the pipeline's acceptance tests against a real
+// embedded JetStream server (and, for crash tests, real child processes).
+package integration
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/ingest"
+	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/stage"
+	"github.com/opendunning/dunning/pkg/stage/contact"
+	"github.com/opendunning/dunning/pkg/stage/escalation"
+	"github.com/opendunning/dunning/pkg/stage/handoff"
+	"github.com/opendunning/dunning/pkg/stage/legal"
+	"github.com/opendunning/dunning/pkg/stage/overdue"
+	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
+)
+
+const tenant = "acme"
+
+// testAckWait keeps redelivery after a crash quick.
+const testAckWait = 2 * time.Second
+
+type harness struct {
+	t      *testing.T
+	srv    *bus.Embedded
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	log    *loanlog.Log
+	ladder policy.Ladder
+	topo   bus.Topology
+
+	mu      sync.Mutex
+	routers map[string]func()
+}
+
+func newHarness(t *testing.T, day time.Duration) *harness {
+	t.Helper()
+	srv, err := bus.StartEmbedded(bus.ServerConfig{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo := bus.DefaultTopology()
+	topo.AckWait, topo.MaxDeliver = testAckWait, 5
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := topo.Provision(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, srv: srv, nc: nc, js: js, log: loanlog.New(nc, js), topo: topo,
+		ladder:  policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: day}},
+		routers: map[string]func(){}}
+	t.Cleanup(h.stopAll)
+	return h
+}
+
+func allStages() []stage.Stage {
+	return []stage.Stage{overdue.Stage(), contact.Stage(), escalation.Stage(), handoff.Stage(), legal.Stage()}
+}
+
+// start runs a router named name with the given stages (and the NATS intake
+// when intake is true) until stop(name).
+func (h *harness) start(name string, intake bool, stages ...stage.Stage) {
+	h.t.Helper()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	metrics := bus.NewMetrics(prometheus.NewRegistry())
+	rt, err := bus.NewRouter(bus.RouterConfig{Dial: h.srv.Connect, Topology: h.topo, Metrics: metrics, Logger: logger, Name: name})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	deps := stage.Deps{Log: h.log, Ladder: h.ladder, Now: time.Now, Metrics: metrics}
+	for _, s := range stages {
+		s.Register(rt, deps)
+	}
+	if intake {
+		(&ingest.Ingestor{Log: h.log, Metrics: metrics}).Register(rt)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	select {
+	case <-rt.Running():
+	case err := <-done:
+		h.t.Fatalf("router %s: %v", name, err)
+	case <-time.After(10 * time.Second):
+		h.t.Fatalf("router %s did not start", name)
+	}
+	h.mu.Lock()
+	h.routers[name] = func() {
+		cancel()
+		if err := <-done; err != nil {
+			h.t.Errorf("router %s: %v", name, err)
+		}
+	}
+	h.mu.Unlock()
+}
+
+func (h *harness) startPipeline() { h.start("pipeline", true, allStages()...) }
+
+func (h *harness) stop(name string) {
+	h.mu.Lock()
+	f := h.routers[name]
+	delete(h.routers, name)
+	h.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+func (h *harness) stopAll() {
+	h.mu.Lock()
+	names := make([]string, 0, len(h.routers))
+	for n := range h.routers {
+		names = append(names, n)
+	}
+	h.mu.Unlock()
+	for _, n := range names {
+		h.stop(n)
+	}
+}
+
+// send publishes a lender event on the NATS intake, as a lender would.
+func (h *harness) send(ev *dunningv1.LenderEvent) {
+	h.t.Helper()
+	v, err := ingest.Validate(ev)
+	if err != nil {
+		h.t.Fatalf("test event invalid: %v", err)
+	}
+	data, err := proto.Marshal(ev)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if _, err := h.js.Publish(context.Background(), bus.IntakeSubject(v.Tenant, v.Loan), data); err != nil {
+		h.t.Fatalf("publishing lender event: %v", err)
+	}
+}
+
+func money(minor int64) *dunningv1.Money { return &dunningv1.Money{Currency: "CNY", MinorUnits: minor} }
+
+func dueEvent(loan, inst string, minor int64, at time.Time) *dunningv1.LenderEvent {
+	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_InstallmentDue{InstallmentDue: &dunningv1.InstallmentDue{
+		TenantId: tenant, LoanId: loan, InstallmentId: inst, Amount: money(minor), DueAt: timestamppb.New(at),
+		TimeZone: "Asia/Shanghai", ContactRef: "contact-" + loan}}}
+}
+
+func payEvent(loan, pid string, minor int64) *dunningv1.LenderEvent {
+	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_RepaymentReceived{RepaymentReceived: &dunningv1.RepaymentReceived{
+		TenantId: tenant, LoanId: loan, PaymentId: pid, Amount: money(minor), PaidAt: timestamppb.Now()}}}
+}
+
+// logEntry is a decoded loan-log entry with its subject kind.
+type logEntry struct {
+	seq   uint64
+	kind  string // decision kind, or the subject kind for lender events and steps
+	event policy.Event
+}
+
+func (h *harness) entries(loan string) []logEntry {
+	h.t.Helper()
+	raws, _, err := h.log.ReadRaw(context.Background(), tenant, loan)
+	if err != nil {
+		h.t.Fatalf("reading log of %s: %v", loan, err)
+	}
+	var out []logEntry
+	for _, r := range raws {
+		addr, err := bus.ParseLoanSubject(r.Subject)
+		if err != nil {
+			h.t.Fatalf("bad subject in log: %v", err)
+		}
+		ev, err := loanlog.Decode(addr, r.Data)
+		if err != nil {
+			h.t.Fatalf("undecodable entry %s: %v", r.Subject, err)
+		}
+		k := string(addr.Kind)
+		if d, ok := ev.(policy.Decision); ok {
+			k = d.Kind.String()
+		}
+		out = append(out, logEntry{seq: r.Seq, kind: k, event: ev})
+	}
+	return out
+}
+
+func counts(es []logEntry) map[string]int {
+	m := map[string]int{}
+	for _, e := range es {
+		m[e.kind]++
+	}
+	return m
+}
+
+func (h *harness) decision(loan string, k policy.DecisionKind) (policy.Decision, bool) {
+	for _, e := range h.entries(loan) {
+		if d, ok := e.event.(policy.Decision); ok && d.Kind == k {
+			return d, true
+		}
+	}
+	return policy.Decision{}, false
+}
+
+// waitFor polls f until it returns nil or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitKind waits until a loan's log holds n decisions of kind k.
+func (h *harness) waitKind(loan string, k policy.DecisionKind, n int, timeout time.Duration) {
+	h.t.Helper()
+	waitFor(h.t, timeout, func() error {
+		if got := counts(h.entries(loan))[k.String()]; got < n {
+			return fmt.Errorf("loan %s: %d %s, want %d; log: %s", loan, got, k, n, summary(h.entries(loan)))
+		}
+		return nil
+	})
+}
+
+func summary(es []logEntry) string {
+	var b strings.Builder
+	for _, e := range es {
+		fmt.Fprintf(&b, "%d:%s ", e.seq, e.kind)
+	}
+	return b.String()
+}
+
+// timerPending reports whether the loan's schedule subject holds a message.
+func (h *harness) timerPending(loan string) bool {
+	_, err := h.log.Last(context.Background(), bus.TimerSubject(tenant, loan))
+	return err == nil
+}
+
+// dlq returns the dead letters, in order.
+func (h *harness) dlq() []*jetstream.RawStreamMsg {
+	h.t.Helper()
+	ctx := context.Background()
+	s, err := h.js.Stream(ctx, bus.StreamDLQ)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []*jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err == nil {
+			out = append(out, m)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Sequence < out[j].Sequence })
+	return out
+}
+
+// intakeDrained reports whether the intake consumer has processed everything.
+func (h *harness) intakeDrained() error {
+	c, err := h.js.Consumer(context.Background(), bus.StreamIntake, bus.ConsumerIntake)
+	if err != nil {
+		return err
+	}
+	info, err := c.Info(context.Background())
+	if err != nil {
+		return err
+	}
+	if info.NumPending > 0 || info.NumAckPending > 0 {
+		return fmt.Errorf("intake: %d pending, %d unacked", info.NumPending, info.NumAckPending)
+	}
+	return nil
+}
