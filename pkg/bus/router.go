@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	wmjs "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/jetstream"
 	"github.com/ThreeDotsLabs/watermill/components/metrics"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
@@ -92,6 +91,9 @@ type RouterConfig struct {
 	Logger   *slog.Logger
 	// Name identifies the process in connection names and logs.
 	Name string
+	// Concurrency is how many messages each consumer handles at once; the
+	// loan log's conditional writes make concurrent handling of one loan safe.
+	Concurrency int
 }
 
 // Router runs stage handlers against their durable consumers with one
@@ -100,7 +102,7 @@ type RouterConfig struct {
 type Router struct {
 	cfg RouterConfig
 	r   *message.Router
-	sub *wmjs.Subscriber
+	sub *Subscriber
 	nc  *nats.Conn
 	js  jetstream.JetStream
 }
@@ -109,6 +111,9 @@ type Router struct {
 func NewRouter(cfg RouterConfig) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 16
 	}
 	nc, err := cfg.Dial(cfg.Name)
 	if err != nil {
@@ -123,29 +128,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	wlog := watermill.NewSlogLoggerWithLevelMapping(cfg.Logger, map[slog.Level]slog.Level{
 		slog.LevelInfo: slog.LevelDebug - 4, slog.LevelDebug: slog.LevelDebug - 4,
 	})
-	topo := cfg.Topology
-	sub, err := wmjs.NewSubscriber(wmjs.SubscriberConfig{
-		Conn:           nc,
-		Logger:         wlog,
-		AckWaitTimeout: topo.AckWait,
-		AckAsync:       true,
-		NakDelay:       wmjs.NewStaticDelay(250 * time.Millisecond),
-		Unmarshaler:    unmarshaler{},
-		// Consumers are provisioned by Topology.Provision; the topic is the
-		// durable consumer's name.
-		ResourceInitializer: func(ctx context.Context, js jetstream.JetStream, topic string) (jetstream.Consumer, func(context.Context, watermill.LoggerAdapter), error) {
-			spec, ok := ConsumerByName(topic)
-			if !ok {
-				return nil, nil, fmt.Errorf("consumer %q is not declared in the topology", topic)
-			}
-			c, err := js.Consumer(ctx, spec.Stream, spec.Name)
-			return c, nil, err
-		},
-	})
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("creating subscriber: %w", err)
-	}
+	sub := NewSubscriber(js, cfg.Concurrency, 250*time.Millisecond)
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
 	if err != nil {
 		return nil, fmt.Errorf("creating router: %w", err)
@@ -247,29 +230,4 @@ func (rt *Router) publishDLQ(msg *message.Message, consumer, class string, cause
 		return fmt.Errorf("dead-lettering: %w", err)
 	}
 	return nil
-}
-
-// unmarshaler never fails: a body that cannot be decoded must reach the
-// handler, which dead-letters it with a reason (watermill-nats' default
-// unmarshaler drops such messages). Headers become metadata; the subject,
-// stream sequence and delivery count are added.
-type unmarshaler struct{}
-
-func (unmarshaler) Unmarshal(m jetstream.Msg) (*message.Message, error) {
-	md := make(message.Metadata)
-	for k, v := range m.Headers() {
-		if len(v) > 0 {
-			md.Set(k, v[len(v)-1])
-		}
-	}
-	md.Set(MetaSubject, m.Subject())
-	id := ""
-	if meta, err := m.Metadata(); err == nil {
-		md.Set(MetaStreamSeq, strconv.FormatUint(meta.Sequence.Stream, 10))
-		md.Set(MetaDelivered, strconv.FormatUint(meta.NumDelivered, 10))
-		id = meta.Stream + "-" + strconv.FormatUint(meta.Sequence.Stream, 10)
-	}
-	wm := message.NewMessage(id, m.Data())
-	wm.Metadata = md
-	return wm, nil
 }

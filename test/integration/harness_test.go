@@ -48,6 +48,13 @@ type harness struct {
 
 	mu      sync.Mutex
 	routers map[string]func()
+	metrics map[string]*bus.Metrics
+}
+
+func (h *harness) metricsOf(name string) *bus.Metrics {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.metrics[name]
 }
 
 func newHarness(t *testing.T, day time.Duration) *harness {
@@ -75,7 +82,7 @@ func newHarness(t *testing.T, day time.Duration) *harness {
 	}
 	h := &harness{t: t, srv: srv, nc: nc, js: js, log: loanlog.New(nc, js), topo: topo,
 		ladder:  policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: day}},
-		routers: map[string]func(){}}
+		routers: map[string]func(){}, metrics: map[string]*bus.Metrics{}}
 	t.Cleanup(h.stopAll)
 	return h
 }
@@ -112,6 +119,7 @@ func (h *harness) start(name string, intake bool, stages ...stage.Stage) {
 		h.t.Fatalf("router %s did not start", name)
 	}
 	h.mu.Lock()
+	h.metrics[name] = metrics
 	h.routers[name] = func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -1,0 +1,102 @@
+package integration
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/policy"
+)
+
+// Acceptance 7: a full payment racing the firing of a step, over and over:
+// never a contact after the cure. Half the loans race overdue confirmation
+// (whose first contact follows at once), half race escalation.
+func TestPaymentRacingStep(t *testing.T) {
+	t.Parallel()
+	day := 100 * time.Millisecond
+	h := newHarness(t, day)
+	h.startPipeline()
+	const rounds, perRound = 3, 120
+	var before, after int // loans where the step won, and where the payment won
+	for round := range rounds {
+		fire := time.Now().Add(2 * time.Second) // the instant the raced steps fire
+		var wg sync.WaitGroup
+		loans := make([]string, perRound)
+		raced := map[string]string{} // loan -> the decision of the step it races
+		for i := range perRound {
+			loan := fmt.Sprintf("L-race-%d-%d", round, i)
+			loans[i] = loan
+			racesEscalation := i%2 == 0
+			raced[loan] = policy.KindOverdueConfirmed.String()
+			if racesEscalation {
+				raced[loan] = policy.KindEscalated.String()
+			}
+			due := fire.Add(-day) // confirmation fires at `fire`
+			if racesEscalation {
+				due = fire.Add(-16 * day)
+			}
+			h.send(dueEvent(loan, "1", 10000, due))
+			jitter := time.Duration(rand.Int64N(int64(120*time.Millisecond))) - 60*time.Millisecond
+			wg.Go(func() {
+				time.Sleep(time.Until(fire.Add(jitter)))
+				h.send(payEvent(loan, "p1", 10000))
+			})
+		}
+		wg.Wait()
+		for _, loan := range loans {
+			var es []logEntry
+			waitFor(t, 10*time.Second, func() error {
+				es = h.entries(loan)
+				c := counts(es)
+				if c["repaid"] != 1 {
+					return fmt.Errorf("%s: payment not recorded", loan)
+				}
+				if c[policy.KindOverdueConfirmed.String()] > 0 && c[policy.KindCaseClosed.String()] == 0 {
+					return fmt.Errorf("%s: confirmed but not closed: %s", loan, summary(es))
+				}
+				if h.timerPending(loan) {
+					return fmt.Errorf("%s: step still pending: %s", loan, summary(es))
+				}
+				return nil
+			})
+			paidAt := -1
+			won := false
+			for i, e := range es {
+				switch e.kind {
+				case "repaid":
+					paidAt = i
+				case policy.KindContactRequested.String(), policy.KindEscalated.String():
+					if paidAt >= 0 {
+						t.Errorf("%s: %s after the payment that cured it: %s", loan, e.kind, summary(es))
+					}
+				}
+				if e.kind == raced[loan] && paidAt < 0 {
+					won = true
+				}
+			}
+			c := counts(es)
+			for _, k := range []policy.DecisionKind{policy.KindOverdueConfirmed, policy.KindContactRequested, policy.KindEscalated, policy.KindCaseClosed} {
+				if c[k.String()] > 1 {
+					t.Errorf("%s: %s %d times: %s", loan, k, c[k.String()], summary(es))
+				}
+			}
+			if won {
+				before++
+			} else {
+				after++
+			}
+		}
+	}
+	conflicts := testutil.ToFloat64(h.metricsOf("pipeline").Conflicts.WithLabelValues(bus.ConsumerOverdue)) +
+		testutil.ToFloat64(h.metricsOf("pipeline").Conflicts.WithLabelValues(bus.ConsumerContact)) +
+		testutil.ToFloat64(h.metricsOf("pipeline").Conflicts.WithLabelValues(bus.ConsumerEscalation))
+	t.Logf("%d races: step first in %d, payment first in %d; %v refused writes re-decided", rounds*perRound, before, after, conflicts)
+	if before == 0 || after == 0 {
+		t.Errorf("the race was one-sided (step first %d, payment first %d); widen the jitter", before, after)
+	}
+}
