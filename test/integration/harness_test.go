@@ -203,7 +203,8 @@ func (h *harness) entries(loan string) []logEntry {
 		}
 		ev, err := loanlog.Decode(addr, r.Data)
 		if err != nil {
-			h.t.Fatalf("undecodable entry %s: %v", r.Subject, err)
+			out = append(out, logEntry{seq: r.Seq, kind: "invalid"})
+			continue
 		}
 		k := string(addr.Kind)
 		if d, ok := ev.(policy.Decision); ok {
@@ -310,3 +311,5 @@ func (h *harness) intakeDrained() error {
 	}
 	return nil
 }
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

@@ -1,0 +1,99 @@
+package integration
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/policy"
+)
+
+// Acceptance 9: malformed events land in the dead-letter stream with their
+// reason, and the stages go on with the next ones.
+func TestMalformedEventsDeadLettered(t *testing.T) {
+	t.Parallel()
+	day := 100 * time.Millisecond
+	h := newHarness(t, day)
+	h.startPipeline()
+	ctx := context.Background()
+	pub := func(subj, contentType string, data []byte) {
+		t.Helper()
+		m := nats.NewMsg(subj)
+		m.Data = data
+		if contentType != "" {
+			m.Header.Set("Content-Type", contentType)
+		}
+		m.Header.Set("X-Lender-Trace", "trace-"+subj)
+		if _, err := h.js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	valid := dueEvent("L-good", "1", 5000, time.Now())
+	validJSON, _ := protojson.Marshal(valid)
+	mismatched, _ := protojson.Marshal(dueEvent("L-other", "1", 5000, time.Now()))
+	noAmount := dueEvent("L-bad", "1", 5000, time.Now())
+	noAmount.GetInstallmentDue().Amount = nil
+	noAmountJSON, _ := protojson.Marshal(noAmount)
+
+	cases := []struct {
+		subj, ct string
+		data     []byte
+		reason   string
+	}{
+		{bus.IntakeSubject(tenant, "L-bad"), "", []byte{0xff, 0xff, 0xff}, "invalid protobuf"},
+		{bus.IntakeSubject(tenant, "L-bad"), "application/json", []byte(`{"installmentDue":{"tenantId":"acme","amout":1}}`), `unknown field "amout"`},
+		{bus.IntakeSubject(tenant, "L-bad"), "application/json", noAmountJSON, "installment_due.amount: is required"},
+		{bus.IntakeSubject(tenant, "L-bad"), "application/json", mismatched, "subject names acme/L-bad but the event is for acme/L-other"},
+		{bus.LoanSubject(tenant, "L-bad", bus.KindStep, bus.StepEscalate), "", []byte("not a step"), "undecodable"},
+	}
+	for _, c := range cases {
+		pub(c.subj, c.ct, c.data)
+	}
+	pub(bus.IntakeSubject(tenant, "L-good"), "application/json", validJSON)
+
+	h.waitKind("L-good", policy.KindContactRequested, 1, 5*time.Second)
+	var dl []string
+	waitFor(t, 5*time.Second, func() error {
+		dl = nil
+		for _, m := range h.dlq() {
+			dl = append(dl, m.Header.Get(bus.HeaderDLQReason))
+		}
+		if len(dl) < len(cases) {
+			return errorf("%d dead letters, want %d: %q", len(dl), len(cases), dl)
+		}
+		return nil
+	})
+	if len(dl) != len(cases) {
+		t.Errorf("dead letters = %q, want %d", dl, len(cases))
+	}
+	// Stages handle messages concurrently, so match dead letters by body.
+	byBody := map[string]*jetstream.RawStreamMsg{}
+	for _, m := range h.dlq() {
+		byBody[string(m.Data)] = m
+	}
+	for i, c := range cases {
+		m, ok := byBody[string(c.data)]
+		if !ok {
+			t.Errorf("case %d (%s) not dead-lettered with its original body", i, c.reason)
+			continue
+		}
+		if got := m.Header.Get(bus.HeaderDLQReason); !strings.Contains(got, c.reason) {
+			t.Errorf("dead letter %d reason = %q, want it to contain %q", i, got, c.reason)
+		}
+		if got := m.Header.Get(bus.HeaderDLQSubject); got != c.subj {
+			t.Errorf("dead letter %d subject = %q, want %q", i, got, c.subj)
+		}
+		if got := m.Header.Get("Dunning-Orig-X-Lender-Trace"); got != "trace-"+c.subj {
+			t.Errorf("dead letter %d lost the original headers: %v", i, m.Header)
+		}
+	}
+	if counts(h.entries("L-bad"))["due"] != 0 {
+		t.Error("an invalid installment reached the loan log")
+	}
+}
