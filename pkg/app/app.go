@@ -65,16 +65,21 @@ type Config struct {
 	LogLevel   string
 	AckWait    time.Duration
 	MaxDeliver int
+	Replicas   int
 }
 
 func parse(name string, args []string, o Options) (Config, error) {
 	def := policy.Default()
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	var c Config
-	fs.StringVar(&c.NATSURL, "nats", "nats://127.0.0.1:4222", "NATS server URL (ignored by the all-in-one, which embeds one)")
-	fs.StringVar(&c.DataDir, "data-dir", "./data", "JetStream store directory of the embedded server")
-	fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "address the embedded server listens on for other clients; 'none' for in-process only")
-	fs.StringVar(&c.Fsync, "fsync", "always", "embedded server durability: 'always' (fsync before ack) or 'interval' (NATS default: periodic)")
+	c.Fsync = "always"
+	if o.Embedded {
+		fs.StringVar(&c.DataDir, "data-dir", "./data", "JetStream store directory of the embedded server")
+		fs.StringVar(&c.NATSListen, "nats-listen", "127.0.0.1:4222", "address the embedded server listens on for other clients; 'none' for in-process only")
+		fs.StringVar(&c.Fsync, "fsync", "always", "embedded server durability: 'always' (fsync before ack) or 'interval' (NATS default: periodic)")
+	} else {
+		fs.StringVar(&c.NATSURL, "nats", "nats://127.0.0.1:4222", "NATS server URL")
+	}
 	fs.StringVar(&c.HTTP, "http", o.DefaultHTTP, "HTTP listen address (API, /metrics, /healthz)")
 	fs.DurationVar(&c.Day, "day", policy.RealDay, "length of a business day; shorten (e.g. 1s) to watch the ladder in minutes")
 	fs.IntVar(&c.GraceDays, "grace-days", def.GraceDays, "days of grace before overdue confirmation")
@@ -84,6 +89,7 @@ func parse(name string, args []string, o Options) (Config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	topo := bus.DefaultTopology()
 	fs.DurationVar(&c.AckWait, "ack-wait", topo.AckWait, "redeliver a message not acknowledged within this time (a crashed stage's work resumes after it)")
+	fs.IntVar(&c.Replicas, "replicas", topo.Replicas, "stream and consumer replicas (3 on a NATS cluster)")
 	fs.IntVar(&c.MaxDeliver, "max-deliver", topo.MaxDeliver, "deliveries of a failing message before it is dead-lettered")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -93,6 +99,9 @@ func parse(name string, args []string, o Options) (Config, error) {
 	}
 	if c.AckWait < time.Second {
 		return Config{}, fmt.Errorf("--ack-wait must be at least 1s, got %s", c.AckWait)
+	}
+	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
+		return Config{}, fmt.Errorf("--replicas must be 1, 3 or 5, got %d", c.Replicas)
 	}
 	if c.MaxDeliver < 2 {
 		return Config{}, fmt.Errorf("--max-deliver must be at least 2, got %d", c.MaxDeliver)
@@ -107,6 +116,9 @@ func parse(name string, args []string, o Options) (Config, error) {
 func Run(ctx context.Context, args []string, o Options) error {
 	// Configuration.
 	cfg, err := parse(o.Name, args, o)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // usage was printed
+	}
 	if err != nil {
 		return err
 	}
@@ -163,7 +175,7 @@ func Run(ctx context.Context, args []string, o Options) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	topo := bus.DefaultTopology()
-	topo.AckWait, topo.MaxDeliver = cfg.AckWait, cfg.MaxDeliver
+	topo.AckWait, topo.MaxDeliver, topo.Replicas = cfg.AckWait, cfg.MaxDeliver, cfg.Replicas
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = topo.Provision(pctx, js)
 	cancel()
