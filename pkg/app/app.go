@@ -12,9 +12,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -289,4 +291,16 @@ func listenAddr(s string) (string, int, error) {
 		port = -1 // any free port
 	}
 	return strings.TrimSpace(host), port, nil
+}
+
+// Main is the whole of a service's main function: it runs until SIGINT or
+// SIGTERM and exits with status 1 on error.
+func Main(o Options) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := Run(ctx, os.Args[1:], o)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", o.Name, err)
+		os.Exit(1)
+	}
 }

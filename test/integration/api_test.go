@@ -13,12 +13,7 @@ import (
 	"time"
 
 	"github.com/opendunning/dunning/pkg/app"
-	"github.com/opendunning/dunning/pkg/stage"
-	"github.com/opendunning/dunning/pkg/stage/contact"
-	"github.com/opendunning/dunning/pkg/stage/escalation"
-	"github.com/opendunning/dunning/pkg/stage/handoff"
-	"github.com/opendunning/dunning/pkg/stage/legal"
-	"github.com/opendunning/dunning/pkg/stage/overdue"
+	"github.com/opendunning/dunning/pkg/stage/all"
 )
 
 // readmeExample returns the JSON body of the README's curl example, with its
@@ -56,7 +51,7 @@ func TestAllInOneHTTP(t *testing.T) {
 	go func() {
 		done <- app.Run(ctx, []string{"--data-dir", t.TempDir(), "--nats-listen", "none", "--http", "127.0.0.1:0", "--day", "100ms", "--log-level", "error"},
 			app.Options{Name: "dunningd", Embedded: true, API: true, Intake: true,
-				Stages: []stage.Stage{overdue.Stage(), contact.Stage(), escalation.Stage(), handoff.Stage(), legal.Stage()},
+				Stages: all.Stages(),
 				Ready:  func(a string) { addrCh <- a }})
 	}()
 	var base string

@@ -24,11 +24,7 @@ import (
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/stage"
-	"github.com/opendunning/dunning/pkg/stage/contact"
-	"github.com/opendunning/dunning/pkg/stage/escalation"
-	"github.com/opendunning/dunning/pkg/stage/handoff"
-	"github.com/opendunning/dunning/pkg/stage/legal"
-	"github.com/opendunning/dunning/pkg/stage/overdue"
+	"github.com/opendunning/dunning/pkg/stage/all"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
@@ -87,10 +83,6 @@ func newHarness(t *testing.T, day time.Duration) *harness {
 	return h
 }
 
-func allStages() []stage.Stage {
-	return []stage.Stage{overdue.Stage(), contact.Stage(), escalation.Stage(), handoff.Stage(), legal.Stage()}
-}
-
 // start runs a router named name with the given stages (and the NATS intake
 // when intake is true) until stop(name).
 func (h *harness) start(name string, intake bool, stages ...stage.Stage) {
@@ -129,7 +121,7 @@ func (h *harness) start(name string, intake bool, stages ...stage.Stage) {
 	h.mu.Unlock()
 }
 
-func (h *harness) startPipeline() { h.start("pipeline", true, allStages()...) }
+func (h *harness) startPipeline() { h.start("pipeline", true, all.Stages()...) }
 
 func (h *harness) stop(name string) {
 	h.mu.Lock()

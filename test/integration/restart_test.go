@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/opendunning/dunning/pkg/app"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/stage"
+	"github.com/opendunning/dunning/pkg/stage/all"
 	"github.com/opendunning/dunning/pkg/stage/contact"
 	"github.com/opendunning/dunning/pkg/stage/escalation"
 	"github.com/opendunning/dunning/pkg/stage/handoff"
@@ -32,13 +34,16 @@ func TestMain(m *testing.M) {
 }
 
 func runChild(names string) int {
-	all := map[string]stage.Stage{"overdue": overdue.Stage(), "contact": contact.Stage(), "escalation": escalation.Stage(),
-		"handoff": handoff.Stage(), "legal": legal.Stage()}
 	var stages []stage.Stage
 	for _, n := range strings.Split(names, ",") {
-		stages = append(stages, all[n])
+		s, ok := all.ByName(n)
+		if !ok {
+			fmt.Fprintf(os.Stderr, "unknown stage %q\n", n)
+			return 2
+		}
+		stages = append(stages, s)
 	}
-	ctx, stop := signalContext()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	args := strings.Fields(os.Getenv(childEnv + "_ARGS"))
 	if err := app.Run(ctx, args, app.Options{Name: "child", Stages: stages, DefaultHTTP: "127.0.0.1:0"}); err != nil {
@@ -46,14 +51,6 @@ func runChild(names string) int {
 		return 1
 	}
 	return 0
-}
-
-func signalContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		<-ctx.Done()
-	}()
-	return ctx, cancel
 }
 
 // Acceptance 8 (graceful): a stage stopped mid-stream and started again loses
