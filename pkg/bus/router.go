@@ -113,7 +113,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Concurrency == 0 {
-		cfg.Concurrency = 16
+		cfg.Concurrency = 64
 	}
 	nc, err := cfg.Dial(cfg.Name)
 	if err != nil {

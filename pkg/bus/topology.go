@@ -222,17 +222,53 @@ func (t Topology) ConsumerConfig(c ConsumerSpec) jetstream.ConsumerConfig {
 }
 
 // Provision creates or updates every declared stream and consumer. It is the
-// only place the pipeline creates NATS resources.
+// only place the pipeline creates NATS resources. Every service calls it at
+// start; the declarations are the same, so the calls agree.
+//
+// Each request gets its own short timeout and is retried until ctx ends: when
+// several services create the same replicated stream at once, a NATS cluster
+// may answer none of the racing requests (nats-server#3677), though the
+// stream was created; the retry then finds it.
 func (t Topology) Provision(ctx context.Context, js jetstream.JetStream) error {
 	for _, sc := range t.StreamConfigs() {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		if err := retry(ctx, func(rctx context.Context) error {
+			_, err := js.CreateOrUpdateStream(rctx, sc)
+			return err
+		}); err != nil {
 			return fmt.Errorf("provisioning stream %s: %w", sc.Name, err)
 		}
 	}
 	for _, c := range Consumers {
-		if _, err := js.CreateOrUpdateConsumer(ctx, c.Stream, t.ConsumerConfig(c)); err != nil {
+		if err := retry(ctx, func(rctx context.Context) error {
+			_, err := js.CreateOrUpdateConsumer(rctx, c.Stream, t.ConsumerConfig(c))
+			return err
+		}); err != nil {
 			return fmt.Errorf("provisioning consumer %s: %w", c.Name, err)
 		}
 	}
 	return nil
+}
+
+// retry runs f with a 5s timeout per attempt until it succeeds or ctx ends.
+// Only time-outs and unavailability are retried; a refused configuration is not.
+func retry(ctx context.Context, f func(context.Context) error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := f(rctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.Code != 503 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -64,75 +65,95 @@ func MsgID(parts ...string) string {
 	return uuid.NewSHA1(namespace, []byte(s)).String()
 }
 
-const batchSize = 256
-
 // ReadRaw returns every stored message of one loan in order, and the loan's
 // last sequence (0 when the log is empty). It uses batched direct gets, which
 // any replica can serve without creating a consumer.
+//
+// It asks twice: first for one message, whose Nats-Num-Pending says how many
+// more the loan has, then for exactly that many from the start. A batch that
+// asks for more than the loan holds makes the server scan the rest of the
+// stream for matches, which made reads cost as much as the stream's recent
+// writes. Anything written between the two requests is caught by the
+// conditional write that follows every read.
 func (l *Log) ReadRaw(ctx context.Context, tenant, loan string) ([]Raw, uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
 	filter := bus.LoanLog(tenant, loan)
-	var out []Raw
-	var last uint64
-	next := uint64(1)
-	for {
-		inbox := l.nc.NewRespInbox()
-		sub, err := l.nc.SubscribeSync(inbox)
-		if err != nil {
-			return nil, 0, fmt.Errorf("reading loan log: %w", err)
-		}
-		req, _ := json.Marshal(map[string]any{"seq": next, "next_by_subj": filter, "batch": batchSize})
-		if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+bus.StreamLoans, inbox, req); err != nil {
-			_ = sub.Unsubscribe()
-			return nil, 0, fmt.Errorf("reading loan log: %w", err)
-		}
-		more, got, err := readBatch(ctx, sub, &out)
-		_ = sub.Unsubscribe()
-		if err != nil {
+	first, pending, err := l.batch(ctx, filter, 1)
+	if err != nil || len(first) == 0 {
+		return nil, 0, err
+	}
+	out := first
+	if pending > 0 {
+		if out, _, err = l.batch(ctx, filter, int(pending)+1); err != nil {
 			return nil, 0, err
 		}
-		if got > 0 {
-			last = out[len(out)-1].Seq
-			next = last + 1
-		}
-		if !more || got == 0 {
-			return out, last, nil
-		}
 	}
+	if len(out) == 0 {
+		return nil, 0, nil
+	}
+	return out, out[len(out)-1].Seq, nil
 }
 
-// readBatch collects one direct-get batch; more reports messages beyond it.
-func readBatch(ctx context.Context, sub *nats.Subscription, out *[]Raw) (more bool, got int, err error) {
-	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return false, got, fmt.Errorf("reading loan log: %w", err)
-		}
-		status := m.Header.Get("Status")
-		if len(m.Data) == 0 && status != "" {
+// batch fetches up to n messages of filter from the stream's start and
+// reports how many more match after the last one returned.
+func (l *Log) batch(ctx context.Context, filter string, n int) ([]Raw, uint64, error) {
+	var (
+		mu      sync.Mutex
+		out     []Raw
+		pending uint64
+		failure error
+		done    = make(chan struct{})
+		once    sync.Once
+	)
+	finish := func(err error) {
+		once.Do(func() {
+			failure = err
+			close(done)
+		})
+	}
+	// An async subscription queues replies without the 64k-slot channel a
+	// synchronous one allocates per read.
+	sub, err := l.nc.Subscribe(l.nc.NewRespInbox(), func(m *nats.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		if status := m.Header.Get("Status"); len(m.Data) == 0 && status != "" {
 			switch status {
-			case "204": // end of batch
-				p, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
-				return p > 0, got, nil
-			case "404": // no message for the loan
-				return false, got, nil
+			case "204", "404": // end of batch; no message for the loan
+				finish(nil)
 			default:
-				return false, got, fmt.Errorf("reading loan log: status %s %s", status, m.Header.Get("Description"))
+				finish(fmt.Errorf("reading loan log: status %s %s", status, m.Header.Get("Description")))
 			}
+			return
 		}
 		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 		if err != nil {
-			return false, got, fmt.Errorf("reading loan log: bad sequence header: %w", err)
+			finish(fmt.Errorf("reading loan log: bad sequence header: %w", err))
+			return
 		}
 		t, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
-		*out = append(*out, Raw{Seq: seq, Subject: m.Header.Get(jetstream.SubjectHeader), Time: t, Header: m.Header, Data: m.Data})
-		got++
-		p, err := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
-		if err == nil && p == 0 {
-			return false, got, nil
+		out = append(out, Raw{Seq: seq, Subject: m.Header.Get(jetstream.SubjectHeader), Time: t, Header: m.Header, Data: m.Data})
+		pending, _ = strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+		if len(out) == n || pending == 0 {
+			finish(nil)
 		}
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading loan log: %w", err)
 	}
+	defer func() { _ = sub.Unsubscribe() }()
+	req, _ := json.Marshal(map[string]any{"seq": 1, "next_by_subj": filter, "batch": n})
+	if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+bus.StreamLoans, sub.Subject, req); err != nil {
+		return nil, 0, fmt.Errorf("reading loan log: %w", err)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, 0, fmt.Errorf("reading loan log: %w", ctx.Err())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return out, pending, failure
 }
 
 // Read returns a loan's log decoded into domain entries, and its last

@@ -1,0 +1,582 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/stage"
+	"github.com/opendunning/dunning/pkg/stage/contact"
+	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
+)
+
+// mode is one durability setting of the embedded server, with work sizes
+// that keep each iteration around a second on two cores.
+type mode struct {
+	name       string
+	syncAlways bool
+	rawMsgs    int // messages per iteration of the raw consume->publish->ack loop
+	syncPubs   int // publishes per iteration of the sync publish loop
+	// transports the mode is measured over. TCP is measured only where it is
+	// cheap: under fsync=always the disk, not the transport, sets the pace.
+	transports []transport
+}
+
+// transport is how the measured clients reach the server. The embedded
+// server serves both; in-process skips the kernel's loopback.
+type transport struct {
+	name string
+	dial func(srv *bus.Embedded, name string) (*nats.Conn, error)
+}
+
+var (
+	inproc = transport{name: "inproc", dial: func(srv *bus.Embedded, name string) (*nats.Conn, error) { return srv.Connect(name) }}
+	tcp    = transport{name: "tcp", dial: func(srv *bus.Embedded, name string) (*nats.Conn, error) {
+		return nats.Connect(srv.ClientURL(), nats.Name(name), nats.MaxReconnects(-1))
+	}}
+)
+
+var modes = []mode{
+	{name: "fsync=always", syncAlways: true, rawMsgs: 4000, syncPubs: 1000, transports: []transport{inproc}},
+	{name: "fsync=interval", syncAlways: false, rawMsgs: 40000, syncPubs: 10000, transports: []transport{inproc, tcp}},
+}
+
+const (
+	// stageLoans is how many loans one iteration of the stage benchmark takes
+	// from overdue_confirmed to contact_requested (+ escalation timer).
+	stageLoans = 2000
+	tenant     = "bench"
+	// payloadSize is the raw loop's message size: about a stage decision
+	// (the stage benchmark reports the real contact_requested size).
+	payloadSize = 300
+	// rawStream mirrors the loans stream's configuration under other subjects.
+	rawStream = "BENCH_RAW"
+	pollEvery = 5 * time.Millisecond
+)
+
+// row is one line of the summary: a durability mode over one transport.
+type row struct {
+	syncPub, rawLoop, stage float64 // per second
+	decisionBytes           int
+}
+
+var (
+	resultsMu sync.Mutex
+	results   = map[string]*row{}
+)
+
+func record(k string, f func(r *row)) {
+	resultsMu.Lock()
+	defer resultsMu.Unlock()
+	r := results[k]
+	if r == nil {
+		r = &row{}
+		results[k] = r
+	}
+	f(r)
+}
+
+func key(md mode, tr transport) string { return md.name + "/" + tr.name }
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	printSummary(os.Stdout)
+	os.Exit(code)
+}
+
+func printSummary(w io.Writer) {
+	resultsMu.Lock()
+	defer resultsMu.Unlock()
+	if len(results) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nsummary: embedded nats-server %s, file store in a temp dir; raw payload %d B; %d loans per stage iteration\n",
+		server.VERSION, payloadSize, stageLoans)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "mode\tconn\traw loop msgs/s\tstage events/s\tstage/raw\traw sync publish/s\tdecision bytes\t")
+	for _, md := range modes {
+		for _, tr := range md.transports {
+			r, ok := results[key(md, tr)]
+			if !ok {
+				continue
+			}
+			ratio := "-"
+			if r.rawLoop > 0 && r.stage > 0 {
+				ratio = fmt.Sprintf("%.3f", r.stage/r.rawLoop)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", md.name, tr.name, rate(r.rawLoop), rate(r.stage), ratio, rate(r.syncPub), r.decisionBytes)
+		}
+	}
+	_ = tw.Flush()
+}
+
+func rate(v float64) string {
+	if v == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// BenchmarkPipeline measures, per durability mode: the fsync-bound sync
+// publish rate, the raw consume->publish->ack loop (the physical limit of a
+// stage's shape), and the first-contact stage itself. Every metric is
+// "events/s" over the timed part only; ns/op is per iteration (a batch).
+// Each benchmark uses b.Loop, so -benchtime=3x runs exactly three timed
+// iterations on one server (no extra b.N=1 round).
+func BenchmarkPipeline(b *testing.B) {
+	for _, md := range modes {
+		b.Run(md.name, func(b *testing.B) {
+			for _, tr := range md.transports {
+				b.Run(tr.name, func(b *testing.B) {
+					b.Run("raw_sync_publish", func(b *testing.B) { benchSyncPublish(b, md, tr) })
+					b.Run("raw_loop", func(b *testing.B) { benchRawLoop(b, md, tr) })
+					b.Run("stage_contact", func(b *testing.B) { benchStage(b, md, tr) })
+				})
+			}
+		})
+	}
+}
+
+// env is a fresh embedded server (store in b.TempDir, listening on a free
+// loopback port) and an in-process control client that seeds and polls.
+type env struct {
+	srv *bus.Embedded
+	tr  transport
+	nc  *nats.Conn
+	js  jetstream.JetStream
+}
+
+func newEnv(b *testing.B, md mode, tr transport) *env {
+	b.Helper()
+	srv, err := bus.StartEmbedded(bus.ServerConfig{StoreDir: b.TempDir(), Host: "127.0.0.1", Port: -1, SyncAlways: md.syncAlways})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(srv.Shutdown)
+	e := &env{srv: srv, tr: tr}
+	nc, err := srv.Connect("bench-control")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	if e.js, err = jetstream.New(nc); err != nil {
+		b.Fatal(err)
+	}
+	e.nc = nc
+	return e
+}
+
+// dial opens a measured client's connection over the benchmark's transport.
+func (e *env) dial(name string) (*nats.Conn, error) { return e.tr.dial(e.srv, name) }
+
+// connect opens another measured connection, as a separate service would.
+func (e *env) connect(b *testing.B, name string) (*nats.Conn, jetstream.JetStream) {
+	b.Helper()
+	nc, err := e.dial(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return nc, js
+}
+
+// createRawStream makes a stream configured exactly like the loans stream
+// (file store, schedules, rollups, direct gets, dedup window) on raw.>.
+func (e *env) createRawStream(b *testing.B) {
+	b.Helper()
+	var sc jetstream.StreamConfig
+	for _, c := range bus.DefaultTopology().StreamConfigs() {
+		if c.Name == bus.StreamLoans {
+			sc = c
+		}
+	}
+	sc.Name, sc.Subjects, sc.Description = rawStream, []string{"raw.>"}, "benchmark baseline"
+	if _, err := e.js.CreateStream(context.Background(), sc); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// benchSyncPublish: one publish at a time, each waiting for its ack.
+func benchSyncPublish(b *testing.B, md mode, tr transport) {
+	e := newEnv(b, md, tr)
+	e.createRawStream(b)
+	_, pjs := e.connect(b, "raw-publisher")
+	ctx := context.Background()
+	payload := make([]byte, payloadSize)
+	i := 0
+	for b.Loop() {
+		for k := range md.syncPubs {
+			if _, err := pjs.Publish(ctx, fmt.Sprintf("raw.sync.%d.%d", i, k), payload); err != nil {
+				b.Fatal(err)
+			}
+		}
+		i++
+	}
+	r := float64(md.syncPubs*i) / b.Elapsed().Seconds()
+	b.ReportMetric(r, "events/s")
+	record(key(md, tr), func(x *row) { x.syncPub = r })
+}
+
+// benchRawLoop: a durable pull consumer on raw.in.<iter>.* (the same ack
+// wait, max deliver and max ack pending as a stage's consumer), each message
+// answered by one async publish to raw.out.<iter>.<k> and acked once that
+// publish's ack arrives. Input is stored before the timer starts; the
+// consumer is created fresh per iteration, so it has consumed nothing.
+func benchRawLoop(b *testing.B, md mode, tr transport) {
+	e := newEnv(b, md, tr)
+	e.createRawStream(b)
+	_, wjs := e.connect(b, "raw-worker")
+	ctx := context.Background()
+	topo := bus.DefaultTopology()
+	payload := make([]byte, payloadSize)
+	n := md.rawMsgs
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		for k := range n {
+			if _, err := e.js.PublishAsync(fmt.Sprintf("raw.in.%d.%d", i, k), payload); err != nil {
+				b.Fatal(err)
+			}
+		}
+		select {
+		case <-e.js.PublishAsyncComplete():
+		case <-time.After(time.Minute):
+			b.Fatal("populating the raw stream timed out")
+		}
+		name := fmt.Sprintf("raw-%d", i)
+		cons, err := e.js.CreateConsumer(ctx, rawStream, jetstream.ConsumerConfig{
+			Durable: name, FilterSubject: fmt.Sprintf("raw.in.%d.*", i),
+			AckPolicy: jetstream.AckExplicitPolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckWait: topo.AckWait, MaxDeliver: topo.MaxDeliver, MaxAckPending: topo.MaxAckPending,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got := cons.CachedInfo().NumPending; got != uint64(n) {
+			b.Fatalf("raw input: %d pending, want %d", got, n)
+		}
+		wcons, err := wjs.Consumer(ctx, rawStream, name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		err = rawLoop(wjs, wcons, n, payload)
+		if err == nil {
+			err = waitDrained(ctx, cons, time.Minute)
+		}
+		b.StopTimer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got := countSubjects(b, e.js, rawStream, fmt.Sprintf("raw.out.%d.*", i), ""); got != n {
+			b.Fatalf("raw loop wrote %d outputs, want %d", got, n)
+		}
+		if err := e.js.DeleteConsumer(ctx, rawStream, name); err != nil {
+			b.Fatal(err)
+		}
+		i++
+		b.StartTimer() // b.Loop must be called with the timer running
+	}
+	r := float64(n*i) / b.Elapsed().Seconds()
+	b.ReportMetric(r, "events/s")
+	record(key(md, tr), func(x *row) { x.rawLoop = r })
+}
+
+// rawLoop consumes n messages; each is answered by an async publish, and
+// acked in order as the publish acks arrive. Publishing never waits for an
+// ack; the consumer's MaxAckPending bounds what is in flight.
+func rawLoop(js jetstream.JetStream, cons jetstream.Consumer, n int, payload []byte) error {
+	it, err := cons.Messages(jetstream.PullMaxMessages(512))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	type inflight struct {
+		m jetstream.Msg
+		f jetstream.PubAckFuture
+	}
+	q := make(chan inflight, 4096)
+	ackErr := make(chan error, 1)
+	go func() {
+		for range n {
+			p := <-q
+			var err error
+			select {
+			case <-p.f.Ok():
+				err = p.m.Ack()
+			case err = <-p.f.Err():
+			}
+			if err != nil {
+				ackErr <- err
+				it.Stop() // unblocks Next
+				return
+			}
+		}
+		ackErr <- nil
+	}()
+	for range n {
+		m, err := it.Next()
+		if err != nil {
+			select {
+			case aerr := <-ackErr:
+				if aerr != nil {
+					return aerr
+				}
+			default:
+			}
+			return fmt.Errorf("raw loop: next: %w", err)
+		}
+		out := nats.NewMsg("raw.out." + strings.TrimPrefix(m.Subject(), "raw.in."))
+		out.Data = payload
+		f, err := js.PublishMsgAsync(out)
+		if err != nil {
+			return fmt.Errorf("raw loop: publish: %w", err)
+		}
+		q <- inflight{m, f}
+	}
+	return <-ackErr
+}
+
+// benchStage runs the first-contact stage through the shared router and
+// engine, as services/contact does, over N loans confirmed overdue before
+// the timer starts. Each loan costs the stage: one delivery, one log read
+// (batched direct get), the policy, a conditional contact_requested append,
+// a conditional escalation-timer write, one ack.
+func benchStage(b *testing.B, md mode, tr transport) {
+	e := newEnv(b, md, tr)
+	ctx := context.Background()
+	topo := bus.DefaultTopology()
+	if err := topo.Provision(ctx, e.js); err != nil {
+		b.Fatal(err)
+	}
+	// The stage's log client has its own connection, like a service's.
+	snc, sjs := e.connect(b, "stage-log")
+	stageLog := loanlog.New(snc, sjs)
+	seedLog := loanlog.New(e.nc, e.js)
+	ladder := policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: time.Hour}}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	contactCons, err := e.js.Consumer(ctx, bus.StreamLoans, bus.ConsumerContact)
+	if err != nil {
+		b.Fatal(err)
+	}
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		prefix := fmt.Sprintf("i%d-", i)
+		// DPD 1 under a one-hour day: the contact is due at once, and the
+		// escalation step (DPD 16) lies 14.5 h ahead, so nothing else fires.
+		if err := seed(ctx, seedLog, prefix, stageLoans, time.Now().Add(-90*time.Minute), ladder.Policy.Version); err != nil {
+			b.Fatal(err)
+		}
+		// The server counts a consumer's pending messages asynchronously.
+		if err := waitPending(ctx, contactCons, stageLoans, 10*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		reg := prometheus.NewRegistry()
+		metrics := bus.NewMetrics(reg)
+		rt, err := bus.NewRouter(bus.RouterConfig{Dial: e.dial, Topology: topo, Registry: reg,
+			Metrics: metrics, Logger: logger, Name: "bench-contact"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		contact.Stage().Register(rt, stage.Deps{Log: stageLog, Ladder: ladder, Now: time.Now, Metrics: metrics})
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		b.StartTimer() // the router's start (subscribe) is inside the measurement
+		go func() { done <- rt.Run(rctx) }()
+		err = waitDrained(ctx, contactCons, 2*time.Minute)
+		b.StopTimer()
+		cancel()
+		if rerr := <-done; rerr != nil {
+			b.Fatal(rerr)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		verifyStage(b, e, seedLog, metrics, prefix, key(md, tr))
+		i++
+		b.StartTimer() // b.Loop must be called with the timer running
+	}
+	r := float64(stageLoans*i) / b.Elapsed().Seconds()
+	b.ReportMetric(r, "events/s")
+	record(key(md, tr), func(x *row) { x.stage = r })
+}
+
+// seed stores, for each of n loans, an installment due at dueAt and the
+// overdue_confirmed decision that first contact consumes.
+func seed(ctx context.Context, l *loanlog.Log, prefix string, n int, dueAt time.Time, version string) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(64)
+	for k := range n {
+		loan := fmt.Sprintf("%s%05d", prefix, k)
+		g.Go(func() error { return seedLoan(gctx, l, loan, dueAt, version) })
+	}
+	return g.Wait()
+}
+
+func seedLoan(ctx context.Context, l *loanlog.Log, loan string, dueAt time.Time, version string) error {
+	amount := policy.Money{Currency: "CNY", Minor: 120000}
+	data, err := proto.Marshal(&dunningv1.InstallmentDue{
+		TenantId: tenant, LoanId: loan, InstallmentId: "1",
+		Amount: &dunningv1.Money{Currency: amount.Currency, MinorUnits: amount.Minor},
+		DueAt:  timestamppb.New(dueAt), TimeZone: "Asia/Shanghai", ContactRef: "crm-" + loan,
+	})
+	if err != nil {
+		return err
+	}
+	seq, err := l.AppendLender(ctx, bus.LoanSubject(tenant, loan, bus.KindDue, "1"), data)
+	if err != nil {
+		return fmt.Errorf("seeding %s: %w", loan, err)
+	}
+	d := policy.Decision{Kind: policy.KindOverdueConfirmed, InstallmentIDs: []string{"1"}, Ctx: policy.Context{
+		Case: 1, Stage: policy.StageOverdueConfirmation, Tier: policy.TierLight, DPD: 1, Overdue: amount,
+		DecidedAt: time.Now(), Reason: "due time passed with 120000 CNY unpaid",
+		StepID: "c1-overdue_confirmation", PolicyVersion: version,
+	}}
+	if _, err := l.AppendDecision(ctx, tenant, loan, seq, d); err != nil {
+		return fmt.Errorf("seeding %s: %w", loan, err)
+	}
+	return nil
+}
+
+// verifyStage fails the benchmark unless every loan of the iteration has its
+// contact_requested decision and its escalation timer in the store, with no
+// dead letter.
+func verifyStage(b *testing.B, e *env, l *loanlog.Log, m *bus.Metrics, prefix, rowKey string) {
+	b.Helper()
+	if got := testutil.ToFloat64(m.Decisions.WithLabelValues(bus.ConsumerContact, policy.KindContactRequested.String())); got != stageLoans {
+		b.Fatalf("%s: %v contact_requested decisions counted, want %d", prefix, got, stageLoans)
+	}
+	if n := testutil.CollectAndCount(m.DeadLetters); n != 0 {
+		b.Fatalf("%s: dead letters were written", prefix)
+	}
+	if c := testutil.ToFloat64(m.Conflicts.WithLabelValues(bus.ConsumerContact)); c != 0 {
+		b.Logf("%s: %v log conflicts (re-read and decided again)", prefix, c)
+	}
+	contactSubj := "dunning.loan." + tenant + ".*." + string(bus.KindContact)
+	if got := countSubjects(b, e.js, bus.StreamLoans, contactSubj, prefix); got != stageLoans {
+		b.Fatalf("%s: %d loans have a contact_requested in the store, want %d", prefix, got, stageLoans)
+	}
+	timerSubj := "dunning.loan." + tenant + ".*." + string(bus.KindTimer)
+	if got := countSubjects(b, e.js, bus.StreamLoans, timerSubj, prefix); got != stageLoans {
+		b.Fatalf("%s: %d loans have an escalation timer, want %d", prefix, got, stageLoans)
+	}
+	// One loan, read back and decoded the way the timeline does.
+	loan := prefix + "00000"
+	raws, _, err := l.ReadRaw(context.Background(), tenant, loan)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var kinds []string
+	for _, r := range raws {
+		addr, err := bus.ParseLoanSubject(r.Subject)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ev, err := loanlog.Decode(addr, r.Data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		k := string(addr.Kind)
+		if d, ok := ev.(policy.Decision); ok {
+			k = d.Kind.String()
+			if d.Kind == policy.KindContactRequested {
+				record(rowKey, func(x *row) { x.decisionBytes = len(r.Data) })
+			}
+		}
+		if t, ok := ev.(policy.TimerSet); ok && t.Step.Stage != policy.StageEscalation {
+			b.Fatalf("%s: timer holds %s, want escalation", loan, t.Step.Stage)
+		}
+		kinds = append(kinds, k)
+	}
+	if want := "due overdue_confirmed contact_requested timer"; strings.Join(kinds, " ") != want {
+		b.Fatalf("%s: log is %q, want %q", loan, strings.Join(kinds, " "), want)
+	}
+}
+
+// countSubjects counts the stream's subjects matching filter whose loan (or
+// iteration) token starts with prefix.
+func countSubjects(b *testing.B, js jetstream.JetStream, stream, filter, prefix string) int {
+	b.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		b.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	for subj := range info.State.Subjects {
+		if prefix == "" {
+			n++
+			continue
+		}
+		if addr, err := bus.ParseLoanSubject(subj); err == nil && strings.HasPrefix(addr.Loan, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitPending polls a consumer until it counts n messages to deliver and none unacked.
+func waitPending(ctx context.Context, c jetstream.Consumer, n uint64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending == n && info.NumAckPending == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("consumer %s before the run: %d pending, %d unacked; want %d, 0",
+				info.Name, info.NumPending, info.NumAckPending, n)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// waitDrained polls a consumer until nothing is pending or unacked.
+func waitDrained(ctx context.Context, c jetstream.Consumer, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("consumer %s not drained after %s: %d pending, %d unacked",
+				info.Name, timeout, info.NumPending, info.NumAckPending)
+		}
+		time.Sleep(pollEvery)
+	}
+}
