@@ -21,11 +21,16 @@ import (
 //
 // Up to Concurrency messages per subscription are in flight at once; each is
 // acked when its handler acks it and nacked (redelivered after NakDelay) when
-// the handler nacks it. Messages still in flight at Close are nacked.
+// the handler nacks it. Messages still in flight at Close, or pulled but not
+// yet handed out, are nacked for immediate redelivery.
 type Subscriber struct {
 	JS          jetstream.JetStream
 	Concurrency int
 	NakDelay    time.Duration
+	// Resolve, when set, opens the consumer a topic is read from, and may
+	// create it and its stream. When nil the topic must name a consumer
+	// declared in the topology (see Consumers), which Provision creates.
+	Resolve func(ctx context.Context, js jetstream.JetStream, topic string) (jetstream.Consumer, error)
 
 	mu      sync.Mutex
 	closed  bool
@@ -43,33 +48,40 @@ func NewSubscriber(js jetstream.JetStream, concurrency int, nakDelay time.Durati
 
 var _ message.Subscriber = (*Subscriber)(nil)
 
-// Subscribe consumes the declared durable consumer named topic.
+// Subscribe consumes the consumer of topic: by default the declared durable
+// consumer named topic, or whatever Resolve returns.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	if s.isClosed() {
+		return nil, errSubscriberClosed
+	}
+	// Resolving may create streams and consumers: not under the lock, so
+	// that it neither serializes subscriptions nor holds up Close.
+	cons, err := s.consumer(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	concurrency := max(s.Concurrency, 1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return nil, errors.New("subscriber closed")
+		return nil, errSubscriberClosed
 	}
-	spec, ok := ConsumerByName(topic)
-	if !ok {
-		return nil, fmt.Errorf("consumer %q is not declared in the topology", topic)
-	}
-	cons, err := s.JS.Consumer(ctx, spec.Stream, spec.Name)
+	closing := s.closingCh()
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * concurrency))
 	if err != nil {
-		return nil, fmt.Errorf("opening consumer %s: %w", spec.Name, err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * s.Concurrency))
-	if err != nil {
-		return nil, fmt.Errorf("consuming %s: %w", spec.Name, err)
+		return nil, fmt.Errorf("consuming %s: %w", topic, err)
 	}
 	out := make(chan *message.Message)
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
 		select {
 		case <-ctx.Done():
-		case <-s.closing:
+		case <-closing:
 		}
-		it.Stop()
+		// Drain, not Stop: Stop discards the messages the iterator has
+		// already pulled, and the server would only redeliver them after
+		// AckWait. Draining hands them to the loop below, which nacks them.
+		it.Drain()
 		cancel()
 	}()
 	s.wg.Add(1)
@@ -77,14 +89,28 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		defer s.wg.Done()
 		defer cancel()
 		var inflight sync.WaitGroup
-		sem := make(chan struct{}, s.Concurrency)
+		sem := make(chan struct{}, concurrency)
 		for {
-			m, err := it.Next()
+			m, err := it.Next(jetstream.NextMaxWait(pullRecheck))
 			if err != nil {
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 					break
 				}
-				// Heartbeat or transient errors: the iterator keeps pulling.
+				// A recheck timeout, a heartbeat or a transient error: the
+				// iterator keeps pulling (or, once draining, ends with
+				// ErrMsgIteratorClosed). Pause on anything but a timeout so
+				// a lost connection does not spin this loop.
+				if !errors.Is(err, nats.ErrTimeout) {
+					select {
+					case <-time.After(100 * time.Millisecond):
+					case <-ctx.Done():
+					}
+				}
+				continue
+			}
+			if ctx.Err() != nil {
+				// Closing: give back what was pulled but not handed out.
+				_ = m.Nak()
 				continue
 			}
 			select {
@@ -107,11 +133,75 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	return out, nil
 }
 
+// pullRecheck bounds each wait in the iterator's Next. nats.go (v1.55.0)
+// decides whether to send the next pull request only when Next is called,
+// and skips it while the previous request is still being sent; if the whole
+// previous batch has already arrived and been consumed by then, Next waits
+// with no pull request outstanding until its missing-heartbeat check fires,
+// 30 seconds later. Calling Next again re-runs that decision, so a stalled
+// subscription resumes within pullRecheck. It never sends extra requests.
+const pullRecheck = time.Second
+
+var errSubscriberClosed = errors.New("subscriber closed")
+
+func (s *Subscriber) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// closingCh returns the channel Close closes, making it for a Subscriber
+// built without NewSubscriber. Callers hold s.mu.
+func (s *Subscriber) closingCh() chan struct{} {
+	if s.closing == nil {
+		s.closing = make(chan struct{})
+	}
+	return s.closing
+}
+
+// consumer opens the consumer of topic.
+func (s *Subscriber) consumer(ctx context.Context, topic string) (jetstream.Consumer, error) {
+	if s.Resolve != nil {
+		cons, err := s.Resolve(ctx, s.JS, topic)
+		if err != nil {
+			return nil, fmt.Errorf("resolving consumer of topic %q: %w", topic, err)
+		}
+		return cons, nil
+	}
+	spec, ok := ConsumerByName(topic)
+	if !ok {
+		return nil, fmt.Errorf("consumer %q is not declared in the topology", topic)
+	}
+	cons, err := s.JS.Consumer(ctx, spec.Stream, spec.Name)
+	if err != nil {
+		return nil, fmt.Errorf("opening consumer %s: %w", spec.Name, err)
+	}
+	return cons, nil
+}
+
+var _ message.SubscribeInitializer = (*Subscriber)(nil)
+
+// SubscribeInitialize makes sure the consumer of topic exists, so that
+// messages published before the first Subscribe are kept for it. With
+// Resolve it resolves the topic (which may create the stream and consumer);
+// otherwise it checks that the declared consumer has been provisioned.
+func (s *Subscriber) SubscribeInitialize(topic string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := s.consumer(ctx, topic)
+	return err
+}
+
 func (s *Subscriber) deliver(ctx context.Context, m jetstream.Msg, out chan<- *message.Message) {
 	wm := toWatermill(m)
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	wm.SetContext(mctx)
+	// A closing subscription hands out nothing more, even to a ready reader.
+	if ctx.Err() != nil {
+		_ = m.Nak()
+		return
+	}
 	select {
 	case out <- wm:
 	case <-ctx.Done():
@@ -136,7 +226,7 @@ func (s *Subscriber) Close() error {
 		return nil
 	}
 	s.closed = true
-	close(s.closing)
+	close(s.closingCh())
 	s.mu.Unlock()
 	s.wg.Wait()
 	return nil
@@ -144,7 +234,9 @@ func (s *Subscriber) Close() error {
 
 // toWatermill never fails: a body that cannot be decoded must reach the
 // handler, which dead-letters it with a reason. Headers become metadata; the
-// subject, stream sequence and delivery count are added.
+// subject, stream sequence and delivery count are added. The UUID is the one
+// the Publisher sent in HeaderUUID; a message published by other means (a
+// lender's intake event) is named after its stream and sequence.
 func toWatermill(m jetstream.Msg) *message.Message {
 	md := make(message.Metadata)
 	for k, v := range m.Headers() {
@@ -158,6 +250,9 @@ func toWatermill(m jetstream.Msg) *message.Message {
 		md.Set(MetaStreamSeq, strconv.FormatUint(meta.Sequence.Stream, 10))
 		md.Set(MetaDelivered, strconv.FormatUint(meta.NumDelivered, 10))
 		id = meta.Stream + "-" + strconv.FormatUint(meta.Sequence.Stream, 10)
+	}
+	if u := m.Headers().Get(HeaderUUID); u != "" {
+		id = u
 	}
 	wm := message.NewMessage(id, m.Data())
 	wm.Metadata = md
