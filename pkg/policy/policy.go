@@ -23,6 +23,21 @@ type Policy struct {
 	// PenaltyBpsPerDay is the late fee accrued per day past due, in basis
 	// points of the overdue balance (5 = 0.05% a day).
 	PenaltyBpsPerDay int64
+
+	// What a policy file adds (see config.go). Tenant "*" is every tenant
+	// without a policy of its own; Product "" every product.
+	Tenant, Product string
+	// Jurisdiction names the contact-rule profile (cn, us-regf).
+	Jurisdiction  string
+	Locales       []string
+	DefaultLocale string
+	Tiers         []TierRange
+	// EscalateDPD is the escalation stage's entry DPD (0: the first day
+	// after the light tier).
+	EscalateDPD int
+	Entries     map[Stage]EntryCondition
+	Cadence     []CadenceStep
+	Templates   map[string]Template
 }
 
 // Default returns the shipped policy: tiers 1-15 / 16-30 / 31+, handoff at
@@ -73,8 +88,14 @@ func (p Policy) Validate() error {
 // ConfirmDPD is the DPD at which an unpaid installment is confirmed overdue.
 func (p Policy) ConfirmDPD() int { return 1 + p.GraceDays }
 
-// EscalationDPD is the first day of the medium tier.
-func (p Policy) EscalationDPD() int { return p.LightMax + 1 }
+// EscalationDPD is the escalation stage's entry DPD: configured, or the
+// first day of the medium tier.
+func (p Policy) EscalationDPD() int {
+	if p.EscalateDPD > 0 {
+		return p.EscalateDPD
+	}
+	return p.LightMax + 1
+}
 
 // TierAt returns the tier of an account dpd days past due.
 func (p Policy) TierAt(dpd int) Tier {

@@ -1,0 +1,115 @@
+package policy
+
+import (
+	"slices"
+	"strings"
+)
+
+// This file holds the parts of a Policy that a lender configures beyond the
+// ladder's thresholds: tiers as DPD ranges, stage entry conditions, the
+// cadence of contacts within each stage, and templates. The policy file
+// loader (package policyfile) fills them; Default ships SPEC.md §1.
+
+// TierRange is a tier's DPD range; To 0 means open-ended.
+type TierRange struct {
+	Tier     Tier
+	From, To int
+}
+
+// EntryCondition is a stage's entry condition: all of its non-zero parts must hold.
+type EntryCondition struct {
+	DPD                int
+	MinOverdue         int64 // minor units
+	MissedInstallments int
+}
+
+// CadenceStep is one planned contact of a stage: on DPD, over Channels,
+// with Template.
+type CadenceStep struct {
+	Stage    Stage
+	DPD      int
+	Channels []Channel
+	Template string
+}
+
+// Template holds a message per channel and locale, for one tier.
+type Template struct {
+	Tier  Tier
+	Texts map[Channel]map[string]string // channel -> locale -> text
+}
+
+// Placeholders a template may use; the renderer fills them.
+var Placeholders = []string{"amount", "dpd", "repay", "options", "fees", "credit", "legal", "ref", "lender"}
+
+// RequiredPlaceholders are what every template of a tier must mention:
+// amount, DPD, how to repay and the verification reference always; medium
+// adds fees and the credit-record consequence; severe adds legal liability.
+func RequiredPlaceholders(t Tier) []string {
+	base := []string{"amount", "dpd", "repay", "ref"}
+	switch t {
+	case TierMedium:
+		return append(base, "fees", "credit")
+	case TierSevere:
+		return append(base, "fees", "legal")
+	}
+	return base
+}
+
+// ParseChannel maps a configuration name to a Channel.
+func ParseChannel(s string) (Channel, bool) {
+	i := slices.Index(channelNames[:], s)
+	if i <= 0 {
+		return ChannelNone, false
+	}
+	return Channel(i), true
+}
+
+// ParseTier maps a configuration name to a Tier.
+func ParseTier(s string) (Tier, bool) {
+	i := slices.Index(tierNames[:], s)
+	if i <= 0 {
+		return TierNone, false
+	}
+	return Tier(i), true
+}
+
+// ParseStage maps a configuration name to a Stage.
+func ParseStage(s string) (Stage, bool) {
+	i := slices.Index(stageNames[:], s)
+	if i <= 0 {
+		return StageNone, false
+	}
+	return Stage(i), true
+}
+
+// ChannelNames lists the configurable channels.
+func ChannelNames() []string { return slices.Clone(channelNames[1:]) }
+
+// Banned phrases: collectors never threaten, abuse or make false legal
+// claims. The lists are matched case-insensitively against every template;
+// a policy file may extend them.
+var (
+	BannedEN = []string{
+		"we will come to your home", "we know where you live", "we know where your family", "your family will suffer",
+		"you will be arrested", "arrest warrant", "police will come", "go to jail", "put you in jail", "criminal charges will be filed",
+		"we will tell your employer", "we will tell your friends", "we will contact your employer", "expose you", "shame you",
+		"you will regret", "or else", "last chance before we", "idiot", "deadbeat", "scum", "loser", "liar", "thief",
+		"seize your property today", "take your children",
+	}
+	BannedZH = []string{
+		"上门", "找到你家", "找你家人", "通知你的家人", "通知你的单位", "通知你的同事", "通讯录", "曝光", "让你好看",
+		"后果自负", "坐牢", "抓你", "逮捕", "警察上门", "立即起诉你全家", "老赖", "骗子", "不要脸", "去死", "收拾你", "弄死",
+	}
+)
+
+// BannedPhrase returns the first banned phrase text contains, matched
+// case-insensitively, or "".
+func BannedPhrase(text string, banned []string) string {
+	lower := strings.ToLower(text)
+	for _, b := range banned {
+		if b != "" && strings.Contains(lower, strings.ToLower(b)) {
+			return b
+		}
+	}
+	return ""
+}

@@ -1,0 +1,182 @@
+package policyfile
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/opendunning/dunning/pkg/policy"
+)
+
+func TestDefaultReproducesSpec(t *testing.T) {
+	p, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := policy.Default()
+	if p.LightMax != want.LightMax || p.MediumMax != want.MediumMax || p.EscalationDPD() != 16 || p.HandoffDPD != want.HandoffDPD ||
+		p.LegalDPD != want.LegalDPD || p.GraceDays != 0 || p.Agency != want.Agency || p.PenaltyBpsPerDay != want.PenaltyBpsPerDay || p.Version != want.Version {
+		t.Errorf("default policy file = %+v, want the thresholds of policy.Default()", p)
+	}
+	if err := p.Validate(); err != nil {
+		t.Errorf("Validate() = %v", err)
+	}
+	for dpd, tier := range map[int]policy.Tier{0: policy.TierNone, 1: policy.TierLight, 15: policy.TierLight, 16: policy.TierMedium,
+		30: policy.TierMedium, 31: policy.TierSevere} {
+		if got := p.TierAt(dpd); got != tier {
+			t.Errorf("TierAt(%d) = %s, want %s", dpd, got, tier)
+		}
+	}
+	if len(p.Cadence) != 2 || p.Cadence[0].Channels[0] != policy.ChannelSMS || len(p.Cadence[1].Channels) != 4 {
+		t.Errorf("cadence = %+v, want SMS at DPD 1 and four channels at DPD 16", p.Cadence)
+	}
+}
+
+// mutate applies replacements to the shipped file, failing if one does not apply.
+func mutate(t *testing.T, repl ...string) []byte {
+	t.Helper()
+	s := string(DefaultYAML)
+	for i := 0; i+1 < len(repl); i += 2 {
+		if !strings.Contains(s, repl[i]) {
+			t.Fatalf("default.yaml has no %q", repl[i])
+		}
+		s = strings.Replace(s, repl[i], repl[i+1], 1)
+	}
+	return []byte(s)
+}
+
+// lineOf is the 1-based line of the first occurrence of needle in data.
+func lineOf(t *testing.T, data []byte, needle string) int {
+	t.Helper()
+	i := strings.Index(string(data), needle)
+	if i < 0 {
+		t.Fatalf("no %q in the file", needle)
+	}
+	return 1 + strings.Count(string(data[:i]), "\n")
+}
+
+func TestInvalidPolicies(t *testing.T) {
+	tests := []struct {
+		name      string
+		repl      []string
+		lineOf    string // the error's line holds this text
+		wantField string
+		wantMsg   string
+	}{
+		{"overlapping ranges", []string{"{name: medium, from: 16, to: 30}", "{name: medium, from: 14, to: 30}"},
+			"{name: medium, from: 14", "tiers[1].from", "light (1-15) and medium (from 14) overlap on DPD 14-15"},
+		{"gapped ranges", []string{"{name: severe, from: 31}", "{name: severe, from: 35}"},
+			"{name: severe, from: 35}", "tiers[2].from", "gap between medium (to 30) and severe (from 35): DPD 31-34 have no tier"},
+		{"first tier not at DPD 1", []string{"{name: light, from: 1, to: 15}", "{name: light, from: 2, to: 15}"},
+			"{name: light, from: 2", "tiers", "the first tier must start at DPD 1"},
+		{"closed last tier", []string{"{name: severe, from: 31}", "{name: severe, from: 31, to: 400}"},
+			"{name: severe, from: 31, to: 400}", "tiers[2].to", "must be open-ended"},
+		{"unknown tier", []string{"{name: medium, from: 16, to: 30}", "{name: moderate, from: 16, to: 30}"},
+			"{name: moderate", "tiers[1].name", `unknown tier "moderate"`},
+		{"unknown channel", []string{"channels: [sms], template: light_reminder", "channels: [fax], template: light_reminder"},
+			"channels: [fax]", "stages.first_contact.steps[0].channels[0]", `unknown channel "fax"`},
+		{"unknown template", []string{"template: medium_notice}", "template: medium_notise}"},
+			"template: medium_notise}", "stages.escalation.steps[0].template", `unknown template "medium_notise"`},
+		{"step outside its stage", []string{"      - {dpd: 16, channels: [phone, sms, email, app_push], template: medium_notice}",
+			"      - {dpd: 16, channels: [phone, sms, email, app_push], template: medium_notice}\n      - {dpd: 35, channels: [sms], template: medium_notice}"},
+			"{dpd: 35", "stages.escalation.steps[1].dpd", "step at DPD 35 is outside its stage escalation (DPD 16-30)"},
+		{"template missing for a locale", []string{`      en: "{lender}: your loan is {dpd} days past due. {amount} is outstanding and {fees} in interest and late fees has accrued. {credit} Please repay via {repay}, or contact us to agree {options}. Verification code {ref}."` + "\n", ""},
+			"    sms:\n      zh-CN: \"【{lender}】您的借款已逾期{dpd}天，待还{amount}", "templates.medium_notice.sms", `template missing for locale "en"`},
+		{"template channel missing for a step", []string{"channels: [sms], template: light_reminder", "channels: [email], template: light_reminder"},
+			"channels: [email]", "stages.first_contact.steps[0].channels[0]", `template "light_reminder" has no email text`},
+		{"stages out of order", []string{"entry: {dpd: 90}", "entry: {dpd: 20}"},
+			"entry: {dpd: 20}", "stages.legal_referral.entry.dpd", "must be after third_party_handoff (DPD 31), got 20"},
+		{"unknown field", []string{"grace_days: 0 ", "grace_dayz: 0 "},
+			"grace_dayz", "grace_dayz", "unknown field"},
+		{"wrong type", []string{"penalty_bps_per_day: 5", "penalty_bps_per_day: five"},
+			"penalty_bps_per_day: five", "penalty_bps_per_day", "must be an integer"},
+		{"missing placeholder", []string{"或联系我们商议{options}。核验码{ref}。", "或联系我们商议{options}。"},
+			"或联系我们商议{options}。\"", "templates.medium_notice.sms.zh-CN", "must include {ref}"},
+		{"unknown placeholder", []string{"your payment of {amount} is {dpd} days past due. You can", "your payment of {amount} is {dpd} days past due {name}. You can"},
+			"{dpd} days past due {name}", "templates.light_reminder.sms.en", "unknown placeholder {name}"},
+		{"bad default locale", []string{"default_locale: zh-CN", "default_locale: fr"},
+			"default_locale: fr", "default_locale", `"fr" is not in locales`},
+		{"bad agency", []string{"agency: agency-default", "agency: agency default"},
+			"agency: agency default", "stages.third_party_handoff.agency", "not a valid identifier"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := mutate(t, tt.repl...)
+			_, err := Parse("acme.yaml", data)
+			es, ok := AsErrors(err)
+			if !ok {
+				t.Fatalf("Parse = %v, want policy errors", err)
+			}
+			want := lineOf(t, data, tt.lineOf)
+			for _, e := range es {
+				if e.Field == tt.wantField && strings.Contains(e.Msg, tt.wantMsg) {
+					if e.File != "acme.yaml" || e.Line != want {
+						t.Errorf("error %v at %s:%d, want acme.yaml:%d", e, e.File, e.Line, want)
+					}
+					return
+				}
+			}
+			t.Errorf("errors:\n%v\nwant %s: ...%s... on line %d", err, tt.wantField, tt.wantMsg, want)
+		})
+	}
+}
+
+// A threatening template is rejected at load, in zh and in en, naming the
+// phrase and its line.
+func TestLanguageCheck(t *testing.T) {
+	tests := []struct {
+		name, from, to, phrase string
+	}{
+		{"en", "To check this message is genuine", "We know where you live. To check this message is genuine", "we know where you live"},
+		{"zh", "如暂时有困难，可申请{options}。如需核实本消息", "如不还款我们将上门催收。如需核实本消息", "上门"},
+		{"zh 通讯录", "如需协商还款方案，请通过{repay}", "否则将联系你的通讯录。如需协商还款方案，请通过{repay}", "通讯录"},
+		{"en false legal claim", "If you have already paid, please disregard", "You will be arrested. If you have already paid, please disregard", "you will be arrested"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			data := mutate(t, tt.from, tt.to)
+			_, err := Parse("p.yaml", data)
+			es, _ := AsErrors(err)
+			want := lineOf(t, data, tt.to)
+			for _, e := range es {
+				if strings.Contains(e.Msg, "threatening") && strings.Contains(strings.ToLower(e.Msg), tt.phrase) {
+					if e.Line != want {
+						t.Errorf("%v: line %d, want %d", e, e.Line, want)
+					}
+					return
+				}
+			}
+			t.Errorf("Parse = %v, want the phrase %q rejected", err, tt.phrase)
+		})
+	}
+	// A lender's own banned phrase.
+	data := mutate(t, "extra_banned: []", "extra_banned: [\"bank transfer now\"]",
+		"You can repay via {repay}.", "You can repay via {repay}. Bank transfer NOW.")
+	if _, err := Parse("p.yaml", data); err == nil || !strings.Contains(err.Error(), "bank transfer now") {
+		t.Errorf("extra banned phrase: Parse = %v, want it rejected", err)
+	}
+}
+
+func TestEveryErrorAtOnce(t *testing.T) {
+	data := mutate(t, "{name: severe, from: 31}", "{name: severe, from: 35}", "channels: [sms], template: light_reminder", "channels: [fax], template: light_reminder",
+		"agency: agency-default", "agency: \"a b\"")
+	_, err := Parse("p.yaml", data)
+	es, _ := AsErrors(err)
+	if len(es) < 3 {
+		t.Errorf("Parse reported %d errors, want all 3:\n%v", len(es), err)
+	}
+	for i := 1; i < len(es); i++ {
+		if es[i].Line < es[i-1].Line {
+			t.Errorf("errors not in file order: %v", err)
+		}
+	}
+}
+
+func TestMalformedYAML(t *testing.T) {
+	_, err := Parse("p.yaml", []byte("version: [unclosed\n"))
+	if es, ok := AsErrors(err); !ok || len(es) != 1 || es[0].Line == 0 {
+		t.Errorf("Parse(bad yaml) = %v, want one positioned error", err)
+	}
+	if _, err := Parse("p.yaml", nil); err == nil {
+		t.Error("Parse(empty) = nil error")
+	}
+}

@@ -1,0 +1,458 @@
+package policyfile
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/opendunning/dunning/pkg/policy"
+)
+
+// Stage keys of a policy file, in ladder order.
+var stageKeys = []string{"first_contact", "escalation", "third_party_handoff", "legal_referral"}
+
+var stageOf = map[string]policy.Stage{
+	"first_contact":       policy.StageFirstContact,
+	"escalation":          policy.StageEscalation,
+	"third_party_handoff": policy.StageHandoff,
+	"legal_referral":      policy.StageLegal,
+}
+
+// Jurisdictions with a contact-rule profile (SPEC.md §4).
+var jurisdictions = []string{"cn", "us-regf"}
+
+var (
+	localePattern      = regexp.MustCompile(`^[a-z]{2}(-[A-Z]{2})?$`)
+	placeholderPattern = regexp.MustCompile(`\{([a-z_]*)\}`)
+)
+
+// Parse validates a policy file's content; file names it in errors.
+func Parse(file string, data []byte) (policy.Policy, error) {
+	p := &parser{file: file}
+	root := p.document(data)
+	if root == nil {
+		return policy.Policy{}, p.result()
+	}
+	pol := p.policy(root)
+	if err := p.result(); err != nil {
+		return policy.Policy{}, err
+	}
+	return pol, nil
+}
+
+func (p *parser) policy(root *yaml.Node) policy.Policy {
+	f, keys := p.mapping(root, "", "version", "tenant", "product", "jurisdiction", "locales", "default_locale",
+		"grace_days", "penalty_bps_per_day", "tiers", "stages", "templates", "language_check")
+	var pol policy.Policy
+	for _, req := range []string{"version", "tenant", "jurisdiction", "locales", "default_locale", "tiers", "stages", "templates"} {
+		if f[req] == nil && root.Kind == yaml.MappingNode {
+			p.errf(root, req, "is required")
+		}
+	}
+	if v, ok := p.str(f["version"], "version"); ok {
+		if strings.TrimSpace(v) == "" || len(v) > 64 {
+			p.errf(f["version"], "version", "must be 1-64 characters")
+		}
+		pol.Version = v
+	}
+	if v, ok := p.str(f["tenant"], "tenant"); ok {
+		if v != "*" && !policy.ValidID(v) {
+			p.errf(f["tenant"], "tenant", "must be \"*\" (every tenant) or a tenant identifier")
+		}
+		pol.Tenant = v
+	}
+	if v, ok := p.str(f["product"], "product"); ok {
+		if v != "" && !policy.ValidID(v) {
+			p.errf(f["product"], "product", "must be empty (every product) or a product identifier")
+		}
+		pol.Product = v
+	}
+	if v, ok := p.str(f["jurisdiction"], "jurisdiction"); ok {
+		if !contains(jurisdictions, v) {
+			p.errf(f["jurisdiction"], "jurisdiction", "unknown jurisdiction %q (known: %s)", v, strings.Join(jurisdictions, ", "))
+		}
+		pol.Jurisdiction = v
+	}
+	locales, lnodes := p.strings(f["locales"], "locales")
+	for i, l := range locales {
+		if !localePattern.MatchString(l) {
+			p.errf(lnodes[i], fmt.Sprintf("locales[%d]", i), "%q is not a locale like zh-CN or en", l)
+		}
+		if slices.Index(locales, l) != i {
+			p.errf(lnodes[i], fmt.Sprintf("locales[%d]", i), "duplicate locale %q", l)
+		}
+	}
+	if f["locales"] != nil && len(locales) == 0 {
+		p.errf(f["locales"], "locales", "must list at least one locale")
+	}
+	pol.Locales = locales
+	if v, ok := p.str(f["default_locale"], "default_locale"); ok {
+		if !contains(locales, v) {
+			p.errf(f["default_locale"], "default_locale", "%q is not in locales", v)
+		}
+		pol.DefaultLocale = v
+	}
+	if v, ok := p.integer(f["grace_days"], "grace_days"); ok {
+		if v < 0 || v > 30 {
+			p.errf(f["grace_days"], "grace_days", "must be 0-30, got %d", v)
+		}
+		pol.GraceDays = int(v)
+	}
+	if v, ok := p.integer(f["penalty_bps_per_day"], "penalty_bps_per_day"); ok {
+		if v < 0 || v > 100 {
+			p.errf(f["penalty_bps_per_day"], "penalty_bps_per_day", "must be 0-100 basis points a day, got %d", v)
+		}
+		pol.PenaltyBpsPerDay = v
+	}
+	pol.Tiers = p.tiers(f["tiers"])
+	for _, t := range pol.Tiers {
+		switch t.Tier {
+		case policy.TierLight:
+			pol.LightMax = t.To
+		case policy.TierMedium:
+			pol.MediumMax = t.To
+		}
+	}
+	banned := slices.Concat(policy.BannedEN, policy.BannedZH)
+	if lc, _ := p.mapping(f["language_check"], "language_check", "extra_banned"); lc["extra_banned"] != nil {
+		extra, _ := p.strings(lc["extra_banned"], "language_check.extra_banned")
+		banned = append(banned, extra...)
+	}
+	pol.Templates = p.templates(f["templates"], locales, banned)
+	p.stages(f["stages"], &pol)
+	_ = keys
+	return pol
+}
+
+func (p *parser) tiers(n *yaml.Node) []policy.TierRange {
+	if n == nil {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		p.errf(n, "tiers", "must be a list of {name, from, to}")
+		return nil
+	}
+	var out []policy.TierRange
+	var nodes []*yaml.Node
+	for i, c := range n.Content {
+		path := fmt.Sprintf("tiers[%d]", i)
+		f, _ := p.mapping(c, path, "name", "from", "to")
+		var tr policy.TierRange
+		name, ok := p.str(f["name"], path+".name")
+		if f["name"] == nil {
+			p.errf(c, path+".name", "is required")
+		} else if ok {
+			t, known := policy.ParseTier(name)
+			if !known {
+				p.errf(f["name"], path+".name", "unknown tier %q (known: light, medium, severe)", name)
+			}
+			if slices.ContainsFunc(out, func(x policy.TierRange) bool { return x.Tier == t && known }) {
+				p.errf(f["name"], path+".name", "tier %q listed twice", name)
+			}
+			tr.Tier = t
+		}
+		if v, ok := p.integer(f["from"], path+".from"); ok {
+			tr.From = int(v)
+		} else if f["from"] == nil {
+			p.errf(c, path+".from", "is required")
+		}
+		if v, ok := p.integer(f["to"], path+".to"); ok {
+			tr.To = int(v)
+			if tr.To < tr.From {
+				p.errf(f["to"], path+".to", "must be >= from (%d), got %d", tr.From, tr.To)
+			}
+		}
+		out = append(out, tr)
+		nodes = append(nodes, c)
+	}
+	if len(out) != 3 {
+		p.errf(n, "tiers", "must list light, medium and severe, got %d tiers", len(out))
+		return out
+	}
+	idx := []int{0, 1, 2}
+	slices.SortStableFunc(idx, func(a, b int) int { return out[a].From - out[b].From })
+	sorted := []policy.TierRange{out[idx[0]], out[idx[1]], out[idx[2]]}
+	if sorted[0].From != 1 {
+		p.errf(nodes[idx[0]], "tiers", "the first tier must start at DPD 1, not %d: DPD 1-%d would have no tier", sorted[0].From, sorted[0].From-1)
+	}
+	for i := 0; i+1 < len(sorted); i++ {
+		a, b, at := sorted[i], sorted[i+1], nodes[idx[i+1]]
+		field := fmt.Sprintf("tiers[%d].from", idx[i+1])
+		switch {
+		case a.To == 0:
+			p.errf(at, field, "%s is open-ended but %s starts at DPD %d: the ranges overlap", a.Tier, b.Tier, b.From)
+		case b.From <= a.To:
+			p.errf(at, field, "%s (%d-%d) and %s (from %d) overlap on DPD %d-%d", a.Tier, a.From, a.To, b.Tier, b.From, b.From, a.To)
+		case b.From > a.To+1:
+			p.errf(at, field, "gap between %s (to %d) and %s (from %d): DPD %d-%d have no tier", a.Tier, a.To, b.Tier, b.From, a.To+1, b.From-1)
+		}
+	}
+	out = sorted
+	if last := out[len(out)-1]; last.To != 0 {
+		p.errf(nodes[idx[2]], fmt.Sprintf("tiers[%d].to", idx[2]), "the last tier (%s) must be open-ended (no \"to\"): DPD %d+ would have no tier", last.Tier, last.To+1)
+	}
+	order := []policy.Tier{policy.TierLight, policy.TierMedium, policy.TierSevere}
+	for i, t := range out {
+		if t.Tier != order[i] && t.Tier != policy.TierNone {
+			p.errf(n, "tiers", "tiers must run light, medium, severe by DPD; found %s in position %d", t.Tier, i+1)
+			break
+		}
+	}
+	return out
+}
+
+func (p *parser) templates(n *yaml.Node, locales, banned []string) map[string]policy.Template {
+	out := map[string]policy.Template{}
+	f, keys := p.mapping(n, "templates")
+	names := make([]string, 0, len(f))
+	for k := range f {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	allowed := append([]string{"tier"}, policy.ChannelNames()...)
+	for _, name := range names {
+		path := "templates." + name
+		if !policy.ValidID(name) {
+			p.errf(keys[name], path, "template names may hold only letters, digits, '-' and '_'")
+		}
+		tf, tkeys := p.mapping(f[name], path, allowed...)
+		tpl := policy.Template{Texts: map[policy.Channel]map[string]string{}}
+		if tn, ok := p.str(tf["tier"], path+".tier"); ok {
+			t, known := policy.ParseTier(tn)
+			if !known {
+				p.errf(tf["tier"], path+".tier", "unknown tier %q (known: light, medium, severe)", tn)
+			}
+			tpl.Tier = t
+		} else if tf["tier"] == nil {
+			p.errf(f[name], path+".tier", "is required")
+		}
+		for _, chName := range policy.ChannelNames() {
+			cn := tf[chName]
+			if cn == nil {
+				continue
+			}
+			ch, _ := policy.ParseChannel(chName)
+			cpath := path + "." + chName
+			lf, lkeys := p.mapping(cn, cpath)
+			texts := map[string]string{}
+			for loc, ln := range lf {
+				lpath := cpath + "." + loc
+				if !contains(locales, loc) {
+					p.errf(lkeys[loc], lpath, "locale %q is not in locales", loc)
+				}
+				text, ok := p.str(ln, lpath)
+				if !ok {
+					continue
+				}
+				p.checkText(ln, lpath, text, tpl.Tier, banned)
+				texts[loc] = text
+			}
+			for _, loc := range locales {
+				if _, ok := texts[loc]; !ok {
+					p.errf(tkeys[chName], cpath, "template missing for locale %q", loc)
+				}
+			}
+			tpl.Texts[ch] = texts
+		}
+		if len(tpl.Texts) == 0 {
+			p.errf(f[name], path, "has no text for any channel")
+		}
+		out[name] = tpl
+	}
+	return out
+}
+
+// checkText validates one template text: known placeholders, those its tier
+// requires, and the language check.
+func (p *parser) checkText(n *yaml.Node, path, text string, tier policy.Tier, banned []string) {
+	if strings.TrimSpace(text) == "" {
+		p.errf(n, path, "is empty")
+		return
+	}
+	used := map[string]bool{}
+	for _, m := range placeholderPattern.FindAllStringSubmatch(text, -1) {
+		if !contains(policy.Placeholders, m[1]) {
+			p.errf(n, path, "unknown placeholder {%s} (known: {%s})", m[1], strings.Join(policy.Placeholders, "}, {"))
+		}
+		used[m[1]] = true
+	}
+	if tier != policy.TierNone {
+		var missing []string
+		for _, req := range policy.RequiredPlaceholders(tier) {
+			if !used[req] {
+				missing = append(missing, "{"+req+"}")
+			}
+		}
+		if len(missing) > 0 {
+			p.errf(n, path, "a %s-tier template must include %s", tier, strings.Join(missing, ", "))
+		}
+	}
+	if phrase := policy.BannedPhrase(text, banned); phrase != "" {
+		line := n.Line
+		// In a block scalar, point at the line that holds the phrase.
+		if i := strings.Index(strings.ToLower(text), strings.ToLower(phrase)); i >= 0 && (n.Style&(yaml.LiteralStyle|yaml.FoldedStyle)) != 0 {
+			line += 1 + strings.Count(text[:i], "\n")
+		}
+		p.errs = append(p.errs, Error{File: p.file, Line: line, Col: n.Column, Field: path,
+			Msg: fmt.Sprintf("threatening, abusive or false-legal wording %q: collectors may not threaten or intimidate", phrase)})
+	}
+}
+
+func (p *parser) stages(n *yaml.Node, pol *policy.Policy) {
+	f, _ := p.mapping(n, "stages", stageKeys...)
+	pol.Entries = map[policy.Stage]policy.EntryCondition{}
+	for _, k := range stageKeys {
+		if f[k] == nil && n != nil && n.Kind == yaml.MappingNode {
+			p.errf(n, "stages."+k, "is required")
+		}
+	}
+	// Entry DPDs first: a step's stage spans from its entry to the next stage's.
+	entryDPD := map[string]int{}
+	entryNode := map[string]*yaml.Node{}
+	for _, k := range stageKeys {
+		sf, _ := p.mapping(f[k], "stages."+k, "entry", "steps", "agency")
+		path := "stages." + k + ".entry"
+		ef, _ := p.mapping(sf["entry"], path, "dpd", "min_overdue", "missed_installments")
+		var e policy.EntryCondition
+		if v, ok := p.integer(ef["dpd"], path+".dpd"); ok {
+			e.DPD = int(v)
+		} else if ef["dpd"] == nil && f[k] != nil && k != "first_contact" {
+			p.errf(f[k], path+".dpd", "is required")
+		}
+		if v, ok := p.integer(ef["min_overdue"], path+".min_overdue"); ok {
+			if v < 0 {
+				p.errf(ef["min_overdue"], path+".min_overdue", "must be >= 0")
+			}
+			e.MinOverdue = v
+		}
+		if v, ok := p.integer(ef["missed_installments"], path+".missed_installments"); ok {
+			if v < 0 {
+				p.errf(ef["missed_installments"], path+".missed_installments", "must be >= 0")
+			}
+			e.MissedInstallments = int(v)
+		}
+		if k == "first_contact" {
+			// First contact follows overdue confirmation at once.
+			if ef["dpd"] != nil && e.DPD != pol.ConfirmDPD() {
+				p.errf(ef["dpd"], path+".dpd", "first contact follows overdue confirmation at DPD %d (grace_days + 1), got %d", pol.ConfirmDPD(), e.DPD)
+			}
+			e.DPD = pol.ConfirmDPD()
+		}
+		entryDPD[k] = e.DPD
+		entryNode[k] = ef["dpd"]
+		pol.Entries[stageOf[k]] = e
+		if k == "third_party_handoff" {
+			pol.Agency = "agency-default"
+			if a, ok := p.str(sf["agency"], "stages.third_party_handoff.agency"); ok {
+				if !policy.ValidID(a) {
+					p.errf(sf["agency"], "stages.third_party_handoff.agency", "%q is not a valid identifier", a)
+				}
+				pol.Agency = a
+			}
+		} else if sf["agency"] != nil {
+			p.errf(sf["agency"], "stages."+k+".agency", "only third_party_handoff places accounts with an agency")
+		}
+	}
+	for i := 1; i < len(stageKeys); i++ {
+		prev, cur := stageKeys[i-1], stageKeys[i]
+		if f[cur] != nil && entryDPD[cur] <= entryDPD[prev] {
+			p.errf(entryNode[cur], "stages."+cur+".entry.dpd", "must be after %s (DPD %d), got %d", prev, entryDPD[prev], entryDPD[cur])
+		}
+	}
+	pol.EscalateDPD = entryDPD["escalation"]
+	pol.HandoffDPD = entryDPD["third_party_handoff"]
+	pol.LegalDPD = entryDPD["legal_referral"]
+
+	for i, k := range stageKeys {
+		sf, _ := p.mapping(f[k], "", "entry", "steps", "agency")
+		sn := sf["steps"]
+		if sn == nil {
+			continue
+		}
+		path := "stages." + k + ".steps"
+		if k == "third_party_handoff" || k == "legal_referral" {
+			// Contacts after handoff are the agency's; legal referral makes none.
+			p.errf(sn, path, "%s makes no contacts of its own: the agency or the court takes over", k)
+			continue
+		}
+		if sn.Kind != yaml.SequenceNode {
+			p.errf(sn, path, "must be a list of {dpd, channels, template}")
+			continue
+		}
+		lo := entryDPD[k]
+		hi := 0 // open-ended
+		if i+1 < len(stageKeys) {
+			hi = entryDPD[stageKeys[i+1]] - 1
+		}
+		last := 0
+		for j, c := range sn.Content {
+			spath := fmt.Sprintf("%s[%d]", path, j)
+			sf, _ := p.mapping(c, spath, "dpd", "channels", "template")
+			st := policy.CadenceStep{Stage: stageOf[k]}
+			if v, ok := p.integer(sf["dpd"], spath+".dpd"); ok {
+				st.DPD = int(v)
+				if st.DPD < lo || (hi > 0 && st.DPD > hi) {
+					rng := fmt.Sprintf("DPD %d-%d", lo, hi)
+					if hi == 0 {
+						rng = fmt.Sprintf("DPD %d+", lo)
+					}
+					p.errf(sf["dpd"], spath+".dpd", "step at DPD %d is outside its stage %s (%s)", st.DPD, k, rng)
+				}
+				if st.DPD <= last {
+					p.errf(sf["dpd"], spath+".dpd", "steps must be in increasing DPD order; %d follows %d", st.DPD, last)
+				}
+				last = st.DPD
+			} else if sf["dpd"] == nil {
+				p.errf(c, spath+".dpd", "is required")
+			}
+			chans, cnodes := p.strings(sf["channels"], spath+".channels")
+			if sf["channels"] == nil {
+				p.errf(c, spath+".channels", "is required")
+			}
+			for ci, cname := range chans {
+				ch, ok := policy.ParseChannel(cname)
+				if !ok {
+					p.errf(cnodes[ci], fmt.Sprintf("%s.channels[%d]", spath, ci), "unknown channel %q (known: %s)", cname, strings.Join(policy.ChannelNames(), ", "))
+					continue
+				}
+				st.Channels = append(st.Channels, ch)
+			}
+			if tn, ok := p.str(sf["template"], spath+".template"); ok {
+				st.Template = tn
+				tpl, known := pol.Templates[tn]
+				if !known {
+					p.errf(sf["template"], spath+".template", "unknown template %q", tn)
+				} else {
+					for ci, ch := range st.Channels {
+						texts, has := tpl.Texts[ch]
+						if !has {
+							p.errf(cnodes[ci], fmt.Sprintf("%s.channels[%d]", spath, ci), "template %q has no %s text", tn, ch)
+							continue
+						}
+						for _, loc := range pol.Locales {
+							if _, ok := texts[loc]; !ok {
+								p.errf(sf["template"], spath+".template", "template %q has no %s text for locale %q", tn, ch, loc)
+							}
+						}
+					}
+				}
+			} else if sf["template"] == nil {
+				p.errf(c, spath+".template", "is required")
+			}
+			pol.Cadence = append(pol.Cadence, st)
+		}
+	}
+	for _, k := range []string{"first_contact", "escalation"} {
+		if f[k] == nil {
+			continue
+		}
+		st := stageOf[k]
+		i := slices.IndexFunc(pol.Cadence, func(c policy.CadenceStep) bool { return c.Stage == st })
+		if i < 0 || pol.Cadence[i].DPD != pol.Entries[st].DPD {
+			p.errf(f[k], "stages."+k+".steps", "must start with a contact at the stage's entry, DPD %d", pol.Entries[st].DPD)
+		}
+	}
+}

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opendunning/dunning/pkg/policyfile"
+)
+
+func TestPolicyCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(good, policyfile.DefaultYAML, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(strings.Replace(string(policyfile.DefaultYAML), "[sms]", "[fax]", 1), "from: 31}", "from: 40}", 1)
+	if err := os.WriteFile(bad, []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"policy", "check", good}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "good.yaml: ok (version default-v1") {
+		t.Errorf("check good = %d, %q %q", code, out.String(), errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	code := run([]string{"policy", "check", good, bad}, &out, &errOut)
+	if code != 1 {
+		t.Errorf("check bad = %d, want 1", code)
+	}
+	for _, want := range []string{bad + ":", `unknown channel "fax"`, "gap between medium (to 30) and severe (from 40)"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("stderr %q lacks %q", errOut.String(), want)
+		}
+	}
+	if code := run([]string{"policy", "check", filepath.Join(dir, "missing.yaml")}, &out, &errOut); code != 1 {
+		t.Errorf("check missing file = %d, want 1", code)
+	}
+	if code := run([]string{"nonsense"}, &out, &errOut); code != 2 {
+		t.Errorf("unknown command = %d, want 2", code)
+	}
+}
