@@ -46,6 +46,7 @@ const (
 // Step subject suffixes, one per timed stage, so each stage consumes only its own.
 const (
 	StepConfirm  = "confirm"
+	StepContact  = "contact" // a later contact of the first-contact cadence
 	StepEscalate = "escalate"
 	StepHandoff  = "handoff"
 	StepLegal    = "legal"
@@ -139,7 +140,7 @@ var Consumers = []ConsumerSpec{
 	{ConsumerOverdue, StreamLoans, []string{
 		loanFilter(KindDue, "*"), loanFilter(KindRepaid, "*"), loanFilter(KindSettled, ""), loanFilter(KindStep, StepConfirm),
 	}},
-	{ConsumerContact, StreamLoans, []string{loanFilter(KindOverdue, "")}},
+	{ConsumerContact, StreamLoans, []string{loanFilter(KindOverdue, ""), loanFilter(KindStep, StepContact)}},
 	{ConsumerEscalation, StreamLoans, []string{loanFilter(KindStep, StepEscalate)}},
 	{ConsumerHandoff, StreamLoans, []string{loanFilter(KindStep, StepHandoff)}},
 	{ConsumerLegal, StreamLoans, []string{loanFilter(KindStep, StepLegal)}},

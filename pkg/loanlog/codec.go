@@ -172,6 +172,8 @@ func StepToken(s policy.Stage) (string, error) {
 	switch s {
 	case policy.StageOverdueConfirmation:
 		return bus.StepConfirm, nil
+	case policy.StageFirstContact:
+		return bus.StepContact, nil
 	case policy.StageEscalation:
 		return bus.StepEscalate, nil
 	case policy.StageHandoff:
@@ -225,7 +227,7 @@ func tasksToProto(ts []policy.ContactTask) []*dunningv1.ContactTask {
 	for _, t := range ts {
 		out = append(out, &dunningv1.ContactTask{ContactId: t.ID, Channel: dunningv1.Channel(t.Channel), Tone: dunningv1.Tone(t.Tone),
 			ContactRef: t.ContactRef, Template: t.Template, AmountDue: moneyToProto(t.AmountDue), Dpd: int32(t.DPD),
-			RepaymentOptions: t.RepaymentOptions, Fees: moneyToProto(t.Fees)})
+			RepaymentOptions: t.RepaymentOptions, Fees: moneyToProto(t.Fees), Locale: t.Locale, Reference: t.Reference})
 	}
 	return out
 }
@@ -235,7 +237,7 @@ func tasksFromProto(ts []*dunningv1.ContactTask) []policy.ContactTask {
 	for _, t := range ts {
 		out = append(out, policy.ContactTask{ID: t.GetContactId(), Channel: policy.Channel(t.GetChannel()), Tone: policy.Tone(t.GetTone()),
 			ContactRef: t.GetContactRef(), Template: t.GetTemplate(), AmountDue: moneyFromProto(t.GetAmountDue()), DPD: int(t.GetDpd()),
-			RepaymentOptions: t.GetRepaymentOptions(), Fees: moneyFromProto(t.GetFees())})
+			RepaymentOptions: t.GetRepaymentOptions(), Fees: moneyFromProto(t.GetFees()), Locale: t.GetLocale(), Reference: t.GetReference()})
 	}
 	return out
 }

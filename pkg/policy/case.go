@@ -90,11 +90,15 @@ type Context struct {
 
 // ContactTask is one outbound contact to make.
 type ContactTask struct {
-	ID               string
-	Channel          Channel
-	Tone             Tone
-	ContactRef       string
-	Template         string
+	ID         string
+	Channel    Channel
+	Tone       Tone
+	ContactRef string
+	Template   string
+	Locale     string
+	// Reference is the unguessable code a borrower can check with the
+	// lender to tell a genuine collector from a fake; the engine fills it.
+	Reference        string
 	AmountDue        Money
 	DPD              int
 	RepaymentOptions []string
@@ -161,6 +165,8 @@ type Case struct {
 	Pending     *Pending
 	Seqs        []uint64
 	LastReason  CloseReason
+	// Done holds the steps the open case has decided.
+	Done map[string]bool
 	// CaseInstallments were overdue when the open case was confirmed; the
 	// case's DPD counts from the oldest of them once everything is paid.
 	CaseInstallments []string
@@ -211,6 +217,15 @@ func (c *Case) applyDecision(d Decision) {
 	if d.Kind != KindStepCancelled {
 		c.DPD = d.Ctx.DPD
 	}
+	if d.Kind == KindOverdueConfirmed {
+		c.Done = map[string]bool{}
+	}
+	if d.Kind != KindStepCancelled && d.Ctx.StepID != "" {
+		if c.Done == nil {
+			c.Done = map[string]bool{}
+		}
+		c.Done[d.Ctx.StepID] = true
+	}
 	switch d.Kind {
 	case KindOverdueConfirmed:
 		c.CaseInstallments = d.InstallmentIDs
@@ -219,7 +234,7 @@ func (c *Case) applyDecision(d Decision) {
 		c.Stage = StageOverdueConfirmation
 		c.PlacementID = ""
 	case KindContactRequested:
-		c.Stage = StageFirstContact
+		c.Stage = max(c.Stage, d.Ctx.Stage, StageFirstContact)
 		c.Contacts = append(c.Contacts, d.Tasks...)
 	case KindEscalated:
 		c.Stage = StageEscalation

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -12,25 +13,53 @@ type Ladder struct {
 	Calendar Calendar
 }
 
-// rung is a timed stage of an open case.
+// rung is a timed step of an open case: a stage's entry (escalation,
+// handoff, legal referral) or one more contact of a stage's cadence.
 type rung struct {
-	stage Stage
-	dpd   int
+	stage   Stage
+	dpd     int
+	entry   bool
+	cadence *CadenceStep
 }
 
-// after returns the timed rung that follows stage, if any. First contact is
-// not timed: it follows overdue confirmation as soon as that is recorded.
-func (l Ladder) after(s Stage) (rung, bool) {
-	switch s {
-	case StageFirstContact:
-		return rung{StageEscalation, l.Policy.EscalationDPD()}, true
-	case StageEscalation:
-		return rung{StageHandoff, l.Policy.HandoffDPD}, true
-	case StageHandoff:
-		return rung{StageLegal, l.Policy.LegalDPD}, true
-	default:
-		return rung{}, false
+func (r rung) id(n int) string { return fmt.Sprintf("c%d-%s-d%d", n, r.stage, r.dpd) }
+
+// cadence returns the policy's cadence, or the SPEC.md default when the
+// policy has none: an SMS at confirmation, four channels at escalation.
+func (l Ladder) cadence() []CadenceStep {
+	if len(l.Policy.Cadence) > 0 {
+		return l.Policy.Cadence
 	}
+	return []CadenceStep{
+		{Stage: StageFirstContact, DPD: l.Policy.ConfirmDPD(), Channels: []Channel{ChannelSMS}, Template: "light_reminder"},
+		{Stage: StageEscalation, DPD: l.Policy.EscalationDPD(), Channels: []Channel{ChannelPhone, ChannelSMS, ChannelEmail, ChannelAppPush}, Template: "medium_notice"},
+	}
+}
+
+// rungs lists the timed steps of a case in order. The first contact at
+// confirmation is not among them: it follows the confirmation event at once.
+func (l Ladder) rungs() []rung {
+	var out []rung
+	escalationEntry := false
+	for i, cs := range l.cadence() {
+		if cs.Stage == StageFirstContact && cs.DPD <= l.Policy.ConfirmDPD() {
+			continue
+		}
+		entry := cs.Stage == StageEscalation && cs.DPD == l.Policy.EscalationDPD()
+		escalationEntry = escalationEntry || entry
+		out = append(out, rung{stage: cs.Stage, dpd: cs.DPD, entry: entry, cadence: &l.cadence()[i]})
+	}
+	if !escalationEntry {
+		out = append(out, rung{stage: StageEscalation, dpd: l.Policy.EscalationDPD(), entry: true})
+	}
+	out = append(out, rung{stage: StageHandoff, dpd: l.Policy.HandoffDPD, entry: true}, rung{stage: StageLegal, dpd: l.Policy.LegalDPD, entry: true})
+	slices.SortStableFunc(out, func(a, b rung) int {
+		if a.dpd != b.dpd {
+			return a.dpd - b.dpd
+		}
+		return int(a.stage) - int(b.stage)
+	})
+	return out
 }
 
 // NextStep is the one step the loan's timer should hold, or nil. It depends
@@ -51,14 +80,39 @@ func (l Ladder) NextStep(c *Case) *Step {
 		return &Step{ID: stepID(n, StageOverdueConfirmation), Stage: StageOverdueConfirmation, Case: n, DPD: d,
 			At: l.Calendar.DPDStart(a.DueAt, loc, d)}
 	}
-	r, ok := l.after(c.Stage)
+	if c.Stage == StageOverdueConfirmation {
+		return nil // first contact comes first, on the confirmation event
+	}
+	r, ok := l.nextRung(c)
 	if !ok {
 		return nil
 	}
-	// A case confirmed late (say at DPD 20) takes its next rung at once.
+	// A case confirmed late (say at DPD 20) enters the stage it missed at once;
+	// cadence contacts it missed are skipped.
 	d := max(r.dpd, c.DPD)
-	return &Step{ID: stepID(c.Number, r.stage), Stage: r.stage, Case: c.Number, DPD: d,
-		At: l.Calendar.DPDStart(a.DueAt, loc, d)}
+	return &Step{ID: r.id(c.Number), Stage: r.stage, Case: c.Number, DPD: d, At: l.Calendar.DPDStart(a.DueAt, loc, d)}
+}
+
+func (l Ladder) nextRung(c *Case) (rung, bool) {
+	for _, r := range l.rungs() {
+		switch {
+		case r.stage < c.Stage, c.Done[r.id(c.Number)], r.entry && r.stage == c.Stage:
+		case !r.entry && (r.stage != c.Stage || r.dpd <= c.DPD):
+			// A contact of a stage the case is not in, or one it has passed.
+		default:
+			return r, true
+		}
+	}
+	return rung{}, false
+}
+
+func (l Ladder) rungOf(c *Case, s Step) (rung, bool) {
+	for _, r := range l.rungs() {
+		if r.id(s.Case) == s.ID {
+			return r, true
+		}
+	}
+	return rung{}, false
 }
 
 func stepID(n int, s Stage) string { return fmt.Sprintf("c%d-%s", n, s) }
@@ -80,9 +134,21 @@ func (l Ladder) OnStep(c *Case, s Step, now time.Time) *Decision {
 	case StageOverdueConfirmation:
 		ctx.Reason = fmt.Sprintf("due time passed with %s unpaid", overdue)
 		return &Decision{Kind: KindOverdueConfirmed, Ctx: ctx, InstallmentIDs: ids}
-	case StageEscalation:
+	case StageFirstContact, StageEscalation:
+		r, ok := l.rungOf(c, s)
+		if !ok {
+			return nil
+		}
+		if !r.entry {
+			ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: %s contact of the %s cadence", s.DPD, ordinal(r), s.Stage)
+			return &Decision{Kind: KindContactRequested, Ctx: ctx, Tasks: l.tasks(c, ctx, r.cadence)}
+		}
 		ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: escalate to %s tier", s.DPD, ctx.Tier)
-		return &Decision{Kind: KindEscalated, Ctx: ctx, Tasks: l.tasks(c, ctx, escalationChannels(ctx.Tier))}
+		cs := r.cadence
+		if cs == nil {
+			cs = &CadenceStep{Stage: StageEscalation, DPD: s.DPD, Channels: escalationChannels(ctx.Tier), Template: ctx.Tier.String() + "_notice"}
+		}
+		return &Decision{Kind: KindEscalated, Ctx: ctx, Tasks: l.tasks(c, ctx, cs)}
 	case StageHandoff:
 		ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: place with agency %s", s.DPD, l.Policy.Agency)
 		return &Decision{Kind: KindHandedOff, Ctx: ctx, AgencyID: l.Policy.Agency, PlacementID: fmt.Sprintf("pl-c%d", s.Case)}
@@ -108,7 +174,7 @@ func (l Ladder) FirstContact(c *Case, n int, now time.Time) *Decision {
 	}
 	ctx := l.context(c, n, StageFirstContact, c.DPD, overdue, now)
 	ctx.Reason = fmt.Sprintf("overdue confirmed at DPD %d: first contact", c.DPD)
-	return &Decision{Kind: KindContactRequested, Ctx: ctx, Tasks: l.tasks(c, ctx, firstContactChannels(ctx.Tier))}
+	return &Decision{Kind: KindContactRequested, Ctx: ctx, Tasks: l.tasks(c, ctx, l.firstContactStep(c.DPD, ctx.Tier))}
 }
 
 // OnLenderEvent decides what a repayment, settlement or new installment does
@@ -177,18 +243,23 @@ func (l Ladder) context(c *Case, n int, s Stage, dpd int, overdue Money, now tim
 		DecidedAt: now, PolicyVersion: l.Policy.Version}
 }
 
-// firstContactChannels: the light tier starts with a text message; a case
-// confirmed late starts with the channels of its tier.
-func firstContactChannels(t Tier) []Channel {
-	switch t {
-	case TierLight:
-		return []Channel{ChannelSMS}
-	case TierMedium:
-		return []Channel{ChannelSMS, ChannelPhone}
-	default:
-		return []Channel{ChannelPhone, ChannelLetter}
+// firstContactStep is the cadence step a first contact at dpd follows: the
+// latest one due by then, so a case confirmed late (say in the medium tier)
+// opens with its tier's channels and template, not the light tier's.
+func (l Ladder) firstContactStep(dpd int, t Tier) *CadenceStep {
+	var best *CadenceStep
+	for i, cs := range l.cadence() {
+		if (cs.Stage == StageFirstContact || cs.Stage == StageEscalation) && cs.DPD <= dpd {
+			best = &l.cadence()[i]
+		}
 	}
+	if best == nil || (t == TierSevere && best.Stage != StageEscalation) {
+		return &CadenceStep{Stage: StageFirstContact, DPD: dpd, Channels: []Channel{ChannelPhone, ChannelLetter}, Template: t.String() + "_notice"}
+	}
+	return best
 }
+
+func ordinal(r rung) string { return fmt.Sprintf("DPD-%d", r.dpd) }
 
 func escalationChannels(t Tier) []Channel {
 	if t == TierSevere {
@@ -209,7 +280,7 @@ func ToneFor(t Tier) Tone {
 	}
 }
 
-func (l Ladder) tasks(c *Case, ctx Context, chans []Channel) []ContactTask {
+func (l Ladder) tasks(c *Case, ctx Context, cs *CadenceStep) []ContactTask {
 	ref := ""
 	if a, ok := c.anchor(); ok {
 		ref = a.ContactRef
@@ -218,14 +289,15 @@ func (l Ladder) tasks(c *Case, ctx Context, chans []Channel) []ContactTask {
 	if ctx.Tier >= TierMedium {
 		fees = l.Policy.Fees(ctx.Overdue, ctx.DPD)
 	}
-	out := make([]ContactTask, 0, len(chans))
-	for _, ch := range chans {
+	out := make([]ContactTask, 0, len(cs.Channels))
+	for _, ch := range cs.Channels {
 		out = append(out, ContactTask{
-			ID:               fmt.Sprintf("c%d-%s-%s", ctx.Case, ctx.Stage, ch),
+			ID:               fmt.Sprintf("c%d-%s-d%d-%s", ctx.Case, ctx.Stage, ctx.DPD, ch),
 			Channel:          ch,
 			Tone:             ToneFor(ctx.Tier),
 			ContactRef:       ref,
-			Template:         fmt.Sprintf("%s.%s", ctx.Tier, ch),
+			Template:         cs.Template,
+			Locale:           l.Policy.DefaultLocale,
 			AmountDue:        ctx.Overdue,
 			DPD:              ctx.DPD,
 			RepaymentOptions: []string{"pay_in_app", "bank_transfer", "repayment_plan", "short_deferral"},

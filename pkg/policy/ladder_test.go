@@ -227,3 +227,85 @@ func TestSettledClosesCase(t *testing.T) {
 		t.Errorf("settled = %+v, want closed as settled recalling pl-c1", d)
 	}
 }
+
+func cadenceLadder() Ladder {
+	l := testLadder()
+	sms, phone, email := []Channel{ChannelSMS}, []Channel{ChannelPhone}, []Channel{ChannelEmail}
+	l.Policy.Cadence = []CadenceStep{
+		{StageFirstContact, 1, sms, "light_reminder"},
+		{StageFirstContact, 3, phone, "light_reminder"},
+		{StageFirstContact, 7, sms, "light_reminder"},
+		{StageEscalation, 16, []Channel{ChannelPhone, ChannelSMS}, "medium_notice"},
+		{StageEscalation, 17, sms, "medium_notice"},
+		{StageEscalation, 18, phone, "medium_notice"},
+		{StageEscalation, 20, email, "medium_notice"},
+	}
+	return l
+}
+
+func TestCadence(t *testing.T) {
+	l := cadenceLadder()
+	c := Fold([]Entry{due("i1", 1000, t0)})
+	var got []string
+	for _, d := range advance(t, l, c, day(100)) {
+		s := d.Kind.String() + "@" + itoa(d.Ctx.DPD)
+		for _, task := range d.Tasks {
+			s += "/" + task.Channel.String()
+		}
+		got = append(got, s)
+	}
+	want := []string{"overdue_confirmed@1", "contact_requested@1/sms", "contact_requested@3/phone", "contact_requested@7/sms",
+		"escalated@16/phone/sms", "contact_requested@17/sms", "contact_requested@18/phone", "contact_requested@20/email",
+		"handed_off@31", "legal_referred@90"}
+	if len(got) != len(want) {
+		t.Fatalf("decisions = %v\nwant %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("decision %d = %s, want %s", i, got[i], want[i])
+		}
+	}
+}
+
+// A case confirmed late (grace 20 days) skips the light cadence and enters
+// escalation at once, opening with the medium tier's channels.
+func TestLateConfirmationSkipsMissedCadence(t *testing.T) {
+	l := cadenceLadder()
+	l.Policy.GraceDays = 19 // confirmed at DPD 20
+	c := Fold([]Entry{due("i1", 1000, t0)})
+	ds := advance(t, l, c, day(32))
+	var got []string
+	for _, d := range ds {
+		got = append(got, d.Kind.String()+"@"+itoa(d.Ctx.DPD)+"/"+d.Ctx.Tier.String())
+	}
+	want := []string{"overdue_confirmed@20/medium", "contact_requested@20/medium", "escalated@20/medium", "handed_off@31/severe"}
+	if len(got) != len(want) {
+		t.Fatalf("decisions = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("decision %d = %s, want %s", i, got[i], want[i])
+		}
+	}
+	if ds[1].Tasks[0].Template != "medium_notice" {
+		t.Errorf("late first contact uses %q, want the medium template", ds[1].Tasks[0].Template)
+	}
+}
+
+func TestCadencePaidMidStage(t *testing.T) {
+	l := cadenceLadder()
+	c := Fold([]Entry{due("i1", 1000, t0)})
+	advance(t, l, c, day(4))
+	if s := l.NextStep(c); s == nil || s.Stage != StageFirstContact || s.DPD != 7 {
+		t.Errorf("NextStep at DPD 4 = %+v, want the DPD 7 contact", s)
+	}
+	c.Apply(paid("p1", 1000, ""))
+	d := l.OnLenderEvent(c, day(4))
+	if d == nil || d.Kind != KindCaseClosed {
+		t.Fatalf("payment decided %+v, want case closed", d)
+	}
+	c.Apply(Entry{Event: *d})
+	if s := l.NextStep(c); s != nil {
+		t.Errorf("NextStep after cure = %+v, want none", s)
+	}
+}

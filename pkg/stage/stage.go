@@ -6,6 +6,7 @@ package stage
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"time"
@@ -96,6 +97,11 @@ func (d Deps) once(ctx context.Context, consumer, tenant, loan string,
 		return bus.Permanent(err)
 	}
 	if dec != nil {
+		for i := range dec.Tasks {
+			if dec.Tasks[i].Reference == "" {
+				dec.Tasks[i].Reference = newReference()
+			}
+		}
 		if last, err = d.append(ctx, consumer, tenant, loan, last, *dec); err != nil {
 			return err
 		}
@@ -124,6 +130,22 @@ func (d Deps) append(ctx context.Context, consumer, tenant, loan string, last ui
 		d.Metrics.Decisions.WithLabelValues(consumer, dec.Kind.String()).Inc()
 	}
 	return seq, nil
+}
+
+// referenceAlphabet leaves out look-alikes (0/O, 1/I/L) so a borrower can
+// read a code out over the phone.
+const referenceAlphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+// newReference returns a random 10-character verification code (~49 bits).
+// It need not be deterministic: a contact exists only once it is committed,
+// and the committed event holds its code.
+func newReference() string {
+	b := make([]byte, 10)
+	_, _ = rand.Read(b) // never fails: crypto/rand crashes the program rather than return an error
+	for i := range b {
+		b[i] = referenceAlphabet[int(b[i])%len(referenceAlphabet)]
+	}
+	return string(b)
 }
 
 // UnexpectedTrigger is the error for an event a stage's consumer should never receive.

@@ -1,6 +1,8 @@
 // Package contact is stage 2, first contact: as soon as a case is confirmed
 // overdue it asks for a gentle first contact (SMS in the light tier) with the
-// amount, DPD, ways to repay and repayment options, and schedules escalation.
+// amount, DPD, ways to repay and repayment options; then it makes the later
+// contacts of the stage's cadence (e.g. a call at DPD 3, an SMS at DPD 7)
+// until escalation.
 package contact
 
 import (
@@ -17,9 +19,16 @@ func Stage() stage.Stage {
 }
 
 func decide(l policy.Ladder, c *policy.Case, ev policy.Event, now time.Time) (*policy.Decision, error) {
-	d, ok := ev.(policy.Decision)
-	if !ok || d.Kind != policy.KindOverdueConfirmed {
-		return nil, stage.UnexpectedTrigger(bus.ConsumerContact, ev)
+	switch e := ev.(type) {
+	case policy.Decision:
+		if e.Kind == policy.KindOverdueConfirmed {
+			return l.FirstContact(c, e.Ctx.Case, now), nil
+		}
+	case policy.StepFired:
+		// A later contact of the first-contact cadence (e.g. a call at DPD 3).
+		if e.Step.Stage == policy.StageFirstContact {
+			return l.OnStep(c, e.Step, now), nil
+		}
 	}
-	return l.FirstContact(c, d.Ctx.Case, now), nil
+	return nil, stage.UnexpectedTrigger(bus.ConsumerContact, ev)
 }

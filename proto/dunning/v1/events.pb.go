@@ -844,7 +844,12 @@ type ContactTask struct {
 	// Ways to repay and options offered (repayment plan, short deferral).
 	RepaymentOptions []string `protobuf:"bytes,8,rep,name=repayment_options,json=repaymentOptions,proto3" json:"repayment_options,omitempty"`
 	// Interest and late fees accrued, medium tier and above.
-	Fees          *Money `protobuf:"bytes,9,opt,name=fees,proto3" json:"fees,omitempty"`
+	Fees *Money `protobuf:"bytes,9,opt,name=fees,proto3" json:"fees,omitempty"`
+	// Locale of the template text, e.g. "zh-CN".
+	Locale string `protobuf:"bytes,10,opt,name=locale,proto3" json:"locale,omitempty"`
+	// Unguessable code the borrower can check with the lender's official
+	// channel to tell a genuine collector from a fake one.
+	Reference     string `protobuf:"bytes,11,opt,name=reference,proto3" json:"reference,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -940,6 +945,20 @@ func (x *ContactTask) GetFees() *Money {
 		return x.Fees
 	}
 	return nil
+}
+
+func (x *ContactTask) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
+
+func (x *ContactTask) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
 }
 
 // StepDue is the body of a scheduled step; the server publishes it when due.
@@ -1551,7 +1570,7 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x06reason\x18\t \x01(\tR\x06reason\x12\x17\n" +
 	"\astep_id\x18\n" +
 	" \x01(\tR\x06stepId\x12%\n" +
-	"\x0epolicy_version\x18\v \x01(\tR\rpolicyVersion\"\xd6\x02\n" +
+	"\x0epolicy_version\x18\v \x01(\tR\rpolicyVersion\"\x8c\x03\n" +
 	"\vContactTask\x12\x1d\n" +
 	"\n" +
 	"contact_id\x18\x01 \x01(\tR\tcontactId\x12-\n" +
@@ -1564,7 +1583,10 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"amount_due\x18\x06 \x01(\v2\x11.dunning.v1.MoneyR\tamountDue\x12\x10\n" +
 	"\x03dpd\x18\a \x01(\x05R\x03dpd\x12+\n" +
 	"\x11repayment_options\x18\b \x03(\tR\x10repaymentOptions\x12%\n" +
-	"\x04fees\x18\t \x01(\v2\x11.dunning.v1.MoneyR\x04fees\"\xb1\x01\n" +
+	"\x04fees\x18\t \x01(\v2\x11.dunning.v1.MoneyR\x04fees\x12\x16\n" +
+	"\x06locale\x18\n" +
+	" \x01(\tR\x06locale\x12\x1c\n" +
+	"\treference\x18\v \x01(\tR\treference\"\xb1\x01\n" +
 	"\aStepDue\x12\x17\n" +
 	"\astep_id\x18\x01 \x01(\tR\x06stepId\x12'\n" +
 	"\x05stage\x18\x02 \x01(\x0e2\x11.dunning.v1.StageR\x05stage\x12\x1f\n" +
