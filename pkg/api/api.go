@@ -26,7 +26,7 @@ const maxBody = 64 << 10
 type Server struct {
 	Ingestor *ingest.Ingestor
 	Log      *loanlog.Log
-	Ladder   policy.Ladder
+	Ladder   func(tenant, product string) policy.Ladder
 	Now      func() time.Time
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger

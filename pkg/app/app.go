@@ -30,6 +30,7 @@ import (
 	"github.com/opendunning/dunning/pkg/ingest"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/policyfile"
 	"github.com/opendunning/dunning/pkg/stage"
 )
 
@@ -65,6 +66,7 @@ type Config struct {
 	LegalDPD   int
 	Agency     string
 	LogLevel   string
+	Policies   string
 	AckWait    time.Duration
 	MaxDeliver int
 	Replicas   int
@@ -84,10 +86,11 @@ func parse(name string, args []string, o Options) (Config, error) {
 	}
 	fs.StringVar(&c.HTTP, "http", o.DefaultHTTP, "HTTP listen address (API, /metrics, /healthz)")
 	fs.DurationVar(&c.Day, "day", policy.RealDay, "length of a business day; shorten (e.g. 1s) to watch the ladder in minutes")
-	fs.IntVar(&c.GraceDays, "grace-days", def.GraceDays, "days of grace before overdue confirmation")
-	fs.IntVar(&c.HandoffDPD, "handoff-dpd", def.HandoffDPD, "DPD at which an unpaid account is placed with an agency")
-	fs.IntVar(&c.LegalDPD, "legal-dpd", def.LegalDPD, "DPD at which an unpaid account is referred for legal action")
-	fs.StringVar(&c.Agency, "agency", def.Agency, "agency that receives handed-off accounts")
+	fs.StringVar(&c.Policies, "policies", "", "directory of policy files (*.yaml), reloaded on change or SIGHUP; empty: the shipped policy")
+	fs.IntVar(&c.GraceDays, "grace-days", def.GraceDays, "without --policies: days of grace before overdue confirmation")
+	fs.IntVar(&c.HandoffDPD, "handoff-dpd", def.HandoffDPD, "without --policies: DPD at which an unpaid account is placed with an agency")
+	fs.IntVar(&c.LegalDPD, "legal-dpd", def.LegalDPD, "without --policies: DPD at which an unpaid account is referred for legal action")
+	fs.StringVar(&c.Agency, "agency", def.Agency, "without --policies: agency that receives handed-off accounts")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	topo := bus.DefaultTopology()
 	fs.DurationVar(&c.AckWait, "ack-wait", topo.AckWait, "redeliver a message not acknowledged within this time (a crashed stage's work resumes after it)")
@@ -133,17 +136,15 @@ func Run(ctx context.Context, args []string, o Options) error {
 	if err != nil {
 		return fmt.Errorf("--day: %w", err)
 	}
-	pol := policy.Default()
-	pol.GraceDays, pol.HandoffDPD, pol.LegalDPD, pol.Agency = cfg.GraceDays, cfg.HandoffDPD, cfg.LegalDPD, cfg.Agency
-	if err := pol.Validate(); err != nil {
-		return fmt.Errorf("invalid policy: %w", err)
+	policies, err := loadPolicies(cfg)
+	if err != nil {
+		return err
 	}
 	now := o.Now
 	if now == nil {
 		now = time.Now
 	}
-	log.Info("starting", "day", cfg.Day, "policy", pol.Version, "grace_days", pol.GraceDays,
-		"handoff_dpd", pol.HandoffDPD, "legal_dpd", pol.LegalDPD, "embedded", o.Embedded)
+	log.Info("starting", "day", cfg.Day, "policies", policies.Book().Versions(), "embedded", o.Embedded)
 
 	// NATS.
 	dial := func(name string) (*nats.Conn, error) {
@@ -189,12 +190,24 @@ func Run(ctx context.Context, args []string, o Options) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := bus.NewMetrics(reg)
-	ladder := policy.Ladder{Policy: pol, Calendar: cal}
+	ladder := func(tenant, product string) policy.Ladder {
+		return policy.Ladder{Policy: policies.Book().For(tenant, product), Calendar: cal}
+	}
 	llog := loanlog.New(nc, js)
 	deps := stage.Deps{Log: llog, Ladder: ladder, Now: now, Metrics: metrics}
 	ing := &ingest.Ingestor{Log: llog, Metrics: metrics}
 
 	g, gctx := errgroup.WithContext(ctx)
+	if cfg.Policies != "" {
+		policies.OnReload = func(err error) {
+			result := "ok"
+			if err != nil {
+				result = "failed"
+			}
+			metrics.PolicyReloads.WithLabelValues(result).Inc()
+		}
+		g.Go(func() error { policies.Watch(gctx, 2*time.Second, log); return nil })
+	}
 	var routerUp atomic.Bool
 	if len(o.Stages) > 0 || o.Intake {
 		rt, err := bus.NewRouter(bus.RouterConfig{Dial: dial, Topology: topo, Registry: reg, Metrics: metrics, Logger: log, Name: o.Name + "-router"})
@@ -261,6 +274,33 @@ func Run(ctx context.Context, args []string, o Options) error {
 	err = g.Wait()
 	log.Info("stopped")
 	return err
+}
+
+// loadPolicies returns the policy directory's book, or the shipped policy
+// with the command line's overrides.
+func loadPolicies(cfg Config) (*policyfile.Live, error) {
+	if cfg.Policies != "" {
+		l, err := policyfile.NewLive(cfg.Policies)
+		if err != nil {
+			return nil, fmt.Errorf("loading policies:\n%w", err)
+		}
+		return l, nil
+	}
+	pol, err := policyfile.Default()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.GraceDays != pol.GraceDays || cfg.HandoffDPD != pol.HandoffDPD || cfg.LegalDPD != pol.LegalDPD || cfg.Agency != pol.Agency {
+		pol.GraceDays, pol.HandoffDPD, pol.LegalDPD, pol.Agency = cfg.GraceDays, cfg.HandoffDPD, cfg.LegalDPD, cfg.Agency
+		if pol.Cadence[0].Stage == policy.StageFirstContact {
+			pol.Cadence[0].DPD = pol.ConfirmDPD()
+		}
+		pol.Version += "+flags"
+	}
+	if err := pol.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid policy: %w", err)
+	}
+	return policyfile.Fixed(pol), nil
 }
 
 // healthOnly hides the lender API on processes that do not serve it.

@@ -61,6 +61,8 @@ type Metrics struct {
 	Decisions   *prometheus.CounterVec
 	Conflicts   *prometheus.CounterVec
 	Ingested    *prometheus.CounterVec
+	// PolicyReloads counts policy reloads by result (ok, failed).
+	PolicyReloads *prometheus.CounterVec
 }
 
 // NewMetrics registers the pipeline's metrics on reg. Labels are bounded:
@@ -76,7 +78,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Ingested: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "lender_events_total",
 			Help: "Lender events by source and result (accepted, duplicate, invalid)."}, []string{"source", "result"}),
 	}
-	reg.MustRegister(m.DeadLetters, m.Decisions, m.Conflicts, m.Ingested)
+	m.PolicyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "policy_reloads_total",
+		Help: "Policy reloads by result; a failed one leaves the previous policies in force."}, []string{"result"})
+	reg.MustRegister(m.DeadLetters, m.Decisions, m.Conflicts, m.Ingested, m.PolicyReloads)
 	return m
 }
 

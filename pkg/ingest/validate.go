@@ -49,7 +49,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 		if err := firstErr(
 			id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), id(p+"installment_id", m.InstallmentId),
 			money(p+"amount", m.Amount), timestamp(p+"due_at", m.DueAt), tz(p+"time_zone", m.TimeZone),
-			ref(p+"contact_ref", m.ContactRef),
+			ref(p+"contact_ref", m.ContactRef), optionalID(p+"product_id", m.ProductId),
 		); err != nil {
 			return Event{}, err
 		}
@@ -100,6 +100,13 @@ func id(field, v string) error {
 		return &FieldError{field, "must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_'"}
 	}
 	return nil
+}
+
+func optionalID(field, v string) error {
+	if v == "" {
+		return nil
+	}
+	return id(field, v)
 }
 
 func ref(field, v string) error {

@@ -187,7 +187,7 @@ func StepToken(s policy.Stage) (string, error) {
 // InstallmentFromProto maps a lender installment to the domain.
 func InstallmentFromProto(m *dunningv1.InstallmentDue) policy.InstallmentDue {
 	return policy.InstallmentDue{ID: m.GetInstallmentId(), Amount: moneyFromProto(m.GetAmount()), DueAt: m.GetDueAt().AsTime(),
-		Zone: m.GetTimeZone(), ContactRef: m.GetContactRef()}
+		Zone: m.GetTimeZone(), ContactRef: m.GetContactRef(), Product: m.GetProductId()}
 }
 
 // RepaymentFromProto maps a lender repayment to the domain.
@@ -249,7 +249,7 @@ func evidenceToProto(tenant, loan string, e *policy.Evidence) *dunningv1.Evidenc
 	out := &dunningv1.Evidence{Contacts: tasksToProto(e.Contacts), LogSequences: e.LogSeqs, AgencyPlacementId: e.PlacementID}
 	for _, in := range e.Installments {
 		out.Installments = append(out.Installments, &dunningv1.InstallmentDue{TenantId: tenant, LoanId: loan, InstallmentId: in.ID,
-			Amount: moneyToProto(in.Amount), DueAt: ts(in.DueAt), TimeZone: in.Zone, ContactRef: in.ContactRef})
+			Amount: moneyToProto(in.Amount), DueAt: ts(in.DueAt), TimeZone: in.Zone, ContactRef: in.ContactRef, ProductId: in.Product})
 	}
 	for _, r := range e.Repayments {
 		out.Repayments = append(out.Repayments, &dunningv1.RepaymentReceived{TenantId: tenant, LoanId: loan, PaymentId: r.PaymentID,

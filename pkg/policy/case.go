@@ -17,6 +17,7 @@ type InstallmentDue struct {
 	DueAt      time.Time
 	Zone       string
 	ContactRef string
+	Product    string
 }
 
 // Repayment is money received.
@@ -288,6 +289,14 @@ func (c *Case) Outstanding() []int64 {
 		pool -= take
 	}
 	return owed
+}
+
+// Product is the loan's product code (from its first installment), "" if none.
+func (c *Case) Product() string {
+	if len(c.Installments) == 0 {
+		return ""
+	}
+	return c.Installments[0].Product
 }
 
 // anchor is the oldest installment with something still owed: DPD counts from it.

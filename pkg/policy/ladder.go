@@ -13,6 +13,11 @@ type Ladder struct {
 	Calendar Calendar
 }
 
+// Fixed returns a ladder chooser that gives every loan the same ladder.
+func Fixed(l Ladder) func(tenant, product string) Ladder {
+	return func(string, string) Ladder { return l }
+}
+
 // rung is a timed step of an open case: a stage's entry (escalation,
 // handoff, legal referral) or one more contact of a stage's cadence.
 type rung struct {

@@ -20,8 +20,10 @@ import (
 
 // Deps are what every stage handler needs. They hold no per-loan state.
 type Deps struct {
-	Log     *loanlog.Log
-	Ladder  policy.Ladder
+	Log *loanlog.Log
+	// Ladder chooses a loan's ladder by tenant and product; a reloaded
+	// policy governs the next decision.
+	Ladder  func(tenant, product string) policy.Ladder
 	Now     func() time.Time
 	Metrics *bus.Metrics
 }
@@ -91,7 +93,7 @@ func (d Deps) once(ctx context.Context, consumer, tenant, loan string,
 	}
 	c := policy.Fold(entries)
 	now := d.Now()
-	l := d.Ladder
+	l := d.Ladder(tenant, c.Product())
 	dec, err := decide(l, c, now)
 	if err != nil {
 		return bus.Permanent(err)

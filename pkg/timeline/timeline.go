@@ -42,12 +42,26 @@ type Timeline struct {
 }
 
 // Read builds a loan's timeline from its log.
-func Read(ctx context.Context, log *loanlog.Log, l policy.Ladder, tenant, loan string, now time.Time) (Timeline, error) {
+func Read(ctx context.Context, log *loanlog.Log, ladder func(tenant, product string) policy.Ladder, tenant, loan string, now time.Time) (Timeline, error) {
 	raws, _, err := log.ReadRaw(ctx, tenant, loan)
 	if err != nil {
 		return Timeline{}, err
 	}
-	return Build(l, tenant, loan, raws, now), nil
+	return Build(ladder(tenant, product(raws)), tenant, loan, raws, now), nil
+}
+
+// product is the loan's product code, from its first installment.
+func product(raws []loanlog.Raw) string {
+	for _, r := range raws {
+		addr, err := bus.ParseLoanSubject(r.Subject)
+		if err != nil || addr.Kind != bus.KindDue {
+			continue
+		}
+		if ev, err := loanlog.Decode(addr, r.Data); err == nil {
+			return ev.(policy.InstallmentDue).Product
+		}
+	}
+	return ""
 }
 
 // Build folds raw log entries into a timeline.

@@ -402,7 +402,7 @@ func benchStage(b *testing.B, md mode, tr transport) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		contact.Stage().Register(rt, stage.Deps{Log: stageLog, Ladder: ladder, Now: time.Now, Metrics: metrics})
+		contact.Stage().Register(rt, stage.Deps{Log: stageLog, Ladder: policy.Fixed(ladder), Now: time.Now, Metrics: metrics})
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		b.StartTimer() // the router's start (subscribe) is inside the measurement

@@ -93,7 +93,7 @@ func (h *harness) start(name string, intake bool, stages ...stage.Stage) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	deps := stage.Deps{Log: h.log, Ladder: h.ladder, Now: time.Now, Metrics: metrics}
+	deps := stage.Deps{Log: h.log, Ladder: policy.Fixed(h.ladder), Now: time.Now, Metrics: metrics}
 	for _, s := range stages {
 		s.Register(rt, deps)
 	}

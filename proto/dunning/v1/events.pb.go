@@ -365,7 +365,9 @@ type InstallmentDue struct {
 	// IANA time zone of the borrower, e.g. "Asia/Shanghai"; DPD counts local days.
 	TimeZone string `protobuf:"bytes,6,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
 	// Opaque reference to the borrower's contact record at the lender.
-	ContactRef    string `protobuf:"bytes,7,opt,name=contact_ref,json=contactRef,proto3" json:"contact_ref,omitempty"`
+	ContactRef string `protobuf:"bytes,7,opt,name=contact_ref,json=contactRef,proto3" json:"contact_ref,omitempty"`
+	// Optional product code: a tenant may run a policy per product.
+	ProductId     string `protobuf:"bytes,8,opt,name=product_id,json=productId,proto3" json:"product_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -445,6 +447,13 @@ func (x *InstallmentDue) GetTimeZone() string {
 func (x *InstallmentDue) GetContactRef() string {
 	if x != nil {
 		return x.ContactRef
+	}
+	return ""
+}
+
+func (x *InstallmentDue) GetProductId() string {
+	if x != nil {
+		return x.ProductId
 	}
 	return ""
 }
@@ -1528,7 +1537,7 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x05Money\x12\x1a\n" +
 	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12\x1f\n" +
 	"\vminor_units\x18\x02 \x01(\x03R\n" +
-	"minorUnits\"\x89\x02\n" +
+	"minorUnits\"\xa8\x02\n" +
 	"\x0eInstallmentDue\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12%\n" +
@@ -1537,7 +1546,9 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x06due_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12\x1b\n" +
 	"\ttime_zone\x18\x06 \x01(\tR\btimeZone\x12\x1f\n" +
 	"\vcontact_ref\x18\a \x01(\tR\n" +
-	"contactRef\"\xef\x01\n" +
+	"contactRef\x12\x1d\n" +
+	"\n" +
+	"product_id\x18\b \x01(\tR\tproductId\"\xef\x01\n" +
 	"\x11RepaymentReceived\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1d\n" +
