@@ -42,6 +42,9 @@ type harness struct {
 	ladder policy.Ladder
 	topo   bus.Topology
 
+	// ladderFor, when set before start, chooses each loan's ladder (per-tenant policies).
+	ladderFor func(tenant, product string) policy.Ladder
+
 	mu      sync.Mutex
 	routers map[string]func()
 	metrics map[string]*bus.Metrics
@@ -93,7 +96,11 @@ func (h *harness) start(name string, intake bool, stages ...stage.Stage) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	deps := stage.Deps{Log: h.log, Ladder: policy.Fixed(h.ladder), Now: time.Now, Metrics: metrics}
+	ladder := h.ladderFor
+	if ladder == nil {
+		ladder = policy.Fixed(h.ladder)
+	}
+	deps := stage.Deps{Log: h.log, Ladder: ladder, Now: time.Now, Metrics: metrics}
 	for _, s := range stages {
 		s.Register(rt, deps)
 	}
@@ -164,6 +171,10 @@ func (h *harness) send(ev *dunningv1.LenderEvent) {
 func money(minor int64) *dunningv1.Money { return &dunningv1.Money{Currency: "CNY", MinorUnits: minor} }
 
 func dueEvent(loan, inst string, minor int64, at time.Time) *dunningv1.LenderEvent {
+	return tenantDue(tenant, loan, inst, minor, at)
+}
+
+func tenantDue(tenant, loan, inst string, minor int64, at time.Time) *dunningv1.LenderEvent {
 	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_InstallmentDue{InstallmentDue: &dunningv1.InstallmentDue{
 		TenantId: tenant, LoanId: loan, InstallmentId: inst, Amount: money(minor), DueAt: timestamppb.New(at),
 		TimeZone: "Asia/Shanghai", ContactRef: "contact-" + loan}}}
@@ -181,7 +192,9 @@ type logEntry struct {
 	event policy.Event
 }
 
-func (h *harness) entries(loan string) []logEntry {
+func (h *harness) entries(loan string) []logEntry { return h.tenantEntries(tenant, loan) }
+
+func (h *harness) tenantEntries(tenant, loan string) []logEntry {
 	h.t.Helper()
 	raws, _, err := h.log.ReadRaw(context.Background(), tenant, loan)
 	if err != nil {
