@@ -125,3 +125,15 @@ func TestPolicyIsPure(t *testing.T) {
 		}
 	}
 }
+
+func TestFormatMoney(t *testing.T) {
+	for _, tt := range []struct {
+		m    Money
+		want string
+	}{{Money{"CNY", 120000}, "1200.00 CNY"}, {Money{"CNY", 5}, "0.05 CNY"}, {Money{"JPY", 5000}, "5000 JPY"},
+		{Money{"KWD", 1234}, "1.234 KWD"}, {Money{"USD", -250}, "-2.50 USD"}} {
+		if got := FormatMoney(tt.m); got != tt.want {
+			t.Errorf("FormatMoney(%v) = %q, want %q", tt.m, got, tt.want)
+		}
+	}
+}

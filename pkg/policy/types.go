@@ -114,7 +114,7 @@ type Money struct {
 	Minor    int64
 }
 
-func (m Money) String() string { return fmt.Sprintf("%d %s", m.Minor, m.Currency) }
+func (m Money) String() string { return FormatMoney(m) }
 
 var (
 	idPattern       = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

@@ -3,19 +3,28 @@
 //
 //	dunctl policy check FILE...   report every problem of each file, exit 1 if any
 //	dunctl policy default         print the shipped policy (SPEC.md §1)
+//	dunctl policy dryrun [flags]  print the ladder a loan would follow, day by day
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
 
+	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/policyfile"
 )
 
 const usage = `usage:
   dunctl policy check FILE...   report every problem of each policy file; exit 1 if any
   dunctl policy default         print the shipped policy file
+  dunctl policy dryrun [--policy FILE] [--amount MINOR] [--currency CUR] [--pay DPD:MINOR]... [--days N] [--locale L] [--texts]
+                                print the ladder a loan would follow, day by day
 `
 
 func main() {
@@ -50,7 +59,100 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "default":
 		_, _ = stdout.Write(policyfile.DefaultYAML)
 		return 0
+	case "dryrun":
+		if err := dryrun(args[2:], stdout); err != nil {
+			fmt.Fprintln(stderr, "dunctl policy dryrun:", err)
+			return 1
+		}
+		return 0
 	}
 	fmt.Fprint(stderr, usage)
 	return 2
+}
+
+// payments is a repeatable --pay DPD:MINOR flag.
+type payments []policy.Payment
+
+func (p *payments) String() string { return fmt.Sprint(*p) }
+
+func (p *payments) Set(v string) error {
+	d, a, ok := strings.Cut(v, ":")
+	dpd, err1 := strconv.Atoi(d)
+	amt, err2 := strconv.ParseInt(a, 10, 64)
+	if !ok || err1 != nil || err2 != nil || dpd < 0 || amt <= 0 {
+		return fmt.Errorf("want DPD:MINOR_UNITS, e.g. 10:50000, got %q", v)
+	}
+	*p = append(*p, policy.Payment{DPD: dpd, Amount: amt})
+	return nil
+}
+
+// dryrun plays one installment through a policy with the stages' own
+// decision functions and prints every decision, day by day.
+func dryrun(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("dryrun", flag.ContinueOnError)
+	file := fs.String("policy", "", "policy file (default: the shipped policy)")
+	amount := fs.Int64("amount", 100000, "installment amount in minor units")
+	currency := fs.String("currency", "CNY", "currency")
+	days := fs.Int("days", 120, "days past due to play")
+	locale := fs.String("locale", "", "locale of rendered texts (default: the policy's)")
+	texts := fs.Bool("texts", false, "print each contact's rendered text")
+	var pays payments
+	fs.Var(&pays, "pay", "a repayment DPD:MINOR_UNITS (repeatable)")
+	fs.SetOutput(out)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	pol, err := policyfile.Default()
+	if *file != "" {
+		pol, err = policyfile.Load(*file)
+	}
+	if err != nil {
+		return err
+	}
+	if *amount <= 0 || !policy.ValidCurrency(*currency) || *days < 1 {
+		return fmt.Errorf("--amount must be positive, --currency an ISO code, --days at least 1")
+	}
+	l := policy.Ladder{Policy: pol, Calendar: policy.Calendar{Day: policy.RealDay}}
+	due := time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC)
+	in := policy.InstallmentDue{ID: "1", Amount: policy.Money{Currency: *currency, Minor: *amount}, DueAt: due, Zone: "UTC", ContactRef: "dry-run"}
+	decisions := l.Simulate(in, pays, *days)
+	fmt.Fprintf(out, "policy %s (tenant %s), installment of %s due on day 0, %d days played", pol.Version, pol.Tenant, policy.FormatMoney(in.Amount), *days)
+	for _, p := range pays {
+		fmt.Fprintf(out, "; pays %s on DPD %d", policy.FormatMoney(policy.Money{Currency: *currency, Minor: p.Amount}), p.DPD)
+	}
+	fmt.Fprintln(out)
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "DPD\ttier\tstage\tdecision\toverdue\tcontacts\treason")
+	for _, d := range decisions {
+		var contacts []string
+		for _, t := range d.Tasks {
+			contacts = append(contacts, t.Channel.String()+":"+t.Template)
+		}
+		extra := strings.Join(contacts, " ")
+		if d.Kind == policy.KindHandedOff {
+			extra = "agency " + d.AgencyID
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Ctx.DPD, d.Ctx.Tier, d.Ctx.Stage, d.Kind, policy.FormatMoney(d.Ctx.Overdue), extra, d.Ctx.Reason)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if !*texts {
+		return nil
+	}
+	fmt.Fprintln(out)
+	for _, d := range decisions {
+		for _, t := range d.Tasks {
+			if *locale != "" {
+				t.Locale = *locale
+			}
+			t.Reference = "REF0000000"
+			text, err := pol.Render(t, "Lender")
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "DPD %d %s (%s): %s\n", d.Ctx.DPD, t.Channel, t.Tone, text)
+		}
+	}
+	return nil
 }

@@ -43,3 +43,44 @@ func TestPolicyCheck(t *testing.T) {
 		t.Errorf("unknown command = %d, want 2", code)
 	}
 }
+
+// The README shows the dry run of the shipped policy; it must be the real output.
+func TestDryRunMatchesReadme(t *testing.T) {
+	var out bytes.Buffer
+	if err := dryrun(nil, &out); err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(readme)
+	start := strings.Index(s, "<!-- example:dryrun -->\n```text\n")
+	end := strings.Index(s, "\n```\n<!-- /example:dryrun -->")
+	if start < 0 || end < start {
+		t.Fatal("README has no dry-run example between its markers")
+	}
+	got := strings.TrimSpace(out.String())
+	want := strings.TrimSpace(s[start+len("<!-- example:dryrun -->\n```text\n") : end])
+	if got != want {
+		t.Errorf("dry run output:\n%s\nREADME shows:\n%s", got, want)
+	}
+	for _, k := range []string{"overdue_confirmed", "contact_requested", "escalated", "handed_off", "legal_referred"} {
+		if !strings.Contains(got, k) {
+			t.Errorf("dry run of a loan that never pays lacks %s", k)
+		}
+	}
+}
+
+func TestDryRunFlags(t *testing.T) {
+	var out bytes.Buffer
+	if err := dryrun([]string{"--pay", "10:100000", "--texts", "--locale", "en"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "case_closed") || strings.Contains(out.String(), "escalated") || !strings.Contains(out.String(), "REF0000000") {
+		t.Errorf("dry run paying at DPD 10:\n%s", out.String())
+	}
+	if err := dryrun([]string{"--pay", "ten"}, &out); err == nil {
+		t.Error("--pay ten accepted")
+	}
+}

@@ -1,0 +1,73 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Payment is a repayment in a simulation: Amount minor units on day DPD
+// (made half-way through the day).
+type Payment struct {
+	DPD    int
+	Amount int64
+}
+
+// Simulate plays one installment's case through the ladder exactly as the
+// stages would — the same NextStep, OnStep, FirstContact, OnLenderEvent and
+// Reconcile — with the given payments, until day until. It returns every
+// decision in order. It is the dry run of a policy, and the oracle a
+// simulation's results are checked against.
+func (l Ladder) Simulate(in InstallmentDue, payments []Payment, until int) []Decision {
+	c := Fold([]Entry{{Event: in}})
+	loc := zone(in.Zone)
+	end := l.Calendar.DPDStart(in.DueAt, loc, until+1)
+	pays := slices.Clone(payments)
+	slices.SortStableFunc(pays, func(a, b Payment) int { return a.DPD - b.DPD })
+	var out []Decision
+	record := func(d *Decision) {
+		if d != nil {
+			c.Apply(Entry{Event: *d})
+			out = append(out, *d)
+		}
+	}
+	reconcile := func(now time.Time) {
+		step, cancel := l.Reconcile(c, now)
+		if cancel != nil {
+			c.Apply(Entry{Event: *cancel})
+		}
+		if step != nil {
+			c.Apply(Entry{Event: TimerSet{Step: *step}})
+		}
+	}
+	reconcile(in.DueAt)
+	for i := 0; ; i++ {
+		var payAt time.Time
+		if len(pays) > 0 {
+			payAt = l.Calendar.DPDStart(in.DueAt, loc, pays[0].DPD).Add(l.Calendar.Day / 2)
+		}
+		var step *Step
+		if c.Pending != nil && !c.Pending.Fired {
+			s := c.Pending.Step
+			step = &s
+		}
+		switch {
+		case len(pays) > 0 && (step == nil || payAt.Before(step.At)) && payAt.Before(end):
+			p := pays[0]
+			pays = pays[1:]
+			c.Apply(Entry{Event: Repayment{PaymentID: fmt.Sprintf("sim-%d", i), Amount: Money{Currency: in.Amount.Currency, Minor: p.Amount}, PaidAt: payAt}})
+			record(l.OnLenderEvent(c, payAt))
+			reconcile(payAt)
+		case step != nil && step.At.Before(end):
+			c.Apply(Entry{Event: StepFired{Step: *step}})
+			d := l.OnStep(c, *step, step.At)
+			record(d)
+			if d != nil && d.Kind == KindOverdueConfirmed {
+				record(l.FirstContact(c, d.Ctx.Case, step.At))
+			}
+			reconcile(step.At)
+		default:
+			return out
+		}
+	}
+}
