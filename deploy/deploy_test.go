@@ -31,8 +31,6 @@ import (
 
 	"github.com/opendunning/dunning/pkg/app"
 	"github.com/opendunning/dunning/pkg/bus"
-	"github.com/opendunning/dunning/pkg/stage"
-	"github.com/opendunning/dunning/pkg/stage/all"
 )
 
 // The tests validate the deployment files without a Docker engine:
@@ -1281,13 +1279,7 @@ func startCluster(t *testing.T, d *deployment) []string {
 }
 
 // serviceOptions mirrors services/<name>/main.go: what each binary runs.
-func serviceOptions(name string) (app.Options, bool) {
-	if name == "gateway" {
-		return app.Options{Name: "gateway", Intake: true, API: true, DefaultHTTP: ":8080"}, true
-	}
-	s, ok := all.ByName(name)
-	return app.Options{Name: name, Stages: []stage.Stage{s}, DefaultHTTP: ":9090"}, ok
-}
+func serviceOptions(name string) (app.Options, bool) { return app.Service(name) }
 
 // runServices runs every dunning service of the compose file in process
 // with its compose command line, --nats and --http replaced, and returns

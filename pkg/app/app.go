@@ -27,8 +27,10 @@ import (
 
 	"github.com/opendunning/dunning/pkg/api"
 	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/dispatch"
 	"github.com/opendunning/dunning/pkg/ingest"
 	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/notify"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/policyfile"
 	"github.com/opendunning/dunning/pkg/stage"
@@ -43,6 +45,9 @@ type Options struct {
 	Intake bool
 	// API serves lender ingest and timelines (health and metrics are always served).
 	API bool
+	// Dispatch fans committed contacts out to per-channel task subjects;
+	// Notify delivers them to the webhooks given by --webhooks.
+	Dispatch, Notify bool
 	// Embedded starts an in-process NATS server instead of connecting to one.
 	Embedded bool
 	// DefaultHTTP is the default listen address of the process's HTTP server.
@@ -67,6 +72,8 @@ type Config struct {
 	Agency     string
 	LogLevel   string
 	Policies   string
+	Webhooks   string
+	SecretFile string
 	AckWait    time.Duration
 	MaxDeliver int
 	Replicas   int
@@ -86,6 +93,10 @@ func parse(name string, args []string, o Options) (Config, error) {
 	}
 	fs.StringVar(&c.HTTP, "http", o.DefaultHTTP, "HTTP listen address (API, /metrics, /healthz)")
 	fs.DurationVar(&c.Day, "day", policy.RealDay, "length of a business day; shorten (e.g. 1s) to watch the ladder in minutes")
+	if o.Notify {
+		fs.StringVar(&c.Webhooks, "webhooks", "", "contact-task webhooks, CHANNEL=URL,... (e.g. sms=https://sms.example/hook); channels without one are left to the lender's NATS subscribers")
+		fs.StringVar(&c.SecretFile, "webhook-secret-file", "", "file holding the HMAC-SHA256 key that signs webhook bodies (required with --webhooks)")
+	}
 	fs.StringVar(&c.Policies, "policies", "", "directory of policy files (*.yaml), reloaded on change or SIGHUP; empty: the shipped policy")
 	fs.IntVar(&c.GraceDays, "grace-days", def.GraceDays, "without --policies: days of grace before overdue confirmation")
 	fs.IntVar(&c.HandoffDPD, "handoff-dpd", def.HandoffDPD, "without --policies: DPD at which an unpaid account is placed with an agency")
@@ -197,6 +208,12 @@ func Run(ctx context.Context, args []string, o Options) error {
 	deps := stage.Deps{Log: llog, Ladder: ladder, Now: now, Metrics: metrics}
 	ing := &ingest.Ingestor{Log: llog, Metrics: metrics}
 
+	var notifier *notify.Notifier
+	if o.Notify {
+		if notifier, err = newNotifier(cfg, now); err != nil {
+			return err
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.Policies != "" {
 		policies.OnReload = func(err error) {
@@ -209,7 +226,7 @@ func Run(ctx context.Context, args []string, o Options) error {
 		g.Go(func() error { policies.Watch(gctx, 2*time.Second, log); return nil })
 	}
 	var routerUp atomic.Bool
-	if len(o.Stages) > 0 || o.Intake {
+	if len(o.Stages) > 0 || o.Intake || o.Dispatch || notifier != nil {
 		rt, err := bus.NewRouter(bus.RouterConfig{Dial: dial, Topology: topo, Registry: reg, Metrics: metrics, Logger: log, Name: o.Name + "-router"})
 		if err != nil {
 			return err
@@ -219,6 +236,12 @@ func Run(ctx context.Context, args []string, o Options) error {
 		}
 		if o.Intake {
 			ing.Register(rt)
+		}
+		if o.Dispatch {
+			(&dispatch.Dispatcher{JS: rt.JetStream(), Ladder: ladder}).Register(rt)
+		}
+		if notifier != nil {
+			notifier.Register(rt)
 		}
 		g.Go(func() error { return rt.Run(gctx) })
 		g.Go(func() error {
@@ -303,6 +326,29 @@ func loadPolicies(cfg Config) (*policyfile.Live, error) {
 	return policyfile.Fixed(pol), nil
 }
 
+// newNotifier builds the webhook deliverer from the command line.
+func newNotifier(cfg Config, now func() time.Time) (*notify.Notifier, error) {
+	hooks, err := notify.ParseWebhooks(cfg.Webhooks)
+	if err != nil {
+		return nil, fmt.Errorf("--webhooks: %w", err)
+	}
+	if len(hooks) == 0 {
+		return nil, nil
+	}
+	if cfg.SecretFile == "" {
+		return nil, errors.New("--webhooks needs --webhook-secret-file: receivers must be able to verify the signature")
+	}
+	secret, err := os.ReadFile(cfg.SecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("--webhook-secret-file: %w", err)
+	}
+	secret = []byte(strings.TrimSpace(string(secret)))
+	if len(secret) < 16 {
+		return nil, errors.New("--webhook-secret-file: the key must be at least 16 bytes")
+	}
+	return &notify.Notifier{Webhooks: hooks, Secret: secret, Client: &http.Client{Timeout: 15 * time.Second}, Now: now}, nil
+}
+
 // healthOnly hides the lender API on processes that do not serve it.
 func healthOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -333,9 +379,14 @@ func listenAddr(s string) (string, int, error) {
 	return strings.TrimSpace(host), port, nil
 }
 
-// Main is the whole of a service's main function: it runs until SIGINT or
-// SIGTERM and exits with status 1 on error.
-func Main(o Options) {
+// Main is the whole of a service's main function: it runs the named
+// Service until SIGINT or SIGTERM and exits with status 1 on error.
+func Main(name string) {
+	o, ok := Service(name)
+	if !ok {
+		fmt.Fprintf(os.Stderr, "no service named %q\n", name)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := Run(ctx, os.Args[1:], o)
 	stop()

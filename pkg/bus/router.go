@@ -149,8 +149,8 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 			InitialInterval: 20 * time.Millisecond,
 			MaxInterval:     500 * time.Millisecond,
 			Multiplier:      2,
-			Logger:          wlog,
-			ShouldRetry:     func(p middleware.RetryParams) bool { return !IsPermanent(p.Err) },
+			// No logger: a retry is routine; deadLetter logs what is left after the retries.
+			ShouldRetry: func(p middleware.RetryParams) bool { return !IsPermanent(p.Err) },
 		}.Middleware,
 	)
 	return rt, nil

@@ -21,6 +21,7 @@ const (
 	intakePrefix = "dunning.in"
 	loanPrefix   = "dunning.loan"
 	dlqPrefix    = "dunning.dlq"
+	taskPrefix   = "dunning.task"
 )
 
 // Kind is the last subject token(s) of an event in a loan's log. The set is
@@ -41,6 +42,7 @@ const (
 	KindLegal     Kind = "legal"
 	KindClosed    Kind = "closed"
 	KindCancelled Kind = "cancelled"
+	KindOutcome   Kind = "outcome" // + .<contact id>_<outcome>
 )
 
 // Step subject suffixes, one per timed stage, so each stage consumes only its own.
@@ -57,6 +59,7 @@ const (
 	StreamLoans  = "DUNNING_LOANS"
 	StreamIntake = "DUNNING_INTAKE"
 	StreamDLQ    = "DUNNING_DLQ"
+	StreamTasks  = "DUNNING_TASKS"
 )
 
 // Durable consumers, one per stage (replicas of a stage share it).
@@ -67,6 +70,10 @@ const (
 	ConsumerEscalation = "escalation"
 	ConsumerHandoff    = "third-party-handoff"
 	ConsumerLegal      = "legal-referral"
+	// ConsumerDispatch fans committed contact decisions out to per-channel task subjects.
+	ConsumerDispatch = "dispatch"
+	// ConsumerNotify delivers tasks to the lender's webhooks.
+	ConsumerNotify = "notify"
 )
 
 // IntakeSubject is where a lender publishes one loan's events over NATS.
@@ -89,6 +96,13 @@ func LoanSubject(tenant, loan string, k Kind, id string) string {
 
 // TimerSubject holds the loan's single pending schedule.
 func TimerSubject(tenant, loan string) string { return LoanSubject(tenant, loan, KindTimer, "") }
+
+// TaskSubject is where one contact task waits for its channel's vendor:
+// dunning.task.<channel>.<tenant>.<loan>.<contact id>. A vendor integration
+// subscribes to dunning.task.<channel>.>.
+func TaskSubject(channel, tenant, loan, contactID string) string {
+	return taskPrefix + "." + channel + "." + tenant + "." + loan + "." + contactID
+}
 
 // DLQSubject is where a consumer dead-letters a message.
 func DLQSubject(consumer string) string { return dlqPrefix + "." + consumer }
@@ -144,6 +158,8 @@ var Consumers = []ConsumerSpec{
 	{ConsumerEscalation, StreamLoans, []string{loanFilter(KindStep, StepEscalate)}},
 	{ConsumerHandoff, StreamLoans, []string{loanFilter(KindStep, StepHandoff)}},
 	{ConsumerLegal, StreamLoans, []string{loanFilter(KindStep, StepLegal)}},
+	{ConsumerDispatch, StreamLoans, []string{loanFilter(KindContact, ""), loanFilter(KindEscalated, "")}},
+	{ConsumerNotify, StreamTasks, []string{taskPrefix + ".>"}},
 }
 
 // ConsumerByName returns a declared consumer.
@@ -195,6 +211,15 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.Replicas,
 			MaxAge:      7 * 24 * time.Hour,
+			Duplicates:  2 * time.Minute,
+		},
+		{
+			Name:        StreamTasks,
+			Description: "Contact tasks per channel, derived from committed decisions, for vendors and the notify service.",
+			Subjects:    []string{taskPrefix + ".>"},
+			Storage:     jetstream.FileStorage,
+			Replicas:    t.Replicas,
+			MaxAge:      30 * 24 * time.Hour,
 			Duplicates:  2 * time.Minute,
 		},
 		{

@@ -40,7 +40,7 @@ func TestLoanSubjects(t *testing.T) {
 func TestConsumersDeclared(t *testing.T) {
 	seen := map[string]string{}
 	for _, c := range Consumers {
-		if c.Stream != StreamLoans && c.Stream != StreamIntake {
+		if c.Stream != StreamLoans && c.Stream != StreamIntake && c.Stream != StreamTasks {
 			t.Errorf("consumer %s on undeclared stream %s", c.Name, c.Stream)
 		}
 		for _, f := range c.Filters {

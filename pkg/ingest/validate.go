@@ -79,8 +79,26 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			return Event{}, err
 		}
 		return Event{m.TenantId, m.LoanId, bus.KindSettled, "", m}, nil
+	case *dunningv1.LenderEvent_ContactOutcome:
+		m, p := e.ContactOutcome, "contact_outcome."
+		if m == nil {
+			return Event{}, &FieldError{"contact_outcome", "is required"}
+		}
+		var outcome error
+		if m.Outcome == dunningv1.Outcome_OUTCOME_UNSPECIFIED || dunningv1.Outcome_name[int32(m.Outcome)] == "" {
+			outcome = &FieldError{p + "outcome", "must be one of OUTCOME_SENT, OUTCOME_DELIVERED, OUTCOME_FAILED, OUTCOME_CALL_CONNECTED"}
+		}
+		var detail error
+		if len(m.Detail) > 256 {
+			detail = &FieldError{p + "detail", "must be at most 256 characters"}
+		}
+		if err := firstErr(id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), id(p+"contact_id", m.ContactId),
+			outcome, timestamp(p+"occurred_at", m.OccurredAt), detail); err != nil {
+			return Event{}, err
+		}
+		return Event{m.TenantId, m.LoanId, bus.KindOutcome, m.ContactId + "_" + policy.Outcome(m.Outcome).String(), m}, nil
 	}
-	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled is required"}
+	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled, contact_outcome is required"}
 }
 
 func firstErr(errs ...error) error {

@@ -2,7 +2,9 @@ package loanlog
 
 import (
 	"errors"
+
 	"fmt"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -18,6 +20,20 @@ import (
 // ErrUndecodable marks an entry whose body does not match its subject's kind.
 // It is permanent: redelivery cannot fix it.
 var ErrUndecodable = errors.New("undecodable loan-log entry")
+
+// DecodeMessage decodes a loan-log message as a consumer receives it; every
+// error is permanent (redelivery cannot fix it).
+func DecodeMessage(msg *message.Message) (bus.LoanAddress, policy.Event, error) {
+	addr, err := bus.ParseLoanSubject(msg.Metadata.Get(bus.MetaSubject))
+	if err != nil {
+		return addr, nil, bus.Permanent(err)
+	}
+	ev, err := Decode(addr, msg.Payload)
+	if err != nil {
+		return addr, nil, bus.Permanent(err)
+	}
+	return addr, ev, nil
+}
 
 // Decode turns a loan-log message into a domain event.
 func Decode(addr bus.LoanAddress, data []byte) (policy.Event, error) {
@@ -43,6 +59,13 @@ func Decode(addr bus.LoanAddress, data []byte) (policy.Event, error) {
 			return fail(err)
 		}
 		return policy.Settled{At: m.GetSettledAt().AsTime()}, nil
+	case bus.KindOutcome:
+		var m dunningv1.ContactOutcome
+		if err := proto.Unmarshal(data, &m); err != nil {
+			return fail(err)
+		}
+		return policy.ContactOutcome{ContactID: m.GetContactId(), Outcome: policy.Outcome(m.GetOutcome()),
+			At: m.GetOccurredAt().AsTime(), Detail: m.GetDetail()}, nil
 	case bus.KindTimer, bus.KindStep:
 		var m dunningv1.StepDue
 		if err := proto.Unmarshal(data, &m); err != nil {
@@ -222,6 +245,11 @@ func contextFromProto(m *dunningv1.CaseContext) policy.Context {
 		Reason: m.GetReason(), StepID: m.GetStepId(), PolicyVersion: m.GetPolicyVersion()}
 }
 
+// TaskToProto maps one contact task.
+func TaskToProto(t policy.ContactTask) *dunningv1.ContactTask {
+	return tasksToProto([]policy.ContactTask{t})[0]
+}
+
 func tasksToProto(ts []policy.ContactTask) []*dunningv1.ContactTask {
 	out := make([]*dunningv1.ContactTask, 0, len(ts))
 	for _, t := range ts {
@@ -268,6 +296,8 @@ func NewProto(k bus.Kind) (proto.Message, bool) {
 		return &dunningv1.RepaymentReceived{}, true
 	case bus.KindSettled:
 		return &dunningv1.LoanSettled{}, true
+	case bus.KindOutcome:
+		return &dunningv1.ContactOutcome{}, true
 	case bus.KindTimer, bus.KindStep:
 		return &dunningv1.StepDue{}, true
 	case bus.KindOverdue:

@@ -28,6 +28,35 @@ type Repayment struct {
 	PaidAt        time.Time
 }
 
+// Outcome is what became of a contact, as its vendor reports it.
+type Outcome int
+
+// Outcomes.
+const (
+	OutcomeNone Outcome = iota
+	OutcomeSent
+	OutcomeDelivered
+	OutcomeFailed
+	OutcomeCallConnected
+)
+
+var outcomeNames = [...]string{"none", "sent", "delivered", "failed", "call_connected"}
+
+func (o Outcome) String() string {
+	if o < 0 || int(o) >= len(outcomeNames) {
+		return "unknown"
+	}
+	return outcomeNames[o]
+}
+
+// ContactOutcome records a vendor's report on a contact.
+type ContactOutcome struct {
+	ContactID string
+	Outcome   Outcome
+	At        time.Time
+	Detail    string
+}
+
 // Settled says the loan owes nothing more.
 type Settled struct{ At time.Time }
 
@@ -132,6 +161,7 @@ type Evidence struct {
 func (InstallmentDue) event() {}
 func (Repayment) event()      {}
 func (Settled) event()        {}
+func (ContactOutcome) event() {}
 func (TimerSet) event()       {}
 func (StepFired) event()      {}
 func (Decision) event()       {}

@@ -47,13 +47,9 @@ func (s Stage) Register(rt *bus.Router, d Deps) {
 // Handler decodes a loan-log message and processes it.
 func (s Stage) Handler(d Deps) message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
-		addr, err := bus.ParseLoanSubject(msg.Metadata.Get(bus.MetaSubject))
+		addr, ev, err := loanlog.DecodeMessage(msg)
 		if err != nil {
-			return bus.Permanent(err)
-		}
-		ev, err := loanlog.Decode(addr, msg.Payload)
-		if err != nil {
-			return bus.Permanent(err)
+			return err
 		}
 		return d.Process(msg.Context(), s.Consumer, addr.Tenant, addr.Loan, func(l policy.Ladder, c *policy.Case, now time.Time) (*policy.Decision, error) {
 			return s.Decide(l, c, ev, now)

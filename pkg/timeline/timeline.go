@@ -121,6 +121,8 @@ func describe(e *Entry, l policy.Ladder, c *policy.Case, ev policy.Event, at tim
 		lender("repayment_received", fmt.Sprintf("payment %s of %s; overdue now %s", x.PaymentID, x.Amount, o))
 	case policy.Settled:
 		lender("loan_settled", "lender reported the loan settled")
+	case policy.ContactOutcome:
+		lender("contact_outcome", fmt.Sprintf("contact %s: %s %s", x.ContactID, x.Outcome, x.Detail))
 	case policy.TimerSet:
 		e.Kind, e.Case, e.Stage, e.DPD = "step_scheduled", x.Step.Case, x.Step.Stage.String(), x.Step.DPD
 		e.Tier = l.Policy.TierAt(x.Step.DPD).String()

@@ -1,12 +1,6 @@
 // Command contact runs stage 2, first contact, against an external NATS server.
 package main
 
-import (
-	"github.com/opendunning/dunning/pkg/app"
-	"github.com/opendunning/dunning/pkg/stage"
-	"github.com/opendunning/dunning/pkg/stage/contact"
-)
+import "github.com/opendunning/dunning/pkg/app"
 
-func main() {
-	app.Main(app.Options{Name: "contact", Stages: []stage.Stage{contact.Stage()}, DefaultHTTP: ":9090"})
-}
+func main() { app.Main("contact") }

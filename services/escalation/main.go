@@ -1,12 +1,6 @@
 // Command escalation runs stage 3, escalation, against an external NATS server.
 package main
 
-import (
-	"github.com/opendunning/dunning/pkg/app"
-	"github.com/opendunning/dunning/pkg/stage"
-	"github.com/opendunning/dunning/pkg/stage/escalation"
-)
+import "github.com/opendunning/dunning/pkg/app"
 
-func main() {
-	app.Main(app.Options{Name: "escalation", Stages: []stage.Stage{escalation.Stage()}, DefaultHTTP: ":9090"})
-}
+func main() { app.Main("escalation") }

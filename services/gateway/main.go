@@ -4,6 +4,4 @@ package main
 
 import "github.com/opendunning/dunning/pkg/app"
 
-func main() {
-	app.Main(app.Options{Name: "gateway", Intake: true, API: true, DefaultHTTP: ":8080"})
-}
+func main() { app.Main("gateway") }

@@ -1,12 +1,6 @@
 // Command overdue runs stage 1, overdue confirmation, against an external NATS server.
 package main
 
-import (
-	"github.com/opendunning/dunning/pkg/app"
-	"github.com/opendunning/dunning/pkg/stage"
-	"github.com/opendunning/dunning/pkg/stage/overdue"
-)
+import "github.com/opendunning/dunning/pkg/app"
 
-func main() {
-	app.Main(app.Options{Name: "overdue", Stages: []stage.Stage{overdue.Stage()}, DefaultHTTP: ":9090"})
-}
+func main() { app.Main("overdue") }

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,9 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/opendunning/dunning/pkg/app"
-	"github.com/opendunning/dunning/pkg/stage/all"
 )
 
 // readmeExample returns the JSON body of the README's curl example, with its
@@ -45,30 +41,7 @@ func readmeExample(t *testing.T, due time.Time) string {
 // timeline, and answers bad input with the field at fault.
 func TestAllInOneHTTP(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	addrCh := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, []string{"--data-dir", t.TempDir(), "--nats-listen", "none", "--http", "127.0.0.1:0", "--day", "100ms", "--log-level", "error"},
-			app.Options{Name: "dunningd", Embedded: true, API: true, Intake: true,
-				Stages: all.Stages(),
-				Ready:  func(a string) { addrCh <- a }})
-	}()
-	var base string
-	select {
-	case a := <-addrCh:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatalf("dunningd exited: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("dunningd did not start")
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("dunningd: %v", err)
-		}
-	})
+	base := startDunningd(t, "--data-dir", t.TempDir())
 	post := func(body string) (int, map[string]any) {
 		t.Helper()
 		resp, err := http.Post(base+"/v1/events", "application/json", strings.NewReader(body))

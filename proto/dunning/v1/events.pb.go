@@ -22,6 +22,62 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Outcome of a contact, as reported by the vendor that made it.
+type Outcome int32
+
+const (
+	Outcome_OUTCOME_UNSPECIFIED    Outcome = 0
+	Outcome_OUTCOME_SENT           Outcome = 1
+	Outcome_OUTCOME_DELIVERED      Outcome = 2
+	Outcome_OUTCOME_FAILED         Outcome = 3
+	Outcome_OUTCOME_CALL_CONNECTED Outcome = 4
+)
+
+// Enum value maps for Outcome.
+var (
+	Outcome_name = map[int32]string{
+		0: "OUTCOME_UNSPECIFIED",
+		1: "OUTCOME_SENT",
+		2: "OUTCOME_DELIVERED",
+		3: "OUTCOME_FAILED",
+		4: "OUTCOME_CALL_CONNECTED",
+	}
+	Outcome_value = map[string]int32{
+		"OUTCOME_UNSPECIFIED":    0,
+		"OUTCOME_SENT":           1,
+		"OUTCOME_DELIVERED":      2,
+		"OUTCOME_FAILED":         3,
+		"OUTCOME_CALL_CONNECTED": 4,
+	}
+)
+
+func (x Outcome) Enum() *Outcome {
+	p := new(Outcome)
+	*p = x
+	return p
+}
+
+func (x Outcome) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Outcome) Descriptor() protoreflect.EnumDescriptor {
+	return file_dunning_v1_events_proto_enumTypes[0].Descriptor()
+}
+
+func (Outcome) Type() protoreflect.EnumType {
+	return &file_dunning_v1_events_proto_enumTypes[0]
+}
+
+func (x Outcome) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Outcome.Descriptor instead.
+func (Outcome) EnumDescriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{0}
+}
+
 // Stage of the dunning ladder.
 type Stage int32
 
@@ -65,11 +121,11 @@ func (x Stage) String() string {
 }
 
 func (Stage) Descriptor() protoreflect.EnumDescriptor {
-	return file_dunning_v1_events_proto_enumTypes[0].Descriptor()
+	return file_dunning_v1_events_proto_enumTypes[1].Descriptor()
 }
 
 func (Stage) Type() protoreflect.EnumType {
-	return &file_dunning_v1_events_proto_enumTypes[0]
+	return &file_dunning_v1_events_proto_enumTypes[1]
 }
 
 func (x Stage) Number() protoreflect.EnumNumber {
@@ -78,7 +134,7 @@ func (x Stage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Stage.Descriptor instead.
 func (Stage) EnumDescriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{0}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{1}
 }
 
 // Tier by days past due.
@@ -118,11 +174,11 @@ func (x Tier) String() string {
 }
 
 func (Tier) Descriptor() protoreflect.EnumDescriptor {
-	return file_dunning_v1_events_proto_enumTypes[1].Descriptor()
+	return file_dunning_v1_events_proto_enumTypes[2].Descriptor()
 }
 
 func (Tier) Type() protoreflect.EnumType {
-	return &file_dunning_v1_events_proto_enumTypes[1]
+	return &file_dunning_v1_events_proto_enumTypes[2]
 }
 
 func (x Tier) Number() protoreflect.EnumNumber {
@@ -131,7 +187,7 @@ func (x Tier) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tier.Descriptor instead.
 func (Tier) EnumDescriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{1}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{2}
 }
 
 // Channel of an outbound contact.
@@ -177,11 +233,11 @@ func (x Channel) String() string {
 }
 
 func (Channel) Descriptor() protoreflect.EnumDescriptor {
-	return file_dunning_v1_events_proto_enumTypes[2].Descriptor()
+	return file_dunning_v1_events_proto_enumTypes[3].Descriptor()
 }
 
 func (Channel) Type() protoreflect.EnumType {
-	return &file_dunning_v1_events_proto_enumTypes[2]
+	return &file_dunning_v1_events_proto_enumTypes[3]
 }
 
 func (x Channel) Number() protoreflect.EnumNumber {
@@ -190,7 +246,7 @@ func (x Channel) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Channel.Descriptor instead.
 func (Channel) EnumDescriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{2}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{3}
 }
 
 // Tone of a contact. There is deliberately no threatening tone.
@@ -230,11 +286,11 @@ func (x Tone) String() string {
 }
 
 func (Tone) Descriptor() protoreflect.EnumDescriptor {
-	return file_dunning_v1_events_proto_enumTypes[3].Descriptor()
+	return file_dunning_v1_events_proto_enumTypes[4].Descriptor()
 }
 
 func (Tone) Type() protoreflect.EnumType {
-	return &file_dunning_v1_events_proto_enumTypes[3]
+	return &file_dunning_v1_events_proto_enumTypes[4]
 }
 
 func (x Tone) Number() protoreflect.EnumNumber {
@@ -243,7 +299,7 @@ func (x Tone) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tone.Descriptor instead.
 func (Tone) EnumDescriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 // CloseReason says why a case ended.
@@ -282,11 +338,11 @@ func (x CloseReason) String() string {
 }
 
 func (CloseReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_dunning_v1_events_proto_enumTypes[4].Descriptor()
+	return file_dunning_v1_events_proto_enumTypes[5].Descriptor()
 }
 
 func (CloseReason) Type() protoreflect.EnumType {
-	return &file_dunning_v1_events_proto_enumTypes[4]
+	return &file_dunning_v1_events_proto_enumTypes[5]
 }
 
 func (x CloseReason) Number() protoreflect.EnumNumber {
@@ -295,7 +351,7 @@ func (x CloseReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CloseReason.Descriptor instead.
 func (CloseReason) EnumDescriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 // Money is an amount in the currency's minor units (fen, cents). Floating point
@@ -607,8 +663,96 @@ func (x *LoanSettled) GetSettledAt() *timestamppb.Timestamp {
 	return nil
 }
 
-// LenderEvent is the envelope a lender sends, over HTTP as JSON (protojson) or
-// over NATS as binary protobuf or JSON.
+// ContactOutcome reports what became of a contact task.
+type ContactOutcome struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	LoanId   string                 `protobuf:"bytes,2,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	// The contact_id of the task.
+	ContactId  string                 `protobuf:"bytes,3,opt,name=contact_id,json=contactId,proto3" json:"contact_id,omitempty"`
+	Outcome    Outcome                `protobuf:"varint,4,opt,name=outcome,proto3,enum=dunning.v1.Outcome" json:"outcome,omitempty"`
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// Vendor's free-text detail (no personal data), e.g. an error code.
+	Detail        string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContactOutcome) Reset() {
+	*x = ContactOutcome{}
+	mi := &file_dunning_v1_events_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContactOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContactOutcome) ProtoMessage() {}
+
+func (x *ContactOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContactOutcome.ProtoReflect.Descriptor instead.
+func (*ContactOutcome) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ContactOutcome) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ContactOutcome) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *ContactOutcome) GetContactId() string {
+	if x != nil {
+		return x.ContactId
+	}
+	return ""
+}
+
+func (x *ContactOutcome) GetOutcome() Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return Outcome_OUTCOME_UNSPECIFIED
+}
+
+func (x *ContactOutcome) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
+func (x *ContactOutcome) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+// LenderEvent is the envelope a lender (or its contact vendor, for
+// outcomes) sends, over HTTP as JSON (protojson) or over NATS as binary
+// protobuf or JSON.
 type LenderEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Event:
@@ -616,6 +760,7 @@ type LenderEvent struct {
 	//	*LenderEvent_InstallmentDue
 	//	*LenderEvent_RepaymentReceived
 	//	*LenderEvent_LoanSettled
+	//	*LenderEvent_ContactOutcome
 	Event         isLenderEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -623,7 +768,7 @@ type LenderEvent struct {
 
 func (x *LenderEvent) Reset() {
 	*x = LenderEvent{}
-	mi := &file_dunning_v1_events_proto_msgTypes[4]
+	mi := &file_dunning_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -635,7 +780,7 @@ func (x *LenderEvent) String() string {
 func (*LenderEvent) ProtoMessage() {}
 
 func (x *LenderEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[4]
+	mi := &file_dunning_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -648,7 +793,7 @@ func (x *LenderEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LenderEvent.ProtoReflect.Descriptor instead.
 func (*LenderEvent) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *LenderEvent) GetEvent() isLenderEvent_Event {
@@ -685,6 +830,15 @@ func (x *LenderEvent) GetLoanSettled() *LoanSettled {
 	return nil
 }
 
+func (x *LenderEvent) GetContactOutcome() *ContactOutcome {
+	if x != nil {
+		if x, ok := x.Event.(*LenderEvent_ContactOutcome); ok {
+			return x.ContactOutcome
+		}
+	}
+	return nil
+}
+
 type isLenderEvent_Event interface {
 	isLenderEvent_Event()
 }
@@ -701,11 +855,17 @@ type LenderEvent_LoanSettled struct {
 	LoanSettled *LoanSettled `protobuf:"bytes,3,opt,name=loan_settled,json=loanSettled,proto3,oneof"`
 }
 
+type LenderEvent_ContactOutcome struct {
+	ContactOutcome *ContactOutcome `protobuf:"bytes,4,opt,name=contact_outcome,json=contactOutcome,proto3,oneof"`
+}
+
 func (*LenderEvent_InstallmentDue) isLenderEvent_Event() {}
 
 func (*LenderEvent_RepaymentReceived) isLenderEvent_Event() {}
 
 func (*LenderEvent_LoanSettled) isLenderEvent_Event() {}
+
+func (*LenderEvent_ContactOutcome) isLenderEvent_Event() {}
 
 // CaseContext is the common part of every decision: where the case stood when
 // the decision was made, and why.
@@ -733,7 +893,7 @@ type CaseContext struct {
 
 func (x *CaseContext) Reset() {
 	*x = CaseContext{}
-	mi := &file_dunning_v1_events_proto_msgTypes[5]
+	mi := &file_dunning_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +905,7 @@ func (x *CaseContext) String() string {
 func (*CaseContext) ProtoMessage() {}
 
 func (x *CaseContext) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[5]
+	mi := &file_dunning_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +918,7 @@ func (x *CaseContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseContext.ProtoReflect.Descriptor instead.
 func (*CaseContext) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CaseContext) GetTenantId() string {
@@ -865,7 +1025,7 @@ type ContactTask struct {
 
 func (x *ContactTask) Reset() {
 	*x = ContactTask{}
-	mi := &file_dunning_v1_events_proto_msgTypes[6]
+	mi := &file_dunning_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +1037,7 @@ func (x *ContactTask) String() string {
 func (*ContactTask) ProtoMessage() {}
 
 func (x *ContactTask) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[6]
+	mi := &file_dunning_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +1050,7 @@ func (x *ContactTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactTask.ProtoReflect.Descriptor instead.
 func (*ContactTask) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ContactTask) GetContactId() string {
@@ -970,6 +1130,110 @@ func (x *ContactTask) GetReference() string {
 	return ""
 }
 
+// Delivery is a contact task on its channel's subject, for the lender's
+// vendor integrations and the notify service: the task, its case context and
+// the rendered text.
+type Delivery struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	TenantId   string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	LoanId     string                 `protobuf:"bytes,2,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	CaseNumber int32                  `protobuf:"varint,3,opt,name=case_number,json=caseNumber,proto3" json:"case_number,omitempty"`
+	Stage      Stage                  `protobuf:"varint,4,opt,name=stage,proto3,enum=dunning.v1.Stage" json:"stage,omitempty"`
+	Tier       Tier                   `protobuf:"varint,5,opt,name=tier,proto3,enum=dunning.v1.Tier" json:"tier,omitempty"`
+	Task       *ContactTask           `protobuf:"bytes,6,opt,name=task,proto3" json:"task,omitempty"`
+	// The template rendered for the task's channel and locale.
+	Text          string `protobuf:"bytes,7,opt,name=text,proto3" json:"text,omitempty"`
+	PolicyVersion string `protobuf:"bytes,8,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Delivery) Reset() {
+	*x = Delivery{}
+	mi := &file_dunning_v1_events_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Delivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Delivery) ProtoMessage() {}
+
+func (x *Delivery) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
+func (*Delivery) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Delivery) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *Delivery) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *Delivery) GetCaseNumber() int32 {
+	if x != nil {
+		return x.CaseNumber
+	}
+	return 0
+}
+
+func (x *Delivery) GetStage() Stage {
+	if x != nil {
+		return x.Stage
+	}
+	return Stage_STAGE_UNSPECIFIED
+}
+
+func (x *Delivery) GetTier() Tier {
+	if x != nil {
+		return x.Tier
+	}
+	return Tier_TIER_UNSPECIFIED
+}
+
+func (x *Delivery) GetTask() *ContactTask {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+func (x *Delivery) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *Delivery) GetPolicyVersion() string {
+	if x != nil {
+		return x.PolicyVersion
+	}
+	return ""
+}
+
 // StepDue is the body of a scheduled step; the server publishes it when due.
 type StepDue struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -984,7 +1248,7 @@ type StepDue struct {
 
 func (x *StepDue) Reset() {
 	*x = StepDue{}
-	mi := &file_dunning_v1_events_proto_msgTypes[7]
+	mi := &file_dunning_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1260,7 @@ func (x *StepDue) String() string {
 func (*StepDue) ProtoMessage() {}
 
 func (x *StepDue) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[7]
+	mi := &file_dunning_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1273,7 @@ func (x *StepDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepDue.ProtoReflect.Descriptor instead.
 func (*StepDue) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StepDue) GetStepId() string {
@@ -1059,7 +1323,7 @@ type OverdueConfirmed struct {
 
 func (x *OverdueConfirmed) Reset() {
 	*x = OverdueConfirmed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[8]
+	mi := &file_dunning_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1335,7 @@ func (x *OverdueConfirmed) String() string {
 func (*OverdueConfirmed) ProtoMessage() {}
 
 func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[8]
+	mi := &file_dunning_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1348,7 @@ func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverdueConfirmed.ProtoReflect.Descriptor instead.
 func (*OverdueConfirmed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OverdueConfirmed) GetCase() *CaseContext {
@@ -1112,7 +1376,7 @@ type ContactRequested struct {
 
 func (x *ContactRequested) Reset() {
 	*x = ContactRequested{}
-	mi := &file_dunning_v1_events_proto_msgTypes[9]
+	mi := &file_dunning_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1124,7 +1388,7 @@ func (x *ContactRequested) String() string {
 func (*ContactRequested) ProtoMessage() {}
 
 func (x *ContactRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[9]
+	mi := &file_dunning_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1401,7 @@ func (x *ContactRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactRequested.ProtoReflect.Descriptor instead.
 func (*ContactRequested) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ContactRequested) GetCase() *CaseContext {
@@ -1165,7 +1429,7 @@ type Escalated struct {
 
 func (x *Escalated) Reset() {
 	*x = Escalated{}
-	mi := &file_dunning_v1_events_proto_msgTypes[10]
+	mi := &file_dunning_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +1441,7 @@ func (x *Escalated) String() string {
 func (*Escalated) ProtoMessage() {}
 
 func (x *Escalated) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[10]
+	mi := &file_dunning_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +1454,7 @@ func (x *Escalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Escalated.ProtoReflect.Descriptor instead.
 func (*Escalated) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Escalated) GetCase() *CaseContext {
@@ -1220,7 +1484,7 @@ type HandedOff struct {
 
 func (x *HandedOff) Reset() {
 	*x = HandedOff{}
-	mi := &file_dunning_v1_events_proto_msgTypes[11]
+	mi := &file_dunning_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1496,7 @@ func (x *HandedOff) String() string {
 func (*HandedOff) ProtoMessage() {}
 
 func (x *HandedOff) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[11]
+	mi := &file_dunning_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1509,7 @@ func (x *HandedOff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandedOff.ProtoReflect.Descriptor instead.
 func (*HandedOff) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HandedOff) GetCase() *CaseContext {
@@ -1287,7 +1551,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_dunning_v1_events_proto_msgTypes[12]
+	mi := &file_dunning_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1563,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[12]
+	mi := &file_dunning_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1576,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Evidence) GetInstallments() []*InstallmentDue {
@@ -1361,7 +1625,7 @@ type LegalReferred struct {
 
 func (x *LegalReferred) Reset() {
 	*x = LegalReferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[13]
+	mi := &file_dunning_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1637,7 @@ func (x *LegalReferred) String() string {
 func (*LegalReferred) ProtoMessage() {}
 
 func (x *LegalReferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[13]
+	mi := &file_dunning_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1650,7 @@ func (x *LegalReferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LegalReferred.ProtoReflect.Descriptor instead.
 func (*LegalReferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LegalReferred) GetCase() *CaseContext {
@@ -1418,7 +1682,7 @@ type CaseClosed struct {
 
 func (x *CaseClosed) Reset() {
 	*x = CaseClosed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[14]
+	mi := &file_dunning_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1694,7 @@ func (x *CaseClosed) String() string {
 func (*CaseClosed) ProtoMessage() {}
 
 func (x *CaseClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[14]
+	mi := &file_dunning_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1707,7 @@ func (x *CaseClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseClosed.ProtoReflect.Descriptor instead.
 func (*CaseClosed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CaseClosed) GetCase() *CaseContext {
@@ -1486,7 +1750,7 @@ type StepCancelled struct {
 
 func (x *StepCancelled) Reset() {
 	*x = StepCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[15]
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1498,7 +1762,7 @@ func (x *StepCancelled) String() string {
 func (*StepCancelled) ProtoMessage() {}
 
 func (x *StepCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[15]
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1511,7 +1775,7 @@ func (x *StepCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepCancelled.ProtoReflect.Descriptor instead.
 func (*StepCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StepCancelled) GetCase() *CaseContext {
@@ -1561,11 +1825,21 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x129\n" +
 	"\n" +
-	"settled_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tsettledAt\"\xeb\x01\n" +
+	"settled_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tsettledAt\"\xe9\x01\n" +
+	"\x0eContactOutcome\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1d\n" +
+	"\n" +
+	"contact_id\x18\x03 \x01(\tR\tcontactId\x12-\n" +
+	"\aoutcome\x18\x04 \x01(\x0e2\x13.dunning.v1.OutcomeR\aoutcome\x12;\n" +
+	"\voccurred_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\x12\x16\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\"\xb2\x02\n" +
 	"\vLenderEvent\x12E\n" +
 	"\x0finstallment_due\x18\x01 \x01(\v2\x1a.dunning.v1.InstallmentDueH\x00R\x0einstallmentDue\x12N\n" +
 	"\x12repayment_received\x18\x02 \x01(\v2\x1d.dunning.v1.RepaymentReceivedH\x00R\x11repaymentReceived\x12<\n" +
-	"\floan_settled\x18\x03 \x01(\v2\x17.dunning.v1.LoanSettledH\x00R\vloanSettledB\a\n" +
+	"\floan_settled\x18\x03 \x01(\v2\x17.dunning.v1.LoanSettledH\x00R\vloanSettled\x12E\n" +
+	"\x0fcontact_outcome\x18\x04 \x01(\v2\x1a.dunning.v1.ContactOutcomeH\x00R\x0econtactOutcomeB\a\n" +
 	"\x05event\"\x85\x03\n" +
 	"\vCaseContext\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
@@ -1597,7 +1871,17 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x04fees\x18\t \x01(\v2\x11.dunning.v1.MoneyR\x04fees\x12\x16\n" +
 	"\x06locale\x18\n" +
 	" \x01(\tR\x06locale\x12\x1c\n" +
-	"\treference\x18\v \x01(\tR\treference\"\xb1\x01\n" +
+	"\treference\x18\v \x01(\tR\treference\"\x98\x02\n" +
+	"\bDelivery\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1f\n" +
+	"\vcase_number\x18\x03 \x01(\x05R\n" +
+	"caseNumber\x12'\n" +
+	"\x05stage\x18\x04 \x01(\x0e2\x11.dunning.v1.StageR\x05stage\x12$\n" +
+	"\x04tier\x18\x05 \x01(\x0e2\x10.dunning.v1.TierR\x04tier\x12+\n" +
+	"\x04task\x18\x06 \x01(\v2\x17.dunning.v1.ContactTaskR\x04task\x12\x12\n" +
+	"\x04text\x18\a \x01(\tR\x04text\x12%\n" +
+	"\x0epolicy_version\x18\b \x01(\tR\rpolicyVersion\"\xb1\x01\n" +
 	"\aStepDue\x12\x17\n" +
 	"\astep_id\x18\x01 \x01(\tR\x06stepId\x12'\n" +
 	"\x05stage\x18\x02 \x01(\x0e2\x11.dunning.v1.StageR\x05stage\x12\x1f\n" +
@@ -1637,7 +1921,13 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x15recalled_placement_id\x18\x04 \x01(\tR\x13recalledPlacementId\"h\n" +
 	"\rStepCancelled\x12+\n" +
 	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12*\n" +
-	"\x11cancelled_step_id\x18\x02 \x01(\tR\x0fcancelledStepId*\xa6\x01\n" +
+	"\x11cancelled_step_id\x18\x02 \x01(\tR\x0fcancelledStepId*{\n" +
+	"\aOutcome\x12\x17\n" +
+	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fOUTCOME_SENT\x10\x01\x12\x15\n" +
+	"\x11OUTCOME_DELIVERED\x10\x02\x12\x12\n" +
+	"\x0eOUTCOME_FAILED\x10\x03\x12\x1a\n" +
+	"\x16OUTCOME_CALL_CONNECTED\x10\x04*\xa6\x01\n" +
 	"\x05Stage\x12\x15\n" +
 	"\x11STAGE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aSTAGE_OVERDUE_CONFIRMATION\x10\x01\x12\x17\n" +
@@ -1680,71 +1970,80 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 	return file_dunning_v1_events_proto_rawDescData
 }
 
-var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_dunning_v1_events_proto_goTypes = []any{
-	(Stage)(0),                    // 0: dunning.v1.Stage
-	(Tier)(0),                     // 1: dunning.v1.Tier
-	(Channel)(0),                  // 2: dunning.v1.Channel
-	(Tone)(0),                     // 3: dunning.v1.Tone
-	(CloseReason)(0),              // 4: dunning.v1.CloseReason
-	(*Money)(nil),                 // 5: dunning.v1.Money
-	(*InstallmentDue)(nil),        // 6: dunning.v1.InstallmentDue
-	(*RepaymentReceived)(nil),     // 7: dunning.v1.RepaymentReceived
-	(*LoanSettled)(nil),           // 8: dunning.v1.LoanSettled
-	(*LenderEvent)(nil),           // 9: dunning.v1.LenderEvent
-	(*CaseContext)(nil),           // 10: dunning.v1.CaseContext
-	(*ContactTask)(nil),           // 11: dunning.v1.ContactTask
-	(*StepDue)(nil),               // 12: dunning.v1.StepDue
-	(*OverdueConfirmed)(nil),      // 13: dunning.v1.OverdueConfirmed
-	(*ContactRequested)(nil),      // 14: dunning.v1.ContactRequested
-	(*Escalated)(nil),             // 15: dunning.v1.Escalated
-	(*HandedOff)(nil),             // 16: dunning.v1.HandedOff
-	(*Evidence)(nil),              // 17: dunning.v1.Evidence
-	(*LegalReferred)(nil),         // 18: dunning.v1.LegalReferred
-	(*CaseClosed)(nil),            // 19: dunning.v1.CaseClosed
-	(*StepCancelled)(nil),         // 20: dunning.v1.StepCancelled
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(Outcome)(0),                  // 0: dunning.v1.Outcome
+	(Stage)(0),                    // 1: dunning.v1.Stage
+	(Tier)(0),                     // 2: dunning.v1.Tier
+	(Channel)(0),                  // 3: dunning.v1.Channel
+	(Tone)(0),                     // 4: dunning.v1.Tone
+	(CloseReason)(0),              // 5: dunning.v1.CloseReason
+	(*Money)(nil),                 // 6: dunning.v1.Money
+	(*InstallmentDue)(nil),        // 7: dunning.v1.InstallmentDue
+	(*RepaymentReceived)(nil),     // 8: dunning.v1.RepaymentReceived
+	(*LoanSettled)(nil),           // 9: dunning.v1.LoanSettled
+	(*ContactOutcome)(nil),        // 10: dunning.v1.ContactOutcome
+	(*LenderEvent)(nil),           // 11: dunning.v1.LenderEvent
+	(*CaseContext)(nil),           // 12: dunning.v1.CaseContext
+	(*ContactTask)(nil),           // 13: dunning.v1.ContactTask
+	(*Delivery)(nil),              // 14: dunning.v1.Delivery
+	(*StepDue)(nil),               // 15: dunning.v1.StepDue
+	(*OverdueConfirmed)(nil),      // 16: dunning.v1.OverdueConfirmed
+	(*ContactRequested)(nil),      // 17: dunning.v1.ContactRequested
+	(*Escalated)(nil),             // 18: dunning.v1.Escalated
+	(*HandedOff)(nil),             // 19: dunning.v1.HandedOff
+	(*Evidence)(nil),              // 20: dunning.v1.Evidence
+	(*LegalReferred)(nil),         // 21: dunning.v1.LegalReferred
+	(*CaseClosed)(nil),            // 22: dunning.v1.CaseClosed
+	(*StepCancelled)(nil),         // 23: dunning.v1.StepCancelled
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
-	5,  // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	21, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
-	5,  // 2: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	21, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	21, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
-	6,  // 5: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
-	7,  // 6: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
-	8,  // 7: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
-	0,  // 8: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
-	1,  // 9: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
-	5,  // 10: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	21, // 11: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	2,  // 12: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
-	3,  // 13: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
-	5,  // 14: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
-	5,  // 15: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	0,  // 16: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	21, // 17: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
-	10, // 18: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
-	10, // 19: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
-	11, // 20: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
-	10, // 21: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
-	11, // 22: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
-	10, // 23: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
-	6,  // 24: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
-	7,  // 25: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
-	11, // 26: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
-	10, // 27: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
-	17, // 28: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
-	10, // 29: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
-	4,  // 30: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
-	0,  // 31: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
-	10, // 32: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	6,  // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
+	24, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	6,  // 2: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
+	24, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	24, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	0,  // 5: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
+	24, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	7,  // 7: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
+	8,  // 8: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
+	9,  // 9: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
+	10, // 10: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
+	1,  // 11: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
+	2,  // 12: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
+	6,  // 13: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
+	24, // 14: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	3,  // 15: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
+	4,  // 16: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
+	6,  // 17: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
+	6,  // 18: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
+	1,  // 19: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
+	2,  // 20: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
+	13, // 21: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
+	1,  // 22: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
+	24, // 23: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	12, // 24: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
+	12, // 25: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
+	13, // 26: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
+	12, // 27: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
+	13, // 28: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
+	12, // 29: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
+	7,  // 30: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
+	8,  // 31: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
+	13, // 32: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
+	12, // 33: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
+	20, // 34: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
+	12, // 35: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
+	5,  // 36: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
+	1,  // 37: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
+	12, // 38: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -1752,18 +2051,19 @@ func file_dunning_v1_events_proto_init() {
 	if File_dunning_v1_events_proto != nil {
 		return
 	}
-	file_dunning_v1_events_proto_msgTypes[4].OneofWrappers = []any{
+	file_dunning_v1_events_proto_msgTypes[5].OneofWrappers = []any{
 		(*LenderEvent_InstallmentDue)(nil),
 		(*LenderEvent_RepaymentReceived)(nil),
 		(*LenderEvent_LoanSettled)(nil),
+		(*LenderEvent_ContactOutcome)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   16,
+			NumEnums:      6,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
