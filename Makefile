@@ -12,12 +12,13 @@ NATS_SERVER_VERSION   := v2.15.3
 DAY      ?= 24h
 DATA_DIR ?= ./data
 HTTP     ?= 127.0.0.1:8080
+ARGS     ?=
 
 .PHONY: nats-server run test test-unit test-integration bench proto proto-check lint build tools up clean
 
 ## run: the whole pipeline in one process on an embedded NATS server (DAY=1s to watch it climb)
 run:
-	$(GO) run ./services/dunningd --day=$(DAY) --data-dir=$(DATA_DIR) --http=$(HTTP)
+	$(GO) run ./services/dunningd --day=$(DAY) --data-dir=$(DATA_DIR) --http=$(HTTP) $(ARGS)
 
 ## test: lint, generated-code check, and every test with the race detector
 test: lint proto-check
