@@ -42,6 +42,7 @@ const (
 	KindLegal     Kind = "legal"
 	KindClosed    Kind = "closed"
 	KindCancelled Kind = "cancelled"
+	KindDeferred  Kind = "deferred"
 	KindOutcome   Kind = "outcome" // + .<contact id>_<outcome>
 )
 

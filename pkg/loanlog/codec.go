@@ -127,6 +127,12 @@ func decodeDecision(k bus.Kind, data []byte) (policy.Decision, error) {
 		return policy.Decision{Kind: policy.KindCaseClosed, Ctx: contextFromProto(m.GetCase()),
 			CloseReason: policy.CloseReason(m.GetCloseReason()), ClosedAtStage: policy.Stage(m.GetClosedAtStage()),
 			PlacementID: m.GetRecalledPlacementId()}, nil
+	case bus.KindDeferred:
+		var m dunningv1.EntryDeferred
+		if err := proto.Unmarshal(data, &m); err != nil {
+			return policy.Decision{}, err
+		}
+		return policy.Decision{Kind: policy.KindEntryDeferred, Ctx: contextFromProto(m.GetCase()), DeferredStage: policy.Stage(m.GetDeferredStage())}, nil
 	case bus.KindCancelled:
 		var m dunningv1.StepCancelled
 		if err := proto.Unmarshal(data, &m); err != nil {
@@ -154,6 +160,8 @@ func kindOf(k policy.DecisionKind) (bus.Kind, error) {
 		return bus.KindClosed, nil
 	case policy.KindStepCancelled:
 		return bus.KindCancelled, nil
+	case policy.KindEntryDeferred:
+		return bus.KindDeferred, nil
 	}
 	return "", fmt.Errorf("no loan-log kind for decision %s", k)
 }
@@ -177,6 +185,8 @@ func EncodeDecision(tenant, loan string, d policy.Decision) (proto.Message, erro
 			ClosedAtStage: dunningv1.Stage(d.ClosedAtStage), RecalledPlacementId: d.PlacementID}, nil
 	case policy.KindStepCancelled:
 		return &dunningv1.StepCancelled{Case: c, CancelledStepId: d.CancelledStep}, nil
+	case policy.KindEntryDeferred:
+		return &dunningv1.EntryDeferred{Case: c, DeferredStage: dunningv1.Stage(d.DeferredStage)}, nil
 	}
 	return nil, fmt.Errorf("cannot encode decision %s", d.Kind)
 }
@@ -314,6 +324,8 @@ func NewProto(k bus.Kind) (proto.Message, bool) {
 		return &dunningv1.CaseClosed{}, true
 	case bus.KindCancelled:
 		return &dunningv1.StepCancelled{}, true
+	case bus.KindDeferred:
+		return &dunningv1.EntryDeferred{}, true
 	}
 	return nil, false
 }

@@ -27,6 +27,7 @@ func TestDecisionRoundTrip(t *testing.T) {
 		{Kind: policy.KindLegalReferred, Ctx: ctx},
 		{Kind: policy.KindCaseClosed, Ctx: ctx, CloseReason: policy.CloseCured, ClosedAtStage: policy.StageHandoff, PlacementID: "pl-c2"},
 		{Kind: policy.KindStepCancelled, Ctx: ctx, CancelledStep: "c2-escalation"},
+		{Kind: policy.KindEntryDeferred, Ctx: ctx, DeferredStage: policy.StageLegal},
 	}
 	for _, d := range decisions {
 		k, err := kindOf(d.Kind)

@@ -94,9 +94,10 @@ const (
 	KindLegalReferred
 	KindCaseClosed
 	KindStepCancelled
+	KindEntryDeferred
 )
 
-var kindNames = [...]string{"none", "overdue_confirmed", "contact_requested", "escalated", "handed_off", "legal_referred", "case_closed", "step_cancelled"}
+var kindNames = [...]string{"none", "overdue_confirmed", "contact_requested", "escalated", "handed_off", "legal_referred", "case_closed", "step_cancelled", "entry_deferred"}
 
 func (k DecisionKind) String() string {
 	if k < 0 || int(k) >= len(kindNames) {
@@ -146,6 +147,7 @@ type Decision struct {
 	CloseReason    CloseReason   // CaseClosed
 	ClosedAtStage  Stage         // CaseClosed
 	CancelledStep  string        // StepCancelled
+	DeferredStage  Stage         // EntryDeferred
 	Evidence       *Evidence     // LegalReferred
 }
 
@@ -198,6 +200,9 @@ type Case struct {
 	LastReason  CloseReason
 	// Done holds the steps the open case has decided.
 	Done map[string]bool
+	// Deferred holds, per entry step of the open case, the DPD its entry
+	// condition last failed on.
+	Deferred map[string]int
 	// CaseInstallments were overdue when the open case was confirmed; the
 	// case's DPD counts from the oldest of them once everything is paid.
 	CaseInstallments []string
@@ -250,8 +255,14 @@ func (c *Case) applyDecision(d Decision) {
 	}
 	if d.Kind == KindOverdueConfirmed {
 		c.Done = map[string]bool{}
+		c.Deferred = map[string]int{}
 	}
-	if d.Kind != KindStepCancelled && d.Ctx.StepID != "" {
+	if d.Kind == KindEntryDeferred {
+		if c.Deferred == nil {
+			c.Deferred = map[string]int{}
+		}
+		c.Deferred[d.Ctx.StepID] = d.Ctx.DPD
+	} else if d.Kind != KindStepCancelled && d.Ctx.StepID != "" {
 		if c.Done == nil {
 			c.Done = map[string]bool{}
 		}

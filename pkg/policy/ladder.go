@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -93,8 +94,12 @@ func (l Ladder) NextStep(c *Case) *Step {
 		return nil
 	}
 	// A case confirmed late (say at DPD 20) enters the stage it missed at once;
-	// cadence contacts it missed are skipped.
+	// cadence contacts it missed are skipped. An entry deferred for its
+	// condition is evaluated again the next day.
 	d := max(r.dpd, c.DPD)
+	if last, deferred := c.Deferred[r.id(c.Number)]; deferred {
+		d = max(d, last+1)
+	}
 	return &Step{ID: r.id(c.Number), Stage: r.stage, Case: c.Number, DPD: d, At: l.Calendar.DPDStart(a.DueAt, loc, d)}
 }
 
@@ -148,6 +153,9 @@ func (l Ladder) OnStep(c *Case, s Step, now time.Time) *Decision {
 			ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: %s contact of the %s cadence", s.DPD, ordinal(r), s.Stage)
 			return &Decision{Kind: KindContactRequested, Ctx: ctx, Tasks: l.tasks(c, ctx, r.cadence)}
 		}
+		if d := l.deferral(c, s, ctx, ids); d != nil {
+			return d
+		}
 		ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: escalate to %s tier", s.DPD, ctx.Tier)
 		cs := r.cadence
 		if cs == nil {
@@ -155,9 +163,15 @@ func (l Ladder) OnStep(c *Case, s Step, now time.Time) *Decision {
 		}
 		return &Decision{Kind: KindEscalated, Ctx: ctx, Tasks: l.tasks(c, ctx, cs)}
 	case StageHandoff:
+		if d := l.deferral(c, s, ctx, ids); d != nil {
+			return d
+		}
 		ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: place with agency %s", s.DPD, l.Policy.Agency)
 		return &Decision{Kind: KindHandedOff, Ctx: ctx, AgencyID: l.Policy.Agency, PlacementID: fmt.Sprintf("pl-c%d", s.Case)}
 	case StageLegal:
+		if d := l.deferral(c, s, ctx, ids); d != nil {
+			return d
+		}
 		ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: refer for legal action", s.DPD)
 		return &Decision{Kind: KindLegalReferred, Ctx: ctx, Evidence: &Evidence{
 			Installments: c.Installments, Repayments: c.Repayments, Contacts: c.Contacts,
@@ -165,6 +179,25 @@ func (l Ladder) OnStep(c *Case, s Step, now time.Time) *Decision {
 		}}
 	}
 	return nil
+}
+
+// deferral checks the entry condition of the stage s enters; when it does not
+// hold, the case stays where it is and the entry is evaluated again tomorrow.
+func (l Ladder) deferral(c *Case, s Step, ctx Context, overdueIDs []string) *Decision {
+	e := l.Policy.Entries[s.Stage]
+	var unmet []string
+	if e.MinOverdue > 0 && ctx.Overdue.Minor < e.MinOverdue {
+		unmet = append(unmet, fmt.Sprintf("overdue %s below the minimum %s", ctx.Overdue, Money{Currency: ctx.Overdue.Currency, Minor: e.MinOverdue}))
+	}
+	if e.MissedInstallments > 0 && len(overdueIDs) < e.MissedInstallments {
+		unmet = append(unmet, fmt.Sprintf("%d missed installments, %d required", len(overdueIDs), e.MissedInstallments))
+	}
+	if len(unmet) == 0 {
+		return nil
+	}
+	ctx.Stage = c.Stage
+	ctx.Reason = fmt.Sprintf("%s entry deferred at DPD %d: %s; evaluated again tomorrow", s.Stage, s.DPD, strings.Join(unmet, "; "))
+	return &Decision{Kind: KindEntryDeferred, Ctx: ctx, DeferredStage: s.Stage}
 }
 
 // FirstContact decides the first contact after the case numbered n was

@@ -27,7 +27,7 @@ func day(n int) time.Time { return t0.Add(time.Duration(n) * time.Second) }
 func advance(t *testing.T, l Ladder, c *Case, until time.Time) []Decision {
 	t.Helper()
 	var out []Decision
-	for range 20 {
+	for range 1000 {
 		s := l.NextStep(c)
 		if s == nil || s.At.After(until) {
 			return out
@@ -330,5 +330,51 @@ func TestSimulate(t *testing.T) {
 	partial := kinds(l.Simulate(in, []Payment{{DPD: 5, Amount: 40000}, {DPD: 20, Amount: 60000}}, 120))
 	if fmt.Sprint(partial) != fmt.Sprint([]string{"overdue_confirmed@1/light", "contact_requested@1/light", "escalated@16/medium", "case_closed@20/medium"}) {
 		t.Errorf("pays in parts: %v", partial)
+	}
+}
+
+// A stage's entry condition that does not hold defers the entry, which is
+// evaluated again every day until it holds.
+func TestEntryConditionDefers(t *testing.T) {
+	l := testLadder()
+	l.Policy.Entries = map[Stage]EntryCondition{StageHandoff: {DPD: 31, MissedInstallments: 2}, StageLegal: {DPD: 90, MinOverdue: 5000}}
+	c := Fold([]Entry{due("i1", 1000, t0), due("i2", 1000, day(30))})
+	ds := advance(t, l, c, day(120))
+	var got []string
+	for _, d := range ds {
+		if d.Kind == KindEntryDeferred {
+			continue
+		}
+		got = append(got, d.Kind.String()+"@"+itoa(d.Ctx.DPD))
+	}
+	// i2 is due on day 30 and overdue from day 31: two missed installments at DPD 31.
+	want := []string{"overdue_confirmed@1", "contact_requested@1", "escalated@16", "handed_off@31"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("decisions = %v, want %v", got, want)
+	}
+	// Legal needs 5000 overdue but only 2000 is: deferred daily from DPD 90.
+	deferred := 0
+	for _, d := range ds {
+		if d.Kind == KindEntryDeferred {
+			deferred++
+			if d.DeferredStage != StageLegal || d.Ctx.Stage != StageHandoff {
+				t.Errorf("deferral %+v, want legal deferred while in handoff", d)
+			}
+		}
+	}
+	if deferred != 120-90+1 {
+		t.Errorf("legal deferred %d times, want once a day from DPD 90 to 120 (31)", deferred)
+	}
+
+	// With only one installment the handoff waits for the second to be missed.
+	c = Fold([]Entry{due("i1", 1000, t0), due("i2", 1000, day(35))})
+	ds = advance(t, l, c, day(40))
+	for _, d := range ds {
+		if d.Kind == KindHandedOff && d.Ctx.DPD != 36 {
+			t.Errorf("handed off at DPD %d, want 36 (when i2 is missed)", d.Ctx.DPD)
+		}
+	}
+	if last := ds[len(ds)-1]; last.Kind != KindHandedOff {
+		t.Errorf("last decision %s, want handed_off", last.Kind)
 	}
 }

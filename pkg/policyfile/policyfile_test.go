@@ -1,8 +1,10 @@
 package policyfile
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opendunning/dunning/pkg/policy"
 )
@@ -178,5 +180,51 @@ func TestMalformedYAML(t *testing.T) {
 	}
 	if _, err := Parse("p.yaml", nil); err == nil {
 		t.Error("Parse(empty) = nil error")
+	}
+}
+
+// Table tests at every configured boundary of a non-default policy: tiers,
+// the stage each DPD falls in, and the day each step comes due.
+func TestConfiguredBoundaries(t *testing.T) {
+	data := mutate(t,
+		"{name: light, from: 1, to: 15}", "{name: light, from: 1, to: 9}",
+		"{name: medium, from: 16, to: 30}", "{name: medium, from: 10, to: 20}",
+		"{name: severe, from: 31}", "{name: severe, from: 21}",
+		"grace_days: 0 ", "grace_days: 2 ",
+		"- {dpd: 1, channels: [sms], template: light_reminder}", "- {dpd: 3, channels: [sms], template: light_reminder}\n      - {dpd: 5, channels: [phone], template: light_reminder}",
+		"entry: {dpd: 16}", "entry: {dpd: 10}",
+		"- {dpd: 16, channels: [phone, sms, email, app_push], template: medium_notice}", "- {dpd: 10, channels: [phone, sms], template: medium_notice}",
+		"entry: {dpd: 31}", "entry: {dpd: 25}",
+		"entry: {dpd: 90}", "entry: {dpd: 60}",
+	)
+	p, err := Parse("acme.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		dpd  int
+		want policy.Tier
+	}{{0, policy.TierNone}, {1, policy.TierLight}, {9, policy.TierLight}, {10, policy.TierMedium}, {20, policy.TierMedium}, {21, policy.TierSevere}, {60, policy.TierSevere}} {
+		if got := p.TierAt(tt.dpd); got != tt.want {
+			t.Errorf("TierAt(%d) = %s, want %s", tt.dpd, got, tt.want)
+		}
+	}
+	l := policy.Ladder{Policy: p, Calendar: policy.Calendar{Day: policy.RealDay}}
+	in := policy.InstallmentDue{ID: "1", Amount: policy.Money{Currency: "CNY", Minor: 1000}, DueAt: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), Zone: "UTC"}
+	var got []string
+	for _, d := range l.Simulate(in, nil, 70) {
+		got = append(got, fmt.Sprintf("%s@%d/%s", d.Kind, d.Ctx.DPD, d.Ctx.Tier))
+	}
+	want := []string{"overdue_confirmed@3/light", "contact_requested@3/light", "contact_requested@5/light", "escalated@10/medium",
+		"handed_off@25/severe", "legal_referred@60/severe"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ladder = %v\nwant %v", got, want)
+	}
+	// Paid on the last day of grace: never confirmed; a day later: confirmed.
+	if ds := l.Simulate(in, []policy.Payment{{DPD: 2, Amount: 1000}}, 70); len(ds) != 0 {
+		t.Errorf("paid at DPD 2 with grace 2: %d decisions, want none", len(ds))
+	}
+	if ds := l.Simulate(in, []policy.Payment{{DPD: 3, Amount: 1000}}, 70); len(ds) != 3 || ds[2].Kind != policy.KindCaseClosed {
+		t.Errorf("paid at DPD 3 with grace 2: %v, want confirmed, contacted, closed", ds)
 	}
 }

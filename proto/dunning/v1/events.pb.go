@@ -1738,6 +1738,61 @@ func (x *CaseClosed) GetRecalledPlacementId() string {
 	return ""
 }
 
+// EntryDeferred: a stage's entry condition (minimum overdue balance, missed
+// installments) did not hold when its step came due; it is evaluated again
+// the next day.
+type EntryDeferred struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Case          *CaseContext           `protobuf:"bytes,1,opt,name=case,proto3" json:"case,omitempty"`
+	DeferredStage Stage                  `protobuf:"varint,2,opt,name=deferred_stage,json=deferredStage,proto3,enum=dunning.v1.Stage" json:"deferred_stage,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EntryDeferred) Reset() {
+	*x = EntryDeferred{}
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EntryDeferred) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EntryDeferred) ProtoMessage() {}
+
+func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EntryDeferred.ProtoReflect.Descriptor instead.
+func (*EntryDeferred) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *EntryDeferred) GetCase() *CaseContext {
+	if x != nil {
+		return x.Case
+	}
+	return nil
+}
+
+func (x *EntryDeferred) GetDeferredStage() Stage {
+	if x != nil {
+		return x.DeferredStage
+	}
+	return Stage_STAGE_UNSPECIFIED
+}
+
 // StepCancelled: a pending step was withdrawn because it no longer applies
 // (e.g. the installment was paid before its confirmation time).
 type StepCancelled struct {
@@ -1750,7 +1805,7 @@ type StepCancelled struct {
 
 func (x *StepCancelled) Reset() {
 	*x = StepCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1762,7 +1817,7 @@ func (x *StepCancelled) String() string {
 func (*StepCancelled) ProtoMessage() {}
 
 func (x *StepCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1775,7 +1830,7 @@ func (x *StepCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepCancelled.ProtoReflect.Descriptor instead.
 func (*StepCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *StepCancelled) GetCase() *CaseContext {
@@ -1918,7 +1973,10 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12:\n" +
 	"\fclose_reason\x18\x02 \x01(\x0e2\x17.dunning.v1.CloseReasonR\vcloseReason\x129\n" +
 	"\x0fclosed_at_stage\x18\x03 \x01(\x0e2\x11.dunning.v1.StageR\rclosedAtStage\x122\n" +
-	"\x15recalled_placement_id\x18\x04 \x01(\tR\x13recalledPlacementId\"h\n" +
+	"\x15recalled_placement_id\x18\x04 \x01(\tR\x13recalledPlacementId\"v\n" +
+	"\rEntryDeferred\x12+\n" +
+	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x128\n" +
+	"\x0edeferred_stage\x18\x02 \x01(\x0e2\x11.dunning.v1.StageR\rdeferredStage\"h\n" +
 	"\rStepCancelled\x12+\n" +
 	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12*\n" +
 	"\x11cancelled_step_id\x18\x02 \x01(\tR\x0fcancelledStepId*{\n" +
@@ -1971,7 +2029,7 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: dunning.v1.Outcome
 	(Stage)(0),                    // 1: dunning.v1.Stage
@@ -1996,17 +2054,18 @@ var file_dunning_v1_events_proto_goTypes = []any{
 	(*Evidence)(nil),              // 20: dunning.v1.Evidence
 	(*LegalReferred)(nil),         // 21: dunning.v1.LegalReferred
 	(*CaseClosed)(nil),            // 22: dunning.v1.CaseClosed
-	(*StepCancelled)(nil),         // 23: dunning.v1.StepCancelled
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	(*EntryDeferred)(nil),         // 23: dunning.v1.EntryDeferred
+	(*StepCancelled)(nil),         // 24: dunning.v1.StepCancelled
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
 	6,  // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	24, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	25, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
 	6,  // 2: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	24, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	24, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	25, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	25, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	24, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	25, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
 	7,  // 7: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
 	8,  // 8: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
 	9,  // 9: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
@@ -2014,7 +2073,7 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	1,  // 11: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
 	2,  // 12: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
 	6,  // 13: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	24, // 14: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	25, // 14: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
 	3,  // 15: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
 	4,  // 16: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
 	6,  // 17: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
@@ -2023,7 +2082,7 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	2,  // 20: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
 	13, // 21: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
 	1,  // 22: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	24, // 23: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	25, // 23: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
 	12, // 24: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
 	12, // 25: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
 	13, // 26: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
@@ -2038,12 +2097,14 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	12, // 35: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
 	5,  // 36: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
 	1,  // 37: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
-	12, // 38: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	12, // 38: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
+	1,  // 39: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
+	12, // 40: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -2063,7 +2124,7 @@ func file_dunning_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
