@@ -1,8 +1,14 @@
 package policyfile
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -226,5 +232,87 @@ func TestConfiguredBoundaries(t *testing.T) {
 	}
 	if ds := l.Simulate(in, []policy.Payment{{DPD: 3, Amount: 1000}}, 70); len(ds) != 3 || ds[2].Kind != policy.KindCaseClosed {
 		t.Errorf("paid at DPD 3 with grace 2: %v, want confirmed, contacted, closed", ds)
+	}
+}
+
+// A changed file is picked up by the watcher; a broken edit leaves the
+// previous policies in force and is not retried until the file changes again.
+func TestWatchReloads(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "acme.yaml")
+	write := func(content string) {
+		t.Helper()
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v := func(version string) string {
+		return strings.Replace(strings.Replace(string(DefaultYAML), "version: default-v1", "version: "+version, 1), `tenant: "*" `, "tenant: acme ", 1)
+	}
+	write(v("acme-v1"))
+	live, err := NewLive(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var results []error
+	live.OnReload = func(err error) { mu.Lock(); results = append(results, err); mu.Unlock() }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go live.Watch(ctx, 20*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	waitVersion := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for live.Book().For("acme", "").Version != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("version %s, want %s", live.Book().For("acme", "").Version, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	time.Sleep(30 * time.Millisecond) // distinct modification times
+	write(v("acme-v2"))
+	waitVersion("acme-v2")
+	write(strings.Replace(v("acme-v3"), "[sms]", "[fax]", 1))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(results)
+		mu.Unlock()
+		if n >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // a few more ticks: the bad file must not be retried
+	mu.Lock()
+	defer mu.Unlock()
+	if len(results) != 2 || results[0] != nil || results[1] == nil {
+		t.Errorf("reload results = %v, want ok then one failure", results)
+	}
+	if got := live.Book().For("acme", "").Version; got != "acme-v2" {
+		t.Errorf("after a broken edit the policy in force is %s, want acme-v2", got)
+	}
+	if got := live.Book().For("other", "").Version; got != "default-v1" {
+		t.Errorf("a tenant without a policy gets %s, want the shipped default", got)
+	}
+}
+
+func TestLoadDirRejectsDuplicates(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"a.yaml", "b.yaml"} {
+		if err := os.WriteFile(filepath.Join(dir, n), DefaultYAML, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := LoadDir(dir); err == nil || !strings.Contains(err.Error(), "already has a policy in") {
+		t.Errorf("LoadDir(two defaults) = %v, want a duplicate error", err)
+	}
+	if _, err := LoadDir(filepath.Join(dir, "missing")); err == nil {
+		t.Error("LoadDir(missing) = nil error")
 	}
 }
