@@ -83,7 +83,9 @@ func TestNeverPaidClimbsTheLadder(t *testing.T) {
 // step is cancelled and nothing more happens.
 func TestPaidInFullAtDPD10(t *testing.T) {
 	t.Parallel()
-	day := 100 * time.Millisecond
+	// The payment lands half a day into DPD 10: a day this long leaves room
+	// for a loaded CI machine.
+	day := 250 * time.Millisecond
 	h := newHarness(t, day)
 	h.startPipeline()
 	due := time.Now()
@@ -117,7 +119,7 @@ func TestPaidOnDueDate(t *testing.T) {
 	day := 200 * time.Millisecond
 	h := newHarness(t, day)
 	h.startPipeline()
-	due := time.Now()
+	due := time.Now().Add(time.Second) // due later today: the payment comes well before the due day ends
 	h.send(dueEvent("L-ontime", "1", 30000, due))
 	waitFor(t, 5*time.Second, func() error {
 		if !h.timerPending("L-ontime") {

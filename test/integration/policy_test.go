@@ -109,7 +109,9 @@ func TestTwoTenantsSideBySide(t *testing.T) {
 // governs the loan's next decision, and that decision names the new version.
 func TestPolicyChangeGovernsNextDecision(t *testing.T) {
 	t.Parallel()
-	day := 100 * time.Millisecond
+	// The change must land between the first contact (DPD 1) and the next
+	// step (DPD 3): two days of room.
+	day := 300 * time.Millisecond
 	h := newHarness(t, day)
 	dir := t.TempDir()
 	writePolicy(t, dir, "beta.yaml", betaPolicy("beta-v1", 8))

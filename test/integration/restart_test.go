@@ -89,6 +89,9 @@ func TestStageKilledAndRestarted(t *testing.T) {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), childEnv+"=contact,escalation,handoff", childEnv+"_ARGS="+args)
 		cmd.Stderr = os.Stderr
+		// If this test process dies (a panic, a killed CI run), its stage
+		// processes die with it rather than linger holding its output open.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
