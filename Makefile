@@ -14,7 +14,7 @@ DATA_DIR ?= ./data
 HTTP     ?= 127.0.0.1:8080
 ARGS     ?=
 
-.PHONY: nats-server run test test-unit test-integration bench proto proto-check lint build tools up clean
+.PHONY: nats-server sim run test test-unit test-integration bench proto proto-check lint build tools up clean
 
 ## run: the whole pipeline in one process on an embedded NATS server (DAY=1s to watch it climb)
 run:
@@ -35,6 +35,11 @@ test-integration:
 ## bench: stage throughput against the raw JetStream consume->publish->ack loop
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=3x -count=1 ./test/bench/...
+
+## sim: a simulated portfolio through the pipeline, checked against the oracle (LOANS=2000)
+LOANS ?= 2000
+sim:
+	DUNNING_SIM_LOANS=$(LOANS) $(GO) test -count=1 -run '^TestSimulation$$' -v -timeout 30m ./test/integration/
 
 ## proto: regenerate Go from proto/ with buf
 proto: tools

@@ -1,0 +1,390 @@
+package sim
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/policy"
+	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
+)
+
+// Config describes a simulation.
+type Config struct {
+	Loans  int
+	Seed   uint64
+	Mix    Mix
+	Tenant string
+	// Ladder is the policy and calendar the pipeline runs with; the oracle uses the same.
+	Ladder policy.Ladder
+	// Spread staggers due times over this window, starting Lead after the run begins.
+	Spread, Lead time.Duration
+	// Settle is how long to wait past the last expected decision.
+	Settle time.Duration
+	// Progress, if set, receives a progress bar.
+	Progress io.Writer
+}
+
+// Loan is one simulated loan and what the oracle expects of it.
+type Loan struct {
+	ID        string
+	Behaviour string
+	Amount    int64
+	DueAt     time.Time
+	Payments  []policy.Payment
+	Want      Outcome
+}
+
+// Outcome is a loan's final state and its decisions by kind.
+type Outcome struct {
+	Final  string
+	Counts map[string]int
+}
+
+func (o Outcome) equal(p Outcome) bool {
+	if o.Final != p.Final || len(o.Counts) != len(p.Counts) {
+		return false
+	}
+	for k, v := range o.Counts {
+		if p.Counts[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// compared leaves out step cancellations: the pipeline records them when a
+// pending step is withdrawn, the oracle only withdraws it.
+func compared(k policy.DecisionKind) bool { return k != policy.KindStepCancelled }
+
+// outcome summarises decisions in order.
+func outcome(ds []policy.Decision) Outcome {
+	o := Outcome{Final: "never_overdue", Counts: map[string]int{}}
+	for _, d := range ds {
+		if !compared(d.Kind) {
+			continue
+		}
+		o.Counts[d.Kind.String()]++
+		switch d.Kind {
+		case policy.KindCaseClosed:
+			o.Final = "closed_" + d.CloseReason.String()
+		case policy.KindLegalReferred:
+			o.Final = "legal_referral"
+		default:
+			o.Final = "open_" + d.Ctx.Stage.String()
+		}
+	}
+	return o
+}
+
+// Plan draws the portfolio from the seed and computes the oracle.
+func Plan(cfg Config, start time.Time) []Loan {
+	r := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
+	loans := make([]Loan, cfg.Loans)
+	horizon := cfg.Ladder.Policy.LegalDPD + 1
+	for i := range loans {
+		b := cfg.Mix.pick(r)
+		amount := int64(10000 + r.IntN(490000))
+		due := start.Add(cfg.Lead)
+		if cfg.Spread > 0 {
+			due = due.Add(time.Duration(r.Int64N(int64(cfg.Spread))))
+		}
+		l := Loan{ID: fmt.Sprintf("sim-%d-%d", cfg.Seed, i), Behaviour: b.Name(), Amount: amount, DueAt: due,
+			Payments: b.Payments(r, amount, cfg.Ladder.Policy)}
+		in := policy.InstallmentDue{ID: "1", Amount: policy.Money{Currency: "CNY", Minor: amount}, DueAt: due, Zone: "Asia/Shanghai"}
+		l.Want = outcome(cfg.Ladder.Simulate(in, l.Payments, horizon))
+		loans[i] = l
+	}
+	return loans
+}
+
+// Report is what a run measured.
+type Report struct {
+	Loans            int
+	Matched          int
+	Mismatches       []string
+	ByFinal          map[string][2]int // final state -> expected, actual
+	Decisions        int
+	Elapsed          time.Duration
+	DecisionsPerSec  float64
+	LatencyP50       time.Duration
+	LatencyP99       time.Duration
+	// FireP50/P99: how late the server published steps after their due time.
+	FireP50, FireP99 time.Duration
+	MessagesPerLoan  float64
+	PeakRSSBytes     int64
+	PublishedEvents  int
+}
+
+// String renders the report as a table.
+func (r Report) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "loans %d, matching the oracle %d, mismatches %d\n", r.Loans, r.Matched, len(r.Mismatches))
+	finals := make([]string, 0, len(r.ByFinal))
+	for k := range r.ByFinal {
+		finals = append(finals, k)
+	}
+	slices.Sort(finals)
+	fmt.Fprintf(&b, "%-32s %10s %10s\n", "final state", "oracle", "pipeline")
+	for _, k := range finals {
+		fmt.Fprintf(&b, "%-32s %10d %10d\n", k, r.ByFinal[k][0], r.ByFinal[k][1])
+	}
+	fmt.Fprintf(&b, "decisions %d in %s: %.0f/s; steps fired late by p50 %s, p99 %s; decided after due p50 %s, p99 %s; %.1f messages per loan; peak RSS %d MiB\n",
+		r.Decisions, r.Elapsed.Round(time.Millisecond), r.DecisionsPerSec, r.FireP50, r.FireP99, r.LatencyP50, r.LatencyP99, r.MessagesPerLoan, r.PeakRSSBytes>>20)
+	for i, m := range r.Mismatches {
+		if i == 10 {
+			fmt.Fprintf(&b, "... %d more\n", len(r.Mismatches)-10)
+			break
+		}
+		fmt.Fprintln(&b, "mismatch:", m)
+	}
+	return b.String()
+}
+
+// Run plays the portfolio through a running pipeline: installments and
+// payments are published on the NATS intake as a lender would, at their
+// accelerated times; then every loan's log is compared with the oracle.
+func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.Log) (Report, error) {
+	start := time.Now()
+	loans := Plan(cfg, start)
+	var published atomic.Int64
+	send := func(ev *dunningv1.LenderEvent, tenant, loan string) error {
+		data, err := proto.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		if _, err := js.Publish(ctx, bus.IntakeSubject(tenant, loan), data); err != nil {
+			return fmt.Errorf("publishing for %s: %w", loan, err)
+		}
+		published.Add(1)
+		return nil
+	}
+	// Installments now; payments at their times, from one timer heap.
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(64)
+	for _, l := range loans {
+		g.Go(func() error {
+			return send(&dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_InstallmentDue{InstallmentDue: &dunningv1.InstallmentDue{
+				TenantId: cfg.Tenant, LoanId: l.ID, InstallmentId: "1", Amount: &dunningv1.Money{Currency: "CNY", MinorUnits: l.Amount},
+				DueAt: timestamppb.New(l.DueAt), TimeZone: "Asia/Shanghai", ContactRef: "sim"}}}, cfg.Tenant, l.ID)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return Report{}, err
+	}
+	cal := cfg.Ladder.Calendar
+	h := &events{}
+	for i, l := range loans {
+		for j, p := range l.Payments {
+			at := cal.DPDStart(l.DueAt, nil, p.DPD).Add(cal.Day / 2)
+			heap.Push(h, event{at: at, loan: i, pay: j})
+		}
+	}
+	last := start
+	for _, l := range loans {
+		end := cal.DPDStart(l.DueAt, nil, cfg.Ladder.Policy.LegalDPD)
+		if end.After(last) {
+			last = end
+		}
+	}
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(64)
+	total := h.Len()
+	done := 0
+	for h.Len() > 0 {
+		e := heap.Pop(h).(event)
+		select {
+		case <-gctx.Done():
+			return Report{}, gctx.Err()
+		case <-time.After(time.Until(e.at)):
+		}
+		l, p := loans[e.loan], loans[e.loan].Payments[e.pay]
+		g.Go(func() error {
+			return send(&dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_RepaymentReceived{RepaymentReceived: &dunningv1.RepaymentReceived{
+				TenantId: cfg.Tenant, LoanId: l.ID, PaymentId: fmt.Sprintf("p%d", e.pay), Amount: &dunningv1.Money{Currency: "CNY", MinorUnits: p.Amount},
+				PaidAt: timestamppb.New(e.at)}}}, cfg.Tenant, l.ID)
+		})
+		done++
+		progress(cfg.Progress, "payments", done, total)
+	}
+	if err := g.Wait(); err != nil {
+		return Report{}, err
+	}
+	select {
+	case <-ctx.Done():
+		return Report{}, ctx.Err()
+	case <-time.After(time.Until(last.Add(cfg.Settle / 4))):
+	}
+	return check(ctx, cfg, loans, log, start, last.Add(cfg.Settle), int(published.Load()))
+}
+
+// check reads every loan's log until it matches the oracle or the deadline passes.
+func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, start, deadline time.Time, published int) (Report, error) {
+	got := make([]Outcome, len(loans))
+	msgs := make([]int, len(loans))
+	var lat, fire []time.Duration
+	var latMu sync.Mutex
+	var lastDecision time.Time
+	pending := make([]int, len(loans))
+	for i := range pending {
+		pending[i] = i
+	}
+	for {
+		var next []int
+		var mu sync.Mutex
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(32)
+		for _, i := range pending {
+			g.Go(func() error {
+				entries, _, err := log.Read(gctx, cfg.Tenant, loans[i].ID)
+				if err != nil {
+					return err
+				}
+				var ds []policy.Decision
+				fired := map[string]time.Time{}
+				var l, f []time.Duration
+				var lastAt time.Time
+				for _, e := range entries {
+					switch ev := e.Event.(type) {
+					case policy.StepFired:
+						fired[ev.Step.ID] = ev.Step.At
+						f = append(f, e.Time.Sub(ev.Step.At))
+					case policy.Decision:
+						ds = append(ds, ev)
+						if at, ok := fired[ev.Ctx.StepID]; ok {
+							l = append(l, ev.Ctx.DecidedAt.Sub(at))
+						}
+						lastAt = ev.Ctx.DecidedAt
+					}
+				}
+				o := outcome(ds)
+				mu.Lock()
+				defer mu.Unlock()
+				got[i], msgs[i] = o, len(entries)
+				if !o.equal(loans[i].Want) {
+					next = append(next, i)
+					return nil
+				}
+				latMu.Lock()
+				lat = append(lat, l...)
+				fire = append(fire, f...)
+				if lastAt.After(lastDecision) {
+					lastDecision = lastAt
+				}
+				latMu.Unlock()
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return Report{}, err
+		}
+		progress(cfg.Progress, "checked", len(loans)-len(next), len(loans))
+		pending = next
+		if len(pending) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	r := Report{Loans: len(loans), ByFinal: map[string][2]int{}, PublishedEvents: published}
+	for i, l := range loans {
+		e := r.ByFinal[l.Want.Final]
+		e[0]++
+		r.ByFinal[l.Want.Final] = e
+		a := r.ByFinal[got[i].Final]
+		a[1]++
+		r.ByFinal[got[i].Final] = a
+		for _, n := range got[i].Counts {
+			r.Decisions += n
+		}
+		if got[i].equal(l.Want) {
+			r.Matched++
+		} else {
+			r.Mismatches = append(r.Mismatches, fmt.Sprintf("%s (%s, pays %v): want %v, got %v", l.ID, l.Behaviour, l.Payments, l.Want, got[i]))
+		}
+	}
+	total := 0
+	for _, m := range msgs {
+		total += m
+	}
+	r.MessagesPerLoan = float64(total) / float64(max(len(loans), 1))
+	r.Elapsed = lastDecision.Sub(start)
+	if r.Elapsed > 0 {
+		r.DecisionsPerSec = float64(r.Decisions) / r.Elapsed.Seconds()
+	}
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		r.LatencyP50, r.LatencyP99 = lat[len(lat)/2], lat[len(lat)*99/100]
+	}
+	slices.Sort(fire)
+	if len(fire) > 0 {
+		r.FireP50, r.FireP99 = fire[len(fire)/2], fire[len(fire)*99/100]
+	}
+	r.PeakRSSBytes = peakRSS()
+	return r, nil
+}
+
+// peakRSS is this process's high-water resident set (the embedded server's
+// memory included when it runs in process), from /proc.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func progress(w io.Writer, what string, done, total int) {
+	if w == nil || total == 0 {
+		return
+	}
+	if done != total && done%max(total/100, 1) != 0 {
+		return
+	}
+	const width = 40
+	n := done * width / total
+	fmt.Fprintf(w, "\r%-9s [%s%s] %d/%d", what, strings.Repeat("#", n), strings.Repeat(".", width-n), done, total)
+	if done == total {
+		fmt.Fprintln(w)
+	}
+}
+
+// event is a payment due at a time.
+type event struct {
+	at        time.Time
+	loan, pay int
+}
+
+type events []event
+
+func (h events) Len() int           { return len(h) }
+func (h events) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h events) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *events) Push(x any)        { *h = append(*h, x.(event)) }
+func (h *events) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}

@@ -1,0 +1,62 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/sim"
+)
+
+// A simulated portfolio with the default behaviour mix through the whole
+// pipeline; every loan's log matches the oracle. DUNNING_SIM_LOANS sets the
+// size (make sim runs 2,000); make test runs 300 under the race detector.
+func TestSimulation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulation")
+	}
+	t.Parallel()
+	// nats-server fires due schedules at most every 250 ms, so a step can be
+	// up to a quarter second late: a day of 300 ms keeps every payment
+	// (half a day into its DPD, never the day before a step) clear of that.
+	// A compressed ladder keeps the run short: escalation at DPD 5, handoff
+	// at 8, legal referral at 12.
+	day := 500 * time.Millisecond
+	h := newHarness(t, day)
+	p := h.ladder.Policy
+	p.Version, p.LightMax, p.MediumMax, p.EscalateDPD, p.HandoffDPD, p.LegalDPD = "sim-compressed", 4, 7, 5, 8, 12
+	p.Cadence = []policy.CadenceStep{
+		{Stage: policy.StageFirstContact, DPD: 1, Channels: []policy.Channel{policy.ChannelSMS}, Template: "light_reminder"},
+		{Stage: policy.StageEscalation, DPD: 5, Channels: []policy.Channel{policy.ChannelPhone, policy.ChannelSMS}, Template: "medium_notice"},
+	}
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	h.ladder.Policy = p
+	h.startPipeline()
+	loans := 300
+	if n, err := strconv.Atoi(os.Getenv("DUNNING_SIM_LOANS")); err == nil && n > 0 {
+		loans = n
+	}
+	cfg := sim.Config{Loans: loans, Seed: 42, Mix: sim.DefaultMix(), Tenant: "sim", Ladder: h.ladder,
+		Lead: 2 * time.Second, Spread: 3 * time.Second, Settle: 30 * time.Second}
+	if testing.Verbose() {
+		cfg.Progress = os.Stderr
+	}
+	r, err := sim.Run(context.Background(), cfg, h.js, h.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", r)
+	if r.Matched != r.Loans {
+		t.Errorf("%d of %d loans differ from the oracle", r.Loans-r.Matched, r.Loans)
+	}
+	for _, final := range []string{"never_overdue", "closed_cured", "legal_referral"} {
+		if r.ByFinal[final][0] == 0 {
+			t.Errorf("the mix produced no %s loan: the oracle check is not exercising it", final)
+		}
+	}
+}
