@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +17,12 @@ import (
 // Subject layout. Tenant and loan are subject tokens (identifiers, never
 // personal data), so one loan's events are `dunning.loan.<tenant>.<loan>.>`:
 // that wildcard is the loan's log, its timeline and its lock.
+//
+// Every message of a loan has a subject of its own (lender events carry
+// their ID, decisions and steps the loan sequence they were decided from,
+// "s<seq>"; the timer is one subject whose schedule replaces the last), so
+// that a "last message per subject" read returns the whole log from the
+// stream's subject index, without scanning the stream.
 const (
 	// Lender events over NATS: dunning.in.<tenant>.<loan>, body a LenderEvent.
 	intakePrefix = "dunning.in"
@@ -34,7 +41,7 @@ const (
 	KindRepaid    Kind = "repaid"  // + .<payment id>
 	KindSettled   Kind = "settled" //
 	KindTimer     Kind = "timer"   // the loan's one schedule
-	KindStep      Kind = "step"    // + .<stage>: what the schedule publishes
+	KindStep      Kind = "step"    // + .<stage>.s<seq>: what the schedule publishes
 	KindOverdue   Kind = "overdue"
 	KindContact   Kind = "contact"
 	KindEscalated Kind = "escalated"
@@ -86,13 +93,27 @@ func IntakeSubject(tenant, loan string) string {
 func LoanLog(tenant, loan string) string { return loanPrefix + "." + tenant + "." + loan + ".>" }
 
 // LoanSubject is the subject of one event in a loan's log; id is the
-// installment or payment identifier for due/repaid and the stage token for step.
+// installment, payment or outcome identifier of a lender event.
 func LoanSubject(tenant, loan string, k Kind, id string) string {
 	s := loanPrefix + "." + tenant + "." + loan + "." + string(k)
 	if id != "" {
 		s += "." + id
 	}
 	return s
+}
+
+// SeqToken names a write by the loan sequence it was decided from.
+func SeqToken(seq uint64) string { return "s" + strconv.FormatUint(seq, 10) }
+
+// DecisionSubject is the subject of a decision decided from the loan's log as
+// of sequence seq: unique, since only one write can succeed from it.
+func DecisionSubject(tenant, loan string, k Kind, seq uint64) string {
+	return LoanSubject(tenant, loan, k, SeqToken(seq))
+}
+
+// StepSubject is where a timer set from sequence seq publishes its step.
+func StepSubject(tenant, loan, token string, seq uint64) string {
+	return LoanSubject(tenant, loan, KindStep, token) + "." + SeqToken(seq)
 }
 
 // TimerSubject holds the loan's single pending schedule.
@@ -115,18 +136,25 @@ var ErrNotLoanSubject = errors.New("not a loan-log subject")
 type LoanAddress struct {
 	Tenant, Loan string
 	Kind         Kind
-	ID           string
+	// ID is the lender event's identifier, a decision's sequence token, or a
+	// step's stage token.
+	ID string
+	// Seq is a step's sequence token.
+	Seq string
 }
 
 // ParseLoanSubject splits a loan-log subject into its tokens.
 func ParseLoanSubject(subj string) (LoanAddress, error) {
 	t := strings.Split(subj, ".")
-	if len(t) < 5 || len(t) > 6 || t[0]+"."+t[1] != loanPrefix {
+	if len(t) < 5 || len(t) > 7 || t[0]+"."+t[1] != loanPrefix || (len(t) == 7 && Kind(t[4]) != KindStep) {
 		return LoanAddress{}, fmt.Errorf("%w: %q", ErrNotLoanSubject, subj)
 	}
 	a := LoanAddress{Tenant: t[2], Loan: t[3], Kind: Kind(t[4])}
-	if len(t) == 6 {
+	if len(t) >= 6 {
 		a.ID = t[5]
+	}
+	if len(t) == 7 {
+		a.Seq = t[6]
 	}
 	return a, nil
 }
@@ -149,17 +177,19 @@ type ConsumerSpec struct {
 
 func loanFilter(k Kind, id string) string { return LoanSubject("*", "*", k, id) }
 
+func stepFilter(token string) string { return LoanSubject("*", "*", KindStep, token) + ".*" }
+
 // Consumers is the declared set of durable consumers.
 var Consumers = []ConsumerSpec{
 	{ConsumerIntake, StreamIntake, []string{intakePrefix + ".*.*"}},
 	{ConsumerOverdue, StreamLoans, []string{
-		loanFilter(KindDue, "*"), loanFilter(KindRepaid, "*"), loanFilter(KindSettled, ""), loanFilter(KindStep, StepConfirm),
+		loanFilter(KindDue, "*"), loanFilter(KindRepaid, "*"), loanFilter(KindSettled, ""), stepFilter(StepConfirm),
 	}},
-	{ConsumerContact, StreamLoans, []string{loanFilter(KindOverdue, ""), loanFilter(KindStep, StepContact)}},
-	{ConsumerEscalation, StreamLoans, []string{loanFilter(KindStep, StepEscalate)}},
-	{ConsumerHandoff, StreamLoans, []string{loanFilter(KindStep, StepHandoff)}},
-	{ConsumerLegal, StreamLoans, []string{loanFilter(KindStep, StepLegal)}},
-	{ConsumerDispatch, StreamLoans, []string{loanFilter(KindContact, ""), loanFilter(KindEscalated, "")}},
+	{ConsumerContact, StreamLoans, []string{loanFilter(KindOverdue, "*"), stepFilter(StepContact)}},
+	{ConsumerEscalation, StreamLoans, []string{stepFilter(StepEscalate)}},
+	{ConsumerHandoff, StreamLoans, []string{stepFilter(StepHandoff)}},
+	{ConsumerLegal, StreamLoans, []string{stepFilter(StepLegal)}},
+	{ConsumerDispatch, StreamLoans, []string{loanFilter(KindContact, "*"), loanFilter(KindEscalated, "*")}},
 	{ConsumerNotify, StreamTasks, []string{taskPrefix + ".>"}},
 }
 

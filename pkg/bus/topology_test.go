@@ -11,10 +11,11 @@ func TestLoanSubjects(t *testing.T) {
 		subj string
 		want LoanAddress
 	}{
-		{LoanSubject("acme", "L-1", KindDue, "i1"), LoanAddress{"acme", "L-1", KindDue, "i1"}},
-		{LoanSubject("acme", "L-1", KindSettled, ""), LoanAddress{"acme", "L-1", KindSettled, ""}},
-		{TimerSubject("acme", "L-1"), LoanAddress{"acme", "L-1", KindTimer, ""}},
-		{LoanSubject("acme", "L-1", KindStep, StepEscalate), LoanAddress{"acme", "L-1", KindStep, StepEscalate}},
+		{LoanSubject("acme", "L-1", KindDue, "i1"), LoanAddress{"acme", "L-1", KindDue, "i1", ""}},
+		{LoanSubject("acme", "L-1", KindSettled, ""), LoanAddress{"acme", "L-1", KindSettled, "", ""}},
+		{TimerSubject("acme", "L-1"), LoanAddress{"acme", "L-1", KindTimer, "", ""}},
+		{DecisionSubject("acme", "L-1", KindOverdue, 12), LoanAddress{"acme", "L-1", KindOverdue, "s12", ""}},
+		{StepSubject("acme", "L-1", StepEscalate, 9), LoanAddress{"acme", "L-1", KindStep, StepEscalate, "s9"}},
 	}
 	for _, tt := range tests {
 		got, err := ParseLoanSubject(tt.subj)
@@ -25,7 +26,7 @@ func TestLoanSubjects(t *testing.T) {
 			t.Errorf("%q is outside the loan's log %q", tt.subj, LoanLog("acme", "L-1"))
 		}
 	}
-	for _, bad := range []string{"", "dunning.loan.acme", "dunning.in.acme.L-1.due", "dunning.loan.a.b.c.d.e"} {
+	for _, bad := range []string{"", "dunning.loan.acme", "dunning.in.acme.L-1.due", "dunning.loan.a.b.c.d.e", "dunning.loan.a.b.step.c.d.e"} {
 		if _, err := ParseLoanSubject(bad); !errors.Is(err, ErrNotLoanSubject) {
 			t.Errorf("ParseLoanSubject(%q) = %v, want ErrNotLoanSubject", bad, err)
 		}

@@ -6,10 +6,12 @@
 package loanlog
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -66,38 +68,35 @@ func MsgID(parts ...string) string {
 }
 
 // ReadRaw returns every stored message of one loan in order, and the loan's
-// last sequence (0 when the log is empty). It uses batched direct gets, which
-// any replica can serve without creating a consumer.
-//
-// It asks twice: first for one message, whose Nats-Num-Pending says how many
-// more the loan has, then for exactly that many from the start. A batch that
-// asks for more than the loan holds makes the server scan the rest of the
-// stream for matches, which made reads cost as much as the stream's recent
-// writes. Anything written between the two requests is caught by the
-// conditional write that follows every read.
+// last sequence (0 when the log is empty). Every message of a loan has a
+// subject of its own, so one "last message per subject" direct get
+// (multi_last) returns the whole log from the stream's subject index: the
+// cost grows with the loan's log, not with the stream. Any replica can
+// serve it; a stale answer only makes the conditional write that follows
+// fail and the caller read again.
 func (l *Log) ReadRaw(ctx context.Context, tenant, loan string) ([]Raw, uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
-	filter := bus.LoanLog(tenant, loan)
-	first, pending, err := l.batch(ctx, filter, 1)
-	if err != nil || len(first) == 0 {
+	out, _, err := l.batch(ctx, map[string]any{"multi_last": []string{bus.LoanLog(tenant, loan)}, "batch": maxLog}, maxLog)
+	if err != nil {
 		return nil, 0, err
 	}
-	out := first
-	if pending > 0 {
-		if out, _, err = l.batch(ctx, filter, int(pending)+1); err != nil {
-			return nil, 0, err
-		}
+	if len(out) >= maxLog {
+		return nil, 0, fmt.Errorf("reading loan log: %s/%s has %d or more messages, more than one read returns", tenant, loan, maxLog)
 	}
+	slices.SortFunc(out, func(a, b Raw) int { return cmp.Compare(a.Seq, b.Seq) })
 	if len(out) == 0 {
 		return nil, 0, nil
 	}
 	return out, out[len(out)-1].Seq, nil
 }
 
-// batch fetches up to n messages of filter from the stream's start and
-// reports how many more match after the last one returned.
-func (l *Log) batch(ctx context.Context, filter string, n int) ([]Raw, uint64, error) {
+// maxLog bounds a loan's log in one read.
+const maxLog = 4096
+
+// batch sends one direct-get request and collects its replies until the end
+// of the batch, or n messages.
+func (l *Log) batch(ctx context.Context, request map[string]any, n int) ([]Raw, uint64, error) {
 	var (
 		mu      sync.Mutex
 		out     []Raw
@@ -134,7 +133,7 @@ func (l *Log) batch(ctx context.Context, filter string, n int) ([]Raw, uint64, e
 		t, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
 		out = append(out, Raw{Seq: seq, Subject: m.Header.Get(jetstream.SubjectHeader), Time: t, Header: m.Header, Data: m.Data})
 		pending, _ = strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
-		if len(out) == n || pending == 0 {
+		if len(out) == n {
 			finish(nil)
 		}
 	})
@@ -142,7 +141,7 @@ func (l *Log) batch(ctx context.Context, filter string, n int) ([]Raw, uint64, e
 		return nil, 0, fmt.Errorf("reading loan log: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	req, _ := json.Marshal(map[string]any{"seq": 1, "next_by_subj": filter, "batch": n})
+	req, _ := json.Marshal(request)
 	if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+bus.StreamLoans, sub.Subject, req); err != nil {
 		return nil, 0, fmt.Errorf("reading loan log: %w", err)
 	}
@@ -224,7 +223,7 @@ func (l *Log) AppendDecision(ctx context.Context, tenant, loan string, expect ui
 	if err != nil {
 		return 0, fmt.Errorf("encoding %s: %w", d.Kind, err)
 	}
-	m := nats.NewMsg(bus.LoanSubject(tenant, loan, k, ""))
+	m := nats.NewMsg(bus.DecisionSubject(tenant, loan, k, expect))
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, MsgID(tenant, loan, string(k), strconv.Itoa(d.Ctx.Case), d.Ctx.StepID, strconv.FormatUint(expect, 10)))
 	guard(m, tenant, loan, expect)
@@ -252,7 +251,7 @@ func (l *Log) SetTimer(ctx context.Context, tenant, loan string, expect uint64, 
 	// The raw header keeps sub-second precision; WithScheduleAt drops it and
 	// could fire up to a second early, which matters under an accelerated day.
 	m.Header.Set(jetstream.ScheduleHeader, "@at "+s.At.UTC().Format(time.RFC3339Nano))
-	m.Header.Set(jetstream.ScheduleTargetHeader, bus.LoanSubject(tenant, loan, bus.KindStep, tok))
+	m.Header.Set(jetstream.ScheduleTargetHeader, bus.StepSubject(tenant, loan, tok, expect))
 	guard(m, tenant, loan, expect)
 	return seqOf(l.publish(ctx, m))
 }

@@ -115,15 +115,15 @@ func Plan(cfg Config, start time.Time) []Loan {
 
 // Report is what a run measured.
 type Report struct {
-	Loans            int
-	Matched          int
-	Mismatches       []string
-	ByFinal          map[string][2]int // final state -> expected, actual
-	Decisions        int
-	Elapsed          time.Duration
-	DecisionsPerSec  float64
-	LatencyP50       time.Duration
-	LatencyP99       time.Duration
+	Loans           int
+	Matched         int
+	Mismatches      []string
+	ByFinal         map[string][2]int // final state -> expected, actual
+	Decisions       int
+	Elapsed         time.Duration
+	DecisionsPerSec float64
+	LatencyP50      time.Duration
+	LatencyP99      time.Duration
 	// FireP50/P99: how late the server published steps after their due time.
 	FireP50, FireP99 time.Duration
 	MessagesPerLoan  float64

@@ -476,7 +476,7 @@ func verifyStage(b *testing.B, e *env, l *loanlog.Log, m *bus.Metrics, prefix, r
 	if c := testutil.ToFloat64(m.Conflicts.WithLabelValues(bus.ConsumerContact)); c != 0 {
 		b.Logf("%s: %v log conflicts (re-read and decided again)", prefix, c)
 	}
-	contactSubj := "dunning.loan." + tenant + ".*." + string(bus.KindContact)
+	contactSubj := "dunning.loan." + tenant + ".*." + string(bus.KindContact) + ".*"
 	if got := countSubjects(b, e.js, bus.StreamLoans, contactSubj, prefix); got != stageLoans {
 		b.Fatalf("%s: %d loans have a contact_requested in the store, want %d", prefix, got, stageLoans)
 	}

@@ -50,7 +50,7 @@ func TestMalformedEventsDeadLettered(t *testing.T) {
 		{bus.IntakeSubject(tenant, "L-bad"), "application/json", []byte(`{"installmentDue":{"tenantId":"acme","amout":1}}`), `unknown field "amout"`},
 		{bus.IntakeSubject(tenant, "L-bad"), "application/json", noAmountJSON, "installment_due.amount: is required"},
 		{bus.IntakeSubject(tenant, "L-bad"), "application/json", mismatched, "subject names acme/L-bad but the event is for acme/L-other"},
-		{bus.LoanSubject(tenant, "L-bad", bus.KindStep, bus.StepEscalate), "", []byte("not a step"), "undecodable"},
+		{bus.StepSubject(tenant, "L-bad", bus.StepEscalate, 1), "", []byte("not a step"), "undecodable"},
 	}
 	for _, c := range cases {
 		pub(c.subj, c.ct, c.data)
