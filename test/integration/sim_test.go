@@ -42,7 +42,9 @@ func TestSimulation(t *testing.T) {
 		loans = n
 	}
 	cfg := sim.Config{Loans: loans, Seed: 42, Mix: sim.DefaultMix(), Tenant: "sim", Ladder: h.ladder,
-		Lead: 2 * time.Second, Spread: 3 * time.Second, Settle: 30 * time.Second}
+		Lead: 2 * time.Second, Settle: 60 * time.Second,
+		// Loans fall due at 2,500 a second at most (issue 4's target rate).
+		Spread: max(3*time.Second, time.Duration(loans)*time.Second/2500)}
 	if testing.Verbose() {
 		cfg.Progress = os.Stderr
 	}
