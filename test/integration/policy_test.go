@@ -63,6 +63,20 @@ func (h *harness) decisions(tenant, loan string) []decided {
 	return out
 }
 
+// usePolicies makes the pipeline choose each loan's ladder from the policy
+// directory, as --policies does; call before starting routers.
+func (h *harness) usePolicies(dir string) *policyfile.Live {
+	h.t.Helper()
+	live, err := policyfile.NewLive(dir)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.ladderFor = func(tenant, product string) policy.Ladder {
+		return policy.Ladder{Policy: live.Book().For(tenant, product), Calendar: h.ladder.Calendar}
+	}
+	return live
+}
+
 // Issue 3, acceptance 2: two tenants with different ladders run side by side
 // in one pipeline; each loan follows its own tenant's ladder.
 func TestTwoTenantsSideBySide(t *testing.T) {
@@ -71,13 +85,7 @@ func TestTwoTenantsSideBySide(t *testing.T) {
 	h := newHarness(t, day)
 	dir := t.TempDir()
 	writePolicy(t, dir, "beta.yaml", betaPolicy("beta-v1", 8))
-	live, err := policyfile.NewLive(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.ladderFor = func(tenant, product string) policy.Ladder {
-		return policy.Ladder{Policy: live.Book().For(tenant, product), Calendar: h.ladder.Calendar}
-	}
+	h.usePolicies(dir)
 	h.startPipeline()
 	due := time.Now()
 	h.send(tenantDue("acme", "L-a", "1", 1000, due))
@@ -115,13 +123,7 @@ func TestPolicyChangeGovernsNextDecision(t *testing.T) {
 	h := newHarness(t, day)
 	dir := t.TempDir()
 	writePolicy(t, dir, "beta.yaml", betaPolicy("beta-v1", 8))
-	live, err := policyfile.NewLive(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.ladderFor = func(tenant, product string) policy.Ladder {
-		return policy.Ladder{Policy: live.Book().For(tenant, product), Calendar: h.ladder.Calendar}
-	}
+	live := h.usePolicies(dir)
 	h.startPipeline()
 	due := time.Now()
 	h.send(tenantDue("beta", "L-chg", "1", 1000, due))
