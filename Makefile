@@ -14,15 +14,24 @@ DATA_DIR ?= ./data
 HTTP     ?= 127.0.0.1:8080
 ARGS     ?=
 
-.PHONY: nats-server sim run test test-unit test-integration bench proto proto-check lint build tools up clean
+.PHONY: nats-server sim fuzz run test test-unit test-integration bench proto proto-check lint build tools up clean
 
 ## run: the whole pipeline in one process on an embedded NATS server (DAY=1s to watch it climb)
 run:
 	$(GO) run ./services/dunningd --day=$(DAY) --data-dir=$(DATA_DIR) --http=$(HTTP) $(ARGS)
 
-## test: lint, generated-code check, and every test with the race detector
+## test: lint, generated-code check, every test with the race detector, a short fuzz run
 test: lint proto-check
 	$(GO) test -race -count=1 ./...
+	$(MAKE) fuzz FUZZTIME=5s
+
+## fuzz: every fuzz target for FUZZTIME each (default 10m); new corpus entries land in the build cache
+FUZZTIME ?= 10m
+FUZZ_TARGETS := ./pkg/ingest:FuzzDecodeValidate ./pkg/loanlog:FuzzDecode
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; done
 
 ## test-unit: the fast tests only (no embedded server)
 test-unit:
