@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
@@ -38,6 +39,10 @@ type Config struct {
 	Settle time.Duration
 	// Progress, if set, receives a progress bar.
 	Progress io.Writer
+	// Malformed is the fraction of loans that also get one malformed lender
+	// event (garbage, bad JSON, an invalid field); each must be dead-lettered
+	// while the valid events still match the oracle.
+	Malformed float64
 }
 
 // Loan is one simulated loan and what the oracle expects of it.
@@ -129,6 +134,9 @@ type Report struct {
 	MessagesPerLoan  float64
 	PeakRSSBytes     int64
 	PublishedEvents  int
+	// MalformedSent bad events were published; DeadLettered of them reached
+	// the dead-letter stream.
+	MalformedSent, DeadLettered int
 }
 
 // String renders the report as a table.
@@ -146,6 +154,9 @@ func (r Report) String() string {
 	}
 	fmt.Fprintf(&b, "decisions %d in %s: %.0f/s; steps fired late by p50 %s, p99 %s; decided after due p50 %s, p99 %s; %.1f messages per loan; peak RSS %d MiB\n",
 		r.Decisions, r.Elapsed.Round(time.Millisecond), r.DecisionsPerSec, r.FireP50, r.FireP99, r.LatencyP50, r.LatencyP99, r.MessagesPerLoan, r.PeakRSSBytes>>20)
+	if r.MalformedSent > 0 {
+		fmt.Fprintf(&b, "malformed events sent %d, dead-lettered %d\n", r.MalformedSent, r.DeadLettered)
+	}
 	for i, m := range r.Mismatches {
 		if i == 10 {
 			fmt.Fprintf(&b, "... %d more\n", len(r.Mismatches)-10)
@@ -185,6 +196,10 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 		})
 	}
 	if err := g.Wait(); err != nil {
+		return Report{}, err
+	}
+	malformed, err := sendMalformed(ctx, cfg, loans, js)
+	if err != nil {
 		return Report{}, err
 	}
 	cal := cfg.Ladder.Calendar
@@ -230,7 +245,68 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 		return Report{}, ctx.Err()
 	case <-time.After(time.Until(last.Add(cfg.Settle / 4))):
 	}
-	return check(ctx, cfg, loans, log, start, last.Add(cfg.Settle), int(published.Load()))
+	r, err := check(ctx, cfg, loans, log, start, last.Add(cfg.Settle), int(published.Load()))
+	if err != nil {
+		return r, err
+	}
+	r.MalformedSent = malformed
+	if malformed > 0 {
+		deadline := time.Now().Add(cfg.Settle)
+		for {
+			if r.DeadLettered, err = deadLettered(ctx, js); err != nil || r.DeadLettered >= malformed || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return r, err
+}
+
+// sendMalformed publishes one bad lender event for cfg.Malformed of the loans.
+func sendMalformed(ctx context.Context, cfg Config, loans []Loan, js jetstream.JetStream) (int, error) {
+	if cfg.Malformed <= 0 {
+		return 0, nil
+	}
+	r := rand.New(rand.NewPCG(cfg.Seed+1, cfg.Seed))
+	bad := []struct {
+		ct   string
+		body []byte
+	}{
+		{"", []byte{0xff, 0xfe, 0x01}},
+		{"application/json", []byte(`{"installmentDue": {"tenantId": `)},
+		{"application/json", []byte(`{"repaymentReceived": {"tenantId": "x", "paymentId": "p", "amount": {"currency": "CNY", "minorUnits": "-5"}}}`)},
+		{"application/json", []byte(`{"installmentDue": {"amout": 1}}`)},
+	}
+	n := 0
+	for _, l := range loans {
+		if r.Float64() >= cfg.Malformed {
+			continue
+		}
+		b := bad[r.IntN(len(bad))]
+		m := nats.NewMsg(bus.IntakeSubject(cfg.Tenant, l.ID))
+		m.Data = b.body
+		if b.ct != "" {
+			m.Header.Set("Content-Type", b.ct)
+		}
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			return n, fmt.Errorf("publishing a malformed event: %w", err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// deadLettered counts the intake's dead letters.
+func deadLettered(ctx context.Context, js jetstream.JetStream) (int, error) {
+	s, err := js.Stream(ctx, bus.StreamDLQ)
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(bus.DLQSubject(bus.ConsumerIntake)))
+	if err != nil {
+		return 0, err
+	}
+	return int(info.State.Subjects[bus.DLQSubject(bus.ConsumerIntake)]), nil
 }
 
 // check reads every loan's log until it matches the oracle or the deadline passes.

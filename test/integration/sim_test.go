@@ -42,7 +42,7 @@ func TestSimulation(t *testing.T) {
 		loans = n
 	}
 	cfg := sim.Config{Loans: loans, Seed: 42, Mix: sim.DefaultMix(), Tenant: "sim", Ladder: h.ladder,
-		Lead: 2 * time.Second, Settle: 60 * time.Second,
+		Lead: 2 * time.Second, Settle: 60 * time.Second, Malformed: 0.01,
 		// Loans fall due at 2,500 a second at most (issue 4's target rate).
 		Spread: max(3*time.Second, time.Duration(loans)*time.Second/2500)}
 	if testing.Verbose() {
@@ -55,6 +55,9 @@ func TestSimulation(t *testing.T) {
 	t.Logf("\n%s", r)
 	if r.Matched != r.Loans {
 		t.Errorf("%d of %d loans differ from the oracle", r.Loans-r.Matched, r.Loans)
+	}
+	if r.MalformedSent == 0 || r.DeadLettered != r.MalformedSent {
+		t.Errorf("malformed events: %d sent, %d dead-lettered; want all of them, and some", r.MalformedSent, r.DeadLettered)
 	}
 	for _, final := range []string{"never_overdue", "closed_cured", "legal_referral"} {
 		if r.ByFinal[final][0] == 0 {
