@@ -42,12 +42,7 @@ const (
 
 var outcomeNames = [...]string{"none", "sent", "delivered", "failed", "call_connected"}
 
-func (o Outcome) String() string {
-	if o < 0 || int(o) >= len(outcomeNames) {
-		return "unknown"
-	}
-	return outcomeNames[o]
-}
+func (o Outcome) String() string { return enumName(outcomeNames[:], int(o), "outcome") }
 
 // ContactOutcome records a vendor's report on a contact.
 type ContactOutcome struct {
@@ -99,12 +94,7 @@ const (
 
 var kindNames = [...]string{"none", "overdue_confirmed", "contact_requested", "escalated", "handed_off", "legal_referred", "case_closed", "step_cancelled", "entry_deferred"}
 
-func (k DecisionKind) String() string {
-	if k < 0 || int(k) >= len(kindNames) {
-		return "unknown"
-	}
-	return kindNames[k]
-}
+func (k DecisionKind) String() string { return enumName(kindNames[:], int(k), "decision_kind") }
 
 // Context is where the case stood when a decision was made.
 type Context struct {

@@ -20,12 +20,7 @@ const (
 
 var stageNames = [...]string{"none", "overdue_confirmation", "first_contact", "escalation", "third_party_handoff", "legal_referral"}
 
-func (s Stage) String() string {
-	if s < 0 || int(s) >= len(stageNames) {
-		return fmt.Sprintf("stage(%d)", int(s))
-	}
-	return stageNames[s]
-}
+func (s Stage) String() string { return enumName(stageNames[:], int(s), "stage") }
 
 // Tier is the overdue severity by DPD.
 type Tier int
@@ -40,12 +35,7 @@ const (
 
 var tierNames = [...]string{"none", "light", "medium", "severe"}
 
-func (t Tier) String() string {
-	if t < 0 || int(t) >= len(tierNames) {
-		return fmt.Sprintf("tier(%d)", int(t))
-	}
-	return tierNames[t]
-}
+func (t Tier) String() string { return enumName(tierNames[:], int(t), "tier") }
 
 // Channel of an outbound contact.
 type Channel int
@@ -62,12 +52,7 @@ const (
 
 var channelNames = [...]string{"none", "sms", "phone", "email", "app_push", "letter"}
 
-func (c Channel) String() string {
-	if c < 0 || int(c) >= len(channelNames) {
-		return fmt.Sprintf("channel(%d)", int(c))
-	}
-	return channelNames[c]
-}
+func (c Channel) String() string { return enumName(channelNames[:], int(c), "channel") }
 
 // Tone of a contact. There is no threatening tone to choose.
 type Tone int
@@ -82,12 +67,7 @@ const (
 
 var toneNames = [...]string{"none", "gentle", "serious", "firm"}
 
-func (t Tone) String() string {
-	if t < 0 || int(t) >= len(toneNames) {
-		return fmt.Sprintf("tone(%d)", int(t))
-	}
-	return toneNames[t]
-}
+func (t Tone) String() string { return enumName(toneNames[:], int(t), "tone") }
 
 // CloseReason says why a case ended.
 type CloseReason int
@@ -101,11 +81,14 @@ const (
 
 var closeNames = [...]string{"none", "cured", "settled"}
 
-func (r CloseReason) String() string {
-	if r < 0 || int(r) >= len(closeNames) {
-		return fmt.Sprintf("close_reason(%d)", int(r))
+func (r CloseReason) String() string { return enumName(closeNames[:], int(r), "close_reason") }
+
+// enumName is the configuration name of a closed enum's value.
+func enumName(names []string, i int, kind string) string {
+	if i < 0 || i >= len(names) {
+		return fmt.Sprintf("%s(%d)", kind, i)
 	}
-	return closeNames[r]
+	return names[i]
 }
 
 // Money is an amount in minor units of a currency.
