@@ -144,8 +144,9 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 		metrics.NewPrometheusMetricsBuilder(cfg.Registry, "dunning", "router").AddPrometheusRouterMetrics(r)
 	}
 	rt := &Router{cfg: cfg, r: r, sub: sub, nc: nc, js: js}
+	// The first middleware is the outermost: dead-lettering sees every
+	// failure, a recovered panic included.
 	r.AddMiddleware(
-		middleware.Recoverer,
 		rt.deadLetter,
 		middleware.Retry{
 			MaxRetries:      3,
@@ -155,6 +156,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 			// No logger: a retry is routine; deadLetter logs what is left after the retries.
 			ShouldRetry: func(p middleware.RetryParams) bool { return !IsPermanent(p.Err) },
 		}.Middleware,
+		middleware.Recoverer,
 	)
 	return rt, nil
 }
@@ -195,7 +197,9 @@ func (rt *Router) deadLetter(h message.HandlerFunc) message.HandlerFunc {
 		delivered, _ := strconv.Atoi(msg.Metadata.Get(MetaDelivered))
 		class := "permanent"
 		if !IsPermanent(err) {
-			if delivered < rt.cfg.Topology.MaxDeliver {
+			// Dead-letter one delivery before the last, so that if publishing
+			// the dead letter fails, the last delivery can try again.
+			if delivered < rt.cfg.Topology.MaxDeliver-1 {
 				rt.cfg.Logger.Warn("handler failed; will be redelivered", "consumer", consumer,
 					"stream_seq", msg.Metadata.Get(MetaStreamSeq), "delivered", delivered, "err", err)
 				return nil, err

@@ -91,8 +91,10 @@ func (l *Log) ReadRaw(ctx context.Context, tenant, loan string) ([]Raw, uint64, 
 	return out, out[len(out)-1].Seq, nil
 }
 
-// maxLog bounds a loan's log in one read.
-const maxLog = 4096
+// maxLog bounds a loan's log in one read: nats-server answers a multi_last
+// request for at most 1024 subjects. A loan that outgrows it (years of daily
+// entry deferrals) fails with a clear error rather than a wrong fold.
+const maxLog = 1024
 
 // batch sends one direct-get request and collects its replies until the end
 // of the batch, or n messages.

@@ -297,13 +297,19 @@ func (c *Case) applyDecision(d Decision) {
 func (c *Case) Outstanding() []int64 {
 	owed := make([]int64, len(c.Installments))
 	for i, in := range c.Installments {
-		owed[i] = in.Amount.Minor
+		if in.Amount.Currency == c.currency() {
+			owed[i] = in.Amount.Minor
+		}
 	}
 	if c.Settled {
 		return make([]int64, len(owed))
 	}
 	var pool int64
+	cur := c.currency()
 	for _, r := range c.Repayments {
+		if r.Amount.Currency != cur {
+			continue // not this loan's money: the overdue stage dead-letters it
+		}
 		amt := r.Amount.Minor
 		if r.InstallmentID != "" {
 			if i := slices.IndexFunc(c.Installments, func(in InstallmentDue) bool { return in.ID == r.InstallmentID }); i >= 0 {
@@ -354,6 +360,10 @@ func (c *Case) Overdue(cal Calendar, now time.Time) (Money, []string) {
 	}
 	return m, ids
 }
+
+// Currency is the loan's currency: its first installment's. Money in any
+// other currency is not counted.
+func (c *Case) Currency() string { return c.currency() }
 
 func (c *Case) currency() string {
 	if len(c.Installments) > 0 {

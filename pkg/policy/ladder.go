@@ -134,11 +134,18 @@ func (l Ladder) OnStep(c *Case, s Step, now time.Time) *Decision {
 	if want == nil || !want.Same(s) {
 		return nil
 	}
-	overdue, ids := c.Overdue(l.Calendar, s.At)
+	// A step that fires a day or more late (an outage, an installment
+	// announced after its due date) is decided at today's DPD, so that the
+	// tier, fees and the contacts it skips are today's.
+	dpd, at := s.DPD, s.At
+	if late := now.Sub(s.At); late >= l.Calendar.Day && late >= time.Minute {
+		dpd, at = max(dpd, l.DPDAt(c, now)), now
+	}
+	overdue, ids := c.Overdue(l.Calendar, at)
 	if overdue.Minor <= 0 {
 		return nil
 	}
-	ctx := l.context(c, s.Case, s.Stage, s.DPD, overdue, now)
+	ctx := l.context(c, s.Case, s.Stage, dpd, overdue, now)
 	ctx.StepID = s.ID
 	switch s.Stage {
 	case StageOverdueConfirmation:
@@ -150,29 +157,29 @@ func (l Ladder) OnStep(c *Case, s Step, now time.Time) *Decision {
 			return nil
 		}
 		if !r.entry {
-			ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: %s contact of the %s cadence", s.DPD, ordinal(r), s.Stage)
+			ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: %s contact of the %s cadence", ctx.DPD, ordinal(r), s.Stage)
 			return &Decision{Kind: KindContactRequested, Ctx: ctx, Tasks: l.tasks(c, ctx, r.cadence)}
 		}
 		if d := l.deferral(c, s, ctx, ids); d != nil {
 			return d
 		}
-		ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: escalate to %s tier", s.DPD, ctx.Tier)
+		ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: escalate to %s tier", ctx.DPD, ctx.Tier)
 		cs := r.cadence
 		if cs == nil {
-			cs = &CadenceStep{Stage: StageEscalation, DPD: s.DPD, Channels: escalationChannels(ctx.Tier), Template: ctx.Tier.String() + "_notice"}
+			cs = &CadenceStep{Stage: StageEscalation, DPD: ctx.DPD, Channels: escalationChannels(ctx.Tier), Template: ctx.Tier.String() + "_notice"}
 		}
 		return &Decision{Kind: KindEscalated, Ctx: ctx, Tasks: l.tasks(c, ctx, cs)}
 	case StageHandoff:
 		if d := l.deferral(c, s, ctx, ids); d != nil {
 			return d
 		}
-		ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: place with agency %s", s.DPD, l.Policy.Agency)
+		ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: place with agency %s", ctx.DPD, l.Policy.Agency)
 		return &Decision{Kind: KindHandedOff, Ctx: ctx, AgencyID: l.Policy.Agency, PlacementID: fmt.Sprintf("pl-c%d", s.Case)}
 	case StageLegal:
 		if d := l.deferral(c, s, ctx, ids); d != nil {
 			return d
 		}
-		ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: refer for legal action", s.DPD)
+		ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: refer for legal action", ctx.DPD)
 		return &Decision{Kind: KindLegalReferred, Ctx: ctx, Evidence: &Evidence{
 			Installments: c.Installments, Repayments: c.Repayments, Contacts: c.Contacts,
 			LogSeqs: c.Seqs, PlacementID: c.PlacementID,
@@ -196,7 +203,7 @@ func (l Ladder) deferral(c *Case, s Step, ctx Context, overdueIDs []string) *Dec
 		return nil
 	}
 	ctx.Stage = c.Stage
-	ctx.Reason = fmt.Sprintf("%s entry deferred at DPD %d: %s; evaluated again tomorrow", s.Stage, s.DPD, strings.Join(unmet, "; "))
+	ctx.Reason = fmt.Sprintf("%s entry deferred at DPD %d: %s; evaluated again tomorrow", s.Stage, ctx.DPD, strings.Join(unmet, "; "))
 	return &Decision{Kind: KindEntryDeferred, Ctx: ctx, DeferredStage: s.Stage}
 }
 

@@ -378,3 +378,57 @@ func TestEntryConditionDefers(t *testing.T) {
 		t.Errorf("last decision %s, want handed_off", last.Kind)
 	}
 }
+
+// An installment announced 20 days after its due date (or a confirmation
+// step processed after an outage) is decided at today's DPD: medium tier,
+// no burst of the light tier's missed contacts.
+func TestLateStepDecidedAtTodaysDPD(t *testing.T) {
+	l := cadenceLadder()
+	l.Calendar = Calendar{Day: RealDay}
+	due0 := time.Date(2026, 4, 1, 10, 0, 0, 0, time.UTC)
+	c := Fold([]Entry{{Event: InstallmentDue{ID: "i1", Amount: Money{"CNY", 100000}, DueAt: due0, Zone: "UTC"}}})
+	now := due0.Add(20 * RealDay)
+	var ds []Decision
+	for range 10 {
+		s := l.NextStep(c)
+		if s == nil || s.At.After(now) {
+			break
+		}
+		c.Apply(Entry{Event: StepFired{Step: *s}})
+		d := l.OnStep(c, *s, now)
+		if d == nil {
+			break
+		}
+		c.Apply(Entry{Event: *d})
+		ds = append(ds, *d)
+		if d.Kind == KindOverdueConfirmed {
+			fc := l.FirstContact(c, d.Ctx.Case, now)
+			c.Apply(Entry{Event: *fc})
+			ds = append(ds, *fc)
+		}
+	}
+	var got []string
+	for _, d := range ds {
+		got = append(got, fmt.Sprintf("%s@%d/%s", d.Kind, d.Ctx.DPD, d.Ctx.Tier))
+	}
+	want := []string{"overdue_confirmed@20/medium", "contact_requested@20/medium", "escalated@20/medium"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("late decisions = %v, want %v", got, want)
+	}
+	if len(ds) == 3 && ds[2].Tasks[0].Fees.Minor != 100000*5*20/10000 {
+		t.Errorf("escalation fees = %v, want 20 days' worth", ds[2].Tasks[0].Fees)
+	}
+}
+
+func TestForeignCurrencyPaymentNotCounted(t *testing.T) {
+	l := testLadder()
+	c := Fold([]Entry{due("i1", 50000, t0)})
+	advance(t, l, c, day(2))
+	c.Apply(Entry{Event: Repayment{PaymentID: "p1", Amount: Money{"JPY", 50000}}})
+	if d := l.OnLenderEvent(c, day(2)); d != nil {
+		t.Errorf("a JPY payment on a CNY loan decided %+v, want nothing", d)
+	}
+	if o, _ := c.Overdue(l.Calendar, day(2)); o.Minor != 50000 {
+		t.Errorf("overdue after a foreign payment = %v, want 500.00 CNY", o)
+	}
+}

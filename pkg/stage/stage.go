@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -51,7 +52,10 @@ func (s Stage) Handler(d Deps) message.NoPublishHandlerFunc {
 		if err != nil {
 			return err
 		}
-		return d.Process(msg.Context(), s.Consumer, addr.Tenant, addr.Loan, func(l policy.Ladder, c *policy.Case, now time.Time) (*policy.Decision, error) {
+		// The trigger is in the loan's log: a read that does not reach it
+		// came from a lagging replica and must not be decided on.
+		trigger, _ := strconv.ParseUint(msg.Metadata.Get(bus.MetaStreamSeq), 10, 64)
+		return d.Process(msg.Context(), s.Consumer, addr.Tenant, addr.Loan, trigger, func(l policy.Ladder, c *policy.Case, now time.Time) (*policy.Decision, error) {
 			return s.Decide(l, c, ev, now)
 		})
 	}
@@ -66,10 +70,14 @@ const maxAttempts = 50
 // a payment that lands meanwhile makes this re-read and decide again; a
 // cured loan then decides nothing. Repeating Process for the same trigger
 // (redelivery) finds its decision already in the log and adds nothing.
-func (d Deps) Process(ctx context.Context, consumer, tenant, loan string,
+func (d Deps) Process(ctx context.Context, consumer, tenant, loan string, trigger uint64,
 	decide func(policy.Ladder, *policy.Case, time.Time) (*policy.Decision, error)) error {
-	for range maxAttempts {
-		err := d.once(ctx, consumer, tenant, loan, decide)
+	for attempt := range maxAttempts {
+		err := d.once(ctx, consumer, tenant, loan, trigger, decide)
+		if errors.Is(err, errStale) {
+			time.Sleep(time.Duration(attempt+1) * 10 * time.Millisecond)
+			continue
+		}
 		if errors.Is(err, loanlog.ErrConflict) {
 			if d.Metrics != nil {
 				d.Metrics.Conflicts.WithLabelValues(consumer).Inc()
@@ -81,11 +89,17 @@ func (d Deps) Process(ctx context.Context, consumer, tenant, loan string,
 	return fmt.Errorf("loan %s/%s: still conflicting after %d attempts", tenant, loan, maxAttempts)
 }
 
-func (d Deps) once(ctx context.Context, consumer, tenant, loan string,
+// errStale: the read did not reach the message being handled.
+var errStale = errors.New("loan log read is behind the trigger")
+
+func (d Deps) once(ctx context.Context, consumer, tenant, loan string, trigger uint64,
 	decide func(policy.Ladder, *policy.Case, time.Time) (*policy.Decision, error)) error {
 	entries, last, err := d.Log.Read(ctx, tenant, loan)
 	if err != nil {
 		return err
+	}
+	if last < trigger {
+		return errStale
 	}
 	c := policy.Fold(entries)
 	now := d.Now()

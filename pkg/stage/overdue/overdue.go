@@ -7,6 +7,7 @@
 package overdue
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/opendunning/dunning/pkg/bus"
@@ -26,7 +27,17 @@ func decide(l policy.Ladder, c *policy.Case, ev policy.Event, now time.Time) (*p
 			return nil, stage.UnexpectedTrigger(bus.ConsumerOverdue, ev)
 		}
 		return l.OnStep(c, e.Step, now), nil
-	case policy.InstallmentDue, policy.Repayment, policy.Settled:
+	case policy.Repayment:
+		if cur := c.Currency(); cur != "" && e.Amount.Currency != cur {
+			return nil, fmt.Errorf("repayment %s is in %s but the loan is in %s: not applied", e.PaymentID, e.Amount.Currency, cur)
+		}
+		return l.OnLenderEvent(c, now), nil
+	case policy.InstallmentDue:
+		if cur := c.Currency(); e.Amount.Currency != cur {
+			return nil, fmt.Errorf("installment %s is in %s but the loan is in %s: not applied", e.ID, e.Amount.Currency, cur)
+		}
+		return l.OnLenderEvent(c, now), nil
+	case policy.Settled:
 		return l.OnLenderEvent(c, now), nil
 	}
 	return nil, stage.UnexpectedTrigger(bus.ConsumerOverdue, ev)
