@@ -6,9 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -314,5 +316,47 @@ func TestLoadDirRejectsDuplicates(t *testing.T) {
 	}
 	if _, err := LoadDir(filepath.Join(dir, "missing")); err == nil {
 		t.Error("LoadDir(missing) = nil error")
+	}
+}
+
+// SIGHUP reloads even when no modification time changed (an operator's
+// deploy that preserves mtimes).
+func TestSIGHUPReloads(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "acme.yaml")
+	v := func(version string) []byte {
+		return []byte(strings.Replace(strings.Replace(string(DefaultYAML), "version: default-v1", "version: "+version, 1), `tenant: "*" `, "tenant: acme ", 1))
+	}
+	if err := os.WriteFile(path, v("acme-v1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	live, err := NewLive(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go live.Watch(ctx, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil))) // no polling within the test
+	if err := os.WriteFile(path, v("acme-v2"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(path, st.ModTime(), st.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	// This test's own handler keeps a SIGHUP that arrives before Watch has
+	// installed its handler from ending the process; send until it is seen.
+	own := make(chan os.Signal, 1)
+	signal.Notify(own, syscall.SIGHUP)
+	defer signal.Stop(own)
+	deadline := time.Now().Add(5 * time.Second)
+	for live.Book().For("acme", "").Version != "acme-v2" {
+		if time.Now().After(deadline) {
+			t.Fatalf("after SIGHUP the policy is %s, want acme-v2", live.Book().For("acme", "").Version)
+		}
+		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
