@@ -41,7 +41,11 @@ func TestPaymentRacingStep(t *testing.T) {
 				due = fire.Add(-16 * day)
 			}
 			h.send(dueEvent(loan, "1", 10000, due))
-			jitter := time.Duration(rand.Int64N(int64(120*time.Millisecond))) - 60*time.Millisecond
+			// nats-server fires a due schedule up to 250 ms late (its timer
+			// runs at most every 250 ms), so the payments spread from 100 ms
+			// before to 300 ms after the nominal instant to meet the step on
+			// both sides whatever this round's lateness.
+			jitter := time.Duration(rand.Int64N(int64(400*time.Millisecond))) - 100*time.Millisecond
 			wg.Go(func() {
 				time.Sleep(time.Until(fire.Add(jitter)))
 				h.send(payEvent(loan, "p1", 10000))
