@@ -161,9 +161,6 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	return rt, nil
 }
 
-// Conn is the router's connection, for handlers that publish.
-func (rt *Router) Conn() *nats.Conn { return rt.nc }
-
 // JetStream is the router's JetStream context.
 func (rt *Router) JetStream() jetstream.JetStream { return rt.js }
 

@@ -59,15 +59,18 @@ func (in *Ingestor) Record(ctx context.Context, ev Event) (Result, error) {
 	subj := ev.Subject()
 	seq, err := in.Log.AppendLender(ctx, subj, data)
 	if errors.Is(err, loanlog.ErrDuplicate) {
-		prev, gerr := in.Log.Last(ctx, subj)
+		prev, found, gerr := in.Log.Last(ctx, subj)
 		if gerr != nil {
 			return Result{}, fmt.Errorf("reading recorded event %s: %w", subj, gerr)
+		}
+		if !found {
+			return Result{}, fmt.Errorf("recorded event %s refused as a duplicate but not found", subj)
 		}
 		old := ev.Msg.ProtoReflect().New().Interface()
 		if uerr := proto.Unmarshal(prev.Data, old); uerr != nil || !proto.Equal(old, ev.Msg) {
 			return Result{}, fmt.Errorf("%s %s: %w", ev.Kind, subj, ErrConflictingDuplicate)
 		}
-		return Result{Subject: subj, Sequence: prev.Sequence, Duplicate: true}, nil
+		return Result{Subject: subj, Sequence: prev.Seq, Duplicate: true}, nil
 	}
 	if err != nil {
 		return Result{}, err

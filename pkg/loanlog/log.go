@@ -278,11 +278,14 @@ func (l *Log) AppendLender(ctx context.Context, subject string, data []byte) (ui
 	return ack.Sequence, nil
 }
 
-// Last returns the stored message on one exact subject.
-func (l *Log) Last(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
-	s, err := l.js.Stream(ctx, bus.StreamLoans)
-	if err != nil {
-		return nil, fmt.Errorf("opening loans stream: %w", err)
+// Last returns the stored message on one exact subject; found is false
+// when the subject holds none. One direct get, as reads of the log are.
+func (l *Log) Last(ctx context.Context, subject string) (msg Raw, found bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
+	defer cancel()
+	out, _, err := l.batch(ctx, map[string]any{"last_by_subj": subject}, 1)
+	if err != nil || len(out) == 0 {
+		return Raw{}, false, err
 	}
-	return s.GetLastMsgForSubject(ctx, subject)
+	return out[0], true, nil
 }

@@ -47,13 +47,14 @@ func (l Ladder) cadence() []CadenceStep {
 func (l Ladder) rungs() []rung {
 	var out []rung
 	escalationEntry := false
-	for i, cs := range l.cadence() {
+	cadence := l.cadence()
+	for i, cs := range cadence {
 		if cs.Stage == StageFirstContact && cs.DPD <= l.Policy.ConfirmDPD() {
 			continue
 		}
 		entry := cs.Stage == StageEscalation && cs.DPD == l.Policy.EscalationDPD()
 		escalationEntry = escalationEntry || entry
-		out = append(out, rung{stage: cs.Stage, dpd: cs.DPD, entry: entry, cadence: &l.cadence()[i]})
+		out = append(out, rung{stage: cs.Stage, dpd: cs.DPD, entry: entry, cadence: &cadence[i]})
 	}
 	if !escalationEntry {
 		out = append(out, rung{stage: StageEscalation, dpd: l.Policy.EscalationDPD(), entry: true})
@@ -293,9 +294,10 @@ func (l Ladder) context(c *Case, n int, s Stage, dpd int, overdue Money, now tim
 // opens with its tier's channels and template, not the light tier's.
 func (l Ladder) firstContactStep(dpd int, t Tier) *CadenceStep {
 	var best *CadenceStep
-	for i, cs := range l.cadence() {
+	cadence := l.cadence()
+	for i, cs := range cadence {
 		if (cs.Stage == StageFirstContact || cs.Stage == StageEscalation) && cs.DPD <= dpd {
-			best = &l.cadence()[i]
+			best = &cadence[i]
 		}
 	}
 	if best == nil || (t == TierSevere && best.Stage != StageEscalation) {

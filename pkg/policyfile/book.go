@@ -103,15 +103,6 @@ func LoadDir(dir string) (*Book, error) {
 	return b, nil
 }
 
-// DefaultBook holds only the shipped policy.
-func DefaultBook() (*Book, error) {
-	d, err := Default()
-	if err != nil {
-		return nil, err
-	}
-	return &Book{byKey: map[string]policy.Policy{key("*", ""): d}, files: map[string]time.Time{}}, nil
-}
-
 // changed reports whether dir's policy files differ from those b was loaded from.
 func (b *Book) changed(dir string) bool {
 	var paths []string

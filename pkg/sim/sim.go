@@ -154,6 +154,7 @@ func (r Report) String() string {
 	}
 	fmt.Fprintf(&b, "decisions %d in %s: %.0f/s; steps fired late by p50 %s, p99 %s; decided after due p50 %s, p99 %s; %.1f messages per loan; peak RSS %d MiB\n",
 		r.Decisions, r.Elapsed.Round(time.Millisecond), r.DecisionsPerSec, r.FireP50, r.FireP99, r.LatencyP50, r.LatencyP99, r.MessagesPerLoan, r.PeakRSSBytes>>20)
+	fmt.Fprintf(&b, "lender events published %d\n", r.PublishedEvents)
 	if r.MalformedSent > 0 {
 		fmt.Fprintf(&b, "malformed events sent %d, dead-lettered %d\n", r.MalformedSent, r.DeadLettered)
 	}

@@ -274,8 +274,11 @@ func summary(es []logEntry) string {
 
 // timerPending reports whether the loan's schedule subject holds a message.
 func (h *harness) timerPending(loan string) bool {
-	_, err := h.log.Last(context.Background(), bus.TimerSubject(tenant, loan))
-	return err == nil
+	_, found, err := h.log.Last(context.Background(), bus.TimerSubject(tenant, loan))
+	if err != nil {
+		h.t.Fatalf("reading the timer of %s: %v", loan, err)
+	}
+	return found
 }
 
 // dlq returns the dead letters, in order.
