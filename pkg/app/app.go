@@ -159,7 +159,11 @@ func Run(ctx context.Context, args []string, o Options) error {
 
 	// NATS.
 	dial := func(name string) (*nats.Conn, error) {
-		return nats.Connect(cfg.NATSURL, nats.Name(name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))
+		// Reconnect quickly (nats.go waits 2 s by default, with jitter against
+		// storms): after a server restart every pending step and payment
+		// waits on this, and a collection ladder runs on day boundaries.
+		return nats.Connect(cfg.NATSURL, nats.Name(name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+			nats.ReconnectWait(250*time.Millisecond), nats.ReconnectJitter(250*time.Millisecond, time.Second))
 	}
 	if o.Embedded {
 		host, port, err := listenAddr(cfg.NATSListen)

@@ -63,6 +63,9 @@ type Metrics struct {
 	Ingested    *prometheus.CounterVec
 	// PolicyReloads counts policy reloads by result (ok, failed).
 	PolicyReloads *prometheus.CounterVec
+	// Redeliveries counts messages handled again after a crash, a timeout or
+	// a nack: routine in small numbers, a stuck or overloaded consumer when it climbs.
+	Redeliveries *prometheus.CounterVec
 }
 
 // NewMetrics registers the pipeline's metrics on reg. Labels are bounded:
@@ -80,7 +83,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.PolicyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "policy_reloads_total",
 		Help: "Policy reloads by result; a failed one leaves the previous policies in force."}, []string{"result"})
-	reg.MustRegister(m.DeadLetters, m.Decisions, m.Conflicts, m.Ingested, m.PolicyReloads)
+	m.Redeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "redeliveries_total",
+		Help: "Messages delivered more than once (after a crash, an ack timeout or a failure), by consumer."}, []string{"consumer"})
+	reg.MustRegister(m.DeadLetters, m.Decisions, m.Conflicts, m.Ingested, m.PolicyReloads, m.Redeliveries)
 	return m
 }
 
@@ -186,12 +191,15 @@ func (rt *Router) Running() chan struct{} { return rt.r.Running() }
 // lost and nothing blocks the consumer. Other failures are nacked for redelivery.
 func (rt *Router) deadLetter(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
+		consumer := message.HandlerNameFromCtx(msg.Context())
+		delivered, _ := strconv.Atoi(msg.Metadata.Get(MetaDelivered))
+		if delivered > 1 && rt.cfg.Metrics != nil {
+			rt.cfg.Metrics.Redeliveries.WithLabelValues(consumer).Inc()
+		}
 		out, err := h(msg)
 		if err == nil {
 			return out, nil
 		}
-		consumer := message.HandlerNameFromCtx(msg.Context())
-		delivered, _ := strconv.Atoi(msg.Metadata.Get(MetaDelivered))
 		class := "permanent"
 		if !IsPermanent(err) {
 			// Dead-letter one delivery before the last, so that if publishing

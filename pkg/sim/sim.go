@@ -43,6 +43,10 @@ type Config struct {
 	// event (garbage, bad JSON, an invalid field); each must be dead-lettered
 	// while the valid events still match the oracle.
 	Malformed float64
+	// During, if set, runs while lender events are being published and steps
+	// are due (fault injection); its context ends when the last step of the
+	// ladder is due, and the run checks the logs once it has returned.
+	During func(ctx context.Context)
 }
 
 // Loan is one simulated loan and what the oracle expects of it.
@@ -137,6 +141,13 @@ type Report struct {
 	// MalformedSent bad events were published; DeadLettered of them reached
 	// the dead-letter stream.
 	MalformedSent, DeadLettered int
+	// Lost counts decisions the oracle expects and no log holds; Duplicates,
+	// decisions a log holds more often than the oracle expects (a contact
+	// made twice), summed over kinds and loans.
+	Lost, Duplicates int
+	// PublishRetries counts lender-event publishes retried (the server was
+	// unreachable); the retries carry the same message ID.
+	PublishRetries int
 }
 
 // String renders the report as a table.
@@ -154,7 +165,8 @@ func (r Report) String() string {
 	}
 	fmt.Fprintf(&b, "decisions %d in %s: %.0f/s; steps fired late by p50 %s, p99 %s; decided after due p50 %s, p99 %s; %.1f messages per loan; peak RSS %d MiB\n",
 		r.Decisions, r.Elapsed.Round(time.Millisecond), r.DecisionsPerSec, r.FireP50, r.FireP99, r.LatencyP50, r.LatencyP99, r.MessagesPerLoan, r.PeakRSSBytes>>20)
-	fmt.Fprintf(&b, "lender events published %d\n", r.PublishedEvents)
+	fmt.Fprintf(&b, "lender events published %d (publishes retried %d); decisions lost %d, duplicated %d\n",
+		r.PublishedEvents, r.PublishRetries, r.Lost, r.Duplicates)
 	if r.MalformedSent > 0 {
 		fmt.Fprintf(&b, "malformed events sent %d, dead-lettered %d\n", r.MalformedSent, r.DeadLettered)
 	}
@@ -174,14 +186,26 @@ func (r Report) String() string {
 func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.Log) (Report, error) {
 	start := time.Now()
 	loans := Plan(cfg, start)
-	var published atomic.Int64
-	send := func(ev *dunningv1.LenderEvent, tenant, loan string) error {
+	var published, retries atomic.Int64
+	// A lender retries a publish that got no acknowledgement (the server
+	// restarting) with the same message ID, which the intake stream dedupes.
+	send := func(ev *dunningv1.LenderEvent, tenant, loan, id string) error {
 		data, err := proto.Marshal(ev)
 		if err != nil {
 			return err
 		}
-		if _, err := js.Publish(ctx, bus.IntakeSubject(tenant, loan), data); err != nil {
-			return fmt.Errorf("publishing for %s: %w", loan, err)
+		for attempt := 0; ; attempt++ {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err = js.Publish(pctx, bus.IntakeSubject(tenant, loan), data, jetstream.WithMsgID("sim-"+loan+"-"+id))
+			cancel()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil || attempt == 100 {
+				return fmt.Errorf("publishing for %s: %w", loan, err)
+			}
+			retries.Add(1)
+			time.Sleep(100 * time.Millisecond)
 		}
 		published.Add(1)
 		return nil
@@ -193,7 +217,7 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 		g.Go(func() error {
 			return send(&dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_InstallmentDue{InstallmentDue: &dunningv1.InstallmentDue{
 				TenantId: cfg.Tenant, LoanId: l.ID, InstallmentId: "1", Amount: &dunningv1.Money{Currency: "CNY", MinorUnits: l.Amount},
-				DueAt: timestamppb.New(l.DueAt), TimeZone: "Asia/Shanghai", ContactRef: "sim"}}}, cfg.Tenant, l.ID)
+				DueAt: timestamppb.New(l.DueAt), TimeZone: "Asia/Shanghai", ContactRef: "sim"}}}, cfg.Tenant, l.ID, "due")
 		})
 	}
 	if err := g.Wait(); err != nil {
@@ -218,6 +242,17 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 			last = end
 		}
 	}
+	duringDone := make(chan struct{})
+	if cfg.During != nil {
+		dctx, cancel := context.WithDeadline(ctx, last)
+		go func() {
+			defer close(duringDone)
+			defer cancel()
+			cfg.During(dctx)
+		}()
+	} else {
+		close(duringDone)
+	}
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(64)
 	total := h.Len()
@@ -233,7 +268,7 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 		g.Go(func() error {
 			return send(&dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_RepaymentReceived{RepaymentReceived: &dunningv1.RepaymentReceived{
 				TenantId: cfg.Tenant, LoanId: l.ID, PaymentId: fmt.Sprintf("p%d", e.pay), Amount: &dunningv1.Money{Currency: "CNY", MinorUnits: p.Amount},
-				PaidAt: timestamppb.New(e.at)}}}, cfg.Tenant, l.ID)
+				PaidAt: timestamppb.New(e.at)}}}, cfg.Tenant, l.ID, fmt.Sprintf("p%d", e.pay))
 		})
 		done++
 		progress(cfg.Progress, "payments", done, total)
@@ -246,11 +281,12 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 		return Report{}, ctx.Err()
 	case <-time.After(time.Until(last.Add(cfg.Settle / 4))):
 	}
+	<-duringDone
 	r, err := check(ctx, cfg, loans, log, start, last.Add(cfg.Settle), int(published.Load()))
 	if err != nil {
 		return r, err
 	}
-	r.MalformedSent = malformed
+	r.MalformedSent, r.PublishRetries = malformed, int(retries.Load())
 	if malformed > 0 {
 		deadline := time.Now().Add(cfg.Settle)
 		for {
@@ -321,16 +357,24 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 	for i := range pending {
 		pending[i] = i
 	}
+	var readErr error
 	for {
 		var next []int
 		var mu sync.Mutex
+		readErr = nil
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(32)
 		for _, i := range pending {
 			g.Go(func() error {
 				entries, _, err := log.Read(gctx, cfg.Tenant, loans[i].ID)
 				if err != nil {
-					return err
+					// The server may be restarting: read again next round,
+					// and report the error if the deadline passes.
+					mu.Lock()
+					next = append(next, i)
+					readErr = fmt.Errorf("reading %s: %w", loans[i].ID, err)
+					mu.Unlock()
+					return nil
 				}
 				var ds []policy.Decision
 				fired := map[string]time.Time{}
@@ -375,7 +419,13 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 		if len(pending) == 0 || time.Now().After(deadline) {
 			break
 		}
+		if ctx.Err() != nil {
+			return Report{}, ctx.Err()
+		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	if readErr != nil {
+		return Report{}, readErr
 	}
 	r := Report{Loans: len(loans), ByFinal: map[string][2]int{}, PublishedEvents: published}
 	for i, l := range loans {
@@ -387,6 +437,12 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 		r.ByFinal[got[i].Final] = a
 		for _, n := range got[i].Counts {
 			r.Decisions += n
+		}
+		for k, want := range l.Want.Counts {
+			r.Lost += max(want-got[i].Counts[k], 0)
+		}
+		for k, n := range got[i].Counts {
+			r.Duplicates += max(n-l.Want.Counts[k], 0)
 		}
 		if got[i].equal(l.Want) {
 			r.Matched++

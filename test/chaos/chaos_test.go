@@ -1,0 +1,583 @@
+// Package chaos runs the simulated portfolio through the pipeline as separate
+// service processes while faults are injected — processes SIGKILLed at
+// random, one SIGSTOPped past its ack wait, the NATS server restarted — and
+// checks, Jepsen-style, that every loan still ends as the oracle says: no
+// decision lost, none made twice, every contact task dispatched exactly once.
+//
+// make chaos runs it with 20,000 loans on a real nats-server process; make
+// test runs a small version on an in-process server.
+package chaos
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/policyfile"
+	"github.com/opendunning/dunning/pkg/sim"
+)
+
+// Every service runs twice, so that a killed or stopped process's work has
+// somewhere to go once its ack wait expires.
+var services = []string{"gateway", "overdue", "contact", "escalation", "handoff", "legal", "notify"}
+
+const (
+	replicas = 2
+	ackWait  = 2 * time.Second
+)
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+func TestChaos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs service processes")
+	}
+	loans := envInt("DUNNING_CHAOS_LOANS", 300)
+	// A payment lands half a day from a step and never the day before one
+	// (pkg/sim), so a day of 4 s leaves 6 s for any fault to delay a payment
+	// or a step: an ack wait (2 s) plus a server restart and reconnect.
+	day := time.Duration(envInt("DUNNING_CHAOS_DAY_MS", 4000)) * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+
+	pol, policyDir := compressedPolicy(t)
+	bin := buildServices(t)
+	srv := startNATS(t)
+
+	nc, err := nats.Connect(srv.url(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleet := &fleet{t: t, bin: bin, logDir: t.TempDir(), args: []string{"--nats", srv.url(), "--day", day.String(),
+		"--ack-wait", ackWait.String(), "--policies", policyDir, "--log-level", "warn"}}
+	for _, s := range services {
+		for range replicas {
+			fleet.add(s)
+		}
+	}
+	defer fleet.stopAll()
+	fleet.waitReady(ctx)
+
+	ladder := policy.Ladder{Policy: pol, Calendar: policy.Calendar{Day: day}}
+	lead := 3 * time.Second
+	spread := max(3*time.Second, time.Duration(loans)*time.Second/1000)
+	faults := &faults{fleet: fleet, srv: srv, r: rand.New(rand.NewPCG(7, 7))}
+	cfg := sim.Config{Loans: loans, Seed: 7, Mix: sim.DefaultMix(), Tenant: "chaos", Ladder: ladder,
+		Lead: lead, Spread: spread, Settle: 90 * time.Second,
+		During: faults.run(lead + spread/3)}
+	if testing.Verbose() {
+		cfg.Progress = os.Stderr
+	}
+	r, err := sim.Run(ctx, cfg, js, loanlog.New(nc, js))
+	if err != nil {
+		fleet.dumpLogs()
+		t.Fatal(err)
+	}
+	fleet.scrapeAll()
+	tasks, dispatched, err := countTasks(ctx, js, loanlog.New(nc, js), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq, err := streamMsgs(ctx, js, bus.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", r)
+	t.Logf("faults: %d SIGKILLs, %d SIGSTOPs of %s each, %d NATS restarts (down %s); %d redeliveries counted by the services; "+
+		"contact tasks: %d in decisions, %d dispatched; dead letters %d",
+		fleet.kills(), faults.stops, ackWait+time.Second, faults.restarts, faults.down.Round(time.Millisecond),
+		fleet.redeliveries(), tasks, dispatched, dlq)
+	if r.Matched != r.Loans || r.Lost != 0 || r.Duplicates != 0 {
+		fleet.dumpLogs()
+		t.Errorf("%d of %d loans differ from the oracle: %d decisions lost, %d duplicated", r.Loans-r.Matched, r.Loans, r.Lost, r.Duplicates)
+	}
+	if tasks != dispatched {
+		t.Errorf("contact tasks: %d in committed decisions, %d dispatched", tasks, dispatched)
+	}
+	if dlq != 0 {
+		t.Errorf("%d messages dead-lettered; every event in this run is valid", dlq)
+	}
+	if fleet.kills() == 0 || faults.stops == 0 || faults.restarts == 0 {
+		t.Errorf("the faults did not all happen: %d kills, %d stops, %d restarts", fleet.kills(), faults.stops, faults.restarts)
+	}
+}
+
+// compressedPolicy is the shipped policy with the ladder compressed to 12
+// days (escalation 5, handoff 8, legal 12), as a policy file the services load.
+func compressedPolicy(t *testing.T) (policy.Policy, string) {
+	t.Helper()
+	text := strings.NewReplacer(
+		"version: default-v1", "version: chaos-compressed",
+		"{name: light, from: 1, to: 15}", "{name: light, from: 1, to: 4}",
+		"{name: medium, from: 16, to: 30}", "{name: medium, from: 5, to: 7}",
+		"{name: severe, from: 31}", "{name: severe, from: 8}",
+		"entry: {dpd: 16}", "entry: {dpd: 5}",
+		"{dpd: 16, channels:", "{dpd: 5, channels:",
+		"entry: {dpd: 31}", "entry: {dpd: 8}",
+		"entry: {dpd: 90}", "entry: {dpd: 12}",
+	).Replace(string(policyfile.DefaultYAML))
+	pol, err := policyfile.Parse("chaos.yaml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pol.Version != "chaos-compressed" || pol.EscalationDPD() != 5 || pol.HandoffDPD != 8 || pol.LegalDPD != 12 {
+		t.Fatalf("the shipped policy changed shape; compressing it gave %s: escalation %d, handoff %d, legal %d",
+			pol.Version, pol.EscalationDPD(), pol.HandoffDPD, pol.LegalDPD)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "chaos.yaml"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return pol, dir
+}
+
+// buildServices builds the real service binaries.
+func buildServices(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	args := []string{"build", "-o", dir + "/"}
+	for _, s := range services {
+		args = append(args, "github.com/opendunning/dunning/services/"+s)
+	}
+	cmd := exec.Command("go", args...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// natsServer is the server under test: a real nats-server process when
+// NATS_SERVER_BIN names one (make chaos), else an in-process one.
+type natsServer interface {
+	url() string
+	restart() error
+}
+
+func startNATS(t *testing.T) natsServer {
+	t.Helper()
+	port := freePort(t)
+	dir := t.TempDir()
+	if bin := os.Getenv("NATS_SERVER_BIN"); bin != "" {
+		s := &procServer{bin: bin, port: port, dir: dir, logPath: filepath.Join(t.TempDir(), "nats-server.log")}
+		if err := s.start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.stop)
+		return s
+	}
+	s := &embeddedServer{cfg: bus.ServerConfig{StoreDir: dir, Host: "127.0.0.1", Port: port}}
+	var err error
+	if s.srv, err = bus.StartEmbedded(s.cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.srv.Shutdown() })
+	return s
+}
+
+type embeddedServer struct {
+	cfg bus.ServerConfig
+	srv *bus.Embedded
+}
+
+func (s *embeddedServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.cfg.Port) }
+
+func (s *embeddedServer) restart() error {
+	s.srv.Shutdown()
+	srv, err := bus.StartEmbedded(s.cfg)
+	if err != nil {
+		return err
+	}
+	s.srv = srv
+	return nil
+}
+
+type procServer struct {
+	bin, dir, logPath string
+	port              int
+	cmd               *exec.Cmd
+}
+
+func (s *procServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+
+func (s *procServer) start() error {
+	out, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	s.cmd = exec.Command(s.bin, "-js", "-sd", s.dir, "-a", "127.0.0.1", "-p", strconv.Itoa(s.port))
+	s.cmd.Stdout, s.cmd.Stderr = out, out
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		return err
+	}
+	// Ready when JetStream answers.
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if nc, err := nats.Connect(s.url()); err == nil {
+			js, _ := jetstream.New(nc)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err = js.AccountInfo(ctx)
+			cancel()
+			nc.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("nats-server did not serve JetStream within 60s; see %s", s.logPath)
+}
+
+func (s *procServer) stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		_ = s.cmd.Wait()
+	}
+}
+
+// restart stops the server as an operator would (SIGTERM: it flushes its
+// store) and starts it again on the same port and store.
+func (s *procServer) restart() error {
+	s.stop()
+	return s.start()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// fleet is the service processes, each in a slot that keeps its HTTP port
+// and log file across restarts.
+type fleet struct {
+	t      *testing.T
+	bin    string
+	logDir string
+	args   []string
+
+	mu     sync.Mutex
+	slots  []*slot
+	killed int
+	redel  float64 // redeliveries scraped from processes before they were killed
+}
+
+type slot struct {
+	service, http, log string
+	cmd                *exec.Cmd
+	stopped            bool
+}
+
+func (f *fleet) add(service string) {
+	s := &slot{service: service, http: fmt.Sprintf("127.0.0.1:%d", freePort(f.t)),
+		log: filepath.Join(f.logDir, fmt.Sprintf("%s-%d.log", service, len(f.slots)))}
+	if err := f.start(s); err != nil {
+		f.t.Fatal(err)
+	}
+	f.slots = append(f.slots, s)
+}
+
+func (f *fleet) start(s *slot) error {
+	out, err := os.OpenFile(s.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	s.cmd = exec.Command(filepath.Join(f.bin, s.service), append(slices.Clone(f.args), "--http", s.http)...)
+	s.cmd.Stdout, s.cmd.Stderr = out, out
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return s.cmd.Start()
+}
+
+func (f *fleet) waitReady(ctx context.Context) {
+	for _, s := range f.slots {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			resp, err := http.Get("http://" + s.http + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				f.dumpLogs()
+				f.t.Fatalf("%s (%s) not ready", s.service, s.http)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// kill SIGKILLs a random running process and starts it again after a pause.
+func (f *fleet) kill(r *rand.Rand) {
+	f.mu.Lock()
+	var running []*slot
+	for _, s := range f.slots {
+		if !s.stopped {
+			running = append(running, s)
+		}
+	}
+	s := running[r.IntN(len(running))]
+	s.stopped = true // not chosen to be SIGSTOPped meanwhile
+	f.mu.Unlock()
+	// Its counters die with it: read them first.
+	n := scrape(s.http)
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	_ = s.cmd.Wait()
+	time.Sleep(time.Duration(100+r.IntN(400)) * time.Millisecond)
+	f.mu.Lock()
+	f.redel += n
+	f.killed++
+	if err := f.start(s); err != nil {
+		f.t.Errorf("restarting %s: %v", s.service, err)
+	}
+	s.stopped = false
+	f.mu.Unlock()
+}
+
+// pause SIGSTOPs a random running process past its ack wait, then resumes it:
+// its in-flight messages have meanwhile gone to its twin, and whatever it
+// does with them on waking must change nothing.
+func (f *fleet) pause(ctx context.Context, r *rand.Rand, d time.Duration) {
+	f.mu.Lock()
+	var running []*slot
+	for _, s := range f.slots {
+		if !s.stopped {
+			running = append(running, s)
+		}
+	}
+	s := running[r.IntN(len(running))]
+	s.stopped = true
+	f.mu.Unlock()
+	_ = s.cmd.Process.Signal(syscall.SIGSTOP)
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT)
+	f.mu.Lock()
+	s.stopped = false
+	f.mu.Unlock()
+}
+
+func (f *fleet) kills() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.killed
+}
+
+// scrapeAll adds the running processes' redelivery counts.
+func (f *fleet) scrapeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.slots {
+		f.redel += scrape(s.http)
+	}
+}
+
+func (f *fleet) redeliveries() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return int(f.redel)
+}
+
+func (f *fleet) stopAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.slots {
+		_ = s.cmd.Process.Signal(syscall.SIGCONT)
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, s := range f.slots {
+		done := make(chan struct{})
+		go func() { _ = s.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-done
+		}
+	}
+}
+
+func (f *fleet) dumpLogs() {
+	for _, s := range f.slots {
+		b, _ := os.ReadFile(s.log)
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) > 15 {
+			lines = lines[len(lines)-15:]
+		}
+		f.t.Logf("--- %s (%s), last lines:\n%s", s.service, s.log, strings.Join(lines, "\n"))
+	}
+}
+
+// scrape reads dunning_redeliveries_total from a process's /metrics.
+func scrape(addr string) float64 {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var total float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "dunning_redeliveries_total{") {
+			continue
+		}
+		if i := strings.LastIndexByte(line, ' '); i > 0 {
+			v, _ := strconv.ParseFloat(line[i+1:], 64)
+			total += v
+		}
+	}
+	return total
+}
+
+// faults injects, while the simulation runs: a SIGKILL of a random service
+// process every ~2 s (each restarted 0.1–0.5 s later), one SIGSTOP past the
+// ack wait, and one restart of the NATS server.
+type faults struct {
+	fleet    *fleet
+	srv      natsServer
+	r        *rand.Rand
+	mu       sync.Mutex
+	stops    int
+	restarts int
+	down     time.Duration
+}
+
+func (fs *faults) run(restartAfter time.Duration) func(ctx context.Context) {
+	return func(ctx context.Context) {
+		start := time.Now()
+		g, gctx := errgroup.WithContext(ctx)
+		// The faults' own randomness, one source per goroutine.
+		rk := rand.New(rand.NewPCG(fs.r.Uint64(), 1))
+		rs := rand.New(rand.NewPCG(fs.r.Uint64(), 2))
+		g.Go(func() error {
+			for {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-time.After(time.Duration(1500+rk.IntN(1000)) * time.Millisecond):
+				}
+				fs.fleet.kill(rk)
+			}
+		})
+		g.Go(func() error {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-time.After(restartAfter / 2):
+			}
+			fs.fleet.pause(gctx, rs, ackWait+time.Second)
+			fs.mu.Lock()
+			fs.stops++
+			fs.mu.Unlock()
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-time.After(time.Until(start.Add(restartAfter))):
+			}
+			t0 := time.Now()
+			if err := fs.srv.restart(); err != nil {
+				return fmt.Errorf("restarting nats: %w", err)
+			}
+			fs.mu.Lock()
+			fs.restarts++
+			fs.down = time.Since(t0)
+			fs.mu.Unlock()
+			return nil
+		})
+		if err := g.Wait(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			fs.fleet.t.Error(err)
+		}
+	}
+}
+
+// countTasks sums the contact tasks of every committed decision and waits
+// until the tasks stream holds as many (dispatch runs behind the decisions).
+func countTasks(ctx context.Context, js jetstream.JetStream, log *loanlog.Log, cfg sim.Config) (int, int, error) {
+	loans := sim.Plan(cfg, time.Now()) // IDs only: they do not depend on the start time
+	var mu sync.Mutex
+	tasks := 0
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(32)
+	for _, l := range loans {
+		g.Go(func() error {
+			entries, _, err := log.Read(gctx, cfg.Tenant, l.ID)
+			if err != nil {
+				return err
+			}
+			n := 0
+			for _, e := range entries {
+				if d, ok := e.Event.(policy.Decision); ok {
+					n += len(d.Tasks)
+				}
+			}
+			mu.Lock()
+			tasks += n
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, 0, err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		n, err := streamMsgs(ctx, js, bus.StreamTasks)
+		if err != nil || n >= tasks || time.Now().After(deadline) {
+			return tasks, n, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func streamMsgs(ctx context.Context, js jetstream.JetStream, name string) (int, error) {
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return int(info.State.Msgs), nil
+}
