@@ -14,7 +14,7 @@ DATA_DIR ?= ./data
 HTTP     ?= 127.0.0.1:8080
 ARGS     ?=
 
-.PHONY: nats-server sim chaos fuzz run test test-unit test-integration bench proto proto-check lint build tools up clean
+.PHONY: nats-server sim chaos fuzz fuzz-corpus run test test-unit test-integration bench proto proto-check lint build tools up clean
 
 ## run: the whole pipeline in one process on an embedded NATS server (DAY=1s to watch it climb)
 run:
@@ -33,6 +33,13 @@ fuzz:
 	  echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
 	  $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; done
 
+## fuzz-corpus: copy what fuzzing found (the build cache's corpus) into testdata/fuzz, to commit
+fuzz-corpus:
+	@set -e; cache=$$($(GO) env GOCACHE)/fuzz/$$($(GO) list -m); \
+	for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  src=$$cache/$${pkg#./}/$$fn; dst=$$pkg/testdata/fuzz/$$fn; mkdir -p $$dst; \
+	  [ -d $$src ] && cp -n $$src/* $$dst/ || true; echo "$$dst: $$(ls $$dst | wc -l) inputs"; done
+
 ## test-unit: the fast tests only (no embedded server)
 test-unit:
 	$(GO) test -race -count=1 -short $$($(GO) list ./... | grep -v /test/integration)
@@ -45,10 +52,13 @@ test-integration:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=3x -count=1 ./test/bench/...
 
-## sim: a simulated portfolio through the pipeline, checked against the oracle (LOANS=2000)
+## sim: a simulated portfolio through the pipeline, checked against the oracle
+## (LOANS=2000 falling due at RATE=2500 a second, SIM_DAY=500ms)
 LOANS ?= 2000
+RATE  ?= 2500
+SIM_DAY ?= 500ms
 sim:
-	DUNNING_SIM_LOANS=$(LOANS) $(GO) test -count=1 -run '^TestSimulation$$' -v -timeout 30m ./test/integration/
+	DUNNING_SIM_LOANS=$(LOANS) DUNNING_SIM_RATE=$(RATE) DUNNING_SIM_DAY=$(SIM_DAY) $(GO) test -count=1 -run '^TestSimulation$$' -v -timeout 30m ./test/integration/
 
 ## chaos: CHAOS_LOANS=20000 loans through the services as processes on a real nats-server, with processes
 ## SIGKILLed every ~2 s, one SIGSTOPped past its ack wait and the server restarted; 0 lost, 0 duplicated

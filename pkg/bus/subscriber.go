@@ -67,7 +67,14 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		return nil, errSubscriberClosed
 	}
 	closing := s.closingCh()
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * concurrency))
+	ackWait := 30 * time.Second
+	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
+		ackWait = info.Config.AckWait
+	}
+	// The iterator's own buffer (pulled, not yet taken) is not kept alive:
+	// keep it small, and take messages only while fewer than twice the
+	// concurrency are in hand.
+	it, err := cons.Messages(jetstream.PullMaxMessages(concurrency))
 	if err != nil {
 		return nil, fmt.Errorf("consuming %s: %w", topic, err)
 	}
@@ -90,9 +97,12 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		defer cancel()
 		var inflight sync.WaitGroup
 		sem := make(chan struct{}, concurrency)
+		held := make(chan struct{}, 2*concurrency)
 		for {
+			held <- struct{}{} // never blocks past shutdown: every holder ends once ctx does
 			m, err := it.Next(jetstream.NextMaxWait(pullRecheck))
 			if err != nil {
+				<-held
 				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 					break
 				}
@@ -111,17 +121,25 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 			if ctx.Err() != nil {
 				// Closing: give back what was pulled but not handed out.
 				_ = m.Nak()
+				<-held
 				continue
 			}
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				_ = m.Nak()
-				continue
-			}
+			// From here until it is acked the message is kept alive with
+			// in-progress signals, also while it waits for a free slot: a
+			// busy process's messages are not redelivered to another (more
+			// load, the same work twice); only a dead or frozen one's are.
 			inflight.Add(1)
 			go func() {
 				defer inflight.Done()
+				defer func() { <-held }()
+				stop := s.keepAlive(m, ackWait)
+				defer stop()
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					_ = m.Nak()
+					return
+				}
 				defer func() { <-sem }()
 				s.deliver(ctx, m, out)
 			}()
@@ -190,6 +208,32 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 	defer cancel()
 	_, err := s.consumer(ctx, topic)
 	return err
+}
+
+// maxKeepAlive bounds how long a message is kept from redelivery while its
+// handler runs: a handler stuck longer than this lets another process try.
+const maxKeepAlive = 5 * time.Minute
+
+// keepAlive tells the server the message is being worked on, at a third of
+// the ack wait, until stop is called or maxKeepAlive passes.
+func (s *Subscriber) keepAlive(m jetstream.Msg, ackWait time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(ackWait / 3)
+		defer t.Stop()
+		deadline := time.After(maxKeepAlive)
+		for {
+			select {
+			case <-done:
+				return
+			case <-deadline:
+				return
+			case <-t.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 func (s *Subscriber) deliver(ctx context.Context, m jetstream.Msg, out chan<- *message.Message) {

@@ -241,3 +241,55 @@ func TestSubscriberDeclaredConsumer(t *testing.T) {
 		t.Error("subscribing after Close succeeded")
 	}
 }
+
+// A message whose handler runs past the ack wait, or that waits past it for
+// a free slot behind a slow one, is kept alive and not redelivered: a busy
+// process's work does not go to another while it is still being done.
+func TestSubscriberKeepsSlowMessagesAlive(t *testing.T) {
+	srv := startServer(t)
+	nc, err := srv.Connect("keepalive-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topo := bus.DefaultTopology()
+	topo.AckWait = time.Second
+	if err := topo.Provision(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	// One slot: the second message waits for the first's 2.5 s handler.
+	sub := bus.NewSubscriber(js, 1, 10*time.Millisecond)
+	defer sub.Close()
+	for _, loan := range []string{"l1", "l2"} {
+		if _, err := js.Publish(ctx, bus.IntakeSubject("t1", loan), []byte(loan)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, err := sub.Subscribe(ctx, bus.ConsumerIntake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliveries := map[string][]string{}
+	deadline := time.After(8 * time.Second)
+	for done := false; !done; {
+		select {
+		case m := <-msgs:
+			deliveries[string(m.Payload)] = append(deliveries[string(m.Payload)], m.Metadata.Get(bus.MetaDelivered))
+			time.Sleep(2500 * time.Millisecond) // the handler: 2.5 ack waits
+			m.Ack()
+		case <-deadline:
+			done = true
+		}
+	}
+	for _, loan := range []string{"l1", "l2"} {
+		if d := deliveries[loan]; len(d) != 1 || d[0] != "1" {
+			t.Errorf("%s: deliveries (their delivery counts) %v, want one first delivery", loan, d)
+		}
+	}
+}
