@@ -14,7 +14,7 @@ DATA_DIR ?= ./data
 HTTP     ?= 127.0.0.1:8080
 ARGS     ?=
 
-.PHONY: nats-server sim chaos fuzz fuzz-corpus run test test-unit test-integration bench proto proto-check lint build tools up clean
+.PHONY: nats-server sim chaos bench-open fuzz fuzz-corpus run test test-unit test-integration bench proto proto-check lint build tools up clean
 
 ## run: the whole pipeline in one process on an embedded NATS server (DAY=1s to watch it climb)
 run:
@@ -48,9 +48,14 @@ test-unit:
 test-integration:
 	$(GO) test -race -count=1 -v ./test/integration/...
 
-## bench: stage throughput against the raw JetStream consume->publish->ack loop
+## bench: raw JetStream loop vs one stage vs the pipeline, both durability modes; 100,000 open cases
 bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=3x -count=1 ./test/bench/...
+
+## bench-open: OPEN=1000000 open cases held by NATS: resident memory, and how fast their steps fire
+OPEN ?= 1000000
+bench-open:
+	DUNNING_OPEN_CASES=$(OPEN) $(GO) test -run='^$$' -bench=BenchmarkOpenCases -benchtime=1x -count=1 -timeout 60m ./test/bench/...
 
 ## sim: a simulated portfolio through the pipeline, checked against the oracle
 ## (LOANS=2000 falling due at RATE=2500 a second, SIM_DAY=500ms)

@@ -1,0 +1,153 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/opendunning/dunning/pkg/bus"
+	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
+)
+
+// BenchmarkOpenCases measures what open cases cost NATS, which holds all of
+// the pipeline's state: N loans each with an installment, an overdue
+// confirmation, a first contact and a pending escalation schedule (the
+// messages an open light-tier case has), all scheduled for the same instant.
+// It reports the resident memory of this process (embedded server included)
+// holding them, and how fast the server fires the N schedules into step
+// messages. DUNNING_OPEN_CASES sets N (default 100,000; make bench-open
+// runs 1,000,000). Default sync interval, in-process client.
+func BenchmarkOpenCases(b *testing.B) {
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("DUNNING_OPEN_CASES")); err == nil && v > 0 {
+		n = v
+	}
+	for b.Loop() {
+		b.StopTimer()
+		srv, err := bus.StartEmbedded(bus.ServerConfig{StoreDir: b.TempDir(), Host: "127.0.0.1", Port: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		nc, err := srv.Connect("open-cases")
+		if err != nil {
+			b.Fatal(err)
+		}
+		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		if err := bus.DefaultTopology().Provision(ctx, js); err != nil {
+			b.Fatal(err)
+		}
+		// Fire far enough ahead that seeding finishes first.
+		fireAt := time.Now().Add(time.Duration(n/8_000+15) * time.Second)
+		seedStart := time.Now()
+		if err := seedOpen(js, n, fireAt); err != nil {
+			b.Fatal(err)
+		}
+		seeded := time.Since(seedStart)
+		runtime.GC()
+		debug.FreeOSMemory()
+		rss := vmRSS()
+		steps, err := js.CreateConsumer(ctx, bus.StreamLoans, jetstream.ConsumerConfig{
+			Durable: "open-steps", FilterSubject: "dunning.loan." + tenant + ".*.step.>", AckPolicy: jetstream.AckNonePolicy})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if time.Now().After(fireAt) {
+			b.Fatalf("seeding %d cases took %s, past the fire time: raise the lead", n, seeded)
+		}
+		time.Sleep(time.Until(fireAt))
+		b.StartTimer()
+		var fired uint64
+		deadline := time.Now().Add(10 * time.Minute)
+		for fired < uint64(n) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			info, err := steps.Info(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			fired = info.NumPending
+		}
+		b.StopTimer()
+		if fired != uint64(n) {
+			b.Fatalf("%d of %d schedules fired within 10 minutes", fired, n)
+		}
+		elapsed := time.Since(fireAt)
+		peak := vmHWM()
+		nc.Close()
+		srv.Shutdown()
+		b.ReportMetric(float64(n)/elapsed.Seconds(), "steps/s")
+		b.ReportMetric(float64(rss>>20), "MiB-rss-open")
+		fmt.Printf("\nopen cases: %d loans (4 messages and a pending schedule each) seeded in %s; RSS holding them %d MiB (peak %d MiB while firing); "+
+			"all %d schedules fired in %s after their time: %.0f steps/s\n",
+			n, seeded.Round(time.Millisecond), rss>>20, peak>>20, n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+		b.StartTimer()
+	}
+}
+
+// seedOpen publishes, asynchronously and without conditions (seeding, not
+// the pipeline's path), each loan's open-case messages and its schedule.
+func seedOpen(js jetstream.JetStream, n int, fireAt time.Time) error {
+	due := &dunningv1.InstallmentDue{TenantId: tenant, InstallmentId: "1", Amount: &dunningv1.Money{Currency: "CNY", MinorUnits: 120000},
+		DueAt: timestamppb.New(fireAt.Add(-48 * time.Hour)), TimeZone: "Asia/Shanghai", ContactRef: "crm"}
+	decision := make([]byte, 320) // about a contact_requested decision
+	for k := range n {
+		loan := fmt.Sprintf("o%07d", k)
+		due.LoanId = loan
+		data, err := proto.Marshal(due)
+		if err != nil {
+			return err
+		}
+		msgs := []*nats.Msg{
+			{Subject: bus.LoanSubject(tenant, loan, bus.KindDue, "1"), Data: data},
+			{Subject: bus.LoanSubject(tenant, loan, bus.KindOverdue, "s2"), Data: decision[:200]},
+			{Subject: bus.LoanSubject(tenant, loan, bus.KindContact, "s3"), Data: decision},
+		}
+		timer := nats.NewMsg(bus.TimerSubject(tenant, loan))
+		timer.Data = decision[:80]
+		timer.Header.Set(jetstream.ScheduleHeader, "@at "+fireAt.UTC().Format(time.RFC3339Nano))
+		timer.Header.Set(jetstream.ScheduleTargetHeader, bus.StepSubject(tenant, loan, "escalation", 4))
+		msgs = append(msgs, timer)
+		for _, m := range msgs {
+			if _, err := js.PublishMsgAsync(m); err != nil {
+				return err
+			}
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+		return nil
+	case <-time.After(5 * time.Minute):
+		return fmt.Errorf("seeding %d open cases did not complete", n)
+	}
+}
+
+func vmRSS() int64 { return procStatus("VmRSS:") }
+func vmHWM() int64 { return procStatus("VmHWM:") }
+
+func procStatus(field string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
