@@ -492,14 +492,30 @@ func progress(w io.Writer, what string, done, total int) {
 	if w == nil || total == 0 {
 		return
 	}
-	if done != total && done%max(total/100, 1) != 0 {
+	// A terminal gets a bar redrawn in place every 1 %; a log file a line every 10 %.
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	step := max(total/100, 1)
+	if !tty {
+		step = max(total/10, 1)
+	}
+	if done != total && done%step != 0 {
 		return
 	}
 	const width = 40
 	n := done * width / total
-	fmt.Fprintf(w, "\r%-9s [%s%s] %d/%d", what, strings.Repeat("#", n), strings.Repeat(".", width-n), done, total)
-	if done == total {
-		fmt.Fprintln(w)
+	bar := fmt.Sprintf("%-9s [%s%s] %d/%d", what, strings.Repeat("#", n), strings.Repeat(".", width-n), done, total)
+	switch {
+	case !tty:
+		fmt.Fprintln(w, bar)
+	case done == total:
+		fmt.Fprintf(w, "\r%s\n", bar)
+	default:
+		fmt.Fprintf(w, "\r%s", bar)
 	}
 }
 
