@@ -95,7 +95,9 @@ func TestChaos(t *testing.T) {
 	faults := &faults{fleet: fleet, srv: srv, r: rand.New(rand.NewPCG(7, 7))}
 	cfg := sim.Config{Loans: loans, Seed: 7, Mix: sim.DefaultMix(), Tenant: "chaos", Ladder: ladder,
 		Lead: lead, Spread: spread, Settle: 90 * time.Second,
-		During: faults.run(lead + spread/3)}
+		// The server restarts halfway through the run, when loans are at
+		// every stage of the ladder; the SIGSTOP comes a quarter of the way.
+		During: faults.run((lead + spread + time.Duration(pol.LegalDPD+1)*day) / 2)}
 	if testing.Verbose() {
 		cfg.Progress = os.Stderr
 	}
@@ -167,6 +169,9 @@ func buildServices(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	args := []string{"build", "-o", dir + "/"}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
 	for _, s := range services {
 		args = append(args, "github.com/opendunning/dunning/services/"+s)
 	}
