@@ -63,8 +63,9 @@ type Metrics struct {
 	Ingested    *prometheus.CounterVec
 	// PolicyReloads counts policy reloads by result (ok, failed).
 	PolicyReloads *prometheus.CounterVec
-	// Redeliveries counts messages handled again after a crash, a timeout or
-	// a nack: routine in small numbers, a stuck or overloaded consumer when it climbs.
+	// Redeliveries counts deliveries after a message's first (a crash, a
+	// timeout, a nack, a restart): routine in small numbers, a stuck or
+	// overloaded consumer when it climbs.
 	Redeliveries *prometheus.CounterVec
 }
 
@@ -84,7 +85,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.PolicyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "policy_reloads_total",
 		Help: "Policy reloads by result; a failed one leaves the previous policies in force."}, []string{"result"})
 	m.Redeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "redeliveries_total",
-		Help: "Messages delivered more than once (after a crash, an ack timeout or a failure), by consumer."}, []string{"consumer"})
+		Help: "Deliveries after a message's first (after a crash, an ack timeout, a failure or a restart), by consumer."}, []string{"consumer"})
 	reg.MustRegister(m.DeadLetters, m.Decisions, m.Conflicts, m.Ingested, m.PolicyReloads, m.Redeliveries)
 	return m
 }

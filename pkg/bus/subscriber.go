@@ -137,11 +137,12 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 				select {
 				case sem <- struct{}{}:
 				case <-ctx.Done():
+					stop()
 					_ = m.Nak()
 					return
 				}
 				defer func() { <-sem }()
-				s.deliver(ctx, m, out)
+				s.deliver(ctx, m, out, stop)
 			}()
 		}
 		// Only the owner closes out, after every sender is done.
@@ -215,10 +216,15 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 const maxKeepAlive = 5 * time.Minute
 
 // keepAlive tells the server the message is being worked on, at a third of
-// the ack wait, until stop is called or maxKeepAlive passes.
+// the ack wait, until stop is called or maxKeepAlive passes. stop returns
+// once no more signals can be sent, so a message is settled (ack or nak)
+// only after its last in-progress signal: a late one would turn a nak's
+// short delay into a full ack wait. stop may be called more than once.
 func (s *Subscriber) keepAlive(m jetstream.Msg, ackWait time.Duration) (stop func()) {
-	done := make(chan struct{})
+	done, exited := make(chan struct{}), make(chan struct{})
+	var once sync.Once
 	go func() {
+		defer close(exited)
 		t := time.NewTicker(ackWait / 3)
 		defer t.Stop()
 		deadline := time.After(maxKeepAlive)
@@ -233,31 +239,39 @@ func (s *Subscriber) keepAlive(m jetstream.Msg, ackWait time.Duration) (stop fun
 			}
 		}
 	}()
-	return func() { close(done) }
+	return func() {
+		once.Do(func() { close(done) })
+		<-exited
+	}
 }
 
-func (s *Subscriber) deliver(ctx context.Context, m jetstream.Msg, out chan<- *message.Message) {
+func (s *Subscriber) deliver(ctx context.Context, m jetstream.Msg, out chan<- *message.Message, stopKeepAlive func()) {
 	wm := toWatermill(m)
 	mctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	wm.SetContext(mctx)
 	// A closing subscription hands out nothing more, even to a ready reader.
 	if ctx.Err() != nil {
+		stopKeepAlive()
 		_ = m.Nak()
 		return
 	}
 	select {
 	case out <- wm:
 	case <-ctx.Done():
+		stopKeepAlive()
 		_ = m.Nak()
 		return
 	}
 	select {
 	case <-wm.Acked():
+		stopKeepAlive()
 		_ = m.Ack()
 	case <-wm.Nacked():
+		stopKeepAlive()
 		_ = m.NakWithDelay(s.NakDelay)
 	case <-ctx.Done():
+		stopKeepAlive()
 		_ = m.Nak()
 	}
 }

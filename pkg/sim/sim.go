@@ -63,10 +63,12 @@ type Loan struct {
 type Outcome struct {
 	Final  string
 	Counts map[string]int
+	// Repeats counts decisions of a kind already made for the same step.
+	Repeats int
 }
 
 func (o Outcome) equal(p Outcome) bool {
-	if o.Final != p.Final || len(o.Counts) != len(p.Counts) {
+	if o.Final != p.Final || o.Repeats != p.Repeats || len(o.Counts) != len(p.Counts) {
 		return false
 	}
 	for k, v := range o.Counts {
@@ -81,14 +83,21 @@ func (o Outcome) equal(p Outcome) bool {
 // pending step is withdrawn, the oracle only withdraws it.
 func compared(k policy.DecisionKind) bool { return k != policy.KindStepCancelled }
 
-// outcome summarises decisions in order.
+// outcome summarises decisions in order: final state, counts by kind, and
+// repeats of a kind for the same step.
 func outcome(ds []policy.Decision) Outcome {
 	o := Outcome{Final: "never_overdue", Counts: map[string]int{}}
+	seen := map[string]bool{}
 	for _, d := range ds {
 		if !compared(d.Kind) {
 			continue
 		}
 		o.Counts[d.Kind.String()]++
+		if k := d.Kind.String() + "/" + d.Ctx.StepID; seen[k] {
+			o.Repeats++
+		} else {
+			seen[k] = true
+		}
 		switch d.Kind {
 		case policy.KindCaseClosed:
 			o.Final = "closed_" + d.CloseReason.String()
@@ -141,10 +150,10 @@ type Report struct {
 	// MalformedSent bad events were published; DeadLettered of them reached
 	// the dead-letter stream.
 	MalformedSent, DeadLettered int
-	// Lost counts decisions the oracle expects and no log holds; Duplicates,
-	// decisions a log holds more often than the oracle expects (a contact
-	// made twice), summed over kinds and loans.
-	Lost, Duplicates int
+	// Lost counts decisions the oracle expects and no log holds, Unexpected
+	// decisions it does not expect, by kind; Duplicates, decisions a log
+	// holds twice for the same step or trigger (a contact made twice).
+	Lost, Unexpected, Duplicates int
 	// PublishRetries counts lender-event publishes retried (the server was
 	// unreachable); the retries carry the same message ID.
 	PublishRetries int
@@ -165,8 +174,8 @@ func (r Report) String() string {
 	}
 	fmt.Fprintf(&b, "decisions %d in %s: %.0f/s; steps fired late by p50 %s, p99 %s; decided after due p50 %s, p99 %s; %.1f messages per loan; peak RSS %d MiB\n",
 		r.Decisions, r.Elapsed.Round(time.Millisecond), r.DecisionsPerSec, r.FireP50, r.FireP99, r.LatencyP50, r.LatencyP99, r.MessagesPerLoan, r.PeakRSSBytes>>20)
-	fmt.Fprintf(&b, "lender events published %d (publishes retried %d); decisions lost %d, duplicated %d\n",
-		r.PublishedEvents, r.PublishRetries, r.Lost, r.Duplicates)
+	fmt.Fprintf(&b, "lender events published %d (publishes retried %d); decisions lost %d, unexpected %d, duplicated %d\n",
+		r.PublishedEvents, r.PublishRetries, r.Lost, r.Unexpected, r.Duplicates)
 	if r.MalformedSent > 0 {
 		fmt.Fprintf(&b, "malformed events sent %d, dead-lettered %d\n", r.MalformedSent, r.DeadLettered)
 	}
@@ -194,18 +203,23 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 		if err != nil {
 			return err
 		}
-		for attempt := 0; ; attempt++ {
+		// Retry only within the intake's 2-minute dedup window.
+		giveUp := time.Now().Add(90 * time.Second)
+		for {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_, err = js.Publish(pctx, bus.IntakeSubject(tenant, loan), data, jetstream.WithMsgID("sim-"+loan+"-"+id))
 			cancel()
 			if err == nil {
 				break
 			}
-			if ctx.Err() != nil || attempt == 100 {
+			if ctx.Err() != nil || time.Now().After(giveUp) {
 				return fmt.Errorf("publishing for %s: %w", loan, err)
 			}
 			retries.Add(1)
-			time.Sleep(100 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
 		published.Add(1)
 		return nil
@@ -250,6 +264,8 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 			defer cancel()
 			cfg.During(dctx)
 		}()
+		// On every return, faults have stopped: nothing is killed after Run.
+		defer func() { cancel(); <-duringDone }()
 	} else {
 		close(duringDone)
 	}
@@ -442,8 +458,9 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 			r.Lost += max(want-got[i].Counts[k], 0)
 		}
 		for k, n := range got[i].Counts {
-			r.Duplicates += max(n-l.Want.Counts[k], 0)
+			r.Unexpected += max(n-l.Want.Counts[k], 0)
 		}
+		r.Duplicates += got[i].Repeats
 		if got[i].equal(l.Want) {
 			r.Matched++
 		} else {

@@ -87,7 +87,7 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	defer fleet.stopAll()
-	fleet.waitReady(ctx)
+	fleet.waitReady(ctx, fleet.slots)
 
 	ladder := policy.Ladder{Policy: pol, Calendar: policy.Calendar{Day: day}}
 	lead := 3 * time.Second
@@ -110,6 +110,9 @@ func TestChaos(t *testing.T) {
 	tasks, dispatched, err := countTasks(ctx, js, loanlog.New(nc, js), cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, p := range fleet.stopAll() {
+		t.Error(p)
 	}
 	dlq, err := streamMsgs(ctx, js, bus.StreamDLQ)
 	if err != nil {
@@ -300,12 +303,14 @@ type fleet struct {
 	slots  []*slot
 	killed int
 	redel  float64 // redeliveries scraped from processes before they were killed
+	closed bool    // stopAll ran: restart nothing
 }
 
 type slot struct {
 	service, http, log string
 	cmd                *exec.Cmd
-	stopped            bool
+	stopped            bool // being killed or paused, or failed to start
+	dead               bool // failed to restart: out of the fleet
 }
 
 func (f *fleet) add(service string) {
@@ -329,8 +334,8 @@ func (f *fleet) start(s *slot) error {
 	return s.cmd.Start()
 }
 
-func (f *fleet) waitReady(ctx context.Context) {
-	for _, s := range f.slots {
+func (f *fleet) waitReady(ctx context.Context, slots []*slot) {
+	for _, s := range slots {
 		deadline := time.Now().Add(60 * time.Second)
 		for {
 			resp, err := http.Get("http://" + s.http + "/readyz")
@@ -352,11 +357,19 @@ func (f *fleet) waitReady(ctx context.Context) {
 // kill SIGKILLs a random running process and starts it again after a pause.
 func (f *fleet) kill(r *rand.Rand) {
 	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return
+	}
 	var running []*slot
 	for _, s := range f.slots {
 		if !s.stopped {
 			running = append(running, s)
 		}
+	}
+	if len(running) == 0 {
+		f.mu.Unlock()
+		return
 	}
 	s := running[r.IntN(len(running))]
 	s.stopped = true // not chosen to be SIGSTOPped meanwhile
@@ -367,13 +380,18 @@ func (f *fleet) kill(r *rand.Rand) {
 	_ = s.cmd.Wait()
 	time.Sleep(time.Duration(100+r.IntN(400)) * time.Millisecond)
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.redel += n
 	f.killed++
+	if f.closed {
+		return
+	}
 	if err := f.start(s); err != nil {
 		f.t.Errorf("restarting %s: %v", s.service, err)
+		s.dead = true // stays stopped: never signalled again
+		return
 	}
 	s.stopped = false
-	f.mu.Unlock()
 }
 
 // pause SIGSTOPs a random running process past its ack wait, then resumes it:
@@ -381,11 +399,19 @@ func (f *fleet) kill(r *rand.Rand) {
 // does with them on waking must change nothing.
 func (f *fleet) pause(ctx context.Context, r *rand.Rand, d time.Duration) {
 	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return
+	}
 	var running []*slot
 	for _, s := range f.slots {
 		if !s.stopped {
 			running = append(running, s)
 		}
+	}
+	if len(running) == 0 {
+		f.mu.Unlock()
+		return
 	}
 	s := running[r.IntN(len(running))]
 	s.stopped = true
@@ -422,23 +448,49 @@ func (f *fleet) redeliveries() int {
 	return int(f.redel)
 }
 
-func (f *fleet) stopAll() {
+// stopAll stops every process with SIGTERM, as an orchestrator would, and
+// returns what went wrong: a process that does not exit cleanly, and any
+// panic or data race a process reported in its log over the whole run.
+func (f *fleet) stopAll() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	var problems []string
 	for _, s := range f.slots {
+		if s.dead {
+			continue
+		}
 		_ = s.cmd.Process.Signal(syscall.SIGCONT)
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	}
 	for _, s := range f.slots {
-		done := make(chan struct{})
-		go func() { _ = s.cmd.Wait(); close(done) }()
+		if s.dead {
+			problems = append(problems, fmt.Sprintf("%s (%s) could not be restarted", s.service, s.log))
+			continue
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.cmd.Wait() }()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s (%s) exited after SIGTERM: %v", s.service, s.log, err))
+			}
 		case <-time.After(15 * time.Second):
 			_ = s.cmd.Process.Kill()
 			<-done
+			problems = append(problems, fmt.Sprintf("%s (%s) did not stop within 15s of SIGTERM", s.service, s.log))
+		}
+		b, _ := os.ReadFile(s.log)
+		for _, bad := range []string{"WARNING: DATA RACE", "panic:", "fatal error:"} {
+			if n := strings.Count(string(b), bad); n > 0 {
+				problems = append(problems, fmt.Sprintf("%s (%s): %d× %q", s.service, s.log, n, bad))
+			}
 		}
 	}
+	return problems
 }
 
 func (f *fleet) dumpLogs() {
@@ -538,6 +590,10 @@ func (fs *faults) run(restartAfter time.Duration) func(ctx context.Context) {
 
 // countTasks sums the contact tasks of every committed decision and waits
 // until the tasks stream holds as many (dispatch runs behind the decisions).
+// It shows no task lost; a task cannot be stored twice (its subject names
+// it, and dispatch writes it only to an empty subject), so a duplicate
+// contact could only come from a duplicate decision, which the oracle
+// comparison counts.
 func countTasks(ctx context.Context, js jetstream.JetStream, log *loanlog.Log, cfg sim.Config) (int, int, error) {
 	loans := sim.Plan(cfg, time.Now()) // IDs only: they do not depend on the start time
 	var mu sync.Mutex
