@@ -22,7 +22,7 @@ import (
 // Up to Concurrency messages per subscription are in flight at once; each is
 // acked when its handler acks it and nacked (redelivered after NakDelay) when
 // the handler nacks it. Messages still in flight at Close, or pulled but not
-// yet handed out, are nacked for immediate redelivery.
+// yet handed out, are nacked for redelivery once the closing pull has ended.
 type Subscriber struct {
 	JS          jetstream.JetStream
 	Concurrency int
@@ -71,13 +71,6 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	if info := cons.CachedInfo(); info != nil && info.Config.AckWait > 0 {
 		ackWait = info.Config.AckWait
 	}
-	// The iterator's own buffer (pulled, not yet taken) is not kept alive:
-	// keep it small, and take messages only while fewer than twice the
-	// concurrency are in hand.
-	it, err := cons.Messages(jetstream.PullMaxMessages(concurrency))
-	if err != nil {
-		return nil, fmt.Errorf("consuming %s: %w", topic, err)
-	}
 	out := make(chan *message.Message)
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
@@ -85,81 +78,119 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		case <-ctx.Done():
 		case <-closing:
 		}
-		// Drain, not Stop: Stop discards the messages the iterator has
-		// already pulled, and the server would only redeliver them after
-		// AckWait. Draining hands them to the loop below, which nacks them.
-		it.Drain()
 		cancel()
+	}()
+	keeper := newKeeper(ackWait)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		keeper.run(ctx)
 	}()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer cancel()
-		var inflight sync.WaitGroup
-		sem := make(chan struct{}, concurrency)
+		// Messages in hand (running, or kept alive waiting for a worker),
+		// handed to the workers in the order they arrived.
 		held := make(chan struct{}, 2*concurrency)
-		for {
-			held <- struct{}{} // never blocks past shutdown: every holder ends once ctx does
-			m, err := it.Next(jetstream.NextMaxWait(pullRecheck))
-			if err != nil {
-				<-held
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					break
-				}
-				// A recheck timeout, a heartbeat or a transient error: the
-				// iterator keeps pulling (or, once draining, ends with
-				// ErrMsgIteratorClosed). Pause on anything but a timeout so
-				// a lost connection does not spin this loop.
-				if !errors.Is(err, nats.ErrTimeout) {
-					select {
-					case <-time.After(100 * time.Millisecond):
-					case <-ctx.Done():
-					}
-				}
-				continue
-			}
-			if ctx.Err() != nil {
-				// Closing: give back what was pulled but not handed out.
-				_ = m.Nak()
-				<-held
-				continue
-			}
-			// From here until it is acked the message is kept alive with
-			// in-progress signals, also while it waits for a free slot: a
-			// busy process's messages are not redelivered to another (more
-			// load, the same work twice); only a dead or frozen one's are.
-			inflight.Add(1)
+		type taken struct {
+			m    jetstream.Msg
+			stop func()
+		}
+		queue := make(chan taken, 2*concurrency)
+		var workers sync.WaitGroup
+		for range concurrency {
+			workers.Add(1)
 			go func() {
-				defer inflight.Done()
-				defer func() { <-held }()
-				stop := s.keepAlive(m, ackWait)
-				defer stop()
-				select {
-				case sem <- struct{}{}:
-				case <-ctx.Done():
-					stop()
-					_ = m.Nak()
-					return
+				defer workers.Done()
+				for t := range queue {
+					s.deliver(ctx, t.m, out, t.stop)
+					t.stop()
+					<-held
 				}
-				defer func() { <-sem }()
-				s.deliver(ctx, m, out, stop)
 			}()
 		}
-		// Only the owner closes out, after every sender is done.
-		inflight.Wait()
+		for ctx.Err() == nil {
+			// Ask for exactly as many messages as can be taken now: none
+			// waits in a client buffer where nothing keeps it alive.
+			select {
+			case held <- struct{}{}:
+			case <-ctx.Done():
+				continue
+			}
+			n := 1
+		free:
+			for n < cap(held) {
+				select {
+				case held <- struct{}{}:
+					n++
+				default:
+					break free
+				}
+			}
+			// A pull with its own wait, not an open-ended iterator: nats.go's
+			// Messages() iterator (v1.55.0) can leave no pull request
+			// outstanding and stall until its heartbeat check, seconds later
+			// (payments reached loan logs up to 3.6 s late under load). The
+			// pull is not cancelled on shutdown: what arrives meanwhile is
+			// nacked below for immediate redelivery, not left to the ack wait.
+			batch, err := cons.Fetch(n, jetstream.FetchMaxWait(pullWait))
+			if err != nil {
+				for range n {
+					<-held
+				}
+				select { // a lost connection must not spin this loop
+				case <-time.After(100 * time.Millisecond):
+				case <-ctx.Done():
+				}
+				continue
+			}
+			got := 0
+			for m := range batch.Messages() {
+				got++
+				if ctx.Err() != nil {
+					// Closing: give back what was pulled but not handed out.
+					_ = m.NakWithDelay(shutdownNakDelay)
+					<-held
+					continue
+				}
+				// From here until it is settled the message is kept alive
+				// with in-progress signals, also while it waits for a
+				// worker: a busy process's messages are not redelivered to
+				// another (more load, the same work twice); only a dead or
+				// frozen one's are.
+				queue <- taken{m, keeper.add(m)} // never blocks: held bounds it
+			}
+			for range n - got {
+				<-held
+			}
+			if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+				select {
+				case <-time.After(100 * time.Millisecond):
+				case <-ctx.Done():
+				}
+			}
+		}
+		// Workers nack what is still queued (deliver sees ctx done); only
+		// the owner closes out, after every sender is done.
+		close(queue)
+		workers.Wait()
 		close(out)
 	}()
 	return out, nil
 }
 
-// pullRecheck bounds each wait in the iterator's Next. nats.go (v1.55.0)
-// decides whether to send the next pull request only when Next is called,
-// and skips it while the previous request is still being sent; if the whole
-// previous batch has already arrived and been consumed by then, Next waits
-// with no pull request outstanding until its missing-heartbeat check fires,
-// 30 seconds later. Calling Next again re-runs that decision, so a stalled
-// subscription resumes within pullRecheck. It never sends extra requests.
-const pullRecheck = time.Second
+// pullWait is how long one pull request waits for messages. Messages are
+// handed out as they arrive; a longer wait means fewer empty requests on an
+// idle consumer and a slower shutdown (a process waits out its pulls).
+const pullWait = time.Second
+
+// shutdownNakDelay: a closing subscription gives its messages back with this
+// delay, so they are not redelivered into its own pull request, still open
+// on the server until pullWait ends. Given back at once, a message bounced
+// between the closing pull and the nak until it ran out of deliveries
+// (MaxDeliver), and JetStream drops such a message without a dead letter.
+const shutdownNakDelay = pullWait + 500*time.Millisecond
 
 var errSubscriberClosed = errors.New("subscriber closed")
 
@@ -215,33 +246,54 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 // handler runs: a handler stuck longer than this lets another process try.
 const maxKeepAlive = 5 * time.Minute
 
-// keepAlive tells the server the message is being worked on, at a third of
-// the ack wait, until stop is called or maxKeepAlive passes. stop returns
-// once no more signals can be sent, so a message is settled (ack or nak)
-// only after its last in-progress signal: a late one would turn a nak's
-// short delay into a full ack wait. stop may be called more than once.
-func (s *Subscriber) keepAlive(m jetstream.Msg, ackWait time.Duration) (stop func()) {
-	done, exited := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	go func() {
-		defer close(exited)
-		t := time.NewTicker(ackWait / 3)
-		defer t.Stop()
-		deadline := time.After(maxKeepAlive)
-		for {
-			select {
-			case <-done:
-				return
-			case <-deadline:
-				return
-			case <-t.C:
-				_ = m.InProgress()
-			}
-		}
-	}()
+// keeper tells the server, at a third of the ack wait, that the messages in
+// hand are being worked on. One goroutine per subscription, not per message:
+// with hundreds in flight that matters. A message is settled (ack or nak)
+// only after it leaves the keeper, under the keeper's lock, so no signal
+// follows its settlement (a late one would turn a nak's short delay into a
+// full ack wait).
+type keeper struct {
+	every time.Duration
+	mu    sync.Mutex
+	msgs  map[jetstream.Msg]time.Time // message -> when it was taken
+}
+
+func newKeeper(ackWait time.Duration) *keeper {
+	return &keeper{every: max(ackWait/3, 10*time.Millisecond), msgs: map[jetstream.Msg]time.Time{}}
+}
+
+// add keeps m alive until the returned stop is called; stop may be called
+// more than once.
+func (k *keeper) add(m jetstream.Msg) (stop func()) {
+	k.mu.Lock()
+	k.msgs[m] = time.Now()
+	k.mu.Unlock()
 	return func() {
-		once.Do(func() { close(done) })
-		<-exited
+		k.mu.Lock()
+		delete(k.msgs, m)
+		k.mu.Unlock()
+	}
+}
+
+func (k *keeper) run(ctx context.Context) {
+	t := time.NewTicker(k.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			k.mu.Lock()
+			for m, since := range k.msgs {
+				// Every tick, however young the message: its ack wait began
+				// when the server sent it, maybe a while before it was taken.
+				// A stuck one gets no more.
+				if now.Sub(since) < maxKeepAlive {
+					_ = m.InProgress() // a buffered publish: cheap under the lock
+				}
+			}
+			k.mu.Unlock()
+		}
 	}
 }
 
@@ -253,14 +305,14 @@ func (s *Subscriber) deliver(ctx context.Context, m jetstream.Msg, out chan<- *m
 	// A closing subscription hands out nothing more, even to a ready reader.
 	if ctx.Err() != nil {
 		stopKeepAlive()
-		_ = m.Nak()
+		_ = m.NakWithDelay(shutdownNakDelay)
 		return
 	}
 	select {
 	case out <- wm:
 	case <-ctx.Done():
 		stopKeepAlive()
-		_ = m.Nak()
+		_ = m.NakWithDelay(shutdownNakDelay)
 		return
 	}
 	select {
@@ -272,7 +324,7 @@ func (s *Subscriber) deliver(ctx context.Context, m jetstream.Msg, out chan<- *m
 		_ = m.NakWithDelay(s.NakDelay)
 	case <-ctx.Done():
 		stopKeepAlive()
-		_ = m.Nak()
+		_ = m.NakWithDelay(shutdownNakDelay)
 	}
 }
 

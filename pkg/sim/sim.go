@@ -157,6 +157,9 @@ type Report struct {
 	// PublishRetries counts lender-event publishes retried (the server was
 	// unreachable); the retries carry the same message ID.
 	PublishRetries int
+	// PublishP50/P99: how long a lender event took to be acknowledged;
+	// RecordedP50/P99: from a payment's time to its place in the loan's log.
+	PublishP50, PublishP99, RecordedP50, RecordedP99 time.Duration
 }
 
 // String renders the report as a table.
@@ -174,8 +177,10 @@ func (r Report) String() string {
 	}
 	fmt.Fprintf(&b, "decisions %d in %s: %.0f/s; steps fired late by p50 %s, p99 %s; decided after due p50 %s, p99 %s; %.1f messages per loan; peak RSS %d MiB\n",
 		r.Decisions, r.Elapsed.Round(time.Millisecond), r.DecisionsPerSec, r.FireP50, r.FireP99, r.LatencyP50, r.LatencyP99, r.MessagesPerLoan, r.PeakRSSBytes>>20)
-	fmt.Fprintf(&b, "lender events published %d (publishes retried %d); decisions lost %d, unexpected %d, duplicated %d\n",
-		r.PublishedEvents, r.PublishRetries, r.Lost, r.Unexpected, r.Duplicates)
+	fmt.Fprintf(&b, "lender events published %d (acknowledged in p50 %s, p99 %s; retried %d); payments in the loan log after their time p50 %s, p99 %s\n",
+		r.PublishedEvents, r.PublishP50.Round(time.Microsecond), r.PublishP99.Round(time.Microsecond), r.PublishRetries,
+		r.RecordedP50.Round(time.Microsecond), r.RecordedP99.Round(time.Microsecond))
+	fmt.Fprintf(&b, "decisions lost %d, unexpected %d, duplicated %d\n", r.Lost, r.Unexpected, r.Duplicates)
 	if r.MalformedSent > 0 {
 		fmt.Fprintf(&b, "malformed events sent %d, dead-lettered %d\n", r.MalformedSent, r.DeadLettered)
 	}
@@ -196,6 +201,8 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 	start := time.Now()
 	loans := Plan(cfg, start)
 	var published, retries atomic.Int64
+	var pubMu sync.Mutex
+	var pubLat []time.Duration // how long each lender event took to publish, retries included
 	// A lender retries a publish that got no acknowledgement (the server
 	// restarting) with the same message ID, which the intake stream dedupes.
 	send := func(ev *dunningv1.LenderEvent, tenant, loan, id string) error {
@@ -204,7 +211,8 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 			return err
 		}
 		// Retry only within the intake's 2-minute dedup window.
-		giveUp := time.Now().Add(90 * time.Second)
+		t0 := time.Now()
+		giveUp := t0.Add(90 * time.Second)
 		for {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_, err = js.Publish(pctx, bus.IntakeSubject(tenant, loan), data, jetstream.WithMsgID("sim-"+loan+"-"+id))
@@ -222,21 +230,15 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 			}
 		}
 		published.Add(1)
+		pubMu.Lock()
+		pubLat = append(pubLat, time.Since(t0))
+		pubMu.Unlock()
 		return nil
 	}
-	// Installments now; payments at their times, from one timer heap.
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(64)
-	for _, l := range loans {
-		g.Go(func() error {
-			return send(&dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_InstallmentDue{InstallmentDue: &dunningv1.InstallmentDue{
-				TenantId: cfg.Tenant, LoanId: l.ID, InstallmentId: "1", Amount: &dunningv1.Money{Currency: "CNY", MinorUnits: l.Amount},
-				DueAt: timestamppb.New(l.DueAt), TimeZone: "Asia/Shanghai", ContactRef: "sim"}}}, cfg.Tenant, l.ID, "due")
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return Report{}, err
-	}
+	// Malformed events first; then each installment a day before it falls
+	// due (as a lender announces its schedule) and each payment at its time,
+	// from one timer heap. Announcing all installments at once would queue
+	// early payments behind the burst on the intake.
 	malformed, err := sendMalformed(ctx, cfg, loans, js)
 	if err != nil {
 		return Report{}, err
@@ -244,6 +246,7 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 	cal := cfg.Ladder.Calendar
 	h := &events{}
 	for i, l := range loans {
+		heap.Push(h, event{at: l.DueAt.Add(-cal.Day), loan: i, pay: -1})
 		for j, p := range l.Payments {
 			at := cal.DPDStart(l.DueAt, nil, p.DPD).Add(cal.Day / 2)
 			heap.Push(h, event{at: at, loan: i, pay: j})
@@ -269,7 +272,7 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 	} else {
 		close(duringDone)
 	}
-	g, gctx = errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(64)
 	total := h.Len()
 	done := 0
@@ -280,14 +283,23 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 			return Report{}, gctx.Err()
 		case <-time.After(time.Until(e.at)):
 		}
-		l, p := loans[e.loan], loans[e.loan].Payments[e.pay]
+		done++
+		progress(cfg.Progress, "events", done, total)
+		l := loans[e.loan]
+		if e.pay < 0 {
+			g.Go(func() error {
+				return send(&dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_InstallmentDue{InstallmentDue: &dunningv1.InstallmentDue{
+					TenantId: cfg.Tenant, LoanId: l.ID, InstallmentId: "1", Amount: &dunningv1.Money{Currency: "CNY", MinorUnits: l.Amount},
+					DueAt: timestamppb.New(l.DueAt), TimeZone: "Asia/Shanghai", ContactRef: "sim"}}}, cfg.Tenant, l.ID, "due")
+			})
+			continue
+		}
+		p := l.Payments[e.pay]
 		g.Go(func() error {
 			return send(&dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_RepaymentReceived{RepaymentReceived: &dunningv1.RepaymentReceived{
 				TenantId: cfg.Tenant, LoanId: l.ID, PaymentId: fmt.Sprintf("p%d", e.pay), Amount: &dunningv1.Money{Currency: "CNY", MinorUnits: p.Amount},
 				PaidAt: timestamppb.New(e.at)}}}, cfg.Tenant, l.ID, fmt.Sprintf("p%d", e.pay))
 		})
-		done++
-		progress(cfg.Progress, "payments", done, total)
 	}
 	if err := g.Wait(); err != nil {
 		return Report{}, err
@@ -303,6 +315,10 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 		return r, err
 	}
 	r.MalformedSent, r.PublishRetries = malformed, int(retries.Load())
+	slices.Sort(pubLat)
+	if len(pubLat) > 0 {
+		r.PublishP50, r.PublishP99 = pubLat[len(pubLat)/2], pubLat[len(pubLat)*99/100]
+	}
 	if malformed > 0 {
 		deadline := time.Now().Add(cfg.Settle)
 		for {
@@ -367,6 +383,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 	got := make([]Outcome, len(loans))
 	msgs := make([]int, len(loans))
 	var lat, fire []time.Duration
+	recs := make([][]time.Duration, len(loans))
 	var latMu sync.Mutex
 	var lastDecision time.Time
 	pending := make([]int, len(loans))
@@ -394,10 +411,12 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 				}
 				var ds []policy.Decision
 				fired := map[string]time.Time{}
-				var l, f []time.Duration
+				var l, f, rec []time.Duration
 				var lastAt time.Time
 				for _, e := range entries {
 					switch ev := e.Event.(type) {
+					case policy.Repayment:
+						rec = append(rec, e.Time.Sub(ev.PaidAt))
 					case policy.StepFired:
 						fired[ev.Step.ID] = ev.Step.At
 						f = append(f, e.Time.Sub(ev.Step.At))
@@ -412,7 +431,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 				o := outcome(ds)
 				mu.Lock()
 				defer mu.Unlock()
-				got[i], msgs[i] = o, len(entries)
+				got[i], msgs[i], recs[i] = o, len(entries), rec
 				if !o.equal(loans[i].Want) {
 					next = append(next, i)
 					return nil
@@ -483,6 +502,14 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 	slices.Sort(fire)
 	if len(fire) > 0 {
 		r.FireP50, r.FireP99 = fire[len(fire)/2], fire[len(fire)*99/100]
+	}
+	var recorded []time.Duration
+	for _, r := range recs {
+		recorded = append(recorded, r...)
+	}
+	slices.Sort(recorded)
+	if len(recorded) > 0 {
+		r.RecordedP50, r.RecordedP99 = recorded[len(recorded)/2], recorded[len(recorded)*99/100]
 	}
 	r.PeakRSSBytes = peakRSS()
 	return r, nil

@@ -258,7 +258,8 @@ func (h *harness) waitKind(loan string, k policy.DecisionKind, n int, timeout ti
 	h.t.Helper()
 	waitFor(h.t, timeout, func() error {
 		if got := counts(h.entries(loan))[k.String()]; got < n {
-			return fmt.Errorf("loan %s: %d %s, want %d; log: %s", loan, got, k, n, summary(h.entries(loan)))
+			return fmt.Errorf("loan %s: %d %s, want %d; log: %s; timer pending %v; consumers: %s", loan, got, k, n, summary(h.entries(loan)),
+				h.timerPending(loan), h.consumerStates())
 		}
 		return nil
 	})
@@ -268,6 +269,23 @@ func summary(es []logEntry) string {
 	var b strings.Builder
 	for _, e := range es {
 		fmt.Fprintf(&b, "%d:%s ", e.seq, e.kind)
+	}
+	return b.String()
+}
+
+// consumerStates summarises every declared consumer's backlog, for failure messages.
+func (h *harness) consumerStates() string {
+	var b strings.Builder
+	for _, c := range bus.Consumers {
+		info, err := h.js.Consumer(context.Background(), c.Stream, c.Name)
+		if err != nil {
+			continue
+		}
+		ci := info.CachedInfo()
+		if fresh, err := info.Info(context.Background()); err == nil {
+			ci = fresh
+		}
+		fmt.Fprintf(&b, "%s pending %d unacked %d redelivered %d waiting %d; ", c.Name, ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting)
 	}
 	return b.String()
 }
