@@ -72,12 +72,18 @@ func BenchmarkOpenCases(b *testing.B) {
 		time.Sleep(time.Until(fireAt))
 		b.StartTimer()
 		var fired uint64
+		infoTimeouts := 0
 		deadline := time.Now().Add(10 * time.Minute)
 		for fired < uint64(n) && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
-			info, err := steps.Info(ctx)
+			// While the server collects a million due schedules it holds
+			// the stream's lock and API requests time out: ask again.
+			ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			info, err := steps.Info(ictx)
+			cancel()
 			if err != nil {
-				b.Fatal(err)
+				infoTimeouts++
+				continue
 			}
 			fired = info.NumPending
 		}
@@ -92,8 +98,8 @@ func BenchmarkOpenCases(b *testing.B) {
 		b.ReportMetric(float64(n)/elapsed.Seconds(), "steps/s")
 		b.ReportMetric(float64(rss>>20), "MiB-rss-open")
 		fmt.Printf("\nopen cases: %d loans (4 messages and a pending schedule each) seeded in %s; RSS holding them %d MiB (peak %d MiB while firing); "+
-			"all %d schedules fired in %s after their time: %.0f steps/s\n",
-			n, seeded.Round(time.Millisecond), rss>>20, peak>>20, n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+			"all %d schedules fired in %s after their time: %.0f steps/s (consumer-info requests that timed out meanwhile: %d)\n",
+			n, seeded.Round(time.Millisecond), rss>>20, peak>>20, n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), infoTimeouts)
 		b.StartTimer()
 	}
 }
