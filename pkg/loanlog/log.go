@@ -47,6 +47,51 @@ type Log struct {
 	js jetstream.JetStream
 	// Timeout bounds one read of a loan's log.
 	Timeout time.Duration
+
+	// Replies to every read arrive on one wildcard subscription and are
+	// routed by their inbox's last token: a subscription per read cost a
+	// SUB, an UNSUB and a goroutine each, all under the connection's lock.
+	muxOnce   sync.Once
+	muxErr    error
+	muxPrefix string
+	muxMu     sync.Mutex
+	muxNext   uint64
+	waiting   map[string]func(*nats.Msg)
+}
+
+// replies registers h for the replies to one request and returns the
+// subject to send them to, and a function that stops routing them.
+func (l *Log) replies(h func(*nats.Msg)) (string, func(), error) {
+	l.muxOnce.Do(func() {
+		l.muxPrefix = l.nc.NewInbox() + "."
+		l.waiting = map[string]func(*nats.Msg){}
+		sub, err := l.nc.Subscribe(l.muxPrefix+"*", func(m *nats.Msg) {
+			l.muxMu.Lock()
+			h := l.waiting[m.Subject[len(l.muxPrefix):]]
+			l.muxMu.Unlock()
+			if h != nil {
+				h(m)
+			}
+		})
+		if err == nil {
+			// Replies are small and handled quickly; never drop them.
+			err = sub.SetPendingLimits(-1, -1)
+		}
+		l.muxErr = err
+	})
+	if l.muxErr != nil {
+		return "", nil, l.muxErr
+	}
+	l.muxMu.Lock()
+	l.muxNext++
+	token := strconv.FormatUint(l.muxNext, 36)
+	l.waiting[token] = h
+	l.muxMu.Unlock()
+	return l.muxPrefix + token, func() {
+		l.muxMu.Lock()
+		delete(l.waiting, token)
+		l.muxMu.Unlock()
+	}, nil
 }
 
 // New returns a Log over a connection.
@@ -113,9 +158,7 @@ func (l *Log) batch(ctx context.Context, request map[string]any, n int) ([]Raw, 
 			close(done)
 		})
 	}
-	// An async subscription queues replies without the 64k-slot channel a
-	// synchronous one allocates per read.
-	sub, err := l.nc.Subscribe(l.nc.NewRespInbox(), func(m *nats.Msg) {
+	inbox, stop, err := l.replies(func(m *nats.Msg) {
 		mu.Lock()
 		defer mu.Unlock()
 		if status := m.Header.Get("Status"); len(m.Data) == 0 && status != "" {
@@ -142,9 +185,9 @@ func (l *Log) batch(ctx context.Context, request map[string]any, n int) ([]Raw, 
 	if err != nil {
 		return nil, 0, fmt.Errorf("reading loan log: %w", err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
+	defer stop()
 	req, _ := json.Marshal(request)
-	if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+bus.StreamLoans, sub.Subject, req); err != nil {
+	if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+bus.StreamLoans, inbox, req); err != nil {
 		return nil, 0, fmt.Errorf("reading loan log: %w", err)
 	}
 	select {
