@@ -128,6 +128,18 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 					break free
 				}
 			}
+			// While disconnected a pull would only fill the reconnect buffer
+			// (and nats.go leaks a fetch's subscription when sending fails).
+			if !s.JS.Conn().IsConnected() {
+				for range n {
+					<-held
+				}
+				select {
+				case <-time.After(100 * time.Millisecond):
+				case <-ctx.Done():
+				}
+				continue
+			}
 			// A pull with its own wait, not an open-ended iterator: nats.go's
 			// Messages() iterator (v1.55.0) can leave no pull request
 			// outstanding and stall until its heartbeat check, seconds later
@@ -324,7 +336,12 @@ func (s *Subscriber) deliver(ctx context.Context, m jetstream.Msg, out chan<- *m
 		_ = m.NakWithDelay(s.NakDelay)
 	case <-ctx.Done():
 		stopKeepAlive()
-		_ = m.NakWithDelay(shutdownNakDelay)
+		select {
+		case <-wm.Acked(): // done just as the subscription closed: keep it done
+			_ = m.Ack()
+		default:
+			_ = m.NakWithDelay(shutdownNakDelay)
+		}
 	}
 }
 
