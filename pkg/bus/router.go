@@ -142,6 +142,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 		slog.LevelInfo: slog.LevelDebug - 4, slog.LevelDebug: slog.LevelDebug - 4,
 	})
 	sub := NewSubscriber(js, cfg.Concurrency, 250*time.Millisecond)
+	sub.Logger = cfg.Logger
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
 	if err != nil {
 		return nil, fmt.Errorf("creating router: %w", err)

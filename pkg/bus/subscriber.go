@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -31,6 +32,9 @@ type Subscriber struct {
 	// create it and its stream. When nil the topic must name a consumer
 	// declared in the topology (see Consumers), which Provision creates.
 	Resolve func(ctx context.Context, js jetstream.JetStream, topic string) (jetstream.Consumer, error)
+	// Logger, when set, hears of failing pulls (a deleted consumer, a lost
+	// connection), at most every 10 s per subscription; they are retried.
+	Logger *slog.Logger
 
 	mu      sync.Mutex
 	closed  bool
@@ -110,6 +114,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 				}
 			}()
 		}
+		var lastWarn time.Time
+		warn := func(err error) {
+			if s.Logger != nil && time.Since(lastWarn) >= 10*time.Second && ctx.Err() == nil {
+				lastWarn = time.Now()
+				s.Logger.Warn("pulling messages failed; retrying", "topic", topic, "err", err)
+			}
+		}
 		for ctx.Err() == nil {
 			// Ask for exactly as many messages as can be taken now: none
 			// waits in a client buffer where nothing keeps it alive.
@@ -148,6 +159,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 			// nacked below for immediate redelivery, not left to the ack wait.
 			batch, err := cons.Fetch(n, jetstream.FetchMaxWait(pullWait))
 			if err != nil {
+				warn(err)
 				for range n {
 					<-held
 				}
@@ -177,6 +189,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 				<-held
 			}
 			if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+				warn(err)
 				select {
 				case <-time.After(100 * time.Millisecond):
 				case <-ctx.Done():

@@ -1,13 +1,16 @@
 package bus_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -292,4 +295,58 @@ func TestSubscriberKeepsSlowMessagesAlive(t *testing.T) {
 			t.Errorf("%s: deliveries (their delivery counts) %v, want one first delivery", loan, d)
 		}
 	}
+}
+
+// A pull that keeps failing (here: the consumer was deleted under the
+// subscription) is retried and reported in the log, not spun on silently.
+func TestSubscriberReportsFailingPulls(t *testing.T) {
+	srv := startServer(t)
+	nc, err := srv.Connect("failing-pull-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := bus.DefaultTopology().Provision(ctx, js); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	sub := bus.NewSubscriber(js, 4, 10*time.Millisecond)
+	sub.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	defer sub.Close()
+	if _, err := sub.Subscribe(ctx, bus.ConsumerIntake); err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteConsumer(ctx, bus.StreamIntake, bus.ConsumerIntake); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(logs.String(), "pulling messages failed") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no warning logged after the consumer was deleted; log: %q", logs.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
