@@ -169,11 +169,12 @@ func validSubject(s string) bool {
 	return true
 }
 
-// TestSubscriberDeclaredConsumer covers the default path, without Resolve:
-// topics are the topology's declared consumers.
-func TestSubscriberDeclaredConsumer(t *testing.T) {
+// provisioned starts a server with topo's streams and consumers, and returns
+// a client and a context that ends with the test (30 s at most).
+func provisioned(t *testing.T, name string, topo bus.Topology) (jetstream.JetStream, context.Context) {
+	t.Helper()
 	srv := startServer(t)
-	nc, err := srv.Connect("declared-test")
+	nc, err := srv.Connect(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,10 +184,17 @@ func TestSubscriberDeclaredConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := bus.DefaultTopology().Provision(ctx, js); err != nil {
+	t.Cleanup(cancel)
+	if err := topo.Provision(ctx, js); err != nil {
 		t.Fatal(err)
 	}
+	return js, ctx
+}
+
+// TestSubscriberDeclaredConsumer covers the default path, without Resolve:
+// topics are the topology's declared consumers.
+func TestSubscriberDeclaredConsumer(t *testing.T) {
+	js, ctx := provisioned(t, "declared-test", bus.DefaultTopology())
 	sub := bus.NewSubscriber(js, 4, 10*time.Millisecond)
 	defer sub.Close()
 
@@ -249,23 +257,9 @@ func TestSubscriberDeclaredConsumer(t *testing.T) {
 // a free slot behind a slow one, is kept alive and not redelivered: a busy
 // process's work does not go to another while it is still being done.
 func TestSubscriberKeepsSlowMessagesAlive(t *testing.T) {
-	srv := startServer(t)
-	nc, err := srv.Connect("keepalive-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	topo := bus.DefaultTopology()
 	topo.AckWait = time.Second
-	if err := topo.Provision(ctx, js); err != nil {
-		t.Fatal(err)
-	}
+	js, ctx := provisioned(t, "keepalive-test", topo)
 	// One slot: the second message waits for the first's 2.5 s handler.
 	sub := bus.NewSubscriber(js, 1, 10*time.Millisecond)
 	defer sub.Close()
@@ -300,21 +294,7 @@ func TestSubscriberKeepsSlowMessagesAlive(t *testing.T) {
 // A pull that keeps failing (here: the consumer was deleted under the
 // subscription) is retried and reported in the log, not spun on silently.
 func TestSubscriberReportsFailingPulls(t *testing.T) {
-	srv := startServer(t)
-	nc, err := srv.Connect("failing-pull-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := bus.DefaultTopology().Provision(ctx, js); err != nil {
-		t.Fatal(err)
-	}
+	js, ctx := provisioned(t, "failing-pull-test", bus.DefaultTopology())
 	var logs syncBuffer
 	sub := bus.NewSubscriber(js, 4, 10*time.Millisecond)
 	sub.Logger = slog.New(slog.NewTextHandler(&logs, nil))

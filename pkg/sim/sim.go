@@ -65,6 +65,9 @@ type Outcome struct {
 	Counts map[string]int
 	// Repeats counts decisions of a kind already made for the same step.
 	Repeats int
+	// Tasks counts the contact tasks of the decisions (not compared: it
+	// follows from the decisions, which are).
+	Tasks int
 }
 
 func (o Outcome) equal(p Outcome) bool {
@@ -93,6 +96,7 @@ func outcome(ds []policy.Decision) Outcome {
 			continue
 		}
 		o.Counts[d.Kind.String()]++
+		o.Tasks += len(d.Tasks)
 		if k := d.Kind.String() + "/" + d.Ctx.StepID; seen[k] {
 			o.Repeats++
 		} else {
@@ -150,6 +154,9 @@ type Report struct {
 	// MalformedSent bad events were published; DeadLettered of them reached
 	// the dead-letter stream.
 	MalformedSent, DeadLettered int
+	// Tasks counts the contact tasks in the decisions the logs hold: what
+	// dispatch must have sent on.
+	Tasks int
 	// Lost counts decisions the oracle expects and no log holds, Unexpected
 	// decisions it does not expect, by kind; Duplicates, decisions a log
 	// holds twice for the same step or trigger (a contact made twice).
@@ -480,6 +487,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 			r.Unexpected += max(n-l.Want.Counts[k], 0)
 		}
 		r.Duplicates += got[i].Repeats
+		r.Tasks += got[i].Tasks
 		if got[i].equal(l.Want) {
 			r.Matched++
 		} else {
@@ -511,25 +519,30 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 	if len(recorded) > 0 {
 		r.RecordedP50, r.RecordedP99 = recorded[len(recorded)/2], recorded[len(recorded)*99/100]
 	}
-	r.PeakRSSBytes = peakRSS()
+	_, r.PeakRSSBytes = Resident()
 	return r, nil
 }
 
-// peakRSS is this process's high-water resident set (the embedded server's
-// memory included when it runs in process), from /proc.
-func peakRSS() int64 {
+// Resident returns this process's resident set now and at its high-water
+// mark, in bytes (the embedded server's memory included when it runs in
+// process), from /proc; zeros where /proc is not available.
+func Resident() (now, peak int64) {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
-			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
-			return kb << 10
+		field, v, _ := strings.Cut(line, ":")
+		var kb int64
+		fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+		switch field {
+		case "VmRSS":
+			now = kb << 10
+		case "VmHWM":
+			peak = kb << 10
 		}
 	}
-	return 0
+	return now, peak
 }
 
 func progress(w io.Writer, what string, done, total int) {

@@ -390,7 +390,6 @@ func benchStage(b *testing.B, md mode, tr transport) {
 	stageLog := loanlog.New(snc, sjs)
 	seedLog := loanlog.New(e.nc, e.js)
 	ladder := policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: time.Hour}}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	contactCons, err := e.js.Consumer(ctx, bus.StreamLoans, bus.ConsumerContact)
 	if err != nil {
 		b.Fatal(err)
@@ -408,27 +407,9 @@ func benchStage(b *testing.B, md mode, tr transport) {
 		if err := waitPending(ctx, contactCons, stageLoans, 10*time.Second); err != nil {
 			b.Fatal(err)
 		}
-		reg := prometheus.NewRegistry()
-		metrics := bus.NewMetrics(reg)
-		rt, err := bus.NewRouter(bus.RouterConfig{Dial: e.dial, Topology: topo, Registry: reg,
-			Metrics: metrics, Logger: logger, Name: "bench-contact"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		contact.Stage().Register(rt, stage.Deps{Log: stageLog, Ladder: policy.Fixed(ladder), Now: time.Now, Metrics: metrics})
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		b.StartTimer() // the router's start (subscribe) is inside the measurement
-		go func() { done <- rt.Run(rctx) }()
-		err = waitDrained(ctx, contactCons, 2*time.Minute)
-		b.StopTimer()
-		cancel()
-		if rerr := <-done; rerr != nil {
-			b.Fatal(rerr)
-		}
-		if err != nil {
-			b.Fatal(err)
-		}
+		metrics := e.timedRouter(b, "bench-contact", topo, func(rt *bus.Router, m *bus.Metrics) {
+			contact.Stage().Register(rt, stage.Deps{Log: stageLog, Ladder: policy.Fixed(ladder), Now: time.Now, Metrics: m})
+		}, func(*bus.Metrics) error { return waitDrained(ctx, contactCons, 2*time.Minute) })
 		verifyStage(b, e, seedLog, metrics, prefix, key(md, tr))
 		i++
 		b.StartTimer() // b.Loop must be called with the timer running
@@ -436,6 +417,37 @@ func benchStage(b *testing.B, md mode, tr transport) {
 	r := float64(stageLoans*i) / b.Elapsed().Seconds()
 	b.ReportMetric(r, "events/s")
 	record(key(md, tr), func(x *row) { x.stage = r })
+}
+
+// timedRouter runs one router as a service would, with the handlers register
+// adds, and times it from its start (subscribing included) until done
+// returns; then stops it. It returns the router's metrics.
+func (e *env) timedRouter(b *testing.B, name string, topo bus.Topology, register func(*bus.Router, *bus.Metrics),
+	done func(*bus.Metrics) error) *bus.Metrics {
+	b.Helper()
+	reg := prometheus.NewRegistry()
+	metrics := bus.NewMetrics(reg)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	rt, err := bus.NewRouter(bus.RouterConfig{Dial: e.dial, Topology: topo, Registry: reg,
+		Metrics: metrics, Logger: logger, Name: name})
+	if err != nil {
+		b.Fatal(err)
+	}
+	register(rt, metrics)
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan error, 1)
+	b.StartTimer()
+	go func() { exited <- rt.Run(ctx) }()
+	err = done(metrics)
+	b.StopTimer()
+	cancel()
+	if rerr := <-exited; rerr != nil {
+		b.Fatal(rerr)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	return metrics
 }
 
 // seed stores, for each of n loans, an installment due at dueAt and the
@@ -611,7 +623,6 @@ func benchPipelineRun(b *testing.B, md mode, tr transport) {
 	snc, sjs := e.connect(b, "pipeline-log")
 	stageLog := loanlog.New(snc, sjs)
 	ladder := policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: time.Hour}}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	intake, err := e.js.Consumer(ctx, bus.StreamIntake, bus.ConsumerIntake)
 	if err != nil {
 		b.Fatal(err)
@@ -642,33 +653,23 @@ func benchPipelineRun(b *testing.B, md mode, tr transport) {
 		if err := waitPending(ctx, intake, uint64(n), 10*time.Second); err != nil {
 			b.Fatal(err)
 		}
-		reg := prometheus.NewRegistry()
-		metrics := bus.NewMetrics(reg)
-		rt, err := bus.NewRouter(bus.RouterConfig{Dial: e.dial, Topology: topo, Registry: reg,
-			Metrics: metrics, Logger: logger, Name: "bench-pipeline"})
-		if err != nil {
-			b.Fatal(err)
+		contactsOf := func(m *bus.Metrics) float64 {
+			return testutil.ToFloat64(m.Decisions.WithLabelValues(bus.ConsumerContact, policy.KindContactRequested.String()))
 		}
-		deps := stage.Deps{Log: stageLog, Ladder: policy.Fixed(ladder), Now: time.Now, Metrics: metrics}
-		for _, s := range all.Stages() {
-			s.Register(rt, deps)
-		}
-		(&ingest.Ingestor{Log: stageLog, Metrics: metrics}).Register(rt)
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		contacts := metrics.Decisions.WithLabelValues(bus.ConsumerContact, policy.KindContactRequested.String())
-		b.StartTimer()
-		go func() { done <- rt.Run(rctx) }()
-		deadline := time.Now().Add(2 * time.Minute)
-		for testutil.ToFloat64(contacts) < float64(n) && time.Now().Before(deadline) {
-			time.Sleep(pollEvery)
-		}
-		b.StopTimer()
-		cancel()
-		if rerr := <-done; rerr != nil {
-			b.Fatal(rerr)
-		}
-		if got := testutil.ToFloat64(contacts); got != float64(n) {
+		metrics := e.timedRouter(b, "bench-pipeline", topo, func(rt *bus.Router, m *bus.Metrics) {
+			deps := stage.Deps{Log: stageLog, Ladder: policy.Fixed(ladder), Now: time.Now, Metrics: m}
+			for _, s := range all.Stages() {
+				s.Register(rt, deps)
+			}
+			(&ingest.Ingestor{Log: stageLog, Metrics: m}).Register(rt)
+		}, func(m *bus.Metrics) error {
+			deadline := time.Now().Add(2 * time.Minute)
+			for contactsOf(m) < float64(n) && time.Now().Before(deadline) {
+				time.Sleep(pollEvery)
+			}
+			return nil
+		})
+		if got := contactsOf(metrics); got != float64(n) {
 			b.Fatalf("%s: %v first contacts after 2 minutes, want %d", prefix, got, n)
 		}
 		if got := testutil.ToFloat64(metrics.Decisions.WithLabelValues(bus.ConsumerOverdue, policy.KindOverdueConfirmed.String())); got != float64(n) {

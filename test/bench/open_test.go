@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/sim"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
@@ -60,7 +60,7 @@ func BenchmarkOpenCases(b *testing.B) {
 		seeded := time.Since(seedStart)
 		runtime.GC()
 		debug.FreeOSMemory()
-		rss := vmRSS()
+		rss, _ := sim.Resident()
 		steps, err := js.CreateConsumer(ctx, bus.StreamLoans, jetstream.ConsumerConfig{
 			Durable: "open-steps", FilterSubject: "dunning.loan." + tenant + ".*.step.>", AckPolicy: jetstream.AckNonePolicy})
 		if err != nil {
@@ -92,7 +92,7 @@ func BenchmarkOpenCases(b *testing.B) {
 			b.Fatalf("%d of %d schedules fired within 10 minutes", fired, n)
 		}
 		elapsed := time.Since(fireAt)
-		peak := vmHWM()
+		_, peak := sim.Resident()
 		nc.Close()
 		srv.Shutdown()
 		b.ReportMetric(float64(n)/elapsed.Seconds(), "steps/s")
@@ -139,21 +139,4 @@ func seedOpen(js jetstream.JetStream, n int, fireAt time.Time) error {
 	case <-time.After(5 * time.Minute):
 		return fmt.Errorf("seeding %d open cases did not complete", n)
 	}
-}
-
-func vmRSS() int64 { return procStatus("VmRSS:") }
-func vmHWM() int64 { return procStatus("VmHWM:") }
-
-func procStatus(field string) int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }

@@ -106,7 +106,8 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	fleet.scrapeAll()
-	tasks, dispatched, err := countTasks(ctx, js, loanlog.New(nc, js), cfg)
+	tasks := r.Tasks
+	dispatched, err := waitDispatched(ctx, js, tasks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,12 +338,13 @@ func (f *fleet) waitReady(ctx context.Context, slots []*slot) {
 	}
 }
 
-// kill SIGKILLs a random running process and starts it again after a pause.
-func (f *fleet) kill(r *rand.Rand) {
+// take picks a random running process and marks it stopped, so that no other
+// fault picks it meanwhile; nil once the fleet is shut down or none runs.
+func (f *fleet) take(r *rand.Rand) *slot {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.closed {
-		f.mu.Unlock()
-		return
+		return nil
 	}
 	var running []*slot
 	for _, s := range f.slots {
@@ -351,12 +353,19 @@ func (f *fleet) kill(r *rand.Rand) {
 		}
 	}
 	if len(running) == 0 {
-		f.mu.Unlock()
-		return
+		return nil
 	}
 	s := running[r.IntN(len(running))]
-	s.stopped = true // not chosen to be SIGSTOPped meanwhile
-	f.mu.Unlock()
+	s.stopped = true
+	return s
+}
+
+// kill SIGKILLs a random running process and starts it again after a pause.
+func (f *fleet) kill(r *rand.Rand) {
+	s := f.take(r)
+	if s == nil {
+		return
+	}
 	// Its counters die with it: read them first.
 	n := scrape(s.http)
 	_ = s.cmd.Process.Signal(syscall.SIGKILL)
@@ -381,24 +390,10 @@ func (f *fleet) kill(r *rand.Rand) {
 // its in-flight messages have meanwhile gone to its twin, and whatever it
 // does with them on waking must change nothing.
 func (f *fleet) pause(ctx context.Context, r *rand.Rand, d time.Duration) {
-	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
+	s := f.take(r)
+	if s == nil {
 		return
 	}
-	var running []*slot
-	for _, s := range f.slots {
-		if !s.stopped {
-			running = append(running, s)
-		}
-	}
-	if len(running) == 0 {
-		f.mu.Unlock()
-		return
-	}
-	s := running[r.IntN(len(running))]
-	s.stopped = true
-	f.mu.Unlock()
 	_ = s.cmd.Process.Signal(syscall.SIGSTOP)
 	select {
 	case <-time.After(d):
@@ -571,44 +566,18 @@ func (fs *faults) run(restartAfter time.Duration) func(ctx context.Context) {
 	}
 }
 
-// countTasks sums the contact tasks of every committed decision and waits
-// until the tasks stream holds as many (dispatch runs behind the decisions).
-// It shows no task lost; a task cannot be stored twice (its subject names
-// it, and dispatch writes it only to an empty subject), so a duplicate
-// contact could only come from a duplicate decision, which the oracle
-// comparison counts.
-func countTasks(ctx context.Context, js jetstream.JetStream, log *loanlog.Log, cfg sim.Config) (int, int, error) {
-	loans := sim.Plan(cfg, time.Now()) // IDs only: they do not depend on the start time
-	var mu sync.Mutex
-	tasks := 0
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(32)
-	for _, l := range loans {
-		g.Go(func() error {
-			entries, _, err := log.Read(gctx, cfg.Tenant, l.ID)
-			if err != nil {
-				return err
-			}
-			n := 0
-			for _, e := range entries {
-				if d, ok := e.Event.(policy.Decision); ok {
-					n += len(d.Tasks)
-				}
-			}
-			mu.Lock()
-			tasks += n
-			mu.Unlock()
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return 0, 0, err
-	}
-	deadline := time.Now().Add(60 * time.Second)
+// waitDispatched waits until the tasks stream holds the tasks of every
+// committed decision (dispatch runs behind the decisions), or a minute. It
+// shows no task lost; a task cannot be stored twice (its subject names it,
+// and dispatch writes it only to an empty subject), so a duplicate contact
+// could only come from a duplicate decision, which the oracle comparison
+// counts.
+func waitDispatched(ctx context.Context, js jetstream.JetStream, tasks int) (int, error) {
+	deadline := time.Now().Add(time.Minute)
 	for {
 		n, err := streamMsgs(ctx, js, bus.StreamTasks)
 		if err != nil || n >= tasks || time.Now().After(deadline) {
-			return tasks, n, err
+			return n, err
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
