@@ -27,7 +27,7 @@ test: lint proto-check
 
 ## fuzz: every fuzz target for FUZZTIME each (default 10m); new corpus entries land in the build cache
 FUZZTIME ?= 10m
-FUZZ_TARGETS := ./pkg/ingest:FuzzDecodeValidate ./pkg/loanlog:FuzzDecode ./pkg/api:FuzzIngest
+FUZZ_TARGETS := ./pkg/ingest:FuzzDecodeValidate ./pkg/codec:FuzzDecode ./pkg/api:FuzzIngest
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 	  echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \

@@ -30,7 +30,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/opendunning/dunning/pkg/app"
-	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/pipeline"
+	"github.com/opendunning/dunning/pkg/topology"
 )
 
 // The tests validate the deployment files without a Docker engine:
@@ -1095,7 +1096,7 @@ func TestDeployment(t *testing.T) {
 
 	// The services provisioned R3 streams and consumers, with a leader and
 	// two current replicas each.
-	for _, sc := range bus.DefaultTopology().StreamConfigs() {
+	for _, sc := range topology.DefaultTopology().StreamConfigs() {
 		waitFor(t, ctx, "stream "+sc.Name+" with 3 current replicas", func() error {
 			st, err := js.Stream(ctx, sc.Name)
 			if err != nil {
@@ -1108,7 +1109,7 @@ func TestDeployment(t *testing.T) {
 			return replicasCurrent(info.Config.Replicas, info.Cluster)
 		})
 	}
-	for _, c := range bus.Consumers {
+	for _, c := range pipeline.Consumers() {
 		waitFor(t, ctx, "consumer "+c.Name+" with 3 current replicas", func() error {
 			cons, err := js.Consumer(ctx, c.Stream, c.Name)
 			if err != nil {
@@ -1135,7 +1136,7 @@ func TestDeployment(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("POST /v1/events: %s, want 202", resp.Status)
 	}
-	if _, err := js.Publish(ctx, bus.IntakeSubject("acme", "L-2002"), []byte("not a lender event")); err != nil {
+	if _, err := js.Publish(ctx, topology.IntakeSubject("acme", "L-2002"), []byte("not a lender event")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -1163,7 +1164,7 @@ func TestDeployment(t *testing.T) {
 		return nil
 	})
 	// Counter vectors export nothing until their first increment (a log
-	// conflict needs a race): take those from the registry bus.NewMetrics
+	// conflict needs a race): take those from the registry pipeline.NewMetrics
 	// fills, each child touched once.
 	for name, m := range pipelineMetrics(t) {
 		if metrics[name] == nil {
@@ -1289,7 +1290,7 @@ func serviceOptions(name string) (app.Options, bool) { return app.Service(name) 
 // provisions the whole topology at startup, and two clients creating the
 // same R3 stream at the same instant can both get no answer (measured on
 // v2.15.3 here, a known NATS behaviour, nats-server#3677, nats.go#949):
-// bus.Provision then waits out its 30 s timeout and the service exits.
+// topology.Provision then waits out its 30 s timeout and the service exits.
 // Updating existing streams concurrently is fine. In compose, restart:
 // unless-stopped recovers from that; this test starts in order so as to
 // stay fast and deterministic.
@@ -1376,12 +1377,12 @@ func (r *recorder) MustRegister(cs ...prometheus.Collector) {
 	}
 }
 
-// pipelineMetrics is every metric bus.NewMetrics registers, each vector's
+// pipelineMetrics is every metric pipeline.NewMetrics registers, each vector's
 // child touched once so that it is gathered with its labels.
 func pipelineMetrics(t *testing.T) metricSet {
 	t.Helper()
 	reg := &recorder{Registry: prometheus.NewRegistry()}
-	bus.NewMetrics(reg)
+	pipeline.NewMetrics(reg)
 	for _, c := range reg.collectors {
 		touched := false
 		for n := 0; n <= 8 && !touched; n++ {

@@ -62,11 +62,7 @@ type errorBody struct {
 	Field string `json:"field,omitempty"`
 }
 
-func (s *Server) count(result string) {
-	if s.Ingestor.Metrics != nil {
-		s.Ingestor.Metrics.Ingested.WithLabelValues("http", result).Inc()
-	}
-}
+func (s *Server) count(result string) { s.Ingestor.Count("http", result) }
 
 func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))

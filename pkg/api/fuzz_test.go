@@ -11,32 +11,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/embedded"
 	"github.com/opendunning/dunning/pkg/ingest"
 	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/natstest"
 	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/topology"
 )
 
 // FuzzIngest posts arbitrary bodies to the real HTTP handler, backed by a
 // real embedded JetStream server: every answer is 200, 202, 400, 409 or
 // 413 with a JSON body, and a 4xx names its error.
 func FuzzIngest(f *testing.F) {
-	srv, err := bus.StartEmbedded(bus.ServerConfig{StoreDir: f.TempDir(), DontListen: true})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect("fuzz")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	srv := natstest.Server(f, embedded.Config{DontListen: true})
+	nc, js := natstest.Connect(f, srv, "fuzz")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := bus.DefaultTopology().Provision(ctx, js); err != nil {
+	if err := topology.DefaultTopology().Provision(ctx, js, nil); err != nil {
 		f.Fatal(err)
 	}
 	log := loanlog.New(nc, js)

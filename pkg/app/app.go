@@ -20,20 +20,17 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/opendunning/dunning/pkg/api"
-	"github.com/opendunning/dunning/pkg/bus"
-	"github.com/opendunning/dunning/pkg/dispatch"
-	"github.com/opendunning/dunning/pkg/ingest"
-	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/notify"
+	"github.com/opendunning/dunning/pkg/pipeline"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/policyfile"
 	"github.com/opendunning/dunning/pkg/stage"
+	"github.com/opendunning/dunning/pkg/topology"
 )
 
 // Options say what a process runs.
@@ -48,14 +45,35 @@ type Options struct {
 	// Dispatch fans committed contacts out to per-channel task subjects;
 	// Notify delivers them to the webhooks given by --webhooks.
 	Dispatch, Notify bool
-	// Embedded starts an in-process NATS server instead of connecting to one.
+	// Embedded starts an in-process NATS server instead of connecting to
+	// one, with StartServer (package allinone supplies both for dunningd).
 	Embedded bool
+	// StartServer starts the in-process server. It is a function here, not
+	// an import, so that only dunningd links nats-server.
+	StartServer func(ServerConfig) (Server, error)
 	// DefaultHTTP is the default listen address of the process's HTTP server.
 	DefaultHTTP string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Ready, if set, is called with the HTTP address once the process serves.
 	Ready func(httpAddr string)
+}
+
+// ServerConfig configures the in-process NATS server; it has the fields of
+// embedded.Config, so package allinone converts one to the other.
+type ServerConfig struct {
+	StoreDir   string
+	Host       string
+	Port       int
+	DontListen bool
+	SyncAlways bool
+}
+
+// Server is a running in-process NATS server.
+type Server interface {
+	Connect(name string) (*nats.Conn, error)
+	ClientURL() string
+	Shutdown()
 }
 
 // Config is the parsed command line.
@@ -103,7 +121,7 @@ func parse(name string, args []string, o Options) (Config, error) {
 	fs.IntVar(&c.LegalDPD, "legal-dpd", def.LegalDPD, "without --policies: DPD at which an unpaid account is referred for legal action")
 	fs.StringVar(&c.Agency, "agency", def.Agency, "without --policies: agency that receives handed-off accounts")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	topo := bus.DefaultTopology()
+	topo := topology.DefaultTopology()
 	fs.DurationVar(&c.AckWait, "ack-wait", topo.AckWait, "redeliver a message not acknowledged within this time (a crashed stage's work resumes after it)")
 	fs.IntVar(&c.Replicas, "replicas", topo.Replicas, "stream and consumer replicas (3 on a NATS cluster)")
 	fs.IntVar(&c.MaxDeliver, "max-deliver", topo.MaxDeliver, "deliveries of a failing message before it is dead-lettered")
@@ -128,34 +146,72 @@ func parse(name string, args []string, o Options) (Config, error) {
 	return c, nil
 }
 
+// setup is everything a process needs that can be checked before it
+// connects anywhere: flags, log level, day length, policies, webhooks.
+type setup struct {
+	cfg      Config
+	log      *slog.Logger
+	cal      policy.Calendar
+	policies *policyfile.Live
+	notifier *notify.Notifier
+	natsHost string
+	natsPort int
+	dataDir  string
+}
+
+// prepare parses and validates the whole configuration.
+func prepare(args []string, o Options) (setup, error) {
+	cfg, err := parse(o.Name, args, o)
+	if err != nil {
+		return setup{}, err
+	}
+	st := setup{cfg: cfg}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return setup{}, fmt.Errorf("--log-level: %w", err)
+	}
+	st.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("service", o.Name)
+	if st.cal, err = policy.NewCalendar(cfg.Day); err != nil {
+		return setup{}, fmt.Errorf("--day: %w", err)
+	}
+	if st.policies, err = loadPolicies(cfg); err != nil {
+		return setup{}, err
+	}
+	if o.Notify {
+		if st.notifier, err = newNotifier(cfg); err != nil {
+			return setup{}, err
+		}
+	}
+	if o.Embedded {
+		if o.StartServer == nil {
+			return setup{}, fmt.Errorf("%s: built without an embedded NATS server", o.Name)
+		}
+		if st.natsHost, st.natsPort, err = listenAddr(cfg.NATSListen); err != nil {
+			return setup{}, err
+		}
+		if st.dataDir, err = filepath.Abs(cfg.DataDir); err != nil {
+			return setup{}, fmt.Errorf("--data-dir: %w", err)
+		}
+	}
+	return st, nil
+}
+
 // Run parses args and runs the process until ctx ends.
 func Run(ctx context.Context, args []string, o Options) error {
-	// Configuration.
-	cfg, err := parse(o.Name, args, o)
+	// Configuration: all of it, before anything starts or connects.
+	st, err := prepare(args, o)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil // usage was printed
 	}
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("service", o.Name)
-	cal, err := policy.NewCalendar(cfg.Day)
-	if err != nil {
-		return fmt.Errorf("--day: %w", err)
-	}
-	policies, err := loadPolicies(cfg)
-	if err != nil {
-		return err
-	}
+	cfg, log := st.cfg, st.log
 	now := o.Now
 	if now == nil {
 		now = time.Now
 	}
-	log.Info("starting", "day", cfg.Day, "policies", policies.Book().Versions(), "embedded", o.Embedded)
+	log.Info("starting", "day", cfg.Day, "policies", st.policies.Book().Versions(), "embedded", o.Embedded)
 
 	// NATS.
 	dial := func(name string) (*nats.Conn, error) {
@@ -166,104 +222,55 @@ func Run(ctx context.Context, args []string, o Options) error {
 			nats.ReconnectWait(250*time.Millisecond), nats.ReconnectJitter(250*time.Millisecond, time.Second))
 	}
 	if o.Embedded {
-		host, port, err := listenAddr(cfg.NATSListen)
-		if err != nil {
-			return err
-		}
-		dir, err := filepath.Abs(cfg.DataDir)
-		if err != nil {
-			return fmt.Errorf("--data-dir: %w", err)
-		}
-		srv, err := bus.StartEmbedded(bus.ServerConfig{StoreDir: dir, Host: host, Port: port, DontListen: port == 0,
-			SyncAlways: cfg.Fsync == "always"})
+		srv, err := o.StartServer(ServerConfig{StoreDir: st.dataDir, Host: st.natsHost, Port: st.natsPort,
+			DontListen: st.natsPort == 0, SyncAlways: cfg.Fsync == "always"})
 		if err != nil {
 			return err
 		}
 		defer srv.Shutdown()
 		dial = srv.Connect
-		log.Info("embedded nats started", "store", dir, "listen", srv.ClientURL(), "fsync", cfg.Fsync)
+		log.Info("embedded nats started", "store", st.dataDir, "listen", srv.ClientURL(), "fsync", cfg.Fsync)
 	}
-	nc, err := dial(o.Name)
-	if err != nil {
-		return fmt.Errorf("connecting to nats: %w", err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	topo := bus.DefaultTopology()
+	topo := topology.DefaultTopology()
 	topo.AckWait, topo.MaxDeliver, topo.Replicas = cfg.AckWait, cfg.MaxDeliver, cfg.Replicas
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = topo.Provision(pctx, js)
-	cancel()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ladder := func(tenant, product string) policy.Ladder {
+		return policy.Ladder{Policy: st.policies.Book().For(tenant, product), Calendar: st.cal}
+	}
+	p, err := pipeline.New(ctx, pipeline.Config{Name: o.Name, Topology: topo, Ladder: ladder, Now: now, Logger: log, Registry: reg,
+		Parts: pipeline.Parts{Stages: o.Stages, Intake: o.Intake, Dispatch: o.Dispatch, Notifier: st.notifier}}, dial)
 	if err != nil {
 		return err
 	}
 
 	// Business.
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := bus.NewMetrics(reg)
-	ladder := func(tenant, product string) policy.Ladder {
-		return policy.Ladder{Policy: policies.Book().For(tenant, product), Calendar: cal}
-	}
-	llog := loanlog.New(nc, js)
-	deps := stage.Deps{Log: llog, Ladder: ladder, Now: now, Metrics: metrics}
-	ing := &ingest.Ingestor{Log: llog, Metrics: metrics}
-
-	var notifier *notify.Notifier
-	if o.Notify {
-		if notifier, err = newNotifier(cfg, now); err != nil {
-			return err
-		}
-	}
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.Policies != "" {
-		policies.OnReload = func(err error) {
+		st.policies.OnReload = func(err error) {
 			result := "ok"
 			if err != nil {
 				result = "failed"
 			}
-			metrics.PolicyReloads.WithLabelValues(result).Inc()
+			p.Metrics.PolicyReloads.WithLabelValues(result).Inc()
 		}
-		g.Go(func() error { policies.Watch(gctx, 2*time.Second, log); return nil })
+		g.Go(func() error { st.policies.Watch(gctx, 2*time.Second, log); return nil })
 	}
 	var routerUp atomic.Bool
-	if len(o.Stages) > 0 || o.Intake || o.Dispatch || notifier != nil {
-		rt, err := bus.NewRouter(bus.RouterConfig{Dial: dial, Topology: topo, Registry: reg, Metrics: metrics, Logger: log, Name: o.Name + "-router"})
-		if err != nil {
-			return err
+	g.Go(func() error { return p.Run(gctx) })
+	g.Go(func() error {
+		select {
+		case <-p.Running():
+			routerUp.Store(true)
+		case <-gctx.Done():
 		}
-		for _, s := range o.Stages {
-			s.Register(rt, deps)
-		}
-		if o.Intake {
-			ing.Register(rt)
-		}
-		if o.Dispatch {
-			(&dispatch.Dispatcher{JS: rt.JetStream(), Ladder: ladder}).Register(rt)
-		}
-		if notifier != nil {
-			notifier.Register(rt)
-		}
-		g.Go(func() error { return rt.Run(gctx) })
-		g.Go(func() error {
-			select {
-			case <-rt.Running():
-				routerUp.Store(true)
-			case <-gctx.Done():
-			}
-			return nil
-		})
-	} else {
-		routerUp.Store(true)
-	}
+		return nil
+	})
 
 	// API.
-	srv := &api.Server{Ingestor: ing, Log: llog, Ladder: ladder, Now: now, Gatherer: reg, Logger: log,
+	srv := &api.Server{Ingestor: p.Ingestor, Log: p.Log, Ladder: ladder, Now: now, Gatherer: reg, Logger: log,
 		Ready: func() error {
-			if !nc.IsConnected() {
+			if !p.Conn.IsConnected() {
 				return errors.New("not connected to nats")
 			}
 			if !routerUp.Load() {
@@ -331,7 +338,7 @@ func loadPolicies(cfg Config) (*policyfile.Live, error) {
 }
 
 // newNotifier builds the webhook deliverer from the command line.
-func newNotifier(cfg Config, now func() time.Time) (*notify.Notifier, error) {
+func newNotifier(cfg Config) (*notify.Notifier, error) {
 	hooks, err := notify.ParseWebhooks(cfg.Webhooks)
 	if err != nil {
 		return nil, fmt.Errorf("--webhooks: %w", err)
@@ -350,7 +357,7 @@ func newNotifier(cfg Config, now func() time.Time) (*notify.Notifier, error) {
 	if len(secret) < 16 {
 		return nil, errors.New("--webhook-secret-file: the key must be at least 16 bytes")
 	}
-	return &notify.Notifier{Webhooks: hooks, Secret: secret, Client: &http.Client{Timeout: 15 * time.Second}, Now: now}, nil
+	return &notify.Notifier{Webhooks: hooks, Secret: secret, Client: &http.Client{Timeout: 15 * time.Second}, Now: time.Now}, nil
 }
 
 // healthOnly hides the lender API on processes that do not serve it.
@@ -391,6 +398,11 @@ func Main(name string) {
 		fmt.Fprintf(os.Stderr, "no service named %q\n", name)
 		os.Exit(2)
 	}
+	MainOptions(o)
+}
+
+// MainOptions is Main for a process described by its options.
+func MainOptions(o Options) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := Run(ctx, os.Args[1:], o)
 	stop()

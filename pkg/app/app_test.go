@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,13 +26,42 @@ func TestBadPolicyDoesNotStart(t *testing.T) {
 	}
 }
 
+// Every bad flag is refused with an error that names it, before anything
+// starts: the server starter fails the test if it is reached, and no data
+// directory is created.
 func TestFlagErrors(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
 	o, _ := Service("dunningd")
-	for _, args := range [][]string{{"--day", "0s"}, {"--fsync", "sometimes"}, {"--replicas", "2"}, {"--ack-wait", "10ms"}, {"extra"},
-		{"--webhooks", "fax=http://x"}, {"--webhooks", "sms=http://x"}} {
-		if err := Run(context.Background(), args, o); err == nil {
-			t.Errorf("Run(%v) = nil, want an error", args)
+	o.StartServer = func(ServerConfig) (Server, error) {
+		t.Error("the embedded server was started before the flags were checked")
+		return nil, errors.New("not started")
+	}
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--day", "0s"}, "--day"},
+		{[]string{"--day", "48h"}, "--day"},
+		{[]string{"--fsync", "sometimes"}, "--fsync"},
+		{[]string{"--replicas", "2"}, "--replicas"},
+		{[]string{"--ack-wait", "10ms"}, "--ack-wait"},
+		{[]string{"--max-deliver", "1"}, "--max-deliver"},
+		{[]string{"--log-level", "loud"}, "--log-level"},
+		{[]string{"--nats-listen", "127.0.0.1:99999"}, "--nats-listen"},
+		{[]string{"extra"}, "unexpected argument"},
+		{[]string{"--webhooks", "fax=http://x"}, "--webhooks"},
+		{[]string{"--webhooks", "sms=http://x"}, "--webhook-secret-file"},
+		{[]string{"--policies", filepath.Join(t.TempDir(), "missing")}, "loading policies"},
+	}
+	for _, c := range cases {
+		args := append([]string{"--data-dir", dir, "--http", "127.0.0.1:0"}, c.args...)
+		err := Run(context.Background(), args, o)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Run(%v) = %v, want an error naming %s", c.args, err, c.want)
 		}
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused start left %s behind (stat: %v)", dir, err)
 	}
 	for _, name := range []string{"dunningd", "gateway", "notify", "overdue", "contact", "escalation", "handoff", "legal"} {
 		if _, ok := Service(name); !ok {
@@ -40,5 +70,10 @@ func TestFlagErrors(t *testing.T) {
 	}
 	if _, ok := Service("nope"); ok {
 		t.Error("Service(nope) known")
+	}
+	// dunningd without a server starter says so instead of half-starting.
+	bare, _ := Service("dunningd")
+	if err := Run(context.Background(), []string{"--data-dir", dir}, bare); err == nil || !strings.Contains(err.Error(), "embedded") {
+		t.Errorf("Run(dunningd without a server) = %v, want an error about the embedded server", err)
 	}
 }

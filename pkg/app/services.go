@@ -2,25 +2,24 @@ package app
 
 import (
 	"github.com/opendunning/dunning/pkg/stage"
-	"github.com/opendunning/dunning/pkg/stage/all"
 )
 
 // Service returns what the named deployable runs: dunningd (everything, on
 // an embedded server), gateway (lender API and NATS intake), notify
-// (dispatch and webhooks), or one stage (overdue, contact, escalation,
-// handoff, legal). Every main, and every test that runs a service, takes
-// its options from here.
+// (dispatch and webhooks), or one stage by its service name in the stage
+// table (overdue, contact, escalation, handoff, legal). Every main, and
+// every test that runs a service, takes its options from here.
 func Service(name string) (Options, bool) {
 	switch name {
 	case "dunningd":
-		return Options{Name: name, Stages: all.Stages(), Intake: true, Dispatch: true, Notify: true, API: true,
+		return Options{Name: name, Stages: stage.Table, Intake: true, Dispatch: true, Notify: true, API: true,
 			Embedded: true, DefaultHTTP: "127.0.0.1:8080"}, true
 	case "gateway":
 		return Options{Name: name, Intake: true, API: true, DefaultHTTP: ":8080"}, true
 	case "notify":
 		return Options{Name: name, Dispatch: true, Notify: true, DefaultHTTP: ":9090"}, true
 	}
-	s, ok := all.ByName(name)
+	s, ok := stage.ByService(name)
 	if !ok {
 		return Options{}, false
 	}

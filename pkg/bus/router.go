@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -15,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/opendunning/dunning/pkg/topology"
 )
 
 // Metadata keys the subscriber sets on every message.
@@ -55,38 +58,25 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-// Metrics are the pipeline's own counters, on a private registry.
+// Metrics are the router's counters, on the process's private registry.
+// Labels are bounded: consumer and class, never a loan or tenant.
 type Metrics struct {
 	DeadLetters *prometheus.CounterVec
-	Decisions   *prometheus.CounterVec
-	Conflicts   *prometheus.CounterVec
-	Ingested    *prometheus.CounterVec
-	// PolicyReloads counts policy reloads by result (ok, failed).
-	PolicyReloads *prometheus.CounterVec
 	// Redeliveries counts deliveries after a message's first (a crash, a
 	// timeout, a nack, a restart): routine in small numbers, a stuck or
 	// overloaded consumer when it climbs.
 	Redeliveries *prometheus.CounterVec
 }
 
-// NewMetrics registers the pipeline's metrics on reg. Labels are bounded:
-// consumer, stage, kind, class; never a loan or tenant.
+// NewMetrics registers the router's counters on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "dead_letters_total",
 			Help: "Messages dead-lettered, by consumer and class (permanent or exhausted)."}, []string{"consumer", "class"}),
-		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "decisions_total",
-			Help: "Decisions appended to loan logs, by consumer and kind."}, []string{"consumer", "kind"}),
-		Conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "log_conflicts_total",
-			Help: "Writes refused because the loan's log moved; each is re-read and decided again."}, []string{"consumer"}),
-		Ingested: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "lender_events_total",
-			Help: "Lender events by source and result (accepted, duplicate, invalid)."}, []string{"source", "result"}),
+		Redeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "redeliveries_total",
+			Help: "Deliveries after a message's first (after a crash, an ack timeout, a failure or a restart), by consumer."}, []string{"consumer"}),
 	}
-	m.PolicyReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "policy_reloads_total",
-		Help: "Policy reloads by result; a failed one leaves the previous policies in force."}, []string{"result"})
-	m.Redeliveries = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "redeliveries_total",
-		Help: "Deliveries after a message's first (after a crash, an ack timeout, a failure or a restart), by consumer."}, []string{"consumer"})
-	reg.MustRegister(m.DeadLetters, m.Decisions, m.Conflicts, m.Ingested, m.PolicyReloads, m.Redeliveries)
+	reg.MustRegister(m.DeadLetters, m.Redeliveries)
 	return m
 }
 
@@ -94,11 +84,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 type RouterConfig struct {
 	// Dial opens a NATS connection; each router owns its connection because
 	// the watermill subscriber drains it on close.
-	Dial     func(name string) (*nats.Conn, error)
-	Topology Topology
+	Dial func(name string) (*nats.Conn, error)
+	// MaxDeliver is the consumers' redelivery bound: the router
+	// dead-letters a failing message on its next-to-last delivery.
+	MaxDeliver int
+	// Registry receives watermill's handler metrics; nil registers none.
 	Registry prometheus.Registerer
-	Metrics  *Metrics
-	Logger   *slog.Logger
+	// Metrics, if set, counts dead letters and redeliveries.
+	Metrics *Metrics
+	Logger  *slog.Logger
 	// Name identifies the process in connection names and logs.
 	Name string
 	// Concurrency is how many messages each consumer handles at once
@@ -118,6 +112,10 @@ type Router struct {
 	sub *Subscriber
 	nc  *nats.Conn
 	js  jetstream.JetStream
+
+	metrics *Metrics
+	mu      sync.Mutex
+	specs   map[string]topology.ConsumerSpec
 }
 
 // NewRouter is the one router constructor every service uses.
@@ -150,7 +148,8 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	if cfg.Registry != nil {
 		metrics.NewPrometheusMetricsBuilder(cfg.Registry, "dunning", "router").AddPrometheusRouterMetrics(r)
 	}
-	rt := &Router{cfg: cfg, r: r, sub: sub, nc: nc, js: js}
+	rt := &Router{cfg: cfg, r: r, sub: sub, nc: nc, js: js, metrics: cfg.Metrics, specs: map[string]topology.ConsumerSpec{}}
+	sub.Resolve = rt.resolve
 	// The first middleware is the outermost: dead-lettering sees every
 	// failure, a recovered panic included.
 	r.AddMiddleware(
@@ -172,8 +171,26 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 func (rt *Router) JetStream() jetstream.JetStream { return rt.js }
 
 // Handle registers a handler on a declared durable consumer.
-func (rt *Router) Handle(consumer string, h message.NoPublishHandlerFunc) {
-	rt.r.AddConsumerHandler(consumer, consumer, rt.sub, h)
+func (rt *Router) Handle(c topology.ConsumerSpec, h message.NoPublishHandlerFunc) {
+	rt.mu.Lock()
+	rt.specs[c.Name] = c
+	rt.mu.Unlock()
+	rt.r.AddConsumerHandler(c.Name, c.Name, rt.sub, h)
+}
+
+// resolve opens the provisioned durable consumer a handler was registered on.
+func (rt *Router) resolve(ctx context.Context, js jetstream.JetStream, topic string) (jetstream.Consumer, error) {
+	rt.mu.Lock()
+	spec, ok := rt.specs[topic]
+	rt.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("consumer %q has no handler on this router", topic)
+	}
+	cons, err := js.Consumer(ctx, spec.Stream, spec.Name)
+	if err != nil {
+		return nil, fmt.Errorf("opening consumer %s: %w", spec.Name, err)
+	}
+	return cons, nil
 }
 
 // Run runs the handlers until ctx ends.
@@ -195,8 +212,8 @@ func (rt *Router) deadLetter(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		consumer := message.HandlerNameFromCtx(msg.Context())
 		delivered, _ := strconv.Atoi(msg.Metadata.Get(MetaDelivered))
-		if delivered > 1 && rt.cfg.Metrics != nil {
-			rt.cfg.Metrics.Redeliveries.WithLabelValues(consumer).Inc()
+		if delivered > 1 && rt.metrics != nil {
+			rt.metrics.Redeliveries.WithLabelValues(consumer).Inc()
 		}
 		out, err := h(msg)
 		if err == nil {
@@ -206,7 +223,7 @@ func (rt *Router) deadLetter(h message.HandlerFunc) message.HandlerFunc {
 		if !IsPermanent(err) {
 			// Dead-letter one delivery before the last, so that if publishing
 			// the dead letter fails, the last delivery can try again.
-			if delivered < rt.cfg.Topology.MaxDeliver-1 {
+			if delivered < rt.cfg.MaxDeliver-1 {
 				rt.cfg.Logger.Warn("handler failed; will be redelivered", "consumer", consumer,
 					"stream_seq", msg.Metadata.Get(MetaStreamSeq), "delivered", delivered, "err", err)
 				return nil, err
@@ -216,8 +233,8 @@ func (rt *Router) deadLetter(h message.HandlerFunc) message.HandlerFunc {
 		if dlqErr := rt.publishDLQ(msg, consumer, class, err); dlqErr != nil {
 			return nil, errors.Join(err, dlqErr)
 		}
-		if rt.cfg.Metrics != nil {
-			rt.cfg.Metrics.DeadLetters.WithLabelValues(consumer, class).Inc()
+		if rt.metrics != nil {
+			rt.metrics.DeadLetters.WithLabelValues(consumer, class).Inc()
 		}
 		rt.cfg.Logger.Warn("message dead-lettered", "consumer", consumer, "class", class,
 			"stream_seq", msg.Metadata.Get(MetaStreamSeq), "reason", err)
@@ -226,7 +243,7 @@ func (rt *Router) deadLetter(h message.HandlerFunc) message.HandlerFunc {
 }
 
 func (rt *Router) publishDLQ(msg *message.Message, consumer, class string, cause error) error {
-	m := nats.NewMsg(DLQSubject(consumer))
+	m := nats.NewMsg(topology.DLQSubject(consumer))
 	m.Data = msg.Payload
 	for k, v := range msg.Metadata {
 		switch k {

@@ -28,9 +28,9 @@ type Subscriber struct {
 	JS          jetstream.JetStream
 	Concurrency int
 	NakDelay    time.Duration
-	// Resolve, when set, opens the consumer a topic is read from, and may
-	// create it and its stream. When nil the topic must name a consumer
-	// declared in the topology (see Consumers), which Provision creates.
+	// Resolve opens the consumer a topic is read from, and may create it
+	// and its stream. The router resolves a topic to the declared durable
+	// consumer its handler was registered on, which Provision created.
 	Resolve func(ctx context.Context, js jetstream.JetStream, topic string) (jetstream.Consumer, error)
 	// Logger, when set, hears of failing pulls (a deleted consumer, a lost
 	// connection), at most every 10 s per subscription; they are retried.
@@ -236,20 +236,12 @@ func (s *Subscriber) closingCh() chan struct{} {
 
 // consumer opens the consumer of topic.
 func (s *Subscriber) consumer(ctx context.Context, topic string) (jetstream.Consumer, error) {
-	if s.Resolve != nil {
-		cons, err := s.Resolve(ctx, s.JS, topic)
-		if err != nil {
-			return nil, fmt.Errorf("resolving consumer of topic %q: %w", topic, err)
-		}
-		return cons, nil
+	if s.Resolve == nil {
+		return nil, fmt.Errorf("subscriber has no Resolve for topic %q", topic)
 	}
-	spec, ok := ConsumerByName(topic)
-	if !ok {
-		return nil, fmt.Errorf("consumer %q is not declared in the topology", topic)
-	}
-	cons, err := s.JS.Consumer(ctx, spec.Stream, spec.Name)
+	cons, err := s.Resolve(ctx, s.JS, topic)
 	if err != nil {
-		return nil, fmt.Errorf("opening consumer %s: %w", spec.Name, err)
+		return nil, fmt.Errorf("resolving consumer of topic %q: %w", topic, err)
 	}
 	return cons, nil
 }
@@ -257,9 +249,8 @@ func (s *Subscriber) consumer(ctx context.Context, topic string) (jetstream.Cons
 var _ message.SubscribeInitializer = (*Subscriber)(nil)
 
 // SubscribeInitialize makes sure the consumer of topic exists, so that
-// messages published before the first Subscribe are kept for it. With
-// Resolve it resolves the topic (which may create the stream and consumer);
-// otherwise it checks that the declared consumer has been provisioned.
+// messages published before the first Subscribe are kept for it (Resolve
+// may create the stream and consumer, or check that they were provisioned).
 func (s *Subscriber) SubscribeInitialize(topic string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -17,8 +17,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
@@ -29,12 +31,17 @@ type Dispatcher struct {
 	Ladder func(tenant, product string) policy.Ladder
 }
 
+// Consumer is the dispatcher's durable consumer: every committed decision
+// that carries contact tasks.
+var Consumer = topology.ConsumerSpec{Name: "dispatch", Stream: topology.StreamLoans, Filters: []string{
+	topology.LoanFilter(codec.Contact.Token, "*"), topology.LoanFilter(codec.Escalated.Token, "*")}}
+
 // Register adds the dispatcher to a router.
-func (d *Dispatcher) Register(rt *bus.Router) { rt.Handle(bus.ConsumerDispatch, d.Handle) }
+func (d *Dispatcher) Register(rt *bus.Router) { rt.Handle(Consumer, d.Handle) }
 
 // Handle fans one committed decision out to its tasks.
 func (d *Dispatcher) Handle(msg *message.Message) error {
-	addr, ev, err := loanlog.DecodeMessage(msg)
+	addr, ev, err := bus.DecodeLoan(msg)
 	if err != nil {
 		return err
 	}
@@ -51,7 +58,7 @@ func (d *Dispatcher) Handle(msg *message.Message) error {
 			text = "" // the vendor renders from the template key; the policy may have changed
 		}
 		del := &dunningv1.Delivery{TenantId: addr.Tenant, LoanId: addr.Loan, CaseNumber: int32(dec.Ctx.Case),
-			Stage: dunningv1.Stage(dec.Ctx.Stage), Tier: dunningv1.Tier(dec.Ctx.Tier), Task: loanlog.TaskToProto(t),
+			Stage: codec.StageToProto(dec.Ctx.Stage), Tier: codec.TierToProto(dec.Ctx.Tier), Task: codec.TaskToProto(t),
 			Text: text, PolicyVersion: dec.Ctx.PolicyVersion}
 		if err := d.publish(msg.Context(), t, addr, del); err != nil {
 			return err
@@ -60,12 +67,12 @@ func (d *Dispatcher) Handle(msg *message.Message) error {
 	return nil
 }
 
-func (d *Dispatcher) publish(ctx context.Context, t policy.ContactTask, addr bus.LoanAddress, del *dunningv1.Delivery) error {
+func (d *Dispatcher) publish(ctx context.Context, t policy.ContactTask, addr topology.LoanAddress, del *dunningv1.Delivery) error {
 	data, err := proto.Marshal(del)
 	if err != nil {
 		return bus.Permanent(fmt.Errorf("encoding delivery: %w", err))
 	}
-	m := nats.NewMsg(bus.TaskSubject(t.Channel.String(), addr.Tenant, addr.Loan, t.ID))
+	m := nats.NewMsg(topology.TaskSubject(t.Channel.String(), addr.Tenant, addr.Loan, t.ID))
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, loanlog.MsgID("task", addr.Tenant, addr.Loan, t.ID))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")

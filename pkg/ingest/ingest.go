@@ -7,11 +7,13 @@ import (
 	"strings"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
@@ -29,7 +31,21 @@ type Result struct {
 // Ingestor records validated lender events in loan logs.
 type Ingestor struct {
 	Log     *loanlog.Log
-	Metrics *bus.Metrics
+	Metrics *Metrics
+}
+
+// Metrics count lender events by source (http, nats) and result (accepted,
+// duplicate, invalid).
+type Metrics struct {
+	Ingested *prometheus.CounterVec
+}
+
+// NewMetrics registers the ingest counters on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{Ingested: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "lender_events_total",
+		Help: "Lender events by source and result (accepted, duplicate, invalid)."}, []string{"source", "result"})}
+	reg.MustRegister(m.Ingested)
+	return m
 }
 
 // Decode parses a LenderEvent body: JSON (protojson, which names an unknown
@@ -68,7 +84,7 @@ func (in *Ingestor) Record(ctx context.Context, ev Event) (Result, error) {
 		}
 		old := ev.Msg.ProtoReflect().New().Interface()
 		if uerr := proto.Unmarshal(prev.Data, old); uerr != nil || !proto.Equal(old, ev.Msg) {
-			return Result{}, fmt.Errorf("%s %s: %w", ev.Kind, subj, ErrConflictingDuplicate)
+			return Result{}, fmt.Errorf("%s %s: %w", ev.Kind.Name(), subj, ErrConflictingDuplicate)
 		}
 		return Result{Subject: subj, Sequence: prev.Seq, Duplicate: true}, nil
 	}
@@ -78,7 +94,8 @@ func (in *Ingestor) Record(ctx context.Context, ev Event) (Result, error) {
 	return Result{Subject: subj, Sequence: seq}, nil
 }
 
-func (in *Ingestor) count(source, result string) {
+// Count records one lender event's result.
+func (in *Ingestor) Count(source, result string) {
 	if in.Metrics != nil {
 		in.Metrics.Ingested.WithLabelValues(source, result).Inc()
 	}
@@ -89,40 +106,40 @@ func (in *Ingestor) count(source, result string) {
 // application/json). Invalid events are dead-lettered with their reason.
 func (in *Ingestor) Intake() message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
-		tenant, loan, err := bus.ParseIntakeSubject(msg.Metadata.Get(bus.MetaSubject))
+		tenant, loan, err := topology.ParseIntakeSubject(msg.Metadata.Get(bus.MetaSubject))
 		if err != nil {
-			in.count("nats", "invalid")
+			in.Count("nats", "invalid")
 			return bus.Permanent(err)
 		}
 		pev, err := Decode(msg.Metadata.Get("Content-Type"), msg.Payload)
 		if err != nil {
-			in.count("nats", "invalid")
+			in.Count("nats", "invalid")
 			return bus.Permanent(err)
 		}
 		ev, err := Validate(pev)
 		if err != nil {
-			in.count("nats", "invalid")
+			in.Count("nats", "invalid")
 			return bus.Permanent(err)
 		}
 		if ev.Tenant != tenant || ev.Loan != loan {
-			in.count("nats", "invalid")
+			in.Count("nats", "invalid")
 			return bus.Permanent(fmt.Errorf("subject names %s/%s but the event is for %s/%s", tenant, loan, ev.Tenant, ev.Loan))
 		}
 		res, err := in.Record(msg.Context(), ev)
 		switch {
 		case errors.Is(err, ErrConflictingDuplicate):
-			in.count("nats", "invalid")
+			in.Count("nats", "invalid")
 			return bus.Permanent(err)
 		case err != nil:
 			return err
 		case res.Duplicate:
-			in.count("nats", "duplicate")
+			in.Count("nats", "duplicate")
 		default:
-			in.count("nats", "accepted")
+			in.Count("nats", "accepted")
 		}
 		return nil
 	}
 }
 
 // Register adds the intake handler to a router.
-func (in *Ingestor) Register(rt *bus.Router) { rt.Handle(bus.ConsumerIntake, in.Intake()) }
+func (in *Ingestor) Register(rt *bus.Router) { rt.Handle(topology.Intake, in.Intake()) }

@@ -10,8 +10,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
@@ -27,13 +28,13 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 // Event is a validated lender event, ready to record.
 type Event struct {
 	Tenant, Loan string
-	Kind         bus.Kind
+	Kind         *codec.Kind
 	ID           string // installment or payment ID; empty for settlement
 	Msg          proto.Message
 }
 
 // Subject is where the event is recorded in the loan's log.
-func (e Event) Subject() string { return bus.LoanSubject(e.Tenant, e.Loan, e.Kind, e.ID) }
+func (e Event) Subject() string { return topology.LoanSubject(e.Tenant, e.Loan, e.Kind.Token, e.ID) }
 
 // maxAmount bounds amounts to keep sums far from overflow (10^15 minor units).
 const maxAmount = 1_000_000_000_000_000
@@ -53,7 +54,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 		); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, bus.KindDue, m.InstallmentId, m}, nil
+		return Event{m.TenantId, m.LoanId, codec.Due, m.InstallmentId, m}, nil
 	case *dunningv1.LenderEvent_RepaymentReceived:
 		m, p := e.RepaymentReceived, "repayment_received."
 		if m == nil {
@@ -69,7 +70,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 		); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, bus.KindRepaid, m.PaymentId, m}, nil
+		return Event{m.TenantId, m.LoanId, codec.Repaid, m.PaymentId, m}, nil
 	case *dunningv1.LenderEvent_LoanSettled:
 		m, p := e.LoanSettled, "loan_settled."
 		if m == nil {
@@ -78,14 +79,14 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 		if err := firstErr(id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), timestamp(p+"settled_at", m.SettledAt)); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, bus.KindSettled, "", m}, nil
+		return Event{m.TenantId, m.LoanId, codec.Settled, "", m}, nil
 	case *dunningv1.LenderEvent_ContactOutcome:
 		m, p := e.ContactOutcome, "contact_outcome."
 		if m == nil {
 			return Event{}, &FieldError{"contact_outcome", "is required"}
 		}
 		var outcome error
-		if m.Outcome == dunningv1.Outcome_OUTCOME_UNSPECIFIED || dunningv1.Outcome_name[int32(m.Outcome)] == "" {
+		if !codec.KnownOutcome(m.Outcome) {
 			outcome = &FieldError{p + "outcome", "must be one of OUTCOME_SENT, OUTCOME_DELIVERED, OUTCOME_FAILED, OUTCOME_CALL_CONNECTED"}
 		}
 		var detail error
@@ -96,7 +97,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			outcome, timestamp(p+"occurred_at", m.OccurredAt), detail); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, bus.KindOutcome, m.ContactId + "_" + policy.Outcome(m.Outcome).String(), m}, nil
+		return Event{m.TenantId, m.LoanId, codec.Outcome, m.ContactId + "_" + codec.OutcomeFromProto(m.Outcome).String(), m}, nil
 	}
 	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled, contact_outcome is required"}
 }

@@ -6,7 +6,6 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/opendunning/dunning/pkg/bus"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
@@ -89,7 +88,7 @@ func TestValidateSubjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := ev.Subject(), bus.LoanSubject("acme", "L-1", bus.KindDue, "i-1"); got != want {
+	if got, want := ev.Subject(), "dunning.loan.acme.L-1.due.i-1"; got != want {
 		t.Errorf("Subject() = %q, want %q", got, want)
 	}
 	pev, err := Validate(&dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_RepaymentReceived{RepaymentReceived: validPay()}})

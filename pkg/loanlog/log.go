@@ -1,5 +1,6 @@
-// Package loanlog reads and writes a loan's log: the subjects
-// dunning.loan.<tenant>.<loan>.> of one stream. The log is the loan's state
+// Package loanlog is the NATS implementation of the engine's stage.Log: it
+// reads and writes a loan's log, the subjects dunning.loan.<tenant>.<loan>.>
+// of one stream. The log is the loan's state
 // (folded on every decision), its timeline, and its lock: a writer that
 // decided from the log as of sequence S appends only if S is still the loan's
 // last sequence, so a payment racing a step makes the later writer re-read.
@@ -21,12 +22,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/stage"
+	"github.com/opendunning/dunning/pkg/topology"
 )
 
-// ErrConflict means the loan's log moved since it was read: re-read and decide again.
-var ErrConflict = errors.New("loan log changed since it was read")
+var _ stage.Log = (*Log)(nil)
 
 // ErrDuplicate means an identified lender event (installment, payment,
 // settlement) is already in the log.
@@ -122,7 +124,7 @@ func MsgID(parts ...string) string {
 func (l *Log) ReadRaw(ctx context.Context, tenant, loan string) ([]Raw, uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
-	out, _, err := l.batch(ctx, map[string]any{"multi_last": []string{bus.LoanLog(tenant, loan)}, "batch": maxLog}, maxLog)
+	out, _, err := l.batch(ctx, map[string]any{"multi_last": []string{topology.LoanLog(tenant, loan)}, "batch": maxLog}, maxLog)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -187,7 +189,7 @@ func (l *Log) batch(ctx context.Context, request map[string]any, n int) ([]Raw, 
 	}
 	defer stop()
 	req, _ := json.Marshal(request)
-	if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+bus.StreamLoans, inbox, req); err != nil {
+	if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+topology.StreamLoans, inbox, req); err != nil {
 		return nil, 0, fmt.Errorf("reading loan log: %w", err)
 	}
 	select {
@@ -210,11 +212,11 @@ func (l *Log) Read(ctx context.Context, tenant, loan string) ([]policy.Entry, ui
 	}
 	entries := make([]policy.Entry, 0, len(raws))
 	for _, r := range raws {
-		addr, err := bus.ParseLoanSubject(r.Subject)
+		addr, err := topology.ParseLoanSubject(r.Subject)
 		if err != nil {
 			continue
 		}
-		ev, err := Decode(addr, r.Data)
+		ev, err := codec.Decode(addr, r.Data)
 		if err != nil {
 			continue
 		}
@@ -226,7 +228,7 @@ func (l *Log) Read(ctx context.Context, tenant, loan string) ([]policy.Entry, ui
 // guard makes a publish conditional on the loan's last sequence.
 func guard(m *nats.Msg, tenant, loan string, expect uint64) {
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expect, 10))
-	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, bus.LoanLog(tenant, loan))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, topology.LoanLog(tenant, loan))
 }
 
 // publish sends a conditional write. A duplicate ack (same Nats-Msg-Id
@@ -238,7 +240,7 @@ func (l *Log) publish(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, erro
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-			return nil, fmt.Errorf("%w: %w", ErrConflict, err)
+			return nil, fmt.Errorf("%w: %w", stage.ErrConflict, err)
 		}
 		return nil, fmt.Errorf("publishing to %s: %w", m.Subject, err)
 	}
@@ -253,14 +255,10 @@ func seqOf(ack *jetstream.PubAck, err error) (uint64, error) {
 }
 
 // AppendDecision appends a decision if the loan's last sequence is still
-// expect. A case-closing decision also cancels the loan's pending timer in the
-// same write. It returns the new last sequence.
+// expect. A case-closing or step-cancelling decision also cancels the
+// loan's pending timer in the same write. It returns the new last sequence.
 func (l *Log) AppendDecision(ctx context.Context, tenant, loan string, expect uint64, d policy.Decision) (uint64, error) {
-	k, err := kindOf(d.Kind)
-	if err != nil {
-		return 0, err
-	}
-	pm, err := EncodeDecision(tenant, loan, d)
+	k, pm, err := codec.Encode(tenant, loan, d)
 	if err != nil {
 		return 0, err
 	}
@@ -268,13 +266,13 @@ func (l *Log) AppendDecision(ctx context.Context, tenant, loan string, expect ui
 	if err != nil {
 		return 0, fmt.Errorf("encoding %s: %w", d.Kind, err)
 	}
-	m := nats.NewMsg(bus.DecisionSubject(tenant, loan, k, expect))
+	m := nats.NewMsg(topology.DecisionSubject(tenant, loan, k.Token, expect))
 	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, MsgID(tenant, loan, string(k), strconv.Itoa(d.Ctx.Case), d.Ctx.StepID, strconv.FormatUint(expect, 10)))
+	m.Header.Set(jetstream.MsgIDHeader, MsgID(tenant, loan, string(k.Token), strconv.Itoa(d.Ctx.Case), d.Ctx.StepID, strconv.FormatUint(expect, 10)))
 	guard(m, tenant, loan, expect)
 	if d.Kind == policy.KindCaseClosed || d.Kind == policy.KindStepCancelled {
 		// Atomically purge the schedule with recording why.
-		m.Header.Set(jetstream.SchedulerHeader, bus.TimerSubject(tenant, loan))
+		m.Header.Set(jetstream.SchedulerHeader, topology.TimerSubject(tenant, loan))
 		m.Header.Set(jetstream.ScheduleNextHeader, "purge")
 	}
 	return seqOf(l.publish(ctx, m))
@@ -283,20 +281,20 @@ func (l *Log) AppendDecision(ctx context.Context, tenant, loan string, expect ui
 // SetTimer stores step as the loan's one pending schedule (replacing any
 // other) if the loan's last sequence is still expect.
 func (l *Log) SetTimer(ctx context.Context, tenant, loan string, expect uint64, s policy.Step) (uint64, error) {
-	tok, err := StepToken(s.Stage)
+	st, err := stage.Of(s.Stage)
 	if err != nil {
 		return 0, err
 	}
-	data, err := proto.Marshal(stepToProto(s))
+	data, err := proto.Marshal(codec.StepToProto(s))
 	if err != nil {
 		return 0, fmt.Errorf("encoding step: %w", err)
 	}
-	m := nats.NewMsg(bus.TimerSubject(tenant, loan))
+	m := nats.NewMsg(topology.TimerSubject(tenant, loan))
 	m.Data = data
 	// The raw header keeps sub-second precision; WithScheduleAt drops it and
 	// could fire up to a second early, which matters under an accelerated day.
 	m.Header.Set(jetstream.ScheduleHeader, "@at "+s.At.UTC().Format(time.RFC3339Nano))
-	m.Header.Set(jetstream.ScheduleTargetHeader, bus.StepSubject(tenant, loan, tok, expect))
+	m.Header.Set(jetstream.ScheduleTargetHeader, topology.StepSubject(tenant, loan, st.Step, expect))
 	guard(m, tenant, loan, expect)
 	return seqOf(l.publish(ctx, m))
 }
@@ -311,7 +309,7 @@ func (l *Log) AppendLender(ctx context.Context, subject string, data []byte) (ui
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
 	ack, err := l.publish(ctx, m)
 	switch {
-	case errors.Is(err, ErrConflict):
+	case errors.Is(err, stage.ErrConflict):
 		return 0, fmt.Errorf("%w: %s", ErrDuplicate, subject)
 	case err != nil:
 		return 0, err

@@ -22,7 +22,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
@@ -79,7 +81,7 @@ type Notifier struct {
 }
 
 // Register adds the notifier to a router.
-func (n *Notifier) Register(rt *bus.Router) { rt.Handle(bus.ConsumerNotify, n.Handle) }
+func (n *Notifier) Register(rt *bus.Router) { rt.Handle(topology.Notify, n.Handle) }
 
 // Handle delivers one task. A channel without a webhook is left to the
 // lender's own subscriber and acked; a failed delivery is retried (the
@@ -90,7 +92,7 @@ func (n *Notifier) Handle(msg *message.Message) error {
 	if err := proto.Unmarshal(msg.Payload, &del); err != nil {
 		return bus.Permanent(fmt.Errorf("decoding delivery: %w", err))
 	}
-	ch := policy.Channel(del.GetTask().GetChannel()).String()
+	ch := codec.ChannelFromProto(del.GetTask().GetChannel()).String()
 	url, ok := n.Webhooks[ch]
 	if !ok {
 		return nil

@@ -19,9 +19,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
@@ -167,6 +167,19 @@ type Report struct {
 	// PublishP50/P99: how long a lender event took to be acknowledged;
 	// RecordedP50/P99: from a payment's time to its place in the loan's log.
 	PublishP50, PublishP99, RecordedP50, RecordedP99 time.Duration
+	// RecordedMax and FireMax are the worst payment recording and step
+	// firing delays of any loan, matching or not (see Overloaded).
+	RecordedMax, FireMax time.Duration
+}
+
+// Overloaded reports whether the run's timing, rather than the pipeline's
+// decisions, can explain a mismatch: a payment half a day into a DPD that
+// reached the loan's log half a day late or more may have landed after the
+// next day's step, and a step that fired a whole day late is decided at a
+// later DPD than the oracle's. A run that is not overloaded and still
+// differs from the oracle has a wrong decision.
+func (r Report) Overloaded(day time.Duration) bool {
+	return r.RecordedMax >= day/2 || r.FireMax >= day
 }
 
 // String renders the report as a table.
@@ -187,6 +200,8 @@ func (r Report) String() string {
 	fmt.Fprintf(&b, "lender events published %d (acknowledged in p50 %s, p99 %s; retried %d); payments in the loan log after their time p50 %s, p99 %s\n",
 		r.PublishedEvents, r.PublishP50.Round(time.Microsecond), r.PublishP99.Round(time.Microsecond), r.PublishRetries,
 		r.RecordedP50.Round(time.Microsecond), r.RecordedP99.Round(time.Microsecond))
+	fmt.Fprintf(&b, "worst delays: a payment reached its loan's log %s after its time, a step fired %s after its due time\n",
+		r.RecordedMax.Round(time.Millisecond), r.FireMax.Round(time.Millisecond))
 	fmt.Fprintf(&b, "decisions lost %d, unexpected %d, duplicated %d\n", r.Lost, r.Unexpected, r.Duplicates)
 	if r.MalformedSent > 0 {
 		fmt.Fprintf(&b, "malformed events sent %d, dead-lettered %d\n", r.MalformedSent, r.DeadLettered)
@@ -222,7 +237,7 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 		giveUp := t0.Add(90 * time.Second)
 		for {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err = js.Publish(pctx, bus.IntakeSubject(tenant, loan), data, jetstream.WithMsgID("sim-"+loan+"-"+id))
+			_, err = js.Publish(pctx, topology.IntakeSubject(tenant, loan), data, jetstream.WithMsgID("sim-"+loan+"-"+id))
 			cancel()
 			if err == nil {
 				break
@@ -246,6 +261,10 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 	// due (as a lender announces its schedule) and each payment at its time,
 	// from one timer heap. Announcing all installments at once would queue
 	// early payments behind the burst on the intake.
+	dlqBefore, err := deadLettered(ctx, js)
+	if err != nil {
+		return Report{}, err
+	}
 	malformed, err := sendMalformed(ctx, cfg, loans, js)
 	if err != nil {
 		return Report{}, err
@@ -329,7 +348,8 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 	if malformed > 0 {
 		deadline := time.Now().Add(cfg.Settle)
 		for {
-			if r.DeadLettered, err = deadLettered(ctx, js); err != nil || r.DeadLettered >= malformed || time.Now().After(deadline) {
+			if r.DeadLettered, err = deadLettered(ctx, js); err != nil || r.DeadLettered-dlqBefore >= malformed || time.Now().After(deadline) {
+				r.DeadLettered -= dlqBefore
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -359,7 +379,7 @@ func sendMalformed(ctx context.Context, cfg Config, loans []Loan, js jetstream.J
 			continue
 		}
 		b := bad[r.IntN(len(bad))]
-		m := nats.NewMsg(bus.IntakeSubject(cfg.Tenant, l.ID))
+		m := nats.NewMsg(topology.IntakeSubject(cfg.Tenant, l.ID))
 		m.Data = b.body
 		if b.ct != "" {
 			m.Header.Set("Content-Type", b.ct)
@@ -374,15 +394,15 @@ func sendMalformed(ctx context.Context, cfg Config, loans []Loan, js jetstream.J
 
 // deadLettered counts the intake's dead letters.
 func deadLettered(ctx context.Context, js jetstream.JetStream) (int, error) {
-	s, err := js.Stream(ctx, bus.StreamDLQ)
+	s, err := js.Stream(ctx, topology.StreamDLQ)
 	if err != nil {
 		return 0, err
 	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(bus.DLQSubject(bus.ConsumerIntake)))
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(topology.DLQSubject(topology.ConsumerIntake)))
 	if err != nil {
 		return 0, err
 	}
-	return int(info.State.Subjects[bus.DLQSubject(bus.ConsumerIntake)]), nil
+	return int(info.State.Subjects[topology.DLQSubject(topology.ConsumerIntake)]), nil
 }
 
 // check reads every loan's log until it matches the oracle or the deadline passes.
@@ -391,6 +411,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 	msgs := make([]int, len(loans))
 	var lat, fire []time.Duration
 	recs := make([][]time.Duration, len(loans))
+	fires := make([][]time.Duration, len(loans))
 	var latMu sync.Mutex
 	var lastDecision time.Time
 	pending := make([]int, len(loans))
@@ -438,7 +459,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 				o := outcome(ds)
 				mu.Lock()
 				defer mu.Unlock()
-				got[i], msgs[i], recs[i] = o, len(entries), rec
+				got[i], msgs[i], recs[i], fires[i] = o, len(entries), rec, f
 				if !o.equal(loans[i].Want) {
 					next = append(next, i)
 					return nil
@@ -518,6 +539,14 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 	slices.Sort(recorded)
 	if len(recorded) > 0 {
 		r.RecordedP50, r.RecordedP99 = recorded[len(recorded)/2], recorded[len(recorded)*99/100]
+	}
+	if len(recorded) > 0 {
+		r.RecordedMax = recorded[len(recorded)-1]
+	}
+	for _, f := range fires {
+		if len(f) > 0 {
+			r.FireMax = max(r.FireMax, slices.Max(f))
+		}
 	}
 	_, r.PeakRSSBytes = Resident()
 	return r, nil

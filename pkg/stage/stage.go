@@ -1,7 +1,10 @@
-// Package stage is the shared engine of the five stage services: read the
-// loan's log, fold it, let the stage's policy decide, append the decision
-// guarded by the loan's last sequence, and put the loan's one timer right.
-// A stage package only supplies its consumer and its decide function.
+// Package stage is the engine every stage service runs, and the table of
+// the five stages (table.go). For each trigger it reads the loan's log,
+// folds it, lets the stage's policy decide, appends the decision guarded by
+// the loan's last sequence, and puts the loan's one timer right. It knows
+// the log only through the Log interface: the NATS implementation is
+// package loanlog, and an in-memory one (loanlog/memlog) lets the engine be
+// tested without a broker. It imports no transport.
 package stage
 
 import (
@@ -9,76 +12,109 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/opendunning/dunning/pkg/bus"
-	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/policy"
 )
 
-// Deps are what every stage handler needs. They hold no per-loan state.
+// Log is what the engine needs of loans' logs. Every write is conditional:
+// it succeeds only while expect is still the loan's last sequence (across
+// all of the loan's entries), and otherwise fails with an error wrapping
+// ErrConflict and writes nothing.
+type Log interface {
+	// Read returns a loan's entries in order and its last sequence (0 for
+	// an empty log).
+	Read(ctx context.Context, tenant, loan string) ([]policy.Entry, uint64, error)
+	// AppendDecision appends a decision and returns the new last sequence.
+	// A case-closing or step-cancelling decision also removes the loan's
+	// pending timer, atomically with its record.
+	AppendDecision(ctx context.Context, tenant, loan string, expect uint64, d policy.Decision) (uint64, error)
+	// SetTimer stores s as the loan's one pending step, replacing any other.
+	SetTimer(ctx context.Context, tenant, loan string, expect uint64, s policy.Step) (uint64, error)
+}
+
+// ErrConflict means the loan's log moved since it was read: re-read and decide again.
+var ErrConflict = errors.New("loan log changed since it was read")
+
+// ErrRejected marks a trigger that can never be decided (a payment in
+// another currency, a trigger the stage does not consume): redelivery
+// cannot fix it, so its consumer dead-letters it.
+var ErrRejected = errors.New("trigger rejected")
+
+// Deps are what the engine needs. They hold no per-loan state.
 type Deps struct {
-	Log *loanlog.Log
+	Log Log
 	// Ladder chooses a loan's ladder by tenant and product; a reloaded
 	// policy governs the next decision.
 	Ladder  func(tenant, product string) policy.Ladder
 	Now     func() time.Time
-	Metrics *bus.Metrics
+	Metrics *Metrics
 }
 
-// Decide is a stage's policy: given the case folded from the log (which
-// already includes the trigger), the trigger and the time, what to append.
-// A nil decision means nothing to do; an error is permanent.
-type Decide func(l policy.Ladder, c *policy.Case, trigger policy.Event, now time.Time) (*policy.Decision, error)
-
-// Stage binds a decide function to its durable consumer.
-type Stage struct {
-	Consumer string
-	Decide   Decide
+// Metrics are the engine's counters. Labels are bounded: consumer and kind,
+// never a tenant or loan.
+type Metrics struct {
+	Decisions *prometheus.CounterVec
+	Conflicts *prometheus.CounterVec
 }
 
-// Register adds the stage's handler to a router.
-func (s Stage) Register(rt *bus.Router, d Deps) {
-	rt.Handle(s.Consumer, s.Handler(d))
-}
-
-// Handler decodes a loan-log message and processes it.
-func (s Stage) Handler(d Deps) message.NoPublishHandlerFunc {
-	return func(msg *message.Message) error {
-		addr, ev, err := loanlog.DecodeMessage(msg)
-		if err != nil {
-			return err
-		}
-		// The trigger is in the loan's log: a read that does not reach it
-		// came from a lagging replica and must not be decided on.
-		trigger, _ := strconv.ParseUint(msg.Metadata.Get(bus.MetaStreamSeq), 10, 64)
-		return d.Process(msg.Context(), s.Consumer, addr.Tenant, addr.Loan, trigger, func(l policy.Ladder, c *policy.Case, now time.Time) (*policy.Decision, error) {
-			return s.Decide(l, c, ev, now)
-		})
+// NewMetrics registers the engine's counters on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "decisions_total",
+			Help: "Decisions appended to loan logs, by consumer and kind."}, []string{"consumer", "kind"}),
+		Conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "log_conflicts_total",
+			Help: "Writes refused because the loan's log moved; each is re-read and decided again."}, []string{"consumer"}),
 	}
+	reg.MustRegister(m.Decisions, m.Conflicts)
+	return m
+}
+
+// Handle decides one trigger of one loan: ev, stored at loan-log sequence
+// seq (0 when unknown). It returns nil once the outcome is committed (or
+// nothing was to be done), an error wrapping ErrRejected for a trigger that
+// can never be decided, and any other error for a failure worth retrying.
+// Handling the same trigger again (a redelivery) finds its decision already
+// in the log and adds nothing.
+func (s Stage) Handle(ctx context.Context, d Deps, tenant, loan string, seq uint64, ev policy.Event) error {
+	decide := func(l policy.Ladder, c *policy.Case, now time.Time) (*policy.Decision, error) {
+		if f, ok := ev.(policy.StepFired); ok {
+			if f.Step.Stage != s.Policy {
+				return nil, fmt.Errorf("%s: step of stage %s", s.Consumer, f.Step.Stage)
+			}
+			return l.OnStep(c, f.Step, now), nil
+		}
+		if s.Decide == nil {
+			return nil, fmt.Errorf("%s: unexpected trigger %T", s.Consumer, ev)
+		}
+		return s.Decide(l, c, ev, now)
+	}
+	return d.process(ctx, s.Consumer, tenant, loan, seq, decide)
 }
 
 // maxAttempts bounds re-reads after conflicting writes in one delivery; the
 // message is redelivered after that.
 const maxAttempts = 50
 
-// Process runs one decision for one loan until it commits without conflict.
+// process runs one decision for one loan until it commits without conflict.
 // Every write is conditional on the sequence the decision was made from, so
 // a payment that lands meanwhile makes this re-read and decide again; a
-// cured loan then decides nothing. Repeating Process for the same trigger
-// (redelivery) finds its decision already in the log and adds nothing.
-func (d Deps) Process(ctx context.Context, consumer, tenant, loan string, trigger uint64,
+// cured loan then decides nothing.
+func (d Deps) process(ctx context.Context, consumer, tenant, loan string, trigger uint64,
 	decide func(policy.Ladder, *policy.Case, time.Time) (*policy.Decision, error)) error {
 	for attempt := range maxAttempts {
 		err := d.once(ctx, consumer, tenant, loan, trigger, decide)
 		if errors.Is(err, errStale) {
-			time.Sleep(time.Duration(attempt+1) * 10 * time.Millisecond)
+			select {
+			case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 			continue
 		}
-		if errors.Is(err, loanlog.ErrConflict) {
+		if errors.Is(err, ErrConflict) {
 			if d.Metrics != nil {
 				d.Metrics.Conflicts.WithLabelValues(consumer).Inc()
 			}
@@ -89,7 +125,8 @@ func (d Deps) Process(ctx context.Context, consumer, tenant, loan string, trigge
 	return fmt.Errorf("loan %s/%s: still conflicting after %d attempts", tenant, loan, maxAttempts)
 }
 
-// errStale: the read did not reach the message being handled.
+// errStale: the read did not reach the message being handled (it came from
+// a lagging replica) and must not be decided on.
 var errStale = errors.New("loan log read is behind the trigger")
 
 func (d Deps) once(ctx context.Context, consumer, tenant, loan string, trigger uint64,
@@ -106,7 +143,7 @@ func (d Deps) once(ctx context.Context, consumer, tenant, loan string, trigger u
 	l := d.Ladder(tenant, c.Product())
 	dec, err := decide(l, c, now)
 	if err != nil {
-		return bus.Permanent(err)
+		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
 	if dec != nil {
 		for i := range dec.Tasks {
@@ -158,21 +195,4 @@ func newReference() string {
 		b[i] = referenceAlphabet[int(b[i])%len(referenceAlphabet)]
 	}
 	return string(b)
-}
-
-// UnexpectedTrigger is the error for an event a stage's consumer should never receive.
-func UnexpectedTrigger(consumer string, ev policy.Event) error {
-	return fmt.Errorf("%s: unexpected trigger %T", consumer, ev)
-}
-
-// OnStep is the decide function of the timed stages: a fired step of the
-// expected stage is decided by the ladder.
-func OnStep(consumer string, want policy.Stage) Decide {
-	return func(l policy.Ladder, c *policy.Case, ev policy.Event, now time.Time) (*policy.Decision, error) {
-		s, ok := ev.(policy.StepFired)
-		if !ok || s.Step.Stage != want {
-			return nil, UnexpectedTrigger(consumer, ev)
-		}
-		return l.OnStep(c, s.Step, now), nil
-	}
 }

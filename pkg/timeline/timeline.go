@@ -11,9 +11,10 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/topology"
 )
 
 // Entry is one line of a loan's timeline.
@@ -53,11 +54,11 @@ func Read(ctx context.Context, log *loanlog.Log, ladder func(tenant, product str
 // product is the loan's product code, from its first installment.
 func product(raws []loanlog.Raw) string {
 	for _, r := range raws {
-		addr, err := bus.ParseLoanSubject(r.Subject)
-		if err != nil || addr.Kind != bus.KindDue {
+		addr, err := topology.ParseLoanSubject(r.Subject)
+		if err != nil || addr.Kind != codec.Due.Token {
 			continue
 		}
-		if ev, err := loanlog.Decode(addr, r.Data); err == nil {
+		if ev, err := codec.Decode(addr, r.Data); err == nil {
 			return ev.(policy.InstallmentDue).Product
 		}
 	}
@@ -70,21 +71,23 @@ func Build(l policy.Ladder, tenant, loan string, raws []loanlog.Raw, now time.Ti
 	c := &policy.Case{}
 	for _, r := range raws {
 		e := Entry{Seq: r.Seq, Time: r.Time, Subject: r.Subject}
-		addr, err := bus.ParseLoanSubject(r.Subject)
+		addr, err := topology.ParseLoanSubject(r.Subject)
 		if err != nil {
 			e.Kind, e.Reason = "invalid", err.Error()
 			tl.Entries = append(tl.Entries, e)
 			continue
 		}
-		ev, err := loanlog.Decode(addr, r.Data)
+		ev, err := codec.Decode(addr, r.Data)
 		if err != nil {
 			e.Kind, e.Reason = "invalid", err.Error()
 			tl.Entries = append(tl.Entries, e)
 			continue
 		}
-		if pm, ok := loanlog.NewProto(addr.Kind); ok && proto.Unmarshal(r.Data, pm) == nil {
-			if b, err := protojson.Marshal(pm); err == nil {
-				e.Event = b
+		if k, ok := codec.ByToken(addr.Kind); ok {
+			if pm := k.NewMessage(); proto.Unmarshal(r.Data, pm) == nil {
+				if b, err := protojson.Marshal(pm); err == nil {
+					e.Event = b
+				}
 			}
 		}
 		c.Apply(policy.Entry{Seq: r.Seq, Time: r.Time, Event: ev})

@@ -3,6 +3,9 @@
 // dispatch and webhook delivery.
 package main
 
-import "github.com/opendunning/dunning/pkg/app"
+import (
+	"github.com/opendunning/dunning/pkg/allinone"
+	"github.com/opendunning/dunning/pkg/app"
+)
 
-func main() { app.Main("dunningd") }
+func main() { app.MainOptions(allinone.Options()) }

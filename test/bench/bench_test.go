@@ -15,19 +15,19 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/opendunning/dunning/pkg/bus"
-	"github.com/opendunning/dunning/pkg/ingest"
+	"github.com/opendunning/dunning/pkg/codec"
+	"github.com/opendunning/dunning/pkg/embedded"
 	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/natstest"
+	"github.com/opendunning/dunning/pkg/pipeline"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/stage"
-	"github.com/opendunning/dunning/pkg/stage/all"
-	"github.com/opendunning/dunning/pkg/stage/contact"
+	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
@@ -47,12 +47,12 @@ type mode struct {
 // server serves both; in-process skips the kernel's loopback.
 type transport struct {
 	name string
-	dial func(srv *bus.Embedded, name string) (*nats.Conn, error)
+	dial func(srv *embedded.Server, name string) (*nats.Conn, error)
 }
 
 var (
-	inproc = transport{name: "inproc", dial: func(srv *bus.Embedded, name string) (*nats.Conn, error) { return srv.Connect(name) }}
-	tcp    = transport{name: "tcp", dial: func(srv *bus.Embedded, name string) (*nats.Conn, error) {
+	inproc = transport{name: "inproc", dial: func(srv *embedded.Server, name string) (*nats.Conn, error) { return srv.Connect(name) }}
+	tcp    = transport{name: "tcp", dial: func(srv *embedded.Server, name string) (*nats.Conn, error) {
 		return nats.Connect(srv.ClientURL(), nats.Name(name), nats.MaxReconnects(-1))
 	}}
 )
@@ -172,7 +172,7 @@ func BenchmarkPipeline(b *testing.B) {
 // env is a fresh embedded server (store in b.TempDir, listening on a free
 // loopback port) and an in-process control client that seeds and polls.
 type env struct {
-	srv *bus.Embedded
+	srv *embedded.Server
 	tr  transport
 	nc  *nats.Conn
 	js  jetstream.JetStream
@@ -180,21 +180,9 @@ type env struct {
 
 func newEnv(b *testing.B, md mode, tr transport) *env {
 	b.Helper()
-	srv, err := bus.StartEmbedded(bus.ServerConfig{StoreDir: b.TempDir(), Host: "127.0.0.1", Port: -1, SyncAlways: md.syncAlways})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(srv.Shutdown)
+	srv := natstest.Server(b, embedded.Config{SyncAlways: md.syncAlways})
 	e := &env{srv: srv, tr: tr}
-	nc, err := srv.Connect("bench-control")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(nc.Close)
-	if e.js, err = jetstream.New(nc); err != nil {
-		b.Fatal(err)
-	}
-	e.nc = nc
+	e.nc, e.js = natstest.Connect(b, srv, "bench-control")
 	return e
 }
 
@@ -221,8 +209,8 @@ func (e *env) connect(b *testing.B, name string) (*nats.Conn, jetstream.JetStrea
 func (e *env) createRawStream(b *testing.B) {
 	b.Helper()
 	var sc jetstream.StreamConfig
-	for _, c := range bus.DefaultTopology().StreamConfigs() {
-		if c.Name == bus.StreamLoans {
+	for _, c := range topology.DefaultTopology().StreamConfigs() {
+		if c.Name == topology.StreamLoans {
 			sc = c
 		}
 	}
@@ -263,7 +251,7 @@ func benchRawLoop(b *testing.B, md mode, tr transport) {
 	e.createRawStream(b)
 	_, wjs := e.connect(b, "raw-worker")
 	ctx := context.Background()
-	topo := bus.DefaultTopology()
+	topo := topology.DefaultTopology()
 	payload := make([]byte, payloadSize)
 	n := md.rawMsgs
 	i := 0
@@ -381,16 +369,14 @@ func rawLoop(js jetstream.JetStream, cons jetstream.Consumer, n int, payload []b
 func benchStage(b *testing.B, md mode, tr transport) {
 	e := newEnv(b, md, tr)
 	ctx := context.Background()
-	topo := bus.DefaultTopology()
-	if err := topo.Provision(ctx, e.js); err != nil {
+	topo := topology.DefaultTopology()
+	if err := topo.Provision(ctx, e.js, pipeline.Consumers()); err != nil {
 		b.Fatal(err)
 	}
-	// The stage's log client has its own connection, like a service's.
-	snc, sjs := e.connect(b, "stage-log")
-	stageLog := loanlog.New(snc, sjs)
 	seedLog := loanlog.New(e.nc, e.js)
 	ladder := policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: time.Hour}}
-	contactCons, err := e.js.Consumer(ctx, bus.StreamLoans, bus.ConsumerContact)
+	contact, _ := stage.ByService("contact")
+	contactCons, err := e.js.Consumer(ctx, topology.StreamLoans, contact.Consumer)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -407,9 +393,8 @@ func benchStage(b *testing.B, md mode, tr transport) {
 		if err := waitPending(ctx, contactCons, stageLoans, 10*time.Second); err != nil {
 			b.Fatal(err)
 		}
-		metrics := e.timedRouter(b, "bench-contact", topo, func(rt *bus.Router, m *bus.Metrics) {
-			contact.Stage().Register(rt, stage.Deps{Log: stageLog, Ladder: policy.Fixed(ladder), Now: time.Now, Metrics: m})
-		}, func(*bus.Metrics) error { return waitDrained(ctx, contactCons, 2*time.Minute) })
+		metrics := e.timedPipeline(b, "bench-contact", topo, ladder, pipeline.Parts{Stages: []stage.Stage{contact}},
+			func(pipeline.Metrics) error { return waitDrained(ctx, contactCons, 2*time.Minute) })
 		verifyStage(b, e, seedLog, metrics, prefix, key(md, tr))
 		i++
 		b.StartTimer() // b.Loop must be called with the timer running
@@ -419,26 +404,23 @@ func benchStage(b *testing.B, md mode, tr transport) {
 	record(key(md, tr), func(x *row) { x.stage = r })
 }
 
-// timedRouter runs one router as a service would, with the handlers register
-// adds, and times it from its start (subscribing included) until done
-// returns; then stops it. It returns the router's metrics.
-func (e *env) timedRouter(b *testing.B, name string, topo bus.Topology, register func(*bus.Router, *bus.Metrics),
-	done func(*bus.Metrics) error) *bus.Metrics {
+// timedPipeline runs one process's parts, built by pipeline.New as a
+// service builds them, and times it from its start (subscribing included)
+// until done returns; then stops it. It returns the process's metrics.
+func (e *env) timedPipeline(b *testing.B, name string, topo topology.Topology, ladder policy.Ladder, parts pipeline.Parts,
+	done func(pipeline.Metrics) error) pipeline.Metrics {
 	b.Helper()
-	reg := prometheus.NewRegistry()
-	metrics := bus.NewMetrics(reg)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	rt, err := bus.NewRouter(bus.RouterConfig{Dial: e.dial, Topology: topo, Registry: reg,
-		Metrics: metrics, Logger: logger, Name: name})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p, err := pipeline.New(ctx, pipeline.Config{Name: name, Topology: topo, Ladder: policy.Fixed(ladder), Logger: logger, Parts: parts}, e.dial)
 	if err != nil {
 		b.Fatal(err)
 	}
-	register(rt, metrics)
-	ctx, cancel := context.WithCancel(context.Background())
 	exited := make(chan error, 1)
 	b.StartTimer()
-	go func() { exited <- rt.Run(ctx) }()
-	err = done(metrics)
+	go func() { exited <- p.Run(ctx) }()
+	err = done(p.Metrics)
 	b.StopTimer()
 	cancel()
 	if rerr := <-exited; rerr != nil {
@@ -447,7 +429,7 @@ func (e *env) timedRouter(b *testing.B, name string, topo bus.Topology, register
 	if err != nil {
 		b.Fatal(err)
 	}
-	return metrics
+	return p.Metrics
 }
 
 // seed stores, for each of n loans, an installment due at dueAt and the
@@ -472,7 +454,7 @@ func seedLoan(ctx context.Context, l *loanlog.Log, loan string, dueAt time.Time,
 	if err != nil {
 		return err
 	}
-	seq, err := l.AppendLender(ctx, bus.LoanSubject(tenant, loan, bus.KindDue, "1"), data)
+	seq, err := l.AppendLender(ctx, topology.LoanSubject(tenant, loan, codec.Due.Token, "1"), data)
 	if err != nil {
 		return fmt.Errorf("seeding %s: %w", loan, err)
 	}
@@ -490,23 +472,23 @@ func seedLoan(ctx context.Context, l *loanlog.Log, loan string, dueAt time.Time,
 // verifyStage fails the benchmark unless every loan of the iteration has its
 // contact_requested decision and its escalation timer in the store, with no
 // dead letter.
-func verifyStage(b *testing.B, e *env, l *loanlog.Log, m *bus.Metrics, prefix, rowKey string) {
+func verifyStage(b *testing.B, e *env, l *loanlog.Log, m pipeline.Metrics, prefix, rowKey string) {
 	b.Helper()
-	if got := testutil.ToFloat64(m.Decisions.WithLabelValues(bus.ConsumerContact, policy.KindContactRequested.String())); got != stageLoans {
+	if got := testutil.ToFloat64(m.Stage.Decisions.WithLabelValues("first-contact", policy.KindContactRequested.String())); got != stageLoans {
 		b.Fatalf("%s: %v contact_requested decisions counted, want %d", prefix, got, stageLoans)
 	}
-	if n := testutil.CollectAndCount(m.DeadLetters); n != 0 {
+	if n := testutil.CollectAndCount(m.Router.DeadLetters); n != 0 {
 		b.Fatalf("%s: dead letters were written", prefix)
 	}
-	if c := testutil.ToFloat64(m.Conflicts.WithLabelValues(bus.ConsumerContact)); c != 0 {
+	if c := testutil.ToFloat64(m.Stage.Conflicts.WithLabelValues("first-contact")); c != 0 {
 		b.Logf("%s: %v log conflicts (re-read and decided again)", prefix, c)
 	}
-	contactSubj := "dunning.loan." + tenant + ".*." + string(bus.KindContact) + ".*"
-	if got := countSubjects(b, e.js, bus.StreamLoans, contactSubj, prefix); got != stageLoans {
+	contactSubj := "dunning.loan." + tenant + ".*." + string(codec.Contact.Token) + ".*"
+	if got := countSubjects(b, e.js, topology.StreamLoans, contactSubj, prefix); got != stageLoans {
 		b.Fatalf("%s: %d loans have a contact_requested in the store, want %d", prefix, got, stageLoans)
 	}
-	timerSubj := "dunning.loan." + tenant + ".*." + string(bus.KindTimer)
-	if got := countSubjects(b, e.js, bus.StreamLoans, timerSubj, prefix); got != stageLoans {
+	timerSubj := "dunning.loan." + tenant + ".*." + string(topology.KindTimer)
+	if got := countSubjects(b, e.js, topology.StreamLoans, timerSubj, prefix); got != stageLoans {
 		b.Fatalf("%s: %d loans have an escalation timer, want %d", prefix, got, stageLoans)
 	}
 	// One loan, read back and decoded the way the timeline does.
@@ -517,11 +499,11 @@ func verifyStage(b *testing.B, e *env, l *loanlog.Log, m *bus.Metrics, prefix, r
 	}
 	var kinds []string
 	for _, r := range raws {
-		addr, err := bus.ParseLoanSubject(r.Subject)
+		addr, err := topology.ParseLoanSubject(r.Subject)
 		if err != nil {
 			b.Fatal(err)
 		}
-		ev, err := loanlog.Decode(addr, r.Data)
+		ev, err := codec.Decode(addr, r.Data)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -561,7 +543,7 @@ func countSubjects(b *testing.B, js jetstream.JetStream, stream, filter, prefix 
 			n++
 			continue
 		}
-		if addr, err := bus.ParseLoanSubject(subj); err == nil && strings.HasPrefix(addr.Loan, prefix) {
+		if addr, err := topology.ParseLoanSubject(subj); err == nil && strings.HasPrefix(addr.Loan, prefix) {
 			n++
 		}
 	}
@@ -616,14 +598,12 @@ func waitDrained(ctx context.Context, c jetstream.Consumer, timeout time.Duratio
 func benchPipelineRun(b *testing.B, md mode, tr transport) {
 	e := newEnv(b, md, tr)
 	ctx := context.Background()
-	topo := bus.DefaultTopology()
-	if err := topo.Provision(ctx, e.js); err != nil {
+	topo := topology.DefaultTopology()
+	if err := topo.Provision(ctx, e.js, pipeline.Consumers()); err != nil {
 		b.Fatal(err)
 	}
-	snc, sjs := e.connect(b, "pipeline-log")
-	stageLog := loanlog.New(snc, sjs)
 	ladder := policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: time.Hour}}
-	intake, err := e.js.Consumer(ctx, bus.StreamIntake, bus.ConsumerIntake)
+	intake, err := e.js.Consumer(ctx, topology.StreamIntake, topology.ConsumerIntake)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -641,7 +621,7 @@ func benchPipelineRun(b *testing.B, md mode, tr transport) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := e.js.PublishAsync(bus.IntakeSubject(tenant, loan), data); err != nil {
+			if _, err := e.js.PublishAsync(topology.IntakeSubject(tenant, loan), data); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -653,16 +633,10 @@ func benchPipelineRun(b *testing.B, md mode, tr transport) {
 		if err := waitPending(ctx, intake, uint64(n), 10*time.Second); err != nil {
 			b.Fatal(err)
 		}
-		contactsOf := func(m *bus.Metrics) float64 {
-			return testutil.ToFloat64(m.Decisions.WithLabelValues(bus.ConsumerContact, policy.KindContactRequested.String()))
+		contactsOf := func(m pipeline.Metrics) float64 {
+			return testutil.ToFloat64(m.Stage.Decisions.WithLabelValues("first-contact", policy.KindContactRequested.String()))
 		}
-		metrics := e.timedRouter(b, "bench-pipeline", topo, func(rt *bus.Router, m *bus.Metrics) {
-			deps := stage.Deps{Log: stageLog, Ladder: policy.Fixed(ladder), Now: time.Now, Metrics: m}
-			for _, s := range all.Stages() {
-				s.Register(rt, deps)
-			}
-			(&ingest.Ingestor{Log: stageLog, Metrics: m}).Register(rt)
-		}, func(m *bus.Metrics) error {
+		metrics := e.timedPipeline(b, "bench-pipeline", topo, ladder, pipeline.Parts{Stages: stage.Table, Intake: true}, func(m pipeline.Metrics) error {
 			deadline := time.Now().Add(2 * time.Minute)
 			for contactsOf(m) < float64(n) && time.Now().Before(deadline) {
 				time.Sleep(pollEvery)
@@ -672,14 +646,14 @@ func benchPipelineRun(b *testing.B, md mode, tr transport) {
 		if got := contactsOf(metrics); got != float64(n) {
 			b.Fatalf("%s: %v first contacts after 2 minutes, want %d", prefix, got, n)
 		}
-		if got := testutil.ToFloat64(metrics.Decisions.WithLabelValues(bus.ConsumerOverdue, policy.KindOverdueConfirmed.String())); got != float64(n) {
+		if got := testutil.ToFloat64(metrics.Stage.Decisions.WithLabelValues("overdue-confirmation", policy.KindOverdueConfirmed.String())); got != float64(n) {
 			b.Fatalf("%s: %v overdue confirmations, want %d", prefix, got, n)
 		}
-		if c := testutil.CollectAndCount(metrics.DeadLetters); c != 0 {
+		if c := testutil.CollectAndCount(metrics.Router.DeadLetters); c != 0 {
 			b.Fatalf("%s: dead letters were written", prefix)
 		}
-		contactSubj := "dunning.loan." + tenant + ".*." + string(bus.KindContact) + ".*"
-		if got := countSubjects(b, e.js, bus.StreamLoans, contactSubj, prefix); got != n {
+		contactSubj := "dunning.loan." + tenant + ".*." + string(codec.Contact.Token) + ".*"
+		if got := countSubjects(b, e.js, topology.StreamLoans, contactSubj, prefix); got != n {
 			b.Fatalf("%s: %d loans have a contact_requested in the store, want %d", prefix, got, n)
 		}
 		i++

@@ -15,8 +15,12 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/codec"
+	"github.com/opendunning/dunning/pkg/embedded"
+	"github.com/opendunning/dunning/pkg/natstest"
+	"github.com/opendunning/dunning/pkg/pipeline"
 	"github.com/opendunning/dunning/pkg/sim"
+	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
@@ -35,10 +39,7 @@ func BenchmarkOpenCases(b *testing.B) {
 	}
 	for b.Loop() {
 		b.StopTimer()
-		srv, err := bus.StartEmbedded(bus.ServerConfig{StoreDir: b.TempDir(), Host: "127.0.0.1", Port: -1})
-		if err != nil {
-			b.Fatal(err)
-		}
+		srv := natstest.Server(b, embedded.Config{})
 		nc, err := srv.Connect("open-cases")
 		if err != nil {
 			b.Fatal(err)
@@ -48,7 +49,7 @@ func BenchmarkOpenCases(b *testing.B) {
 			b.Fatal(err)
 		}
 		ctx := context.Background()
-		if err := bus.DefaultTopology().Provision(ctx, js); err != nil {
+		if err := topology.DefaultTopology().Provision(ctx, js, pipeline.Consumers()); err != nil {
 			b.Fatal(err)
 		}
 		// Fire far enough ahead that seeding finishes first.
@@ -61,7 +62,7 @@ func BenchmarkOpenCases(b *testing.B) {
 		runtime.GC()
 		debug.FreeOSMemory()
 		rss, _ := sim.Resident()
-		steps, err := js.CreateConsumer(ctx, bus.StreamLoans, jetstream.ConsumerConfig{
+		steps, err := js.CreateConsumer(ctx, topology.StreamLoans, jetstream.ConsumerConfig{
 			Durable: "open-steps", FilterSubject: "dunning.loan." + tenant + ".*.step.>", AckPolicy: jetstream.AckNonePolicy})
 		if err != nil {
 			b.Fatal(err)
@@ -118,14 +119,14 @@ func seedOpen(js jetstream.JetStream, n int, fireAt time.Time) error {
 			return err
 		}
 		msgs := []*nats.Msg{
-			{Subject: bus.LoanSubject(tenant, loan, bus.KindDue, "1"), Data: data},
-			{Subject: bus.LoanSubject(tenant, loan, bus.KindOverdue, "s2"), Data: decision[:200]},
-			{Subject: bus.LoanSubject(tenant, loan, bus.KindContact, "s3"), Data: decision},
+			{Subject: topology.LoanSubject(tenant, loan, codec.Due.Token, "1"), Data: data},
+			{Subject: topology.LoanSubject(tenant, loan, codec.Overdue.Token, "s2"), Data: decision[:200]},
+			{Subject: topology.LoanSubject(tenant, loan, codec.Contact.Token, "s3"), Data: decision},
 		}
-		timer := nats.NewMsg(bus.TimerSubject(tenant, loan))
+		timer := nats.NewMsg(topology.TimerSubject(tenant, loan))
 		timer.Data = decision[:80]
 		timer.Header.Set(jetstream.ScheduleHeader, "@at "+fireAt.UTC().Format(time.RFC3339Nano))
-		timer.Header.Set(jetstream.ScheduleTargetHeader, bus.StepSubject(tenant, loan, "escalation", 4))
+		timer.Header.Set(jetstream.ScheduleTargetHeader, topology.StepSubject(tenant, loan, "escalate", 4))
 		msgs = append(msgs, timer)
 		for _, m := range msgs {
 			if _, err := js.PublishMsgAsync(m); err != nil {

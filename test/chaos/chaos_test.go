@@ -30,11 +30,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/policyfile"
 	"github.com/opendunning/dunning/pkg/sim"
+	"github.com/opendunning/dunning/pkg/topology"
 )
 
 // Every service runs twice, so that a killed or stopped process's work has
@@ -114,7 +114,7 @@ func TestChaos(t *testing.T) {
 	for _, p := range fleet.stopAll() {
 		t.Error(p)
 	}
-	dlq, err := streamMsgs(ctx, js, bus.StreamDLQ)
+	dlq, err := streamMsgs(ctx, js, topology.StreamDLQ)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -575,7 +575,7 @@ func (fs *faults) run(restartAfter time.Duration) func(ctx context.Context) {
 func waitDispatched(ctx context.Context, js jetstream.JetStream, tasks int) (int, error) {
 	deadline := time.Now().Add(time.Minute)
 	for {
-		n, err := streamMsgs(ctx, js, bus.StreamTasks)
+		n, err := streamMsgs(ctx, js, topology.StreamTasks)
 		if err != nil || n >= tasks || time.Now().After(deadline) {
 			return n, err
 		}

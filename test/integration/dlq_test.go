@@ -12,6 +12,7 @@ import (
 
 	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/topology"
 )
 
 // Acceptance 9: malformed events land in the dead-letter stream with their
@@ -46,16 +47,16 @@ func TestMalformedEventsDeadLettered(t *testing.T) {
 		data     []byte
 		reason   string
 	}{
-		{bus.IntakeSubject(tenant, "L-bad"), "", []byte{0xff, 0xff, 0xff}, "invalid protobuf"},
-		{bus.IntakeSubject(tenant, "L-bad"), "application/json", []byte(`{"installmentDue":{"tenantId":"acme","amout":1}}`), `unknown field "amout"`},
-		{bus.IntakeSubject(tenant, "L-bad"), "application/json", noAmountJSON, "installment_due.amount: is required"},
-		{bus.IntakeSubject(tenant, "L-bad"), "application/json", mismatched, "subject names acme/L-bad but the event is for acme/L-other"},
-		{bus.StepSubject(tenant, "L-bad", bus.StepEscalate, 1), "", []byte("not a step"), "undecodable"},
+		{topology.IntakeSubject(tenant, "L-bad"), "", []byte{0xff, 0xff, 0xff}, "invalid protobuf"},
+		{topology.IntakeSubject(tenant, "L-bad"), "application/json", []byte(`{"installmentDue":{"tenantId":"acme","amout":1}}`), `unknown field "amout"`},
+		{topology.IntakeSubject(tenant, "L-bad"), "application/json", noAmountJSON, "installment_due.amount: is required"},
+		{topology.IntakeSubject(tenant, "L-bad"), "application/json", mismatched, "subject names acme/L-bad but the event is for acme/L-other"},
+		{topology.StepSubject(tenant, "L-bad", "escalate", 1), "", []byte("not a step"), "undecodable"},
 	}
 	for _, c := range cases {
 		pub(c.subj, c.ct, c.data)
 	}
-	pub(bus.IntakeSubject(tenant, "L-good"), "application/json", validJSON)
+	pub(topology.IntakeSubject(tenant, "L-good"), "application/json", validJSON)
 
 	h.waitKind("L-good", policy.KindContactRequested, 1, 5*time.Second)
 	var dl []string

@@ -15,16 +15,18 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/codec"
+	"github.com/opendunning/dunning/pkg/embedded"
 	"github.com/opendunning/dunning/pkg/ingest"
 	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/natstest"
+	"github.com/opendunning/dunning/pkg/pipeline"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/stage"
-	"github.com/opendunning/dunning/pkg/stage/all"
+	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
@@ -35,22 +37,22 @@ const testAckWait = 2 * time.Second
 
 type harness struct {
 	t      *testing.T
-	srv    *bus.Embedded
+	srv    *embedded.Server
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	log    *loanlog.Log
 	ladder policy.Ladder
-	topo   bus.Topology
+	topo   topology.Topology
 
 	// ladderFor, when set before start, chooses each loan's ladder (per-tenant policies).
 	ladderFor func(tenant, product string) policy.Ladder
 
 	mu      sync.Mutex
 	routers map[string]func()
-	metrics map[string]*bus.Metrics
+	metrics map[string]pipeline.Metrics
 }
 
-func (h *harness) metricsOf(name string) *bus.Metrics {
+func (h *harness) metricsOf(name string) pipeline.Metrics {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.metrics[name]
@@ -58,77 +60,76 @@ func (h *harness) metricsOf(name string) *bus.Metrics {
 
 func newHarness(t *testing.T, day time.Duration) *harness {
 	t.Helper()
-	srv, err := bus.StartEmbedded(bus.ServerConfig{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	topo := bus.DefaultTopology()
+	srv := natstest.Server(t, embedded.Config{})
+	nc, js := natstest.Connect(t, srv, "test")
+	topo := topology.DefaultTopology()
 	topo.AckWait, topo.MaxDeliver = testAckWait, 5
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := topo.Provision(ctx, js); err != nil {
+	if err := topo.Provision(ctx, js, pipeline.Consumers()); err != nil {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, srv: srv, nc: nc, js: js, log: loanlog.New(nc, js), topo: topo,
 		ladder:  policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: day}},
-		routers: map[string]func(){}, metrics: map[string]*bus.Metrics{}}
+		routers: map[string]func(){}, metrics: map[string]pipeline.Metrics{}}
 	t.Cleanup(h.stopAll)
 	return h
 }
 
-// start runs a router named name with the given stages (and the NATS intake
-// when intake is true) until stop(name).
+// start runs a process named name with the given stages (and the NATS
+// intake when intake is true), built by pipeline.New as the services are,
+// until stop(name).
 func (h *harness) start(name string, intake bool, stages ...stage.Stage) {
 	h.t.Helper()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	metrics := bus.NewMetrics(prometheus.NewRegistry())
-	rt, err := bus.NewRouter(bus.RouterConfig{Dial: h.srv.Connect, Topology: h.topo, Metrics: metrics, Logger: logger, Name: name})
-	if err != nil {
-		h.t.Fatal(err)
-	}
 	ladder := h.ladderFor
 	if ladder == nil {
 		ladder = policy.Fixed(h.ladder)
 	}
-	deps := stage.Deps{Log: h.log, Ladder: ladder, Now: time.Now, Metrics: metrics}
-	for _, s := range stages {
-		s.Register(rt, deps)
-	}
-	if intake {
-		(&ingest.Ingestor{Log: h.log, Metrics: metrics}).Register(rt)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
+	p, err := pipeline.New(ctx, pipeline.Config{Name: name, Topology: h.topo, Ladder: ladder, Logger: logger,
+		Parts: pipeline.Parts{Stages: stages, Intake: intake}}, h.srv.Connect)
+	if err != nil {
+		cancel()
+		h.t.Fatal(err)
+	}
 	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
+	go func() { done <- p.Run(ctx) }()
 	select {
-	case <-rt.Running():
+	case <-p.Running():
 	case err := <-done:
-		h.t.Fatalf("router %s: %v", name, err)
+		cancel()
+		h.t.Fatalf("process %s: %v", name, err)
 	case <-time.After(10 * time.Second):
-		h.t.Fatalf("router %s did not start", name)
+		cancel()
+		h.t.Fatalf("process %s did not start", name)
 	}
 	h.mu.Lock()
-	h.metrics[name] = metrics
+	h.metrics[name] = p.Metrics
 	h.routers[name] = func() {
 		cancel()
 		if err := <-done; err != nil {
-			h.t.Errorf("router %s: %v", name, err)
+			h.t.Errorf("process %s: %v", name, err)
 		}
 	}
 	h.mu.Unlock()
 }
 
-func (h *harness) startPipeline() { h.start("pipeline", true, all.Stages()...) }
+// stages returns the stages of the table with the given service names.
+func stages(t *testing.T, names ...string) []stage.Stage {
+	t.Helper()
+	var out []stage.Stage
+	for _, n := range names {
+		s, ok := stage.ByService(n)
+		if !ok {
+			t.Fatalf("no stage %q", n)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (h *harness) startPipeline() { h.start("pipeline", true, stage.Table...) }
 
 func (h *harness) stop(name string) {
 	h.mu.Lock()
@@ -163,7 +164,7 @@ func (h *harness) send(ev *dunningv1.LenderEvent) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if _, err := h.js.Publish(context.Background(), bus.IntakeSubject(v.Tenant, v.Loan), data); err != nil {
+	if _, err := h.js.Publish(context.Background(), topology.IntakeSubject(v.Tenant, v.Loan), data); err != nil {
 		h.t.Fatalf("publishing lender event: %v", err)
 	}
 }
@@ -202,11 +203,11 @@ func (h *harness) tenantEntries(tenant, loan string) []logEntry {
 	}
 	var out []logEntry
 	for _, r := range raws {
-		addr, err := bus.ParseLoanSubject(r.Subject)
+		addr, err := topology.ParseLoanSubject(r.Subject)
 		if err != nil {
 			h.t.Fatalf("bad subject in log: %v", err)
 		}
-		ev, err := loanlog.Decode(addr, r.Data)
+		ev, err := codec.Decode(addr, r.Data)
 		if err != nil {
 			out = append(out, logEntry{seq: r.Seq, kind: "invalid"})
 			continue
@@ -240,17 +241,7 @@ func (h *harness) decision(loan string, k policy.DecisionKind) (policy.Decision,
 // waitFor polls f until it returns nil or the timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	natstest.CheckFor(t, timeout, 20*time.Millisecond, f)
 }
 
 // waitKind waits until a loan's log holds n decisions of kind k.
@@ -276,7 +267,7 @@ func summary(es []logEntry) string {
 // consumerStates summarises every declared consumer's backlog, for failure messages.
 func (h *harness) consumerStates() string {
 	var b strings.Builder
-	for _, c := range bus.Consumers {
+	for _, c := range pipeline.Consumers() {
 		info, err := h.js.Consumer(context.Background(), c.Stream, c.Name)
 		if err != nil {
 			continue
@@ -292,7 +283,7 @@ func (h *harness) consumerStates() string {
 
 // timerPending reports whether the loan's schedule subject holds a message.
 func (h *harness) timerPending(loan string) bool {
-	_, found, err := h.log.Last(context.Background(), bus.TimerSubject(tenant, loan))
+	_, found, err := h.log.Last(context.Background(), topology.TimerSubject(tenant, loan))
 	if err != nil {
 		h.t.Fatalf("reading the timer of %s: %v", loan, err)
 	}
@@ -303,7 +294,7 @@ func (h *harness) timerPending(loan string) bool {
 func (h *harness) dlq() []*jetstream.RawStreamMsg {
 	h.t.Helper()
 	ctx := context.Background()
-	s, err := h.js.Stream(ctx, bus.StreamDLQ)
+	s, err := h.js.Stream(ctx, topology.StreamDLQ)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -324,7 +315,7 @@ func (h *harness) dlq() []*jetstream.RawStreamMsg {
 
 // intakeDrained reports whether the intake consumer has processed everything.
 func (h *harness) intakeDrained() error {
-	c, err := h.js.Consumer(context.Background(), bus.StreamIntake, bus.ConsumerIntake)
+	c, err := h.js.Consumer(context.Background(), topology.StreamIntake, topology.ConsumerIntake)
 	if err != nil {
 		return err
 	}

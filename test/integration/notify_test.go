@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opendunning/dunning/pkg/allinone"
 	"github.com/opendunning/dunning/pkg/app"
 	"github.com/opendunning/dunning/pkg/notify"
 )
@@ -148,7 +149,7 @@ func startDunningd(t *testing.T, extra ...string) string {
 	addrCh := make(chan string, 1)
 	done := make(chan error, 1)
 	args := append([]string{"--nats-listen", "none", "--http", "127.0.0.1:0", "--day", "100ms", "--log-level", "error"}, extra...)
-	o, _ := app.Service("dunningd")
+	o := allinone.Options()
 	o.Ready = func(a string) { addrCh <- a }
 	go func() { done <- app.Run(ctx, args, o) }()
 	select {

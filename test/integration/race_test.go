@@ -9,7 +9,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/policy"
 )
 
@@ -96,9 +95,9 @@ func TestPaymentRacingStep(t *testing.T) {
 			}
 		}
 	}
-	conflicts := testutil.ToFloat64(h.metricsOf("pipeline").Conflicts.WithLabelValues(bus.ConsumerOverdue)) +
-		testutil.ToFloat64(h.metricsOf("pipeline").Conflicts.WithLabelValues(bus.ConsumerContact)) +
-		testutil.ToFloat64(h.metricsOf("pipeline").Conflicts.WithLabelValues(bus.ConsumerEscalation))
+	conflicts := testutil.ToFloat64(h.metricsOf("pipeline").Stage.Conflicts.WithLabelValues("overdue-confirmation")) +
+		testutil.ToFloat64(h.metricsOf("pipeline").Stage.Conflicts.WithLabelValues("first-contact")) +
+		testutil.ToFloat64(h.metricsOf("pipeline").Stage.Conflicts.WithLabelValues("escalation"))
 	t.Logf("%d races: step first in %d, payment first in %d; %v refused writes re-decided", rounds*perRound, before, after, conflicts)
 	if before == 0 || after == 0 {
 		t.Errorf("the race was one-sided (step first %d, payment first %d); widen the jitter", before, after)

@@ -14,12 +14,6 @@ import (
 	"github.com/opendunning/dunning/pkg/app"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/stage"
-	"github.com/opendunning/dunning/pkg/stage/all"
-	"github.com/opendunning/dunning/pkg/stage/contact"
-	"github.com/opendunning/dunning/pkg/stage/escalation"
-	"github.com/opendunning/dunning/pkg/stage/handoff"
-	"github.com/opendunning/dunning/pkg/stage/legal"
-	"github.com/opendunning/dunning/pkg/stage/overdue"
 )
 
 // childEnv makes the test binary run stage services as a separate process,
@@ -36,7 +30,7 @@ func TestMain(m *testing.M) {
 func runChild(names string) int {
 	var stages []stage.Stage
 	for _, n := range strings.Split(names, ",") {
-		s, ok := all.ByName(n)
+		s, ok := stage.ByService(n)
 		if !ok {
 			fmt.Fprintf(os.Stderr, "unknown stage %q\n", n)
 			return 2
@@ -59,8 +53,8 @@ func TestStageStoppedAndRestarted(t *testing.T) {
 	t.Parallel()
 	day := 50 * time.Millisecond
 	h := newHarness(t, day)
-	h.start("core", true, overdue.Stage(), escalation.Stage(), handoff.Stage(), legal.Stage())
-	h.start("contact", false, contact.Stage())
+	h.start("core", true, stages(t, "overdue", "escalation", "handoff", "legal")...)
+	h.start("contact", false, stages(t, "contact")...)
 	const n = 150
 	base := time.Now()
 	for i := range n {
@@ -69,7 +63,7 @@ func TestStageStoppedAndRestarted(t *testing.T) {
 	time.Sleep(time.Until(base.Add(day + 300*time.Millisecond)))
 	h.stop("contact")
 	time.Sleep(500 * time.Millisecond)
-	h.start("contact", false, contact.Stage())
+	h.start("contact", false, stages(t, "contact")...)
 	h.checkLoans(t, "L-stop-", n, policy.KindEscalated, 30*time.Second)
 }
 
@@ -82,7 +76,7 @@ func TestStageKilledAndRestarted(t *testing.T) {
 	t.Parallel()
 	day := 50 * time.Millisecond
 	h := newHarness(t, day)
-	h.start("core", true, overdue.Stage(), legal.Stage())
+	h.start("core", true, stages(t, "overdue", "legal")...)
 	args := fmt.Sprintf("--nats %s --day %s --http 127.0.0.1:0 --ack-wait %s --max-deliver 5 --log-level error",
 		h.srv.ClientURL(), day, testAckWait)
 	startChild := func() *exec.Cmd {

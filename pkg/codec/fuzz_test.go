@@ -1,28 +1,28 @@
-package loanlog
+package codec
 
 import (
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/topology"
 )
 
-var kinds = []bus.Kind{bus.KindDue, bus.KindRepaid, bus.KindSettled, bus.KindTimer, bus.KindStep, bus.KindOverdue, bus.KindContact,
-	bus.KindEscalated, bus.KindHandedOff, bus.KindLegal, bus.KindClosed, bus.KindCancelled, bus.KindDeferred, bus.KindOutcome}
+// kinds keeps the order the committed corpus was found with.
+var kinds = []*Kind{Due, Repaid, Settled, Timer, Step, Overdue, Contact, Escalated, HandedOff, Legal, Closed, Cancelled, Deferred, Outcome}
 
 // FuzzDecode: any body on any loan-log subject decodes to an event or a
 // permanent error, and never panics; a decoded decision folds into a case.
 func FuzzDecode(f *testing.F) {
-	m, _ := EncodeDecision("acme", "L-1", policy.Decision{Kind: policy.KindEscalated, Tasks: []policy.ContactTask{{ID: "x", Channel: policy.ChannelSMS}}})
+	_, m, _ := Encode("acme", "L-1", policy.Decision{Kind: policy.KindEscalated, Tasks: []policy.ContactTask{{ID: "x", Channel: policy.ChannelSMS}}})
 	b, _ := proto.Marshal(m)
 	f.Add(uint8(7), b)
 	f.Add(uint8(3), []byte{0x0a, 0x02, 'c', '1'})
 	f.Add(uint8(0), []byte("garbage"))
 	f.Fuzz(func(t *testing.T, k uint8, body []byte) {
 		kind := kinds[int(k)%len(kinds)]
-		ev, err := Decode(bus.LoanAddress{Tenant: "acme", Loan: "L-1", Kind: kind}, body)
+		ev, err := Decode(topology.LoanAddress{Tenant: "acme", Loan: "L-1", Kind: kind.Token}, body)
 		if err != nil {
 			return
 		}

@@ -1,4 +1,7 @@
-package bus
+// Package embedded runs a NATS server with JetStream inside the process: the
+// all-in-one dunningd's, and the tests' (through package natstest). Only
+// those link nats-server; a stage service connects to an external server.
+package embedded
 
 import (
 	"errors"
@@ -9,9 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// ServerConfig configures the embedded NATS server of the all-in-one binary
-// and of the tests.
-type ServerConfig struct {
+// Config configures an embedded NATS server.
+type Config struct {
 	// StoreDir holds JetStream's file store.
 	StoreDir string
 	// Host and Port to listen on; Port -1 picks a free port, and DontListen
@@ -24,14 +26,14 @@ type ServerConfig struct {
 	SyncAlways bool
 }
 
-// Embedded is a running in-process NATS server with JetStream.
-type Embedded struct {
+// Server is a running in-process NATS server with JetStream.
+type Server struct {
 	Server *server.Server
 }
 
-// StartEmbedded starts a NATS server with JetStream and waits until it
-// accepts connections.
-func StartEmbedded(cfg ServerConfig) (*Embedded, error) {
+// Start starts a NATS server with JetStream and waits until it accepts
+// connections.
+func Start(cfg Config) (*Server, error) {
 	if cfg.StoreDir == "" {
 		return nil, errors.New("embedded nats: store directory is required")
 	}
@@ -55,11 +57,11 @@ func StartEmbedded(cfg ServerConfig) (*Embedded, error) {
 		s.Shutdown()
 		return nil, errors.New("embedded nats: not ready for connections after 30s")
 	}
-	return &Embedded{Server: s}, nil
+	return &Server{Server: s}, nil
 }
 
 // Connect opens an in-process client connection.
-func (e *Embedded) Connect(name string) (*nats.Conn, error) {
+func (e *Server) Connect(name string) (*nats.Conn, error) {
 	nc, err := nats.Connect("", nats.InProcessServer(e.Server), nats.Name(name), nats.MaxReconnects(-1))
 	if err != nil {
 		return nil, fmt.Errorf("connecting in-process to nats: %w", err)
@@ -68,7 +70,7 @@ func (e *Embedded) Connect(name string) (*nats.Conn, error) {
 }
 
 // ClientURL is the server's TCP address, empty when it does not listen.
-func (e *Embedded) ClientURL() string {
+func (e *Server) ClientURL() string {
 	if e.Server.Addr() == nil {
 		return ""
 	}
@@ -76,7 +78,7 @@ func (e *Embedded) ClientURL() string {
 }
 
 // Shutdown stops the server and waits for it.
-func (e *Embedded) Shutdown() {
+func (e *Server) Shutdown() {
 	e.Server.Shutdown()
 	e.Server.WaitForShutdown()
 }

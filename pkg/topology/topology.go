@@ -1,7 +1,9 @@
-// Package bus declares the pipeline's NATS topology once (streams, subjects,
-// durable consumers, schedule subjects, dead letters), provisions it, and
-// wires stage handlers to it through one watermill router constructor.
-package bus
+// Package topology declares the pipeline's NATS names once: the subject
+// grammar, the streams, the durable consumers that are not stages (the
+// stages declare theirs in package stage's table), and the one function that
+// provisions them. These names are data: messages already stored are read
+// by them, so they never change (TestNamesArePinned in package pipeline).
+package topology
 
 import (
 	"context"
@@ -31,35 +33,18 @@ const (
 	taskPrefix   = "dunning.task"
 )
 
-// Kind is the last subject token(s) of an event in a loan's log. The set is
-// closed; each kind maps to one protobuf message (see package loanlog).
+// Kind is the subject token that says what a loan-log entry is ("due",
+// "escalated", ...). The kinds themselves are declared in one table, in
+// package codec, with their protobuf message and domain mapping; the grammar
+// here only knows the two kinds the schedule machinery shapes.
 type Kind string
 
-// Kinds of loan-log entries.
 const (
-	KindDue       Kind = "due"     // + .<installment id>
-	KindRepaid    Kind = "repaid"  // + .<payment id>
-	KindSettled   Kind = "settled" //
-	KindTimer     Kind = "timer"   // the loan's one schedule
-	KindStep      Kind = "step"    // + .<stage>.s<seq>: what the schedule publishes
-	KindOverdue   Kind = "overdue"
-	KindContact   Kind = "contact"
-	KindEscalated Kind = "escalated"
-	KindHandedOff Kind = "handoff"
-	KindLegal     Kind = "legal"
-	KindClosed    Kind = "closed"
-	KindCancelled Kind = "cancelled"
-	KindDeferred  Kind = "deferred"
-	KindOutcome   Kind = "outcome" // + .<contact id>_<outcome>
-)
-
-// Step subject suffixes, one per timed stage, so each stage consumes only its own.
-const (
-	StepConfirm  = "confirm"
-	StepContact  = "contact" // a later contact of the first-contact cadence
-	StepEscalate = "escalate"
-	StepHandoff  = "handoff"
-	StepLegal    = "legal"
+	// KindTimer is the loan's one pending schedule: dunning.loan.<t>.<l>.timer.
+	KindTimer Kind = "timer"
+	// KindStep is what a schedule publishes when it comes due:
+	// dunning.loan.<t>.<l>.step.<step token>.s<seq>.
+	KindStep Kind = "step"
 )
 
 // Streams.
@@ -70,16 +55,10 @@ const (
 	StreamTasks  = "DUNNING_TASKS"
 )
 
-// Durable consumers, one per stage (replicas of a stage share it).
+// Durable consumers that are not stages (each stage's is in its row of
+// package stage's table). Replicas of a service share its consumer.
 const (
-	ConsumerIntake     = "intake"
-	ConsumerOverdue    = "overdue-confirmation"
-	ConsumerContact    = "first-contact"
-	ConsumerEscalation = "escalation"
-	ConsumerHandoff    = "third-party-handoff"
-	ConsumerLegal      = "legal-referral"
-	// ConsumerDispatch fans committed contact decisions out to per-channel task subjects.
-	ConsumerDispatch = "dispatch"
+	ConsumerIntake = "intake"
 	// ConsumerNotify delivers tasks to the lender's webhooks.
 	ConsumerNotify = "notify"
 )
@@ -115,6 +94,13 @@ func DecisionSubject(tenant, loan string, k Kind, seq uint64) string {
 func StepSubject(tenant, loan, token string, seq uint64) string {
 	return LoanSubject(tenant, loan, KindStep, token) + "." + SeqToken(seq)
 }
+
+// LoanFilter matches one kind of entry in every loan's log; id is "*" for
+// kinds whose subject carries an identifier, "" for those that do not.
+func LoanFilter(k Kind, id string) string { return LoanSubject("*", "*", k, id) }
+
+// StepFilter matches every fired step of one step token.
+func StepFilter(token string) string { return LoanSubject("*", "*", KindStep, token) + ".*" }
 
 // TimerSubject holds the loan's single pending schedule.
 func TimerSubject(tenant, loan string) string { return LoanSubject(tenant, loan, KindTimer, "") }
@@ -175,33 +161,11 @@ type ConsumerSpec struct {
 	Filters []string
 }
 
-func loanFilter(k Kind, id string) string { return LoanSubject("*", "*", k, id) }
-
-func stepFilter(token string) string { return LoanSubject("*", "*", KindStep, token) + ".*" }
-
-// Consumers is the declared set of durable consumers.
-var Consumers = []ConsumerSpec{
-	{ConsumerIntake, StreamIntake, []string{intakePrefix + ".*.*"}},
-	{ConsumerOverdue, StreamLoans, []string{
-		loanFilter(KindDue, "*"), loanFilter(KindRepaid, "*"), loanFilter(KindSettled, ""), stepFilter(StepConfirm),
-	}},
-	{ConsumerContact, StreamLoans, []string{loanFilter(KindOverdue, "*"), stepFilter(StepContact)}},
-	{ConsumerEscalation, StreamLoans, []string{stepFilter(StepEscalate)}},
-	{ConsumerHandoff, StreamLoans, []string{stepFilter(StepHandoff)}},
-	{ConsumerLegal, StreamLoans, []string{stepFilter(StepLegal)}},
-	{ConsumerDispatch, StreamLoans, []string{loanFilter(KindContact, "*"), loanFilter(KindEscalated, "*")}},
-	{ConsumerNotify, StreamTasks, []string{taskPrefix + ".>"}},
-}
-
-// ConsumerByName returns a declared consumer.
-func ConsumerByName(name string) (ConsumerSpec, bool) {
-	for _, c := range Consumers {
-		if c.Name == name {
-			return c, true
-		}
-	}
-	return ConsumerSpec{}, false
-}
+// Intake and Notify are the declared consumers outside the loans stream.
+var (
+	Intake = ConsumerSpec{ConsumerIntake, StreamIntake, []string{intakePrefix + ".*.*"}}
+	Notify = ConsumerSpec{ConsumerNotify, StreamTasks, []string{taskPrefix + ".>"}}
+)
 
 // Topology holds the tunables of the declared streams and consumers.
 type Topology struct {
@@ -278,15 +242,16 @@ func (t Topology) ConsumerConfig(c ConsumerSpec) jetstream.ConsumerConfig {
 	}
 }
 
-// Provision creates or updates every declared stream and consumer. It is the
-// only place the pipeline creates NATS resources. Every service calls it at
-// start; the declarations are the same, so the calls agree.
+// Provision creates or updates every declared stream and the given
+// consumers (the pipeline's whole declared set, pipeline.Consumers). It is
+// the only place the pipeline creates NATS resources. Every service calls it
+// at start; the declarations are the same, so the calls agree.
 //
 // Each request gets its own short timeout and is retried until ctx ends: when
 // several services create the same replicated stream at once, a NATS cluster
 // may answer none of the racing requests (nats-server#3677), though the
 // stream was created; the retry then finds it.
-func (t Topology) Provision(ctx context.Context, js jetstream.JetStream) error {
+func (t Topology) Provision(ctx context.Context, js jetstream.JetStream, consumers []ConsumerSpec) error {
 	for _, sc := range t.StreamConfigs() {
 		if err := retry(ctx, func(rctx context.Context) error {
 			_, err := js.CreateOrUpdateStream(rctx, sc)
@@ -295,7 +260,7 @@ func (t Topology) Provision(ctx context.Context, js jetstream.JetStream) error {
 			return fmt.Errorf("provisioning stream %s: %w", sc.Name, err)
 		}
 	}
-	for _, c := range Consumers {
+	for _, c := range consumers {
 		if err := retry(ctx, func(rctx context.Context) error {
 			_, err := js.CreateOrUpdateConsumer(rctx, c.Stream, t.ConsumerConfig(c))
 			return err
@@ -328,4 +293,21 @@ func retry(ctx context.Context, f func(context.Context) error) error {
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// Match reports whether a subject matches a filter with NATS wildcards
+// ("*" one token, ">" one or more trailing tokens).
+func Match(filter, subject string) bool {
+	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, ft := range f {
+		switch {
+		case ft == ">":
+			return len(s) > i
+		case i >= len(s):
+			return false
+		case ft != "*" && ft != s[i]:
+			return false
+		}
+	}
+	return len(f) == len(s)
 }

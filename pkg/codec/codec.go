@@ -1,0 +1,246 @@
+// Package codec is the one place where protobuf and domain types meet. Its
+// table of kinds (Kinds) declares every kind of loan-log entry once: the
+// subject token it is stored under, the protobuf message of its body, and
+// how that maps to the domain event the policy folds. The domain ↔ protobuf
+// enums are mapped explicitly in enums.go, and a test fails when they drift.
+package codec
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/topology"
+	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
+)
+
+// ErrUndecodable marks an entry whose body does not match its subject's kind.
+// It is permanent: redelivery cannot fix it.
+var ErrUndecodable = errors.New("undecodable loan-log entry")
+
+// Shape says what follows a kind's token in its subject.
+type Shape int
+
+// Shapes of loan-log subjects.
+const (
+	// Bare: nothing (….settled, ….timer).
+	Bare Shape = iota
+	// LenderID: the lender's identifier of the event (….due.<installment>),
+	// so a repeat is refused however late it comes.
+	LenderID
+	// Seq: the loan sequence the decision was made from (….escalated.s<seq>),
+	// unique because only one write can succeed from a given sequence.
+	Seq
+	// StepSeq: the step's token and the sequence its timer was set from
+	// (….step.escalate.s<seq>).
+	StepSeq
+)
+
+// Kind is one kind of loan-log entry.
+type Kind struct {
+	// Token is the subject token. It is stored data: never rename one.
+	Token topology.Kind
+	Shape Shape
+	// Decision is the decision kind for decisions, policy.KindNone otherwise.
+	Decision policy.DecisionKind
+	// Lender marks facts the lender reports (recorded once, by identifier).
+	Lender bool
+
+	newMsg  func() proto.Message
+	decode  func(proto.Message) policy.Event
+	encode  func(tenant, loan string, ev policy.Event) proto.Message
+	matches func(policy.Event) bool
+}
+
+// Name is the kind's name in timelines and metrics: the decision kind's
+// name for decisions, the token otherwise.
+func (k *Kind) Name() string {
+	if k.Decision != policy.KindNone {
+		return k.Decision.String()
+	}
+	return string(k.Token)
+}
+
+// NewMessage returns an empty protobuf message of the kind's body.
+func (k *Kind) NewMessage() proto.Message { return k.newMsg() }
+
+// fact declares a kind whose domain event is its own type E.
+func fact[M proto.Message, E policy.Event](token topology.Kind, shape Shape, lender bool,
+	decode func(M) E, encode func(tenant, loan string, e E) M) *Kind {
+	var zero M
+	mt := zero.ProtoReflect().Type()
+	return &Kind{Token: token, Shape: shape, Lender: lender,
+		newMsg:  func() proto.Message { return mt.New().Interface() },
+		decode:  func(m proto.Message) policy.Event { return decode(m.(M)) },
+		encode:  func(tenant, loan string, ev policy.Event) proto.Message { return encode(tenant, loan, ev.(E)) },
+		matches: func(ev policy.Event) bool { _, ok := ev.(E); return ok },
+	}
+}
+
+// decisionMsg is the protobuf message of a decision: its case context and
+// what is particular to it.
+type decisionMsg interface {
+	proto.Message
+	GetCase() *dunningv1.CaseContext
+}
+
+// decision declares a decision kind: decode fills what is particular to it
+// into d (whose Kind and Ctx are set), encode builds the message around c.
+func decision[M decisionMsg](token topology.Kind, dk policy.DecisionKind,
+	decode func(m M, d *policy.Decision), encode func(c *dunningv1.CaseContext, tenant, loan string, d policy.Decision) M) *Kind {
+	var zero M
+	mt := zero.ProtoReflect().Type()
+	return &Kind{Token: token, Shape: Seq, Decision: dk,
+		newMsg: func() proto.Message { return mt.New().Interface() },
+		decode: func(m proto.Message) policy.Event {
+			d := policy.Decision{Kind: dk, Ctx: contextFromProto(m.(M).GetCase())}
+			decode(m.(M), &d)
+			return d
+		},
+		encode: func(tenant, loan string, ev policy.Event) proto.Message {
+			d := ev.(policy.Decision)
+			return encode(contextToProto(tenant, loan, d.Ctx), tenant, loan, d)
+		},
+		matches: func(ev policy.Event) bool { d, ok := ev.(policy.Decision); return ok && d.Kind == dk },
+	}
+}
+
+// The kinds. Adding one is one entry here (and in Kinds) plus its policy.
+var (
+	Due = fact("due", LenderID, true, InstallmentFromProto,
+		func(tenant, loan string, e policy.InstallmentDue) *dunningv1.InstallmentDue {
+			return installmentToProto(tenant, loan, e)
+		})
+	Repaid = fact("repaid", LenderID, true, RepaymentFromProto,
+		func(tenant, loan string, e policy.Repayment) *dunningv1.RepaymentReceived {
+			return repaymentToProto(tenant, loan, e)
+		})
+	Settled = fact("settled", Bare, true,
+		func(m *dunningv1.LoanSettled) policy.Settled { return policy.Settled{At: m.GetSettledAt().AsTime()} },
+		func(tenant, loan string, e policy.Settled) *dunningv1.LoanSettled {
+			return &dunningv1.LoanSettled{TenantId: tenant, LoanId: loan, SettledAt: ts(e.At)}
+		})
+	Outcome = fact("outcome", LenderID, true,
+		func(m *dunningv1.ContactOutcome) policy.ContactOutcome {
+			return policy.ContactOutcome{ContactID: m.GetContactId(), Outcome: OutcomeFromProto(m.GetOutcome()),
+				At: m.GetOccurredAt().AsTime(), Detail: m.GetDetail()}
+		},
+		func(tenant, loan string, e policy.ContactOutcome) *dunningv1.ContactOutcome {
+			return &dunningv1.ContactOutcome{TenantId: tenant, LoanId: loan, ContactId: e.ContactID,
+				Outcome: OutcomeToProto(e.Outcome), OccurredAt: ts(e.At), Detail: e.Detail}
+		})
+	Timer = fact(topology.KindTimer, Bare, false,
+		func(m *dunningv1.StepDue) policy.TimerSet { return policy.TimerSet{Step: stepFromProto(m)} },
+		func(_, _ string, e policy.TimerSet) *dunningv1.StepDue { return StepToProto(e.Step) })
+	Step = fact(topology.KindStep, StepSeq, false,
+		func(m *dunningv1.StepDue) policy.StepFired { return policy.StepFired{Step: stepFromProto(m)} },
+		func(_, _ string, e policy.StepFired) *dunningv1.StepDue { return StepToProto(e.Step) })
+
+	Overdue = decision("overdue", policy.KindOverdueConfirmed,
+		func(m *dunningv1.OverdueConfirmed, d *policy.Decision) { d.InstallmentIDs = m.GetInstallmentIds() },
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.OverdueConfirmed {
+			return &dunningv1.OverdueConfirmed{Case: c, InstallmentIds: d.InstallmentIDs}
+		})
+	Contact = decision("contact", policy.KindContactRequested,
+		func(m *dunningv1.ContactRequested, d *policy.Decision) { d.Tasks = tasksFromProto(m.GetTasks()) },
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.ContactRequested {
+			return &dunningv1.ContactRequested{Case: c, Tasks: tasksToProto(d.Tasks)}
+		})
+	Escalated = decision("escalated", policy.KindEscalated,
+		func(m *dunningv1.Escalated, d *policy.Decision) { d.Tasks = tasksFromProto(m.GetTasks()) },
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.Escalated {
+			return &dunningv1.Escalated{Case: c, Tasks: tasksToProto(d.Tasks)}
+		})
+	HandedOff = decision("handoff", policy.KindHandedOff,
+		func(m *dunningv1.HandedOff, d *policy.Decision) {
+			d.AgencyID, d.PlacementID = m.GetAgencyId(), m.GetPlacementId()
+		},
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.HandedOff {
+			return &dunningv1.HandedOff{Case: c, AgencyId: d.AgencyID, PlacementId: d.PlacementID}
+		})
+	Legal = decision("legal", policy.KindLegalReferred,
+		func(m *dunningv1.LegalReferred, d *policy.Decision) { d.Evidence = evidenceFromProto(m.GetEvidence()) },
+		func(c *dunningv1.CaseContext, tenant, loan string, d policy.Decision) *dunningv1.LegalReferred {
+			return &dunningv1.LegalReferred{Case: c, Evidence: evidenceToProto(tenant, loan, d.Evidence)}
+		})
+	Closed = decision("closed", policy.KindCaseClosed,
+		func(m *dunningv1.CaseClosed, d *policy.Decision) {
+			d.CloseReason, d.ClosedAtStage = CloseReasonFromProto(m.GetCloseReason()), StageFromProto(m.GetClosedAtStage())
+			d.PlacementID = m.GetRecalledPlacementId()
+		},
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.CaseClosed {
+			return &dunningv1.CaseClosed{Case: c, CloseReason: CloseReasonToProto(d.CloseReason),
+				ClosedAtStage: StageToProto(d.ClosedAtStage), RecalledPlacementId: d.PlacementID}
+		})
+	Cancelled = decision("cancelled", policy.KindStepCancelled,
+		func(m *dunningv1.StepCancelled, d *policy.Decision) { d.CancelledStep = m.GetCancelledStepId() },
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.StepCancelled {
+			return &dunningv1.StepCancelled{Case: c, CancelledStepId: d.CancelledStep}
+		})
+	Deferred = decision("deferred", policy.KindEntryDeferred,
+		func(m *dunningv1.EntryDeferred, d *policy.Decision) {
+			d.DeferredStage = StageFromProto(m.GetDeferredStage())
+		},
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.EntryDeferred {
+			return &dunningv1.EntryDeferred{Case: c, DeferredStage: StageToProto(d.DeferredStage)}
+		})
+)
+
+// Kinds is every kind of loan-log entry.
+var Kinds = []*Kind{Due, Repaid, Settled, Outcome, Timer, Step,
+	Overdue, Contact, Escalated, HandedOff, Legal, Closed, Cancelled, Deferred}
+
+// ByToken returns the kind stored under a subject token.
+func ByToken(token topology.Kind) (*Kind, bool) {
+	for _, k := range Kinds {
+		if k.Token == token {
+			return k, true
+		}
+	}
+	return nil, false
+}
+
+// Of returns the kind of a domain event.
+func Of(ev policy.Event) (*Kind, error) {
+	for _, k := range Kinds {
+		if k.matches(ev) {
+			return k, nil
+		}
+	}
+	return nil, fmt.Errorf("no loan-log kind for %T %v", ev, ev)
+}
+
+// Decode turns a loan-log message body into a domain event.
+func Decode(addr topology.LoanAddress, data []byte) (policy.Event, error) {
+	k, ok := ByToken(addr.Kind)
+	if !ok {
+		return nil, fmt.Errorf("%w: unknown kind %q", ErrUndecodable, addr.Kind)
+	}
+	m := k.newMsg()
+	if err := proto.Unmarshal(data, m); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrUndecodable, addr.Kind, err)
+	}
+	ev := k.decode(m)
+	switch e := ev.(type) {
+	case policy.TimerSet:
+		if e.Step.ID == "" {
+			return nil, fmt.Errorf("%w: %s: step_id is empty", ErrUndecodable, addr.Kind)
+		}
+	case policy.StepFired:
+		if e.Step.ID == "" {
+			return nil, fmt.Errorf("%w: %s: step_id is empty", ErrUndecodable, addr.Kind)
+		}
+	}
+	return ev, nil
+}
+
+// Encode returns a domain event's kind and protobuf message.
+func Encode(tenant, loan string, ev policy.Event) (*Kind, proto.Message, error) {
+	k, err := Of(ev)
+	if err != nil {
+		return nil, nil, err
+	}
+	return k, k.encode(tenant, loan, ev), nil
+}

@@ -1,0 +1,141 @@
+package codec
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/topology"
+	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
+)
+
+var at = time.Date(2026, 2, 3, 4, 5, 6, 7, time.UTC)
+
+// events holds one domain event of every kind.
+func events() []policy.Event {
+	ctx := policy.Context{Case: 2, Stage: policy.StageEscalation, Tier: policy.TierMedium, DPD: 16,
+		Overdue: policy.Money{Currency: "CNY", Minor: 600}, DecidedAt: at, Reason: "why", StepID: "c2-escalation", PolicyVersion: "v9"}
+	task := policy.ContactTask{ID: "c2-escalation-sms", Channel: policy.ChannelSMS, Tone: policy.ToneSerious, ContactRef: "crm",
+		Template: "medium.sms", AmountDue: policy.Money{Currency: "CNY", Minor: 600}, DPD: 16,
+		RepaymentOptions: []string{"repayment_plan"}, Fees: policy.Money{Currency: "CNY", Minor: 4}, Locale: "zh-CN", Reference: "ABCDEFGHJK"}
+	in := policy.InstallmentDue{ID: "i1", Amount: policy.Money{Currency: "CNY", Minor: 1000}, DueAt: at, Zone: "Asia/Shanghai", ContactRef: "crm", Product: "p"}
+	pay := policy.Repayment{PaymentID: "p1", InstallmentID: "i1", Amount: policy.Money{Currency: "CNY", Minor: 400}, PaidAt: at}
+	step := policy.Step{ID: "c1-legal_referral", Stage: policy.StageLegal, Case: 1, DPD: 90, At: at}
+	return []policy.Event{
+		in, pay, policy.Settled{At: at},
+		policy.ContactOutcome{ContactID: "c1", Outcome: policy.OutcomeCallConnected, At: at, Detail: "ok"},
+		policy.TimerSet{Step: step}, policy.StepFired{Step: step},
+		policy.Decision{Kind: policy.KindOverdueConfirmed, Ctx: ctx, InstallmentIDs: []string{"i1", "i2"}},
+		policy.Decision{Kind: policy.KindContactRequested, Ctx: ctx, Tasks: []policy.ContactTask{task}},
+		policy.Decision{Kind: policy.KindEscalated, Ctx: ctx, Tasks: []policy.ContactTask{task, task}},
+		policy.Decision{Kind: policy.KindHandedOff, Ctx: ctx, AgencyID: "ag", PlacementID: "pl-c2"},
+		policy.Decision{Kind: policy.KindLegalReferred, Ctx: ctx, Evidence: &policy.Evidence{Installments: []policy.InstallmentDue{in},
+			Repayments: []policy.Repayment{pay}, Contacts: []policy.ContactTask{task}, LogSeqs: []uint64{1, 2}, PlacementID: "pl-c2"}},
+		policy.Decision{Kind: policy.KindCaseClosed, Ctx: ctx, CloseReason: policy.CloseCured, ClosedAtStage: policy.StageHandoff, PlacementID: "pl-c2"},
+		policy.Decision{Kind: policy.KindStepCancelled, Ctx: ctx, CancelledStep: "c2-escalation"},
+		policy.Decision{Kind: policy.KindEntryDeferred, Ctx: ctx, DeferredStage: policy.StageLegal},
+	}
+}
+
+// Every kind survives the trip through its protobuf form and its subject.
+func TestRoundTrip(t *testing.T) {
+	seen := map[*Kind]bool{}
+	for _, ev := range events() {
+		k, m, err := Encode("acme", "L-1", ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[k] = true
+		data, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Decode(topology.LoanAddress{Tenant: "acme", Loan: "L-1", Kind: k.Token}, data)
+		if err != nil {
+			t.Fatalf("Decode(%s) = %v", k.Name(), err)
+		}
+		if !reflect.DeepEqual(got, ev) {
+			t.Errorf("round trip of %s:\n got %+v\nwant %+v", k.Name(), got, ev)
+		}
+	}
+	for _, k := range Kinds {
+		if !seen[k] {
+			t.Errorf("kind %s has no round-trip case", k.Name())
+		}
+	}
+}
+
+// The table is consistent: tokens are unique subject tokens, every decision
+// kind of the domain has exactly one loan-log kind, and Of finds each.
+func TestKindsTable(t *testing.T) {
+	tokens := map[topology.Kind]bool{}
+	decisions := map[policy.DecisionKind]bool{}
+	for _, k := range Kinds {
+		if k.Token == "" || strings.ContainsAny(string(k.Token), ".*> ") || tokens[k.Token] {
+			t.Errorf("kind token %q is empty, not a subject token, or declared twice", k.Token)
+		}
+		tokens[k.Token] = true
+		if got, ok := ByToken(k.Token); !ok || got != k {
+			t.Errorf("ByToken(%q) = %v, %v", k.Token, got, ok)
+		}
+		if k.Decision != policy.KindNone {
+			if decisions[k.Decision] {
+				t.Errorf("decision %s has two kinds", k.Decision)
+			}
+			decisions[k.Decision] = true
+		}
+	}
+	for dk := policy.DecisionKind(1); !strings.Contains(dk.String(), "("); dk++ {
+		if !decisions[dk] {
+			t.Errorf("decision kind %s has no loan-log kind in Kinds", dk)
+		}
+	}
+	if _, err := Decode(topology.LoanAddress{Kind: "nonsense"}, nil); err == nil {
+		t.Error("Decode(unknown kind) = nil error")
+	}
+	if _, err := Decode(topology.LoanAddress{Kind: Step.Token}, []byte("junk")); err == nil {
+		t.Error("Decode(junk step) = nil error")
+	}
+}
+
+// enumCase checks one domain enum against its protobuf enum: every domain
+// value maps to the protobuf value of the same name and back, and every
+// protobuf value maps to a domain value. Adding a value on one side only,
+// or reordering one side, fails here.
+func enumCase[D ~int, P protoreflect.Enum](t *testing.T, prefix string, toProto func(D) P, fromProto func(P) D, names map[int32]string) {
+	t.Helper()
+	n := 0
+	for d := D(0); !strings.Contains(stringOf(d), "("); d++ {
+		n++
+		want := prefix + strings.ToUpper(stringOf(d))
+		if d == 0 {
+			want = prefix + "UNSPECIFIED"
+		}
+		p := toProto(d)
+		if got := names[int32(p.Number())]; got != want {
+			t.Errorf("%s: domain %q maps to %s, want %s", prefix, stringOf(d), got, want)
+		}
+		if back := fromProto(p); back != d {
+			t.Errorf("%s: %s maps back to %q, want %q", prefix, names[int32(p.Number())], stringOf(back), stringOf(d))
+		}
+	}
+	if n != len(names) {
+		t.Errorf("%s: the domain has %d values, the protobuf enum %d: %v", prefix, n, len(names), names)
+	}
+}
+
+func stringOf[D ~int](d D) string { return any(d).(interface{ String() string }).String() }
+
+func TestEnumsAgree(t *testing.T) {
+	enumCase(t, "STAGE_", StageToProto, StageFromProto, dunningv1.Stage_name)
+	enumCase(t, "TIER_", TierToProto, TierFromProto, dunningv1.Tier_name)
+	enumCase(t, "CHANNEL_", ChannelToProto, ChannelFromProto, dunningv1.Channel_name)
+	enumCase(t, "TONE_", ToneToProto, ToneFromProto, dunningv1.Tone_name)
+	enumCase(t, "CLOSE_REASON_", CloseReasonToProto, CloseReasonFromProto, dunningv1.CloseReason_name)
+	enumCase(t, "OUTCOME_", OutcomeToProto, OutcomeFromProto, dunningv1.Outcome_name)
+}

@@ -1,0 +1,120 @@
+package codec
+
+import (
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/opendunning/dunning/pkg/policy"
+	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
+)
+
+// StepToProto is the body of a timer and of the step it fires.
+func StepToProto(s policy.Step) *dunningv1.StepDue {
+	return &dunningv1.StepDue{StepId: s.ID, Stage: StageToProto(s.Stage), CaseNumber: int32(s.Case), Dpd: int32(s.DPD), DueAt: ts(s.At)}
+}
+
+func stepFromProto(m *dunningv1.StepDue) policy.Step {
+	return policy.Step{ID: m.GetStepId(), Stage: StageFromProto(m.GetStage()), Case: int(m.GetCaseNumber()), DPD: int(m.GetDpd()), At: m.GetDueAt().AsTime()}
+}
+
+// InstallmentFromProto maps a lender installment to the domain.
+func InstallmentFromProto(m *dunningv1.InstallmentDue) policy.InstallmentDue {
+	return policy.InstallmentDue{ID: m.GetInstallmentId(), Amount: moneyFromProto(m.GetAmount()), DueAt: m.GetDueAt().AsTime(),
+		Zone: m.GetTimeZone(), ContactRef: m.GetContactRef(), Product: m.GetProductId()}
+}
+
+func installmentToProto(tenant, loan string, in policy.InstallmentDue) *dunningv1.InstallmentDue {
+	return &dunningv1.InstallmentDue{TenantId: tenant, LoanId: loan, InstallmentId: in.ID, Amount: moneyToProto(in.Amount),
+		DueAt: ts(in.DueAt), TimeZone: in.Zone, ContactRef: in.ContactRef, ProductId: in.Product}
+}
+
+// RepaymentFromProto maps a lender repayment to the domain.
+func RepaymentFromProto(m *dunningv1.RepaymentReceived) policy.Repayment {
+	return policy.Repayment{PaymentID: m.GetPaymentId(), InstallmentID: m.GetInstallmentId(), Amount: moneyFromProto(m.GetAmount()), PaidAt: m.GetPaidAt().AsTime()}
+}
+
+func repaymentToProto(tenant, loan string, r policy.Repayment) *dunningv1.RepaymentReceived {
+	return &dunningv1.RepaymentReceived{TenantId: tenant, LoanId: loan, PaymentId: r.PaymentID, InstallmentId: r.InstallmentID,
+		Amount: moneyToProto(r.Amount), PaidAt: ts(r.PaidAt)}
+}
+
+func moneyFromProto(m *dunningv1.Money) policy.Money {
+	return policy.Money{Currency: m.GetCurrency(), Minor: m.GetMinorUnits()}
+}
+
+func moneyToProto(m policy.Money) *dunningv1.Money {
+	return &dunningv1.Money{Currency: m.Currency, MinorUnits: m.Minor}
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func contextToProto(tenant, loan string, c policy.Context) *dunningv1.CaseContext {
+	return &dunningv1.CaseContext{TenantId: tenant, LoanId: loan, CaseNumber: int32(c.Case), Stage: StageToProto(c.Stage),
+		Tier: TierToProto(c.Tier), Dpd: int32(c.DPD), Overdue: moneyToProto(c.Overdue), DecidedAt: ts(c.DecidedAt),
+		Reason: c.Reason, StepId: c.StepID, PolicyVersion: c.PolicyVersion}
+}
+
+func contextFromProto(m *dunningv1.CaseContext) policy.Context {
+	return policy.Context{Case: int(m.GetCaseNumber()), Stage: StageFromProto(m.GetStage()), Tier: TierFromProto(m.GetTier()),
+		DPD: int(m.GetDpd()), Overdue: moneyFromProto(m.GetOverdue()), DecidedAt: m.GetDecidedAt().AsTime(),
+		Reason: m.GetReason(), StepID: m.GetStepId(), PolicyVersion: m.GetPolicyVersion()}
+}
+
+// TaskToProto maps one contact task.
+func TaskToProto(t policy.ContactTask) *dunningv1.ContactTask {
+	return &dunningv1.ContactTask{ContactId: t.ID, Channel: ChannelToProto(t.Channel), Tone: ToneToProto(t.Tone),
+		ContactRef: t.ContactRef, Template: t.Template, AmountDue: moneyToProto(t.AmountDue), Dpd: int32(t.DPD),
+		RepaymentOptions: t.RepaymentOptions, Fees: moneyToProto(t.Fees), Locale: t.Locale, Reference: t.Reference}
+}
+
+func tasksToProto(ts []policy.ContactTask) []*dunningv1.ContactTask {
+	out := make([]*dunningv1.ContactTask, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, TaskToProto(t))
+	}
+	return out
+}
+
+func tasksFromProto(ts []*dunningv1.ContactTask) []policy.ContactTask {
+	out := make([]policy.ContactTask, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, policy.ContactTask{ID: t.GetContactId(), Channel: ChannelFromProto(t.GetChannel()), Tone: ToneFromProto(t.GetTone()),
+			ContactRef: t.GetContactRef(), Template: t.GetTemplate(), AmountDue: moneyFromProto(t.GetAmountDue()), DPD: int(t.GetDpd()),
+			RepaymentOptions: t.GetRepaymentOptions(), Fees: moneyFromProto(t.GetFees()), Locale: t.GetLocale(), Reference: t.GetReference()})
+	}
+	return out
+}
+
+func evidenceToProto(tenant, loan string, e *policy.Evidence) *dunningv1.Evidence {
+	if e == nil {
+		return nil
+	}
+	out := &dunningv1.Evidence{Contacts: tasksToProto(e.Contacts), LogSequences: e.LogSeqs, AgencyPlacementId: e.PlacementID}
+	for _, in := range e.Installments {
+		out.Installments = append(out.Installments, installmentToProto(tenant, loan, in))
+	}
+	for _, r := range e.Repayments {
+		out.Repayments = append(out.Repayments, repaymentToProto(tenant, loan, r))
+	}
+	return out
+}
+
+func evidenceFromProto(m *dunningv1.Evidence) *policy.Evidence {
+	if m == nil {
+		return nil
+	}
+	e := &policy.Evidence{Contacts: tasksFromProto(m.GetContacts()), LogSeqs: m.GetLogSequences(), PlacementID: m.GetAgencyPlacementId()}
+	for _, in := range m.GetInstallments() {
+		e.Installments = append(e.Installments, InstallmentFromProto(in))
+	}
+	for _, r := range m.GetRepayments() {
+		e.Repayments = append(e.Repayments, RepaymentFromProto(r))
+	}
+	return e
+}

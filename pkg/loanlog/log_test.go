@@ -1,0 +1,74 @@
+package loanlog_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/opendunning/dunning/pkg/codec"
+	"github.com/opendunning/dunning/pkg/embedded"
+	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/loanlog/logtest"
+	"github.com/opendunning/dunning/pkg/natstest"
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/topology"
+)
+
+// The NATS log keeps the rules the engine relies on, on a real server.
+func TestConformance(t *testing.T) {
+	srv := natstest.Server(t, embedded.Config{DontListen: true})
+	nc, js := natstest.Connect(t, srv, "conformance")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := topology.DefaultTopology().Provision(ctx, js, nil); err != nil {
+		t.Fatal(err)
+	}
+	l := loanlog.New(nc, js)
+	n := 0
+	logtest.Run(t, func(t *testing.T) logtest.Env {
+		// Each case gets tenants of its own on the one server.
+		n++
+		tenant := "t" + string(rune('a'+n))
+		return logtest.Env{
+			Log: tenantLog{l, tenant},
+			AppendLender: func(ctx context.Context, _, loan, id string, ev policy.Event) (uint64, bool, error) {
+				k, m, err := codec.Encode(tenant, loan, ev)
+				if err != nil {
+					return 0, false, err
+				}
+				data, err := proto.Marshal(m)
+				if err != nil {
+					return 0, false, err
+				}
+				seq, err := l.AppendLender(ctx, topology.LoanSubject(tenant, loan, k.Token, id), data)
+				if errors.Is(err, loanlog.ErrDuplicate) {
+					return seq, true, nil
+				}
+				return seq, false, err
+			},
+			Now:     time.Now,
+			Advance: func(time.Duration) {}, // the server fires schedules on its own clock
+		}
+	})
+}
+
+// tenantLog gives each case of the suite its own tenant.
+type tenantLog struct {
+	*loanlog.Log
+	tenant string
+}
+
+func (l tenantLog) Read(ctx context.Context, _, loan string) ([]policy.Entry, uint64, error) {
+	return l.Log.Read(ctx, l.tenant, loan)
+}
+
+func (l tenantLog) AppendDecision(ctx context.Context, _, loan string, expect uint64, d policy.Decision) (uint64, error) {
+	return l.Log.AppendDecision(ctx, l.tenant, loan, expect, d)
+}
+
+func (l tenantLog) SetTimer(ctx context.Context, _, loan string, expect uint64, s policy.Step) (uint64, error) {
+	return l.Log.SetTimer(ctx, l.tenant, loan, expect, s)
+}

@@ -1,0 +1,98 @@
+package pipeline
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/opendunning/dunning/pkg/codec"
+	"github.com/opendunning/dunning/pkg/topology"
+)
+
+// Streams, subjects, durable consumers and kind tokens are stored data:
+// messages already in a stream are found by them, and a durable consumer's
+// position is kept under its name. This test pins them, so that a refactor
+// that renames one fails here instead of orphaning data.
+func TestNamesArePinned(t *testing.T) {
+	var streams []string
+	for _, sc := range topology.DefaultTopology().StreamConfigs() {
+		streams = append(streams, sc.Name+" "+sc.Subjects[0])
+	}
+	wantStreams := []string{"DUNNING_LOANS dunning.loan.>", "DUNNING_INTAKE dunning.in.>", "DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>"}
+	if !reflect.DeepEqual(streams, wantStreams) {
+		t.Errorf("streams = %q\nwant %q", streams, wantStreams)
+	}
+
+	got := map[string][]string{}
+	var names []string
+	for _, c := range Consumers() {
+		names = append(names, c.Name)
+		got[c.Name] = append([]string{c.Stream}, c.Filters...)
+	}
+	want := map[string][]string{
+		"intake": {"DUNNING_INTAKE", "dunning.in.*.*"},
+		"overdue-confirmation": {"DUNNING_LOANS", "dunning.loan.*.*.due.*", "dunning.loan.*.*.repaid.*",
+			"dunning.loan.*.*.settled", "dunning.loan.*.*.step.confirm.*"},
+		"first-contact":       {"DUNNING_LOANS", "dunning.loan.*.*.overdue.*", "dunning.loan.*.*.step.contact.*"},
+		"escalation":          {"DUNNING_LOANS", "dunning.loan.*.*.step.escalate.*"},
+		"third-party-handoff": {"DUNNING_LOANS", "dunning.loan.*.*.step.handoff.*"},
+		"legal-referral":      {"DUNNING_LOANS", "dunning.loan.*.*.step.legal.*"},
+		"dispatch":            {"DUNNING_LOANS", "dunning.loan.*.*.contact.*", "dunning.loan.*.*.escalated.*"},
+		"notify":              {"DUNNING_TASKS", "dunning.task.>"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("consumers = %q\nwant %q", got, want)
+	}
+	if len(names) != len(want) {
+		t.Errorf("consumer names %q are not unique", names)
+	}
+
+	var tokens []string
+	for _, k := range codec.Kinds {
+		tokens = append(tokens, string(k.Token))
+	}
+	wantTokens := []string{"due", "repaid", "settled", "outcome", "timer", "step",
+		"overdue", "contact", "escalated", "handoff", "legal", "closed", "cancelled", "deferred"}
+	if !reflect.DeepEqual(tokens, wantTokens) {
+		t.Errorf("kind tokens = %q\nwant %q", tokens, wantTokens)
+	}
+
+	subjects := []string{
+		topology.LoanSubject("acme", "L-1", codec.Due.Token, "i1"),
+		topology.DecisionSubject("acme", "L-1", codec.Escalated.Token, 7),
+		topology.TimerSubject("acme", "L-1"),
+		topology.StepSubject("acme", "L-1", "legal", 9),
+		topology.IntakeSubject("acme", "L-1"),
+		topology.TaskSubject("sms", "acme", "L-1", "c1"),
+		topology.DLQSubject("intake"),
+	}
+	wantSubjects := []string{"dunning.loan.acme.L-1.due.i1", "dunning.loan.acme.L-1.escalated.s7", "dunning.loan.acme.L-1.timer",
+		"dunning.loan.acme.L-1.step.legal.s9", "dunning.in.acme.L-1", "dunning.task.sms.acme.L-1.c1", "dunning.dlq.intake"}
+	if !reflect.DeepEqual(subjects, wantSubjects) {
+		t.Errorf("subjects = %q\nwant %q", subjects, wantSubjects)
+	}
+}
+
+// Every stream subject the consumers filter on lies in their stream, and no
+// two consumers share a filter (each event has one owner).
+func TestConsumersDeclared(t *testing.T) {
+	streams := map[string][]string{}
+	for _, sc := range topology.DefaultTopology().StreamConfigs() {
+		streams[sc.Name] = sc.Subjects
+	}
+	seen := map[string]string{}
+	for _, c := range Consumers() {
+		subjects, ok := streams[c.Stream]
+		if !ok {
+			t.Errorf("consumer %s on undeclared stream %s", c.Name, c.Stream)
+		}
+		for _, f := range c.Filters {
+			if other, dup := seen[f]; dup {
+				t.Errorf("filter %s on both %s and %s", f, other, c.Name)
+			}
+			seen[f] = c.Name
+			if !topology.Match(subjects[0], f) {
+				t.Errorf("consumer %s filters %s, outside its stream's %s", c.Name, f, subjects[0])
+			}
+		}
+	}
+}

@@ -1,0 +1,218 @@
+// Package pipeline is the composition root: the one place where the parts
+// of the pipeline (intake, the five stages of package stage's table,
+// dispatch, webhook delivery) are wired to NATS. The all-in-one dunningd,
+// every service, the integration tests, the benchmarks and the chaos run
+// all build their processes with New. It takes configuration that is
+// already parsed and validated (package app does that for the binaries), so
+// nothing connects before everything is known to be right.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/dispatch"
+	"github.com/opendunning/dunning/pkg/ingest"
+	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/notify"
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/stage"
+	"github.com/opendunning/dunning/pkg/topology"
+)
+
+// Consumers is every declared durable consumer, in a stable order: intake,
+// the five stages, dispatch, notify. Provision creates them all.
+func Consumers() []topology.ConsumerSpec {
+	out := []topology.ConsumerSpec{topology.Intake}
+	for _, s := range stage.Table {
+		out = append(out, s.ConsumerSpec())
+	}
+	return append(out, dispatch.Consumer, topology.Notify)
+}
+
+// Parts says what one process runs.
+type Parts struct {
+	// Stages run here, each on its durable consumer.
+	Stages []stage.Stage
+	// Intake validates and records lender events published over NATS.
+	Intake bool
+	// Dispatch fans committed contacts out to per-channel task subjects.
+	Dispatch bool
+	// Notifier, if set, delivers tasks to the lender's webhooks.
+	Notifier *notify.Notifier
+}
+
+// consumes reports whether the process runs any consumer.
+func (p Parts) consumes() bool {
+	return len(p.Stages) > 0 || p.Intake || p.Dispatch || p.Notifier != nil
+}
+
+// Config is what New needs, parsed and validated.
+type Config struct {
+	// Name identifies the process in NATS connection names and logs.
+	Name     string
+	Topology topology.Topology
+	Parts    Parts
+	// Ladder chooses a loan's ladder by tenant and product.
+	Ladder func(tenant, product string) policy.Ladder
+	// Now is the clock; nil means time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+	// Registry receives every metric of the process; nil means a private one.
+	Registry *prometheus.Registry
+	// Concurrency is how many messages each consumer handles at once (0: the router's default).
+	Concurrency int
+}
+
+// Dialer opens a NATS connection with the given name. Each router owns its
+// connection (the subscriber drains it on close), so a process dials twice.
+type Dialer func(name string) (*nats.Conn, error)
+
+// Metrics are every metric of the pipeline, each owned and registered by
+// its package.
+type Metrics struct {
+	Stage  *stage.Metrics
+	Ingest *ingest.Metrics
+	Router *bus.Metrics
+	// PolicyReloads counts policy reloads by result (ok, failed).
+	PolicyReloads *prometheus.CounterVec
+}
+
+// NewMetrics registers every pipeline metric on reg.
+func NewMetrics(reg prometheus.Registerer) Metrics {
+	m := Metrics{Stage: stage.NewMetrics(reg), Ingest: ingest.NewMetrics(reg), Router: bus.NewMetrics(reg),
+		PolicyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "policy_reloads_total",
+			Help: "Policy reloads by result; a failed one leaves the previous policies in force."}, []string{"result"})}
+	reg.MustRegister(m.PolicyReloads)
+	return m
+}
+
+// Pipeline is one process's share of the pipeline, connected and provisioned.
+type Pipeline struct {
+	Conn     *nats.Conn
+	JS       jetstream.JetStream
+	Log      *loanlog.Log
+	Ingestor *ingest.Ingestor
+	Metrics  Metrics
+	Registry *prometheus.Registry
+
+	name   string
+	router *bus.Router // nil when the process runs no consumer
+}
+
+// New connects, provisions the declared topology, and registers the
+// process's parts on one router. Run runs them.
+func New(ctx context.Context, cfg Config, dial Dialer) (*Pipeline, error) {
+	if cfg.Ladder == nil {
+		return nil, errors.New("pipeline: no ladder")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	nc, err := dial(cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to nats: %w", err)
+	}
+	p, err := build(ctx, cfg, dial, nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeline, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = cfg.Topology.Provision(pctx, js, Consumers())
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	metrics := NewMetrics(cfg.Registry)
+	log := loanlog.New(nc, js)
+	p := &Pipeline{Conn: nc, JS: js, Log: log, Ingestor: &ingest.Ingestor{Log: log, Metrics: metrics.Ingest},
+		Metrics: metrics, Registry: cfg.Registry, name: cfg.Name}
+	if !cfg.Parts.consumes() {
+		return p, nil
+	}
+	rt, err := bus.NewRouter(bus.RouterConfig{Dial: dial, MaxDeliver: cfg.Topology.MaxDeliver, Registry: cfg.Registry,
+		Metrics: metrics.Router, Logger: cfg.Logger, Name: cfg.Name + "-router", Concurrency: cfg.Concurrency})
+	if err != nil {
+		return nil, err
+	}
+	deps := stage.Deps{Log: log, Ladder: cfg.Ladder, Now: cfg.Now, Metrics: metrics.Stage}
+	for _, s := range cfg.Parts.Stages {
+		rt.Handle(s.ConsumerSpec(), stageHandler(s, deps))
+	}
+	if cfg.Parts.Intake {
+		p.Ingestor.Register(rt)
+	}
+	if cfg.Parts.Dispatch {
+		(&dispatch.Dispatcher{JS: rt.JetStream(), Ladder: cfg.Ladder}).Register(rt)
+	}
+	if cfg.Parts.Notifier != nil {
+		cfg.Parts.Notifier.Register(rt)
+	}
+	p.router = rt
+	return p, nil
+}
+
+// stageHandler is the transport side of a stage: decode the loan-log
+// message and hand it to the engine; a rejected trigger is dead-lettered.
+func stageHandler(s stage.Stage, d stage.Deps) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		addr, ev, err := bus.DecodeLoan(msg)
+		if err != nil {
+			return err
+		}
+		// The trigger is in the loan's log: a read that does not reach it
+		// came from a lagging replica and must not be decided on.
+		seq, _ := strconv.ParseUint(msg.Metadata.Get(bus.MetaStreamSeq), 10, 64)
+		err = s.Handle(msg.Context(), d, addr.Tenant, addr.Loan, seq, ev)
+		if errors.Is(err, stage.ErrRejected) {
+			return bus.Permanent(err)
+		}
+		return err
+	}
+}
+
+// Run runs the process's consumers until ctx ends, then closes its connections.
+func (p *Pipeline) Run(ctx context.Context) error {
+	defer p.Conn.Close()
+	if p.router == nil {
+		<-ctx.Done()
+		return nil
+	}
+	return p.router.Run(ctx)
+}
+
+// Running is closed once every consumer is subscribed (at once for a
+// process without consumers).
+func (p *Pipeline) Running() <-chan struct{} {
+	if p.router == nil {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return p.router.Running()
+}

@@ -1,0 +1,114 @@
+package stage
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/opendunning/dunning/pkg/codec"
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/topology"
+)
+
+// Stage is one rung of the ladder as a service: every name it goes by, what
+// it consumes, and how it decides. Table declares the five; nothing else
+// spells a stage's names.
+type Stage struct {
+	// Policy is the ladder's stage.
+	Policy policy.Stage
+	// Service is the deployable that runs it alone (services/<Service>).
+	Service string
+	// Consumer is its durable consumer. Stored data: never rename one.
+	Consumer string
+	// Step is the subject token of its fired steps
+	// (dunning.loan.<t>.<l>.step.<Step>.s<seq>). Stored data too.
+	Step string
+	// Consumes lists the loan-log kinds it handles besides its own fired steps.
+	Consumes []*codec.Kind
+	// Decide handles the kinds in Consumes; a fired step of the stage's own
+	// is always decided by the ladder (policy.Ladder.OnStep). Nil for
+	// stages that only act on their steps.
+	Decide Decide
+}
+
+// Decide is a stage's policy for a trigger that is not its own fired step:
+// given the case folded from the log (which already includes the trigger)
+// and the time, what to append. A nil decision means nothing to do; an
+// error means the trigger can never be decided (it is dead-lettered).
+type Decide func(l policy.Ladder, c *policy.Case, trigger policy.Event, now time.Time) (*policy.Decision, error)
+
+// Table is the five stages in ladder order.
+var Table = []Stage{
+	{Policy: policy.StageOverdueConfirmation, Service: "overdue", Consumer: "overdue-confirmation", Step: "confirm",
+		Consumes: []*codec.Kind{codec.Due, codec.Repaid, codec.Settled}, Decide: decideLenderFact},
+	{Policy: policy.StageFirstContact, Service: "contact", Consumer: "first-contact", Step: "contact",
+		Consumes: []*codec.Kind{codec.Overdue}, Decide: decideFirstContact},
+	{Policy: policy.StageEscalation, Service: "escalation", Consumer: "escalation", Step: "escalate"},
+	{Policy: policy.StageHandoff, Service: "handoff", Consumer: "third-party-handoff", Step: "handoff"},
+	{Policy: policy.StageLegal, Service: "legal", Consumer: "legal-referral", Step: "legal"},
+}
+
+// ByService returns the stage a service runs.
+func ByService(name string) (Stage, bool) {
+	for _, s := range Table {
+		if s.Service == name {
+			return s, true
+		}
+	}
+	return Stage{}, false
+}
+
+// Of returns the stage of a ladder stage.
+func Of(p policy.Stage) (Stage, error) {
+	for _, s := range Table {
+		if s.Policy == p {
+			return s, nil
+		}
+	}
+	return Stage{}, fmt.Errorf("stage %s has no row in the stage table", p)
+}
+
+// ConsumerSpec is the stage's durable consumer: its consumed kinds and its
+// fired steps, in every loan's log.
+func (s Stage) ConsumerSpec() topology.ConsumerSpec {
+	var filters []string
+	for _, k := range s.Consumes {
+		id := "*"
+		if k.Shape == codec.Bare {
+			id = ""
+		}
+		filters = append(filters, topology.LoanFilter(k.Token, id))
+	}
+	filters = append(filters, topology.StepFilter(s.Step))
+	return topology.ConsumerSpec{Name: s.Consumer, Stream: topology.StreamLoans, Filters: filters}
+}
+
+// decideLenderFact is overdue confirmation's policy for the lender's facts:
+// it closes the case as cured or settled, at whatever stage, when nothing
+// overdue is left (the timer reconciliation that follows every fact
+// schedules, moves or cancels the pending step). Money in another currency
+// than the loan's is refused, never counted.
+func decideLenderFact(l policy.Ladder, c *policy.Case, ev policy.Event, now time.Time) (*policy.Decision, error) {
+	switch e := ev.(type) {
+	case policy.Repayment:
+		if cur := c.Currency(); cur != "" && e.Amount.Currency != cur {
+			return nil, fmt.Errorf("repayment %s is in %s but the loan is in %s: not applied", e.PaymentID, e.Amount.Currency, cur)
+		}
+	case policy.InstallmentDue:
+		if cur := c.Currency(); e.Amount.Currency != cur {
+			return nil, fmt.Errorf("installment %s is in %s but the loan is in %s: not applied", e.ID, e.Amount.Currency, cur)
+		}
+	case policy.Settled:
+	default:
+		return nil, fmt.Errorf("unexpected trigger %T", ev)
+	}
+	return l.OnLenderEvent(c, now), nil
+}
+
+// decideFirstContact asks for the gentle first contact as soon as a case is
+// confirmed overdue.
+func decideFirstContact(l policy.Ladder, c *policy.Case, ev policy.Event, now time.Time) (*policy.Decision, error) {
+	if e, ok := ev.(policy.Decision); ok && e.Kind == policy.KindOverdueConfirmed {
+		return l.FirstContact(c, e.Ctx.Case, now), nil
+	}
+	return nil, fmt.Errorf("unexpected trigger %T", ev)
+}
