@@ -1,7 +1,8 @@
 # Everything a developer or CI needs. Tools are pinned and installed into
 # ./bin on first use (each target checks the installed version and replaces
 # a stale binary): buf prebuilt from the npm registry (from source with Go
-# when npm is missing), protoc-gen-go with Go.
+# when npm is missing), protoc-gen-go with Go, promtool from Debian's
+# prometheus package (apt-get download, the daemon is not installed).
 SHELL := /bin/bash
 GO    ?= go
 BIN   := $(CURDIR)/bin
@@ -10,6 +11,8 @@ export PATH := $(BIN):$(PATH)
 BUF_VERSION           := v1.75.0
 PROTOC_GEN_GO_VERSION := v1.36.12
 NATS_SERVER_VERSION   := v2.15.3
+# Debian bookworm's prometheus package; only its promtool is extracted.
+PROMTOOL_DEB_VERSION  := 2.42.0+ds-5+deb12u1
 # The npm package holding the prebuilt buf for linux-x64 (bin/buf).
 BUF_NPM_PACKAGE       := @bufbuild/buf-linux-x64
 
@@ -18,14 +21,16 @@ DATA_DIR ?= ./data
 HTTP     ?= 127.0.0.1:8080
 ARGS     ?=
 
-.PHONY: nats-server sim chaos bench-open fuzz fuzz-corpus run test test-unit test-integration bench proto proto-check lint build tools up clean FORCE
+.PHONY: nats-server sim chaos bench-open fuzz fuzz-corpus run test test-unit test-integration bench proto proto-check lint build tools promtool up clean FORCE
 
 ## run: the whole pipeline in one process on an embedded NATS server (DAY=1s to watch it climb)
 run:
 	$(GO) run ./services/dunningd --day=$(DAY) --data-dir=$(DATA_DIR) --http=$(HTTP) $(ARGS)
 
-## test: lint, generated-code check, every test with the race detector, a short fuzz run
-test: lint proto-check
+## test: lint, generated-code check, every test with the race detector (TestPromtool
+## runs for real: promtool is installed and required), a short fuzz run
+test: export DUNNING_REQUIRE_PROMTOOL := 1
+test: lint proto-check promtool
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=5s
 
@@ -132,6 +137,28 @@ $(BIN)/protoc-gen-go: FORCE
 	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION); \
 	got=$$($@ --version 2>&1) || true; \
 	[ "$$got" = "$$want" ] || { echo "$@ --version: '$$got', want $$want" >&2; exit 1; }
+
+## promtool: promtool of Debian's prometheus $(PROMTOOL_DEB_VERSION) into ./bin (the daemon is not installed)
+promtool: $(BIN)/promtool
+
+$(BIN)/promtool: FORCE
+	@set -e; want="$(PROMTOOL_DEB_VERSION)"; \
+	if $@ --version 2>&1 | grep -qF "revision: $$want)"; then exit 0; fi; \
+	fail() { echo "promtool: $$*" >&2; \
+	  echo "promtool: make promtool extracts it from Debian bookworm's package prometheus=$$want (PROMTOOL_DEB_VERSION)" >&2; \
+	  exit 1; }; \
+	command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || fail "needs apt-get and dpkg-deb"; \
+	echo "promtool $$want: apt-get download prometheus=$$want"; \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	download() { (cd "$$tmp" && apt-get download -q "prometheus=$$want"); }; \
+	if ! download; then \
+	  [ "$$(id -u)" = 0 ] || fail "apt-get download failed (as root it would run apt-get update and retry)"; \
+	  echo "promtool: apt-get update, and again"; \
+	  apt-get update -q && download || fail "apt-get download prometheus=$$want failed (not Debian bookworm, or the version left the archive?)"; \
+	fi; \
+	dpkg-deb --fsys-tarfile "$$tmp"/prometheus_*.deb | tar -x -C "$$tmp" ./usr/bin/promtool || fail "no usr/bin/promtool in the package"; \
+	mkdir -p $(BIN); install -m 0755 "$$tmp/usr/bin/promtool" $@; \
+	$@ --version 2>&1 | grep -qF "revision: $$want)" || fail "$@ --version is not $$want: $$($@ --version 2>&1 | head -1)"
 
 ## nats-server: a real server binary for multi-process runs
 nats-server: $(BIN)/nats-server
