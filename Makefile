@@ -1,5 +1,8 @@
 # Everything a developer or CI needs. Tools are pinned and installed into
-# ./bin on first use, so a fresh clone needs only Go.
+# ./bin on first use (each target checks the installed version and replaces
+# a stale binary): buf prebuilt from the npm registry (from source with Go
+# when npm is missing), protoc-gen-go with Go, promtool from Debian's
+# prometheus package (apt-get download, the daemon is not installed).
 SHELL := /bin/bash
 GO    ?= go
 BIN   := $(CURDIR)/bin
@@ -8,20 +11,26 @@ export PATH := $(BIN):$(PATH)
 BUF_VERSION           := v1.75.0
 PROTOC_GEN_GO_VERSION := v1.36.12
 NATS_SERVER_VERSION   := v2.15.3
+# Debian bookworm's prometheus package; only its promtool is extracted.
+PROMTOOL_DEB_VERSION  := 2.42.0+ds-5+deb12u1
+# The npm package holding the prebuilt buf for linux-x64 (bin/buf).
+BUF_NPM_PACKAGE       := @bufbuild/buf-linux-x64
 
 DAY      ?= 24h
 DATA_DIR ?= ./data
 HTTP     ?= 127.0.0.1:8080
 ARGS     ?=
 
-.PHONY: nats-server sim chaos bench-open fuzz fuzz-corpus run test test-unit test-integration bench proto proto-check lint build tools up clean
+.PHONY: nats-server sim chaos bench-open fuzz fuzz-corpus run test test-unit test-integration bench proto proto-check lint build tools promtool up clean FORCE
 
 ## run: the whole pipeline in one process on an embedded NATS server (DAY=1s to watch it climb)
 run:
 	$(GO) run ./services/dunningd --day=$(DAY) --data-dir=$(DATA_DIR) --http=$(HTTP) $(ARGS)
 
-## test: lint, generated-code check, every test with the race detector, a short fuzz run
-test: lint proto-check
+## test: lint, generated-code check, every test with the race detector (TestPromtool
+## runs for real: promtool is installed and required), a short fuzz run
+test: export DUNNING_REQUIRE_PROMTOOL := 1
+test: lint proto-check promtool
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz FUZZTIME=5s
 
@@ -94,13 +103,62 @@ lint:
 build:
 	$(GO) build -o $(BIN)/ ./services/...
 
+## tools: buf and protoc-gen-go, pinned, into ./bin
 tools: $(BIN)/buf $(BIN)/protoc-gen-go
 
-$(BIN)/buf:
-	GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+# FORCE: the recipes run every time, check the installed version, and do
+# nothing more when it is the pinned one.
+FORCE:
 
-$(BIN)/protoc-gen-go:
-	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+$(BIN)/buf: FORCE
+	@set -e; want=$(BUF_VERSION:v%=%); \
+	if [ "$$($@ --version 2>/dev/null)" = "$$want" ]; then exit 0; fi; \
+	mkdir -p $(BIN); rm -f $@; \
+	if command -v npm >/dev/null && [ "$$(uname -s)-$$(uname -m)" = Linux-x86_64 ]; then \
+	  echo "buf $$want: prebuilt, npm pack $(BUF_NPM_PACKAGE)@$$want"; \
+	  tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  if (cd "$$tmp" && npm pack --silent --ignore-scripts "$(BUF_NPM_PACKAGE)@$$want" --pack-destination "$$tmp" >/dev/null) && \
+	     tar -xzf "$$tmp"/*.tgz -C "$$tmp" package/bin/buf; then \
+	    install -m 0755 "$$tmp/package/bin/buf" $@; \
+	  else \
+	    echo "buf $$want: npm pack failed; building it from source (several minutes)" >&2; \
+	  fi; \
+	else \
+	  echo "buf $$want: no npm, or not linux-x64; building it from source (several minutes)"; \
+	fi; \
+	[ -x $@ ] || GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION); \
+	got=$$($@ --version 2>&1) || true; \
+	[ "$$got" = "$$want" ] || { echo "$@ --version: '$$got', want $$want" >&2; exit 1; }
+
+$(BIN)/protoc-gen-go: FORCE
+	@set -e; want="protoc-gen-go $(PROTOC_GEN_GO_VERSION)"; \
+	if [ "$$($@ --version 2>/dev/null)" = "$$want" ]; then exit 0; fi; \
+	echo "$$want: go install"; \
+	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION); \
+	got=$$($@ --version 2>&1) || true; \
+	[ "$$got" = "$$want" ] || { echo "$@ --version: '$$got', want $$want" >&2; exit 1; }
+
+## promtool: promtool of Debian's prometheus $(PROMTOOL_DEB_VERSION) into ./bin (the daemon is not installed)
+promtool: $(BIN)/promtool
+
+$(BIN)/promtool: FORCE
+	@set -e; want="$(PROMTOOL_DEB_VERSION)"; \
+	if $@ --version 2>&1 | grep -qF "revision: $$want)"; then exit 0; fi; \
+	fail() { echo "promtool: $$*" >&2; \
+	  echo "promtool: make promtool extracts it from Debian bookworm's package prometheus=$$want (PROMTOOL_DEB_VERSION)" >&2; \
+	  exit 1; }; \
+	command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || fail "needs apt-get and dpkg-deb"; \
+	echo "promtool $$want: apt-get download prometheus=$$want"; \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	download() { (cd "$$tmp" && apt-get download -q "prometheus=$$want"); }; \
+	if ! download; then \
+	  [ "$$(id -u)" = 0 ] || fail "apt-get download failed (as root it would run apt-get update and retry)"; \
+	  echo "promtool: apt-get update, and again"; \
+	  apt-get update -q && download || fail "apt-get download prometheus=$$want failed (not Debian bookworm, or the version left the archive?)"; \
+	fi; \
+	dpkg-deb --fsys-tarfile "$$tmp"/prometheus_*.deb | tar -x -C "$$tmp" ./usr/bin/promtool || fail "no usr/bin/promtool in the package"; \
+	mkdir -p $(BIN); install -m 0755 "$$tmp/usr/bin/promtool" $@; \
+	$@ --version 2>&1 | grep -qF "revision: $$want)" || fail "$@ --version is not $$want: $$($@ --version 2>&1 | head -1)"
 
 ## nats-server: a real server binary for multi-process runs
 nats-server: $(BIN)/nats-server

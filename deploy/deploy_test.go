@@ -46,8 +46,10 @@ import (
 //     ports those services listen on; every rule's PromQL is read and its
 //     windows, job names, label values and annotation templates checked;
 //     rules_test.yml tests every alert.
-//   - TestPromtool (when promtool is on PATH): promtool check config, check
-//     rules and test rules (rules_test.yml).
+//   - TestPromtool (when promtool is on PATH; it fails without one when
+//     DUNNING_REQUIRE_PROMTOOL=1, as under make test, which installs it into
+//     ./bin): promtool check config, check rules and test rules
+//     (rules_test.yml).
 //   - TestDeployment (not with -short): the NATS configurations start a real
 //     three-node cluster in process (ports and store directories replaced,
 //     everything else as parsed); the gateway and the five stages run in
@@ -934,11 +936,16 @@ func checkRuleTests(t *testing.T, d *deployment, alerts map[string]bool) {
 }
 
 // TestPromtool runs promtool, when it is on PATH, on the Prometheus
-// configuration, the rules and their unit tests (rules_test.yml).
+// configuration, the rules and their unit tests (rules_test.yml). With
+// DUNNING_REQUIRE_PROMTOOL=1 (make test sets it) a missing promtool is a
+// failure, not a skip.
 func TestPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Skip("promtool is not on PATH (go install github.com/prometheus/prometheus/cmd/promtool@latest)")
+		if os.Getenv("DUNNING_REQUIRE_PROMTOOL") == "1" {
+			t.Fatalf("promtool is not on PATH, and DUNNING_REQUIRE_PROMTOOL=1 requires it (make promtool installs it into ./bin): %v", err)
+		}
+		t.Skip("promtool is not on PATH (make promtool installs it into ./bin)")
 	}
 	d := loadDeployment(t)
 	// The configuration names rule files by their path in the container:
