@@ -2,7 +2,7 @@
 // deploying it, print the shipped policy, show a loan's timeline.
 //
 //	dunctl policy check FILE...   report every problem of each file, exit 1 if any
-//	dunctl policy default         print the shipped policy (SPEC.md §1)
+//	dunctl policy default         print the shipped policy (docs/domain.md)
 //	dunctl policy dryrun [flags]  print the ladder a loan would follow, day by day
 //	dunctl timeline [--api URL] TENANT LOAN
 //	                              print a loan's timeline from a running pipeline
