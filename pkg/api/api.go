@@ -3,6 +3,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -108,6 +109,8 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "could not record the event; retry with the same body"})
 }
 
+// getTimeline serves a loan's timeline as JSON, or with ?format=text as the
+// aligned table the README shows (errors are JSON either way).
 func (s *Server) getTimeline(w http.ResponseWriter, r *http.Request) {
 	tenant, loan := r.PathValue("tenant"), r.PathValue("loan")
 	for field, v := range map[string]string{"tenant": tenant, "loan": loan} {
@@ -115,6 +118,11 @@ func (s *Server) getTimeline(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusBadRequest, errorBody{Error: field + " must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_'", Field: field})
 			return
 		}
+	}
+	format := r.URL.Query().Get("format")
+	if format != "" && format != "json" && format != "text" {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: `format must be "json" (the default) or "text"`, Field: "format"})
+		return
 	}
 	tl, err := timeline.Read(r.Context(), s.Log, s.Ladder, tenant, loan, s.Now())
 	if err != nil {
@@ -124,6 +132,14 @@ func (s *Server) getTimeline(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(tl.Entries) == 0 {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "no events for this loan", Field: "loan"})
+		return
+	}
+	if format == "text" {
+		var b bytes.Buffer
+		_ = tl.WriteText(&b) // a buffer does not fail
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(b.Bytes())
 		return
 	}
 	writeJSON(w, http.StatusOK, tl)

@@ -113,7 +113,7 @@ func parse(name string, args []string, o Options) (Config, error) {
 	fs.DurationVar(&c.Day, "day", policy.RealDay, "length of a business day; shorten (e.g. 1s) to watch the ladder in minutes")
 	if o.Notify {
 		fs.StringVar(&c.Webhooks, "webhooks", "", "contact-task webhooks, CHANNEL=URL,... (e.g. sms=https://sms.example/hook); channels without one are left to the lender's NATS subscribers")
-		fs.StringVar(&c.SecretFile, "webhook-secret-file", "", "file holding the HMAC-SHA256 key that signs webhook bodies (required with --webhooks)")
+		fs.StringVar(&c.SecretFile, "webhook-secret-file", "", "file holding the HMAC-SHA256 key that signs webhook bodies (required with --webhooks): the key is the file's text with surrounding whitespace trimmed, used as is (a base64 line is not decoded), at least 16 bytes")
 	}
 	fs.StringVar(&c.Policies, "policies", "", "directory of policy files (*.yaml), reloaded on change or SIGHUP; empty: the shipped policy")
 	fs.IntVar(&c.GraceDays, "grace-days", def.GraceDays, "without --policies: days of grace before overdue confirmation")
@@ -353,9 +353,11 @@ func newNotifier(cfg Config) (*notify.Notifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--webhook-secret-file: %w", err)
 	}
+	// The key is the file's text, trimmed, not what it decodes to: receivers
+	// HMAC with the same characters, whatever encoding produced them.
 	secret = []byte(strings.TrimSpace(string(secret)))
 	if len(secret) < 16 {
-		return nil, errors.New("--webhook-secret-file: the key must be at least 16 bytes")
+		return nil, errors.New("--webhook-secret-file: the key (the file's text, whitespace trimmed) must be at least 16 bytes")
 	}
 	return &notify.Notifier{Webhooks: hooks, Secret: secret, Client: &http.Client{Timeout: 15 * time.Second}, Now: time.Now}, nil
 }

@@ -77,3 +77,36 @@ func TestFlagErrors(t *testing.T) {
 		t.Errorf("Run(dunningd without a server) = %v, want an error about the embedded server", err)
 	}
 }
+
+// The webhook key is the secret file's text with surrounding whitespace
+// trimmed, byte for byte: a base64 line is used as is, not decoded.
+func TestWebhookKeyIsTrimmedText(t *testing.T) {
+	const key = "q3J0cmFuZG9tLWtleS0wMTIzNDU2Nzg5YWJjZGVm+/=="
+	tests := []struct {
+		name, content, want string
+	}{
+		{"final newline", key + "\n", key},
+		{"surrounding blanks and CRLF", "  " + key + " \r\n", key},
+		{"no newline", key, key},
+	}
+	for _, tt := range tests {
+		f := filepath.Join(t.TempDir(), "webhook.key")
+		if err := os.WriteFile(f, []byte(tt.content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n, err := newNotifier(Config{Webhooks: "sms=http://127.0.0.1:1/hook", SecretFile: f}, nil)
+		if err != nil {
+			t.Fatalf("%s: newNotifier: %v", tt.name, err)
+		}
+		if got := string(n.Secret); got != tt.want {
+			t.Errorf("%s: key = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	short := filepath.Join(t.TempDir(), "short.key")
+	if err := os.WriteFile(short, []byte("  short-key \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newNotifier(Config{Webhooks: "sms=http://127.0.0.1:1/hook", SecretFile: short}, nil); err == nil {
+		t.Error("newNotifier with a 9-byte key = nil error, want one")
+	}
+}

@@ -8,7 +8,8 @@ import (
 // This file holds the parts of a Policy that a lender configures beyond the
 // ladder's thresholds: tiers as DPD ranges, stage entry conditions, the
 // cadence of contacts within each stage, and templates. The policy file
-// loader (package policyfile) fills them; Default ships SPEC.md §1.
+// loader (package policyfile) fills them; Default ships the tiers of
+// docs/domain.md.
 
 // TierRange is a tier's DPD range; To 0 means open-ended.
 type TierRange struct {

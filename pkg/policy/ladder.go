@@ -30,7 +30,7 @@ type rung struct {
 
 func (r rung) id(n int) string { return fmt.Sprintf("c%d-%s-d%d", n, r.stage, r.dpd) }
 
-// cadence returns the policy's cadence, or the SPEC.md default when the
+// cadence returns the policy's cadence, or the shipped one when the
 // policy has none: an SMS at confirmation, four channels at escalation.
 func (l Ladder) cadence() []CadenceStep {
 	if len(l.Policy.Cadence) > 0 {

@@ -5,7 +5,8 @@ import (
 	"fmt"
 )
 
-// Policy is a tenant's dunning configuration. Default reproduces SPEC.md §1.
+// Policy is a tenant's dunning configuration. Default reproduces the shipped
+// tiers and thresholds (docs/domain.md).
 type Policy struct {
 	// Version names this policy in every decision it makes.
 	Version string

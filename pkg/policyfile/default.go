@@ -7,7 +7,7 @@ import (
 	"github.com/opendunning/dunning/pkg/policy"
 )
 
-// DefaultYAML is the shipped policy file: SPEC.md §1.
+// DefaultYAML is the shipped policy file: the ladder of docs/domain.md.
 //
 //go:embed default.yaml
 var DefaultYAML []byte

@@ -21,7 +21,7 @@ var stageOf = map[string]policy.Stage{
 	"legal_referral":      policy.StageLegal,
 }
 
-// Jurisdictions with a contact-rule profile (SPEC.md §4).
+// Jurisdictions with a contact-rule profile (docs/domain.md, "Collection rules by jurisdiction").
 var jurisdictions = []string{"cn", "us-regf"}
 
 var (

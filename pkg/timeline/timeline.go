@@ -6,7 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -40,6 +44,42 @@ type Timeline struct {
 	Overdue string  `json:"overdue"`
 	Pending string  `json:"pending_step,omitempty"`
 	Entries []Entry `json:"entries"`
+}
+
+// WriteText renders the timeline as a table with aligned columns, one
+// entry a line: seq, kind, stage, tier, DPD and reason. It is what
+// `GET .../timeline?format=text` serves and `dunctl timeline` prints.
+func (tl Timeline) WriteText(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var err error
+	row := func(cells ...string) {
+		if err == nil {
+			_, err = io.WriteString(tw, strings.Join(cells, "\t")+"\n")
+		}
+	}
+	row("seq", "kind", "stage", "tier", "dpd", "reason")
+	for _, e := range tl.Entries {
+		row(fmt.Sprint(e.Seq), cell(e.Kind), cell(e.Stage), cell(e.Tier), fmt.Sprint(e.DPD), cell(e.Reason))
+	}
+	if err != nil {
+		return err
+	}
+	return tw.Flush()
+}
+
+// cell makes s one table cell: "-" when empty, and control characters
+// (a vendor's outcome detail may hold tabs or newlines) as spaces, so that
+// every entry stays on one line of its columns.
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // Read builds a loan's timeline from its log.

@@ -1,15 +1,21 @@
 // Command dunctl is the operator's tool: check a policy file before
-// deploying it, print the shipped policy.
+// deploying it, print the shipped policy, show a loan's timeline.
 //
 //	dunctl policy check FILE...   report every problem of each file, exit 1 if any
-//	dunctl policy default         print the shipped policy (SPEC.md §1)
+//	dunctl policy default         print the shipped policy (docs/domain.md)
 //	dunctl policy dryrun [flags]  print the ladder a loan would follow, day by day
+//	dunctl timeline [--api URL] TENANT LOAN
+//	                              print a loan's timeline from a running pipeline
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -25,6 +31,8 @@ const usage = `usage:
   dunctl policy default         print the shipped policy file
   dunctl policy dryrun [--policy FILE] [--amount MINOR] [--currency CUR] [--pay DPD:MINOR]... [--days N] [--locale L] [--texts]
                                 print the ladder a loan would follow, day by day
+  dunctl timeline [--api URL] TENANT LOAN
+                                print a loan's timeline from the pipeline's HTTP API (default http://127.0.0.1:8080)
 `
 
 func main() {
@@ -32,6 +40,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "timeline" {
+		return timeline(args[1:], stdout, stderr)
+	}
 	if len(args) < 2 || args[0] != "policy" {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -155,4 +166,78 @@ func dryrun(args []string, out io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// timeline prints a loan's timeline as the API renders it in text: 0 when
+// printed, 1 when the API cannot be reached or refuses, 2 on a usage error.
+func timeline(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("timeline", flag.ContinueOnError)
+	api := fs.String("api", "http://127.0.0.1:8080", "base URL of the pipeline's HTTP API (dunningd or the gateway)")
+	fs.SetOutput(stderr)
+	// Flags may come before or after TENANT LOAN.
+	var pos []string
+	for {
+		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+			return 0
+		} else if err != nil {
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
+	base, err := url.Parse(*api)
+	if len(pos) != 2 || err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		if len(pos) == 2 {
+			fmt.Fprintf(stderr, "dunctl timeline: --api must be an http(s) URL such as http://127.0.0.1:8080, got %q\n", *api)
+		}
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	for i, what := range []string{"tenant", "loan"} {
+		if !policy.ValidID(pos[i]) {
+			fmt.Fprintf(stderr, "dunctl timeline: %s %q: identifiers are 1-64 characters of A-Z, a-z, 0-9, '-' or '_'\n", what, pos[i])
+			return 2
+		}
+	}
+	if err := printTimeline(base, pos[0], pos[1], stdout); err != nil {
+		fmt.Fprintln(stderr, "dunctl timeline:", err)
+		return 1
+	}
+	return 0
+}
+
+func printTimeline(base *url.URL, tenant, loan string, out io.Writer) error {
+	u := base.JoinPath("v1", "tenants", tenant, "loans", loan, "timeline")
+	u.RawQuery = "format=text"
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(u.String())
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the message names the API itself
+		}
+		return fmt.Errorf("cannot reach the API at %s (is the pipeline running? make run starts it): %w", base, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("reading the timeline from %s: %w", base, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error, Field string }
+		if json.Unmarshal(body, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(body))
+		}
+		if e.Field != "" {
+			e.Error += " (field " + e.Field + ")"
+		}
+		return fmt.Errorf("tenant %s, loan %s: HTTP %d: %s", tenant, loan, resp.StatusCode, e.Error)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+		return errors.New("the API answered " + ct + ", not text: is --api the pipeline's HTTP API?")
+	}
+	_, err = out.Write(body)
+	return err
 }

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,5 +85,61 @@ func TestDryRunFlags(t *testing.T) {
 	}
 	if err := dryrun([]string{"--pay", "ten"}, &out); err == nil {
 		t.Error("--pay ten accepted")
+	}
+}
+
+// dunctl timeline prints the API's text rendering as it comes, and fails
+// clearly (exit 1) when the API is unreachable or refuses.
+func TestTimeline(t *testing.T) {
+	const table = "seq  kind             stage  tier  dpd  reason\n1    installment_due  none   none  0    installment 1 of 1200.00 CNY due 2026-01-15T04:00:00Z\n"
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Query().Get("format") != "text":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"error": "want format=text", "field": "format"}`)
+		case r.URL.Path == "/v1/tenants/acme/loans/L-1001/timeline":
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			fmt.Fprint(w, table)
+		case r.URL.Path == "/v1/tenants/acme/loans/L-json/timeline":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"entries": []}`)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"error": "no events for this loan", "field": "loan"}`)
+		}
+	}))
+	defer api.Close()
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close() // nothing listens at its address any more
+
+	tests := []struct {
+		name      string
+		args      []string
+		code      int
+		stdout    string
+		stderrHas []string
+	}{
+		{"prints the table", []string{"timeline", "--api", api.URL, "acme", "L-1001"}, 0, table, nil},
+		{"flag after the loan", []string{"timeline", "acme", "L-1001", "--api", api.URL + "/"}, 0, table, nil},
+		{"unknown loan", []string{"timeline", "--api", api.URL, "acme", "L-9"}, 1, "", []string{"loan L-9", "HTTP 404", "no events for this loan (field loan)"}},
+		{"API down", []string{"timeline", "--api", down.URL, "acme", "L-1001"}, 1, "", []string{"cannot reach the API at " + down.URL, "make run"}},
+		{"not the pipeline's API", []string{"timeline", "--api", api.URL, "acme", "L-json"}, 1, "", []string{"not text"}},
+		{"one argument", []string{"timeline", "acme"}, 2, "", []string{"usage:"}},
+		{"URL without a scheme", []string{"timeline", "--api", "localhost:8080", "acme", "L-1001"}, 2, "", []string{"--api must be an http(s) URL"}},
+		{"bad loan ID", []string{"timeline", "--api", api.URL, "acme", "L 1001"}, 2, "", []string{`loan "L 1001"`}},
+	}
+	for _, tt := range tests {
+		var out, errOut bytes.Buffer
+		code := run(tt.args, &out, &errOut)
+		if code != tt.code || out.String() != tt.stdout {
+			t.Errorf("%s: run(%q) = %d, stdout %q, want %d, %q (stderr %q)", tt.name, tt.args, code, out.String(), tt.code, tt.stdout, errOut.String())
+		}
+		for _, want := range tt.stderrHas {
+			if !strings.Contains(errOut.String(), want) {
+				t.Errorf("%s: stderr %q lacks %q", tt.name, errOut.String(), want)
+			}
+		}
 	}
 }
