@@ -21,7 +21,7 @@ DATA_DIR ?= ./data
 HTTP     ?= 127.0.0.1:8080
 ARGS     ?=
 
-.PHONY: nats-server sim chaos bench-open fuzz fuzz-corpus run test test-unit test-integration bench proto proto-check lint build tools promtool up clean FORCE
+.PHONY: test-pubsub nats-server sim chaos bench-open fuzz fuzz-corpus run test test-unit test-integration bench proto proto-check lint build tools promtool up clean FORCE
 
 ## run: the whole pipeline in one process on an embedded NATS server (DAY=1s to watch it climb)
 # Built, then exec'ed, rather than `go run`: the go command exits 1 whenever
@@ -52,6 +52,10 @@ fuzz-corpus:
 	for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 	  src=$$cache/$${pkg#./}/$$fn; dst=$$pkg/testdata/fuzz/$$fn; mkdir -p $$dst; \
 	  [ -d $$src ] && cp -n $$src/* $$dst/ || true; echo "$$dst: $$(ls $$dst | wc -l) inputs"; done
+
+## test-pubsub: watermill's universal Pub/Sub suite in full against our subscriber (make test runs its short form)
+test-pubsub:
+	DUNNING_PUBSUB_FULL=1 $(GO) test -race -count=1 -run '^TestPubSub$$' -v ./pkg/bus/
 
 ## test-unit: the fast tests only (no embedded server)
 test-unit:

@@ -94,7 +94,7 @@ func TestWebhookKeyIsTrimmedText(t *testing.T) {
 		if err := os.WriteFile(f, []byte(tt.content), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		n, err := newNotifier(Config{Webhooks: "sms=http://127.0.0.1:1/hook", SecretFile: f}, nil)
+		n, err := newNotifier(Config{Webhooks: "sms=http://127.0.0.1:1/hook", SecretFile: f})
 		if err != nil {
 			t.Fatalf("%s: newNotifier: %v", tt.name, err)
 		}
@@ -106,7 +106,7 @@ func TestWebhookKeyIsTrimmedText(t *testing.T) {
 	if err := os.WriteFile(short, []byte("  short-key \n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := newNotifier(Config{Webhooks: "sms=http://127.0.0.1:1/hook", SecretFile: short}, nil); err == nil {
+	if _, err := newNotifier(Config{Webhooks: "sms=http://127.0.0.1:1/hook", SecretFile: short}); err == nil {
 		t.Error("newNotifier with a 9-byte key = nil error, want one")
 	}
 }
