@@ -21,7 +21,7 @@ DATA_DIR ?= ./data
 HTTP     ?= 127.0.0.1:8080
 ARGS     ?=
 
-.PHONY: test-pubsub nats-server sim chaos bench-open fuzz fuzz-corpus run test test-unit test-integration bench proto proto-check lint build tools promtool up clean FORCE
+.PHONY: test-slow test-pubsub nats-server sim chaos bench-open fuzz fuzz-corpus run test test-unit test-integration bench proto proto-check lint build tools promtool up clean FORCE
 
 ## run: the whole pipeline in one process on an embedded NATS server (DAY=1s to watch it climb)
 # Built, then exec'ed, rather than `go run`: the go command exits 1 whenever
@@ -32,11 +32,14 @@ run:
 	exec $(BIN)/dunningd --day=$(DAY) --data-dir=$(DATA_DIR) --http=$(HTTP) $(ARGS)
 
 ## test: lint, generated-code check, every test with the race detector (TestPromtool
-## runs for real: promtool is installed and required), a short fuzz run
+## runs for real: promtool is installed and required; the fuzz corpora run as seeds)
 test: export DUNNING_REQUIRE_PROMTOOL := 1
 test: lint proto-check promtool
 	$(GO) test -race -count=1 ./...
-	$(MAKE) fuzz FUZZTIME=5s
+
+## test-slow: what runs before an issue is resolved, beyond make test: watermill's full
+## Pub/Sub suite, 10 minutes of each fuzz target, the 20,000-loan chaos run
+test-slow: test-pubsub fuzz chaos
 
 ## fuzz: every fuzz target for FUZZTIME each (default 10m); new corpus entries land in the build cache
 FUZZTIME ?= 10m

@@ -30,6 +30,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/opendunning/dunning/pkg/app"
+	"github.com/opendunning/dunning/pkg/natstest"
 	"github.com/opendunning/dunning/pkg/pipeline"
 	"github.com/opendunning/dunning/pkg/topology"
 )
@@ -1104,7 +1105,7 @@ func TestDeployment(t *testing.T) {
 	// The services provisioned R3 streams and consumers, with a leader and
 	// two current replicas each.
 	for _, sc := range topology.DefaultTopology().StreamConfigs() {
-		waitFor(t, ctx, "stream "+sc.Name+" with 3 current replicas", func() error {
+		natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, described("stream "+sc.Name+" with 3 current replicas", func() error {
 			st, err := js.Stream(ctx, sc.Name)
 			if err != nil {
 				return err
@@ -1114,10 +1115,10 @@ func TestDeployment(t *testing.T) {
 				return err
 			}
 			return replicasCurrent(info.Config.Replicas, info.Cluster)
-		})
+		}))
 	}
 	for _, c := range pipeline.Consumers() {
-		waitFor(t, ctx, "consumer "+c.Name+" with 3 current replicas", func() error {
+		natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, described("consumer "+c.Name+" with 3 current replicas", func() error {
 			cons, err := js.Consumer(ctx, c.Stream, c.Name)
 			if err != nil {
 				return err
@@ -1127,7 +1128,7 @@ func TestDeployment(t *testing.T) {
 				return err
 			}
 			return replicasCurrent(info.Config.Replicas, info.Cluster)
-		})
+		}))
 	}
 
 	// Traffic: a lender event over HTTP (the overdue stage consumes it) and
@@ -1149,7 +1150,7 @@ func TestDeployment(t *testing.T) {
 
 	// Every service's /metrics, once the traffic shows in them.
 	metrics := metricSet{}
-	waitFor(t, ctx, "traffic in the metrics", func() error {
+	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, described("traffic in the metrics", func() error {
 		metrics = metricSet{}
 		for name, addr := range addrs {
 			resp, err := http.Get("http://" + addr + "/metrics")
@@ -1169,7 +1170,7 @@ func TestDeployment(t *testing.T) {
 			}
 		}
 		return nil
-	})
+	}))
 	// Counter vectors export nothing until their first increment (a log
 	// conflict needs a race): take those from the registry pipeline.NewMetrics
 	// fills, each child touched once.
@@ -1233,26 +1234,15 @@ func startCluster(t *testing.T, d *deployment) []string {
 		o.Routes = routes
 		o.StoreDir = t.TempDir()
 		o.NoSigs, o.NoLog = true, true
-		s, err := server.NewServer(o)
-		if err != nil {
-			t.Fatalf("node %s: %v", name, err)
-		}
-		go s.Start()
-		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-		servers = append(servers, s)
+		servers = append(servers, natstest.ServerWithOptions(t, o).Server)
 	}
 	var urls []string
-	for i, s := range servers {
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("node %s not accepting connections", names[i])
-		}
+	for _, s := range servers {
 		urls = append(urls, s.ClientURL())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	for i, s := range servers {
 		healthz := fmt.Sprintf("http://%s/healthz", s.MonitorAddr())
-		waitFor(t, ctx, "node "+names[i]+" healthy", func() error {
+		natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, described("node "+names[i]+" healthy", func() error {
 			resp, err := http.Get(healthz)
 			if err != nil {
 				return err
@@ -1262,12 +1252,12 @@ func startCluster(t *testing.T, d *deployment) []string {
 				return fmt.Errorf("/healthz: %s", resp.Status)
 			}
 			return nil
-		})
+		}))
 		if !s.JetStreamIsClustered() {
 			t.Fatalf("node %s: JetStream is not clustered", names[i])
 		}
 	}
-	waitFor(t, ctx, "a JetStream meta leader with every node as a peer", func() error {
+	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, described("a JetStream meta leader with every node as a peer", func() error {
 		for _, s := range servers {
 			if !s.JetStreamIsCurrent() {
 				return fmt.Errorf("%s not current", s.Name())
@@ -1282,7 +1272,7 @@ func startCluster(t *testing.T, d *deployment) []string {
 			}
 		}
 		return errors.New("no leader")
-	})
+	}))
 	return urls
 }
 
@@ -1349,7 +1339,7 @@ func runServices(t *testing.T, ctx context.Context, d *deployment, natsURL strin
 			}
 		}
 		for _, name := range batch {
-			waitFor(t, ctx, name+" ready", func() error {
+			natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, described(name+" ready", func() error {
 				resp, err := http.Get("http://" + addrs[name] + "/readyz")
 				if err != nil {
 					return err
@@ -1359,7 +1349,7 @@ func runServices(t *testing.T, ctx context.Context, d *deployment, natsURL strin
 					return fmt.Errorf("/readyz: %s", resp.Status)
 				}
 				return nil
-			})
+			}))
 		}
 	}
 	return addrs
@@ -1485,18 +1475,14 @@ func checkRuleMetrics(t *testing.T, file string, r rule, exported metricSet, tar
 
 // --------------------------------------------------------------- helpers
 
-func waitFor(t *testing.T, ctx context.Context, what string, f func() error) {
-	t.Helper()
-	var err error
-	for {
-		if err = f(); err == nil {
-			return
+// described annotates the errors of a condition polled by natstest.CheckFor
+// with what is being waited for.
+func described(what string, f func() error) func() error {
+	return func() error {
+		if err := f(); err != nil {
+			return fmt.Errorf("waiting for %s: %w", what, err)
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, err)
-		case <-time.After(50 * time.Millisecond):
-		}
+		return nil
 	}
 }
 

@@ -37,7 +37,7 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.StoreDir == "" {
 		return nil, errors.New("embedded nats: store directory is required")
 	}
-	opts := &server.Options{
+	return StartOptions(&server.Options{
 		ServerName: "dunningd",
 		Host:       cfg.Host,
 		Port:       cfg.Port,
@@ -47,7 +47,13 @@ func Start(cfg Config) (*Server, error) {
 		SyncAlways: cfg.SyncAlways,
 		NoSigs:     true,
 		NoLog:      true,
-	}
+	})
+}
+
+// StartOptions starts a server from complete options (a node of a cluster
+// read from its configuration file, in the deployment test) and waits
+// until it accepts connections.
+func StartOptions(opts *server.Options) (*Server, error) {
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("creating embedded nats: %w", err)

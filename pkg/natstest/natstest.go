@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -25,6 +26,19 @@ func Server(tb testing.TB, cfg embedded.Config) *embedded.Server {
 		cfg.Host, cfg.Port = "127.0.0.1", -1
 	}
 	srv, err := embedded.Start(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(srv.Shutdown)
+	return srv
+}
+
+// ServerWithOptions starts a server from complete options (say, a cluster
+// node from its configuration file) for one test, and shuts it down at
+// cleanup.
+func ServerWithOptions(tb testing.TB, opts *server.Options) *embedded.Server {
+	tb.Helper()
+	srv, err := embedded.StartOptions(opts)
 	if err != nil {
 		tb.Fatal(err)
 	}

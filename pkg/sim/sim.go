@@ -21,6 +21,7 @@ import (
 
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/stage"
 	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
@@ -47,6 +48,9 @@ type Config struct {
 	// are due (fault injection); its context ends when the last step of the
 	// ladder is due, and the run checks the logs once it has returned.
 	During func(ctx context.Context)
+	// Consumers are the ones running, whose backlog must be empty before
+	// the logs are compared; nil means the intake and the five stages.
+	Consumers []topology.ConsumerSpec
 }
 
 // Loan is one simulated loan and what the oracle expects of it.
@@ -330,12 +334,26 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 	if err := g.Wait(); err != nil {
 		return Report{}, err
 	}
+	// The last step is due at last; the server fires it within its 250 ms
+	// tick. Then wait until the pipeline has nothing left to do, so that a
+	// decision made late (a redelivery after a fault) is in the logs before
+	// they are compared.
 	select {
 	case <-ctx.Done():
 		return Report{}, ctx.Err()
-	case <-time.After(time.Until(last.Add(cfg.Settle / 4))):
+	case <-time.After(time.Until(last.Add(500 * time.Millisecond))):
 	}
 	<-duringDone
+	consumers := cfg.Consumers
+	if consumers == nil {
+		consumers = []topology.ConsumerSpec{topology.Intake}
+		for _, st := range stage.Table {
+			consumers = append(consumers, st.ConsumerSpec())
+		}
+	}
+	if err := waitQuiet(ctx, js, consumers, last.Add(cfg.Settle)); err != nil {
+		return Report{}, err
+	}
 	r, err := check(ctx, cfg, loans, log, start, last.Add(cfg.Settle), int(published.Load()))
 	if err != nil {
 		return r, err
@@ -356,6 +374,53 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 		}
 	}
 	return r, err
+}
+
+// waitQuiet waits until none of the consumers has a message to deliver or
+// one delivered and not yet acknowledged, on two looks 200 ms apart (a step
+// the server publishes between them shows on the second), or until deadline.
+func waitQuiet(ctx context.Context, js jetstream.JetStream, consumers []topology.ConsumerSpec, deadline time.Time) error {
+	quietBefore := false
+	for {
+		busy, err := backlog(ctx, js, consumers)
+		if err == nil && busy == "" {
+			if quietBefore {
+				return nil
+			}
+			quietBefore = true
+		} else {
+			quietBefore = false
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("waiting for the pipeline to finish: %w", err)
+			}
+			return nil // compared as it stands: the mismatches will say what is missing
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// backlog names the first consumer with work outstanding, "" when none has.
+func backlog(ctx context.Context, js jetstream.JetStream, consumers []topology.ConsumerSpec) (string, error) {
+	for _, c := range consumers {
+		cons, err := js.Consumer(ctx, c.Stream, c.Name)
+		if err != nil {
+			return "", err
+		}
+		ci, err := cons.Info(ctx)
+		if err != nil {
+			return "", err
+		}
+		if ci.NumPending > 0 || ci.NumAckPending > 0 {
+			return c.Name, nil
+		}
+	}
+	return "", nil
 }
 
 // sendMalformed publishes one bad lender event for cfg.Malformed of the loans.

@@ -19,8 +19,7 @@ import (
 // reason, and the stages go on with the next ones.
 func TestMalformedEventsDeadLettered(t *testing.T) {
 	t.Parallel()
-	day := 100 * time.Millisecond
-	h := newHarness(t, day)
+	h := newHarness(t, 100*time.Millisecond)
 	h.startPipeline()
 	ctx := context.Background()
 	pub := func(subj, contentType string, data []byte) {

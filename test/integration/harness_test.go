@@ -25,6 +25,7 @@ import (
 	"github.com/opendunning/dunning/pkg/natstest"
 	"github.com/opendunning/dunning/pkg/pipeline"
 	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/sim"
 	"github.com/opendunning/dunning/pkg/stage"
 	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
@@ -43,6 +44,9 @@ type harness struct {
 	log    *loanlog.Log
 	ladder policy.Ladder
 	topo   topology.Topology
+	// day is the test's business day: its base day scaled to the machine's
+	// load (see loadFactor).
+	day time.Duration
 
 	// ladderFor, when set before start, chooses each loan's ladder (per-tenant policies).
 	ladderFor func(tenant, product string) policy.Ladder
@@ -58,8 +62,11 @@ func (h *harness) metricsOf(name string) pipeline.Metrics {
 	return h.metrics[name]
 }
 
-func newHarness(t *testing.T, day time.Duration) *harness {
+// newHarness starts a server for one test whose business day, on an idle
+// machine, is base; the harness's day is base stretched by loadFactor.
+func newHarness(t *testing.T, base time.Duration) *harness {
 	t.Helper()
+	day := time.Duration(float64(base) * loadFactor(t))
 	srv := natstest.Server(t, embedded.Config{})
 	nc, js := natstest.Connect(t, srv, "test")
 	topo := topology.DefaultTopology()
@@ -69,11 +76,60 @@ func newHarness(t *testing.T, day time.Duration) *harness {
 	if err := topo.Provision(ctx, js, pipeline.Consumers()); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, srv: srv, nc: nc, js: js, log: loanlog.New(nc, js), topo: topo,
+	h := &harness{t: t, srv: srv, nc: nc, js: js, log: loanlog.New(nc, js), topo: topo, day: day,
 		ladder:  policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: day}},
 		routers: map[string]func(){}, metrics: map[string]pipeline.Metrics{}}
 	t.Cleanup(h.stopAll)
 	return h
+}
+
+// idleLatency is the calibration's result (lender event to first contact,
+// p99) on an idle machine of ours (2 cores, race detector): most of it is
+// the server's schedule tick of up to 250 ms.
+const idleLatency = 400 * time.Millisecond
+
+var load struct {
+	once   sync.Once
+	factor float64
+}
+
+// loadFactor is how much slower than an idle machine this one turns lender
+// events into decisions now, measured once per test binary: the tests'
+// accelerated days are stretched by it, so that a payment half a day into
+// a DPD still lands before the next day's step when another build or test
+// suite shares the machine. Never below 1.
+func loadFactor(t *testing.T) float64 {
+	load.once.Do(func() {
+		srv := natstest.Server(t, embedded.Config{DontListen: true})
+		defer srv.Shutdown()
+		nc, js := natstest.Connect(t, srv, "calibration")
+		defer nc.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+		topo := topology.DefaultTopology()
+		p, err := pipeline.New(ctx, pipeline.Config{Name: "calibration", Topology: topo, Logger: logger,
+			Ladder: policy.Fixed(policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: sim.CalibrationDay}}),
+			Parts:  pipeline.Parts{Stages: stage.Table, Intake: true}}, srv.Connect)
+		if err != nil {
+			t.Fatalf("calibrating: %v", err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		<-p.Running()
+		lat, err := sim.Calibrate(ctx, js, loanlog.New(nc, js), "calib", 50, 50)
+		cancel()
+		<-done
+		if err != nil {
+			t.Fatalf("calibrating: %v", err)
+		}
+		load.factor = max(1, float64(lat)/float64(idleLatency))
+		t.Logf("calibration: lender event to first contact p99 %s; accelerated days stretched %.2f times", lat.Round(time.Millisecond), load.factor)
+	})
+	if load.factor == 0 {
+		t.Fatal("calibration failed in an earlier test")
+	}
+	return load.factor
 }
 
 // start runs a process named name with the given stages (and the NATS

@@ -12,8 +12,8 @@ import (
 // Acceptance 1: a loan never paid climbs the whole ladder, each event once.
 func TestNeverPaidClimbsTheLadder(t *testing.T) {
 	t.Parallel()
-	day := 40 * time.Millisecond
-	h := newHarness(t, day)
+	h := newHarness(t, 40*time.Millisecond)
+	day := h.day
 	h.startPipeline()
 	h.send(dueEvent("L-never", "1", 100000, time.Now()))
 	h.waitKind("L-never", policy.KindLegalReferred, 1, 90*day+15*time.Second)
@@ -96,8 +96,8 @@ func TestPaidInFullAtDPD10(t *testing.T) {
 	t.Parallel()
 	// The payment lands half a day into DPD 10: a day this long leaves room
 	// for a loaded CI machine.
-	day := 250 * time.Millisecond
-	h := newHarness(t, day)
+	h := newHarness(t, 250*time.Millisecond)
+	day := h.day
 	h.startPipeline()
 	due := time.Now()
 	h.send(dueEvent("L-cure", "1", 50000, due))
@@ -127,8 +127,8 @@ func TestPaidInFullAtDPD10(t *testing.T) {
 // Acceptance 3: paid in full on the due date, never confirmed overdue.
 func TestPaidOnDueDate(t *testing.T) {
 	t.Parallel()
-	day := 200 * time.Millisecond
-	h := newHarness(t, day)
+	h := newHarness(t, 200*time.Millisecond)
+	day := h.day
 	h.startPipeline()
 	due := time.Now().Add(time.Second) // due later today: the payment comes well before the due day ends
 	h.send(dueEvent("L-ontime", "1", 30000, due))
@@ -154,8 +154,8 @@ func TestPaidOnDueDate(t *testing.T) {
 // remaining balance.
 func TestPartialPaymentAtDPD5(t *testing.T) {
 	t.Parallel()
-	day := 80 * time.Millisecond
-	h := newHarness(t, day)
+	h := newHarness(t, 80*time.Millisecond)
+	day := h.day
 	h.startPipeline()
 	due := time.Now()
 	h.send(dueEvent("L-part", "1", 100000, due))
@@ -179,8 +179,8 @@ func TestPartialPaymentAtDPD5(t *testing.T) {
 // Acceptance 5: every lender event published twice has each effect once.
 func TestLenderEventsTwice(t *testing.T) {
 	t.Parallel()
-	day := 60 * time.Millisecond
-	h := newHarness(t, day)
+	h := newHarness(t, 60*time.Millisecond)
+	day := h.day
 	h.startPipeline()
 	due := time.Now()
 	for range 2 {
@@ -218,8 +218,8 @@ func TestLenderEventsTwice(t *testing.T) {
 // (out of order) means the installment is never overdue.
 func TestRepaymentBeforeInstallment(t *testing.T) {
 	t.Parallel()
-	day := 100 * time.Millisecond
-	h := newHarness(t, day)
+	h := newHarness(t, 100*time.Millisecond)
+	day := h.day
 	h.startPipeline()
 	due := time.Now()
 	p := payEvent("L-ooo", "p1", 45000)

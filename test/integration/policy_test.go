@@ -81,8 +81,8 @@ func (h *harness) usePolicies(dir string) *policyfile.Live {
 // in one pipeline; each loan follows its own tenant's ladder.
 func TestTwoTenantsSideBySide(t *testing.T) {
 	t.Parallel()
-	day := 60 * time.Millisecond
-	h := newHarness(t, day)
+	h := newHarness(t, 60*time.Millisecond)
+	day := h.day
 	dir := t.TempDir()
 	writePolicy(t, dir, "beta.yaml", betaPolicy("beta-v1", 8))
 	h.usePolicies(dir)
@@ -119,8 +119,8 @@ func TestPolicyChangeGovernsNextDecision(t *testing.T) {
 	t.Parallel()
 	// The change must land between the first contact (DPD 1) and the next
 	// step (DPD 3): two days of room.
-	day := 300 * time.Millisecond
-	h := newHarness(t, day)
+	h := newHarness(t, 300*time.Millisecond)
+	day := h.day
 	dir := t.TempDir()
 	writePolicy(t, dir, "beta.yaml", betaPolicy("beta-v1", 8))
 	live := h.usePolicies(dir)

@@ -17,8 +17,8 @@ import (
 // (whose first contact follows at once), half race escalation.
 func TestPaymentRacingStep(t *testing.T) {
 	t.Parallel()
-	day := 100 * time.Millisecond
-	h := newHarness(t, day)
+	h := newHarness(t, 100*time.Millisecond)
+	day := h.day
 	h.startPipeline()
 	const rounds, perRound = 3, 120
 	var before, after int // loans where the step won, and where the payment won

@@ -51,8 +51,8 @@ func runChild(names string) int {
 // no loan and contacts none twice.
 func TestStageStoppedAndRestarted(t *testing.T) {
 	t.Parallel()
-	day := 50 * time.Millisecond
-	h := newHarness(t, day)
+	h := newHarness(t, 50*time.Millisecond)
+	day := h.day
 	h.start("core", true, stages(t, "overdue", "escalation", "handoff", "legal")...)
 	h.start("contact", false, stages(t, "contact")...)
 	const n = 150
@@ -74,8 +74,8 @@ func TestStageKilledAndRestarted(t *testing.T) {
 		t.Skip("starts child processes")
 	}
 	t.Parallel()
-	day := 50 * time.Millisecond
-	h := newHarness(t, day)
+	h := newHarness(t, 50*time.Millisecond)
+	day := h.day
 	h.start("core", true, stages(t, "overdue", "legal")...)
 	args := fmt.Sprintf("--nats %s --day %s --http 127.0.0.1:0 --ack-wait %s --max-deliver 5 --log-level error",
 		h.srv.ClientURL(), day, testAckWait)

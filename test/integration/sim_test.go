@@ -15,7 +15,7 @@ import (
 
 // A simulated portfolio with the default behaviour mix through the whole
 // pipeline; every loan's log matches the oracle. By default (make test)
-// 1,000 loans fall due at 50 a second, with days of at least 1 s, longer
+// 2,000 loans fall due at 100 a second, with days of at least 1 s, longer
 // when the machine is busy (see below); DUNNING_SIM_LOANS, DUNNING_SIM_RATE
 // (loans falling due per second) and DUNNING_SIM_DAY change that (make sim).
 func TestSimulation(t *testing.T) {
@@ -37,7 +37,7 @@ func TestSimulation(t *testing.T) {
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	loans, rate := 1000, 50
+	loans, rate := 2000, 100
 	if n, err := strconv.Atoi(os.Getenv("DUNNING_SIM_LOANS")); err == nil && n > 0 {
 		loans = n
 	}

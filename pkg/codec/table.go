@@ -1,0 +1,102 @@
+package codec
+
+import (
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/topology"
+	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
+)
+
+// This file is the table of kinds. It sorts after enums.go, whose maps the
+// entries use, so the entries are initialized, and added to Kinds, in the
+// order they are declared here.
+
+// Kinds is every kind of loan-log entry, in the order declared below: each
+// declaration adds itself.
+var Kinds []*Kind
+
+func add(k *Kind) *Kind {
+	Kinds = append(Kinds, k)
+	return k
+}
+
+// The kinds. Adding one is one entry here (its token, shape, protobuf
+// message and domain mapping) plus its policy.
+var (
+	Due = add(fact("due", LenderID, true, InstallmentFromProto,
+		func(tenant, loan string, e policy.InstallmentDue) *dunningv1.InstallmentDue {
+			return installmentToProto(tenant, loan, e)
+		}))
+	Repaid = add(fact("repaid", LenderID, true, RepaymentFromProto,
+		func(tenant, loan string, e policy.Repayment) *dunningv1.RepaymentReceived {
+			return repaymentToProto(tenant, loan, e)
+		}))
+	Settled = add(fact("settled", Bare, true,
+		func(m *dunningv1.LoanSettled) policy.Settled { return policy.Settled{At: m.GetSettledAt().AsTime()} },
+		func(tenant, loan string, e policy.Settled) *dunningv1.LoanSettled {
+			return &dunningv1.LoanSettled{TenantId: tenant, LoanId: loan, SettledAt: ts(e.At)}
+		}))
+	Outcome = add(fact("outcome", LenderID, true,
+		func(m *dunningv1.ContactOutcome) policy.ContactOutcome {
+			return policy.ContactOutcome{ContactID: m.GetContactId(), Outcome: OutcomeFromProto(m.GetOutcome()),
+				At: m.GetOccurredAt().AsTime(), Detail: m.GetDetail()}
+		},
+		func(tenant, loan string, e policy.ContactOutcome) *dunningv1.ContactOutcome {
+			return &dunningv1.ContactOutcome{TenantId: tenant, LoanId: loan, ContactId: e.ContactID,
+				Outcome: OutcomeToProto(e.Outcome), OccurredAt: ts(e.At), Detail: e.Detail}
+		}))
+	Timer = add(fact(topology.KindTimer, Bare, false,
+		func(m *dunningv1.StepDue) policy.TimerSet { return policy.TimerSet{Step: stepFromProto(m)} },
+		func(_, _ string, e policy.TimerSet) *dunningv1.StepDue { return StepToProto(e.Step) }))
+	Step = add(fact(topology.KindStep, StepSeq, false,
+		func(m *dunningv1.StepDue) policy.StepFired { return policy.StepFired{Step: stepFromProto(m)} },
+		func(_, _ string, e policy.StepFired) *dunningv1.StepDue { return StepToProto(e.Step) }))
+
+	Overdue = add(decision("overdue", policy.KindOverdueConfirmed,
+		func(m *dunningv1.OverdueConfirmed, d *policy.Decision) { d.InstallmentIDs = m.GetInstallmentIds() },
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.OverdueConfirmed {
+			return &dunningv1.OverdueConfirmed{Case: c, InstallmentIds: d.InstallmentIDs}
+		}))
+	Contact = add(decision("contact", policy.KindContactRequested,
+		func(m *dunningv1.ContactRequested, d *policy.Decision) { d.Tasks = tasksFromProto(m.GetTasks()) },
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.ContactRequested {
+			return &dunningv1.ContactRequested{Case: c, Tasks: tasksToProto(d.Tasks)}
+		}))
+	Escalated = add(decision("escalated", policy.KindEscalated,
+		func(m *dunningv1.Escalated, d *policy.Decision) { d.Tasks = tasksFromProto(m.GetTasks()) },
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.Escalated {
+			return &dunningv1.Escalated{Case: c, Tasks: tasksToProto(d.Tasks)}
+		}))
+	HandedOff = add(decision("handoff", policy.KindHandedOff,
+		func(m *dunningv1.HandedOff, d *policy.Decision) {
+			d.AgencyID, d.PlacementID = m.GetAgencyId(), m.GetPlacementId()
+		},
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.HandedOff {
+			return &dunningv1.HandedOff{Case: c, AgencyId: d.AgencyID, PlacementId: d.PlacementID}
+		}))
+	Legal = add(decision("legal", policy.KindLegalReferred,
+		func(m *dunningv1.LegalReferred, d *policy.Decision) { d.Evidence = evidenceFromProto(m.GetEvidence()) },
+		func(c *dunningv1.CaseContext, tenant, loan string, d policy.Decision) *dunningv1.LegalReferred {
+			return &dunningv1.LegalReferred{Case: c, Evidence: evidenceToProto(tenant, loan, d.Evidence)}
+		}))
+	Closed = add(decision("closed", policy.KindCaseClosed,
+		func(m *dunningv1.CaseClosed, d *policy.Decision) {
+			d.CloseReason, d.ClosedAtStage = CloseReasonFromProto(m.GetCloseReason()), StageFromProto(m.GetClosedAtStage())
+			d.PlacementID = m.GetRecalledPlacementId()
+		},
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.CaseClosed {
+			return &dunningv1.CaseClosed{Case: c, CloseReason: CloseReasonToProto(d.CloseReason),
+				ClosedAtStage: StageToProto(d.ClosedAtStage), RecalledPlacementId: d.PlacementID}
+		}))
+	Cancelled = add(decision("cancelled", policy.KindStepCancelled,
+		func(m *dunningv1.StepCancelled, d *policy.Decision) { d.CancelledStep = m.GetCancelledStepId() },
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.StepCancelled {
+			return &dunningv1.StepCancelled{Case: c, CancelledStepId: d.CancelledStep}
+		}))
+	Deferred = add(decision("deferred", policy.KindEntryDeferred,
+		func(m *dunningv1.EntryDeferred, d *policy.Decision) {
+			d.DeferredStage = StageFromProto(m.GetDeferredStage())
+		},
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.EntryDeferred {
+			return &dunningv1.EntryDeferred{Case: c, DeferredStage: StageToProto(d.DeferredStage)}
+		}))
+)
