@@ -211,26 +211,20 @@ func Run(ctx context.Context, args []string, o Options) error {
 	if now == nil {
 		now = time.Now
 	}
+	// The HTTP port too: a busy one fails the start before NATS is touched.
+	ln, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return fmt.Errorf("--http: listening on %s: %w", cfg.HTTP, err)
+	}
+	defer ln.Close()
 	log.Info("starting", "day", cfg.Day, "policies", st.policies.Book().Versions(), "embedded", o.Embedded)
 
-	// NATS.
-	dial := func(name string) (*nats.Conn, error) {
-		// Reconnect quickly (nats.go waits 2 s by default, with jitter against
-		// storms): after a server restart every pending step and payment
-		// waits on this, and a collection ladder runs on day boundaries.
-		return nats.Connect(cfg.NATSURL, nats.Name(name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
-			nats.ReconnectWait(250*time.Millisecond), nats.ReconnectJitter(250*time.Millisecond, time.Second))
+	// NATS and the pipeline's parts.
+	dial, stop, err := connect(o, st)
+	if err != nil {
+		return err
 	}
-	if o.Embedded {
-		srv, err := o.StartServer(ServerConfig{StoreDir: st.dataDir, Host: st.natsHost, Port: st.natsPort,
-			DontListen: st.natsPort == 0, SyncAlways: cfg.Fsync == "always"})
-		if err != nil {
-			return err
-		}
-		defer srv.Shutdown()
-		dial = srv.Connect
-		log.Info("embedded nats started", "store", st.dataDir, "listen", srv.ClientURL(), "fsync", cfg.Fsync)
-	}
+	defer stop()
 	topo := topology.DefaultTopology()
 	topo.AckWait, topo.MaxDeliver, topo.Replicas = cfg.AckWait, cfg.MaxDeliver, cfg.Replicas
 	reg := prometheus.NewRegistry()
@@ -243,37 +237,29 @@ func Run(ctx context.Context, args []string, o Options) error {
 	if err != nil {
 		return err
 	}
-
-	// Business.
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.Policies != "" {
-		st.policies.OnReload = func(err error) {
-			result := "ok"
-			if err != nil {
-				result = "failed"
-			}
-			p.Metrics.PolicyReloads.WithLabelValues(result).Inc()
-		}
+		st.policies.OnReload = p.Metrics.Policy.Count
 		g.Go(func() error { st.policies.Watch(gctx, 2*time.Second, log); return nil })
 	}
-	var routerUp atomic.Bool
+	var running atomic.Bool
 	g.Go(func() error { return p.Run(gctx) })
 	g.Go(func() error {
 		select {
 		case <-p.Running():
-			routerUp.Store(true)
+			running.Store(true)
 		case <-gctx.Done():
 		}
 		return nil
 	})
 
-	// API.
+	// API, health and metrics.
 	srv := &api.Server{Ingestor: p.Ingestor, Log: p.Log, Ladder: ladder, Now: now, Gatherer: reg, Logger: log,
 		Ready: func() error {
 			if !p.Conn.IsConnected() {
 				return errors.New("not connected to nats")
 			}
-			if !routerUp.Load() {
+			if !running.Load() {
 				return errors.New("handlers not subscribed yet")
 			}
 			return nil
@@ -282,23 +268,7 @@ func Run(ctx context.Context, args []string, o Options) error {
 	if !o.API {
 		h = healthOnly(h)
 	}
-	ln, err := net.Listen("tcp", cfg.HTTP)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", cfg.HTTP, err)
-	}
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	g.Go(func() error {
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return hs.Shutdown(sctx)
-	})
+	serve(gctx, g, ln, h)
 	log.Info("serving", "http", ln.Addr().String())
 	if o.Ready != nil {
 		o.Ready(ln.Addr().String())
@@ -308,6 +278,45 @@ func Run(ctx context.Context, args []string, o Options) error {
 	err = g.Wait()
 	log.Info("stopped")
 	return err
+}
+
+// connect returns how the process dials NATS: the configured server, or the
+// in-process one it starts (stop shuts that down).
+func connect(o Options, st setup) (pipeline.Dialer, func(), error) {
+	cfg := st.cfg
+	if !o.Embedded {
+		// Reconnect quickly (nats.go waits 2 s by default, with jitter against
+		// storms): after a server restart every pending step and payment
+		// waits on this, and a collection ladder runs on day boundaries.
+		return func(name string) (*nats.Conn, error) {
+			return nats.Connect(cfg.NATSURL, nats.Name(name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+				nats.ReconnectWait(250*time.Millisecond), nats.ReconnectJitter(250*time.Millisecond, time.Second))
+		}, func() {}, nil
+	}
+	srv, err := o.StartServer(ServerConfig{StoreDir: st.dataDir, Host: st.natsHost, Port: st.natsPort,
+		DontListen: st.natsPort == 0, SyncAlways: cfg.Fsync == "always"})
+	if err != nil {
+		return nil, nil, err
+	}
+	st.log.Info("embedded nats started", "store", st.dataDir, "listen", srv.ClientURL(), "fsync", cfg.Fsync)
+	return srv.Connect, srv.Shutdown, nil
+}
+
+// serve answers HTTP on ln until ctx ends, then shuts down gracefully.
+func serve(ctx context.Context, g *errgroup.Group, ln net.Listener, h http.Handler) {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	g.Go(func() error {
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return hs.Shutdown(sctx)
+	})
 }
 
 // loadPolicies returns the policy directory's book, or the shipped policy

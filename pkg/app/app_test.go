@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,10 +37,16 @@ func TestFlagErrors(t *testing.T) {
 		t.Error("the embedded server was started before the flags were checked")
 		return nil, errors.New("not started")
 	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
 	cases := []struct {
 		args []string
 		want string
 	}{
+		{[]string{"--http", busy.Addr().String()}, "--http"},
 		{[]string{"--day", "0s"}, "--day"},
 		{[]string{"--day", "48h"}, "--day"},
 		{[]string{"--fsync", "sometimes"}, "--fsync"},
@@ -54,6 +61,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--policies", filepath.Join(t.TempDir(), "missing")}, "loading policies"},
 	}
 	for _, c := range cases {
+		// The last --http wins: the busy-port case overrides this one.
 		args := append([]string{"--data-dir", dir, "--http", "127.0.0.1:0"}, c.args...)
 		err := Run(context.Background(), args, o)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -26,6 +26,7 @@ import (
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/notify"
 	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/policyfile"
 	"github.com/opendunning/dunning/pkg/stage"
 	"github.com/opendunning/dunning/pkg/topology"
 )
@@ -84,17 +85,13 @@ type Metrics struct {
 	Stage  *stage.Metrics
 	Ingest *ingest.Metrics
 	Router *bus.Metrics
-	// PolicyReloads counts policy reloads by result (ok, failed).
-	PolicyReloads *prometheus.CounterVec
+	Policy *policyfile.Metrics
 }
 
 // NewMetrics registers every pipeline metric on reg.
 func NewMetrics(reg prometheus.Registerer) Metrics {
-	m := Metrics{Stage: stage.NewMetrics(reg), Ingest: ingest.NewMetrics(reg), Router: bus.NewMetrics(reg),
-		PolicyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "policy_reloads_total",
-			Help: "Policy reloads by result; a failed one leaves the previous policies in force."}, []string{"result"})}
-	reg.MustRegister(m.PolicyReloads)
-	return m
+	return Metrics{Stage: stage.NewMetrics(reg), Ingest: ingest.NewMetrics(reg), Router: bus.NewMetrics(reg),
+		Policy: policyfile.NewMetrics(reg)}
 }
 
 // Pipeline is one process's share of the pipeline, connected and provisioned.
