@@ -51,6 +51,10 @@ func TestConformance(t *testing.T) {
 			},
 			Now:     time.Now,
 			Advance: func(time.Duration) {}, // the server fires schedules on its own clock
+			Eventually: func(t *testing.T, f func() error) {
+				t.Helper()
+				natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, f)
+			},
 		}
 	})
 }

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opendunning/dunning/pkg/natstest"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/stage"
 )
@@ -28,6 +27,9 @@ type Env struct {
 	// Advance lets d pass on that clock (the in-memory log fires what is
 	// due; a real server fires on its own and Advance may do nothing).
 	Advance func(d time.Duration)
+	// Eventually checks f after Advance: at once for a log that fires
+	// synchronously, by polling (natstest.CheckFor) for a real server.
+	Eventually func(t *testing.T, f func() error)
 }
 
 // Run runs every case of the suite on envs made by newEnv.
@@ -209,7 +211,7 @@ func timerFires(t *testing.T, e Env) {
 		t.Fatal(err)
 	}
 	e.Advance(400 * time.Millisecond)
-	natstest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	e.Eventually(t, func() error {
 		es, got := read(t, e, "L-1")
 		set, fired := timers(es)
 		if len(set) != 0 || len(fired) != 1 || !fired[0].Step.Same(s) || got <= last {

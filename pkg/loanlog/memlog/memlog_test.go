@@ -45,6 +45,12 @@ func TestConformance(t *testing.T) {
 			},
 			Now:     c.Now,
 			Advance: func(d time.Duration) { c.Add(d); l.Fire() },
+			Eventually: func(t *testing.T, f func() error) {
+				t.Helper()
+				if err := f(); err != nil {
+					t.Fatal(err)
+				}
+			},
 		}
 	})
 }
