@@ -187,16 +187,7 @@ func validSubject(s string) bool {
 // a client and a context that ends with the test (30 s at most).
 func provisioned(t *testing.T, name string, topo topology.Topology) (jetstream.JetStream, context.Context) {
 	t.Helper()
-	srv := startServer(t)
-	nc, err := srv.Connect(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.Connect(t, startServer(t), name)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	if err := topo.Provision(ctx, js, []topology.ConsumerSpec{topology.Intake}); err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,26 +26,9 @@ const tenant = "acme"
 
 var ctx = context.Background()
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
 type world struct {
 	t       *testing.T
-	clock   *clock
+	clock   *memlog.Clock
 	log     *memlog.Log
 	deps    stage.Deps
 	metrics *stage.Metrics
@@ -62,7 +44,7 @@ func newWorld(t *testing.T) *world {
 	}
 	// Due at 18:00 local on 2026-03-02: DPD n starts at local midnight.
 	due := time.Date(2026, 3, 2, 18, 0, 0, 0, loc)
-	c := &clock{t: due.Add(-time.Hour)}
+	c := memlog.NewClock(due.Add(-time.Hour))
 	l := memlog.New(c.Now)
 	m := stage.NewMetrics(prometheus.NewRegistry())
 	ladder := policy.Fixed(policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: policy.RealDay}})
@@ -107,11 +89,11 @@ func (w *world) until(t time.Time) {
 		if !ok || next.After(t) {
 			break
 		}
-		w.clock.set(next)
+		w.clock.Set(next)
 		w.log.Fire()
 		w.drain()
 	}
-	w.clock.set(t)
+	w.clock.Set(t)
 	w.drain()
 }
 

@@ -3,7 +3,6 @@ package memlog_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,27 +11,9 @@ import (
 	"github.com/opendunning/dunning/pkg/policy"
 )
 
-// clock is a manual clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func TestConformance(t *testing.T) {
 	logtest.Run(t, func(t *testing.T) logtest.Env {
-		c := &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+		c := memlog.NewClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
 		l := memlog.New(c.Now)
 		return logtest.Env{
 			Log: l,
