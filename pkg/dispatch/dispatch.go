@@ -24,9 +24,14 @@ import (
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
+// Publisher is what the dispatcher needs of JetStream.
+type Publisher interface {
+	PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+}
+
 // Dispatcher publishes contact tasks.
 type Dispatcher struct {
-	JS jetstream.JetStream
+	JS Publisher
 	// Ladder gives the tenant's policy, whose templates render the text.
 	Ladder func(tenant, product string) policy.Ladder
 }

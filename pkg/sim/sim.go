@@ -241,7 +241,7 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 		giveUp := t0.Add(90 * time.Second)
 		for {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err = js.Publish(pctx, topology.IntakeSubject(tenant, loan), data, jetstream.WithMsgID("sim-"+loan+"-"+id))
+			_, err = js.Publish(pctx, topology.IntakeSubject(tenant, loan), data, jetstream.WithMsgID("sim-"+tenant+"-"+loan+"-"+id))
 			cancel()
 			if err == nil {
 				break
@@ -585,7 +585,9 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 		total += m
 	}
 	r.MessagesPerLoan = float64(total) / float64(max(len(loans), 1))
-	r.Elapsed = lastDecision.Sub(start)
+	if !lastDecision.IsZero() {
+		r.Elapsed = lastDecision.Sub(start)
+	}
 	if r.Elapsed > 0 {
 		r.DecisionsPerSec = float64(r.Decisions) / r.Elapsed.Seconds()
 	}

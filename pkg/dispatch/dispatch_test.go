@@ -1,0 +1,123 @@
+package dispatch
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/codec"
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/policyfile"
+	"github.com/opendunning/dunning/pkg/topology"
+	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
+)
+
+// stream stands in for the tasks stream: it keeps what is published and,
+// like a publish guarded by Nats-Expected-Last-Subject-Sequence: 0, refuses
+// a second message on a subject.
+type stream struct {
+	mu   sync.Mutex
+	msgs map[string]*nats.Msg
+}
+
+func (s *stream) PublishMsg(_ context.Context, m *nats.Msg, _ ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.Header.Get(jetstream.ExpectedLastSubjSeqHeader) == "0" && s.msgs[m.Subject] != nil {
+		return nil, &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequence, Description: "wrong last sequence"}
+	}
+	s.msgs[m.Subject] = m
+	return &jetstream.PubAck{Stream: topology.StreamTasks, Sequence: uint64(len(s.msgs))}, nil
+}
+
+func loanMessage(t *testing.T, subject string, ev policy.Event) *message.Message {
+	t.Helper()
+	_, pm, err := codec.Encode("acme", "L-1", ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := proto.Marshal(pm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := message.NewMessage("1", b)
+	m.Metadata.Set(bus.MetaSubject, subject)
+	return m
+}
+
+// A committed escalation becomes one task per channel on its channel's
+// subject, rendered from the tenant's templates with the verification
+// code; the same decision delivered again publishes nothing new.
+func TestEscalationFansOut(t *testing.T) {
+	pol, err := policyfile.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ladder := policy.Ladder{Policy: pol, Calendar: policy.Calendar{Day: policy.RealDay}}
+	d := &Dispatcher{JS: &stream{msgs: map[string]*nats.Msg{}}, Ladder: policy.Fixed(ladder)}
+	amount := policy.Money{Currency: "CNY", Minor: 120000}
+	var tasks []policy.ContactTask
+	for _, ch := range []policy.Channel{policy.ChannelPhone, policy.ChannelSMS, policy.ChannelEmail, policy.ChannelAppPush} {
+		tasks = append(tasks, policy.ContactTask{ID: "c1-escalation-d16-" + ch.String(), Channel: ch, Tone: policy.ToneSerious,
+			ContactRef: "crm-77", Template: "medium_notice", Locale: "zh-CN", Reference: "ABCDEFGHJK", AmountDue: amount, DPD: 16,
+			Fees: policy.Money{Currency: "CNY", Minor: 960}})
+	}
+	dec := policy.Decision{Kind: policy.KindEscalated, Tasks: tasks, Ctx: policy.Context{Case: 1, Stage: policy.StageEscalation,
+		Tier: policy.TierMedium, DPD: 16, Overdue: amount, DecidedAt: time.Now(), PolicyVersion: "default-v1"}}
+	msg := loanMessage(t, topology.DecisionSubject("acme", "L-1", codec.Escalated.Token, 7), dec)
+	for range 2 {
+		if err := d.Handle(msg); err != nil {
+			t.Fatalf("Handle = %v", err)
+		}
+	}
+	msgs := d.JS.(*stream).msgs
+	if len(msgs) != len(tasks) {
+		t.Fatalf("%d tasks published, want %d", len(msgs), len(tasks))
+	}
+	for _, task := range tasks {
+		m := msgs[topology.TaskSubject(task.Channel.String(), "acme", "L-1", task.ID)]
+		if m == nil {
+			t.Fatalf("no task on %s's subject", task.Channel)
+		}
+		var del dunningv1.Delivery
+		if err := proto.Unmarshal(m.Data, &del); err != nil {
+			t.Fatal(err)
+		}
+		if del.GetTask().GetContactId() != task.ID || codec.ChannelFromProto(del.GetTask().GetChannel()) != task.Channel ||
+			codec.StageFromProto(del.GetStage()) != policy.StageEscalation || !strings.Contains(del.GetText(), "1200.00") ||
+			!strings.Contains(del.GetText(), "ABCDEFGHJK") {
+			t.Errorf("%s task: %v", task.Channel, &del)
+		}
+		if m.Header.Get(jetstream.MsgIDHeader) == "" {
+			t.Errorf("%s task has no message ID", task.Channel)
+		}
+	}
+}
+
+// Anything but a contact decision on dispatch's consumer is dead-lettered.
+func TestUnexpectedEntriesAreRejected(t *testing.T) {
+	d := &Dispatcher{JS: &stream{msgs: map[string]*nats.Msg{}},
+		Ladder: policy.Fixed(policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: policy.RealDay}})}
+	cases := []*message.Message{
+		loanMessage(t, topology.DecisionSubject("acme", "L-1", codec.HandedOff.Token, 9), policy.Decision{Kind: policy.KindHandedOff}),
+		loanMessage(t, topology.LoanSubject("acme", "L-1", codec.Due.Token, "1"), policy.InstallmentDue{ID: "1"}),
+		func() *message.Message {
+			m := message.NewMessage("x", []byte("junk"))
+			m.Metadata.Set(bus.MetaSubject, topology.DecisionSubject("acme", "L-1", codec.Contact.Token, 3))
+			return m
+		}(),
+	}
+	for i, m := range cases {
+		if err := d.Handle(m); !bus.IsPermanent(err) {
+			t.Errorf("case %d: Handle = %v, want a permanent error", i, err)
+		}
+	}
+}
