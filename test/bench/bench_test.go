@@ -284,14 +284,11 @@ func benchRawLoop(b *testing.B, md mode, tr transport) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		err = rawLoop(wjs, wcons, n, payload)
-		if err == nil {
-			err = waitDrained(ctx, cons, time.Minute)
-		}
-		b.StopTimer()
-		if err != nil {
+		if err := rawLoop(wjs, wcons, n, payload); err != nil {
 			b.Fatal(err)
 		}
+		natstest.CheckFor(b, time.Minute, pollEvery, holding(ctx, cons, 0))
+		b.StopTimer()
 		if got := countSubjects(b, e.js, rawStream, fmt.Sprintf("raw.out.%d.*", i), ""); got != n {
 			b.Fatalf("raw loop wrote %d outputs, want %d", got, n)
 		}
@@ -390,11 +387,9 @@ func benchStage(b *testing.B, md mode, tr transport) {
 			b.Fatal(err)
 		}
 		// The server counts a consumer's pending messages asynchronously.
-		if err := waitPending(ctx, contactCons, stageLoans, 10*time.Second); err != nil {
-			b.Fatal(err)
-		}
+		natstest.CheckFor(b, 10*time.Second, pollEvery, holding(ctx, contactCons, stageLoans))
 		metrics := e.timedPipeline(b, "bench-contact", topo, ladder, pipeline.Parts{Stages: []stage.Stage{contact}},
-			func(pipeline.Metrics) error { return waitDrained(ctx, contactCons, 2*time.Minute) })
+			func(pipeline.Metrics) { natstest.CheckFor(b, 2*time.Minute, pollEvery, holding(ctx, contactCons, 0)) })
 		verifyStage(b, e, seedLog, metrics, prefix, key(md, tr))
 		i++
 		b.StartTimer() // b.Loop must be called with the timer running
@@ -406,9 +401,10 @@ func benchStage(b *testing.B, md mode, tr transport) {
 
 // timedPipeline runs one process's parts, built by pipeline.New as a
 // service builds them, and times it from its start (subscribing included)
-// until done returns; then stops it. It returns the process's metrics.
+// until done returns (done fails the benchmark if its condition never
+// holds); then stops it. It returns the process's metrics.
 func (e *env) timedPipeline(b *testing.B, name string, topo topology.Topology, ladder policy.Ladder, parts pipeline.Parts,
-	done func(pipeline.Metrics) error) pipeline.Metrics {
+	done func(pipeline.Metrics)) pipeline.Metrics {
 	b.Helper()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -420,13 +416,10 @@ func (e *env) timedPipeline(b *testing.B, name string, topo topology.Topology, l
 	exited := make(chan error, 1)
 	b.StartTimer()
 	go func() { exited <- p.Run(ctx) }()
-	err = done(p.Metrics)
+	done(p.Metrics)
 	b.StopTimer()
 	cancel()
-	if rerr := <-exited; rerr != nil {
-		b.Fatal(rerr)
-	}
-	if err != nil {
+	if err := <-exited; err != nil {
 		b.Fatal(err)
 	}
 	return p.Metrics
@@ -550,41 +543,18 @@ func countSubjects(b *testing.B, js jetstream.JetStream, stream, filter, prefix 
 	return n
 }
 
-// waitPending polls a consumer until it counts n messages to deliver and none unacked.
-func waitPending(ctx context.Context, c jetstream.Consumer, n uint64, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
+// holding is a condition for natstest.CheckFor: the consumer has n
+// messages to deliver and none delivered and unacked (n 0: drained).
+func holding(ctx context.Context, c jetstream.Consumer, n uint64) func() error {
+	return func() error {
 		info, err := c.Info(ctx)
 		if err != nil {
 			return err
 		}
-		if info.NumPending == n && info.NumAckPending == 0 {
-			return nil
+		if info.NumPending != n || info.NumAckPending != 0 {
+			return fmt.Errorf("consumer %s: %d pending, %d unacked; want %d, 0", info.Name, info.NumPending, info.NumAckPending, n)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("consumer %s before the run: %d pending, %d unacked; want %d, 0",
-				info.Name, info.NumPending, info.NumAckPending, n)
-		}
-		time.Sleep(pollEvery)
-	}
-}
-
-// waitDrained polls a consumer until nothing is pending or unacked.
-func waitDrained(ctx context.Context, c jetstream.Consumer, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		info, err := c.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("consumer %s not drained after %s: %d pending, %d unacked",
-				info.Name, timeout, info.NumPending, info.NumAckPending)
-		}
-		time.Sleep(pollEvery)
+		return nil
 	}
 }
 
@@ -630,22 +600,18 @@ func benchPipelineRun(b *testing.B, md mode, tr transport) {
 		case <-time.After(time.Minute):
 			b.Fatal("publishing lender events timed out")
 		}
-		if err := waitPending(ctx, intake, uint64(n), 10*time.Second); err != nil {
-			b.Fatal(err)
-		}
+		natstest.CheckFor(b, 10*time.Second, pollEvery, holding(ctx, intake, uint64(n)))
 		contactsOf := func(m pipeline.Metrics) float64 {
 			return testutil.ToFloat64(m.Stage.Decisions.WithLabelValues("first-contact", policy.KindContactRequested.String()))
 		}
-		metrics := e.timedPipeline(b, "bench-pipeline", topo, ladder, pipeline.Parts{Stages: stage.Table, Intake: true}, func(m pipeline.Metrics) error {
-			deadline := time.Now().Add(2 * time.Minute)
-			for contactsOf(m) < float64(n) && time.Now().Before(deadline) {
-				time.Sleep(pollEvery)
-			}
-			return nil
+		metrics := e.timedPipeline(b, "bench-pipeline", topo, ladder, pipeline.Parts{Stages: stage.Table, Intake: true}, func(m pipeline.Metrics) {
+			natstest.CheckFor(b, 2*time.Minute, pollEvery, func() error {
+				if got := contactsOf(m); got != float64(n) {
+					return fmt.Errorf("%s: %v first contacts, want %d", prefix, got, n)
+				}
+				return nil
+			})
 		})
-		if got := contactsOf(metrics); got != float64(n) {
-			b.Fatalf("%s: %v first contacts after 2 minutes, want %d", prefix, got, n)
-		}
 		if got := testutil.ToFloat64(metrics.Stage.Decisions.WithLabelValues("overdue-confirmation", policy.KindOverdueConfirmed.String())); got != float64(n) {
 			b.Fatalf("%s: %v overdue confirmations, want %d", prefix, got, n)
 		}
