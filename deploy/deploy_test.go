@@ -53,8 +53,9 @@ import (
 //     (rules_test.yml).
 //   - TestDeployment (not with -short): the NATS configurations start a real
 //     three-node cluster in process (ports and store directories replaced,
-//     everything else as parsed); the gateway and the five stages run in
-//     process with the compose file's own command lines (--nats pointed at
+//     everything else as parsed); every dunning service of the compose file
+//     (the gateway, the five stages, notify) runs in process with the
+//     compose file's own command lines (--nats pointed at
 //     that cluster, --http at a free port), provision their R3 streams and
 //     turn ready; a lender event and a bad intake message flow through; then
 //     every metric, label and rate() in rules.yml is checked against what
@@ -1078,7 +1079,7 @@ func checkRuleStatic(t *testing.T, r rule, names map[string]bool, scrape time.Du
 // NATS configurations and the services with their compose command lines.
 func TestDeployment(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a three-node NATS cluster and six services")
+		t.Skip("starts a three-node NATS cluster and the seven services")
 	}
 	start := time.Now()
 	d := loadDeployment(t)
