@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"time"
 
@@ -22,6 +23,9 @@ import (
 
 // maxBody bounds a lender event body.
 const maxBody = 64 << 10
+
+// acceptedTypes are the media types of a lender event body.
+var acceptedTypes = map[string]bool{"application/json": true, "application/x-protobuf": true, "application/protobuf": true}
 
 // Server holds what the handlers need.
 type Server struct {
@@ -76,10 +80,15 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	if ct == "" {
 		ct = "application/json"
 	}
+	if mt, _, perr := mime.ParseMediaType(ct); perr != nil || !acceptedTypes[mt] {
+		s.count("invalid")
+		writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Error: "Content-Type must be application/json or application/x-protobuf", Field: "Content-Type"})
+		return
+	}
 	ev, err := ingest.Decode(ct, body)
 	if err == nil {
 		var v ingest.Event
-		if v, err = ingest.Validate(ev); err == nil {
+		if v, err = s.Ingestor.Check(ev); err == nil {
 			var res ingest.Result
 			res, err = s.Ingestor.Record(r.Context(), v)
 			if err == nil {
@@ -97,7 +106,11 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	if fe, ok := ingest.AsFieldError(err); ok {
 		s.count("invalid")
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: fe.Error(), Field: fe.Field})
+		status := http.StatusBadRequest
+		if errors.Is(err, ingest.ErrCurrencyMismatch) {
+			status = http.StatusUnprocessableEntity // well-formed, but not this loan's money
+		}
+		writeJSON(w, status, errorBody{Error: fe.Error(), Field: fe.Field})
 		return
 	}
 	if errors.Is(err, ingest.ErrConflictingDuplicate) {

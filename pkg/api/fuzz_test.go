@@ -20,8 +20,8 @@ import (
 )
 
 // FuzzIngest posts arbitrary bodies to the real HTTP handler, backed by a
-// real embedded JetStream server: every answer is 200, 202, 400, 409 or
-// 413 with a JSON body, and a 4xx names its error.
+// real embedded JetStream server: every answer is 200, 202, 400, 409, 413,
+// 415 or 422 with a JSON body, and a 4xx names its error.
 func FuzzIngest(f *testing.F) {
 	srv := natstest.Server(f, embedded.Config{DontListen: true})
 	nc, js := natstest.Connect(f, srv, "fuzz")
@@ -50,7 +50,7 @@ func FuzzIngest(f *testing.F) {
 		}
 		switch rec.Code {
 		case http.StatusOK, http.StatusAccepted:
-		case http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge:
+		case http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
 			if out["error"] == "" || out["error"] == nil {
 				t.Fatalf("status %d without an error: %v", rec.Code, out)
 			}

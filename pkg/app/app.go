@@ -304,7 +304,10 @@ func connect(o Options, st setup) (pipeline.Dialer, func(), error) {
 
 // serve answers HTTP on ln until ctx ends, then shuts down gracefully.
 func serve(ctx context.Context, g *errgroup.Group, ln net.Listener, h http.Handler) {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// Every phase of a request is bounded, so slow clients cannot hold
+	// connections (and the process's open files) indefinitely.
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	g.Go(func() error {
 		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
@@ -20,6 +23,20 @@ import (
 // ErrConflictingDuplicate: an installment or payment ID already recorded with
 // different content. The first one stands; the lender must fix its data.
 var ErrConflictingDuplicate = errors.New("conflicts with the event already recorded under the same identifier")
+
+// ErrCurrencyMismatch: money in another currency than the loan's (its first
+// installment's). It would never be counted, so it is refused at once.
+var ErrCurrencyMismatch = errors.New("is not in the loan's currency")
+
+// Horizon bounds an installment's due time around now: a due date decades
+// old would take a loan from overdue to legal referral in one burst, one
+// years ahead is a typo.
+type Horizon struct {
+	Past, Ahead time.Duration
+}
+
+// DefaultHorizon accepts due dates from six years ago to two years ahead.
+var DefaultHorizon = Horizon{Past: 6 * 365 * 24 * time.Hour, Ahead: 2 * 365 * 24 * time.Hour}
 
 // Result of recording an event.
 type Result struct {
@@ -32,6 +49,58 @@ type Result struct {
 type Ingestor struct {
 	Log     *loanlog.Log
 	Metrics *Metrics
+	// Now is the clock due dates are checked against (nil: time.Now);
+	// Horizon the window they must fall in (zero: DefaultHorizon).
+	Now     func() time.Time
+	Horizon Horizon
+}
+
+// Check validates a lender event (Validate) and checks what depends on the
+// time: an installment's due date within the horizon.
+func (in *Ingestor) Check(pev *dunningv1.LenderEvent) (Event, error) {
+	ev, err := Validate(pev)
+	if err != nil {
+		return ev, err
+	}
+	if d, ok := ev.Msg.(*dunningv1.InstallmentDue); ok {
+		now, h := time.Now(), in.Horizon
+		if in.Now != nil {
+			now = in.Now()
+		}
+		if h == (Horizon{}) {
+			h = DefaultHorizon
+		}
+		switch due := d.GetDueAt().AsTime(); {
+		case due.Before(now.Add(-h.Past)):
+			return ev, &FieldError{"installment_due.due_at", fmt.Sprintf("must be at most %d days in the past", int(h.Past.Hours()/24))}
+		case due.After(now.Add(h.Ahead)):
+			return ev, &FieldError{"installment_due.due_at", fmt.Sprintf("must be at most %d days ahead", int(h.Ahead.Hours()/24))}
+		}
+	}
+	return ev, nil
+}
+
+// currency checks that money for a loan is in the loan's currency (when the
+// loan has one yet).
+func (in *Ingestor) currency(ctx context.Context, ev Event) error {
+	var m *dunningv1.Money
+	field := ""
+	switch e := ev.Msg.(type) {
+	case *dunningv1.RepaymentReceived:
+		m, field = e.GetAmount(), "repayment_received.amount.currency"
+	case *dunningv1.InstallmentDue:
+		m, field = e.GetAmount(), "installment_due.amount.currency"
+	default:
+		return nil
+	}
+	entries, _, err := in.Log.Read(ctx, ev.Tenant, ev.Loan)
+	if err != nil {
+		return fmt.Errorf("reading the loan's currency: %w", err)
+	}
+	if cur := policy.Fold(entries).Currency(); cur != "" && m.GetCurrency() != cur {
+		return fmt.Errorf("%w: %w", ErrCurrencyMismatch, &FieldError{field, "must be the loan's currency, " + cur})
+	}
+	return nil
 }
 
 // Metrics count lender events by source (http, nats) and result (accepted,
@@ -54,7 +123,7 @@ func Decode(contentType string, body []byte) (*dunningv1.LenderEvent, error) {
 	ev := &dunningv1.LenderEvent{}
 	if strings.Contains(contentType, "json") {
 		if err := protojson.Unmarshal(body, ev); err != nil {
-			return nil, &FieldError{"body", "invalid JSON LenderEvent: " + strings.TrimPrefix(err.Error(), "proto: ")}
+			return nil, &FieldError{"body", "invalid JSON LenderEvent: " + jsonProblem(err)}
 		}
 		return ev, nil
 	}
@@ -64,10 +133,42 @@ func Decode(contentType string, body []byte) (*dunningv1.LenderEvent, error) {
 	return ev, nil
 }
 
+var (
+	unknownField = regexp.MustCompile(`unknown field "([A-Za-z_][A-Za-z0-9_]{0,63})"`)
+	badValue     = regexp.MustCompile(`invalid value for \w+ (?:type|field) ?([A-Za-z_][A-Za-z0-9_.]{0,63})?`)
+	position     = regexp.MustCompile(`\(line \d+:\d+\)`)
+)
+
+// jsonProblem says what is wrong with a JSON body without repeating any of
+// its values (protojson quotes the offending token, which may be personal
+// data): the position, and the field's name when it is a plain name.
+func jsonProblem(err error) string {
+	msg := err.Error()
+	where := position.FindString(msg)
+	if where != "" {
+		where = " " + where
+	}
+	switch {
+	case unknownField.MatchString(msg):
+		return unknownField.FindString(msg) + where
+	case badValue.MatchString(msg):
+		if m := badValue.FindStringSubmatch(msg); m[1] != "" {
+			return "invalid value for field " + m[1] + where
+		}
+		return "invalid value" + where
+	case strings.Contains(msg, "unexpected EOF"):
+		return "unexpected end of input" + where
+	}
+	return "not a LenderEvent in JSON" + where
+}
+
 // Record stores a validated event once. A repeat with identical content is
 // reported as a duplicate, not an error; a repeat with different content is
 // ErrConflictingDuplicate.
 func (in *Ingestor) Record(ctx context.Context, ev Event) (Result, error) {
+	if err := in.currency(ctx, ev); err != nil {
+		return Result{}, err
+	}
 	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(ev.Msg)
 	if err != nil {
 		return Result{}, fmt.Errorf("encoding event: %w", err)
@@ -116,7 +217,7 @@ func (in *Ingestor) Intake() message.NoPublishHandlerFunc {
 			in.Count("nats", "invalid")
 			return bus.Permanent(err)
 		}
-		ev, err := Validate(pev)
+		ev, err := in.Check(pev)
 		if err != nil {
 			in.Count("nats", "invalid")
 			return bus.Permanent(err)
@@ -126,8 +227,9 @@ func (in *Ingestor) Intake() message.NoPublishHandlerFunc {
 			return bus.Permanent(fmt.Errorf("subject names %s/%s but the event is for %s/%s", tenant, loan, ev.Tenant, ev.Loan))
 		}
 		res, err := in.Record(msg.Context(), ev)
+		_, invalid := AsFieldError(err)
 		switch {
-		case errors.Is(err, ErrConflictingDuplicate):
+		case errors.Is(err, ErrConflictingDuplicate) || invalid:
 			in.Count("nats", "invalid")
 			return bus.Permanent(err)
 		case err != nil:

@@ -111,12 +111,17 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
+// id checks an identifier. Errors name the field, never its value: a
+// rejected value may be exactly the personal data that must not be logged.
 func id(field, v string) error {
 	if v == "" {
 		return &FieldError{field, "is required"}
 	}
 	if !policy.ValidID(v) {
 		return &FieldError{field, "must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_'"}
+	}
+	if shape := personalShape(v); shape != "" {
+		return &FieldError{field, "must be an opaque identifier, not personal data (it has the shape of " + shape + ")"}
 	}
 	return nil
 }
@@ -132,8 +137,11 @@ func ref(field, v string) error {
 	if v == "" {
 		return &FieldError{field, "is required (the lender's reference to the borrower's contact record)"}
 	}
-	if len(v) > 128 {
-		return &FieldError{field, "must be at most 128 characters"}
+	if !refPattern.MatchString(v) {
+		return &FieldError{field, "must be 1-128 characters of A-Z, a-z, 0-9, '.', ':', '/', '-' or '_' (an opaque reference, never an address, a phone number or a name)"}
+	}
+	if shape := personalShape(v); shape != "" {
+		return &FieldError{field, "must be an opaque reference, not personal data (it has the shape of " + shape + ")"}
 	}
 	return nil
 }
@@ -171,8 +179,11 @@ func tz(field, v string) error {
 	if v == "" {
 		return &FieldError{field, "is required (IANA zone, e.g. Asia/Shanghai)"}
 	}
+	if v == "Local" {
+		return &FieldError{field, "must be an IANA zone name such as Asia/Shanghai, not the server's own zone"}
+	}
 	if _, err := policy.LoadZone(v); err != nil {
-		return &FieldError{field, fmt.Sprintf("unknown time zone %q", v)}
+		return &FieldError{field, "is not a known IANA zone name (e.g. Asia/Shanghai)"}
 	}
 	return nil
 }

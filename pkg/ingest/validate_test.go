@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -110,5 +111,107 @@ func TestDecode(t *testing.T) {
 	}
 	if _, err := Decode("application/x-protobuf", []byte{0xff}); err == nil {
 		t.Error("Decode(bad protobuf) = nil error")
+	}
+}
+
+// Identifiers and contact references are opaque tokens: values shaped like
+// personal data are refused by the field's name, and the error never
+// repeats the value. Long digit strings that are not such shapes pass.
+func TestPersonalDataShapes(t *testing.T) {
+	due := func(f func(*dunningv1.InstallmentDue)) *dunningv1.LenderEvent {
+		m := validDue()
+		f(m)
+		return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_InstallmentDue{InstallmentDue: m}}
+	}
+	pay := func(f func(*dunningv1.RepaymentReceived)) *dunningv1.LenderEvent {
+		m := validPay()
+		f(m)
+		return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_RepaymentReceived{RepaymentReceived: m}}
+	}
+	const (
+		residentID   = "11010519491231002X"
+		residentID2  = "440304199003071230" // the same shape with a wrong check digit: not a resident ID
+		mobile       = "8613812345678"
+		mobileZeroes = "008613912345678"
+	)
+	rejected := []struct {
+		value, field string
+		ev           *dunningv1.LenderEvent
+	}{
+		{mobile, "installment_due.tenant_id", due(func(m *dunningv1.InstallmentDue) { m.TenantId = mobile })},
+		{mobileZeroes, "installment_due.loan_id", due(func(m *dunningv1.InstallmentDue) { m.LoanId = mobileZeroes })},
+		{residentID, "installment_due.installment_id", due(func(m *dunningv1.InstallmentDue) { m.InstallmentId = residentID })},
+		{"11010519491231002x", "installment_due.product_id", due(func(m *dunningv1.InstallmentDue) { m.ProductId = "11010519491231002x" })},
+		{residentID, "installment_due.contact_ref", due(func(m *dunningv1.InstallmentDue) { m.ContactRef = residentID })},
+		{mobile, "installment_due.contact_ref", due(func(m *dunningv1.InstallmentDue) { m.ContactRef = mobile })},
+		{"wang.fang@example.com", "installment_due.contact_ref", due(func(m *dunningv1.InstallmentDue) { m.ContactRef = "wang.fang@example.com" })},
+		{"+8613812345678", "installment_due.contact_ref", due(func(m *dunningv1.InstallmentDue) { m.ContactRef = "+8613812345678" })},
+		{"Wang Fang", "installment_due.contact_ref", due(func(m *dunningv1.InstallmentDue) { m.ContactRef = "Wang Fang" })},
+		{"wang.fang@example.com", "installment_due.loan_id", due(func(m *dunningv1.InstallmentDue) { m.LoanId = "wang.fang@example.com" })},
+		{mobile, "repayment_received.payment_id", pay(func(m *dunningv1.RepaymentReceived) { m.PaymentId = mobile })},
+		{residentID, "repayment_received.installment_id", pay(func(m *dunningv1.RepaymentReceived) { m.InstallmentId = residentID })},
+		{"Local", "installment_due.time_zone", due(func(m *dunningv1.InstallmentDue) { m.TimeZone = "Local" })},
+		{"Mars/Olympus", "installment_due.time_zone", due(func(m *dunningv1.InstallmentDue) { m.TimeZone = "Mars/Olympus" })},
+	}
+	for _, c := range rejected {
+		_, err := Validate(c.ev)
+		fe, ok := AsFieldError(err)
+		if !ok || fe.Field != c.field {
+			t.Errorf("%q in %s: Validate = %v, want a FieldError on that field", c.value, c.field, err)
+			continue
+		}
+		if strings.Contains(err.Error(), c.value) {
+			t.Errorf("%q in %s: the error repeats the value: %v", c.value, c.field, err)
+		}
+	}
+	// Loan and payment numbers are often long digit strings: these pass.
+	for _, v := range []string{"6222021234567890123", "20261201000012345678", residentID2, "110105000000000000", "13812345678", "86123", "LN-2026-000123"} {
+		if _, err := Validate(due(func(m *dunningv1.InstallmentDue) { m.LoanId, m.ContactRef = v, "crm:contact/"+v })); err != nil {
+			t.Errorf("loan %q: Validate = %v, want nil", v, err)
+		}
+	}
+}
+
+// A JSON body's problem is reported by position and field name, never by
+// repeating the offending value.
+func TestJSONErrorsRepeatNoValue(t *testing.T) {
+	cases := []struct{ body, must, mustNot string }{
+		{`{"installmentDue": {"tenantId": 8613812345678}}`, "tenantId", "8613812345678"},
+		{`{"8613812345678": 1}`, "LenderEvent", "8613812345678"},
+		{`{"installmentDue": {"amout": 1}}`, `unknown field "amout"`, ""},
+		{`{"installmentDue": {"amount": {"minorUnits": "wang.fang@example.com"}}}`, "minorUnits", "wang.fang"},
+		{`{"installmentDue": {"tenantId": "x"`, "unexpected end", "x\""},
+	}
+	for _, c := range cases {
+		_, err := Decode("application/json", []byte(c.body))
+		if err == nil || !strings.Contains(err.Error(), c.must) || (c.mustNot != "" && strings.Contains(err.Error(), c.mustNot)) {
+			t.Errorf("Decode(%s) = %v; want it to name %q and not repeat %q", c.body, err, c.must, c.mustNot)
+		}
+	}
+}
+
+// Due dates outside the horizon (six years back, two ahead by default) are
+// refused by name.
+func TestDueDateHorizon(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	in := &Ingestor{Now: func() time.Time { return now }}
+	for _, c := range []struct {
+		due time.Time
+		ok  bool
+	}{
+		{now, true},
+		{now.AddDate(-5, 0, 0), true},
+		{now.AddDate(1, 0, 0), true},
+		{time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), false},
+		{now.AddDate(-7, 0, 0), false},
+		{now.AddDate(3, 0, 0), false},
+	} {
+		m := validDue()
+		m.DueAt = timestamppb.New(c.due)
+		_, err := in.Check(&dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_InstallmentDue{InstallmentDue: m}})
+		fe, isField := AsFieldError(err)
+		if c.ok != (err == nil) || (!c.ok && (!isField || fe.Field != "installment_due.due_at")) {
+			t.Errorf("due %s: Check = %v, want ok %v", c.due.Format(time.DateOnly), err, c.ok)
+		}
 	}
 }

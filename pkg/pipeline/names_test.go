@@ -17,7 +17,7 @@ func TestNamesArePinned(t *testing.T) {
 	for _, sc := range topology.DefaultTopology().StreamConfigs() {
 		streams = append(streams, sc.Name+" "+sc.Subjects[0])
 	}
-	wantStreams := []string{"DUNNING_LOANS dunning.loan.>", "DUNNING_INTAKE dunning.in.>", "DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>"}
+	wantStreams := []string{"DUNNING_LOANS dunning.loan.>", "DUNNING_INTAKE dunning.in.*.*", "DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>"}
 	if !reflect.DeepEqual(streams, wantStreams) {
 		t.Errorf("streams = %q\nwant %q", streams, wantStreams)
 	}

@@ -147,7 +147,7 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeli
 	}
 	metrics := NewMetrics(cfg.Registry)
 	log := loanlog.New(nc, js)
-	p := &Pipeline{Conn: nc, JS: js, Log: log, Ingestor: &ingest.Ingestor{Log: log, Metrics: metrics.Ingest},
+	p := &Pipeline{Conn: nc, JS: js, Log: log, Ingestor: &ingest.Ingestor{Log: log, Metrics: metrics.Ingest, Now: cfg.Now},
 		Metrics: metrics, Registry: cfg.Registry, name: cfg.Name}
 	if !cfg.Parts.consumes() {
 		return p, nil

@@ -167,6 +167,10 @@ var (
 	Notify = ConsumerSpec{ConsumerNotify, StreamTasks, []string{taskPrefix + ".>"}}
 )
 
+// MaxIntakeMessage bounds a lender event published over NATS, as the HTTP
+// API bounds a body.
+const MaxIntakeMessage = 64 << 10
+
 // Topology holds the tunables of the declared streams and consumers.
 type Topology struct {
 	Replicas int
@@ -202,11 +206,17 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 		{
 			Name:        StreamIntake,
 			Description: "Lender events published over NATS, before validation.",
-			Subjects:    []string{intakePrefix + ".>"},
-			Storage:     jetstream.FileStorage,
-			Replicas:    t.Replicas,
-			MaxAge:      7 * 24 * time.Hour,
-			Duplicates:  2 * time.Minute,
+			// Exactly dunning.in.<tenant>.<loan>: a publish to any other
+			// subject finds no stream and is refused, instead of being
+			// stored and never consumed.
+			Subjects: []string{intakePrefix + ".*.*"},
+			Storage:  jetstream.FileStorage,
+			Replicas: t.Replicas,
+			MaxAge:   7 * 24 * time.Hour,
+			// A lender event is a few hundred bytes; the server refuses a
+			// bigger publish before storing it.
+			MaxMsgSize: MaxIntakeMessage,
+			Duplicates: 2 * time.Minute,
 		},
 		{
 			Name:        StreamTasks,

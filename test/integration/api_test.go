@@ -250,6 +250,14 @@ func TestAllInOneHTTP(t *testing.T) {
 		{`{}`, "event", 400},
 		{`not json`, "body", 400},
 		{strings.Replace(example, `"minorUnits": "120000"`, `"minorUnits": "99"`, 1), "", 409},
+		{strings.Replace(example, `"timeZone": "Asia/Shanghai"`, `"timeZone": "Local"`, 1), "installment_due.time_zone", 400},
+		{strings.Replace(strings.Replace(example, `"installmentId": "1"`, `"installmentId": "2"`, 1),
+			time.Now().UTC().Format("2006"), "2000", 1), "installment_due.due_at", 400},
+		{strings.Replace(example, `"contactRef": "crm-77"`, `"contactRef": "wang.fang@example.com"`, 1), "installment_due.contact_ref", 400},
+		{strings.Replace(example, `"loanId": "L-1001"`, `"loanId": "11010519491231002X"`, 1), "installment_due.loan_id", 400},
+		// A repayment in another currency than the loan's is refused at once.
+		{`{"repaymentReceived": {"tenantId": "acme", "loanId": "L-1001", "paymentId": "usd-1",
+			"amount": {"currency": "USD", "minorUnits": "100"}, "paidAt": "2026-12-01T00:00:00Z"}}`, "repayment_received.amount.currency", 422},
 	}
 	for _, b := range bad {
 		code, out := post(b.body)
@@ -257,7 +265,16 @@ func TestAllInOneHTTP(t *testing.T) {
 			t.Errorf("POST %.60q = %d %v, want %d naming %q", b.body, code, out, b.code, b.field)
 		}
 	}
-	resp, err := http.Get(base + "/v1/tenants/acme/loans/bad%20id/timeline")
+	// A body of a type the API does not read: 415.
+	resp, err := http.Post(base+"/v1/events", "text/plain", strings.NewReader(example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("POST as text/plain = %d, want 415", resp.StatusCode)
+	}
+	resp, err = http.Get(base + "/v1/tenants/acme/loans/bad%20id/timeline")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -97,3 +97,33 @@ func TestMalformedEventsDeadLettered(t *testing.T) {
 		t.Error("an invalid installment reached the loan log")
 	}
 }
+
+// The intake stream takes exactly dunning.in.<tenant>.<loan> and at most 64
+// KiB: a publish to a longer subject, or a bigger one, is refused at once
+// (the publisher gets an error) instead of being stored and never consumed.
+func TestIntakeRefusesAtPublish(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := h.js.Publish(ctx, topology.IntakeSubject(tenant, "L-x")+".extra", []byte("{}")); err == nil {
+		t.Error("a publish to dunning.in.<tenant>.<loan>.extra was acknowledged")
+	}
+	if _, err := h.js.Publish(ctx, topology.IntakeSubject(tenant, "L-x"), make([]byte, 1<<20-1024)); err == nil {
+		t.Error("a 1 MB lender event was acknowledged")
+	}
+	if _, err := h.js.Publish(ctx, topology.IntakeSubject(tenant, "L-x"), make([]byte, topology.MaxIntakeMessage+1)); err == nil {
+		t.Error("a lender event one byte over the limit was acknowledged")
+	}
+	s, err := h.js.Stream(ctx, topology.StreamIntake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 0 {
+		t.Errorf("the intake stream stored %d messages, want 0", info.State.Msgs)
+	}
+}
