@@ -235,7 +235,7 @@ func Run(ctx context.Context, args []string, o Options) error {
 	p, err := pipeline.New(ctx, pipeline.Config{Name: o.Name, Topology: topo, Ladder: ladder, Now: now, Logger: log, Registry: reg,
 		Parts: pipeline.Parts{Stages: o.Stages, Intake: o.Intake, Dispatch: o.Dispatch, Notifier: st.notifier}}, dial)
 	if err != nil {
-		return err
+		return stopped(ctx, log, err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	if cfg.Policies != "" {
@@ -277,6 +277,18 @@ func Run(ctx context.Context, args []string, o Options) error {
 	// Shutdown.
 	err = g.Wait()
 	log.Info("stopped")
+	return stopped(ctx, log, err)
+}
+
+// stopped is what a run that ended with err returns: a stop requested
+// while the process was still starting (a SIGTERM during provisioning or
+// subscribing) cancels what was in flight, and that is a clean stop, not a
+// failure.
+func stopped(ctx context.Context, log *slog.Logger, err error) error {
+	if err != nil && ctx.Err() != nil {
+		log.Warn("stopped while starting", "err", err)
+		return nil
+	}
 	return err
 }
 

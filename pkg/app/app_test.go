@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opendunning/dunning/pkg/policyfile"
 )
@@ -116,5 +117,26 @@ func TestWebhookKeyIsTrimmedText(t *testing.T) {
 	}
 	if _, err := newNotifier(Config{Webhooks: "sms=http://127.0.0.1:1/hook", SecretFile: short}); err == nil {
 		t.Error("newNotifier with a 9-byte key = nil error, want one")
+	}
+}
+
+// A stop requested while a service is still starting (SIGTERM while it
+// waits for NATS to provision) is a clean stop: Run returns nil, and the
+// process exits 0.
+func TestStopWhileStarting(t *testing.T) {
+	o, _ := Service("overdue")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, []string{"--nats", "nats://127.0.0.1:1", "--http", "127.0.0.1:0", "--log-level", "error"}, o)
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run stopped while starting = %v, want nil", err)
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatal("Run did not return after its context ended")
 	}
 }

@@ -137,6 +137,9 @@ func Decode(addr topology.LoanAddress, data []byte) (policy.Event, error) {
 	if err := proto.Unmarshal(data, m); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrUndecodable, addr.Kind, err)
 	}
+	if err := verify(addr, m); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrUndecodable, addr.Kind, err)
+	}
 	ev := k.decode(m)
 	switch e := ev.(type) {
 	case policy.TimerSet:
@@ -149,6 +152,53 @@ func Decode(addr topology.LoanAddress, data []byte) (policy.Event, error) {
 		}
 	}
 	return ev, nil
+}
+
+// maxMinor bounds an amount, as intake does (10^15 minor units).
+const maxMinor = 1_000_000_000_000_000
+
+// verify checks a stored body against its subject, as intake checked it
+// before storing: a message written by anyone else (a forged repayment, a
+// decision copied onto another loan) is refused by every reader and never
+// folded into a case. Errors name fields, never values.
+func verify(addr topology.LoanAddress, m proto.Message) error {
+	type owned interface {
+		GetTenantId() string
+		GetLoanId() string
+	}
+	if d, ok := m.(decisionMsg); ok {
+		m = d.GetCase()
+	}
+	if o, ok := m.(owned); ok && (o.GetTenantId() != addr.Tenant || o.GetLoanId() != addr.Loan) {
+		return errors.New("tenant_id and loan_id do not match the subject")
+	}
+	money := func(a *dunningv1.Money) error {
+		if a.GetMinorUnits() <= 0 || a.GetMinorUnits() > maxMinor || len(a.GetCurrency()) != 3 {
+			return errors.New("amount must be positive, bounded and in an ISO 4217 currency")
+		}
+		return nil
+	}
+	switch e := m.(type) {
+	case *dunningv1.InstallmentDue:
+		if e.GetInstallmentId() != addr.ID {
+			return errors.New("installment_id does not match the subject")
+		}
+		return money(e.GetAmount())
+	case *dunningv1.RepaymentReceived:
+		if e.GetPaymentId() != addr.ID {
+			return errors.New("payment_id does not match the subject")
+		}
+		return money(e.GetAmount())
+	case *dunningv1.ContactOutcome:
+		if e.GetContactId()+"_"+OutcomeFromProto(e.GetOutcome()).String() != addr.ID {
+			return errors.New("contact_id and outcome do not match the subject")
+		}
+	case *dunningv1.LoanSettled:
+		if addr.ID != "" {
+			return errors.New("a settlement's subject carries no identifier")
+		}
+	}
+	return nil
 }
 
 // Encode returns a domain event's kind and protobuf message.

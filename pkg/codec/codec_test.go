@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -55,7 +56,7 @@ func TestRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := Decode(topology.LoanAddress{Tenant: "acme", Loan: "L-1", Kind: k.Token}, data)
+		got, err := Decode(address(k, ev), data)
 		if err != nil {
 			t.Fatalf("Decode(%s) = %v", k.Name(), err)
 		}
@@ -67,6 +68,64 @@ func TestRoundTrip(t *testing.T) {
 		if !seen[k] {
 			t.Errorf("kind %s has no round-trip case", k.Name())
 		}
+	}
+}
+
+// address is where an event is stored in loan L-1's log.
+func address(k *Kind, ev policy.Event) topology.LoanAddress {
+	a := topology.LoanAddress{Tenant: "acme", Loan: "L-1", Kind: k.Token}
+	switch e := ev.(type) {
+	case policy.InstallmentDue:
+		a.ID = e.ID
+	case policy.Repayment:
+		a.ID = e.PaymentID
+	case policy.ContactOutcome:
+		a.ID = e.ContactID + "_" + e.Outcome.String()
+	case policy.StepFired:
+		a.ID, a.Seq = "legal", "s9"
+	case policy.Decision:
+		a.ID = "s7"
+	}
+	return a
+}
+
+// A stored body that does not match its subject, or carries money intake
+// would have refused, is undecodable for every reader: a forged or copied
+// message is never folded into a case.
+func TestForgedEntriesAreRefused(t *testing.T) {
+	enc := func(ev policy.Event, tenant string) []byte {
+		_, m, err := Encode(tenant, "L-1", ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	pay := policy.Repayment{PaymentID: "p1", Amount: policy.Money{Currency: "CNY", Minor: 100}, PaidAt: at}
+	negative := pay
+	negative.Amount.Minor = -500_000_000
+	cases := []struct {
+		name string
+		addr topology.LoanAddress
+		data []byte
+	}{
+		{"negative repayment", address(Repaid, negative), enc(negative, "acme")},
+		{"another tenant's body", address(Repaid, pay), enc(pay, "beta")},
+		{"payment ID not the subject's", topology.LoanAddress{Tenant: "acme", Loan: "L-1", Kind: Repaid.Token, ID: "p2"}, enc(pay, "acme")},
+		{"decision copied from another loan", address(Closed, policy.Decision{Kind: policy.KindCaseClosed}),
+			enc(policy.Decision{Kind: policy.KindCaseClosed, Ctx: policy.Context{Case: 1}}, "beta")},
+		{"settlement with an identifier", topology.LoanAddress{Tenant: "acme", Loan: "L-1", Kind: Settled.Token, ID: "x"}, enc(policy.Settled{At: at}, "acme")},
+	}
+	for _, c := range cases {
+		if _, err := Decode(c.addr, c.data); !errors.Is(err, ErrUndecodable) {
+			t.Errorf("%s: Decode = %v, want ErrUndecodable", c.name, err)
+		}
+	}
+	if _, err := Decode(address(Repaid, pay), enc(pay, "acme")); err != nil {
+		t.Errorf("the genuine repayment: Decode = %v", err)
 	}
 }
 

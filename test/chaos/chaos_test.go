@@ -457,7 +457,10 @@ func (f *fleet) stopAll() []string {
 		select {
 		case err := <-done:
 			if err != nil {
-				problems = append(problems, fmt.Sprintf("%s (%s) exited after SIGTERM: %v", s.service, s.log, err))
+				b, _ := os.ReadFile(s.log)
+				lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+				lines = lines[max(len(lines)-10, 0):]
+				problems = append(problems, fmt.Sprintf("%s (%s) exited after SIGTERM: %v; its last lines:\n%s", s.service, s.log, err, strings.Join(lines, "\n")))
 			}
 		case <-time.After(15 * time.Second):
 			_ = s.cmd.Process.Kill()

@@ -2,6 +2,9 @@ package integration
 
 import (
 	"context"
+	"fmt"
+	"github.com/opendunning/dunning/pkg/codec"
+	"google.golang.org/protobuf/proto"
 	"strings"
 	"testing"
 	"time"
@@ -125,5 +128,59 @@ func TestIntakeRefusesAtPublish(t *testing.T) {
 	}
 	if info.State.Msgs != 0 {
 		t.Errorf("the intake stream stored %d messages, want 0", info.State.Msgs)
+	}
+}
+
+// A message written straight onto a loan's log by someone other than intake
+// (a forged negative repayment, a body naming another loan) is refused by
+// the stage that consumes it and by every read of the log: dead-lettered
+// with its reason, never folded into the case. The real payment still cures
+// the loan.
+func TestForgedFactsAreNeverApplied(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 200*time.Millisecond)
+	h.startPipeline()
+	h.send(dueEvent("L-forged", "1", 1000, time.Now()))
+	h.waitKind("L-forged", policy.KindContactRequested, 1, 10*time.Second)
+	ctx := context.Background()
+	forge := func(id string, m proto.Message) {
+		t.Helper()
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.js.Publish(ctx, topology.LoanSubject(tenant, "L-forged", codec.Repaid.Token, id), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	negative := payEvent("L-forged", "x-neg", -500_000_000).GetRepaymentReceived()
+	forge("x-neg", negative)
+	otherLoan := payEvent("L-other", "x-other", 1000).GetRepaymentReceived()
+	forge("x-other", otherLoan)
+	waitFor(t, 10*time.Second, func() error {
+		n := 0
+		for _, m := range h.dlq() {
+			if strings.HasPrefix(m.Header.Get(bus.HeaderDLQSubject), topology.LoanSubject(tenant, "L-forged", codec.Repaid.Token, "x-")) &&
+				strings.Contains(m.Header.Get(bus.HeaderDLQReason), "undecodable") {
+				n++
+			}
+		}
+		if n != 2 {
+			return fmt.Errorf("%d forged repayments dead-lettered, want 2", n)
+		}
+		return nil
+	})
+	for _, e := range h.entries("L-forged") {
+		if e.kind == "repaid" {
+			t.Errorf("a forged repayment was folded into the case: %+v", e.event)
+		}
+	}
+	if _, closed := h.decision("L-forged", policy.KindCaseClosed); closed {
+		t.Error("the forged repayments closed the case")
+	}
+	h.send(payEvent("L-forged", "p-real", 1000))
+	h.waitKind("L-forged", policy.KindCaseClosed, 1, 10*time.Second)
+	if d, _ := h.decision("L-forged", policy.KindCaseClosed); d.CloseReason != policy.CloseCured {
+		t.Errorf("closed as %s, want cured", d.CloseReason)
 	}
 }
