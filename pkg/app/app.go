@@ -83,18 +83,20 @@ type Config struct {
 	NATSListen string
 	Fsync      string
 	HTTP       string
-	Day        time.Duration
-	GraceDays  int
-	HandoffDPD int
-	LegalDPD   int
-	Agency     string
-	LogLevel   string
-	Policies   string
-	Webhooks   string
-	SecretFile string
-	AckWait    time.Duration
-	MaxDeliver int
-	Replicas   int
+	// MaxConns and MaxConnsPerIP cap open HTTP connections.
+	MaxConns, MaxConnsPerIP int
+	Day                     time.Duration
+	GraceDays               int
+	HandoffDPD              int
+	LegalDPD                int
+	Agency                  string
+	LogLevel                string
+	Policies                string
+	Webhooks                string
+	SecretFile              string
+	AckWait                 time.Duration
+	MaxDeliver              int
+	Replicas                int
 }
 
 func parse(name string, args []string, o Options) (Config, error) {
@@ -110,6 +112,8 @@ func parse(name string, args []string, o Options) (Config, error) {
 		fs.StringVar(&c.NATSURL, "nats", "nats://127.0.0.1:4222", "NATS server URL")
 	}
 	fs.StringVar(&c.HTTP, "http", o.DefaultHTTP, "HTTP listen address (API, /metrics, /healthz)")
+	fs.IntVar(&c.MaxConns, "http-max-conns", 512, "open HTTP connections at most, in all (keep it well under the process's open-file limit)")
+	fs.IntVar(&c.MaxConnsPerIP, "http-max-conns-per-ip", 64, "open HTTP connections at most from one remote address")
 	fs.DurationVar(&c.Day, "day", policy.RealDay, "length of a business day; shorten (e.g. 1s) to watch the ladder in minutes")
 	if o.Notify {
 		fs.StringVar(&c.Webhooks, "webhooks", "", "contact-task webhooks, CHANNEL=URL,... (e.g. sms=https://sms.example/hook); channels without one are left to the lender's NATS subscribers")
@@ -139,6 +143,9 @@ func parse(name string, args []string, o Options) (Config, error) {
 	}
 	if c.MaxDeliver < 2 {
 		return Config{}, fmt.Errorf("--max-deliver must be at least 2, got %d", c.MaxDeliver)
+	}
+	if c.MaxConns < 1 || c.MaxConnsPerIP < 1 || c.MaxConnsPerIP > c.MaxConns {
+		return Config{}, fmt.Errorf("--http-max-conns and --http-max-conns-per-ip must be positive, the second at most the first; got %d and %d", c.MaxConns, c.MaxConnsPerIP)
 	}
 	if c.Fsync != "always" && c.Fsync != "interval" {
 		return Config{}, fmt.Errorf("--fsync must be 'always' or 'interval', got %q", c.Fsync)
@@ -217,6 +224,7 @@ func Run(ctx context.Context, args []string, o Options) error {
 		return fmt.Errorf("--http: listening on %s: %w", cfg.HTTP, err)
 	}
 	defer ln.Close()
+	ln = api.Limit(ln, cfg.MaxConns, cfg.MaxConnsPerIP)
 	log.Info("starting", "day", cfg.Day, "policies", st.policies.Book().Versions(), "embedded", o.Embedded)
 
 	// NATS and the pipeline's parts.

@@ -54,6 +54,8 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--replicas", "2"}, "--replicas"},
 		{[]string{"--ack-wait", "10ms"}, "--ack-wait"},
 		{[]string{"--max-deliver", "1"}, "--max-deliver"},
+		{[]string{"--http-max-conns-per-ip", "0"}, "--http-max-conns"},
+		{[]string{"--http-max-conns", "10", "--http-max-conns-per-ip", "20"}, "--http-max-conns"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--nats-listen", "127.0.0.1:99999"}, "--nats-listen"},
 		{[]string{"extra"}, "unexpected argument"},
