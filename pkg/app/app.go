@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -57,6 +58,8 @@ type Options struct {
 	Now func() time.Time
 	// Ready, if set, is called with the HTTP address once the process serves.
 	Ready func(httpAddr string)
+	// Log receives the process's log (nil: standard error).
+	Log io.Writer
 }
 
 // ServerConfig configures the in-process NATS server; it has the fields of
@@ -177,7 +180,11 @@ func prepare(args []string, o Options) (setup, error) {
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return setup{}, fmt.Errorf("--log-level: %w", err)
 	}
-	st.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("service", o.Name)
+	out := o.Log
+	if out == nil {
+		out = os.Stderr
+	}
+	st.log = slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level})).With("service", o.Name)
 	if st.cal, err = policy.NewCalendar(cfg.Day); err != nil {
 		return setup{}, fmt.Errorf("--day: %w", err)
 	}

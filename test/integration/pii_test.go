@@ -1,0 +1,206 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/opendunning/dunning/pkg/allinone"
+	"github.com/opendunning/dunning/pkg/app"
+	"github.com/opendunning/dunning/pkg/topology"
+)
+
+// lockedBuffer is a log destination tests can read while the process writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Personal data in any field of a lender event is refused by the field's
+// name, over HTTP and over NATS, and the value appears nowhere the pipeline
+// keeps or shows: not in its log (at debug level), not in a dead letter's
+// headers, not in any stored subject, not in /metrics.
+func TestPersonalDataGoesNowhere(t *testing.T) {
+	t.Parallel()
+	logs := &lockedBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	o := allinone.Options()
+	o.Log = logs
+	addr := make(chan string, 1)
+	o.Ready = func(a string) { addr <- a }
+	done := make(chan error, 1)
+	go func() {
+		done <- app.Run(ctx, []string{"--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+			"--day", "1s", "--log-level", "debug", "--fsync", "interval"}, o)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("dunningd: %v", err)
+		}
+	})
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatalf("dunningd exited: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("dunningd did not start")
+	}
+	url := regexp.MustCompile(`listen=(nats://[0-9.:]+)`).FindStringSubmatch(logs.String())
+	if url == nil {
+		t.Fatalf("no NATS address in the log:\n%s", logs.String())
+	}
+	nc, err := nats.Connect(url[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	values := []string{"11010519491231002X", "8613812345678", "wang.fang@example.com", "Wang Fang"}
+	due := func(field, v string) string {
+		f := map[string]string{"tenantId": "acme", "loanId": "L-pii", "installmentId": "1", "contactRef": "crm-1", "productId": "p1"}
+		f[field] = v
+		return fmt.Sprintf(`{"installmentDue": {"tenantId": %q, "loanId": %q, "installmentId": %q, "productId": %q,
+			"amount": {"currency": "CNY", "minorUnits": "1000"}, "dueAt": %q, "timeZone": "Asia/Shanghai", "contactRef": %q}}`,
+			f["tenantId"], f["loanId"], f["installmentId"], f["productId"], time.Now().UTC().Format(time.RFC3339), f["contactRef"])
+	}
+	pay := func(field, v string) string {
+		f := map[string]string{"paymentId": "p-1", "installmentId": "1"}
+		f[field] = v
+		return fmt.Sprintf(`{"repaymentReceived": {"tenantId": "acme", "loanId": "L-pii", "paymentId": %q, "installmentId": %q,
+			"amount": {"currency": "CNY", "minorUnits": "100"}, "paidAt": %q}}`, f["paymentId"], f["installmentId"], time.Now().UTC().Format(time.RFC3339))
+	}
+	outcome := func(field, v string) string {
+		return fmt.Sprintf(`{"contactOutcome": {"tenantId": "acme", "loanId": "L-pii", "contactId": %q, "outcome": "OUTCOME_SENT", "occurredAt": %q}}`,
+			v, time.Now().UTC().Format(time.RFC3339))
+	}
+	cases := []struct {
+		body  func(field, v string) string
+		field string
+		want  string
+	}{
+		{due, "tenantId", "installment_due.tenant_id"},
+		{due, "loanId", "installment_due.loan_id"},
+		{due, "installmentId", "installment_due.installment_id"},
+		{due, "productId", "installment_due.product_id"},
+		{due, "contactRef", "installment_due.contact_ref"},
+		{pay, "paymentId", "repayment_received.payment_id"},
+		{pay, "installmentId", "repayment_received.installment_id"},
+		{outcome, "contactId", "contact_outcome.contact_id"},
+	}
+	published := 0
+	for _, c := range cases {
+		for _, v := range values {
+			body := c.body(c.field, v)
+			resp, err := http.Post(base+"/v1/events", "application/json", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out struct{ Error, Field string }
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			_ = json.Unmarshal(b, &out)
+			if resp.StatusCode != http.StatusBadRequest || out.Field != c.want {
+				t.Errorf("%s = %q over HTTP: %d %s, want 400 naming %s", c.field, v, resp.StatusCode, b, c.want)
+			}
+			if bytes.Contains(b, []byte(v)) {
+				t.Errorf("%s = %q: the HTTP answer repeats the value: %s", c.field, v, b)
+			}
+			m := nats.NewMsg(topology.IntakeSubject("acme", "L-pii"))
+			m.Data = []byte(body)
+			m.Header.Set("Content-Type", "application/json")
+			if _, err := js.PublishMsg(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			published++
+		}
+	}
+	var dlq []*jetstream.RawStreamMsg
+	waitFor(t, 20*time.Second, func() error {
+		s, err := js.Stream(ctx, topology.StreamDLQ)
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if int(info.State.Msgs) < published {
+			return fmt.Errorf("%d dead letters, want %d", info.State.Msgs, published)
+		}
+		dlq = nil
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+			if m, err := s.GetMsg(ctx, seq); err == nil {
+				dlq = append(dlq, m)
+			}
+		}
+		return nil
+	})
+
+	// Everywhere the pipeline keeps or shows something.
+	var kept strings.Builder
+	kept.WriteString(logs.String())
+	for _, m := range dlq {
+		for k, vs := range m.Header {
+			fmt.Fprintf(&kept, "%s: %s\n", k, strings.Join(vs, ","))
+		}
+		kept.WriteString(m.Subject + "\n")
+	}
+	for _, name := range []string{topology.StreamLoans, topology.StreamIntake, topology.StreamTasks, topology.StreamDLQ} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(">"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for subj := range info.State.Subjects {
+			kept.WriteString(subj + "\n")
+		}
+	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	kept.Write(metrics)
+	for _, v := range values {
+		if n := strings.Count(kept.String(), v); n != 0 {
+			t.Errorf("%q appears %d times in the log, dead-letter headers, subjects or /metrics", v, n)
+		}
+	}
+	if !strings.Contains(kept.String(), "must be an opaque") {
+		t.Error("the dead letters do not say why the events were refused")
+	}
+}
