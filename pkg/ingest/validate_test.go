@@ -21,17 +21,20 @@ func validPay() *dunningv1.RepaymentReceived {
 		Amount: &dunningv1.Money{Currency: "CNY", MinorUnits: 100}, PaidAt: timestamppb.New(time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC))}
 }
 
+// due and pay are valid events changed by f.
+func due(f func(*dunningv1.InstallmentDue)) *dunningv1.LenderEvent {
+	m := validDue()
+	f(m)
+	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_InstallmentDue{InstallmentDue: m}}
+}
+
+func pay(f func(*dunningv1.RepaymentReceived)) *dunningv1.LenderEvent {
+	m := validPay()
+	f(m)
+	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_RepaymentReceived{RepaymentReceived: m}}
+}
+
 func TestValidate(t *testing.T) {
-	due := func(f func(*dunningv1.InstallmentDue)) *dunningv1.LenderEvent {
-		m := validDue()
-		f(m)
-		return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_InstallmentDue{InstallmentDue: m}}
-	}
-	pay := func(f func(*dunningv1.RepaymentReceived)) *dunningv1.LenderEvent {
-		m := validPay()
-		f(m)
-		return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_RepaymentReceived{RepaymentReceived: m}}
-	}
 	tests := []struct {
 		name      string
 		ev        *dunningv1.LenderEvent
@@ -118,16 +121,6 @@ func TestDecode(t *testing.T) {
 // personal data are refused by the field's name, and the error never
 // repeats the value. Long digit strings that are not such shapes pass.
 func TestPersonalDataShapes(t *testing.T) {
-	due := func(f func(*dunningv1.InstallmentDue)) *dunningv1.LenderEvent {
-		m := validDue()
-		f(m)
-		return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_InstallmentDue{InstallmentDue: m}}
-	}
-	pay := func(f func(*dunningv1.RepaymentReceived)) *dunningv1.LenderEvent {
-		m := validPay()
-		f(m)
-		return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_RepaymentReceived{RepaymentReceived: m}}
-	}
 	const (
 		residentID   = "11010519491231002X"
 		residentID2  = "440304199003071230" // the same shape with a wrong check digit: not a resident ID
