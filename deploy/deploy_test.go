@@ -1226,7 +1226,10 @@ func startCluster(t *testing.T, d *deployment) []string {
 	for _, p := range ports {
 		routes = append(routes, &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", p)})
 	}
-	var servers []*server.Server
+	var (
+		servers []*server.Server
+		nodes   []*server.Options
+	)
 	for i, name := range names {
 		o := d.nats[name].Clone()
 		o.Host, o.Port = "127.0.0.1", -1
@@ -1235,7 +1238,10 @@ func startCluster(t *testing.T, d *deployment) []string {
 		o.Routes = routes
 		o.StoreDir = t.TempDir()
 		o.NoSigs, o.NoLog = true, true
-		servers = append(servers, natstest.ServerWithOptions(t, o).Server)
+		nodes = append(nodes, o)
+	}
+	for _, srv := range natstest.Cluster(t, nodes...) {
+		servers = append(servers, srv.Server)
 	}
 	var urls []string
 	for _, s := range servers {

@@ -50,20 +50,39 @@ func Start(cfg Config) (*Server, error) {
 	})
 }
 
-// StartOptions starts a server from complete options (a node of a cluster
-// read from its configuration file, in the deployment test) and waits
-// until it accepts connections.
+// StartOptions starts a server from complete options and waits until it
+// accepts connections.
 func StartOptions(opts *server.Options) (*Server, error) {
+	srv, err := Launch(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Ready(30 * time.Second); err != nil {
+		srv.Shutdown()
+		return nil, err
+	}
+	return srv, nil
+}
+
+// Launch starts a server from complete options without waiting for it: the
+// nodes of a cluster (the deployment test's, read from their configuration
+// files) are all launched first, then waited for, since a node may wait
+// for its peers.
+func Launch(opts *server.Options) (*Server, error) {
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("creating embedded nats: %w", err)
 	}
 	go s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
-		s.Shutdown()
-		return nil, errors.New("embedded nats: not ready for connections after 30s")
-	}
 	return &Server{Server: s}, nil
+}
+
+// Ready waits up to d until the server accepts connections.
+func (e *Server) Ready(d time.Duration) error {
+	if !e.Server.ReadyForConnections(d) {
+		return fmt.Errorf("embedded nats: not ready for connections after %s", d)
+	}
+	return nil
 }
 
 // Connect opens an in-process client connection.

@@ -33,17 +33,27 @@ func Server(tb testing.TB, cfg embedded.Config) *embedded.Server {
 	return srv
 }
 
-// ServerWithOptions starts a server from complete options (say, a cluster
-// node from its configuration file) for one test, and shuts it down at
+// Cluster starts servers from complete options (the nodes of a cluster,
+// from their configuration files) for one test: all are launched before
+// any is waited for, since a node may wait for its peers. They shut down at
 // cleanup.
-func ServerWithOptions(tb testing.TB, opts *server.Options) *embedded.Server {
+func Cluster(tb testing.TB, nodes ...*server.Options) []*embedded.Server {
 	tb.Helper()
-	srv, err := embedded.StartOptions(opts)
-	if err != nil {
-		tb.Fatal(err)
+	var out []*embedded.Server
+	for _, o := range nodes {
+		srv, err := embedded.Launch(o)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(srv.Shutdown)
+		out = append(out, srv)
 	}
-	tb.Cleanup(srv.Shutdown)
-	return srv
+	for _, srv := range out {
+		if err := srv.Ready(60 * time.Second); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return out
 }
 
 // Connect opens an in-process connection to srv, closed at cleanup, and its
