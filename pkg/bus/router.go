@@ -113,9 +113,8 @@ type Router struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 
-	metrics *Metrics
-	mu      sync.Mutex
-	specs   map[string]topology.ConsumerSpec
+	mu    sync.Mutex
+	specs map[string]topology.ConsumerSpec
 }
 
 // NewRouter is the one router constructor every service uses.
@@ -148,7 +147,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	if cfg.Registry != nil {
 		metrics.NewPrometheusMetricsBuilder(cfg.Registry, "dunning", "router").AddPrometheusRouterMetrics(r)
 	}
-	rt := &Router{cfg: cfg, r: r, sub: sub, nc: nc, js: js, metrics: cfg.Metrics, specs: map[string]topology.ConsumerSpec{}}
+	rt := &Router{cfg: cfg, r: r, sub: sub, nc: nc, js: js, specs: map[string]topology.ConsumerSpec{}}
 	sub.Resolve = rt.resolve
 	// The first middleware is the outermost: dead-lettering sees every
 	// failure, a recovered panic included.
@@ -212,8 +211,8 @@ func (rt *Router) deadLetter(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		consumer := message.HandlerNameFromCtx(msg.Context())
 		delivered, _ := strconv.Atoi(msg.Metadata.Get(MetaDelivered))
-		if delivered > 1 && rt.metrics != nil {
-			rt.metrics.Redeliveries.WithLabelValues(consumer).Inc()
+		if delivered > 1 && rt.cfg.Metrics != nil {
+			rt.cfg.Metrics.Redeliveries.WithLabelValues(consumer).Inc()
 		}
 		out, err := h(msg)
 		if err == nil {
@@ -233,8 +232,8 @@ func (rt *Router) deadLetter(h message.HandlerFunc) message.HandlerFunc {
 		if dlqErr := rt.publishDLQ(msg, consumer, class, err); dlqErr != nil {
 			return nil, errors.Join(err, dlqErr)
 		}
-		if rt.metrics != nil {
-			rt.metrics.DeadLetters.WithLabelValues(consumer, class).Inc()
+		if rt.cfg.Metrics != nil {
+			rt.cfg.Metrics.DeadLetters.WithLabelValues(consumer, class).Inc()
 		}
 		rt.cfg.Logger.Warn("message dead-lettered", "consumer", consumer, "class", class,
 			"stream_seq", msg.Metadata.Get(MetaStreamSeq), "reason", err)

@@ -14,8 +14,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/loanlog"
-	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
@@ -24,8 +24,8 @@ import (
 // different content. The first one stands; the lender must fix its data.
 var ErrConflictingDuplicate = errors.New("conflicts with the event already recorded under the same identifier")
 
-// ErrCurrencyMismatch: money in another currency than the loan's (its first
-// installment's). It would never be counted, so it is refused at once.
+// ErrCurrencyMismatch: money in another currency than the loan's
+// installments. It would never be counted, so it is refused at once.
 var ErrCurrencyMismatch = errors.New("is not in the loan's currency")
 
 // Horizon bounds an installment's due time around now: a due date decades
@@ -80,8 +80,10 @@ func (in *Ingestor) Check(pev *dunningv1.LenderEvent) (Event, error) {
 	return ev, nil
 }
 
-// currency checks that money for a loan is in the loan's currency (when the
-// loan has one yet).
+// currency checks that money for a loan is in the loan's currency: that of
+// its installments (all in one, since this check admits no other), read
+// with one direct get of the last of them rather than the whole log. A
+// loan with no installment yet has no currency to check against.
 func (in *Ingestor) currency(ctx context.Context, ev Event) error {
 	var m *dunningv1.Money
 	field := ""
@@ -93,11 +95,18 @@ func (in *Ingestor) currency(ctx context.Context, ev Event) error {
 	default:
 		return nil
 	}
-	entries, _, err := in.Log.Read(ctx, ev.Tenant, ev.Loan)
+	last, found, err := in.Log.Last(ctx, topology.LoanSubject(ev.Tenant, ev.Loan, codec.Due.Token, "*"))
 	if err != nil {
 		return fmt.Errorf("reading the loan's currency: %w", err)
 	}
-	if cur := policy.Fold(entries).Currency(); cur != "" && m.GetCurrency() != cur {
+	if !found {
+		return nil
+	}
+	var known dunningv1.InstallmentDue
+	if err := proto.Unmarshal(last.Data, &known); err != nil {
+		return fmt.Errorf("reading the loan's currency: %w", err)
+	}
+	if cur := known.GetAmount().GetCurrency(); m.GetCurrency() != cur {
 		return fmt.Errorf("%w: %w", ErrCurrencyMismatch, &FieldError{field, "must be the loan's currency, " + cur})
 	}
 	return nil

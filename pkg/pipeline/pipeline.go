@@ -70,7 +70,7 @@ type Config struct {
 	Now    func() time.Time
 	Logger *slog.Logger
 	// Registry receives every metric of the process; nil means a private one.
-	Registry *prometheus.Registry
+	Registry prometheus.Registerer
 	// Concurrency is how many messages each consumer handles at once (0: the router's default).
 	Concurrency int
 }
@@ -97,13 +97,10 @@ func NewMetrics(reg prometheus.Registerer) Metrics {
 // Pipeline is one process's share of the pipeline, connected and provisioned.
 type Pipeline struct {
 	Conn     *nats.Conn
-	JS       jetstream.JetStream
 	Log      *loanlog.Log
 	Ingestor *ingest.Ingestor
 	Metrics  Metrics
-	Registry *prometheus.Registry
 
-	name   string
 	router *bus.Router // nil when the process runs no consumer
 }
 
@@ -147,8 +144,7 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeli
 	}
 	metrics := NewMetrics(cfg.Registry)
 	log := loanlog.New(nc, js)
-	p := &Pipeline{Conn: nc, JS: js, Log: log, Ingestor: &ingest.Ingestor{Log: log, Metrics: metrics.Ingest, Now: cfg.Now},
-		Metrics: metrics, Registry: cfg.Registry, name: cfg.Name}
+	p := &Pipeline{Conn: nc, Log: log, Ingestor: &ingest.Ingestor{Log: log, Metrics: metrics.Ingest, Now: cfg.Now}, Metrics: metrics}
 	if !cfg.Parts.consumes() {
 		return p, nil
 	}

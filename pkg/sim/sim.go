@@ -408,15 +408,12 @@ func waitQuiet(ctx context.Context, js jetstream.JetStream, consumers []topology
 // backlog names the first consumer with work outstanding, "" when none has.
 func backlog(ctx context.Context, js jetstream.JetStream, consumers []topology.ConsumerSpec) (string, error) {
 	for _, c := range consumers {
+		// Looking a consumer up fetches its info: no second request.
 		cons, err := js.Consumer(ctx, c.Stream, c.Name)
 		if err != nil {
 			return "", err
 		}
-		ci, err := cons.Info(ctx)
-		if err != nil {
-			return "", err
-		}
-		if ci.NumPending > 0 || ci.NumAckPending > 0 {
+		if ci := cons.CachedInfo(); ci.NumPending > 0 || ci.NumAckPending > 0 {
 			return c.Name, nil
 		}
 	}
