@@ -21,7 +21,7 @@ DATA_DIR ?= ./data
 HTTP     ?= 127.0.0.1:8080
 ARGS     ?=
 
-.PHONY: test-slow test-pubsub nats-server sim chaos bench-open fuzz fuzz-corpus run test test-unit test-integration bench proto proto-check lint build tools promtool up clean FORCE
+.PHONY: credentials test-slow test-pubsub nats-server sim chaos bench-open fuzz fuzz-corpus run test test-unit test-integration bench proto proto-check lint build tools promtool up clean FORCE
 
 ## run: the whole pipeline in one process on an embedded NATS server (DAY=1s to watch it climb)
 # Built, then exec'ed, rather than `go run`: the go command exits 1 whenever
@@ -177,9 +177,19 @@ nats-server: $(BIN)/nats-server
 $(BIN)/nats-server:
 	GOBIN=$(BIN) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
 
-## up: the multi-node deployment (needs a Docker engine)
-up:
-	docker compose up --build
+## credentials: the deployment's NATS credentials in deploy/credentials (never committed):
+## the admin's and each service's, and the nodes' auth.conf; existing ones are kept
+COMPOSE_SERVICES := gateway overdue contact escalation handoff legal notify
+credentials:
+	@set -e; for id in admin $(addprefix service-,$(COMPOSE_SERVICES)); do \
+	  [ -f deploy/credentials/$$id.pub ] || $(GO) run ./services/dunctl credentials create --dir deploy/credentials $$id; done; \
+	$(GO) run ./services/dunctl credentials config --dir deploy/credentials
+
+## up: the multi-node deployment (needs a Docker engine); provisions the topology as admin
+up: credentials
+	docker compose up --build -d
+	$(GO) run ./services/dunctl provision --nats nats://127.0.0.1:4222 --nats-seed deploy/credentials/admin.nk --replicas 3
+	docker compose logs -f
 
 clean:
 	rm -rf $(BIN) $(DATA_DIR)

@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
+	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/app"
 	"github.com/opendunning/dunning/pkg/natstest"
 	"github.com/opendunning/dunning/pkg/pipeline"
@@ -187,8 +188,10 @@ func flags(args []string) (map[string]string, error) {
 }
 
 // mount maps a path inside a service's container to the repository file
-// bind-mounted there, or to the named volume holding it.
+// bind-mounted there, or to the named volume holding it. As in Docker, the
+// most specific mount wins (a file mounted inside a mounted directory).
 func (s composeService) mount(containerPath string) (hostPath, volume string, ok bool) {
+	best := -1
 	for _, v := range s.Volumes {
 		parts := strings.Split(v, ":")
 		if len(parts) < 2 {
@@ -196,15 +199,17 @@ func (s composeService) mount(containerPath string) (hostPath, volume string, ok
 		}
 		src, dst := parts[0], parts[1]
 		rel, err := filepath.Rel(dst, containerPath)
-		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") || len(dst) <= best {
 			continue
 		}
+		best, ok = len(dst), true
 		if strings.HasPrefix(src, ".") || strings.HasPrefix(src, "/") {
-			return filepath.Join(repoRoot, src, rel), "", true
+			hostPath, volume = filepath.Join(repoRoot, src, rel), ""
+		} else {
+			hostPath, volume = "", src
 		}
-		return "", src, true
 	}
-	return "", "", false
+	return hostPath, volume, ok
 }
 
 var interpolation = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:?-([^}]*))?\}`)
@@ -350,7 +355,57 @@ var exporterMetrics = metricSet{
 
 // ------------------------------------------------------------- deployment
 
+// credentialsDir is where `make credentials` puts the deployment's keyring.
+const credentialsDir = "deploy/credentials"
+
+// withCredentials copies the directory of a node's configuration file with
+// the keyring's auth.conf beside it, as the compose file mounts it, and
+// returns the copy's path of the file.
+func withCredentials(t *testing.T, conf string, keys access.Keyring) string {
+	t.Helper()
+	dir := t.TempDir()
+	entries, err := os.ReadDir(filepath.Dir(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() || e.Name() == access.ServerConfigFile {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(conf), e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(keys.Dir, access.ServerConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, access.ServerConfigFile), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, filepath.Base(conf))
+}
+
+// seedOf maps a service's --nats-seed, mounted from deploy/credentials, to
+// the test keyring's file of that name.
+func seedOf(t *testing.T, s composeService, keys access.Keyring, seed string) string {
+	t.Helper()
+	host, _, ok := s.mount(seed)
+	rel, err := filepath.Rel(filepath.Join(repoRoot, credentialsDir), host)
+	if !ok || err != nil || strings.HasPrefix(rel, "..") {
+		t.Fatalf("--nats-seed %s is not mounted from %s", seed, credentialsDir)
+	}
+	return filepath.Join(keys.Dir, rel)
+}
+
 type deployment struct {
+	// keys stands for deploy/credentials, which `make credentials` creates
+	// and no checkout holds: the same identities, made for this test.
+	keys     access.Keyring
 	compose  composeFile
 	byKind   map[string][]string // sorted service names by kind
 	nats     map[string]*server.Options
@@ -393,7 +448,17 @@ func loadDeployment(t *testing.T) *deployment {
 		sort.Strings(names)
 	}
 
-	// The NATS nodes' configurations, through their mounts.
+	// The deployment's credentials (make credentials), made here: every
+	// service built from deploy/Dockerfile, and the admin.
+	var ids []access.Identity
+	for _, name := range d.byKind[kindDunning] {
+		ids = append(ids, access.Service(d.compose.Services[name].Build.Args["SERVICE"]))
+	}
+	d.keys = access.Keyring{Dir: natstest.Keyring(t, app.Grants, ids...)}
+
+	// The NATS nodes' configurations, through their mounts: a copy of the
+	// mounted directory with the credentials' auth.conf, where each node
+	// mounts it.
 	for _, name := range d.byKind[kindNATS] {
 		s := d.compose.Services[name]
 		f, err := flags(s.Command)
@@ -411,6 +476,11 @@ func loadDeployment(t *testing.T) *deployment {
 		if !ok || host == "" {
 			t.Fatalf("service %s: --config %s is not in a bind mount of the repository", name, conf)
 		}
+		authIn := path.Join(path.Dir(conf), access.ServerConfigFile)
+		if src, _, ok := s.mount(authIn); !ok || src != filepath.Join(repoRoot, credentialsDir, access.ServerConfigFile) {
+			t.Fatalf("service %s: %s is not mounted from %s", name, authIn, filepath.Join(credentialsDir, access.ServerConfigFile))
+		}
+		host = withCredentials(t, host, d.keys)
 		opts, err := server.ProcessConfigFile(host)
 		if err != nil {
 			t.Fatalf("service %s: %s: %v", name, host, err)
@@ -573,22 +643,26 @@ func TestCompose(t *testing.T) {
 		if got := slices.Sorted(slices.Values(hosts)); !slices.Equal(got, d.byKind[kindNATS]) {
 			t.Errorf("service %s: --nats names %v, want every node %v (a client must find the cluster when one node is down)", name, got, d.byKind[kindNATS])
 		}
-		r, err := strconv.Atoi(f["replicas"])
-		if err != nil || r != 3 {
-			t.Errorf("service %s: --replicas %q, want 3", name, f["replicas"])
-		}
-		if r > len(d.nats) {
-			t.Errorf("service %s: --replicas %d on %d NATS nodes", name, r, len(d.nats))
-		}
-		for h, o := range d.nats {
-			if !o.SyncAlways && r < 3 {
-				t.Errorf("service %s: --replicas %d while node %s does not fsync each write: acknowledged writes live on one node's page cache", name, r, h)
-			}
+		if _, ok := f["replicas"]; ok {
+			t.Errorf("service %s: --replicas: a service provisions nothing (make up runs dunctl provision --replicas)", name)
 		}
 		if _, err := httpPort(f["http"]); err != nil {
 			t.Errorf("service %s: --http %q: %v", name, f["http"], err)
 		}
 		days[f["day"]] = true
+	}
+	// The admin provisions R3 (make up: dunctl provision --replicas 3), on
+	// nodes that need it: without `sync_interval: always`, an acknowledged
+	// write lives on one node's page cache unless it is replicated.
+	mk, err := os.ReadFile(filepath.Join(repoRoot, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov := regexp.MustCompile(`dunctl provision .*--replicas (\d+)`).FindSubmatch(mk)
+	if prov == nil {
+		t.Error("Makefile: make up runs no dunctl provision --replicas N")
+	} else if r, _ := strconv.Atoi(string(prov[1])); r != 3 || r > len(d.nats) {
+		t.Errorf("Makefile: dunctl provision --replicas %d, want 3 on %d NATS nodes", r, len(d.nats))
 	}
 	if len(days) != 1 {
 		t.Errorf("the services disagree on --day (%v): DPD and schedules would not match", slices.Collect(maps.Keys(days)))
@@ -689,7 +763,12 @@ func TestCompose(t *testing.T) {
 				t.Errorf("service %s: volume %q: want source:target", name, v)
 				continue
 			}
-			if strings.HasPrefix(parts[0], ".") {
+			if rel, ok := strings.CutPrefix(parts[0], "./"+credentialsDir+"/"); ok {
+				// Made by make credentials, never committed: the test's keyring has it.
+				if _, err := os.Stat(filepath.Join(d.keys.Dir, rel)); err != nil {
+					t.Errorf("service %s: bind mount of a credential make credentials does not make: %v", name, err)
+				}
+			} else if strings.HasPrefix(parts[0], ".") {
 				if _, err := os.Stat(filepath.Join(repoRoot, parts[0])); err != nil {
 					t.Errorf("service %s: bind mount: %v", name, err)
 				}
@@ -1089,11 +1168,11 @@ func TestDeployment(t *testing.T) {
 	clientURLs := startCluster(t, d)
 	t.Logf("cluster of %d nodes ready after %s", len(clientURLs), time.Since(start).Round(time.Millisecond))
 
-	// The services, in process, with the compose command lines.
-	addrs := runServices(t, ctx, d, strings.Join(clientURLs, ","))
-	t.Logf("%d services ready after %s", len(addrs), time.Since(start).Round(time.Millisecond))
-
-	nc, err := nats.Connect(strings.Join(clientURLs, ","))
+	admin, err := d.keys.Option(access.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(strings.Join(clientURLs, ","), admin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1102,6 +1181,17 @@ func TestDeployment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The admin provisions (make up runs dunctl provision); the services
+	// only wait for it.
+	topo := topology.DefaultTopology()
+	topo.Replicas = 3
+	if err := topo.Provision(ctx, js, pipeline.Consumers()); err != nil {
+		t.Fatal(err)
+	}
+
+	// The services, in process, with the compose command lines.
+	addrs := runServices(t, ctx, d, strings.Join(clientURLs, ","))
+	t.Logf("%d services ready after %s", len(addrs), time.Since(start).Round(time.Millisecond))
 
 	// The services provisioned R3 streams and consumers, with a leader and
 	// two current replicas each.
@@ -1326,7 +1416,12 @@ func runServices(t *testing.T, ctx context.Context, d *deployment, natsURL strin
 				t.Fatalf("service %s: no such binary", name)
 			}
 			o.Ready = func(addr string) { readyc <- ready{name, addr} }
-			args := append(slices.Clone(s.Command), "--nats", natsURL, "--http", "127.0.0.1:0", "--log-level", "error")
+			f, err := flags(s.Command)
+			if err != nil {
+				t.Fatal(err)
+			}
+			args := append(slices.Clone(s.Command), "--nats", natsURL, "--http", "127.0.0.1:0", "--log-level", "error",
+				"--nats-seed", seedOf(t, s, d.keys, f["nats-seed"]))
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/api"
 	"github.com/opendunning/dunning/pkg/notify"
 	"github.com/opendunning/dunning/pkg/pipeline"
@@ -70,22 +71,28 @@ type ServerConfig struct {
 	Port       int
 	DontListen bool
 	SyncAlways bool
+	Keyring    string
 }
 
 // Server is a running in-process NATS server.
 type Server interface {
-	Connect(name string) (*nats.Conn, error)
+	ConnectAs(id access.Identity, name string, opts ...nats.Option) (*nats.Conn, error)
 	ClientURL() string
+	// Reload applies the keyring's current credentials.
+	Reload() error
 	Shutdown()
 }
 
 // Config is the parsed command line.
 type Config struct {
-	NATSURL    string
-	DataDir    string
-	NATSListen string
-	Fsync      string
-	HTTP       string
+	NATSURL string
+	// NATSSeed is the service's nkey seed file; NATSIdentity its identity.
+	NATSSeed     string
+	NATSIdentity string
+	DataDir      string
+	NATSListen   string
+	Fsync        string
+	HTTP         string
 	// MaxConns and MaxConnsPerIP cap open HTTP connections.
 	MaxConns, MaxConnsPerIP int
 	Day                     time.Duration
@@ -113,6 +120,8 @@ func parse(name string, args []string, o Options) (Config, error) {
 		fs.StringVar(&c.Fsync, "fsync", "always", "embedded server durability: 'always' (fsync before ack) or 'interval' (NATS default: periodic)")
 	} else {
 		fs.StringVar(&c.NATSURL, "nats", "nats://127.0.0.1:4222", "NATS server URL")
+		fs.StringVar(&c.NATSSeed, "nats-seed", "", "the service's NATS credential: an nkey seed file (dunctl credentials create service-"+name+")")
+		fs.StringVar(&c.NATSIdentity, "nats-identity", access.Service(name).String(), "the identity the seed belongs to (its inbox prefix follows it)")
 	}
 	fs.StringVar(&c.HTTP, "http", o.DefaultHTTP, "HTTP listen address (API, /metrics, /healthz)")
 	fs.IntVar(&c.MaxConns, "http-max-conns", 512, "open HTTP connections at most, in all (keep it well under the process's open-file limit)")
@@ -129,9 +138,14 @@ func parse(name string, args []string, o Options) (Config, error) {
 	fs.StringVar(&c.Agency, "agency", def.Agency, "without --policies: agency that receives handed-off accounts")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	topo := topology.DefaultTopology()
-	fs.DurationVar(&c.AckWait, "ack-wait", topo.AckWait, "redeliver a message not acknowledged within this time (a crashed stage's work resumes after it)")
-	fs.IntVar(&c.Replicas, "replicas", topo.Replicas, "stream and consumer replicas (3 on a NATS cluster)")
-	fs.IntVar(&c.MaxDeliver, "max-deliver", topo.MaxDeliver, "deliveries of a failing message before it is dead-lettered")
+	c.AckWait, c.Replicas, c.MaxDeliver = topo.AckWait, topo.Replicas, topo.MaxDeliver
+	if o.Embedded {
+		// Only dunningd provisions; a service runs on its consumers as the
+		// admin provisioned them (dunctl provision takes these flags).
+		fs.DurationVar(&c.AckWait, "ack-wait", topo.AckWait, "redeliver a message not acknowledged within this time (a crashed stage's work resumes after it)")
+		fs.IntVar(&c.Replicas, "replicas", topo.Replicas, "stream and consumer replicas (3 on a NATS cluster)")
+		fs.IntVar(&c.MaxDeliver, "max-deliver", topo.MaxDeliver, "deliveries of a failing message before it is dead-lettered")
+	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -149,6 +163,9 @@ func parse(name string, args []string, o Options) (Config, error) {
 	}
 	if c.MaxConns < 1 || c.MaxConnsPerIP < 1 || c.MaxConnsPerIP > c.MaxConns {
 		return Config{}, fmt.Errorf("--http-max-conns and --http-max-conns-per-ip must be positive, the second at most the first; got %d and %d", c.MaxConns, c.MaxConnsPerIP)
+	}
+	if !o.Embedded && c.NATSSeed == "" {
+		return Config{}, fmt.Errorf("--nats-seed is required: no client connects to NATS anonymously (create one with: dunctl credentials create --dir DIR %s)", c.NATSIdentity)
 	}
 	if c.Fsync != "always" && c.Fsync != "interval" {
 		return Config{}, fmt.Errorf("--fsync must be 'always' or 'interval', got %q", c.Fsync)
@@ -235,11 +252,11 @@ func Run(ctx context.Context, args []string, o Options) error {
 	log.Info("starting", "day", cfg.Day, "policies", st.policies.Book().Versions(), "embedded", o.Embedded)
 
 	// NATS and the pipeline's parts.
-	dial, stop, err := connect(o, st)
+	nc, err := connect(o, st)
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer nc.stop()
 	topo := topology.DefaultTopology()
 	topo.AckWait, topo.MaxDeliver, topo.Replicas = cfg.AckWait, cfg.MaxDeliver, cfg.Replicas
 	reg := prometheus.NewRegistry()
@@ -248,7 +265,12 @@ func Run(ctx context.Context, args []string, o Options) error {
 		return policy.Ladder{Policy: st.policies.Book().For(tenant, product), Calendar: st.cal}
 	}
 	p, err := pipeline.New(ctx, pipeline.Config{Name: o.Name, Topology: topo, Ladder: ladder, Now: now, Logger: log, Registry: reg,
-		Parts: pipeline.Parts{Stages: o.Stages, Intake: o.Intake, Dispatch: o.Dispatch, Notifier: st.notifier}}, dial)
+		Parts: pipeline.Parts{Stages: o.Stages, Intake: o.Intake, Dispatch: o.Dispatch, Notifier: st.notifier},
+		Admin: nc.admin, Waiting: func(missing []string) {
+			if len(missing) > 0 {
+				log.Warn("waiting for the topology an admin provisions (dunctl provision)", "missing", strings.Join(missing, ", "))
+			}
+		}}, nc.dial)
 	if err != nil {
 		return stopped(ctx, log, err)
 	}
@@ -256,6 +278,12 @@ func Run(ctx context.Context, args []string, o Options) error {
 	if cfg.Policies != "" {
 		st.policies.OnReload = p.Metrics.Policy.Count
 		g.Go(func() error { st.policies.Watch(gctx, 2*time.Second, log); return nil })
+	}
+	if nc.reload != nil {
+		g.Go(func() error {
+			watchCredentials(gctx, filepath.Dir(nc.authFile), 2*time.Second, nc.reload, log)
+			return nil
+		})
 	}
 	var running atomic.Bool
 	g.Go(func() error { return p.Run(gctx) })
@@ -276,6 +304,17 @@ func Run(ctx context.Context, args []string, o Options) error {
 			}
 			if !running.Load() {
 				return errors.New("handlers not subscribed yet")
+			}
+			// A stream or consumer removed under a running process: say
+			// which, rather than report ready while nothing flows.
+			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			missing, err := p.Missing(cctx)
+			if err != nil {
+				return fmt.Errorf("checking the topology: %w", err)
+			}
+			if len(missing) > 0 {
+				return fmt.Errorf("missing: %s", strings.Join(missing, ", "))
 			}
 			return nil
 		}}
@@ -307,26 +346,125 @@ func stopped(ctx context.Context, log *slog.Logger, err error) error {
 	return err
 }
 
-// connect returns how the process dials NATS: the configured server, or the
-// in-process one it starts (stop shuts that down).
-func connect(o Options, st setup) (pipeline.Dialer, func(), error) {
-	cfg := st.cfg
+// natsConns is how the process reaches NATS: dial connects as the
+// process's own identity, admin (dunningd only) as the admin, which alone
+// may provision; reload applies changed credentials to the embedded
+// server; stop shuts that server down.
+type natsConns struct {
+	dial, admin pipeline.Dialer
+	reload      func() error
+	authFile    string
+	stop        func()
+}
+
+// connect returns how the process dials NATS: the configured server with
+// the service's credential, or the in-process one it starts with the
+// credentials under its data directory.
+func connect(o Options, st setup) (natsConns, error) {
+	cfg, log := st.cfg, st.log
+	// The server reports a refused publish or subscription asynchronously:
+	// it is logged, since it means a credential lacks a permission.
+	errs := nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		if sub != nil {
+			log.Error("nats", "subject", sub.Subject, "err", err)
+			return
+		}
+		log.Error("nats", "err", err)
+	})
 	if !o.Embedded {
+		id, err := access.ParseIdentity(cfg.NATSIdentity)
+		if err != nil {
+			return natsConns{}, fmt.Errorf("--nats-identity: %w", err)
+		}
+		auth, err := access.ClientOption(id, cfg.NATSSeed)
+		if err != nil {
+			return natsConns{}, fmt.Errorf("--nats-seed: %w", err)
+		}
 		// Reconnect quickly (nats.go waits 2 s by default, with jitter against
 		// storms): after a server restart every pending step and payment
 		// waits on this, and a collection ladder runs on day boundaries.
-		return func(name string) (*nats.Conn, error) {
-			return nats.Connect(cfg.NATSURL, nats.Name(name), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+		return natsConns{dial: func(name string) (*nats.Conn, error) {
+			return nats.Connect(cfg.NATSURL, nats.Name(name), auth, errs, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
 				nats.ReconnectWait(250*time.Millisecond), nats.ReconnectJitter(250*time.Millisecond, time.Second))
-		}, func() {}, nil
+		}, stop: func() {}}, nil
+	}
+	keys := access.Keyring{Dir: filepath.Join(st.dataDir, "credentials")}
+	self := access.Service(o.Name)
+	if err := devCredentials(keys, log, access.Admin, self); err != nil {
+		return natsConns{}, err
+	}
+	authFile, err := keys.ServerConfig(Grants)
+	if err != nil {
+		return natsConns{}, fmt.Errorf("writing the nats server's accounts: %w", err)
 	}
 	srv, err := o.StartServer(ServerConfig{StoreDir: st.dataDir, Host: st.natsHost, Port: st.natsPort,
-		DontListen: st.natsPort == 0, SyncAlways: cfg.Fsync == "always"})
+		DontListen: st.natsPort == 0, SyncAlways: cfg.Fsync == "always", Keyring: keys.Dir})
 	if err != nil {
-		return nil, nil, err
+		return natsConns{}, err
 	}
-	st.log.Info("embedded nats started", "store", st.dataDir, "listen", srv.ClientURL(), "fsync", cfg.Fsync)
-	return srv.Connect, srv.Shutdown, nil
+	log.Info("embedded nats started", "store", st.dataDir, "listen", srv.ClientURL(), "fsync", cfg.Fsync, "credentials", keys.Dir)
+	return natsConns{
+		dial:  func(name string) (*nats.Conn, error) { return srv.ConnectAs(self, name, errs) },
+		admin: func(name string) (*nats.Conn, error) { return srv.ConnectAs(access.Admin, name, errs) },
+		reload: func() error {
+			if _, err := keys.ServerConfig(Grants); err != nil {
+				return err
+			}
+			return srv.Reload()
+		},
+		authFile: authFile,
+		stop:     srv.Shutdown,
+	}, nil
+}
+
+// devCredentials creates the identities dunningd needs on its first start,
+// under its data directory, and says how to use them.
+func devCredentials(keys access.Keyring, log *slog.Logger, ids ...access.Identity) error {
+	for _, id := range ids {
+		if _, err := keys.Keys(id); err == nil {
+			continue
+		} else if !errors.Is(err, access.ErrUnknownIdentity) {
+			return err
+		}
+		seed, _, err := keys.Create(id)
+		if err != nil {
+			return fmt.Errorf("creating the credential of %s: %w", id, err)
+		}
+		log.Info("created a NATS credential", "identity", id.String(), "seed", seed)
+	}
+	return nil
+}
+
+// watchCredentials applies the keyring's credentials whenever one of its
+// files changes (dunctl credentials create or revoke), checking every
+// interval: no restart is needed to admit or shut out a party.
+func watchCredentials(ctx context.Context, dir string, interval time.Duration, reload func() error, log *slog.Logger) {
+	stamp := func() string {
+		var b strings.Builder
+		matches, _ := filepath.Glob(filepath.Join(dir, "*.pub"))
+		for _, m := range matches {
+			if fi, err := os.Stat(m); err == nil {
+				fmt.Fprintf(&b, "%s %d %d;", m, fi.Size(), fi.ModTime().UnixNano())
+			}
+		}
+		return b.String()
+	}
+	last := stamp()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+		if now := stamp(); now != last {
+			last = now
+			if err := reload(); err != nil {
+				log.Error("reloading nats credentials", "err", err)
+				continue
+			}
+			log.Info("nats credentials reloaded", "dir", dir)
+		}
+	}
 }
 
 // serve answers HTTP on ln until ctx ends, then shuts down gracefully.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/policyfile"
 )
 
@@ -22,7 +23,7 @@ func TestBadPolicyDoesNotStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	o, _ := Service("overdue")
-	err := Run(context.Background(), []string{"--policies", dir, "--nats", "nats://127.0.0.1:1"}, o)
+	err := Run(context.Background(), []string{"--policies", dir, "--nats", "nats://127.0.0.1:1", "--nats-seed", "unread.nk"}, o)
 	if err == nil || !strings.Contains(err.Error(), "acme.yaml:") || !strings.Contains(err.Error(), `unknown channel "fax"`) {
 		t.Errorf("Run with a bad policy = %v, want the file:line error", err)
 	}
@@ -87,6 +88,11 @@ func TestFlagErrors(t *testing.T) {
 	if err := Run(context.Background(), []string{"--data-dir", dir}, bare); err == nil || !strings.Contains(err.Error(), "embedded") {
 		t.Errorf("Run(dunningd without a server) = %v, want an error about the embedded server", err)
 	}
+	// A service never connects anonymously.
+	svc, _ := Service("escalation")
+	if err := Run(context.Background(), []string{"--http", "127.0.0.1:0"}, svc); err == nil || !strings.Contains(err.Error(), "--nats-seed is required") {
+		t.Errorf("Run(escalation without a credential) = %v, want an error naming --nats-seed", err)
+	}
 }
 
 // The webhook key is the secret file's text with surrounding whitespace
@@ -127,10 +133,15 @@ func TestWebhookKeyIsTrimmedText(t *testing.T) {
 // process exits 0.
 func TestStopWhileStarting(t *testing.T) {
 	o, _ := Service("overdue")
+	keys := access.Keyring{Dir: t.TempDir()}
+	seed, _, err := keys.Create(access.Service("overdue"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, []string{"--nats", "nats://127.0.0.1:1", "--http", "127.0.0.1:0", "--log-level", "error"}, o)
+		done <- Run(ctx, []string{"--nats", "nats://127.0.0.1:1", "--nats-seed", seed, "--http", "127.0.0.1:0", "--log-level", "error"}, o)
 	}()
 	cancel()
 	select {

@@ -115,6 +115,10 @@ type Router struct {
 
 	mu    sync.Mutex
 	specs map[string]topology.ConsumerSpec
+	// maxDeliver is each consumer's redelivery bound as provisioned: the
+	// admin provisions, so the consumer's own configuration, not this
+	// process's flags, says which delivery is the last.
+	maxDeliver map[string]int
 }
 
 // NewRouter is the one router constructor every service uses.
@@ -147,7 +151,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	if cfg.Registry != nil {
 		metrics.NewPrometheusMetricsBuilder(cfg.Registry, "dunning", "router").AddPrometheusRouterMetrics(r)
 	}
-	rt := &Router{cfg: cfg, r: r, sub: sub, nc: nc, js: js, specs: map[string]topology.ConsumerSpec{}}
+	rt := &Router{cfg: cfg, r: r, sub: sub, nc: nc, js: js, specs: map[string]topology.ConsumerSpec{}, maxDeliver: map[string]int{}}
 	sub.Resolve = rt.resolve
 	// The first middleware is the outermost: dead-lettering sees every
 	// failure, a recovered panic included.
@@ -189,7 +193,23 @@ func (rt *Router) resolve(ctx context.Context, js jetstream.JetStream, topic str
 	if err != nil {
 		return nil, fmt.Errorf("opening consumer %s: %w", spec.Name, err)
 	}
+	if md := cons.CachedInfo().Config.MaxDeliver; md > 0 {
+		rt.mu.Lock()
+		rt.maxDeliver[spec.Name] = md
+		rt.mu.Unlock()
+	}
 	return cons, nil
+}
+
+// lastDelivery is the consumer's redelivery bound: as provisioned, or the
+// configured one before the consumer was opened.
+func (rt *Router) lastDelivery(consumer string) int {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if md, ok := rt.maxDeliver[consumer]; ok {
+		return md
+	}
+	return rt.cfg.MaxDeliver
 }
 
 // Run runs the handlers until ctx ends.
@@ -222,7 +242,7 @@ func (rt *Router) deadLetter(h message.HandlerFunc) message.HandlerFunc {
 		if !IsPermanent(err) {
 			// Dead-letter one delivery before the last, so that if publishing
 			// the dead letter fails, the last delivery can try again.
-			if delivered < rt.cfg.MaxDeliver-1 {
+			if delivered < rt.lastDelivery(consumer)-1 {
 				rt.cfg.Logger.Warn("handler failed; will be redelivered", "consumer", consumer,
 					"stream_seq", msg.Metadata.Get(MetaStreamSeq), "delivered", delivered, "err", err)
 				return nil, err

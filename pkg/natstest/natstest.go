@@ -11,16 +11,22 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/embedded"
 )
 
 // Server starts an embedded JetStream server for one test or benchmark and
 // shuts it down at cleanup. Zero fields of cfg get test defaults: a store
-// in tb.TempDir() and a free port on 127.0.0.1 (unless cfg.DontListen).
+// in tb.TempDir(), a free port on 127.0.0.1 (unless cfg.DontListen), and a
+// keyring holding only an admin (Keyring makes one with more). Like a
+// deployment's, the server admits no anonymous client.
 func Server(tb testing.TB, cfg embedded.Config) *embedded.Server {
 	tb.Helper()
 	if cfg.StoreDir == "" {
 		cfg.StoreDir = tb.TempDir()
+	}
+	if cfg.Keyring == "" {
+		cfg.Keyring = Keyring(tb, nil)
 	}
 	if !cfg.DontListen && cfg.Port == 0 {
 		cfg.Host, cfg.Port = "127.0.0.1", -1
@@ -31,6 +37,26 @@ func Server(tb testing.TB, cfg embedded.Config) *embedded.Server {
 	}
 	tb.Cleanup(srv.Shutdown)
 	return srv
+}
+
+// Keyring makes a keyring for a test server in a temporary directory: the
+// admin and the given identities, with grants giving each service's grant
+// (nil when there is none), and its auth.conf. It returns the directory.
+func Keyring(tb testing.TB, grants func(string) (access.Grant, bool), ids ...access.Identity) string {
+	tb.Helper()
+	k := access.Keyring{Dir: tb.TempDir()}
+	for _, id := range append([]access.Identity{access.Admin}, ids...) {
+		if _, _, err := k.Create(id); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if grants == nil {
+		grants = func(string) (access.Grant, bool) { return access.Grant{}, false }
+	}
+	if _, err := k.ServerConfig(grants); err != nil {
+		tb.Fatal(err)
+	}
+	return k.Dir
 }
 
 // Cluster starts servers from complete options (the nodes of a cluster,

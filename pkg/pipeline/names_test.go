@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/opendunning/dunning/pkg/codec"
@@ -15,9 +16,14 @@ import (
 func TestNamesArePinned(t *testing.T) {
 	var streams []string
 	for _, sc := range topology.DefaultTopology().StreamConfigs() {
-		streams = append(streams, sc.Name+" "+sc.Subjects[0])
+		from := sc.Subjects
+		for _, src := range sc.Sources {
+			from = append(from, "<"+src.Name)
+		}
+		streams = append(streams, sc.Name+" "+strings.Join(from, ","))
 	}
-	wantStreams := []string{"DUNNING_LOANS dunning.loan.>", "DUNNING_INTAKE dunning.in.*.*", "DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>"}
+	wantStreams := []string{"DUNNING_LOANS dunning.loan.>", "DUNNING_RECORD <DUNNING_LOANS", "DUNNING_INTAKE dunning.in.*.*",
+		"DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>"}
 	if !reflect.DeepEqual(streams, wantStreams) {
 		t.Errorf("streams = %q\nwant %q", streams, wantStreams)
 	}

@@ -54,8 +54,24 @@ type Parts struct {
 }
 
 // consumes reports whether the process runs any consumer.
-func (p Parts) consumes() bool {
-	return len(p.Stages) > 0 || p.Intake || p.Dispatch || p.Notifier != nil
+func (p Parts) consumes() bool { return len(p.consumers()) > 0 }
+
+// consumers are the durable consumers the parts run.
+func (p Parts) consumers() []topology.ConsumerSpec {
+	var out []topology.ConsumerSpec
+	if p.Intake {
+		out = append(out, topology.Intake)
+	}
+	for _, s := range p.Stages {
+		out = append(out, s.ConsumerSpec())
+	}
+	if p.Dispatch {
+		out = append(out, dispatch.Consumer)
+	}
+	if p.Notifier != nil {
+		out = append(out, topology.Notify)
+	}
+	return out
 }
 
 // Config is what New needs, parsed and validated.
@@ -73,6 +89,13 @@ type Config struct {
 	Registry prometheus.Registerer
 	// Concurrency is how many messages each consumer handles at once (0: the router's default).
 	Concurrency int
+	// Admin, if set, dials as the admin identity, and New provisions the
+	// declared topology over it (dunningd, which owns its server). Without
+	// it the process may create nothing: New waits until the topology an
+	// admin provisioned (dunctl provision) exists, telling Waiting what is
+	// missing meanwhile.
+	Admin   Dialer
+	Waiting func(missing []string)
 }
 
 // Dialer opens a NATS connection with the given name. Each router owns its
@@ -101,7 +124,61 @@ type Pipeline struct {
 	Ingestor *ingest.Ingestor
 	Metrics  Metrics
 
-	router *bus.Router // nil when the process runs no consumer
+	router    *bus.Router // nil when the process runs no consumer
+	js        jetstream.JetStream
+	topo      topology.Topology
+	consumers []topology.ConsumerSpec
+}
+
+// provision creates or updates the declared topology as the admin.
+func provision(ctx context.Context, topo topology.Topology, admin Dialer) error {
+	nc, err := admin("provisioning")
+	if err != nil {
+		return fmt.Errorf("connecting to nats as admin: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return topo.Provision(pctx, js, Consumers())
+}
+
+// Missing names what of the declared streams and of this process's
+// consumers does not exist ("stream DUNNING_LOANS", "consumer escalation").
+func (p *Pipeline) Missing(ctx context.Context) ([]string, error) {
+	return p.topo.Missing(ctx, p.js, p.consumers)
+}
+
+// waitTopology returns once the declared topology exists, checking every
+// second and telling waiting what is missing whenever that changes.
+func (p *Pipeline) waitTopology(ctx context.Context, waiting func([]string)) error {
+	var last string
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		missing, err := p.Missing(cctx)
+		cancel()
+		if err == nil && len(missing) == 0 {
+			if waiting != nil && last != "" {
+				waiting(nil)
+			}
+			return nil
+		}
+		if err != nil {
+			missing = []string{err.Error()}
+		}
+		if now := fmt.Sprint(missing); now != last && waiting != nil {
+			waiting(missing)
+			last = now
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the topology (missing: %v): %w", missing, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // New connects, provisions the declared topology, and registers the
@@ -136,15 +213,19 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeli
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = cfg.Topology.Provision(pctx, js, Consumers())
-	cancel()
-	if err != nil {
+	if cfg.Admin != nil {
+		if err := provision(ctx, cfg.Topology, cfg.Admin); err != nil {
+			return nil, err
+		}
+	}
+	p := &Pipeline{Conn: nc, js: js, topo: cfg.Topology, consumers: cfg.Parts.consumers()}
+	if err := p.waitTopology(ctx, cfg.Waiting); err != nil {
 		return nil, err
 	}
 	metrics := NewMetrics(cfg.Registry)
 	log := loanlog.New(nc, js)
-	p := &Pipeline{Conn: nc, Log: log, Ingestor: &ingest.Ingestor{Log: log, Metrics: metrics.Ingest, Now: cfg.Now}, Metrics: metrics}
+	p.Log, p.Metrics = log, metrics
+	p.Ingestor = &ingest.Ingestor{Log: log, Metrics: metrics.Ingest, Now: cfg.Now}
 	if !cfg.Parts.consumes() {
 		return p, nil
 	}

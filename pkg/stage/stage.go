@@ -12,10 +12,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/policy"
 )
 
@@ -91,7 +93,7 @@ func (s Stage) Handle(ctx context.Context, d Deps, tenant, loan string, seq uint
 		}
 		return s.Decide(l, c, ev, now)
 	}
-	return d.process(ctx, s.Consumer, tenant, loan, seq, decide)
+	return d.process(ctx, s, tenant, loan, seq, decide)
 }
 
 // maxAttempts bounds re-reads after conflicting writes in one delivery; the
@@ -102,10 +104,10 @@ const maxAttempts = 50
 // Every write is conditional on the sequence the decision was made from, so
 // a payment that lands meanwhile makes this re-read and decide again; a
 // cured loan then decides nothing.
-func (d Deps) process(ctx context.Context, consumer, tenant, loan string, trigger uint64,
+func (d Deps) process(ctx context.Context, s Stage, tenant, loan string, trigger uint64,
 	decide func(policy.Ladder, *policy.Case, time.Time) (*policy.Decision, error)) error {
 	for attempt := range maxAttempts {
-		err := d.once(ctx, consumer, tenant, loan, trigger, decide)
+		err := d.once(ctx, s, tenant, loan, trigger, decide)
 		if errors.Is(err, errStale) {
 			select {
 			case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
@@ -116,7 +118,7 @@ func (d Deps) process(ctx context.Context, consumer, tenant, loan string, trigge
 		}
 		if errors.Is(err, ErrConflict) {
 			if d.Metrics != nil {
-				d.Metrics.Conflicts.WithLabelValues(consumer).Inc()
+				d.Metrics.Conflicts.WithLabelValues(s.Consumer).Inc()
 			}
 			continue
 		}
@@ -129,7 +131,7 @@ func (d Deps) process(ctx context.Context, consumer, tenant, loan string, trigge
 // a lagging replica) and must not be decided on.
 var errStale = errors.New("loan log read is behind the trigger")
 
-func (d Deps) once(ctx context.Context, consumer, tenant, loan string, trigger uint64,
+func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger uint64,
 	decide func(policy.Ladder, *policy.Case, time.Time) (*policy.Decision, error)) error {
 	entries, last, err := d.Log.Read(ctx, tenant, loan)
 	if err != nil {
@@ -151,14 +153,14 @@ func (d Deps) once(ctx context.Context, consumer, tenant, loan string, trigger u
 				dec.Tasks[i].Reference = newReference()
 			}
 		}
-		if last, err = d.append(ctx, consumer, tenant, loan, last, *dec); err != nil {
+		if last, err = d.append(ctx, s, tenant, loan, last, *dec); err != nil {
 			return err
 		}
 		c.Apply(policy.Entry{Seq: last, Event: *dec})
 	}
 	step, cancel := l.Reconcile(c, now)
 	if cancel != nil {
-		if _, err = d.append(ctx, consumer, tenant, loan, last, *cancel); err != nil {
+		if _, err = d.append(ctx, s, tenant, loan, last, *cancel); err != nil {
 			return err
 		}
 	}
@@ -170,13 +172,22 @@ func (d Deps) once(ctx context.Context, consumer, tenant, loan string, trigger u
 	return nil
 }
 
-func (d Deps) append(ctx context.Context, consumer, tenant, loan string, last uint64, dec policy.Decision) (uint64, error) {
+func (d Deps) append(ctx context.Context, s Stage, tenant, loan string, last uint64, dec policy.Decision) (uint64, error) {
+	// A stage writes only the kinds its row declares: the same list is its
+	// NATS permission, so a decision outside it would be refused there too.
+	k, err := codec.Of(dec)
+	if err != nil {
+		return 0, err
+	}
+	if !slices.Contains(s.Writes, k) {
+		return 0, fmt.Errorf("%w: %s may not write %s decisions (stage table)", ErrRejected, s.Consumer, k.Token)
+	}
 	seq, err := d.Log.AppendDecision(ctx, tenant, loan, last, dec)
 	if err != nil {
 		return 0, err
 	}
 	if d.Metrics != nil {
-		d.Metrics.Decisions.WithLabelValues(consumer, dec.Kind.String()).Inc()
+		d.Metrics.Decisions.WithLabelValues(s.Consumer, dec.Kind.String()).Inc()
 	}
 	return seq, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/loanlog/memlog"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/stage"
@@ -315,4 +316,42 @@ func TestEngineLinksNoServer(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A stage writes only the decision kinds its row declares (its NATS
+// permission says the same): a decision outside them is refused before
+// anything is written.
+func TestStageWritesOnlyItsKinds(t *testing.T) {
+	w := newWorld(t)
+	w.installment("L-1", 100000)
+	w.drain()
+	overdue, _ := stage.ByService("overdue")
+	step, ok := w.log.NextTimer()
+	if !ok {
+		t.Fatal("no confirmation step scheduled")
+	}
+	w.clock.Set(step)
+	es, _, err := w.log.Read(ctx, tenant, "L-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := policy.Fold(es)
+	if c.Pending == nil {
+		t.Fatal("no pending step in the log")
+	}
+	narrowed := overdue
+	narrowed.Writes = []*codec.Kind{codec.Closed}
+	before := len(es)
+	err = narrowed.Handle(ctx, w.deps, tenant, "L-1", 0, policy.StepFired{Step: c.Pending.Step})
+	if !errors.Is(err, stage.ErrRejected) || !strings.Contains(err.Error(), "may not write overdue") {
+		t.Errorf("Handle with overdue left out of the stage's writes = %v, want ErrRejected naming the kind", err)
+	}
+	if es, _, _ = w.log.Read(ctx, tenant, "L-1"); len(es) != before {
+		t.Errorf("the refused decision was written: %d entries, want %d", len(es), before)
+	}
+	// The table's own row decides it.
+	if err := overdue.Handle(ctx, w.deps, tenant, "L-1", 0, policy.StepFired{Step: c.Pending.Step}); err != nil {
+		t.Fatal(err)
+	}
+	w.want("L-1", "overdue_confirmed")
 }

@@ -24,6 +24,10 @@ type Stage struct {
 	Step string
 	// Consumes lists the loan-log kinds it handles besides its own fired steps.
 	Consumes []*codec.Kind
+	// Writes lists the decision kinds it may append (besides the loan's
+	// timer, which every stage sets). It is its NATS permission too
+	// (package access): a stage cannot write another's decisions.
+	Writes []*codec.Kind
 	// Decide handles the kinds in Consumes; a fired step of the stage's own
 	// is always decided by the ladder (policy.Ladder.OnStep). Nil for
 	// stages that only act on their steps.
@@ -39,12 +43,17 @@ type Decide func(l policy.Ladder, c *policy.Case, trigger policy.Event, now time
 // Table is the five stages in ladder order.
 var Table = []Stage{
 	{Policy: policy.StageOverdueConfirmation, Service: "overdue", Consumer: "overdue-confirmation", Step: "confirm",
-		Consumes: []*codec.Kind{codec.Due, codec.Repaid, codec.Settled}, Decide: decideLenderFact},
+		Consumes: []*codec.Kind{codec.Due, codec.Repaid, codec.Settled}, Decide: decideLenderFact,
+		Writes: []*codec.Kind{codec.Overdue, codec.Closed, codec.Cancelled}},
 	{Policy: policy.StageFirstContact, Service: "contact", Consumer: "first-contact", Step: "contact",
-		Consumes: []*codec.Kind{codec.Overdue}, Decide: decideFirstContact},
-	{Policy: policy.StageEscalation, Service: "escalation", Consumer: "escalation", Step: "escalate"},
-	{Policy: policy.StageHandoff, Service: "handoff", Consumer: "third-party-handoff", Step: "handoff"},
-	{Policy: policy.StageLegal, Service: "legal", Consumer: "legal-referral", Step: "legal"},
+		Consumes: []*codec.Kind{codec.Overdue}, Decide: decideFirstContact,
+		Writes: []*codec.Kind{codec.Contact, codec.Cancelled}},
+	{Policy: policy.StageEscalation, Service: "escalation", Consumer: "escalation", Step: "escalate",
+		Writes: []*codec.Kind{codec.Contact, codec.Escalated, codec.Deferred, codec.Cancelled}},
+	{Policy: policy.StageHandoff, Service: "handoff", Consumer: "third-party-handoff", Step: "handoff",
+		Writes: []*codec.Kind{codec.HandedOff, codec.Deferred, codec.Cancelled}},
+	{Policy: policy.StageLegal, Service: "legal", Consumer: "legal-referral", Step: "legal",
+		Writes: []*codec.Kind{codec.Legal, codec.Deferred, codec.Cancelled}},
 }
 
 // ByService returns the stage a service runs.
@@ -80,6 +89,16 @@ func (s Stage) ConsumerSpec() topology.ConsumerSpec {
 	}
 	filters = append(filters, topology.StepFilter(s.Step))
 	return topology.ConsumerSpec{Name: s.Consumer, Stream: topology.StreamLoans, Filters: filters}
+}
+
+// Publishes is every loan-log subject the stage may write: its decision
+// kinds and the loan's timer.
+func (s Stage) Publishes() []string {
+	out := []string{topology.TimerSubject("*", "*")}
+	for _, k := range s.Writes {
+		out = append(out, topology.LoanFilter(k.Token, "*"))
+	}
+	return out
 }
 
 // decideLenderFact is overdue confirmation's policy for the lender's facts:

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,7 +54,23 @@ const (
 	StreamIntake = "DUNNING_INTAKE"
 	StreamDLQ    = "DUNNING_DLQ"
 	StreamTasks  = "DUNNING_TASKS"
+	// StreamRecord is the protected copy of the loans stream: a copy no
+	// service may write, and that nobody can purge or delete messages from.
+	// The loans stream needs rollups for its schedules, so an identity that
+	// may write any of its subjects could purge it whole (Nats-Rollup: all);
+	// the record keeps every message whatever happens to the live log
+	// (README, "What a compromised service can still do").
+	StreamRecord = "DUNNING_RECORD"
 )
+
+// Streams names every declared stream.
+func Streams() []string {
+	return []string{StreamLoans, StreamRecord, StreamIntake, StreamTasks, StreamDLQ}
+}
+
+// DLQMaxBytes bounds the dead-letter stream; an alert fires at 80 % of it,
+// before the oldest dead letter is dropped.
+const DLQMaxBytes = 1 << 30
 
 // Durable consumers that are not stages (each stage's is in its row of
 // package stage's table). Replicas of a service share its consumer.
@@ -180,6 +197,9 @@ type Topology struct {
 	MaxDeliver int
 	// MaxAckPending bounds unacked messages in flight per consumer.
 	MaxAckPending int
+	// RecreateLoans lets Provision create an empty loans stream where one
+	// existed (see ErrLoansMissing).
+	RecreateLoans bool
 }
 
 // DefaultTopology is single-node with conservative redelivery.
@@ -196,12 +216,31 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Subjects:    []string{loanPrefix + ".>"},
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.Replicas,
-			// Schedules are the pipeline's timers; they need rollups, and
-			// direct gets let any replica serve a loan's log.
+			// Schedules are the pipeline's timers; they need rollups (and
+			// the server forbids deny_purge with them), and direct gets let
+			// any replica serve a loan's log. No age or size limit: a
+			// collection record is kept for years, and a full store refuses
+			// writes rather than drop one (alerted at 80 %).
 			AllowMsgSchedules: true,
 			AllowRollup:       true,
 			AllowDirect:       true,
+			DenyDelete:        true,
 			Duplicates:        2 * time.Minute,
+		},
+		{
+			Name:        StreamRecord,
+			Description: "The loans stream's protected copy: every message ever written to it, whatever is later purged there.",
+			// Sourced, not mirrored: a mirror in the origin's account
+			// inherits its direct gets (nats-server stream.go, "inheriting
+			// direct gets") and would answer reads of the live log with
+			// messages the live log no longer holds. Each copy carries its
+			// origin sequence in the Nats-Stream-Source header.
+			Sources:  []*jetstream.StreamSource{{Name: StreamLoans}},
+			Storage:  jetstream.FileStorage,
+			Replicas: t.Replicas,
+			// No rollups: a copied Nats-Rollup is stored, never applied.
+			DenyDelete: true,
+			DenyPurge:  true,
 		},
 		{
 			Name:        StreamIntake,
@@ -217,6 +256,8 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			// bigger publish before storing it.
 			MaxMsgSize: MaxIntakeMessage,
 			Duplicates: 2 * time.Minute,
+			DenyDelete: true,
+			DenyPurge:  true,
 		},
 		{
 			Name:        StreamTasks,
@@ -225,7 +266,10 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.Replicas,
 			MaxAge:      30 * 24 * time.Hour,
+			MaxBytes:    4 << 30,
 			Duplicates:  2 * time.Minute,
+			DenyDelete:  true,
+			DenyPurge:   true,
 		},
 		{
 			Name:        StreamDLQ,
@@ -233,7 +277,13 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Subjects:    []string{dlqPrefix + ".>"},
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.Replicas,
-			Duplicates:  2 * time.Minute,
+			// Bounded: a flood of bad input cannot fill the disk. The
+			// oldest go first, after the alert at 80 % (deploy/prometheus).
+			MaxBytes:   DLQMaxBytes,
+			MaxAge:     90 * 24 * time.Hour,
+			Duplicates: 2 * time.Minute,
+			DenyDelete: true,
+			DenyPurge:  true,
 		},
 	}
 }
@@ -254,14 +304,28 @@ func (t Topology) ConsumerConfig(c ConsumerSpec) jetstream.ConsumerConfig {
 
 // Provision creates or updates every declared stream and the given
 // consumers (the pipeline's whole declared set, pipeline.Consumers). It is
-// the only place the pipeline creates NATS resources. Every service calls it
-// at start; the declarations are the same, so the calls agree.
+// the only place the pipeline creates NATS resources, and only the admin
+// identity may: dunningd with its embedded server, or `dunctl provision`
+// before a cluster's services start (they only check, with Missing).
+//
+// The loans stream is created only on a fresh install, when none of the
+// declared streams exists: if it is missing while others exist, its data
+// was there and has been removed, and an empty one would silently stand in
+// for every loan. That is ErrLoansMissing, unless RecreateLoans says an
+// operator chose it (`dunctl provision --recreate-loans`).
 //
 // Each request gets its own short timeout and is retried until ctx ends: when
 // several services create the same replicated stream at once, a NATS cluster
 // may answer none of the racing requests (nats-server#3677), though the
 // stream was created; the retry then finds it.
 func (t Topology) Provision(ctx context.Context, js jetstream.JetStream, consumers []ConsumerSpec) error {
+	missing, err := t.Missing(ctx, js, nil)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(missing, "stream "+StreamLoans) && len(missing) < len(Streams()) && !t.RecreateLoans {
+		return fmt.Errorf("%w (missing: %s)", ErrLoansMissing, strings.Join(missing, ", "))
+	}
 	for _, sc := range t.StreamConfigs() {
 		if err := retry(ctx, func(rctx context.Context) error {
 			_, err := js.CreateOrUpdateStream(rctx, sc)
@@ -279,6 +343,46 @@ func (t Topology) Provision(ctx context.Context, js jetstream.JetStream, consume
 		}
 	}
 	return nil
+}
+
+// ErrLoansMissing: the loans stream is gone while the rest of the
+// pipeline's streams exist.
+var ErrLoansMissing = errors.New("stream " + StreamLoans + " is missing while other pipeline streams exist: its loans were deleted; " +
+	"restore it (README, \"Restoring the loans stream\") or, to start it empty on purpose, run dunctl provision --recreate-loans")
+
+// Missing names, as "stream NAME" and "consumer NAME", the declared streams
+// and the given consumers that do not exist. It needs only read access.
+func (t Topology) Missing(ctx context.Context, js jetstream.JetStream, consumers []ConsumerSpec) ([]string, error) {
+	var missing []string
+	for _, name := range Streams() {
+		err := retry(ctx, func(rctx context.Context) error {
+			_, err := js.Stream(rctx, name)
+			return err
+		})
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			missing = append(missing, "stream "+name)
+		case err != nil:
+			return nil, fmt.Errorf("checking stream %s: %w", name, err)
+		}
+	}
+	for _, c := range consumers {
+		if slices.Contains(missing, "stream "+c.Stream) {
+			missing = append(missing, "consumer "+c.Name)
+			continue
+		}
+		err := retry(ctx, func(rctx context.Context) error {
+			_, err := js.Consumer(rctx, c.Stream, c.Name)
+			return err
+		})
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			missing = append(missing, "consumer "+c.Name)
+		case err != nil:
+			return nil, fmt.Errorf("checking consumer %s: %w", c.Name, err)
+		}
+	}
+	return missing, nil
 }
 
 // retry runs f with a 5s timeout per attempt until it succeeds or ctx ends.

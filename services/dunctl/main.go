@@ -6,6 +6,8 @@
 //	dunctl policy dryrun [flags]  print the ladder a loan would follow, day by day
 //	dunctl timeline [--api URL] TENANT LOAN
 //	                              print a loan's timeline from a running pipeline
+//	dunctl credentials ...        create, revoke and list NATS credentials
+//	dunctl provision              create the pipeline's streams and consumers (admin)
 package main
 
 import (
@@ -33,6 +35,11 @@ const usage = `usage:
                                 print the ladder a loan would follow, day by day
   dunctl timeline [--api URL] TENANT LOAN
                                 print a loan's timeline from the pipeline's HTTP API (default http://127.0.0.1:8080)
+  dunctl credentials create|revoke|list|config [--dir DIR] [--key PUBKEY] [IDENTITY]
+                                manage NATS credentials (IDENTITY: admin, service-NAME, lender-TENANT, agency-ID)
+                                and regenerate the server's accounts (DIR/auth.conf; default ./data/credentials)
+  dunctl provision [--nats URL] [--nats-seed ADMIN.nk] [--replicas N] [--recreate-loans]
+                                create or update the pipeline's streams and consumers, as admin
 `
 
 func main() {
@@ -40,8 +47,15 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "timeline" {
-		return timeline(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "timeline":
+			return timeline(args[1:], stdout, stderr)
+		case "credentials":
+			return credentials(args[1:], stdout, stderr)
+		case "provision":
+			return provision(args[1:], stdout, stderr)
+		}
 	}
 	if len(args) < 2 || args[0] != "policy" {
 		fmt.Fprint(stderr, usage)

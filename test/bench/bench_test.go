@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/embedded"
 	"github.com/opendunning/dunning/pkg/loanlog"
@@ -53,7 +54,11 @@ type transport struct {
 var (
 	inproc = transport{name: "inproc", dial: func(srv *embedded.Server, name string) (*nats.Conn, error) { return srv.Connect(name) }}
 	tcp    = transport{name: "tcp", dial: func(srv *embedded.Server, name string) (*nats.Conn, error) {
-		return nats.Connect(srv.ClientURL(), nats.Name(name), nats.MaxReconnects(-1))
+		auth, err := srv.Keyring.Option(access.Admin)
+		if err != nil {
+			return nil, err
+		}
+		return nats.Connect(srv.ClientURL(), nats.Name(name), nats.MaxReconnects(-1), auth)
 	}}
 )
 
@@ -409,7 +414,8 @@ func (e *env) timedPipeline(b *testing.B, name string, topo topology.Topology, l
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	p, err := pipeline.New(ctx, pipeline.Config{Name: name, Topology: topo, Ladder: policy.Fixed(ladder), Logger: logger, Parts: parts}, e.dial)
+	p, err := pipeline.New(ctx, pipeline.Config{Name: name, Topology: topo, Ladder: policy.Fixed(ladder), Logger: logger, Parts: parts,
+		Admin: e.dial}, e.dial)
 	if err != nil {
 		b.Fatal(err)
 	}

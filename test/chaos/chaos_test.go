@@ -30,7 +30,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/opendunning/dunning/pkg/access"
+	"github.com/opendunning/dunning/pkg/app"
 	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/natstest"
 	"github.com/opendunning/dunning/pkg/pipeline"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/policyfile"
@@ -68,9 +71,17 @@ func TestChaos(t *testing.T) {
 
 	pol, policyDir := compressedPolicy(t)
 	bin := buildServices(t)
-	srv := startNATS(t)
+	// Every process has its own credential, as in production: the admin
+	// (this test: it provisions, publishes the lender events and reads the
+	// logs) and each service.
+	ids := []access.Identity{}
+	for _, s := range services {
+		ids = append(ids, access.Service(s))
+	}
+	keys := access.Keyring{Dir: natstest.Keyring(t, app.Grants, ids...)}
+	srv := startNATS(t, keys)
 
-	nc, err := nats.Connect(srv.url(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(srv.url(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), srv.admin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,8 +90,15 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fleet := &fleet{t: t, bin: bin, logDir: t.TempDir(), args: []string{"--nats", srv.url(), "--day", day.String(),
-		"--ack-wait", ackWait.String(), "--policies", policyDir, "--log-level", "warn"}}
+	// The services create nothing: the admin provisions, as dunctl does,
+	// with the quick redelivery the faults need.
+	topo := topology.DefaultTopology()
+	topo.AckWait = ackWait
+	if err := topo.Provision(ctx, js, pipeline.Consumers()); err != nil {
+		t.Fatal(err)
+	}
+	fleet := &fleet{t: t, bin: bin, logDir: t.TempDir(), keys: keys, args: []string{"--nats", srv.url(), "--day", day.String(),
+		"--policies", policyDir, "--log-level", "warn"}}
 	for _, s := range services {
 		for range replicas {
 			fleet.add(s)
@@ -200,7 +218,7 @@ type natsServer interface {
 // own code would be instrumented, and nats-server v2.15.3 has a data race
 // between a stream update and a consumer create (fileStore.UpdateConfig vs
 // ConsumerStore) that services provisioning at once trigger.
-func startNATS(t *testing.T) natsServer {
+func startNATS(t *testing.T, keys access.Keyring) *procServer {
 	t.Helper()
 	bin := os.Getenv("NATS_SERVER_BIN")
 	if bin == "" {
@@ -209,7 +227,18 @@ func startNATS(t *testing.T) natsServer {
 			t.Fatalf("building nats-server: %v\n%s", err, out)
 		}
 	}
-	s := &procServer{bin: bin, port: freePort(t), dir: t.TempDir(), logPath: filepath.Join(t.TempDir(), "nats-server.log")}
+	admin, err := keys.Option(access.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &procServer{bin: bin, port: freePort(t), dir: t.TempDir(), logPath: filepath.Join(t.TempDir(), "nats-server.log"), admin: admin}
+	// The accounts and users come from the keyring's generated auth.conf,
+	// included beside it (the server resolves includes relative to the file).
+	s.conf = filepath.Join(keys.Dir, "nats.conf")
+	conf := fmt.Sprintf("include ./%s\njetstream {store_dir: %q}\n", access.ServerConfigFile, s.dir)
+	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -218,9 +247,10 @@ func startNATS(t *testing.T) natsServer {
 }
 
 type procServer struct {
-	bin, dir, logPath string
-	port              int
-	cmd               *exec.Cmd
+	bin, dir, logPath, conf string
+	port                    int
+	admin                   nats.Option
+	cmd                     *exec.Cmd
 }
 
 func (s *procServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
@@ -230,7 +260,7 @@ func (s *procServer) start() error {
 	if err != nil {
 		return err
 	}
-	s.cmd = exec.Command(s.bin, "-js", "-sd", s.dir, "-a", "127.0.0.1", "-p", strconv.Itoa(s.port))
+	s.cmd = exec.Command(s.bin, "-c", s.conf, "-a", "127.0.0.1", "-p", strconv.Itoa(s.port))
 	s.cmd.Stdout, s.cmd.Stderr = out, out
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
@@ -239,7 +269,7 @@ func (s *procServer) start() error {
 	// Ready when JetStream answers.
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		if nc, err := nats.Connect(s.url()); err == nil {
+		if nc, err := nats.Connect(s.url(), s.admin); err == nil {
 			js, _ := jetstream.New(nc)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			_, err = js.AccountInfo(ctx)
@@ -285,6 +315,7 @@ type fleet struct {
 	bin    string
 	logDir string
 	args   []string
+	keys   access.Keyring
 
 	mu     sync.Mutex
 	slots  []*slot
@@ -315,7 +346,8 @@ func (f *fleet) start(s *slot) error {
 		return err
 	}
 	defer out.Close()
-	s.cmd = exec.Command(filepath.Join(f.bin, s.service), append(slices.Clone(f.args), "--http", s.http)...)
+	s.cmd = exec.Command(filepath.Join(f.bin, s.service), append(slices.Clone(f.args), "--http", s.http,
+		"--nats-seed", f.keys.SeedFile(access.Service(s.service)))...)
 	s.cmd.Stdout, s.cmd.Stderr = out, out
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return s.cmd.Start()

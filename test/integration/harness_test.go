@@ -18,6 +18,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/opendunning/dunning/pkg/access"
+	"github.com/opendunning/dunning/pkg/app"
 	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/embedded"
 	"github.com/opendunning/dunning/pkg/ingest"
@@ -67,7 +69,7 @@ func (h *harness) metricsOf(name string) pipeline.Metrics {
 func newHarness(t *testing.T, base time.Duration) *harness {
 	t.Helper()
 	day := time.Duration(float64(base) * loadFactor(t))
-	srv := natstest.Server(t, embedded.Config{})
+	srv := natstest.Server(t, embedded.Config{Keyring: keyring(t)})
 	nc, js := natstest.Connect(t, srv, "test")
 	topo := topology.DefaultTopology()
 	topo.AckWait, topo.MaxDeliver = testAckWait, 5
@@ -110,7 +112,7 @@ func loadFactor(t *testing.T) float64 {
 		topo := topology.DefaultTopology()
 		p, err := pipeline.New(ctx, pipeline.Config{Name: "calibration", Topology: topo, Logger: logger,
 			Ladder: policy.Fixed(policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: sim.CalibrationDay}}),
-			Parts:  pipeline.Parts{Stages: stage.Table, Intake: true}}, srv.Connect)
+			Parts:  pipeline.Parts{Stages: stage.Table, Intake: true}, Admin: srv.Connect}, srv.Connect)
 		if err != nil {
 			t.Fatalf("calibrating: %v", err)
 		}
@@ -144,7 +146,7 @@ func (h *harness) start(name string, intake bool, stages ...stage.Stage) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := pipeline.New(ctx, pipeline.Config{Name: name, Topology: h.topo, Ladder: ladder, Logger: logger,
-		Parts: pipeline.Parts{Stages: stages, Intake: intake}}, h.srv.Connect)
+		Parts: pipeline.Parts{Stages: stages, Intake: intake}}, h.srv.Dialer(identityOf(intake, stages)))
 	if err != nil {
 		cancel()
 		h.t.Fatal(err)
@@ -169,6 +171,31 @@ func (h *harness) start(name string, intake bool, stages ...stage.Stage) {
 		}
 	}
 	h.mu.Unlock()
+}
+
+// keyring holds a credential for every deployable and the test tenants'
+// lenders: the harness's processes connect as the service they stand for.
+func keyring(t *testing.T) string {
+	ids := []access.Identity{access.Lender(tenant), access.Lender("globex"), access.Agency("collect")}
+	for _, name := range []string{"dunningd", "gateway", "notify"} {
+		ids = append(ids, access.Service(name))
+	}
+	for _, s := range stage.Table {
+		ids = append(ids, access.Service(s.Service))
+	}
+	return natstest.Keyring(t, app.Grants, ids...)
+}
+
+// identityOf is the service a harness process stands for: one stage's
+// service, the gateway (intake alone), or dunningd (anything else).
+func identityOf(intake bool, stages []stage.Stage) access.Identity {
+	switch {
+	case intake && len(stages) == 0:
+		return access.Service("gateway")
+	case !intake && len(stages) == 1:
+		return access.Service(stages[0].Service)
+	}
+	return access.Service("dunningd")
 }
 
 // stages returns the stages of the table with the given service names.

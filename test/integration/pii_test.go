@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/allinone"
 	"github.com/opendunning/dunning/pkg/app"
 	"github.com/opendunning/dunning/pkg/topology"
@@ -52,8 +54,15 @@ func TestPersonalDataGoesNowhere(t *testing.T) {
 	addr := make(chan string, 1)
 	o.Ready = func(a string) { addr <- a }
 	done := make(chan error, 1)
+	// The lender publishes with its own credential; the test reads the
+	// streams as admin (dunningd creates the admin's on its first start).
+	data := t.TempDir()
+	keys := access.Keyring{Dir: filepath.Join(data, "credentials")}
+	if _, _, err := keys.Create(access.Lender("acme")); err != nil {
+		t.Fatal(err)
+	}
 	go func() {
-		done <- app.Run(ctx, []string{"--data-dir", t.TempDir(), "--nats-listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+		done <- app.Run(ctx, []string{"--data-dir", data, "--nats-listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
 			"--day", "1s", "--log-level", "debug", "--fsync", "interval"}, o)
 	}()
 	t.Cleanup(func() {
@@ -75,15 +84,23 @@ func TestPersonalDataGoesNowhere(t *testing.T) {
 	if url == nil {
 		t.Fatalf("no NATS address in the log:\n%s", logs.String())
 	}
-	nc, err := nats.Connect(url[1])
-	if err != nil {
-		t.Fatal(err)
+	connect := func(id access.Identity) jetstream.JetStream {
+		auth, err := keys.Option(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(url[1], auth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lender, js := connect(access.Lender("acme")), connect(access.Admin)
 
 	values := []string{"11010519491231002X", "8613812345678", "wang.fang@example.com", "Wang Fang"}
 	due := func(field, v string) string {
@@ -138,7 +155,7 @@ func TestPersonalDataGoesNowhere(t *testing.T) {
 			m := nats.NewMsg(topology.IntakeSubject("acme", "L-pii"))
 			m.Data = []byte(body)
 			m.Header.Set("Content-Type", "application/json")
-			if _, err := js.PublishMsg(ctx, m); err != nil {
+			if _, err := lender.PublishMsg(ctx, m); err != nil {
 				t.Fatal(err)
 			}
 			published++

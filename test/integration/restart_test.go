@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/app"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/stage"
@@ -77,8 +78,11 @@ func TestStageKilledAndRestarted(t *testing.T) {
 	h := newHarness(t, 50*time.Millisecond)
 	day := h.day
 	h.start("core", true, stages(t, "overdue", "legal")...)
-	args := fmt.Sprintf("--nats %s --day %s --http 127.0.0.1:0 --ack-wait %s --max-deliver 5 --log-level error",
-		h.srv.ClientURL(), day, testAckWait)
+	// The child runs three stages: it connects as the all-in-one service,
+	// whose grant covers them.
+	self := access.Service("dunningd")
+	args := fmt.Sprintf("--nats %s --nats-seed %s --nats-identity %s --day %s --http 127.0.0.1:0 --log-level error",
+		h.srv.ClientURL(), h.srv.Keyring.SeedFile(self), self, day)
 	startChild := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), childEnv+"=contact,escalation,handoff", childEnv+"_ARGS="+args)

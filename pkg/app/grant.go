@@ -1,0 +1,58 @@
+package app
+
+import (
+	"github.com/opendunning/dunning/pkg/access"
+	"github.com/opendunning/dunning/pkg/codec"
+	"github.com/opendunning/dunning/pkg/dispatch"
+	"github.com/opendunning/dunning/pkg/topology"
+)
+
+// Grant is what a process with these options does on NATS, derived from
+// the tables that declare its parts (the stage table's consumers and
+// writes, the kind table's lender facts, the declared consumers): it
+// becomes the process's NATS permissions (package access), so a service
+// may do exactly its own work.
+func Grant(o Options) access.Grant {
+	var g access.Grant
+	for _, s := range o.Stages {
+		g.Consumers = append(g.Consumers, s.ConsumerSpec())
+		g.Publish = append(g.Publish, s.Publishes()...)
+		g.ReadLog = true
+	}
+	if o.Intake || o.API {
+		// Recording lender events, and reading logs for timelines and
+		// the currency check.
+		for _, k := range codec.Kinds {
+			if !k.Lender {
+				continue
+			}
+			id := "*"
+			if k.Shape == codec.Bare {
+				id = ""
+			}
+			g.Publish = append(g.Publish, topology.LoanFilter(k.Token, id))
+		}
+		g.ReadLog = true
+	}
+	if o.Intake {
+		g.Consumers = append(g.Consumers, topology.Intake)
+	}
+	if o.Dispatch {
+		g.Consumers = append(g.Consumers, dispatch.Consumer)
+		g.Publish = append(g.Publish, topology.TaskSubject("*", "*", "*", "*"))
+	}
+	if o.Notify {
+		g.Consumers = append(g.Consumers, topology.Notify)
+	}
+	return g
+}
+
+// Grants is every deployable's grant by service name (package access
+// writes them into the server's configuration).
+func Grants(name string) (access.Grant, bool) {
+	o, ok := Service(name)
+	if !ok {
+		return access.Grant{}, false
+	}
+	return Grant(o), true
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/opendunning/dunning/pkg/access"
+	"github.com/opendunning/dunning/pkg/app"
+	"github.com/opendunning/dunning/pkg/pipeline"
+	"github.com/opendunning/dunning/pkg/topology"
+)
+
+// credentials manages a keyring: dunctl credentials create|revoke|list|config.
+// Every change rewrites the server's auth.conf; dunningd applies it within
+// seconds, a nats-server cluster on `nats-server --signal reload`.
+func credentials(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd := args[0]
+	fs := flag.NewFlagSet("credentials "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "./data/credentials", "the keyring: public keys, seeds just created, and the generated auth.conf")
+	key := fs.String("key", "", "revoke: only this public key (default: every key of the identity)")
+	if err := fs.Parse(args[1:]); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
+		return 2
+	}
+	k := access.Keyring{Dir: *dir}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "dunctl credentials %s: %v\n", cmd, err)
+		return 1
+	}
+	ident := func() (access.Identity, bool) {
+		if fs.NArg() != 1 {
+			fmt.Fprintf(stderr, "dunctl credentials %s: name one identity: admin, service-NAME, lender-TENANT or agency-ID\n", cmd)
+			return access.Identity{}, false
+		}
+		id, err := access.ParseIdentity(fs.Arg(0))
+		if err != nil {
+			fmt.Fprintf(stderr, "dunctl credentials %s: %v\n", cmd, err)
+			return access.Identity{}, false
+		}
+		if _, ok := app.Grants(id.Name); id.Role == access.RoleService && !ok {
+			fmt.Fprintf(stderr, "dunctl credentials %s: no service named %q (services: dunningd, gateway, notify, and the stages' services)\n", cmd, id.Name)
+			return access.Identity{}, false
+		}
+		return id, true
+	}
+	switch cmd {
+	case "create":
+		id, ok := ident()
+		if !ok {
+			return 2
+		}
+		seed, pub, err := k.Create(id)
+		if err != nil {
+			return fail(err)
+		}
+		conf, err := k.ServerConfig(app.Grants)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "%s: new key %s\nseed: %s (give it to the party, then delete it here)\nserver configuration: %s\n", id, pub, seed, conf)
+		if id.Role == access.RoleService {
+			fmt.Fprintf(stdout, "run the service with: --nats-seed %s\n", seed)
+		}
+		if id.Role == access.RoleLender {
+			fmt.Fprintf(stdout, "the lender publishes to %s (e.g. nats --nkey %s --inbox-prefix %s pub ...)\n",
+				topology.IntakeSubject(id.Name, "<loan>"), seed, id.Inbox())
+		}
+		return 0
+	case "revoke":
+		id, ok := ident()
+		if !ok {
+			return 2
+		}
+		if err := k.Revoke(id, *key); err != nil {
+			return fail(err)
+		}
+		conf, err := k.ServerConfig(app.Grants)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "%s: revoked; server configuration: %s (connections with the key are closed on reload)\n", id, conf)
+		return 0
+	case "list":
+		ids, err := k.Identities()
+		if err != nil {
+			return fail(err)
+		}
+		for _, id := range ids {
+			keys, err := k.Keys(id)
+			if err != nil {
+				return fail(err)
+			}
+			for _, key := range keys {
+				fmt.Fprintf(stdout, "%-28s %-10s %s\n", id, id.Account(), key)
+			}
+		}
+		return 0
+	case "config":
+		conf, err := k.ServerConfig(app.Grants)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintln(stdout, conf)
+		return 0
+	}
+	fmt.Fprint(stderr, usage)
+	return 2
+}
+
+// adminFlags are the flags of the commands that connect to NATS as admin.
+type adminFlags struct {
+	url, seed string
+}
+
+func (a *adminFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.url, "nats", "nats://127.0.0.1:4222", "NATS server URL")
+	fs.StringVar(&a.seed, "nats-seed", "./data/credentials/admin.nk", "the admin's nkey seed file")
+}
+
+func (a adminFlags) connect() (*nats.Conn, jetstream.JetStream, error) {
+	auth, err := access.ClientOption(access.Admin, a.seed)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := nats.Connect(a.url, nats.Name("dunctl"), auth, nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting to %s as admin: %w", a.url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// provision creates or updates the declared streams and consumers.
+func provision(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("provision", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a adminFlags
+	a.register(fs)
+	topo := topology.DefaultTopology()
+	fs.IntVar(&topo.Replicas, "replicas", 3, "stream and consumer replicas (1 on a single server)")
+	fs.DurationVar(&topo.AckWait, "ack-wait", topo.AckWait, "redeliver a message not acknowledged within this time")
+	fs.IntVar(&topo.MaxDeliver, "max-deliver", topo.MaxDeliver, "deliveries of a failing message before it is dead-lettered")
+	fs.BoolVar(&topo.RecreateLoans, "recreate-loans", false, "create an empty "+topology.StreamLoans+" although other streams exist (its loans are lost)")
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	nc, js, err := a.connect()
+	if err != nil {
+		fmt.Fprintln(stderr, "dunctl provision:", err)
+		return 1
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := topo.Provision(ctx, js, pipeline.Consumers()); err != nil {
+		fmt.Fprintln(stderr, "dunctl provision:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "provisioned %d streams and %d consumers (replicas %d)\n", len(topology.Streams()), len(pipeline.Consumers()), topo.Replicas)
+	return 0
+}
