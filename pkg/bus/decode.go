@@ -15,6 +15,13 @@ func DecodeLoan(msg *message.Message) (topology.LoanAddress, policy.Event, error
 	if err != nil {
 		return addr, nil, Permanent(err)
 	}
+	headers := make(map[string][]string, len(msg.Metadata))
+	for k, v := range msg.Metadata {
+		headers[k] = []string{v}
+	}
+	if err := codec.CheckHeaders(addr, headers); err != nil {
+		return addr, nil, Permanent(err)
+	}
 	ev, err := codec.Decode(addr, msg.Payload)
 	if err != nil {
 		return addr, nil, Permanent(err)

@@ -203,7 +203,8 @@ func (l *Log) batch(ctx context.Context, request map[string]any, n int) ([]Raw, 
 }
 
 // Read returns a loan's log decoded into domain entries, and its last
-// sequence. Entries that cannot be decoded are skipped here (their consumer
+// sequence. Entries that cannot be decoded, or that carry headers their
+// kind never has (codec.CheckHeaders), are skipped here (their consumer
 // dead-letters them) but still count for the last sequence.
 func (l *Log) Read(ctx context.Context, tenant, loan string) ([]policy.Entry, uint64, error) {
 	raws, last, err := l.ReadRaw(ctx, tenant, loan)
@@ -216,7 +217,7 @@ func (l *Log) Read(ctx context.Context, tenant, loan string) ([]policy.Entry, ui
 		if err != nil {
 			continue
 		}
-		ev, err := codec.Decode(addr, r.Data)
+		ev, err := codec.DecodeStored(addr, r.Header, r.Data)
 		if err != nil {
 			continue
 		}

@@ -86,6 +86,11 @@ func (s Stage) Handle(ctx context.Context, d Deps, tenant, loan string, seq uint
 			if f.Step.Stage != s.Policy {
 				return nil, fmt.Errorf("%s: step of stage %s", s.Consumer, f.Step.Stage)
 			}
+			// The server fires a schedule at its time, never before: a
+			// step ahead of it was forged to act early.
+			if early := f.Step.At.Sub(now); early > StepClockSkew {
+				return nil, fmt.Errorf("%w: %s: step %s arrived %s before its time", errEarlyStep, s.Consumer, f.Step.ID, early.Round(time.Millisecond))
+			}
 			return l.OnStep(c, f.Step, now), nil
 		}
 		if s.Decide == nil {
@@ -95,6 +100,14 @@ func (s Stage) Handle(ctx context.Context, d Deps, tenant, loan string, seq uint
 	}
 	return d.process(ctx, s, tenant, loan, seq, decide)
 }
+
+// errEarlyStep: a step before its time, which the server never fires.
+var errEarlyStep = errors.New("forged step: not fired by the loan's timer")
+
+// StepClockSkew is how far a service's clock may run behind the NATS
+// server's that fires the schedules: a step seemingly earlier than that
+// before its time is refused as forged.
+const StepClockSkew = time.Second
 
 // maxAttempts bounds re-reads after conflicting writes in one delivery; the
 // message is redelivered after that.
@@ -144,6 +157,15 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 	now := d.Now()
 	l := d.Ladder(tenant, c.Product())
 	dec, err := decide(l, c, now)
+	if errors.Is(err, errEarlyStep) {
+		// A forged step carries the purge of the loan's timer, which the
+		// server applied: the timer is gone from the log, whatever the
+		// fold makes of the forgery. Put it back, then refuse the step.
+		c.Pending = nil
+		if err := d.reconcile(ctx, s, l, c, tenant, loan, last, now); err != nil {
+			return err
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
@@ -158,14 +180,20 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 		}
 		c.Apply(policy.Entry{Seq: last, Event: *dec})
 	}
+	return d.reconcile(ctx, s, l, c, tenant, loan, last, now)
+}
+
+// reconcile puts the loan's timer right: the step the case needs next, or
+// none (a cancellation).
+func (d Deps) reconcile(ctx context.Context, s Stage, l policy.Ladder, c *policy.Case, tenant, loan string, last uint64, now time.Time) error {
 	step, cancel := l.Reconcile(c, now)
 	if cancel != nil {
-		if _, err = d.append(ctx, s, tenant, loan, last, *cancel); err != nil {
+		if _, err := d.append(ctx, s, tenant, loan, last, *cancel); err != nil {
 			return err
 		}
 	}
 	if step != nil {
-		if _, err = d.Log.SetTimer(ctx, tenant, loan, last, *step); err != nil {
+		if _, err := d.Log.SetTimer(ctx, tenant, loan, last, *step); err != nil {
 			return err
 		}
 	}

@@ -291,6 +291,7 @@ func TestRejectedTriggers(t *testing.T) {
 		{"payment in another currency", overdue, usd},
 		{"another stage's step", escalation, policy.StepFired{Step: policy.Step{ID: "c1-legal_referral", Stage: policy.StageLegal}}},
 		{"a lender fact on a timed stage", escalation, usd},
+		{"a step ahead of its time (forged: the server fires none early)", overdue, policy.StepFired{Step: w.pendingStep("L-1")}},
 	}
 	for _, c := range cases {
 		if err := c.s.Handle(ctx, w.deps, tenant, "L-1", 0, c.ev); !errors.Is(err, stage.ErrRejected) {
@@ -316,6 +317,20 @@ func TestEngineLinksNoServer(t *testing.T) {
 			}
 		}
 	}
+}
+
+// pendingStep is the step the loan's timer holds.
+func (w *world) pendingStep(loan string) policy.Step {
+	w.t.Helper()
+	es, _, err := w.log.Read(ctx, tenant, loan)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	c := policy.Fold(es)
+	if c.Pending == nil {
+		w.t.Fatalf("%s has no pending step", loan)
+	}
+	return c.Pending.Step
 }
 
 // A stage writes only the decision kinds its row declares (its NATS

@@ -98,7 +98,7 @@ func product(raws []loanlog.Raw) string {
 		if err != nil || addr.Kind != codec.Due.Token {
 			continue
 		}
-		if ev, err := codec.Decode(addr, r.Data); err == nil {
+		if ev, err := codec.DecodeStored(addr, r.Header, r.Data); err == nil {
 			return ev.(policy.InstallmentDue).Product
 		}
 	}
@@ -117,7 +117,7 @@ func Build(l policy.Ladder, tenant, loan string, raws []loanlog.Raw, now time.Ti
 			tl.Entries = append(tl.Entries, e)
 			continue
 		}
-		ev, err := codec.Decode(addr, r.Data)
+		ev, err := codec.DecodeStored(addr, r.Header, r.Data)
 		if err != nil {
 			e.Kind, e.Reason = "invalid", err.Error()
 			tl.Entries = append(tl.Entries, e)

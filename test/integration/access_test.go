@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,9 +22,11 @@ import (
 	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/allinone"
 	"github.com/opendunning/dunning/pkg/app"
+	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/pipeline"
+	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/stage"
 	"github.com/opendunning/dunning/pkg/topology"
 )
@@ -236,41 +241,65 @@ func TestNATSAttackMatrix(t *testing.T) {
 	}
 }
 
+// dunningd is an all-in-one process run by a test.
+type dunningd struct {
+	base, nats string // HTTP base URL, NATS URL
+	logs       *lockedBuffer
+	stop       func() error
+}
+
+// runDunningd starts dunningd on data with its NATS server listening, and
+// stops it at cleanup unless the test did.
+func runDunningd(t *testing.T, data string, extra ...string) *dunningd {
+	t.Helper()
+	d := &dunningd{logs: &lockedBuffer{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	o := allinone.Options()
+	o.Log = d.logs
+	ready := make(chan string, 1)
+	o.Ready = func(a string) { ready <- a }
+	done := make(chan error, 1)
+	args := append([]string{"--data-dir", data, "--nats-listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--day", "1s", "--fsync", "interval"}, extra...)
+	go func() { done <- app.Run(ctx, args, o) }()
+	var once sync.Once
+	var stopErr error
+	d.stop = func() error {
+		once.Do(func() {
+			cancel()
+			stopErr = <-done
+		})
+		return stopErr
+	}
+	t.Cleanup(func() {
+		if err := d.stop(); err != nil {
+			t.Errorf("dunningd: %v", err)
+		}
+	})
+	select {
+	case a := <-ready:
+		d.base = "http://" + a
+	case err := <-done:
+		t.Fatalf("dunningd exited: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("dunningd did not start")
+	}
+	url := regexp.MustCompile(`listen=(nats://[0-9.:]+)`).FindStringSubmatch(d.logs.String())
+	if url == nil {
+		t.Fatalf("no NATS address in the log:\n%s", d.logs.String())
+	}
+	d.nats = url[1]
+	return d
+}
+
 // Credentials have a life: on a running dunningd, a lender credential
 // created in its keyring (what dunctl credentials create does) is admitted
 // within seconds, and revoking it closes the lender's connection; no
 // restart either way.
 func TestCredentialsWithoutRestart(t *testing.T) {
 	t.Parallel()
-	logs := &lockedBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	o := allinone.Options()
-	o.Log = logs
-	ready := make(chan string, 1)
-	o.Ready = func(a string) { ready <- a }
 	data := t.TempDir()
-	done := make(chan error, 1)
-	go func() {
-		done <- app.Run(ctx, []string{"--data-dir", data, "--nats-listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
-			"--day", "1s", "--fsync", "interval"}, o)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("dunningd: %v", err)
-		}
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("dunningd exited: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("dunningd did not start")
-	}
-	url := regexp.MustCompile(`listen=(nats://[0-9.:]+)`).FindStringSubmatch(logs.String())
-	if url == nil {
-		t.Fatalf("no NATS address in the log:\n%s", logs.String())
-	}
+	d := runDunningd(t, data)
+	url, ctx, logs := []string{"", d.nats}, context.Background(), d.logs
 	keys := access.Keyring{Dir: filepath.Join(data, "credentials")}
 	lender := access.Lender("newbank")
 	connect := func() (*nats.Conn, error) {
@@ -317,5 +346,219 @@ func TestCredentialsWithoutRestart(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "nats credentials reloaded") {
 		t.Error("no reload in the log")
+	}
+}
+
+// Acceptance 1 (what subject permissions cannot stop): a stolen stage
+// credential may write its decisions and the loan's timer, and the server
+// honours schedule and rollup headers on those subjects. Shown with the
+// escalation service's credential: a step forged ahead of its time
+// (through a schedule the server fires at once, so it has every header of
+// a real step) is dead-lettered and the timer put back, and the loan still escalates on
+// time; a rollup that purges the whole live log leaves every message in
+// the protected record.
+func TestCompromisedStageCredential(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 400*time.Millisecond)
+	day := h.day
+	h.startPipeline()
+	due := time.Now()
+	h.send(dueEvent("L-victim", "1", 100000, due))
+	h.waitKind("L-victim", policy.KindContactRequested, 1, 10*time.Second)
+	ctx := context.Background()
+	timer, found, err := h.log.Last(ctx, topology.TimerSubject(tenant, "L-victim"))
+	if err != nil || !found {
+		t.Fatalf("no escalation timer: %v", err)
+	}
+	ev, err := codec.DecodeStored(topology.LoanAddress{Tenant: tenant, Loan: "L-victim", Kind: topology.KindTimer}, timer.Header, timer.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := ev.(policy.TimerSet).Step
+
+	esc := h.connectAs(access.Service("escalation"))
+	js, err := jetstream.New(esc.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The credential may not write a step, but it may write the loan's
+	// timer: a schedule due at once, aimed at a step subject, with the
+	// pending step's own body. The server fires it at once, as a step with
+	// every header of a real one, and purges the real timer.
+	stepSubject := topology.StepSubject(tenant, "L-victim", "escalate", 999)
+	forged := nats.NewMsg(topology.TimerSubject(tenant, "L-victim"))
+	forged.Data = timer.Data
+	forged.Header.Set("Nats-Schedule", "@at "+time.Now().UTC().Format(time.RFC3339Nano))
+	forged.Header.Set("Nats-Schedule-Target", stepSubject)
+	if _, err := js.PublishMsg(ctx, forged); err != nil {
+		t.Fatalf("publishing the forged schedule: %v", err)
+	}
+	forged.Subject = stepSubject
+	waitFor(t, 10*time.Second, func() error {
+		for _, m := range h.dlq() {
+			if m.Header.Get(bus.HeaderDLQSubject) == forged.Subject && strings.Contains(m.Header.Get(bus.HeaderDLQReason), "before its time") {
+				return nil
+			}
+		}
+		return errors.New("the forged step is not dead-lettered")
+	})
+	if _, esc := h.decision("L-victim", policy.KindEscalated); esc {
+		t.Fatal("the forged step escalated the loan early")
+	}
+	// The timer is back, for the same step, and the loan escalates when it
+	// is due, not before.
+	waitFor(t, 10*time.Second, func() error {
+		m, found, err := h.log.Last(ctx, topology.TimerSubject(tenant, "L-victim"))
+		if err != nil || !found {
+			return fmt.Errorf("no timer (%v)", err)
+		}
+		ev, err := codec.DecodeStored(topology.LoanAddress{Tenant: tenant, Loan: "L-victim", Kind: topology.KindTimer}, m.Header, m.Data)
+		if err != nil || !ev.(policy.TimerSet).Step.Same(pending) {
+			return fmt.Errorf("timer %v (%v), want %v", ev, err, pending)
+		}
+		return nil
+	})
+	h.waitKind("L-victim", policy.KindEscalated, 1, time.Until(pending.At)+10*day)
+	if d, _ := h.decision("L-victim", policy.KindEscalated); d.Ctx.DPD < pending.DPD {
+		t.Errorf("escalated at DPD %d, before its step's DPD %d", d.Ctx.DPD, pending.DPD)
+	}
+
+	// The rollup: one publish on the loan's timer subject, which the
+	// credential may write, purges the whole live log...
+	s, err := h.js.Stream(ctx, topology.StreamLoans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := info.State.LastSeq
+	roll := nats.NewMsg(topology.TimerSubject(tenant, "L-victim"))
+	roll.Data = []byte("wipe")
+	roll.Header.Set("Nats-Rollup", "all")
+	if _, err := js.PublishMsg(ctx, roll); err != nil {
+		t.Fatalf("the rollup: %v", err)
+	}
+	if info, err = s.Info(ctx); err != nil || info.State.Msgs != 1 {
+		t.Fatalf("after the rollup the live log holds %d messages (%v): the attack this test shows did not happen", info.State.Msgs, err)
+	}
+	// ...and the record still holds every message ever written to it.
+	rec, err := h.js.Stream(ctx, topology.StreamRecord)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		ri, err := rec.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if ri.State.Msgs < written {
+			return fmt.Errorf("the record holds %d messages, %d were written to the live log", ri.State.Msgs, written)
+		}
+		return nil
+	})
+	for _, subj := range []string{topology.LoanSubject(tenant, "L-victim", codec.Due.Token, "1"), forged.Subject} {
+		if _, err := h.recordHas(subj); err != nil {
+			t.Errorf("%s is not in the record: %v", subj, err)
+		}
+	}
+}
+
+// Acceptance 3: the system of record is the admin's to remove, nobody
+// else's; a stream removed under running services makes /readyz name it,
+// and no service recreates it; a loans stream removed where data existed
+// is never replaced by an empty one at the next start.
+func TestTopologyRemovedByAdmin(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	d := runDunningd(t, data)
+	keys := access.Keyring{Dir: filepath.Join(data, "credentials")}
+	violations := make(chan error, 16)
+	connect := func(id access.Identity) (*nats.Conn, jetstream.JetStream) {
+		auth, err := keys.Option(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(d.nats, auth, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if isPermission(err) {
+				violations <- err
+			}
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nc, js
+	}
+	ctx := context.Background()
+	// The process's own credential may neither delete nor purge, through
+	// the API or with a rollup on a subject it writes.
+	svc, svcJS := connect(access.Service("dunningd"))
+	for _, s := range []string{topology.StreamLoans, topology.StreamDLQ} {
+		for _, api := range []string{"STREAM.DELETE", "STREAM.PURGE"} {
+			if err := svc.PublishRequest("$JS.API."+api+"."+s, svc.NewRespInbox(), nil); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-violations:
+			case <-time.After(3 * time.Second):
+				t.Errorf("service-dunningd: %s %s: no permissions violation", api, s)
+			}
+		}
+	}
+	roll := nats.NewMsg(topology.DLQSubject("intake"))
+	roll.Header.Set("Nats-Rollup", "all")
+	if _, err := svcJS.PublishMsg(ctx, roll); err == nil || !strings.Contains(err.Error(), "rollup") {
+		t.Errorf("a rollup on the dead-letter stream: %v, want it refused", err)
+	}
+	_, admin := connect(access.Admin)
+	for _, s := range topology.Streams() {
+		if _, err := admin.Stream(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+
+	// The admin removes the dead letters and the loans: /readyz names both.
+	for _, s := range []string{topology.StreamDLQ, topology.StreamLoans} {
+		if err := admin.DeleteStream(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readyz := func() (int, string) {
+		resp, err := http.Get(d.base + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	code, body := readyz()
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "stream "+topology.StreamLoans) || !strings.Contains(body, "stream "+topology.StreamDLQ) {
+		t.Errorf("/readyz = %d %s, want 503 naming both streams", code, body)
+	}
+	// Nothing recreates them while the process runs (a second of its
+	// checks and handlers).
+	time.Sleep(time.Second)
+	for _, s := range []string{topology.StreamDLQ, topology.StreamLoans} {
+		if _, err := admin.Stream(ctx, s); !errors.Is(err, jetstream.ErrStreamNotFound) {
+			t.Errorf("%s after a second: %v, want still missing", s, err)
+		}
+	}
+	if err := d.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Started again on the same data: it refuses to stand an empty loans
+	// stream in for the deleted one.
+	o := allinone.Options()
+	o.Log = io.Discard
+	err := app.Run(ctx, []string{"--data-dir", data, "--nats-listen", "none", "--http", "127.0.0.1:0", "--fsync", "interval"}, o)
+	if !errors.Is(err, topology.ErrLoansMissing) {
+		t.Errorf("restart without the loans stream: %v, want ErrLoansMissing", err)
 	}
 }

@@ -3,8 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"github.com/opendunning/dunning/pkg/codec"
-	"google.golang.org/protobuf/proto"
 	"strings"
 	"testing"
 	"time"
@@ -12,8 +10,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/topology"
 )
@@ -53,7 +54,7 @@ func TestMalformedEventsDeadLettered(t *testing.T) {
 		{topology.IntakeSubject(tenant, "L-bad"), "application/json", []byte(`{"installmentDue":{"tenantId":"acme","amout":1}}`), `unknown field "amout"`},
 		{topology.IntakeSubject(tenant, "L-bad"), "application/json", noAmountJSON, "installment_due.amount: is required"},
 		{topology.IntakeSubject(tenant, "L-bad"), "application/json", mismatched, "subject names acme/L-bad but the event is for acme/L-other"},
-		{topology.StepSubject(tenant, "L-bad", "escalate", 1), "", []byte("not a step"), "undecodable"},
+		{topology.StepSubject(tenant, "L-bad", "escalate", 1), "", []byte("not a step"), "forged loan-log entry: a step the loan's timer did not fire"},
 	}
 	for _, c := range cases {
 		pub(c.subj, c.ct, c.data)
@@ -143,30 +144,48 @@ func TestForgedFactsAreNeverApplied(t *testing.T) {
 	h.send(dueEvent("L-forged", "1", 1000, time.Now()))
 	h.waitKind("L-forged", policy.KindContactRequested, 1, 10*time.Second)
 	ctx := context.Background()
-	forge := func(id string, m proto.Message) {
+	// Written straight into the loan's log, past intake's validation, with
+	// the one service credential that may write repayments: the gateway's.
+	gw := h.connectAs(access.Service("gateway"))
+	js, err := jetstream.New(gw.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forge := func(id string, m proto.Message, headers map[string]string) {
 		t.Helper()
 		b, err := proto.Marshal(m)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := h.js.Publish(ctx, topology.LoanSubject(tenant, "L-forged", codec.Repaid.Token, id), b); err != nil {
+		msg := nats.NewMsg(topology.LoanSubject(tenant, "L-forged", codec.Repaid.Token, id))
+		msg.Data = b
+		for k, v := range headers {
+			msg.Header.Set(k, v)
+		}
+		if _, err := js.PublishMsg(ctx, msg); err != nil {
 			t.Fatal(err)
 		}
 	}
 	negative := payEvent("L-forged", "x-neg", -500_000_000).GetRepaymentReceived()
-	forge("x-neg", negative)
+	forge("x-neg", negative, nil)
 	otherLoan := payEvent("L-other", "x-other", 1000).GetRepaymentReceived()
-	forge("x-other", otherLoan)
+	forge("x-other", otherLoan, nil)
+	// A full repayment that also cancels the loan's timer: the server
+	// purges the timer (schedule headers are not a subject permission), and
+	// the stage refuses the fact it came with.
+	purging := payEvent("L-forged", "x-sched", 1000).GetRepaymentReceived()
+	forge("x-sched", purging, map[string]string{"Nats-Scheduler": topology.TimerSubject(tenant, "L-forged"), "Nats-Schedule-Next": "purge"})
 	waitFor(t, 10*time.Second, func() error {
-		n := 0
+		reasons := map[string]string{}
 		for _, m := range h.dlq() {
-			if strings.HasPrefix(m.Header.Get(bus.HeaderDLQSubject), topology.LoanSubject(tenant, "L-forged", codec.Repaid.Token, "x-")) &&
-				strings.Contains(m.Header.Get(bus.HeaderDLQReason), "undecodable") {
-				n++
+			if subj := m.Header.Get(bus.HeaderDLQSubject); strings.HasPrefix(subj, topology.LoanSubject(tenant, "L-forged", codec.Repaid.Token, "x-")) {
+				reasons[subj] = m.Header.Get(bus.HeaderDLQReason)
 			}
 		}
-		if n != 2 {
-			return fmt.Errorf("%d forged repayments dead-lettered, want 2", n)
+		for id, want := range map[string]string{"x-neg": "undecodable", "x-other": "undecodable", "x-sched": "forged"} {
+			if r := reasons[topology.LoanSubject(tenant, "L-forged", codec.Repaid.Token, id)]; !strings.Contains(r, want) {
+				return fmt.Errorf("repayment %s: dead-letter reason %q, want %q (all: %v)", id, r, want, reasons)
+			}
 		}
 		return nil
 	})
@@ -180,6 +199,10 @@ func TestForgedFactsAreNeverApplied(t *testing.T) {
 	}
 	h.send(payEvent("L-forged", "p-real", 1000))
 	h.waitKind("L-forged", policy.KindCaseClosed, 1, 10*time.Second)
+	// What the forged purge removed from the live log, the record keeps.
+	if _, err := h.recordHas(topology.TimerSubject(tenant, "L-forged")); err != nil {
+		t.Errorf("the purged timer: %v", err)
+	}
 	if d, _ := h.decision("L-forged", policy.KindCaseClosed); d.CloseReason != policy.CloseCured {
 		t.Errorf("closed as %s, want cured", d.CloseReason)
 	}

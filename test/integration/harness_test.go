@@ -290,7 +290,7 @@ func (h *harness) tenantEntries(tenant, loan string) []logEntry {
 		if err != nil {
 			h.t.Fatalf("bad subject in log: %v", err)
 		}
-		ev, err := codec.Decode(addr, r.Data)
+		ev, err := codec.DecodeStored(addr, r.Header, r.Data)
 		if err != nil {
 			out = append(out, logEntry{seq: r.Seq, kind: "invalid"})
 			continue
@@ -371,6 +371,25 @@ func (h *harness) timerPending(loan string) bool {
 		h.t.Fatalf("reading the timer of %s: %v", loan, err)
 	}
 	return found
+}
+
+// recordHas finds the last copy of subject in the protected record.
+func (h *harness) recordHas(subject string) (*jetstream.RawStreamMsg, error) {
+	ctx := context.Background()
+	s, err := h.js.Stream(ctx, topology.StreamRecord)
+	if err != nil {
+		return nil, err
+	}
+	var m *jetstream.RawStreamMsg
+	// The record copies asynchronously: give it a moment.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m, err = s.GetLastMsgForSubject(ctx, subject)
+		if err == nil || time.Now().After(deadline) {
+			return m, err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // dlq returns the dead letters, in order.

@@ -1,0 +1,88 @@
+package codec
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/topology"
+)
+
+// ErrForgedHeaders: a loan-log entry carries schedule or rollup headers its
+// kind never has. Such an entry is never applied: consumers dead-letter it
+// and reads of the log skip it.
+var ErrForgedHeaders = errors.New("forged loan-log entry")
+
+// CheckHeaders refuses an entry whose schedule or rollup headers its
+// writer never sets. The loan's timer schedules one of its own loan's
+// steps (and the server marks it as rolling up its own subject); the server stamps a fired step
+// with Nats-Scheduler naming the loan's timer; a closing or cancelling
+// decision purges that timer; nothing else carries any of them. An entry
+// that does was published by a client that may write the loan log (a
+// stolen service credential) to purge the stream, cancel or move a timer,
+// or pass for a step. Header names are compared without case, whatever the
+// server honours.
+func CheckHeaders(addr topology.LoanAddress, headers map[string][]string) error {
+	timer := topology.TimerSubject(addr.Tenant, addr.Loan)
+	for k, vs := range headers {
+		lk := strings.ToLower(k)
+		if lk != "nats-rollup" && !strings.HasPrefix(lk, "nats-schedule") {
+			continue
+		}
+		v := ""
+		if len(vs) > 0 {
+			v = vs[len(vs)-1]
+		}
+		if !allowedHeader(addr, timer, lk, v) {
+			return fmt.Errorf("%w: a %s entry with header %s", ErrForgedHeaders, addr.Kind, k)
+		}
+	}
+	if addr.Kind == topology.KindStep && firstValue(headers, "nats-scheduler") != timer {
+		return fmt.Errorf("%w: a step the loan's timer did not fire", ErrForgedHeaders)
+	}
+	return nil
+}
+
+func allowedHeader(addr topology.LoanAddress, timer, key, value string) bool {
+	switch addr.Kind {
+	case topology.KindTimer:
+		switch key {
+		case "nats-schedule":
+			return true
+		case "nats-rollup":
+			// The server adds it to every schedule: the timer replaces the last.
+			return value == "sub"
+		case "nats-schedule-target":
+			t, err := topology.ParseLoanSubject(value)
+			return err == nil && t.Kind == topology.KindStep && t.Tenant == addr.Tenant && t.Loan == addr.Loan
+		}
+	case topology.KindStep, Closed.Token, Cancelled.Token:
+		switch key {
+		case "nats-scheduler":
+			return value == timer
+		case "nats-schedule-next":
+			return value == "purge"
+		}
+	}
+	return false
+}
+
+func firstValue(headers map[string][]string, lowerKey string) string {
+	for k, vs := range headers {
+		if strings.ToLower(k) == lowerKey && len(vs) > 0 {
+			return vs[len(vs)-1]
+		}
+	}
+	return ""
+}
+
+// DecodeStored decodes an entry as stored, headers included: what every
+// reader of the log applies (an entry with forged headers is an error, as
+// an undecodable one is).
+func DecodeStored(addr topology.LoanAddress, headers map[string][]string, data []byte) (policy.Event, error) {
+	if err := CheckHeaders(addr, headers); err != nil {
+		return nil, err
+	}
+	return Decode(addr, data)
+}
