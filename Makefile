@@ -177,13 +177,14 @@ nats-server: $(BIN)/nats-server
 $(BIN)/nats-server:
 	GOBIN=$(BIN) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
 
-## credentials: the deployment's NATS credentials in deploy/credentials (never committed):
-## the admin's and each service's, and the nodes' auth.conf; existing ones are kept
+## credentials: the deployment's credentials in deploy/credentials (never committed): the NATS
+## admin's and each service's, the nodes' auth.conf, and an admin API key (printed once); existing ones are kept
 COMPOSE_SERVICES := gateway overdue contact escalation handoff legal notify
 credentials:
 	@set -e; for id in admin $(addprefix service-,$(COMPOSE_SERVICES)); do \
 	  [ -f deploy/credentials/$$id.pub ] || $(GO) run ./services/dunctl credentials create --dir deploy/credentials $$id; done; \
-	$(GO) run ./services/dunctl credentials config --dir deploy/credentials
+	$(GO) run ./services/dunctl credentials config --dir deploy/credentials; \
+	[ -f deploy/credentials/api-keys ] || $(GO) run ./services/dunctl apikey create --file deploy/credentials/api-keys --tenant '*' --scopes admin
 
 ## up: the multi-node deployment (needs a Docker engine); provisions the topology as admin
 up: credentials

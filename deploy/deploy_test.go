@@ -30,6 +30,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/opendunning/dunning/pkg/access"
+	"github.com/opendunning/dunning/pkg/apikey"
 	"github.com/opendunning/dunning/pkg/app"
 	"github.com/opendunning/dunning/pkg/natstest"
 	"github.com/opendunning/dunning/pkg/pipeline"
@@ -406,6 +407,7 @@ type deployment struct {
 	// keys stands for deploy/credentials, which `make credentials` creates
 	// and no checkout holds: the same identities, made for this test.
 	keys     access.Keyring
+	apiKey   string
 	compose  composeFile
 	byKind   map[string][]string // sorted service names by kind
 	nats     map[string]*server.Options
@@ -455,6 +457,11 @@ func loadDeployment(t *testing.T) *deployment {
 		ids = append(ids, access.Service(d.compose.Services[name].Build.Args["SERVICE"]))
 	}
 	d.keys = access.Keyring{Dir: natstest.Keyring(t, app.Grants, ids...)}
+	// And the API key make credentials creates.
+	var err2 error
+	if d.apiKey, _, err2 = apikey.Create(filepath.Join(d.keys.Dir, "api-keys"), apikey.AnyTenant, []apikey.Scope{apikey.ScopeAdmin}); err2 != nil {
+		t.Fatal(err2)
+	}
 
 	// The NATS nodes' configurations, through their mounts: a copy of the
 	// mounted directory with the credentials' auth.conf, where each node
@@ -1227,7 +1234,13 @@ func TestDeployment(t *testing.T) {
 	body := fmt.Sprintf(`{"installmentDue": {"tenantId": "acme", "loanId": "L-1001", "installmentId": "1",
 		"amount": {"currency": "CNY", "minorUnits": "120000"}, "dueAt": %q,
 		"timeZone": "Asia/Shanghai", "contactRef": "crm-77"}}`, time.Now().UTC().Format(time.RFC3339))
-	resp, err := http.Post("http://"+addrs["gateway"]+"/v1/events", "application/json", strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, "http://"+addrs["gateway"]+"/v1/events", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+d.apiKey)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1422,6 +1435,9 @@ func runServices(t *testing.T, ctx context.Context, d *deployment, natsURL strin
 			}
 			args := append(slices.Clone(s.Command), "--nats", natsURL, "--http", "127.0.0.1:0", "--log-level", "error",
 				"--nats-seed", seedOf(t, s, d.keys, f["nats-seed"]))
+			if f["api-keys"] != "" {
+				args = append(args, "--api-keys", seedOf(t, s, d.keys, f["api-keys"]))
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

@@ -61,7 +61,7 @@ func (k Keyring) Create(id Identity) (seedFile, public string, err error) {
 		return "", "", err
 	}
 	seedFile = k.SeedFile(id)
-	if err := writeFileAtomic(seedFile, append(seed, '\n'), 0o600); err != nil {
+	if err := WriteFileAtomic(seedFile, append(seed, '\n'), 0o600); err != nil {
 		return "", "", err
 	}
 	keys, err := k.Keys(id)
@@ -133,7 +133,7 @@ func (k Keyring) writeKeys(id Identity, keys []string) error {
 	for _, key := range keys {
 		b.WriteString(key + "\n")
 	}
-	return writeFileAtomic(k.pubFile(id), b.Bytes(), 0o644)
+	return WriteFileAtomic(k.pubFile(id), b.Bytes(), 0o644)
 }
 
 // Identities lists every identity with keys, sorted.
@@ -257,7 +257,7 @@ func (k Keyring) ServerConfig(grants func(service string) (Grant, bool)) (string
 	if err := os.MkdirAll(k.Dir, 0o700); err != nil {
 		return "", err
 	}
-	return path, writeFileAtomic(path, b.Bytes(), 0o644)
+	return path, WriteFileAtomic(path, b.Bytes(), 0o644)
 }
 
 // q quotes a string for the server's configuration, whose escapes are
@@ -282,9 +282,13 @@ func list(s []string) string {
 	return "[" + strings.Join(parts, ", ") + "]"
 }
 
-// writeFileAtomic replaces path with data: a reader (the server reloading
-// its configuration) sees the old file or the new one, never half of one.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+// WriteFileAtomic replaces path with data: a reader (the server reloading
+// its configuration, a process reloading its API keys) sees the old file
+// or the new one, never half of one.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err

@@ -4,17 +4,20 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"mime"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/opendunning/dunning/pkg/apikey"
 	"github.com/opendunning/dunning/pkg/ingest"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/policy"
@@ -37,13 +40,16 @@ type Server struct {
 	Logger   *slog.Logger
 	// Ready reports whether the process can serve (NATS connected, topology provisioned).
 	Ready func() error
+	// Keys authenticates callers of every route but health and metrics;
+	// without it those routes refuse everyone.
+	Keys *apikey.Store
 }
 
 // Handler returns the HTTP routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/events", s.postEvent)
-	mux.HandleFunc("GET /v1/tenants/{tenant}/loans/{loan}/timeline", s.getTimeline)
+	mux.Handle("POST /v1/events", s.authed(apikey.ScopeIngest, s.postEvent))
+	mux.Handle("GET /v1/tenants/{tenant}/loans/{loan}/timeline", s.authed(apikey.ScopeRead, s.getTimeline))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -60,6 +66,46 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))
 	}
 	return mux
+}
+
+type principalKey struct{}
+
+// authed admits callers with an API key holding scope (the admin scope
+// holds every scope): 401 without a valid key, 403 without the scope.
+// Which tenant a key may act for is checked by the handler, which knows
+// the tenant.
+func (s *Server) authed(scope apikey.Scope, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			token = ""
+		}
+		var p apikey.Principal
+		err := apikey.ErrNoKey
+		if s.Keys != nil {
+			p, err = s.Keys.Authenticate(strings.TrimSpace(token))
+		}
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="dunning"`)
+			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "an API key is required: Authorization: Bearer <key> (" + err.Error() + ")", Field: "Authorization"})
+			return
+		}
+		if !p.Has(scope) {
+			writeJSON(w, http.StatusForbidden, errorBody{Error: "this API key lacks the " + string(scope) + " scope", Field: "Authorization"})
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+func principal(r *http.Request) apikey.Principal {
+	p, _ := r.Context().Value(principalKey{}).(apikey.Principal)
+	return p
+}
+
+// forbidden answers 403 for a tenant the caller's key does not serve.
+func forbidden(w http.ResponseWriter, field string) {
+	writeJSON(w, http.StatusForbidden, errorBody{Error: "this API key is not for this tenant", Field: field})
 }
 
 type errorBody struct {
@@ -89,6 +135,13 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		var v ingest.Event
 		if v, err = s.Ingestor.Check(ev); err == nil {
+			p := principal(r)
+			if !p.Serves(v.Tenant) {
+				s.count("invalid")
+				forbidden(w, "tenant_id")
+				return
+			}
+			v.Principal = p.String()
 			var res ingest.Result
 			res, err = s.Ingestor.Record(r.Context(), v)
 			if err == nil {
@@ -132,6 +185,11 @@ func (s *Server) getTimeline(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	p := principal(r)
+	if !p.Serves(tenant) {
+		forbidden(w, "tenant")
+		return
+	}
 	format := r.URL.Query().Get("format")
 	if format != "" && format != "json" && format != "text" {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: `format must be "json" (the default) or "text"`, Field: "format"})
@@ -146,6 +204,11 @@ func (s *Server) getTimeline(w http.ResponseWriter, r *http.Request) {
 	if len(tl.Entries) == 0 {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "no events for this loan", Field: "loan"})
 		return
+	}
+	// Verification codes let a borrower tell a genuine collector from a
+	// fraudster: only the admin scope sees them.
+	if !p.Has(apikey.ScopeAdmin) {
+		tl.HideCodes()
 	}
 	if format == "text" {
 		var b bytes.Buffer

@@ -4,16 +4,37 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"testing"
+
+	"github.com/opendunning/dunning/pkg/apikey"
 )
+
+// testKeys is a key file with one key for tenant with scopes.
+func testKeys(tb testing.TB, tenant string, scopes ...apikey.Scope) (*apikey.Store, string) {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "api-keys")
+	key, _, err := apikey.Create(path, tenant, scopes)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := apikey.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s, key
+}
 
 // An unknown timeline format is refused before the loan's log is read,
 // naming the field at fault.
 func TestTimelineUnknownFormat(t *testing.T) {
-	h := (&Server{}).Handler()
+	keys, key := testKeys(t, "acme", apikey.ScopeRead)
+	h := (&Server{Keys: keys}).Handler()
 	for _, format := range []string{"xml", "TEXT", "table"} {
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/tenants/acme/loans/L-1001/timeline?format="+format, nil))
+		req := httptest.NewRequest(http.MethodGet, "/v1/tenants/acme/loans/L-1001/timeline?format="+format, nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		h.ServeHTTP(rec, req)
 		var body errorBody
 		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
 			t.Fatalf("format %q: body %q is not JSON: %v", format, rec.Body, err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opendunning/dunning/pkg/apikey"
 	"github.com/opendunning/dunning/pkg/embedded"
 	"github.com/opendunning/dunning/pkg/ingest"
 	"github.com/opendunning/dunning/pkg/loanlog"
@@ -34,6 +35,8 @@ func FuzzIngest(f *testing.F) {
 	s := &Server{Ingestor: &ingest.Ingestor{Log: log}, Log: log, Now: time.Now,
 		Ladder: policy.Fixed(policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: policy.RealDay}}),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	var key string
+	s.Keys, key = testKeys(f, "*", apikey.ScopeAdmin)
 	h := s.Handler()
 	f.Add("application/json", []byte(`{"installmentDue":{"tenantId":"acme","loanId":"L-1","installmentId":"1","amount":{"currency":"CNY","minorUnits":"100"},"dueAt":"2026-12-01T00:00:00Z","timeZone":"Asia/Shanghai","contactRef":"c"}}`))
 	f.Add("application/json", []byte(`{"repaymentReceived":{"tenantId":"acme","loanId":"L-1","paymentId":"p","amount":{"currency":"CNY","minorUnits":"100"},"paidAt":"2026-12-01T00:00:00Z"}}`))
@@ -42,6 +45,7 @@ func FuzzIngest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
 		req := httptest.NewRequest(http.MethodPost, "/v1/events", bytes.NewReader(body))
 		req.Header.Set("Content-Type", contentType)
+		req.Header.Set("Authorization", "Bearer "+key)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		var out map[string]any

@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/api"
+	"github.com/opendunning/dunning/pkg/apikey"
 	"github.com/opendunning/dunning/pkg/notify"
 	"github.com/opendunning/dunning/pkg/pipeline"
 	"github.com/opendunning/dunning/pkg/policy"
@@ -107,6 +109,10 @@ type Config struct {
 	AckWait                 time.Duration
 	MaxDeliver              int
 	Replicas                int
+	// APIKeys is the file of the HTTP API's keys (package apikey).
+	APIKeys string
+	// TLSCert and TLSKey, when set, serve HTTPS.
+	TLSCert, TLSKey string
 }
 
 func parse(name string, args []string, o Options) (Config, error) {
@@ -124,6 +130,15 @@ func parse(name string, args []string, o Options) (Config, error) {
 		fs.StringVar(&c.NATSIdentity, "nats-identity", access.Service(name).String(), "the identity the seed belongs to (its inbox prefix follows it)")
 	}
 	fs.StringVar(&c.HTTP, "http", o.DefaultHTTP, "HTTP listen address (API, /metrics, /healthz)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM; with --tls-key)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "the private key of --tls-cert (PEM)")
+	if o.API {
+		help := "the API keys file (dunctl apikey create); every API call needs one of its keys"
+		if o.Embedded {
+			help += " (default: <data-dir>/credentials/api-keys, created with a development admin key on first start)"
+		}
+		fs.StringVar(&c.APIKeys, "api-keys", "", help)
+	}
 	fs.IntVar(&c.MaxConns, "http-max-conns", 512, "open HTTP connections at most, in all (keep it well under the process's open-file limit)")
 	fs.IntVar(&c.MaxConnsPerIP, "http-max-conns-per-ip", 64, "open HTTP connections at most from one remote address")
 	fs.DurationVar(&c.Day, "day", policy.RealDay, "length of a business day; shorten (e.g. 1s) to watch the ladder in minutes")
@@ -164,6 +179,12 @@ func parse(name string, args []string, o Options) (Config, error) {
 	if c.MaxConns < 1 || c.MaxConnsPerIP < 1 || c.MaxConnsPerIP > c.MaxConns {
 		return Config{}, fmt.Errorf("--http-max-conns and --http-max-conns-per-ip must be positive, the second at most the first; got %d and %d", c.MaxConns, c.MaxConnsPerIP)
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return Config{}, errors.New("--tls-cert and --tls-key go together")
+	}
+	if o.API && !o.Embedded && c.APIKeys == "" {
+		return Config{}, errors.New("--api-keys is required: no caller uses the API anonymously (create a key with: dunctl apikey create --file FILE --tenant TENANT --scopes ingest,read)")
+	}
 	if !o.Embedded && c.NATSSeed == "" {
 		return Config{}, fmt.Errorf("--nats-seed is required: no client connects to NATS anonymously (create one with: dunctl credentials create --dir DIR %s)", c.NATSIdentity)
 	}
@@ -184,6 +205,7 @@ type setup struct {
 	natsHost string
 	natsPort int
 	dataDir  string
+	keys     *apikey.Store
 }
 
 // prepare parses and validates the whole configuration.
@@ -211,6 +233,16 @@ func prepare(args []string, o Options) (setup, error) {
 	if o.Notify {
 		if st.notifier, err = newNotifier(cfg); err != nil {
 			return setup{}, err
+		}
+	}
+	if cfg.TLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return setup{}, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+	}
+	if o.API && cfg.APIKeys != "" {
+		if st.keys, err = apikey.Open(cfg.APIKeys); err != nil {
+			return setup{}, fmt.Errorf("--api-keys: %w", err)
 		}
 	}
 	if o.Embedded {
@@ -281,7 +313,7 @@ func Run(ctx context.Context, args []string, o Options) error {
 	}
 	if nc.reload != nil {
 		g.Go(func() error {
-			watchCredentials(gctx, filepath.Dir(nc.authFile), 2*time.Second, nc.reload, log)
+			watchCredentials(gctx, filepath.Dir(nc.authFile), nc.stamp, 2*time.Second, nc.reload, log)
 			return nil
 		})
 	}
@@ -318,11 +350,31 @@ func Run(ctx context.Context, args []string, o Options) error {
 			}
 			return nil
 		}}
+	if o.API {
+		if st.keys == nil {
+			// dunningd: the keys under its data directory, with a
+			// development admin key on the first start.
+			if st.keys, err = devAPIKeys(st.dataDir, log); err != nil {
+				return err
+			}
+		}
+		srv.Keys = st.keys
+		g.Go(func() error {
+			st.keys.Watch(gctx.Done(), 2*time.Second, func(err error) {
+				if err != nil {
+					log.Error("reloading API keys", "file", st.keys.Path, "err", err)
+					return
+				}
+				log.Info("API keys reloaded", "file", st.keys.Path)
+			})
+			return nil
+		})
+	}
 	h := srv.Handler()
 	if !o.API {
 		h = healthOnly(h)
 	}
-	serve(gctx, g, ln, h)
+	serve(gctx, g, ln, h, cfg.TLSCert, cfg.TLSKey)
 	log.Info("serving", "http", ln.Addr().String())
 	if o.Ready != nil {
 		o.Ready(ln.Addr().String())
@@ -354,6 +406,7 @@ type natsConns struct {
 	dial, admin pipeline.Dialer
 	reload      func() error
 	authFile    string
+	stamp       string
 	stop        func()
 }
 
@@ -393,6 +446,7 @@ func connect(o Options, st setup) (natsConns, error) {
 	if err := devCredentials(keys, log, access.Admin, self); err != nil {
 		return natsConns{}, err
 	}
+	stamp := keyringStamp(keys.Dir)
 	authFile, err := keys.ServerConfig(Grants)
 	if err != nil {
 		return natsConns{}, fmt.Errorf("writing the nats server's accounts: %w", err)
@@ -413,8 +467,46 @@ func connect(o Options, st setup) (natsConns, error) {
 			return srv.Reload()
 		},
 		authFile: authFile,
+		stamp:    stamp,
 		stop:     srv.Shutdown,
 	}, nil
+}
+
+// DevAPIKeyFile is where dunningd leaves the development admin key it
+// creates on its first start (under its data directory's credentials).
+const DevAPIKeyFile = "dev-api-key"
+
+// devAPIKeys opens dunningd's API keys under its data directory, creating
+// the file with one admin key on the first start, whose key is written to
+// DevAPIKeyFile beside it (mode 0600) for the README's examples.
+func devAPIKeys(dataDir string, log *slog.Logger) (*apikey.Store, error) {
+	dir := filepath.Join(dataDir, "credentials")
+	path := filepath.Join(dir, "api-keys")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		key, id, err := apikey.Create(path, apikey.AnyTenant, []apikey.Scope{apikey.ScopeAdmin})
+		if err != nil {
+			return nil, fmt.Errorf("creating the development API key: %w", err)
+		}
+		devFile := filepath.Join(dir, DevAPIKeyFile)
+		if err := os.WriteFile(devFile, []byte(key+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		log.Info("created a development API key (admin scope, every tenant)", "id", id, "key_file", devFile,
+			"use", "curl -H \"Authorization: Bearer $(cat "+devFile+")\" ...")
+	}
+	return apikey.Open(path)
+}
+
+// keyringStamp changes whenever a keyring's public keys do.
+func keyringStamp(dir string) string {
+	var b strings.Builder
+	matches, _ := filepath.Glob(filepath.Join(dir, "*.pub"))
+	for _, m := range matches {
+		if fi, err := os.Stat(m); err == nil {
+			fmt.Fprintf(&b, "%s %d %d;", m, fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	return b.String()
 }
 
 // devCredentials creates the identities dunningd needs on its first start,
@@ -438,25 +530,17 @@ func devCredentials(keys access.Keyring, log *slog.Logger, ids ...access.Identit
 // watchCredentials applies the keyring's credentials whenever one of its
 // files changes (dunctl credentials create or revoke), checking every
 // interval: no restart is needed to admit or shut out a party.
-func watchCredentials(ctx context.Context, dir string, interval time.Duration, reload func() error, log *slog.Logger) {
-	stamp := func() string {
-		var b strings.Builder
-		matches, _ := filepath.Glob(filepath.Join(dir, "*.pub"))
-		for _, m := range matches {
-			if fi, err := os.Stat(m); err == nil {
-				fmt.Fprintf(&b, "%s %d %d;", m, fi.Size(), fi.ModTime().UnixNano())
-			}
-		}
-		return b.String()
-	}
-	last := stamp()
+// last is the keyring's stamp when the server's configuration was
+// written, so that a change made between then and this watcher's start is
+// not missed.
+func watchCredentials(ctx context.Context, dir, last string, interval time.Duration, reload func() error, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(interval):
 		}
-		if now := stamp(); now != last {
+		if now := keyringStamp(dir); now != last {
 			last = now
 			if err := reload(); err != nil {
 				log.Error("reloading nats credentials", "err", err)
@@ -468,13 +552,17 @@ func watchCredentials(ctx context.Context, dir string, interval time.Duration, r
 }
 
 // serve answers HTTP on ln until ctx ends, then shuts down gracefully.
-func serve(ctx context.Context, g *errgroup.Group, ln net.Listener, h http.Handler) {
+func serve(ctx context.Context, g *errgroup.Group, ln net.Listener, h http.Handler, certFile, keyFile string) {
 	// Every phase of a request is bounded, so slow clients cannot hold
 	// connections (and the process's open files) indefinitely.
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	g.Go(func() error {
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serveFn := func() error { return hs.Serve(ln) }
+		if certFile != "" {
+			serveFn = func() error { return hs.ServeTLS(ln, certFile, keyFile) }
+		}
+		if err := serveFn(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
 		}
 		return nil

@@ -183,7 +183,7 @@ func (in *Ingestor) Record(ctx context.Context, ev Event) (Result, error) {
 		return Result{}, fmt.Errorf("encoding event: %w", err)
 	}
 	subj := ev.Subject()
-	seq, err := in.Log.AppendLender(ctx, subj, data)
+	seq, err := in.Log.AppendLender(ctx, subj, data, ev.Principal)
 	if errors.Is(err, loanlog.ErrDuplicate) {
 		prev, found, gerr := in.Log.Last(ctx, subj)
 		if gerr != nil {
@@ -235,6 +235,9 @@ func (in *Ingestor) Intake() message.NoPublishHandlerFunc {
 			in.Count("nats", "invalid")
 			return bus.Permanent(fmt.Errorf("subject names %s/%s but the event is for %s/%s", tenant, loan, ev.Tenant, ev.Loan))
 		}
+		// Only the tenant's lender identity (and the admin) may publish on
+		// its intake subjects: the server's permission is the principal.
+		ev.Principal = "nats:lender-" + tenant
 		res, err := in.Record(msg.Context(), ev)
 		_, invalid := AsFieldError(err)
 		switch {

@@ -31,6 +31,9 @@ type Event struct {
 	Kind         *codec.Kind
 	ID           string // installment or payment ID; empty for settlement
 	Msg          proto.Message
+	// Principal is who sent it, recorded with it and shown in the
+	// timeline: an API key ("apikey:<id>") or the tenant's NATS lender.
+	Principal string
 }
 
 // Subject is where the event is recorded in the loan's log.
@@ -54,7 +57,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 		); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Due, m.InstallmentId, m}, nil
+		return Event{m.TenantId, m.LoanId, codec.Due, m.InstallmentId, m, ""}, nil
 	case *dunningv1.LenderEvent_RepaymentReceived:
 		m, p := e.RepaymentReceived, "repayment_received."
 		if m == nil {
@@ -70,7 +73,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 		); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Repaid, m.PaymentId, m}, nil
+		return Event{m.TenantId, m.LoanId, codec.Repaid, m.PaymentId, m, ""}, nil
 	case *dunningv1.LenderEvent_LoanSettled:
 		m, p := e.LoanSettled, "loan_settled."
 		if m == nil {
@@ -79,7 +82,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 		if err := firstErr(id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), timestamp(p+"settled_at", m.SettledAt)); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Settled, "", m}, nil
+		return Event{m.TenantId, m.LoanId, codec.Settled, "", m, ""}, nil
 	case *dunningv1.LenderEvent_ContactOutcome:
 		m, p := e.ContactOutcome, "contact_outcome."
 		if m == nil {
@@ -97,7 +100,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			outcome, timestamp(p+"occurred_at", m.OccurredAt), detail); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Outcome, m.ContactId + "_" + codec.OutcomeFromProto(m.Outcome).String(), m}, nil
+		return Event{m.TenantId, m.LoanId, codec.Outcome, m.ContactId + "_" + codec.OutcomeFromProto(m.Outcome).String(), m, ""}, nil
 	}
 	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled, contact_outcome is required"}
 }

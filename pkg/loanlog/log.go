@@ -300,12 +300,19 @@ func (l *Log) SetTimer(ctx context.Context, tenant, loan string, expect uint64, 
 	return seqOf(l.publish(ctx, m))
 }
 
+// HeaderPrincipal records who sent a lender event.
+const HeaderPrincipal = "Dunning-Principal"
+
 // AppendLender records an identified lender event exactly once: the subject
 // carries the installment or payment ID and the write requires the subject to
 // be empty, so a repeat at any distance in time is refused with ErrDuplicate.
-func (l *Log) AppendLender(ctx context.Context, subject string, data []byte) (uint64, error) {
+// principal, when set, is recorded with it (HeaderPrincipal).
+func (l *Log) AppendLender(ctx context.Context, subject string, data []byte, principal string) (uint64, error) {
 	m := nats.NewMsg(subject)
 	m.Data = data
+	if principal != "" {
+		m.Header.Set(HeaderPrincipal, principal)
+	}
 	m.Header.Set(jetstream.MsgIDHeader, MsgID(subject))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
 	ack, err := l.publish(ctx, m)

@@ -43,7 +43,7 @@ func TestConformance(t *testing.T) {
 				if err != nil {
 					return 0, false, err
 				}
-				seq, err := l.AppendLender(ctx, topology.LoanSubject(tenant, loan, k.Token, id), data)
+				seq, err := l.AppendLender(ctx, topology.LoanSubject(tenant, loan, k.Token, id), data, "")
 				if errors.Is(err, loanlog.ErrDuplicate) {
 					return seq, true, nil
 				}

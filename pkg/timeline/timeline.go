@@ -23,16 +23,18 @@ import (
 
 // Entry is one line of a loan's timeline.
 type Entry struct {
-	Seq     uint64          `json:"seq"`
-	Time    time.Time       `json:"time"`
-	Subject string          `json:"subject"`
-	Kind    string          `json:"kind"`
-	Case    int             `json:"case"`
-	Stage   string          `json:"stage"`
-	Tier    string          `json:"tier"`
-	DPD     int             `json:"dpd"`
-	Reason  string          `json:"reason"`
-	Event   json.RawMessage `json:"event,omitempty"`
+	Seq     uint64    `json:"seq"`
+	Time    time.Time `json:"time"`
+	Subject string    `json:"subject"`
+	Kind    string    `json:"kind"`
+	Case    int       `json:"case"`
+	Stage   string    `json:"stage"`
+	Tier    string    `json:"tier"`
+	DPD     int       `json:"dpd"`
+	Reason  string    `json:"reason"`
+	// Principal is who sent a lender event (an API key, the NATS lender).
+	Principal string          `json:"principal,omitempty"`
+	Event     json.RawMessage `json:"event,omitempty"`
 }
 
 // Timeline is a loan's case history.
@@ -110,7 +112,7 @@ func Build(l policy.Ladder, tenant, loan string, raws []loanlog.Raw, now time.Ti
 	tl := Timeline{Tenant: tenant, Loan: loan, Entries: []Entry{}}
 	c := &policy.Case{}
 	for _, r := range raws {
-		e := Entry{Seq: r.Seq, Time: r.Time, Subject: r.Subject}
+		e := Entry{Seq: r.Seq, Time: r.Time, Subject: r.Subject, Principal: r.Header.Get(loanlog.HeaderPrincipal)}
 		addr, err := topology.ParseLoanSubject(r.Subject)
 		if err != nil {
 			e.Kind, e.Reason = "invalid", err.Error()
@@ -178,4 +180,37 @@ func describe(e *Entry, l policy.Ladder, c *policy.Case, ev policy.Event, at tim
 		e.Kind, e.Case, e.Stage, e.Tier, e.DPD = x.Kind.String(), x.Ctx.Case, x.Ctx.Stage.String(), x.Ctx.Tier.String(), x.Ctx.DPD
 		e.Reason = x.Ctx.Reason
 	}
+}
+
+// HideCodes removes the borrowers' verification codes (each contact's
+// "reference") from the entries' events.
+func (tl *Timeline) HideCodes() {
+	for i, e := range tl.Entries {
+		if len(e.Event) == 0 {
+			continue
+		}
+		var v any
+		if json.Unmarshal(e.Event, &v) != nil {
+			tl.Entries[i].Event = nil
+			continue
+		}
+		if b, err := json.Marshal(dropKey(v, "reference")); err == nil {
+			tl.Entries[i].Event = b
+		}
+	}
+}
+
+func dropKey(v any, key string) any {
+	switch t := v.(type) {
+	case map[string]any:
+		delete(t, key)
+		for k, c := range t {
+			t[k] = dropKey(c, key)
+		}
+	case []any:
+		for i, c := range t {
+			t[i] = dropKey(c, key)
+		}
+	}
+	return v
 }

@@ -6,12 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/opendunning/dunning/pkg/access"
+	"github.com/opendunning/dunning/pkg/apikey"
 	"github.com/opendunning/dunning/pkg/app"
 	"github.com/opendunning/dunning/pkg/pipeline"
 	"github.com/opendunning/dunning/pkg/topology"
@@ -181,4 +183,70 @@ func provision(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "provisioned %d streams and %d consumers (replicas %d)\n", len(topology.Streams()), len(pipeline.Consumers()), topo.Replicas)
 	return 0
+}
+
+// apiKeys manages the HTTP API's keys: dunctl apikey create|revoke|list.
+// A running gateway or dunningd reloads the file within seconds.
+func apiKeys(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd := args[0]
+	fs := flag.NewFlagSet("apikey "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("file", "./data/credentials/api-keys", "the API keys file (--api-keys of the gateway)")
+	tenant := fs.String("tenant", "", "create: the tenant the key acts for ("+apikey.AnyTenant+" with the admin scope)")
+	scopeList := fs.String("scopes", "", "create: comma-separated scopes: ingest, read, admin")
+	if err := fs.Parse(args[1:]); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "dunctl apikey %s: %v\n", cmd, err)
+		return 1
+	}
+	switch cmd {
+	case "create":
+		if fs.NArg() != 0 || *tenant == "" || *scopeList == "" {
+			fmt.Fprintln(stderr, "dunctl apikey create: --tenant and --scopes are required")
+			return 2
+		}
+		var sc []apikey.Scope
+		for _, s := range strings.Split(*scopeList, ",") {
+			sc = append(sc, apikey.Scope(strings.TrimSpace(s)))
+		}
+		key, id, err := apikey.Create(*file, *tenant, sc)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "key %s for tenant %s (%s), added to %s\n%s\n(shown once: only its hash is stored)\n", id, *tenant, *scopeList, *file, key)
+		return 0
+	case "revoke":
+		if fs.NArg() != 1 {
+			fmt.Fprintln(stderr, "dunctl apikey revoke: name the key's ID (dunctl apikey list)")
+			return 2
+		}
+		if err := apikey.Revoke(*file, fs.Arg(0)); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "key %s revoked\n", fs.Arg(0))
+		return 0
+	case "list":
+		keys, err := apikey.List(*file)
+		if err != nil {
+			return fail(err)
+		}
+		for _, k := range keys {
+			names := make([]string, len(k.Scopes))
+			for i, s := range k.Scopes {
+				names[i] = string(s)
+			}
+			fmt.Fprintf(stdout, "%-10s %-20s %s\n", k.ID, k.Tenant, strings.Join(names, ","))
+		}
+		return 0
+	}
+	fmt.Fprint(stderr, usage)
+	return 2
 }

@@ -38,6 +38,8 @@ const usage = `usage:
   dunctl credentials create|revoke|list|config [--dir DIR] [--key PUBKEY] [IDENTITY]
                                 manage NATS credentials (IDENTITY: admin, service-NAME, lender-TENANT, agency-ID)
                                 and regenerate the server's accounts (DIR/auth.conf; default ./data/credentials)
+  dunctl apikey create|revoke|list [--file FILE] [--tenant TENANT --scopes ingest,read|admin] [ID]
+                                manage the HTTP API's keys (default file ./data/credentials/api-keys)
   dunctl provision [--nats URL] [--nats-seed ADMIN.nk] [--replicas N] [--recreate-loans]
                                 create or update the pipeline's streams and consumers, as admin
 `
@@ -55,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return credentials(args[1:], stdout, stderr)
 		case "provision":
 			return provision(args[1:], stdout, stderr)
+		case "apikey":
+			return apiKeys(args[1:], stdout, stderr)
 		}
 	}
 	if len(args) < 2 || args[0] != "policy" {
@@ -187,6 +191,7 @@ func dryrun(args []string, out io.Writer) error {
 func timeline(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("timeline", flag.ContinueOnError)
 	api := fs.String("api", "http://127.0.0.1:8080", "base URL of the pipeline's HTTP API (dunningd or the gateway)")
+	keyFile := fs.String("key-file", "./data/credentials/dev-api-key", "file holding an API key with the read scope (DUNNING_API_KEY overrides; make run creates this one)")
 	fs.SetOutput(stderr)
 	// Flags may come before or after TENANT LOAN.
 	var pos []string
@@ -215,18 +220,32 @@ func timeline(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	if err := printTimeline(base, pos[0], pos[1], stdout); err != nil {
+	key := os.Getenv("DUNNING_API_KEY")
+	if key == "" {
+		b, err := os.ReadFile(*keyFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "dunctl timeline: an API key is needed: set DUNNING_API_KEY or --key-file (%v)\n", err)
+			return 2
+		}
+		key = strings.TrimSpace(string(b))
+	}
+	if err := printTimeline(base, key, pos[0], pos[1], stdout); err != nil {
 		fmt.Fprintln(stderr, "dunctl timeline:", err)
 		return 1
 	}
 	return 0
 }
 
-func printTimeline(base *url.URL, tenant, loan string, out io.Writer) error {
+func printTimeline(base *url.URL, key, tenant, loan string, out io.Writer) error {
 	u := base.JoinPath("v1", "tenants", tenant, "loans", loan, "timeline")
 	u.RawQuery = "format=text"
 	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get(u.String())
+	req, err := http.NewRequest(http.MethodGet, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := client.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {

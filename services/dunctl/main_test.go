@@ -92,8 +92,13 @@ func TestDryRunFlags(t *testing.T) {
 // clearly (exit 1) when the API is unreachable or refuses.
 func TestTimeline(t *testing.T) {
 	const table = "seq  kind             stage  tier  dpd  reason\n1    installment_due  none   none  0    installment 1 of 1200.00 CNY due 2026-01-15T04:00:00Z\n"
+	t.Setenv("DUNNING_API_KEY", "dk_test_secret")
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
+		case r.Header.Get("Authorization") != "Bearer dk_test_secret":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"error": "an API key is required", "field": "Authorization"}`)
 		case r.URL.Query().Get("format") != "text":
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusBadRequest)

@@ -453,7 +453,7 @@ func seedLoan(ctx context.Context, l *loanlog.Log, loan string, dueAt time.Time,
 	if err != nil {
 		return err
 	}
-	seq, err := l.AppendLender(ctx, topology.LoanSubject(tenant, loan, codec.Due.Token, "1"), data)
+	seq, err := l.AppendLender(ctx, topology.LoanSubject(tenant, loan, codec.Due.Token, "1"), data, "bench")
 	if err != nil {
 		return fmt.Errorf("seeding %s: %w", loan, err)
 	}

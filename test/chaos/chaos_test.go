@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/opendunning/dunning/pkg/access"
+	"github.com/opendunning/dunning/pkg/apikey"
 	"github.com/opendunning/dunning/pkg/app"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/natstest"
@@ -79,6 +80,10 @@ func TestChaos(t *testing.T) {
 		ids = append(ids, access.Service(s))
 	}
 	keys := access.Keyring{Dir: natstest.Keyring(t, app.Grants, ids...)}
+	// The gateway's API keys (the run drives it over NATS only).
+	if _, _, err := apikey.Create(filepath.Join(keys.Dir, "api-keys"), "chaos", []apikey.Scope{apikey.ScopeIngest}); err != nil {
+		t.Fatal(err)
+	}
 	srv := startNATS(t, keys)
 
 	nc, err := nats.Connect(srv.url(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), srv.admin)
@@ -346,8 +351,11 @@ func (f *fleet) start(s *slot) error {
 		return err
 	}
 	defer out.Close()
-	s.cmd = exec.Command(filepath.Join(f.bin, s.service), append(slices.Clone(f.args), "--http", s.http,
-		"--nats-seed", f.keys.SeedFile(access.Service(s.service)))...)
+	args := append(slices.Clone(f.args), "--http", s.http, "--nats-seed", f.keys.SeedFile(access.Service(s.service)))
+	if s.service == "gateway" {
+		args = append(args, "--api-keys", filepath.Join(f.keys.Dir, "api-keys"))
+	}
+	s.cmd = exec.Command(filepath.Join(f.bin, s.service), args...)
 	s.cmd.Stdout, s.cmd.Stderr = out, out
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return s.cmd.Start()

@@ -278,6 +278,7 @@ func runDunningd(t *testing.T, data string, extra ...string) *dunningd {
 	select {
 	case a := <-ready:
 		d.base = "http://" + a
+		useDevKey(t, d.base, data)
 	case err := <-done:
 		t.Fatalf("dunningd exited: %v", err)
 	case <-time.After(20 * time.Second):

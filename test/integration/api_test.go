@@ -28,6 +28,9 @@ func readmeExample(t *testing.T, due time.Time) string {
 		t.Fatal("README has no ingest example between its markers")
 	}
 	block := s[start:end]
+	if !strings.Contains(block, `-H "Authorization: Bearer $(cat data/credentials/dev-api-key)"`) {
+		t.Fatal("README's ingest example does not carry make run's development API key")
+	}
 	i := strings.Index(block, "-d '")
 	j := strings.LastIndex(block, "'")
 	if i < 0 || j <= i {

@@ -153,6 +153,16 @@ func startDunningd(t *testing.T, extra ...string) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrCh := make(chan string, 1)
 	done := make(chan error, 1)
+	data := ""
+	for i, a := range extra {
+		if a == "--data-dir" && i+1 < len(extra) {
+			data = extra[i+1]
+		}
+	}
+	if data == "" {
+		data = t.TempDir()
+		extra = append(extra, "--data-dir", data)
+	}
 	args := append([]string{"--nats-listen", "none", "--http", "127.0.0.1:0", "--day", "100ms", "--log-level", "error"}, extra...)
 	o := allinone.Options()
 	o.Ready = func(a string) { addrCh <- a }
@@ -165,6 +175,7 @@ func startDunningd(t *testing.T, extra ...string) string {
 				t.Errorf("dunningd: %v", err)
 			}
 		})
+		useDevKey(t, "http://"+a, data)
 		return "http://" + a
 	case err := <-done:
 		cancel()

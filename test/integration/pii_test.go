@@ -75,6 +75,7 @@ func TestPersonalDataGoesNowhere(t *testing.T) {
 	select {
 	case a := <-addr:
 		base = "http://" + a
+		useDevKey(t, base, data)
 	case err := <-done:
 		t.Fatalf("dunningd exited: %v", err)
 	case <-time.After(20 * time.Second):
