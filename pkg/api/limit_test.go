@@ -6,8 +6,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/opendunning/dunning/pkg/apikey"
+	"github.com/opendunning/dunning/pkg/ingest"
 )
 
 // N+500 idle connections from one address cannot starve another: over the
@@ -20,7 +24,8 @@ func TestConnectionCaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{Handler: (&Server{}).Handler(), ReadHeaderTimeout: 2 * time.Second}
+	keys, key := testKeys(t, "acme", apikey.ScopeIngest)
+	hs := &http.Server{Handler: (&Server{Keys: keys, Ingestor: &ingest.Ingestor{}}).Handler(), ReadHeaderTimeout: 2 * time.Second}
 	go func() { _ = hs.Serve(Limit(ln, total, perAddress)) }()
 	t.Cleanup(func() { _ = hs.Close() })
 
@@ -59,6 +64,23 @@ func TestConnectionCaps(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || time.Since(start) > time.Second {
 		t.Errorf("/healthz from 127.0.0.2 = %d after %s, want 200 within 1s", resp.StatusCode, time.Since(start))
+	}
+	// An authenticated POST from there reaches the handler, which answers
+	// (400: the body is no lender event; a refused key would be 401).
+	req, err := http.NewRequest(http.MethodPost, "http://"+ln.Addr().String()+"/v1/events", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+key)
+	start = time.Now()
+	resp, err = other.Do(req)
+	if err != nil {
+		t.Fatalf("POST from 127.0.0.2 beside %d idle connections: %v", len(idle), err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || time.Since(start) > time.Second {
+		t.Errorf("authenticated POST from 127.0.0.2 = %d after %s, want 400 within 1s", resp.StatusCode, time.Since(start))
 	}
 
 	// Those under the cap are cut off at the read-header timeout.
