@@ -441,6 +441,9 @@ func connect(o Options, st setup) (natsConns, error) {
 				nats.ReconnectWait(250*time.Millisecond), nats.ReconnectJitter(250*time.Millisecond, time.Second))
 		}, stop: func() {}}, nil
 	}
+	if err := adoptGlobalAccount(st.dataDir, log); err != nil {
+		return natsConns{}, err
+	}
 	keys := access.Keyring{Dir: filepath.Join(st.dataDir, "credentials")}
 	self := access.Service(o.Name)
 	if err := devCredentials(keys, log, access.Admin, self); err != nil {
@@ -495,6 +498,30 @@ func devAPIKeys(dataDir string, log *slog.Logger) (*apikey.Store, error) {
 			"use", "curl -H \"Authorization: Bearer $(cat "+devFile+")\" ...")
 	}
 	return apikey.Open(path)
+}
+
+// adoptGlobalAccount moves a data directory's streams from the global
+// account ($G), where dunningd kept them before it had accounts, to the
+// pipeline's account, before the server starts: otherwise it would start
+// with an empty DUNNING account and every loan would seem gone. JetStream
+// keeps an account's streams in <store>/jetstream/<account>, nothing of
+// the account's name inside them. With both present it refuses to guess.
+func adoptGlobalAccount(dataDir string, log *slog.Logger) error {
+	global := filepath.Join(dataDir, "jetstream", "$G")
+	ours := filepath.Join(dataDir, "jetstream", access.AccountDunning)
+	if _, err := os.Stat(filepath.Join(global, "streams", topology.StreamLoans)); err != nil {
+		return nil // nothing of ours in the global account
+	}
+	if _, err := os.Stat(ours); err == nil {
+		return fmt.Errorf("%s holds the pipeline's streams in both the global account (%s) and %s: move the one to keep to %s while dunningd is stopped",
+			dataDir, global, ours, ours)
+	}
+	if err := os.Rename(global, ours); err != nil {
+		return fmt.Errorf("moving the streams of the global account to %s: %w", access.AccountDunning, err)
+	}
+	log.Warn("moved the pipeline's streams from the global account to account "+access.AccountDunning+" (data from before NATS accounts)",
+		"from", global, "to", ours)
+	return nil
 }
 
 // keyringStamp changes whenever a keyring's public keys do.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
@@ -24,6 +25,7 @@ import (
 	"github.com/opendunning/dunning/pkg/app"
 	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/codec"
+	"github.com/opendunning/dunning/pkg/embedded"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/pipeline"
 	"github.com/opendunning/dunning/pkg/policy"
@@ -561,5 +563,55 @@ func TestTopologyRemovedByAdmin(t *testing.T) {
 	err := app.Run(ctx, []string{"--data-dir", data, "--nats-listen", "none", "--http", "127.0.0.1:0", "--fsync", "interval"}, o)
 	if !errors.Is(err, topology.ErrLoansMissing) {
 		t.Errorf("restart without the loans stream: %v, want ErrLoansMissing", err)
+	}
+}
+
+// A data directory written before the pipeline had NATS accounts keeps its
+// streams in the global account: dunningd adopts them into DUNNING on its
+// next start, and the loan is still there.
+func TestDataFromBeforeAccounts(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	old, err := embedded.StartOptions(&server.Options{JetStream: true, StoreDir: data, DontListen: true, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(old.Server))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	topo := topology.DefaultTopology()
+	for _, sc := range topo.StreamConfigs() {
+		if sc.Name == topology.StreamRecord {
+			continue // older versions had no record
+		}
+		if _, err := js.CreateStream(ctx, sc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := proto.Marshal(dueEvent("L-old", "1", 5000, time.Now().Add(24*time.Hour)).GetInstallmentDue())
+	if _, err := loanlog.New(nc, js).AppendLender(ctx, topology.LoanSubject(tenant, "L-old", codec.Due.Token, "1"), b, ""); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	old.Shutdown()
+
+	d := runDunningd(t, data)
+	if !strings.Contains(d.logs.String(), "moved the pipeline's streams from the global account") {
+		t.Error("no word of the move in the log")
+	}
+	resp, err := http.Get(d.base + "/v1/tenants/" + tenant + "/loans/L-old/timeline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "installment_due") {
+		t.Errorf("the old loan's timeline: %d %s", resp.StatusCode, body)
 	}
 }
