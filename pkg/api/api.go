@@ -160,7 +160,7 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	if fe, ok := ingest.AsFieldError(err); ok {
 		s.count("invalid")
 		status := http.StatusBadRequest
-		if errors.Is(err, ingest.ErrCurrencyMismatch) {
+		if errors.Is(err, ingest.ErrCurrencyMismatch) || errors.Is(err, ingest.ErrUnknownContact) {
 			status = http.StatusUnprocessableEntity // well-formed, but not this loan's money
 		}
 		writeJSON(w, status, errorBody{Error: fe.Error(), Field: fe.Field})

@@ -16,6 +16,7 @@ import (
 	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
@@ -27,6 +28,12 @@ var ErrConflictingDuplicate = errors.New("conflicts with the event already recor
 // ErrCurrencyMismatch: money in another currency than the loan's
 // installments. It would never be counted, so it is refused at once.
 var ErrCurrencyMismatch = errors.New("is not in the loan's currency")
+
+// ErrUnknownContact: an outcome for a contact the loan's log does not hold.
+// Outcomes are recorded once per contact and outcome, so this bounds what
+// any one loan accumulates: a flood of outcomes for made-up contacts is
+// refused at the door instead of growing the log.
+var ErrUnknownContact = errors.New("is not a contact of this loan")
 
 // Horizon bounds an installment's due time around now: a due date decades
 // old would take a loan from overdue to legal referral in one burst, one
@@ -112,6 +119,29 @@ func (in *Ingestor) currency(ctx context.Context, ev Event) error {
 	return nil
 }
 
+// knownContact refuses an outcome whose contact the pipeline never made
+// for this loan.
+func (in *Ingestor) knownContact(ctx context.Context, ev Event) error {
+	o, ok := ev.Msg.(*dunningv1.ContactOutcome)
+	if !ok {
+		return nil
+	}
+	entries, _, err := in.Log.Read(ctx, ev.Tenant, ev.Loan)
+	if err != nil {
+		return fmt.Errorf("reading the loan's contacts: %w", err)
+	}
+	for _, e := range entries {
+		if d, ok := e.Event.(policy.Decision); ok {
+			for _, t := range d.Tasks {
+				if t.ID == o.GetContactId() {
+					return nil
+				}
+			}
+		}
+	}
+	return fmt.Errorf("%w: %w", ErrUnknownContact, &FieldError{"contact_outcome.contact_id", "names no contact the pipeline made for this loan"})
+}
+
 // Metrics count lender events by source (http, nats) and result (accepted,
 // duplicate, invalid).
 type Metrics struct {
@@ -176,6 +206,9 @@ func jsonProblem(err error) string {
 // ErrConflictingDuplicate.
 func (in *Ingestor) Record(ctx context.Context, ev Event) (Result, error) {
 	if err := in.currency(ctx, ev); err != nil {
+		return Result{}, err
+	}
+	if err := in.knownContact(ctx, ev); err != nil {
 		return Result{}, err
 	}
 	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(ev.Msg)

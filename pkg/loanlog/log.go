@@ -125,11 +125,12 @@ func (l *Log) ReadRaw(ctx context.Context, tenant, loan string) ([]Raw, uint64, 
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
 	out, _, err := l.batch(ctx, map[string]any{"multi_last": []string{topology.LoanLog(tenant, loan)}, "batch": maxLog}, maxLog)
+	if errors.Is(err, errTooMany) || (err == nil && len(out) >= maxLog) {
+		// A log longer than one read: page through it in stream order.
+		out, err = l.pages(ctx, tenant, loan)
+	}
 	if err != nil {
 		return nil, 0, err
-	}
-	if len(out) >= maxLog {
-		return nil, 0, fmt.Errorf("reading loan log: %s/%s has %d or more messages, more than one read returns", tenant, loan, maxLog)
 	}
 	slices.SortFunc(out, func(a, b Raw) int { return cmp.Compare(a.Seq, b.Seq) })
 	if len(out) == 0 {
@@ -139,9 +140,34 @@ func (l *Log) ReadRaw(ctx context.Context, tenant, loan string) ([]Raw, uint64, 
 }
 
 // maxLog bounds a loan's log in one read: nats-server answers a multi_last
-// request for at most 1024 subjects. A loan that outgrows it (years of daily
-// entry deferrals) fails with a clear error rather than a wrong fold.
+// request for at most 1024 subjects (413 Too Many Results beyond). A loan
+// that outgrows it (years of daily entry deferrals, a flood of writes) is
+// read in pages instead, so no loan is ever frozen by its length.
 const maxLog = 1024
+
+// errTooMany: the server refused a multi_last read for its number of subjects.
+var errTooMany = errors.New("too many subjects for one read")
+
+// pages reads a loan's log in stream order, maxLog messages a request
+// ("next by subject" from a sequence). Slower than multi_last, which
+// answers from the subject index: the server walks the stream from each
+// page's first sequence. Every message of a loan has a subject of its own
+// (the timer's schedule replaces the last), so both reads return the same.
+func (l *Log) pages(ctx context.Context, tenant, loan string) ([]Raw, error) {
+	var out []Raw
+	next := uint64(1)
+	for {
+		page, pending, err := l.batch(ctx, map[string]any{"seq": next, "next_by_subj": topology.LoanLog(tenant, loan), "batch": maxLog}, maxLog)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if len(page) == 0 || pending == 0 {
+			return out, nil
+		}
+		next = page[len(page)-1].Seq + 1
+	}
+}
 
 // batch sends one direct-get request and collects its replies until the end
 // of the batch, or n messages.
@@ -167,6 +193,8 @@ func (l *Log) batch(ctx context.Context, request map[string]any, n int) ([]Raw, 
 			switch status {
 			case "204", "404": // end of batch; no message for the loan
 				finish(nil)
+			case "413":
+				finish(fmt.Errorf("reading loan log: %w (%s)", errTooMany, m.Header.Get("Description")))
 			default:
 				finish(fmt.Errorf("reading loan log: status %s %s", status, m.Header.Get("Description")))
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/allinone"
@@ -31,6 +32,7 @@ import (
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/stage"
 	"github.com/opendunning/dunning/pkg/topology"
+	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
 // client is a TCP connection as one identity, with the errors the server
@@ -476,6 +478,8 @@ func TestTopologyRemovedByAdmin(t *testing.T) {
 	t.Parallel()
 	data := t.TempDir()
 	d := runDunningd(t, data)
+	// Every handler subscribed before anything is removed.
+	waitReady(t, d.base)
 	keys := access.Keyring{Dir: filepath.Join(data, "credentials")}
 	violations := make(chan error, 16)
 	connect := func(id access.Identity) (*nats.Conn, jetstream.JetStream) {
@@ -613,5 +617,85 @@ func TestDataFromBeforeAccounts(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "installment_due") {
 		t.Errorf("the old loan's timeline: %d %s", resp.StatusCode, body)
+	}
+}
+
+// Acceptance 5 (volume): no loan is frozen by what is written to it. A
+// flood of 1,030 outcomes for made-up contacts is refused at intake (an
+// outcome must name a contact the pipeline made for the loan, so outcomes
+// are bounded per contact); and a log grown past the 1,024 subjects one
+// multi_last read returns (here 1,100 outcomes written straight into it
+// with the gateway's credential, past intake) is read in pages: the
+// loan's real repayment still cures it.
+func TestVolumeNeverFreezesALoan(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 500*time.Millisecond)
+	h.startPipeline()
+	h.send(dueEvent("L-flood", "1", 1000, time.Now()))
+	h.waitKind("L-flood", policy.KindContactRequested, 1, 10*time.Second)
+
+	const flood = 1030
+	lender := h.connectAs(access.Lender(tenant))
+	ljs, err := jetstream.New(lender.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range flood {
+		body := fmt.Sprintf(`{"contactOutcome": {"tenantId": %q, "loanId": "L-flood", "contactId": "made-up-%d", "outcome": "OUTCOME_DELIVERED", "occurredAt": %q}}`,
+			tenant, i, time.Now().UTC().Format(time.RFC3339))
+		m := nats.NewMsg(topology.IntakeSubject(tenant, "L-flood"))
+		m.Data = []byte(body)
+		m.Header.Set("Content-Type", "application/json")
+		if _, err := ljs.PublishMsgAsync(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-ljs.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the flood was not acknowledged")
+	}
+	waitFor(t, 60*time.Second, func() error {
+		n := 0
+		for _, m := range h.dlq() {
+			if strings.Contains(m.Header.Get(bus.HeaderDLQReason), "names no contact") {
+				n++
+			}
+		}
+		if n < flood {
+			return fmt.Errorf("%d of %d made-up outcomes refused", n, flood)
+		}
+		return nil
+	})
+	if n := counts(h.entries("L-flood"))["outcome"]; n != 0 {
+		t.Errorf("%d made-up outcomes recorded", n)
+	}
+
+	// Past intake: 1,100 outcome entries written into the log.
+	gw := h.connectAs(access.Service("gateway"))
+	gjs, err := jetstream.New(gw.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1100 {
+		o := &dunningv1.ContactOutcome{TenantId: tenant, LoanId: "L-flood", ContactId: fmt.Sprintf("w%d", i),
+			Outcome: dunningv1.Outcome_OUTCOME_DELIVERED, OccurredAt: timestamppb.Now()}
+		b, _ := proto.Marshal(o)
+		if _, err := gjs.PublishAsync(topology.LoanSubject(tenant, "L-flood", codec.Outcome.Token, fmt.Sprintf("w%d_delivered", i)), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-gjs.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the written outcomes were not acknowledged")
+	}
+	if n := len(h.entries("L-flood")); n < 1100 {
+		t.Fatalf("the log reads %d entries, want more than 1,100", n)
+	}
+	h.send(payEvent("L-flood", "p-real", 1000))
+	h.waitKind("L-flood", policy.KindCaseClosed, 1, 20*time.Second)
+	if d, _ := h.decision("L-flood", policy.KindCaseClosed); d.CloseReason != policy.CloseCured {
+		t.Errorf("closed as %s, want cured", d.CloseReason)
 	}
 }

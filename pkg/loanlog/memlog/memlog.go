@@ -27,10 +27,6 @@ import (
 // ErrDuplicate: a lender fact with this identifier is already recorded.
 var ErrDuplicate = errors.New("event already recorded")
 
-// MaxRead is how many subjects one read of a loan returns, as nats-server's
-// multi_last does; a longer log fails to read rather than fold wrong.
-const MaxRead = 1024
-
 // Msg is one stored message.
 type Msg struct {
 	Seq     uint64
@@ -123,9 +119,6 @@ func (l *Log) Read(_ context.Context, tenant, id string) ([]policy.Entry, uint64
 	last := map[string]Msg{}
 	for _, m := range msgs {
 		last[m.Subject] = m
-	}
-	if len(last) >= MaxRead {
-		return nil, 0, fmt.Errorf("reading loan log: %s/%s has %d or more messages, more than one read returns", tenant, id, MaxRead)
 	}
 	out := make([]policy.Entry, 0, len(last))
 	for _, m := range last {
