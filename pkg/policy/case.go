@@ -295,6 +295,22 @@ func (c *Case) applyDecision(d Decision) {
 // payment that arrives before its installment (out of order) is therefore
 // applied as soon as the installment is known.
 func (c *Case) Outstanding() []int64 {
+	owed, _ := c.allocate()
+	return owed
+}
+
+// Overpaid is what the loan's repayments exceed every announced installment
+// by: money the lender holds as the borrower's credit, flagged in the
+// timeline and counted (dunning_overpayments_total), never silently
+// absorbed. A later installment takes it first.
+func (c *Case) Overpaid() Money {
+	_, surplus := c.allocate()
+	return Money{Currency: c.currency(), Minor: surplus}
+}
+
+// allocate applies the repayments to the installments: what is still owed
+// on each, and what is left over.
+func (c *Case) allocate() ([]int64, int64) {
 	owed := make([]int64, len(c.Installments))
 	for i, in := range c.Installments {
 		if in.Amount.Currency == c.currency() {
@@ -302,7 +318,7 @@ func (c *Case) Outstanding() []int64 {
 		}
 	}
 	if c.Settled {
-		return make([]int64, len(owed))
+		return make([]int64, len(owed)), 0
 	}
 	var pool int64
 	cur := c.currency()
@@ -325,7 +341,7 @@ func (c *Case) Outstanding() []int64 {
 		owed[i] -= take
 		pool -= take
 	}
-	return owed
+	return owed, pool
 }
 
 // Product is the loan's product code (from its first installment), "" if none.

@@ -60,6 +60,9 @@ type Deps struct {
 type Metrics struct {
 	Decisions *prometheus.CounterVec
 	Conflicts *prometheus.CounterVec
+	// Overpayments counts repayments after which the loan's repayments
+	// exceed every announced installment (the timeline flags each).
+	Overpayments prometheus.Counter
 }
 
 // NewMetrics registers the engine's counters on reg.
@@ -69,8 +72,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Decisions appended to loan logs, by consumer and kind."}, []string{"consumer", "kind"}),
 		Conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "log_conflicts_total",
 			Help: "Writes refused because the loan's log moved; each is re-read and decided again."}, []string{"consumer"}),
+		Overpayments: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dunning", Name: "overpayments_total",
+			Help: "Repayments after which a loan's repayments exceed every announced installment (flagged in its timeline)."}),
 	}
-	reg.MustRegister(m.Decisions, m.Conflicts)
+	reg.MustRegister(m.Decisions, m.Conflicts, m.Overpayments)
 	return m
 }
 
@@ -81,6 +86,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // Handling the same trigger again (a redelivery) finds its decision already
 // in the log and adds nothing.
 func (s Stage) Handle(ctx context.Context, d Deps, tenant, loan string, seq uint64, ev policy.Event) error {
+	overpaid := false // as of the read the committed decision was made from
 	decide := func(l policy.Ladder, c *policy.Case, now time.Time) (*policy.Decision, error) {
 		if f, ok := ev.(policy.StepFired); ok {
 			if f.Step.Stage != s.Policy {
@@ -96,9 +102,15 @@ func (s Stage) Handle(ctx context.Context, d Deps, tenant, loan string, seq uint
 		if s.Decide == nil {
 			return nil, fmt.Errorf("%s: unexpected trigger %T", s.Consumer, ev)
 		}
+		_, isRepayment := ev.(policy.Repayment)
+		overpaid = isRepayment && c.Overpaid().Minor > 0
 		return s.Decide(l, c, ev, now)
 	}
-	return d.process(ctx, s, tenant, loan, seq, decide)
+	err := d.process(ctx, s, tenant, loan, seq, decide)
+	if err == nil && overpaid && d.Metrics != nil {
+		d.Metrics.Overpayments.Inc()
+	}
+	return err
 }
 
 // errEarlyStep: a step before its time, which the server never fires.

@@ -370,3 +370,22 @@ func TestStageWritesOnlyItsKinds(t *testing.T) {
 	}
 	w.want("L-1", "overdue_confirmed")
 }
+
+// An overpayment is counted once and left in the case as the borrower's
+// credit; the case closes as cured.
+func TestOverpaymentCounted(t *testing.T) {
+	w := newWorld(t)
+	w.installment("L-1", 100000)
+	w.drain()
+	w.until(w.dpd(3, time.Hour))
+	w.pay("L-1", "p1", 150000)
+	w.drain()
+	w.want("L-1", "overdue_confirmed", "contact_requested", "case_closed:cured")
+	if got := testutil.ToFloat64(w.metrics.Overpayments); got != 1 {
+		t.Errorf("dunning_overpayments_total = %v, want 1", got)
+	}
+	es, _, _ := w.log.Read(ctx, tenant, "L-1")
+	if over := policy.Fold(es).Overpaid(); over.Minor != 50000 {
+		t.Errorf("overpaid %s, want 500.00 CNY", over)
+	}
+}

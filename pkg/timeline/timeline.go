@@ -163,7 +163,11 @@ func describe(e *Entry, l policy.Ladder, c *policy.Case, ev policy.Event, at tim
 		lender("installment_due", fmt.Sprintf("installment %s of %s due %s", x.ID, x.Amount, x.DueAt.UTC().Format(time.RFC3339)))
 	case policy.Repayment:
 		o, _ := c.Overdue(l.Calendar, at)
-		lender("repayment_received", fmt.Sprintf("payment %s of %s; overdue now %s", x.PaymentID, x.Amount, o))
+		reason := fmt.Sprintf("payment %s of %s; overdue now %s", x.PaymentID, x.Amount, o)
+		if over := c.Overpaid(); over.Minor > 0 {
+			reason += fmt.Sprintf("; OVERPAID: %s more than every announced installment (the borrower's credit)", over)
+		}
+		lender("repayment_received", reason)
 	case policy.Settled:
 		lender("loan_settled", "lender reported the loan settled")
 	case policy.ContactOutcome:

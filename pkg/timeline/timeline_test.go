@@ -3,7 +3,16 @@ package timeline
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/opendunning/dunning/pkg/codec"
+	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/topology"
 )
 
 func TestWriteText(t *testing.T) {
@@ -62,5 +71,36 @@ func TestWriteTextReportsWriteErrors(t *testing.T) {
 	tl := Timeline{Entries: []Entry{{Seq: 1, Kind: "installment_due", Stage: "none", Tier: "none"}}}
 	if err := tl.WriteText(failingWriter{}); !errors.Is(err, errWrite) {
 		t.Errorf("WriteText to a failing writer = %v, want %v", err, errWrite)
+	}
+}
+
+// A repayment beyond every announced installment is flagged, with the
+// surplus, on the repayment's line.
+func TestOverpaymentFlagged(t *testing.T) {
+	due := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	events := []policy.Event{
+		policy.InstallmentDue{ID: "1", Amount: policy.Money{Currency: "CNY", Minor: 100000}, DueAt: due, Zone: "Asia/Shanghai", ContactRef: "crm"},
+		policy.Repayment{PaymentID: "p1", Amount: policy.Money{Currency: "CNY", Minor: 150000}, PaidAt: due},
+	}
+	ids := []string{"1", "p1"}
+	var raws []loanlog.Raw
+	for i, ev := range events {
+		k, m, err := codec.Encode("acme", "L-1", ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raws = append(raws, loanlog.Raw{Seq: uint64(i + 1), Subject: topology.LoanSubject("acme", "L-1", k.Token, ids[i]), Time: due, Data: b})
+	}
+	l := policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: policy.RealDay}}
+	tl := Build(l, "acme", "L-1", raws, due)
+	if len(tl.Entries) != 2 || !strings.Contains(tl.Entries[1].Reason, "OVERPAID: 500.00 CNY") {
+		t.Errorf("entries %+v, want the repayment flagged OVERPAID: 500.00 CNY", tl.Entries)
+	}
+	if strings.Contains(tl.Entries[0].Reason, "OVERPAID") {
+		t.Errorf("the installment is flagged: %s", tl.Entries[0].Reason)
 	}
 }
