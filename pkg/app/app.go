@@ -109,6 +109,8 @@ type Config struct {
 	AckWait                 time.Duration
 	MaxDeliver              int
 	Replicas                int
+	// MetricsHTTP, when set, serves /metrics there instead of on HTTP.
+	MetricsHTTP string
 	// APIKeys is the file of the HTTP API's keys (package apikey).
 	APIKeys string
 	// TLSCert and TLSKey, when set, serve HTTPS.
@@ -129,7 +131,8 @@ func parse(name string, args []string, o Options) (Config, error) {
 		fs.StringVar(&c.NATSSeed, "nats-seed", "", "the service's NATS credential: an nkey seed file (dunctl credentials create service-"+name+")")
 		fs.StringVar(&c.NATSIdentity, "nats-identity", access.Service(name).String(), "the identity the seed belongs to (its inbox prefix follows it)")
 	}
-	fs.StringVar(&c.HTTP, "http", o.DefaultHTTP, "HTTP listen address (API, /metrics, /healthz)")
+	fs.StringVar(&c.HTTP, "http", o.DefaultHTTP, "HTTP listen address (API, /healthz, /readyz, and /metrics unless --metrics-http)")
+	fs.StringVar(&c.MetricsHTTP, "metrics-http", "", "serve /metrics on this address of its own (e.g. one only the monitoring network reaches) instead of --http's")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM; with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "the private key of --tls-cert (PEM)")
 	if o.API {
@@ -281,6 +284,14 @@ func Run(ctx context.Context, args []string, o Options) error {
 	}
 	defer ln.Close()
 	ln = api.Limit(ln, cfg.MaxConns, cfg.MaxConnsPerIP)
+	var metricsLn net.Listener
+	if cfg.MetricsHTTP != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsHTTP); err != nil {
+			return fmt.Errorf("--metrics-http: listening on %s: %w", cfg.MetricsHTTP, err)
+		}
+		defer metricsLn.Close()
+		metricsLn = api.Limit(metricsLn, 64, 16)
+	}
 	log.Info("starting", "day", cfg.Day, "policies", st.policies.Book().Versions(), "embedded", o.Embedded)
 
 	// NATS and the pipeline's parts.
@@ -369,6 +380,13 @@ func Run(ctx context.Context, args []string, o Options) error {
 			})
 			return nil
 		})
+	}
+	if metricsLn != nil {
+		// Metrics on their own address: the API's answers 404 for them.
+		metrics := &api.Server{Gatherer: reg}
+		srv.Gatherer = nil
+		serve(gctx, g, metricsLn, metricsOnly(metrics.Handler()), cfg.TLSCert, cfg.TLSKey)
+		log.Info("serving metrics", "http", metricsLn.Addr().String())
 	}
 	h := srv.Handler()
 	if !o.API {
@@ -652,6 +670,17 @@ func newNotifier(cfg Config) (*notify.Notifier, error) {
 		return nil, errors.New("--webhook-secret-file: the key (the file's text, whitespace trimmed) must be at least 16 bytes")
 	}
 	return &notify.Notifier{Webhooks: hooks, Secret: secret, Client: &http.Client{Timeout: 15 * time.Second}, Now: time.Now}, nil
+}
+
+// metricsOnly serves /metrics and nothing else.
+func metricsOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // healthOnly hides the lender API on processes that do not serve it.

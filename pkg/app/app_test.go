@@ -49,6 +49,7 @@ func TestFlagErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"--http", busy.Addr().String()}, "--http"},
+		{[]string{"--metrics-http", busy.Addr().String()}, "--metrics-http"},
 		{[]string{"--day", "0s"}, "--day"},
 		{[]string{"--day", "48h"}, "--day"},
 		{[]string{"--fsync", "sometimes"}, "--fsync"},

@@ -699,3 +699,35 @@ func TestVolumeNeverFreezesALoan(t *testing.T) {
 		t.Errorf("closed as %s, want cured", d.CloseReason)
 	}
 }
+
+// With --metrics-http, /metrics is served on that address only: the API's
+// address, which lenders reach, answers 404 for it.
+func TestMetricsOnTheirOwnAddress(t *testing.T) {
+	t.Parallel()
+	d := runDunningd(t, t.TempDir(), "--metrics-http", "127.0.0.1:0")
+	m := regexp.MustCompile(`msg="serving metrics" \S+ http=(127\.0\.0\.1:\d+)`).FindStringSubmatch(d.logs.String())
+	if m == nil {
+		t.Fatalf("no metrics address in the log:\n%s", d.logs.String())
+	}
+	get := func(url string) (int, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("http://" + m[1] + "/metrics"); code != http.StatusOK || !strings.Contains(body, "dunning_overpayments_total") {
+		t.Errorf("/metrics on its own address: %d, want 200 with the pipeline's metrics", code)
+	}
+	if code, _ := get(d.base + "/metrics"); code != http.StatusNotFound {
+		t.Errorf("/metrics on the API's address: %d, want 404", code)
+	}
+	if code, _ := get("http://" + m[1] + "/v1/tenants/acme/loans/L-1/timeline"); code != http.StatusNotFound {
+		t.Errorf("the API on the metrics address: %d, want 404", code)
+	}
+	if code, _ := get(d.base + "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz: %d", code)
+	}
+}
