@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -249,4 +250,66 @@ func apiKeys(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprint(stderr, usage)
 	return 2
+}
+
+// status prints every declared stream (messages, bytes, limit) and every
+// declared consumer with its lag: what is pending, in flight and being
+// redelivered. Missing ones are named.
+func status(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a adminFlags
+	a.register(fs)
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	nc, js, err := a.connect()
+	if err != nil {
+		fmt.Fprintln(stderr, "dunctl status:", err)
+		return 1
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "stream\tmessages\tbytes\tmax bytes\tconsumers")
+	bad := false
+	for _, name := range topology.Streams() {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			fmt.Fprintf(w, "%s\tMISSING (%v)\t\t\t\n", name, err)
+			bad = true
+			continue
+		}
+		info := s.CachedInfo()
+		limit := "none"
+		if info.Config.MaxBytes > 0 {
+			limit = fmt.Sprintf("%d (%.0f%% used)", info.Config.MaxBytes, 100*float64(info.State.Bytes)/float64(info.Config.MaxBytes))
+		}
+		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%d\n", name, info.State.Msgs, info.State.Bytes, limit, info.State.Consumers)
+	}
+	fmt.Fprintln(w, "\nconsumer\tstream\tpending\tack pending\tredelivered")
+	for _, c := range pipeline.Consumers() {
+		cons, err := js.Consumer(ctx, c.Stream, c.Name)
+		if err != nil {
+			fmt.Fprintf(w, "%s\t%s\tMISSING (%v)\t\t\n", c.Name, c.Stream, err)
+			bad = true
+			continue
+		}
+		info := cons.CachedInfo()
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\n", c.Name, c.Stream, info.NumPending, info.NumAckPending, info.NumRedelivered)
+	}
+	if err := w.Flush(); err != nil {
+		return 1
+	}
+	if bad {
+		return 1
+	}
+	return 0
 }

@@ -40,6 +40,8 @@ const usage = `usage:
                                 and regenerate the server's accounts (DIR/auth.conf; default ./data/credentials)
   dunctl apikey create|revoke|list [--file FILE] [--tenant TENANT --scopes ingest,read|admin] [ID]
                                 manage the HTTP API's keys (default file ./data/credentials/api-keys)
+  dunctl status [--nats URL] [--nats-seed ADMIN.nk]
+                                every stream (messages, bytes, limit) and consumer (pending, in flight, redelivered), as admin
   dunctl provision [--nats URL] [--nats-seed ADMIN.nk] [--replicas N] [--recreate-loans]
                                 create or update the pipeline's streams and consumers, as admin
 `
@@ -59,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return provision(args[1:], stdout, stderr)
 		case "apikey":
 			return apiKeys(args[1:], stdout, stderr)
+		case "status":
+			return status(args[1:], stdout, stderr)
 		}
 	}
 	if len(args) < 2 || args[0] != "policy" {

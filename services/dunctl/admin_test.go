@@ -1,0 +1,63 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opendunning/dunning/pkg/access"
+	"github.com/opendunning/dunning/pkg/embedded"
+	"github.com/opendunning/dunning/pkg/natstest"
+	"github.com/opendunning/dunning/pkg/pipeline"
+	"github.com/opendunning/dunning/pkg/topology"
+)
+
+// dunctl provision creates the topology as the admin; dunctl status shows
+// it with each consumer's lag, and names what is missing (exit 1).
+func TestProvisionAndStatus(t *testing.T) {
+	srv := natstest.Server(t, embedded.Config{})
+	seed := srv.Keyring.SeedFile(access.Admin)
+	flags := []string{"--nats", srv.ClientURL(), "--nats-seed", seed}
+	var out, errOut bytes.Buffer
+	if code := run(append([]string{"provision", "--replicas", "1"}, flags...), &out, &errOut); code != 0 {
+		t.Fatalf("provision = %d: %s", code, errOut.String())
+	}
+	// Something for the intake consumer to be behind on.
+	_, js := natstest.Connect(t, srv, "status-test")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 3 {
+		if _, err := js.Publish(ctx, topology.IntakeSubject("acme", "L-1"), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out.Reset()
+	if code := run(append([]string{"status"}, flags...), &out, &errOut); code != 0 {
+		t.Fatalf("status = %d: %s", code, errOut.String())
+	}
+	for _, c := range pipeline.Consumers() {
+		if !strings.Contains(out.String(), c.Name) {
+			t.Errorf("status lacks consumer %s:\n%s", c.Name, out.String())
+		}
+	}
+	if !regexpMatch(`(?m)^intake\s+DUNNING_INTAKE\s+3\s`, out.String()) {
+		t.Errorf("status does not show intake 3 behind:\n%s", out.String())
+	}
+	if err := js.DeleteStream(ctx, topology.StreamDLQ); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := run(append([]string{"status"}, flags...), &out, &errOut); code != 1 || !regexpMatch(`DUNNING_DLQ\s+MISSING`, out.String()) {
+		t.Errorf("status with the dead letters deleted = %d:\n%s", code, out.String())
+	}
+	// A wrong credential is refused with the server's word for it.
+	errOut.Reset()
+	if code := run([]string{"status", "--nats", srv.ClientURL(), "--nats-seed", "/nonexistent.nk"}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "nonexistent.nk") {
+		t.Errorf("status with a missing seed = %d: %s", code, errOut.String())
+	}
+}
+
+func regexpMatch(pattern, s string) bool { return regexp.MustCompile(pattern).MatchString(s) }
