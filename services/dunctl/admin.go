@@ -16,6 +16,7 @@ import (
 	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/apikey"
 	"github.com/opendunning/dunning/pkg/app"
+	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/pipeline"
 	"github.com/opendunning/dunning/pkg/topology"
 )
@@ -309,6 +310,69 @@ func status(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if bad {
+		return 1
+	}
+	return 0
+}
+
+// deadLetters lists the newest dead letters: when, which consumer, why,
+// and the original subject, never the body (it may hold what a lender
+// should not have sent).
+func deadLetters(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "list" {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	fs := flag.NewFlagSet("deadletters list", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var a adminFlags
+	a.register(fs)
+	limit := fs.Int("limit", 50, "the newest N dead letters")
+	consumer := fs.String("consumer", "", "only this consumer's")
+	if err := fs.Parse(args[1:]); errors.Is(err, flag.ErrHelp) {
+		return 0
+	} else if err != nil {
+		return 2
+	}
+	if *limit < 1 || fs.NArg() > 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	nc, js, err := a.connect()
+	if err != nil {
+		fmt.Fprintln(stderr, "dunctl deadletters:", err)
+		return 1
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, topology.StreamDLQ)
+	if err != nil {
+		fmt.Fprintln(stderr, "dunctl deadletters:", err)
+		return 1
+	}
+	st := s.CachedInfo().State
+	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "seq\ttime\tconsumer\tclass\tsubject\treason")
+	shown := 0
+	for seq := st.LastSeq; seq >= st.FirstSeq && seq > 0 && shown < *limit; seq-- {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "dunctl deadletters:", err)
+			return 1
+		}
+		c := m.Header.Get(bus.HeaderDLQConsumer)
+		if *consumer != "" && c != *consumer {
+			continue
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", m.Sequence, m.Time.UTC().Format(time.RFC3339), c,
+			m.Header.Get(bus.HeaderDLQClass), m.Header.Get(bus.HeaderDLQSubject), m.Header.Get(bus.HeaderDLQReason))
+		shown++
+	}
+	if err := w.Flush(); err != nil {
 		return 1
 	}
 	return 0

@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/opendunning/dunning/pkg/access"
+	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/embedded"
 	"github.com/opendunning/dunning/pkg/natstest"
 	"github.com/opendunning/dunning/pkg/pipeline"
@@ -16,7 +20,8 @@ import (
 )
 
 // dunctl provision creates the topology as the admin; dunctl status shows
-// it with each consumer's lag, and names what is missing (exit 1).
+// it with each consumer's lag, and names what is missing (exit 1); dunctl
+// deadletters list shows why messages were set aside.
 func TestProvisionAndStatus(t *testing.T) {
 	srv := natstest.Server(t, embedded.Config{})
 	seed := srv.Keyring.SeedFile(access.Admin)
@@ -45,6 +50,26 @@ func TestProvisionAndStatus(t *testing.T) {
 	}
 	if !regexpMatch(`(?m)^intake\s+DUNNING_INTAKE\s+3\s`, out.String()) {
 		t.Errorf("status does not show intake 3 behind:\n%s", out.String())
+	}
+	// Dead letters, newest first, filtered by consumer, with their reason.
+	for i, c := range []string{"intake", "escalation", "intake"} {
+		m := nats.NewMsg(topology.DLQSubject(c))
+		m.Data = []byte("the original body " + c)
+		m.Header.Set(bus.HeaderDLQConsumer, c)
+		m.Header.Set(bus.HeaderDLQClass, "permanent")
+		m.Header.Set(bus.HeaderDLQSubject, topology.IntakeSubject("acme", "L-1"))
+		m.Header.Set(bus.HeaderDLQReason, fmt.Sprintf("reason %d", i))
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out.Reset()
+	if code := run(append([]string{"deadletters", "list", "--consumer", "intake"}, flags...), &out, &errOut); code != 0 {
+		t.Fatalf("deadletters list = %d: %s", code, errOut.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[1], "reason 2") || !strings.Contains(lines[2], "reason 0") || strings.Contains(out.String(), "original body") {
+		t.Errorf("deadletters list --consumer intake:\n%s\nwant the two intake dead letters, newest first, without their bodies", out.String())
 	}
 	if err := js.DeleteStream(ctx, topology.StreamDLQ); err != nil {
 		t.Fatal(err)

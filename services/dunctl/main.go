@@ -42,6 +42,8 @@ const usage = `usage:
                                 manage the HTTP API's keys (default file ./data/credentials/api-keys)
   dunctl status [--nats URL] [--nats-seed ADMIN.nk]
                                 every stream (messages, bytes, limit) and consumer (pending, in flight, redelivered), as admin
+  dunctl deadletters list [--nats URL] [--nats-seed ADMIN.nk] [--limit N] [--consumer C]
+                                the newest dead letters: time, consumer, class, subject and reason (never the body)
   dunctl provision [--nats URL] [--nats-seed ADMIN.nk] [--replicas N] [--recreate-loans]
                                 create or update the pipeline's streams and consumers, as admin
 `
@@ -63,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return apiKeys(args[1:], stdout, stderr)
 		case "status":
 			return status(args[1:], stdout, stderr)
+		case "deadletters":
+			return deadLetters(args[1:], stdout, stderr)
 		}
 	}
 	if len(args) < 2 || args[0] != "policy" {
