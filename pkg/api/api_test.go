@@ -1,13 +1,23 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/opendunning/dunning/pkg/apikey"
+	"github.com/opendunning/dunning/pkg/embedded"
+	"github.com/opendunning/dunning/pkg/ingest"
+	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/natstest"
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/topology"
 )
 
 // testKeys is a key file with one key for tenant with scopes.
@@ -43,4 +53,21 @@ func TestTimelineUnknownFormat(t *testing.T) {
 			t.Errorf("GET timeline?format=%s = %d %+v, want 400 naming the field format", format, rec.Code, body)
 		}
 	}
+}
+
+// testServer is the API over a real embedded JetStream server with the
+// declared streams.
+func testServer(tb testing.TB) (*Server, *loanlog.Log) {
+	tb.Helper()
+	srv := natstest.Server(tb, embedded.Config{DontListen: true})
+	nc, js := natstest.Connect(tb, srv, "api-test")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := topology.DefaultTopology().Provision(ctx, js, nil); err != nil {
+		tb.Fatal(err)
+	}
+	log := loanlog.New(nc, js)
+	return &Server{Ingestor: &ingest.Ingestor{Log: log, Now: time.Now}, Log: log, Now: time.Now,
+		Ladder: policy.Fixed(policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: policy.RealDay}}),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, log
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -13,13 +12,8 @@ import (
 	"time"
 
 	"github.com/opendunning/dunning/pkg/apikey"
-	"github.com/opendunning/dunning/pkg/embedded"
-	"github.com/opendunning/dunning/pkg/ingest"
-	"github.com/opendunning/dunning/pkg/loanlog"
-	"github.com/opendunning/dunning/pkg/natstest"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/timeline"
-	"github.com/opendunning/dunning/pkg/topology"
 )
 
 // Acceptance 2 (HTTP matrix): over real HTTP and a real JetStream server,
@@ -28,14 +22,9 @@ import (
 // records its principal, shown in the timeline; and the borrowers'
 // verification codes are shown to the admin scope only.
 func TestHTTPAuthMatrix(t *testing.T) {
-	srv := natstest.Server(t, embedded.Config{DontListen: true})
-	nc, js := natstest.Connect(t, srv, "api-auth")
+	s, log := testServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := topology.DefaultTopology().Provision(ctx, js, nil); err != nil {
-		t.Fatal(err)
-	}
-	log := loanlog.New(nc, js)
 	path := filepath.Join(t.TempDir(), "api-keys")
 	key := func(tenant string, sc ...apikey.Scope) (string, string) {
 		k, id, err := apikey.Create(path, tenant, sc)
@@ -56,9 +45,7 @@ func TestHTTPAuthMatrix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Ingestor: &ingest.Ingestor{Log: log, Now: time.Now}, Log: log, Now: time.Now, Keys: keys,
-		Ladder: policy.Fixed(policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: policy.RealDay}}),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s.Keys = keys
 	api := httptest.NewServer(s.Handler())
 	defer api.Close()
 

@@ -2,39 +2,19 @@ package api
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/opendunning/dunning/pkg/apikey"
-	"github.com/opendunning/dunning/pkg/embedded"
-	"github.com/opendunning/dunning/pkg/ingest"
-	"github.com/opendunning/dunning/pkg/loanlog"
-	"github.com/opendunning/dunning/pkg/natstest"
-	"github.com/opendunning/dunning/pkg/policy"
-	"github.com/opendunning/dunning/pkg/topology"
 )
 
 // FuzzIngest posts arbitrary bodies to the real HTTP handler, backed by a
 // real embedded JetStream server: every answer is 200, 202, 400, 409, 413,
 // 415 or 422 with a JSON body, and a 4xx names its error.
 func FuzzIngest(f *testing.F) {
-	srv := natstest.Server(f, embedded.Config{DontListen: true})
-	nc, js := natstest.Connect(f, srv, "fuzz")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := topology.DefaultTopology().Provision(ctx, js, nil); err != nil {
-		f.Fatal(err)
-	}
-	log := loanlog.New(nc, js)
-	s := &Server{Ingestor: &ingest.Ingestor{Log: log}, Log: log, Now: time.Now,
-		Ladder: policy.Fixed(policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: policy.RealDay}}),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s, _ := testServer(f)
 	var key string
 	s.Keys, key = testKeys(f, "*", apikey.ScopeAdmin)
 	h := s.Handler()

@@ -1,6 +1,8 @@
 package bus
 
 import (
+	"maps"
+
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/opendunning/dunning/pkg/codec"
@@ -15,11 +17,7 @@ func DecodeLoan(msg *message.Message) (topology.LoanAddress, policy.Event, error
 	if err != nil {
 		return addr, nil, Permanent(err)
 	}
-	headers := make(map[string][]string, len(msg.Metadata))
-	for k, v := range msg.Metadata {
-		headers[k] = []string{v}
-	}
-	if err := codec.CheckHeaders(addr, headers); err != nil {
+	if err := codec.CheckHeaders(addr, maps.All(msg.Metadata)); err != nil {
 		return addr, nil, Permanent(err)
 	}
 	ev, err := codec.Decode(addr, msg.Payload)

@@ -3,6 +3,7 @@ package codec
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"strings"
 
 	"github.com/opendunning/dunning/pkg/policy"
@@ -23,25 +24,41 @@ var ErrForgedHeaders = errors.New("forged loan-log entry")
 // stolen service credential) to purge the stream, cancel or move a timer,
 // or pass for a step. Header names are compared without case, whatever the
 // server honours.
-func CheckHeaders(addr topology.LoanAddress, headers map[string][]string) error {
+func CheckHeaders(addr topology.LoanAddress, headers iter.Seq2[string, string]) error {
 	timer := topology.TimerSubject(addr.Tenant, addr.Loan)
-	for k, vs := range headers {
+	scheduler := ""
+	for k, v := range headers {
 		lk := strings.ToLower(k)
 		if lk != "nats-rollup" && !strings.HasPrefix(lk, "nats-schedule") {
 			continue
 		}
-		v := ""
-		if len(vs) > 0 {
-			v = vs[len(vs)-1]
+		if lk == "nats-scheduler" {
+			scheduler = v
 		}
 		if !allowedHeader(addr, timer, lk, v) {
 			return fmt.Errorf("%w: a %s entry with header %s", ErrForgedHeaders, addr.Kind, k)
 		}
 	}
-	if addr.Kind == topology.KindStep && firstValue(headers, "nats-scheduler") != timer {
+	if addr.Kind == topology.KindStep && scheduler != timer {
 		return fmt.Errorf("%w: a step the loan's timer did not fire", ErrForgedHeaders)
 	}
 	return nil
+}
+
+// NATSHeaders iterates a stored message's headers, each key with its last
+// value (how the server reads them).
+func NATSHeaders(h map[string][]string) iter.Seq2[string, string] {
+	return func(yield func(string, string) bool) {
+		for k, vs := range h {
+			v := ""
+			if len(vs) > 0 {
+				v = vs[len(vs)-1]
+			}
+			if !yield(k, v) {
+				return
+			}
+		}
+	}
 }
 
 func allowedHeader(addr topology.LoanAddress, timer, key, value string) bool {
@@ -68,20 +85,11 @@ func allowedHeader(addr topology.LoanAddress, timer, key, value string) bool {
 	return false
 }
 
-func firstValue(headers map[string][]string, lowerKey string) string {
-	for k, vs := range headers {
-		if strings.ToLower(k) == lowerKey && len(vs) > 0 {
-			return vs[len(vs)-1]
-		}
-	}
-	return ""
-}
-
 // DecodeStored decodes an entry as stored, headers included: what every
 // reader of the log applies (an entry with forged headers is an error, as
 // an undecodable one is).
 func DecodeStored(addr topology.LoanAddress, headers map[string][]string, data []byte) (policy.Event, error) {
-	if err := CheckHeaders(addr, headers); err != nil {
+	if err := CheckHeaders(addr, NATSHeaders(headers)); err != nil {
 		return nil, err
 	}
 	return Decode(addr, data)

@@ -134,6 +134,26 @@ func (a *adminFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.seed, "nats-seed", "./data/credentials/admin.nk", "the admin's nkey seed file")
 }
 
+// start parses an admin command's flags (no positional arguments) and
+// connects as admin. code is the exit status when ok is false.
+func (a *adminFlags) start(fs *flag.FlagSet, args []string, stderr io.Writer) (nc *nats.Conn, js jetstream.JetStream, code int, ok bool) {
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return nil, nil, 0, false
+	} else if err != nil {
+		return nil, nil, 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprint(stderr, usage)
+		return nil, nil, 2, false
+	}
+	nc, js, err := a.connect()
+	if err != nil {
+		fmt.Fprintf(stderr, "dunctl %s: %v\n", fs.Name(), err)
+		return nil, nil, 1, false
+	}
+	return nc, js, 0, true
+}
+
 func (a adminFlags) connect() (*nats.Conn, jetstream.JetStream, error) {
 	auth, err := access.ClientOption(access.Admin, a.seed)
 	if err != nil {
@@ -162,19 +182,9 @@ func provision(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&topo.AckWait, "ack-wait", topo.AckWait, "redeliver a message not acknowledged within this time")
 	fs.IntVar(&topo.MaxDeliver, "max-deliver", topo.MaxDeliver, "deliveries of a failing message before it is dead-lettered")
 	fs.BoolVar(&topo.RecreateLoans, "recreate-loans", false, "create an empty "+topology.StreamLoans+" although other streams exist (its loans are lost)")
-	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
-		return 0
-	} else if err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	nc, js, err := a.connect()
-	if err != nil {
-		fmt.Fprintln(stderr, "dunctl provision:", err)
-		return 1
+	nc, js, code, ok := a.start(fs, args, stderr)
+	if !ok {
+		return code
 	}
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -261,19 +271,9 @@ func status(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	var a adminFlags
 	a.register(fs)
-	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
-		return 0
-	} else if err != nil {
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	nc, js, err := a.connect()
-	if err != nil {
-		fmt.Fprintln(stderr, "dunctl status:", err)
-		return 1
+	nc, js, code, ok := a.start(fs, args, stderr)
+	if !ok {
+		return code
 	}
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -329,21 +329,15 @@ func deadLetters(args []string, stdout, stderr io.Writer) int {
 	a.register(fs)
 	limit := fs.Int("limit", 50, "the newest N dead letters")
 	consumer := fs.String("consumer", "", "only this consumer's")
-	if err := fs.Parse(args[1:]); errors.Is(err, flag.ErrHelp) {
-		return 0
-	} else if err != nil {
-		return 2
-	}
-	if *limit < 1 || fs.NArg() > 0 {
-		fmt.Fprint(stderr, usage)
-		return 2
-	}
-	nc, js, err := a.connect()
-	if err != nil {
-		fmt.Fprintln(stderr, "dunctl deadletters:", err)
-		return 1
+	nc, js, code, ok := a.start(fs, args[1:], stderr)
+	if !ok {
+		return code
 	}
 	defer nc.Close()
+	if *limit < 1 {
+		fmt.Fprintln(stderr, "dunctl deadletters list: --limit must be at least 1")
+		return 2
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, topology.StreamDLQ)
