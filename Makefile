@@ -21,7 +21,7 @@ DATA_DIR ?= ./data
 HTTP     ?= 127.0.0.1:8080
 ARGS     ?=
 
-.PHONY: credentials test-slow test-pubsub nats-server sim chaos bench-open fuzz fuzz-corpus run test test-unit test-integration bench proto proto-check lint build tools promtool up clean FORCE
+.PHONY: credentials test-cluster test-slow test-pubsub nats-server sim chaos bench-open fuzz fuzz-corpus run test test-unit test-integration bench proto proto-check lint build tools promtool up clean FORCE
 
 ## run: the whole pipeline in one process on an embedded NATS server (DAY=1s to watch it climb)
 # Built, then exec'ed, rather than `go run`: the go command exits 1 whenever
@@ -37,9 +37,15 @@ test: export DUNNING_REQUIRE_PROMTOOL := 1
 test: lint proto-check promtool
 	$(GO) test -race -count=1 ./...
 
-## test-slow: what runs before an issue is resolved, beyond make test: watermill's full
-## Pub/Sub suite, 10 minutes of each fuzz target, the 20,000-loan chaos run
-test-slow: test-pubsub fuzz chaos
+## test-slow: what runs before an issue is resolved, beyond make test: the cluster on real
+## nats-server processes, watermill's full Pub/Sub suite, 10 minutes of each fuzz target,
+## the 20,000-loan chaos run
+test-slow: test-cluster test-pubsub fuzz chaos
+
+## test-cluster: three real nats-server processes from deploy/nats (TLS, routes by certificate,
+## every client with its credential), the compose services on them, and the NATS attack matrix
+test-cluster: $(BIN)/nats-server
+	NATS_SERVER_BIN=$(BIN)/nats-server $(GO) test -race -count=1 -run '^TestDeploymentProcesses$$' -v ./deploy/
 
 ## fuzz: every fuzz target for FUZZTIME each (default 10m); new corpus entries land in the build cache
 FUZZTIME ?= 10m
@@ -178,18 +184,20 @@ $(BIN)/nats-server:
 	GOBIN=$(BIN) $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
 
 ## credentials: the deployment's credentials in deploy/credentials (never committed): the NATS
-## admin's and each service's, the nodes' auth.conf, and an admin API key (printed once); existing ones are kept
+## admin's and each service's, the nodes' auth.conf, the cluster's TLS (a CA and each node's
+## certificate), and an admin API key (printed once); existing ones are kept
 COMPOSE_SERVICES := gateway overdue contact escalation handoff legal notify
 credentials:
 	@set -e; for id in admin $(addprefix service-,$(COMPOSE_SERVICES)); do \
 	  [ -f deploy/credentials/$$id.pub ] || $(GO) run ./services/dunctl credentials create --dir deploy/credentials $$id; done; \
 	$(GO) run ./services/dunctl credentials config --dir deploy/credentials; \
+	$(GO) run ./services/dunctl credentials tls --dir deploy/credentials n1 n2 n3; \
 	[ -f deploy/credentials/api-keys ] || $(GO) run ./services/dunctl apikey create --file deploy/credentials/api-keys --tenant '*' --scopes admin
 
 ## up: the multi-node deployment (needs a Docker engine); provisions the topology as admin
 up: credentials
 	docker compose up --build -d
-	$(GO) run ./services/dunctl provision --nats nats://127.0.0.1:4222 --nats-seed deploy/credentials/admin.nk --replicas 3
+	$(GO) run ./services/dunctl provision --nats tls://127.0.0.1:4222 --nats-ca deploy/credentials/tls/ca.pem --nats-seed deploy/credentials/admin.nk --replicas 3
 	docker compose logs -f
 
 clean:

@@ -1,8 +1,12 @@
 package deploy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -32,9 +36,11 @@ import (
 	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/apikey"
 	"github.com/opendunning/dunning/pkg/app"
+	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/natstest"
 	"github.com/opendunning/dunning/pkg/pipeline"
 	"github.com/opendunning/dunning/pkg/topology"
+	"github.com/opendunning/dunning/test/attack"
 )
 
 // The tests validate the deployment files without a Docker engine:
@@ -53,15 +59,20 @@ import (
 //     DUNNING_REQUIRE_PROMTOOL=1, as under make test, which installs it into
 //     ./bin): promtool check config, check rules and test rules
 //     (rules_test.yml).
-//   - TestDeployment (not with -short): the NATS configurations start a real
-//     three-node cluster in process (ports and store directories replaced,
-//     everything else as parsed); every dunning service of the compose file
-//     (the gateway, the five stages, notify) runs in process with the
-//     compose file's own command lines (--nats pointed at
-//     that cluster, --http at a free port), provision their R3 streams and
-//     turn ready; a lender event and a bad intake message flow through; then
-//     every metric, label and rate() in rules.yml is checked against what
-//     the services' /metrics endpoints export.
+//   - TestDeployment (not with -short): the NATS configuration files start a
+//     real three-node cluster in process, parsed as nats-server parses
+//     them with each node's environment (loopback addresses, a store
+//     directory, its certificate); every dunning service of the compose
+//     file (the gateway, the five stages, notify) runs in process with the
+//     compose file's own command lines (--nats pointed at that cluster,
+//     --http at a free port). Clients must speak TLS and routes demand a
+//     node certificate; the admin provisions R3 streams and the services
+//     turn ready; lender events and a bad intake message flow through; the
+//     NATS attack matrix (test/attack) runs against it with control loans
+//     unchanged; then every metric, label and rate() in rules.yml is
+//     checked against what the services' /metrics endpoints export.
+//   - TestDeploymentProcesses (make test-cluster): the same on real
+//     nats-server processes started from copies of the configuration files.
 //
 // What they cannot check: that the images build and the containers start
 // (no Docker engine), the external images' tags, and the metrics of
@@ -352,12 +363,30 @@ func (r rule) name() string { return r.Alert + r.Record }
 var exporterMetrics = metricSet{
 	"up":                    {Type: "gauge", Labels: map[string]bool{}},
 	"gnatsd_healthz_status": {Type: "gauge", Labels: map[string]bool{"server_id": true}},
+	// collector/jsz.go (-jsz=all): BuildFQName("jetstream", "server",
+	// "max_storage" | "total_message_bytes") with the server labels, and
+	// ("jetstream", "stream", "total_bytes") with the stream labels too.
+	"jetstream_server_max_storage":         {Type: "gauge", Labels: jszServerLabels},
+	"jetstream_server_total_message_bytes": {Type: "gauge", Labels: jszServerLabels},
+	"jetstream_stream_total_bytes": {Type: "gauge", Labels: union(jszServerLabels,
+		map[string]bool{"account": true, "account_id": true, "stream_name": true, "stream_leader": true, "is_stream_leader": true})},
+}
+
+var jszServerLabels = map[string]bool{"server_id": true, "server_name": true, "cluster": true, "domain": true, "meta_leader": true, "is_meta_leader": true}
+
+func union(a, b map[string]bool) map[string]bool {
+	out := maps.Clone(a)
+	maps.Copy(out, b)
+	return out
 }
 
 // ------------------------------------------------------------- deployment
 
 // credentialsDir is where `make credentials` puts the deployment's keyring.
 const credentialsDir = "deploy/credentials"
+
+// attackTenant is the tenant of the attack matrix's lender and control loans.
+const attackTenant = "acme"
 
 // withCredentials copies the directory of a node's configuration file with
 // the keyring's auth.conf beside it, as the compose file mounts it, and
@@ -409,8 +438,9 @@ type deployment struct {
 	keys     access.Keyring
 	apiKey   string
 	compose  composeFile
-	byKind   map[string][]string // sorted service names by kind
-	nats     map[string]*server.Options
+	byKind   map[string][]string        // sorted service names by kind
+	nats     map[string]*server.Options // as compose runs them
+	natsConf map[string]string          // each node's configuration file, with auth.conf beside it
 	prom     promConfig
 	promPath string
 	rules    map[string]ruleFile // by repository path
@@ -418,7 +448,7 @@ type deployment struct {
 
 func loadDeployment(t *testing.T) *deployment {
 	t.Helper()
-	d := &deployment{byKind: map[string][]string{}, nats: map[string]*server.Options{}, rules: map[string]ruleFile{}}
+	d := &deployment{byKind: map[string][]string{}, nats: map[string]*server.Options{}, natsConf: map[string]string{}, rules: map[string]ruleFile{}}
 	raw, err := os.ReadFile(filepath.Join(repoRoot, "docker-compose.yml"))
 	if err != nil {
 		t.Fatal(err)
@@ -456,7 +486,15 @@ func loadDeployment(t *testing.T) *deployment {
 	for _, name := range d.byKind[kindDunning] {
 		ids = append(ids, access.Service(d.compose.Services[name].Build.Args["SERVICE"]))
 	}
+	// The attack matrix connects as a lender, an agency and every service.
+	ids = append(ids, attack.Identities(attackTenant)...)
 	d.keys = access.Keyring{Dir: natstest.Keyring(t, app.Grants, ids...)}
+	// The cluster's TLS (make credentials: dunctl credentials tls n1 n2 n3),
+	// the nodes' certificates also valid for the loopback address the
+	// tests dial.
+	if _, err := d.keys.IssueTLS(d.byKind[kindNATS], []string{"localhost", "127.0.0.1"}, false); err != nil {
+		t.Fatal(err)
+	}
 	// And the API key make credentials creates.
 	var err2 error
 	if d.apiKey, _, err2 = apikey.Create(filepath.Join(d.keys.Dir, "api-keys"), apikey.AnyTenant, []apikey.Scope{apikey.ScopeAdmin}); err2 != nil {
@@ -488,7 +526,22 @@ func loadDeployment(t *testing.T) *deployment {
 			t.Fatalf("service %s: %s is not mounted from %s", name, authIn, filepath.Join(credentialsDir, access.ServerConfigFile))
 		}
 		host = withCredentials(t, host, d.keys)
-		opts, err := server.ProcessConfigFile(host)
+		d.natsConf[name] = host
+		// The configuration reads its addresses and paths from the
+		// environment: compose's, with the files it mounts found where
+		// make credentials writes them.
+		env := maps.Clone(s.Environment)
+		for k, v := range env {
+			if !strings.HasPrefix(v, "/") {
+				continue
+			}
+			src, _, ok := s.mount(v)
+			rel, err := filepath.Rel(filepath.Join(repoRoot, credentialsDir), src)
+			if ok && err == nil && !strings.HasPrefix(rel, "..") {
+				env[k] = filepath.Join(d.keys.Dir, rel)
+			}
+		}
+		opts, err := parseNATSConfig(t, host, env)
 		if err != nil {
 			t.Fatalf("service %s: %s: %v", name, host, err)
 		}
@@ -545,6 +598,25 @@ func loadDeployment(t *testing.T) *deployment {
 	return d
 }
 
+// natsEnv are the environment variables deploy/nats/cluster.conf reads.
+var natsEnv = []string{"NATS_LISTEN", "NATS_MONITOR", "NATS_CLUSTER_LISTEN", "NATS_ROUTES",
+	"NATS_STORE_DIR", "NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY"}
+
+// parseNATSConfig parses a node's configuration file as nats-server does,
+// with env as its environment (only natsEnv's variables; every one must be
+// set).
+func parseNATSConfig(t *testing.T, conf string, env map[string]string) (*server.Options, error) {
+	t.Helper()
+	for _, k := range natsEnv {
+		v, ok := env[k]
+		if !ok {
+			return nil, fmt.Errorf("environment: %s is not set", k)
+		}
+		t.Setenv(k, v)
+	}
+	return server.ProcessConfigFile(conf)
+}
+
 // natsHosts returns the hosts and ports of a --nats value.
 func natsHosts(v string) ([]string, []int, error) {
 	var hosts []string
@@ -554,8 +626,8 @@ func natsHosts(v string) ([]string, []int, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		if pu.Scheme != "nats" {
-			return nil, nil, fmt.Errorf("%q: scheme must be nats", u)
+		if pu.Scheme != "tls" {
+			return nil, nil, fmt.Errorf("%q: scheme must be tls (the nodes serve TLS only)", u)
 		}
 		p, err := strconv.Atoi(pu.Port())
 		if err != nil {
@@ -650,6 +722,9 @@ func TestCompose(t *testing.T) {
 		if got := slices.Sorted(slices.Values(hosts)); !slices.Equal(got, d.byKind[kindNATS]) {
 			t.Errorf("service %s: --nats names %v, want every node %v (a client must find the cluster when one node is down)", name, got, d.byKind[kindNATS])
 		}
+		if ca, _, ok := s.mount(f["nats-ca"]); f["nats-ca"] == "" || !ok || ca != filepath.Join(repoRoot, credentialsDir, access.TLSDir, "ca.pem") {
+			t.Errorf("service %s: --nats-ca %q is not the deployment's CA certificate (%s/tls/ca.pem)", name, f["nats-ca"], credentialsDir)
+		}
 		if _, ok := f["replicas"]; ok {
 			t.Errorf("service %s: --replicas: a service provisions nothing (make up runs dunctl provision --replicas)", name)
 		}
@@ -711,6 +786,24 @@ func TestCompose(t *testing.T) {
 		}
 		if o.HTTPPort <= 0 {
 			t.Errorf("service %s: no monitoring port", name)
+		}
+		// TLS: clients verify the node; routes verify each other.
+		if o.TLSConfig == nil {
+			t.Errorf("service %s: clients do not speak TLS to the node", name)
+		}
+		if c := o.Cluster.TLSConfig; c == nil || c.ClientAuth != tls.RequireAndVerifyClientCert {
+			t.Errorf("service %s: routes are not authenticated by certificate (cluster tls verify: true)", name)
+		}
+		for _, v := range s.Volumes {
+			if strings.Contains(v, "ca-key.pem") {
+				t.Errorf("service %s: mounts the CA's private key (%s): a node needs only its own key", name, v)
+			}
+		}
+		for _, p := range s.Ports {
+			parts := strings.Split(p, ":")
+			if c, _ := strconv.Atoi(parts[len(parts)-1]); c == o.HTTPPort || c == o.Cluster.Port {
+				t.Errorf("service %s: publishes %s: the monitoring and route ports stay on the compose network", name, p)
+			}
 		}
 		if s.Healthcheck == nil || !slices.Contains(s.Healthcheck.Test, fmt.Sprintf("http://127.0.0.1:%d/healthz", o.HTTPPort)) {
 			t.Errorf("service %s: health check must probe the monitoring port's /healthz (%d)", name, o.HTTPPort)
@@ -972,8 +1065,16 @@ func TestPrometheus(t *testing.T) {
 		for _, g := range rf.Groups {
 			for _, r := range g.Rules {
 				checkRuleStatic(t, r, names, scrape, jobs, dnsNames)
+				// The dead-letter stream's size is declared in topology:
+				// the alert's divisor must be it.
+				if r.Alert == "DunningDeadLettersFilling" && !strings.Contains(r.Expr, "/ "+strconv.Itoa(topology.DLQMaxBytes)+" ") {
+					t.Errorf("alert %s: %q does not divide by topology.DLQMaxBytes (%d)", r.Alert, r.Expr, topology.DLQMaxBytes)
+				}
 			}
 		}
+	}
+	if !names["DunningDeadLettersFilling"] || !names["NATSStorageFilling"] {
+		t.Error("rules.yml: the storage alerts (dead letters before they are dropped, JetStream store at 80 %) are missing")
 	}
 }
 
@@ -1162,24 +1263,206 @@ func checkRuleStatic(t *testing.T, r rule, names map[string]bool, scrape time.Du
 // ---------------------------------------------------------- the real thing
 
 // TestDeployment runs the deployment, minus Docker: the cluster from the
-// NATS configurations and the services with their compose command lines.
+// NATS configuration files (in process; their addresses and directories
+// from the environment, on loopback) and the services with their compose
+// command lines; then the attack matrix against it.
 func TestDeployment(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node NATS cluster and the seven services")
 	}
-	start := time.Now()
 	d := loadDeployment(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	nodes := loopbackNodes(t, d)
+	startCluster(t, d, nodes)
+	exercise(t, d, nodes)
+}
+
+// TestDeploymentProcesses is TestDeployment on real nats-server processes
+// started from copies of the shipped configuration files, with only the
+// environment set (make test-cluster, which builds nats-server).
+func TestDeploymentProcesses(t *testing.T) {
+	bin := os.Getenv("NATS_SERVER_BIN")
+	if bin == "" {
+		t.Skip("NATS_SERVER_BIN is not set (make test-cluster builds nats-server and runs this)")
+	}
+	d := loadDeployment(t)
+	nodes := loopbackNodes(t, d)
+	startProcesses(t, d, bin, nodes)
+	exercise(t, d, nodes)
+}
+
+// node is one NATS node of the deployment run on loopback.
+type node struct {
+	name                    string
+	env                     map[string]string // what cluster.conf reads
+	client, monitor, routes string            // host:port
+}
+
+// loopbackNodes gives each node of the compose file free loopback ports, a
+// store directory of its own and its certificate from the test's keyring.
+func loopbackNodes(t *testing.T, d *deployment) []node {
+	t.Helper()
+	names := d.byKind[kindNATS]
+	ports := freePorts(t, 3*len(names))
+	var nodes []node
+	var routes []string
+	for i, name := range names {
+		n := node{name: name,
+			client:  fmt.Sprintf("127.0.0.1:%d", ports[3*i]),
+			monitor: fmt.Sprintf("127.0.0.1:%d", ports[3*i+1]),
+			routes:  fmt.Sprintf("127.0.0.1:%d", ports[3*i+2])}
+		routes = append(routes, "nats-route://"+n.routes)
+		nodes = append(nodes, n)
+	}
+	for i := range nodes {
+		f := d.keys.TLS(nodes[i].name)
+		nodes[i].env = map[string]string{
+			"NATS_LISTEN":         nodes[i].client,
+			"NATS_MONITOR":        nodes[i].monitor,
+			"NATS_CLUSTER_LISTEN": nodes[i].routes,
+			"NATS_ROUTES":         "[" + strings.Join(routes, ", ") + "]",
+			"NATS_STORE_DIR":      t.TempDir(),
+			"NATS_TLS_CA":         f.CA,
+			"NATS_TLS_CERT":       f.Cert,
+			"NATS_TLS_KEY":        f.Key,
+		}
+	}
+	return nodes
+}
+
+func clientURLs(nodes []node) string {
+	var urls []string
+	for _, n := range nodes {
+		urls = append(urls, "tls://"+n.client)
+	}
+	return strings.Join(urls, ",")
+}
+
+// startCluster starts the nodes in process from their configuration files,
+// parsed with each node's environment, and waits for them (healthy).
+func startCluster(t *testing.T, d *deployment, nodes []node) {
+	t.Helper()
+	var opts []*server.Options
+	for _, n := range nodes {
+		o, err := parseNATSConfig(t, d.natsConf[n.name], n.env)
+		if err != nil {
+			t.Fatalf("node %s: %v", n.name, err)
+		}
+		o.NoSigs, o.NoLog = true, true
+		opts = append(opts, o)
+	}
+	natstest.Cluster(t, opts...)
+	waitHealthy(t, nodes)
+}
+
+// startProcesses runs each node as a nats-server process on a copy of its
+// configuration file (auth.conf beside it), with the environment set, and
+// waits for them (healthy). A node's output is logged if the test fails.
+func startProcesses(t *testing.T, d *deployment, bin string, nodes []node) {
+	t.Helper()
+	for _, n := range nodes {
+		cmd := exec.Command(bin, "--config", d.natsConf[n.name])
+		cmd.Env = os.Environ()
+		for k, v := range n.env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+			if t.Failed() {
+				t.Logf("nats-server %s:\n%s", n.name, out.String())
+			}
+		})
+	}
+	waitHealthy(t, nodes)
+}
+
+// waitHealthy waits until every node's monitoring /healthz answers 200 (the
+// compose health check: JetStream enabled and current) and the cluster has
+// a meta leader with every node a peer.
+func waitHealthy(t *testing.T, nodes []node) {
+	t.Helper()
+	for _, n := range nodes {
+		natstest.CheckFor(t, 60*time.Second, 50*time.Millisecond, described("node "+n.name+" healthy", func() error {
+			resp, err := http.Get("http://" + n.monitor + "/healthz")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("/healthz: %s", resp.Status)
+			}
+			return nil
+		}))
+	}
+	natstest.CheckFor(t, 60*time.Second, 50*time.Millisecond, described("one JetStream meta leader, known to every node, in a group of every node", func() error {
+		leaders := map[string]bool{}
+		for _, n := range nodes {
+			resp, err := http.Get("http://" + n.monitor + "/jsz")
+			if err != nil {
+				return err
+			}
+			var jsz struct {
+				Meta *struct {
+					Leader string `json:"leader"`
+					Size   int    `json:"cluster_size"`
+				} `json:"meta_cluster"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&jsz)
+			resp.Body.Close()
+			if err != nil {
+				return err
+			}
+			if jsz.Meta == nil || jsz.Meta.Leader == "" {
+				return fmt.Errorf("%s knows no meta leader", n.name)
+			}
+			if jsz.Meta.Size != len(nodes) {
+				return fmt.Errorf("%s: meta group of %d", n.name, jsz.Meta.Size)
+			}
+			leaders[jsz.Meta.Leader] = true
+		}
+		if len(leaders) != 1 {
+			return fmt.Errorf("the nodes disagree on the meta leader: %v", slices.Collect(maps.Keys(leaders)))
+		}
+		return nil
+	}))
+}
+
+// exercise runs the deployment on a started cluster: the transport's
+// boundaries, the admin's provisioning, the services with their compose
+// command lines, traffic, the attack matrix, and every metric the alert
+// rules use.
+func exercise(t *testing.T, d *deployment, nodes []node) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
+	urls := clientURLs(nodes)
 
-	clientURLs := startCluster(t, d)
-	t.Logf("cluster of %d nodes ready after %s", len(clientURLs), time.Since(start).Round(time.Millisecond))
-
+	// The transport: clients speak TLS only, and the route port admits
+	// only a peer presenting a node certificate of the deployment's CA.
 	admin, err := d.keys.Option(access.Admin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(strings.Join(clientURLs, ","), admin)
+	checkPlainClient(t, nodes[0])
+	checkRoutePort(t, d, nodes[0])
+	caOpt, err := access.ClientTLS(d.keys.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	nc, err := nats.Connect(urls, admin, caOpt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1197,10 +1480,10 @@ func TestDeployment(t *testing.T) {
 	}
 
 	// The services, in process, with the compose command lines.
-	addrs := runServices(t, ctx, d, strings.Join(clientURLs, ","))
+	addrs := runServices(t, ctx, d, urls)
 	t.Logf("%d services ready after %s", len(addrs), time.Since(start).Round(time.Millisecond))
 
-	// The services provisioned R3 streams and consumers, with a leader and
+	// The admin provisioned R3 streams and consumers, with a leader and
 	// two current replicas each.
 	for _, sc := range topology.DefaultTopology().StreamConfigs() {
 		natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, described("stream "+sc.Name+" with 3 current replicas", func() error {
@@ -1229,28 +1512,54 @@ func TestDeployment(t *testing.T) {
 		}))
 	}
 
-	// Traffic: a lender event over HTTP (the overdue stage consumes it) and
-	// an undecodable one over NATS (the gateway's intake dead-letters it).
-	body := fmt.Sprintf(`{"installmentDue": {"tenantId": "acme", "loanId": "L-1001", "installmentId": "1",
-		"amount": {"currency": "CNY", "minorUnits": "120000"}, "dueAt": %q,
-		"timeZone": "Asia/Shanghai", "contactRef": "crm-77"}}`, time.Now().UTC().Format(time.RFC3339))
-	req, err := http.NewRequest(http.MethodPost, "http://"+addrs["gateway"]+"/v1/events", strings.NewReader(body))
+	// Traffic: lender events over HTTP (the overdue stage consumes them;
+	// two are control loans due in a year, for the attack matrix) and an
+	// undecodable one over NATS (the gateway's intake dead-letters it).
+	post := func(loan string, due time.Time) {
+		t.Helper()
+		body := fmt.Sprintf(`{"installmentDue": {"tenantId": %q, "loanId": %q, "installmentId": "1",
+			"amount": {"currency": "CNY", "minorUnits": "120000"}, "dueAt": %q,
+			"timeZone": "Asia/Shanghai", "contactRef": "crm-77"}}`, attackTenant, loan, due.UTC().Format(time.RFC3339))
+		req, err := http.NewRequest(http.MethodPost, "http://"+addrs["gateway"]+"/v1/events", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+d.apiKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("POST /v1/events: %s, want 202", resp.Status)
+		}
+	}
+	post("L-1001", time.Now())
+	controls := []string{"L-ctl-1", "L-ctl-2"}
+	for _, l := range controls {
+		post(l, time.Now().Add(365*24*time.Hour))
+	}
+	if _, err := js.Publish(ctx, topology.IntakeSubject(attackTenant, "L-2002"), []byte("not a lender event")); err != nil {
+		t.Fatal(err)
+	}
+
+	// Acceptance 1 of the trust boundaries, on the cluster the shipped
+	// files configure: the attack matrix, and the control loans unchanged.
+	log := loanlog.New(nc, js)
+	before := attack.Take(t, log, attackTenant, controls, 2) // the installment and its timer
+	tg := attack.Target{URL: urls, Keys: d.keys, Options: []nats.Option{caOpt}, Tenant: attackTenant, Loan: controls[0]}
+	n := attack.Run(t, tg)
+	lender, _ := attack.Connect(t, tg, access.Lender(attackTenant))
+	ljs, err := jetstream.New(lender)
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+d.apiKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	if ack, err := ljs.Publish(ctx, topology.IntakeSubject(attackTenant, "L-3003"), []byte("a lender's own intake")); err != nil || ack.Stream != topology.StreamIntake {
+		t.Errorf("the lender's own intake: %v, %v; want an ack from %s", ack, err, topology.StreamIntake)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("POST /v1/events: %s, want 202", resp.Status)
-	}
-	if _, err := js.Publish(ctx, topology.IntakeSubject("acme", "L-2002"), []byte("not a lender event")); err != nil {
-		t.Fatal(err)
-	}
+	before.Unchanged(t, log, attackTenant)
+	t.Logf("%d attacks refused after %s", n, time.Since(start).Round(time.Millisecond))
 
 	// Every service's /metrics, once the traffic shows in them.
 	metrics := metricSet{}
@@ -1296,6 +1605,66 @@ func TestDeployment(t *testing.T) {
 	t.Logf("done after %s", time.Since(start).Round(time.Millisecond))
 }
 
+// checkPlainClient shows that a node's client port requires TLS: its INFO
+// says so, and a client speaking the protocol in the clear gets no answer
+// but a closed connection.
+func checkPlainClient(t *testing.T, n node) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", n.client, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(conn)
+	info, err := r.ReadString('\n')
+	if err != nil || !strings.Contains(info, `"tls_required":true`) {
+		t.Errorf("client port: INFO %q (%v), want tls_required", info, err)
+	}
+	if _, err := conn.Write([]byte("CONNECT {\"verbose\":false}\r\nPING\r\n")); err != nil {
+		return // closed already
+	}
+	if line, err := r.ReadString('\n'); err == nil {
+		t.Errorf("client port: a client in the clear got %q, want the connection closed", line)
+	}
+}
+
+// checkRoutePort shows that a node's route port completes no TLS session
+// without a node certificate of the deployment's CA (a process without one
+// cannot join the cluster), and does with one (so the refusal is the
+// certificate's, not a wrong port's).
+func checkRoutePort(t *testing.T, d *deployment, n node) {
+	t.Helper()
+	caPEM, err := os.ReadFile(d.keys.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	dial := func(certs []tls.Certificate) (string, error) {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", n.routes,
+			&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", Certificates: certs, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			return "", err
+		}
+		defer conn.Close()
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		line, err := bufio.NewReader(conn).ReadString(' ')
+		return line, err
+	}
+	if got, err := dial(nil); err == nil || !strings.Contains(err.Error(), "certificate required") {
+		t.Errorf("route port without a certificate: read %q, %v; want the handshake refused (certificate required)", got, err)
+	}
+	f := d.keys.TLS(d.byKind[kindNATS][1])
+	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := dial([]tls.Certificate{cert}); err != nil || got != "INFO " {
+		t.Errorf("route port with a node certificate: read %q, %v; want the route's INFO", got, err)
+	}
+}
+
 // replicasCurrent reports whether a stream or consumer has its replicas,
 // a leader and every follower current.
 func replicasCurrent(want int, ci *jetstream.ClusterInfo) error {
@@ -1314,76 +1683,6 @@ func replicasCurrent(want int, ci *jetstream.ClusterInfo) error {
 		}
 	}
 	return nil
-}
-
-// startCluster starts the NATS nodes in process from their parsed
-// configurations, replacing only what cannot be the same on one machine:
-// listen addresses, route addresses and store directories. It returns the
-// client URLs once every node's monitoring /healthz answers 200 (the
-// compose health check).
-func startCluster(t *testing.T, d *deployment) []string {
-	t.Helper()
-	names := d.byKind[kindNATS]
-	ports := freePorts(t, len(names))
-	var routes []*url.URL
-	for _, p := range ports {
-		routes = append(routes, &url.URL{Scheme: "nats-route", Host: fmt.Sprintf("127.0.0.1:%d", p)})
-	}
-	var (
-		servers []*server.Server
-		nodes   []*server.Options
-	)
-	for i, name := range names {
-		o := d.nats[name].Clone()
-		o.Host, o.Port = "127.0.0.1", -1
-		o.HTTPHost, o.HTTPPort = "127.0.0.1", -1
-		o.Cluster.Host, o.Cluster.Port = "127.0.0.1", ports[i]
-		o.Routes = routes
-		o.StoreDir = t.TempDir()
-		o.NoSigs, o.NoLog = true, true
-		nodes = append(nodes, o)
-	}
-	for _, srv := range natstest.Cluster(t, nodes...) {
-		servers = append(servers, srv.Server)
-	}
-	var urls []string
-	for _, s := range servers {
-		urls = append(urls, s.ClientURL())
-	}
-	for i, s := range servers {
-		healthz := fmt.Sprintf("http://%s/healthz", s.MonitorAddr())
-		natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, described("node "+names[i]+" healthy", func() error {
-			resp, err := http.Get(healthz)
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("/healthz: %s", resp.Status)
-			}
-			return nil
-		}))
-		if !s.JetStreamIsClustered() {
-			t.Fatalf("node %s: JetStream is not clustered", names[i])
-		}
-	}
-	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, described("a JetStream meta leader with every node as a peer", func() error {
-		for _, s := range servers {
-			if !s.JetStreamIsCurrent() {
-				return fmt.Errorf("%s not current", s.Name())
-			}
-		}
-		for _, s := range servers {
-			if s.JetStreamIsLeader() {
-				if peers := s.JetStreamClusterPeers(); len(peers) != len(servers) {
-					return fmt.Errorf("peers %v", peers)
-				}
-				return nil
-			}
-		}
-		return errors.New("no leader")
-	}))
-	return urls
 }
 
 // serviceOptions mirrors services/<name>/main.go: what each binary runs.
@@ -1434,7 +1733,7 @@ func runServices(t *testing.T, ctx context.Context, d *deployment, natsURL strin
 				t.Fatal(err)
 			}
 			args := append(slices.Clone(s.Command), "--nats", natsURL, "--http", "127.0.0.1:0", "--log-level", "error",
-				"--nats-seed", seedOf(t, s, d.keys, f["nats-seed"]))
+				"--nats-seed", seedOf(t, s, d.keys, f["nats-seed"]), "--nats-ca", seedOf(t, s, d.keys, f["nats-ca"]))
 			if f["api-keys"] != "" {
 				args = append(args, "--api-keys", seedOf(t, s, d.keys, f["api-keys"]))
 			}

@@ -91,10 +91,13 @@ type Config struct {
 	// NATSSeed is the service's nkey seed file; NATSIdentity its identity.
 	NATSSeed     string
 	NATSIdentity string
-	DataDir      string
-	NATSListen   string
-	Fsync        string
-	HTTP         string
+	// NATSCA is the CA certificate the servers' TLS certificates are
+	// verified against (TLS to NATS when set).
+	NATSCA     string
+	DataDir    string
+	NATSListen string
+	Fsync      string
+	HTTP       string
 	// MaxConns and MaxConnsPerIP cap open HTTP connections.
 	MaxConns, MaxConnsPerIP int
 	Day                     time.Duration
@@ -130,6 +133,7 @@ func parse(name string, args []string, o Options) (Config, error) {
 		fs.StringVar(&c.NATSURL, "nats", "nats://127.0.0.1:4222", "NATS server URL")
 		fs.StringVar(&c.NATSSeed, "nats-seed", "", "the service's NATS credential: an nkey seed file (dunctl credentials create service-"+name+")")
 		fs.StringVar(&c.NATSIdentity, "nats-identity", access.Service(name).String(), "the identity the seed belongs to (its inbox prefix follows it)")
+		fs.StringVar(&c.NATSCA, "nats-ca", "", "speak TLS to NATS and verify the servers against this CA certificate (PEM; dunctl credentials tls makes it)")
 	}
 	fs.StringVar(&c.HTTP, "http", o.DefaultHTTP, "HTTP listen address (API, /healthz, /readyz, and /metrics unless --metrics-http)")
 	fs.StringVar(&c.MetricsHTTP, "metrics-http", "", "serve /metrics on this address of its own (e.g. one only the monitoring network reaches) instead of --http's")
@@ -451,11 +455,17 @@ func connect(o Options, st setup) (natsConns, error) {
 		if err != nil {
 			return natsConns{}, fmt.Errorf("--nats-seed: %w", err)
 		}
+		tls := func(*nats.Options) error { return nil }
+		if cfg.NATSCA != "" {
+			if tls, err = access.ClientTLS(cfg.NATSCA); err != nil {
+				return natsConns{}, fmt.Errorf("--nats-ca: %w", err)
+			}
+		}
 		// Reconnect quickly (nats.go waits 2 s by default, with jitter against
 		// storms): after a server restart every pending step and payment
 		// waits on this, and a collection ladder runs on day boundaries.
 		return natsConns{dial: func(name string) (*nats.Conn, error) {
-			return nats.Connect(cfg.NATSURL, nats.Name(name), auth, errs, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+			return nats.Connect(cfg.NATSURL, nats.Name(name), auth, tls, errs, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
 				nats.ReconnectWait(250*time.Millisecond), nats.ReconnectJitter(250*time.Millisecond, time.Second))
 		}, stop: func() {}}, nil
 	}

@@ -252,6 +252,10 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Storage:  jetstream.FileStorage,
 			Replicas: t.Replicas,
 			MaxAge:   7 * 24 * time.Hour,
+			// Bounded, and full means a publish refused (the lender sees
+			// the error and retries), never a stored event dropped.
+			MaxBytes: 4 << 30,
+			Discard:  jetstream.DiscardNew,
 			// A lender event is a few hundred bytes; the server refuses a
 			// bigger publish before storing it.
 			MaxMsgSize: MaxIntakeMessage,

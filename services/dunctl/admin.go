@@ -34,6 +34,8 @@ func credentials(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "./data/credentials", "the keyring: public keys, seeds just created, and the generated auth.conf")
 	key := fs.String("key", "", "revoke: only this public key (default: every key of the identity)")
+	hosts := fs.String("hosts", "localhost,127.0.0.1", "tls: other names and addresses each node's certificate covers, besides the node's own name")
+	renew := fs.Bool("renew", false, "tls: issue the named nodes' certificates again although they exist")
 	if err := fs.Parse(args[1:]); errors.Is(err, flag.ErrHelp) {
 		return 0
 	} else if err != nil {
@@ -61,6 +63,27 @@ func credentials(args []string, stdout, stderr io.Writer) int {
 		return id, true
 	}
 	switch cmd {
+	case "tls":
+		if fs.NArg() == 0 {
+			fmt.Fprintln(stderr, "dunctl credentials tls: name the nodes (e.g. n1 n2 n3)")
+			return 2
+		}
+		var extra []string
+		for _, h := range strings.Split(*hosts, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				extra = append(extra, h)
+			}
+		}
+		issued, err := k.IssueTLS(fs.Args(), extra, *renew)
+		if err != nil {
+			return fail(err)
+		}
+		for _, n := range issued {
+			f := k.TLS(n)
+			fmt.Fprintf(stdout, "%s: certificate %s, key %s\n", n, f.Cert, f.Key)
+		}
+		fmt.Fprintf(stdout, "CA certificate (clients: --nats-ca): %s\n", k.CAFile())
+		return 0
 	case "create":
 		id, ok := ident()
 		if !ok {
@@ -126,12 +149,13 @@ func credentials(args []string, stdout, stderr io.Writer) int {
 
 // adminFlags are the flags of the commands that connect to NATS as admin.
 type adminFlags struct {
-	url, seed string
+	url, seed, ca string
 }
 
 func (a *adminFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&a.url, "nats", "nats://127.0.0.1:4222", "NATS server URL")
 	fs.StringVar(&a.seed, "nats-seed", "./data/credentials/admin.nk", "the admin's nkey seed file")
+	fs.StringVar(&a.ca, "nats-ca", "", "speak TLS to NATS, verifying the servers against this CA certificate (deploy/credentials/tls/ca.pem)")
 }
 
 // start parses an admin command's flags (no positional arguments) and
@@ -159,7 +183,15 @@ func (a adminFlags) connect() (*nats.Conn, jetstream.JetStream, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	nc, err := nats.Connect(a.url, nats.Name("dunctl"), auth, nats.Timeout(5*time.Second))
+	opts := []nats.Option{nats.Name("dunctl"), auth, nats.Timeout(5 * time.Second)}
+	if a.ca != "" {
+		tls, err := access.ClientTLS(a.ca)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--nats-ca: %w", err)
+		}
+		opts = append(opts, tls)
+	}
+	nc, err := nats.Connect(a.url, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connecting to %s as admin: %w", a.url, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -86,3 +87,38 @@ func TestProvisionAndStatus(t *testing.T) {
 }
 
 func regexpMatch(pattern, s string) bool { return regexp.MustCompile(pattern).MatchString(s) }
+
+// dunctl credentials tls makes the CA once and a certificate per node; an
+// admin command given a CA file that is not one fails naming --nats-ca.
+func TestCredentialsTLS(t *testing.T) {
+	dir := t.TempDir()
+	var out, errOut bytes.Buffer
+	if code := run([]string{"credentials", "tls", "--dir", dir, "n1", "n2"}, &out, &errOut); code != 0 {
+		t.Fatalf("credentials tls = %d: %s", code, errOut.String())
+	}
+	k := access.Keyring{Dir: dir}
+	for _, want := range []string{k.TLS("n1").Cert, k.TLS("n2").Key, k.CAFile()} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %s:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	if code := run([]string{"credentials", "tls", "--dir", dir, "n1"}, &out, &errOut); code != 0 || strings.Contains(out.String(), "n1:") {
+		t.Errorf("second run = %d, issued again without --renew:\n%s", code, out.String())
+	}
+	if code := run([]string{"credentials", "tls", "--dir", dir}, &out, &errOut); code != 2 {
+		t.Errorf("no node named = %d, want 2", code)
+	}
+	errOut.Reset()
+	if code := run([]string{"status", "--nats-ca", k.TLS("n1").Key, "--nats-seed", "nope.nk"}, &out, &errOut); code != 1 {
+		t.Errorf("status with a bad seed and CA = %d, want 1", code)
+	}
+	seed := filepath.Join(dir, "admin.nk")
+	if _, _, err := k.Create(access.Admin); err != nil {
+		t.Fatal(err)
+	}
+	errOut.Reset()
+	if code := run([]string{"status", "--nats-ca", k.TLS("n1").Key, "--nats-seed", seed}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "--nats-ca") {
+		t.Errorf("status with a key as CA = %d: %s; want 1 naming --nats-ca", code, errOut.String())
+	}
+}

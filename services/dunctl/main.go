@@ -38,13 +38,15 @@ const usage = `usage:
   dunctl credentials create|revoke|list|config [--dir DIR] [--key PUBKEY] [IDENTITY]
                                 manage NATS credentials (IDENTITY: admin, service-NAME, lender-TENANT, agency-ID)
                                 and regenerate the server's accounts (DIR/auth.conf; default ./data/credentials)
+  dunctl credentials tls [--dir DIR] [--hosts H,...] [--renew] NODE...
+                                the cluster's TLS: a CA (DIR/tls/ca.pem, made once) and a certificate per node
   dunctl apikey create|revoke|list [--file FILE] [--tenant TENANT --scopes ingest,read|admin] [ID]
                                 manage the HTTP API's keys (default file ./data/credentials/api-keys)
-  dunctl status [--nats URL] [--nats-seed ADMIN.nk]
+  dunctl status [--nats URL] [--nats-seed ADMIN.nk] [--nats-ca CA.pem]
                                 every stream (messages, bytes, limit) and consumer (pending, in flight, redelivered), as admin
-  dunctl deadletters list [--nats URL] [--nats-seed ADMIN.nk] [--limit N] [--consumer C]
+  dunctl deadletters list [--nats URL] [--nats-seed ADMIN.nk] [--nats-ca CA.pem] [--limit N] [--consumer C]
                                 the newest dead letters: time, consumer, class, subject and reason (never the body)
-  dunctl provision [--nats URL] [--nats-seed ADMIN.nk] [--replicas N] [--recreate-loans]
+  dunctl provision [--nats URL] [--nats-seed ADMIN.nk] [--nats-ca CA.pem] [--replicas N] [--recreate-loans]
                                 create or update the pipeline's streams and consumers, as admin
 `
 

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +16,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -30,83 +28,26 @@ import (
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/pipeline"
 	"github.com/opendunning/dunning/pkg/policy"
-	"github.com/opendunning/dunning/pkg/stage"
 	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
+	"github.com/opendunning/dunning/test/attack"
 )
 
 // client is a TCP connection as one identity, with the errors the server
 // reports asynchronously (a refused publish or subscription).
 type client struct {
 	nc   *nats.Conn
-	errs chan error
+	errs <-chan error
+}
+
+func (h *harness) target(loan string) attack.Target {
+	return attack.Target{URL: h.srv.ClientURL(), Keys: h.srv.Keyring, Tenant: tenant, Loan: loan}
 }
 
 func (h *harness) connectAs(id access.Identity) *client {
 	h.t.Helper()
-	auth, err := h.srv.Keyring.Option(id)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	c := &client{errs: make(chan error, 16)}
-	c.nc, err = nats.Connect(h.srv.ClientURL(), auth, nats.Name("attacker-"+id.String()),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			select {
-			case c.errs <- err:
-			default:
-			}
-		}))
-	if err != nil {
-		h.t.Fatalf("connecting as %s: %v", id, err)
-	}
-	h.t.Cleanup(c.nc.Close)
-	return c
-}
-
-// denied runs one attempt on a fresh connection as id and fails the test
-// unless the server refuses it with a permissions violation.
-func (h *harness) denied(id access.Identity, what string, attempt func(nc *nats.Conn) error) {
-	h.t.Helper()
-	c := h.connectAs(id)
-	defer c.nc.Close()
-	err := attempt(c.nc)
-	if err == nil {
-		err = c.nc.Flush()
-	}
-	if isPermission(err) {
-		return
-	}
-	select {
-	case async := <-c.errs:
-		if isPermission(async) {
-			return
-		}
-		h.t.Errorf("%s: %s: %v (then %v), want a permissions violation", id, what, err, async)
-	case <-time.After(3 * time.Second):
-		h.t.Errorf("%s: %s: %v and no permissions violation reported", id, what, err)
-	}
-}
-
-func isPermission(err error) bool {
-	return err != nil && (errors.Is(err, nats.ErrPermissionViolation) || strings.Contains(strings.ToLower(err.Error()), "permissions violation"))
-}
-
-func publish(subject string) func(*nats.Conn) error {
-	return func(nc *nats.Conn) error { return nc.Publish(subject, []byte("forged")) }
-}
-
-// request sends a request without waiting for its answer: a refused one
-// never gets any (the server reports the violation asynchronously, at
-// once), and an allowed one is seen by no violation within denied's wait.
-func request(subject string) func(*nats.Conn) error {
-	return func(nc *nats.Conn) error { return nc.PublishRequest(subject, nc.NewRespInbox(), []byte("{}")) }
-}
-
-func subscribe(subject string) func(*nats.Conn) error {
-	return func(nc *nats.Conn) error {
-		_, err := nc.SubscribeSync(subject)
-		return err
-	}
+	nc, errs := attack.Connect(h.t, h.target(""), id)
+	return &client{nc: nc, errs: errs}
 }
 
 // Acceptance 1 (NATS attack matrix, embedded server): no anonymous or
@@ -114,6 +55,8 @@ func subscribe(subject string) func(*nats.Conn) error {
 // pipeline but its own tenant's intake; each service credential publishes
 // no kind it does not own and deletes or purges nothing. Every denial is a
 // permissions violation, and the control loans are unchanged afterwards.
+// (deploy's TestDeployment runs the same matrix on the cluster started
+// from the shipped configuration files.)
 func TestNATSAttackMatrix(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, time.Second)
@@ -123,67 +66,10 @@ func TestNATSAttackMatrix(t *testing.T) {
 	for _, l := range controls {
 		h.send(dueEvent(l, "1", 100000, time.Now().Add(365*24*time.Hour)))
 	}
-	before := map[string][]loanlog.Raw{}
-	for _, l := range controls {
-		waitFor(t, 10*time.Second, func() error {
-			raw, _, err := h.log.ReadRaw(context.Background(), tenant, l)
-			if err != nil || len(raw) < 2 {
-				return fmt.Errorf("%s: %d entries (%v), want its installment and timer", l, len(raw), err)
-			}
-			before[l] = raw
-			return nil
-		})
-	}
-	ctl := controls[0]
+	before := attack.Take(t, h.log, tenant, controls, 2) // its installment and timer
 
-	// No anonymous client, and no key the server does not know.
-	if nc, err := nats.Connect(h.srv.ClientURL()); err == nil || !strings.Contains(err.Error(), "Authorization Violation") {
-		t.Errorf("anonymous connect: %v, want an authorization violation", err)
-		if nc != nil {
-			nc.Close()
-		}
-	}
-	stranger, _ := nkeys.CreateUser()
-	pub, _ := stranger.PublicKey()
-	if nc, err := nats.Connect(h.srv.ClientURL(), nats.Nkey(pub, stranger.Sign)); err == nil || !strings.Contains(err.Error(), "Authorization Violation") {
-		t.Errorf("unknown nkey: %v, want an authorization violation", err)
-		if nc != nil {
-			nc.Close()
-		}
-	}
-
-	// What no party but the admin may do to the system of record.
-	destructive := func(id access.Identity) {
-		for _, s := range topology.Streams() {
-			h.denied(id, "delete stream "+s, request("$JS.API.STREAM.DELETE."+s))
-			h.denied(id, "purge stream "+s, request("$JS.API.STREAM.PURGE."+s))
-			h.denied(id, "delete a message of "+s, request("$JS.API.STREAM.MSG.DELETE."+s))
-			h.denied(id, "update stream "+s, request("$JS.API.STREAM.UPDATE."+s))
-		}
-		for _, c := range pipeline.Consumers() {
-			h.denied(id, "delete consumer "+c.Name, request("$JS.API.CONSUMER.DELETE."+c.Stream+"."+c.Name))
-		}
-		h.denied(id, "create a consumer", request("$JS.API.CONSUMER.CREATE."+topology.StreamLoans))
-		h.denied(id, "subscribe to every loan", subscribe("dunning.loan.>"))
-		h.denied(id, "subscribe to every task", subscribe("dunning.task.>"))
-		h.denied(id, "subscribe to every inbox", subscribe("_INBOX.>"))
-		h.denied(id, "subscribe to a service's inbox", subscribe(access.Service("dunningd").Inbox()+".>"))
-		h.denied(id, "subscribe to another lender's inbox", subscribe(access.Lender("globex").Inbox()+".>"))
-	}
-
-	// Lenders and agencies: outside parties.
-	outsiders := []access.Identity{access.Lender(tenant), access.Agency("collect")}
-	for _, id := range outsiders {
-		destructive(id)
-		h.denied(id, "write a repayment into a loan's log", publish(topology.LoanSubject(tenant, ctl, codec.Repaid.Token, "forged")))
-		h.denied(id, "close a case", publish(topology.DecisionSubject(tenant, ctl, codec.Closed.Token, 1)))
-		h.denied(id, "publish to another tenant's intake", publish(topology.IntakeSubject("globex", "L-1")))
-		h.denied(id, "read a loan (direct get)", request("$JS.API.DIRECT.GET."+topology.StreamLoans+"."+topology.LoanSubject(tenant, ctl, codec.Due.Token, "1")))
-		h.denied(id, "read a loan's log (batch direct get)", request("$JS.API.DIRECT.GET."+topology.StreamLoans))
-		h.denied(id, "stream info", request("$JS.API.STREAM.INFO."+topology.StreamLoans))
-		h.denied(id, "account info", request("$JS.API.INFO"))
-	}
-	h.denied(access.Agency("collect"), "publish a lender event", publish(topology.IntakeSubject(tenant, "L-1")))
+	n := attack.Run(t, h.target(controls[0]))
+	t.Logf("%d attacks", n)
 
 	// The lender's one right works, and answers with the intake stream's ack.
 	lender := h.connectAs(access.Lender(tenant))
@@ -199,46 +85,9 @@ func TestNATSAttackMatrix(t *testing.T) {
 		t.Errorf("the lender's own intake: %v, %v; want an ack from %s", ack, err, topology.StreamIntake)
 	}
 
-	// Services: each writes only its own kinds.
-	for _, s := range stage.Table {
-		id := access.Service(s.Service)
-		destructive(id)
-		for _, k := range codec.Kinds {
-			if k.Decision == 0 || slices.Contains(s.Writes, k) {
-				continue
-			}
-			h.denied(id, "write a "+string(k.Token)+" decision", publish(topology.DecisionSubject(tenant, ctl, k.Token, 1)))
-		}
-		h.denied(id, "write a repayment", publish(topology.LoanSubject(tenant, ctl, codec.Repaid.Token, "forged")))
-		h.denied(id, "publish a contact task", publish(topology.TaskSubject("sms", tenant, ctl, "c-1")))
-		h.denied(id, "publish a lender event", publish(topology.IntakeSubject(tenant, ctl)))
-	}
-	for _, name := range []string{"gateway", "notify"} {
-		id := access.Service(name)
-		destructive(id)
-		h.denied(id, "close a case", publish(topology.DecisionSubject(tenant, ctl, codec.Closed.Token, 1)))
-		h.denied(id, "set a timer", publish(topology.TimerSubject(tenant, ctl)))
-	}
-	h.denied(access.Service("gateway"), "publish a contact task", publish(topology.TaskSubject("sms", tenant, ctl, "c-1")))
-	h.denied(access.Service("notify"), "write a repayment", publish(topology.LoanSubject(tenant, ctl, codec.Repaid.Token, "forged")))
-
 	// Afterwards: the control loans exactly as they were, and every stream
 	// and consumer still there.
-	for _, l := range controls {
-		after, _, err := h.log.ReadRaw(context.Background(), tenant, l)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(after) != len(before[l]) {
-			t.Errorf("%s: %d entries after the attacks, %d before", l, len(after), len(before[l]))
-			continue
-		}
-		for i := range after {
-			if after[i].Seq != before[l][i].Seq || after[i].Subject != before[l][i].Subject || string(after[i].Data) != string(before[l][i].Data) {
-				t.Errorf("%s: entry %d changed: %s@%d, was %s@%d", l, i, after[i].Subject, after[i].Seq, before[l][i].Subject, before[l][i].Seq)
-			}
-		}
-	}
+	before.Unchanged(t, h.log, tenant)
 	missing, err := h.topo.Missing(context.Background(), h.js, pipeline.Consumers())
 	if err != nil || len(missing) > 0 {
 		t.Errorf("after the attacks: missing %v (%v)", missing, err)
@@ -488,7 +337,7 @@ func TestTopologyRemovedByAdmin(t *testing.T) {
 			t.Fatal(err)
 		}
 		nc, err := nats.Connect(d.nats, auth, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			if isPermission(err) {
+			if attack.IsPermission(err) {
 				violations <- err
 			}
 		}))
