@@ -10,6 +10,9 @@ export PATH := $(BIN):$(PATH)
 
 BUF_VERSION           := v1.75.0
 PROTOC_GEN_GO_VERSION := v1.36.12
+# The same version as connectrpc.com/connect in go.mod (the generated code
+# asserts the runtime it needs).
+PROTOC_GEN_CONNECT_GO_VERSION := v1.21.1
 NATS_SERVER_VERSION   := v2.15.3
 # Debian bookworm's prometheus package; only its promtool is extracted.
 PROMTOOL_DEB_VERSION  := 2.42.0+ds-5+deb12u1
@@ -120,8 +123,8 @@ lint:
 build:
 	$(GO) build -o $(BIN)/ ./services/...
 
-## tools: buf and protoc-gen-go, pinned, into ./bin
-tools: $(BIN)/buf $(BIN)/protoc-gen-go
+## tools: buf, protoc-gen-go and protoc-gen-connect-go, pinned, into ./bin
+tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-connect-go
 
 # FORCE: the recipes run every time, check the installed version, and do
 # nothing more when it is the pinned one.
@@ -152,6 +155,14 @@ $(BIN)/protoc-gen-go: FORCE
 	if [ "$$($@ --version 2>/dev/null)" = "$$want" ]; then exit 0; fi; \
 	echo "$$want: go install"; \
 	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION); \
+	got=$$($@ --version 2>&1) || true; \
+	[ "$$got" = "$$want" ] || { echo "$@ --version: '$$got', want $$want" >&2; exit 1; }
+
+$(BIN)/protoc-gen-connect-go: FORCE
+	@set -e; want="$(PROTOC_GEN_CONNECT_GO_VERSION:v%=%)"; \
+	if [ "$$($@ --version 2>/dev/null)" = "$$want" ]; then exit 0; fi; \
+	echo "protoc-gen-connect-go $$want: go install"; \
+	GOBIN=$(BIN) $(GO) install connectrpc.com/connect/cmd/protoc-gen-connect-go@$(PROTOC_GEN_CONNECT_GO_VERSION); \
 	got=$$($@ --version 2>&1) || true; \
 	[ "$$got" = "$$want" ] || { echo "$@ --version: '$$got', want $$want" >&2; exit 1; }
 

@@ -3,6 +3,7 @@ module github.com/opendunning/dunning
 go 1.26.0
 
 require (
+	connectrpc.com/connect v1.21.1
 	github.com/ThreeDotsLabs/watermill v1.5.1
 	github.com/google/uuid v1.6.0
 	github.com/nats-io/nats-server/v2 v2.15.3

@@ -1,5 +1,7 @@
 // Package api is the pipeline's HTTP surface: lender event ingest, a loan's
-// timeline, Prometheus metrics and health.
+// timeline, Prometheus metrics and health. The lender calls are served
+// twice from one implementation: as the README's REST routes, and as the
+// Connect service dunning.v1.LenderService (proto/dunning/v1/api.proto).
 package api
 
 import (
@@ -22,6 +24,7 @@ import (
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/timeline"
+	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
 // maxBody bounds a lender event body.
@@ -50,6 +53,8 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/events", s.authed(apikey.ScopeIngest, s.postEvent))
 	mux.Handle("GET /v1/tenants/{tenant}/loans/{loan}/timeline", s.authed(apikey.ScopeRead, s.getTimeline))
+	// The same calls as a Connect service (gRPC, gRPC-Web, Connect).
+	mux.Handle(s.connectHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -70,47 +75,71 @@ func (s *Server) Handler() http.Handler {
 
 type principalKey struct{}
 
-// authed admits callers with an API key holding scope (the admin scope
-// holds every scope): 401 without a valid key, 403 without the scope.
-// Which tenant a key may act for is checked by the handler, which knows
-// the tenant.
+// refusal is a request refused: the HTTP status the REST routes answer,
+// which the Connect service maps to its code (connect.go), the message, and
+// the field at fault.
+type refusal struct {
+	status     int
+	msg, field string
+}
+
+func (r *refusal) Error() string { return r.msg }
+
+// authenticate admits the caller of an Authorization header with an API
+// key holding scope (the admin scope holds every scope): 401 without a
+// valid key, 403 without the scope. Which tenant a key may act for is
+// checked where the tenant is known.
+func (s *Server) authenticate(authorization string, scope apikey.Scope) (apikey.Principal, *refusal) {
+	token, ok := strings.CutPrefix(authorization, "Bearer ")
+	if !ok {
+		token = ""
+	}
+	var p apikey.Principal
+	err := apikey.ErrNoKey
+	if s.Keys != nil {
+		p, err = s.Keys.Authenticate(strings.TrimSpace(token))
+	}
+	if err != nil {
+		return p, &refusal{http.StatusUnauthorized, "an API key is required: Authorization: Bearer <key> (" + err.Error() + ")", "Authorization"}
+	}
+	if !p.Has(scope) {
+		return p, &refusal{http.StatusForbidden, "this API key lacks the " + string(scope) + " scope", "Authorization"}
+	}
+	return p, nil
+}
+
+// authed admits a REST route's callers (authenticate).
 func (s *Server) authed(scope apikey.Scope, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok {
-			token = ""
-		}
-		var p apikey.Principal
-		err := apikey.ErrNoKey
-		if s.Keys != nil {
-			p, err = s.Keys.Authenticate(strings.TrimSpace(token))
-		}
-		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="dunning"`)
-			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "an API key is required: Authorization: Bearer <key> (" + err.Error() + ")", Field: "Authorization"})
-			return
-		}
-		if !p.Has(scope) {
-			writeJSON(w, http.StatusForbidden, errorBody{Error: "this API key lacks the " + string(scope) + " scope", Field: "Authorization"})
+		p, ref := s.authenticate(r.Header.Get("Authorization"), scope)
+		if ref != nil {
+			if ref.status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="dunning"`)
+			}
+			writeRefusal(w, ref)
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
 	})
 }
 
-func principal(r *http.Request) apikey.Principal {
-	p, _ := r.Context().Value(principalKey{}).(apikey.Principal)
+func principalOf(ctx context.Context) apikey.Principal {
+	p, _ := ctx.Value(principalKey{}).(apikey.Principal)
 	return p
 }
 
-// forbidden answers 403 for a tenant the caller's key does not serve.
-func forbidden(w http.ResponseWriter, field string) {
-	writeJSON(w, http.StatusForbidden, errorBody{Error: "this API key is not for this tenant", Field: field})
+// notForTenant refuses a tenant the caller's key does not serve.
+func notForTenant(field string) *refusal {
+	return &refusal{http.StatusForbidden, "this API key is not for this tenant", field}
 }
 
 type errorBody struct {
 	Error string `json:"error"`
 	Field string `json:"field,omitempty"`
+}
+
+func writeRefusal(w http.ResponseWriter, r *refusal) {
+	writeJSON(w, r.status, errorBody{Error: r.msg, Field: r.field})
 }
 
 func (s *Server) count(result string) { s.Ingestor.Count("http", result) }
@@ -119,7 +148,7 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		s.count("invalid")
-		writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{Error: "body must be at most 64 KiB", Field: "body"})
+		writeRefusal(w, &refusal{http.StatusRequestEntityTooLarge, "body must be at most 64 KiB", "body"})
 		return
 	}
 	ct := r.Header.Get("Content-Type")
@@ -128,87 +157,86 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	if mt, _, perr := mime.ParseMediaType(ct); perr != nil || !acceptedTypes[mt] {
 		s.count("invalid")
-		writeJSON(w, http.StatusUnsupportedMediaType, errorBody{Error: "Content-Type must be application/json or application/x-protobuf", Field: "Content-Type"})
+		writeRefusal(w, &refusal{http.StatusUnsupportedMediaType, "Content-Type must be application/json or application/x-protobuf", "Content-Type"})
 		return
 	}
 	ev, err := ingest.Decode(ct, body)
-	if err == nil {
-		var v ingest.Event
-		if v, err = s.Ingestor.Check(ev); err == nil {
-			p := principal(r)
-			if !p.Serves(v.Tenant) {
-				s.count("invalid")
-				forbidden(w, "tenant_id")
-				return
-			}
-			v.Principal = p.String()
-			var res ingest.Result
-			res, err = s.Ingestor.Record(r.Context(), v)
-			if err == nil {
-				status := http.StatusAccepted
-				if res.Duplicate {
-					s.count("duplicate")
-					status = http.StatusOK
-				} else {
-					s.count("accepted")
-				}
-				writeJSON(w, status, res)
-				return
-			}
-		}
-	}
-	if fe, ok := ingest.AsFieldError(err); ok {
+	if err != nil {
 		s.count("invalid")
+		writeRefusal(w, eventRefusal(err))
+		return
+	}
+	res, ref := s.submit(r.Context(), principalOf(r.Context()), ev)
+	if ref != nil {
+		writeRefusal(w, ref)
+		return
+	}
+	status := http.StatusAccepted
+	if res.Duplicate {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, res)
+}
+
+// submit checks and records one lender event for principal p: the REST
+// route and the Connect service both end here.
+func (s *Server) submit(ctx context.Context, p apikey.Principal, ev *dunningv1.LenderEvent) (ingest.Result, *refusal) {
+	v, err := s.Ingestor.Check(ev)
+	if err != nil {
+		s.count("invalid")
+		return ingest.Result{}, eventRefusal(err)
+	}
+	if !p.Serves(v.Tenant) {
+		s.count("invalid")
+		return ingest.Result{}, notForTenant("tenant_id")
+	}
+	v.Principal = p.String()
+	res, err := s.Ingestor.Record(ctx, v)
+	if err != nil {
+		if ref := eventRefusal(err); ref.status != http.StatusServiceUnavailable {
+			s.count("invalid")
+			return res, ref
+		}
+		s.Logger.Error("recording lender event", "err", err)
+		return res, &refusal{http.StatusServiceUnavailable, "could not record the event; retry with the same body", ""}
+	}
+	if res.Duplicate {
+		s.count("duplicate")
+	} else {
+		s.count("accepted")
+	}
+	return res, nil
+}
+
+// eventRefusal classifies why an event was not recorded: a field at fault
+// (400, or 422 when well-formed but not this loan's money or contact), an
+// ID reused for another body (409), or the log unavailable (503).
+func eventRefusal(err error) *refusal {
+	if fe, ok := ingest.AsFieldError(err); ok {
 		status := http.StatusBadRequest
 		if errors.Is(err, ingest.ErrCurrencyMismatch) || errors.Is(err, ingest.ErrUnknownContact) {
-			status = http.StatusUnprocessableEntity // well-formed, but not this loan's money
+			status = http.StatusUnprocessableEntity
 		}
-		writeJSON(w, status, errorBody{Error: fe.Error(), Field: fe.Field})
-		return
+		return &refusal{status, fe.Error(), fe.Field}
 	}
 	if errors.Is(err, ingest.ErrConflictingDuplicate) {
-		s.count("invalid")
-		writeJSON(w, http.StatusConflict, errorBody{Error: err.Error()})
-		return
+		return &refusal{http.StatusConflict, err.Error(), ""}
 	}
-	s.Logger.Error("recording lender event", "err", err)
-	writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "could not record the event; retry with the same body"})
+	return &refusal{http.StatusServiceUnavailable, err.Error(), ""}
 }
 
 // getTimeline serves a loan's timeline as JSON, or with ?format=text as the
 // aligned table the README shows (errors are JSON either way).
 func (s *Server) getTimeline(w http.ResponseWriter, r *http.Request) {
-	tenant, loan := r.PathValue("tenant"), r.PathValue("loan")
-	for field, v := range map[string]string{"tenant": tenant, "loan": loan} {
-		if !policy.ValidID(v) {
-			writeJSON(w, http.StatusBadRequest, errorBody{Error: field + " must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_'", Field: field})
-			return
-		}
-	}
-	p := principal(r)
-	if !p.Serves(tenant) {
-		forbidden(w, "tenant")
-		return
-	}
 	format := r.URL.Query().Get("format")
 	if format != "" && format != "json" && format != "text" {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: `format must be "json" (the default) or "text"`, Field: "format"})
+		writeRefusal(w, &refusal{http.StatusBadRequest, `format must be "json" (the default) or "text"`, "format"})
 		return
 	}
-	tl, err := timeline.Read(r.Context(), s.Log, s.Ladder, tenant, loan, s.Now())
-	if err != nil {
-		s.Logger.Error("reading timeline", "err", err)
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: "could not read the loan's log"})
+	tl, ref := s.timeline(r.Context(), principalOf(r.Context()), r.PathValue("tenant"), r.PathValue("loan"), "tenant", "loan")
+	if ref != nil {
+		writeRefusal(w, ref)
 		return
-	}
-	if len(tl.Entries) == 0 {
-		writeJSON(w, http.StatusNotFound, errorBody{Error: "no events for this loan", Field: "loan"})
-		return
-	}
-	// Verification codes let a borrower tell a genuine collector from a
-	// fraudster: only the admin scope sees them.
-	if !p.Has(apikey.ScopeAdmin) {
-		tl.HideCodes()
 	}
 	if format == "text" {
 		var b bytes.Buffer
@@ -219,6 +247,33 @@ func (s *Server) getTimeline(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, tl)
+}
+
+// timeline reads a loan's timeline for principal p; tenantField and
+// loanField name the request's fields in a refusal.
+func (s *Server) timeline(ctx context.Context, p apikey.Principal, tenant, loan, tenantField, loanField string) (timeline.Timeline, *refusal) {
+	for _, f := range []struct{ name, v string }{{tenantField, tenant}, {loanField, loan}} {
+		if !policy.ValidID(f.v) {
+			return timeline.Timeline{}, &refusal{http.StatusBadRequest, f.name + " must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_'", f.name}
+		}
+	}
+	if !p.Serves(tenant) {
+		return timeline.Timeline{}, notForTenant(tenantField)
+	}
+	tl, err := timeline.Read(ctx, s.Log, s.Ladder, tenant, loan, s.Now())
+	if err != nil {
+		s.Logger.Error("reading timeline", "err", err)
+		return tl, &refusal{http.StatusServiceUnavailable, "could not read the loan's log", ""}
+	}
+	if len(tl.Entries) == 0 {
+		return tl, &refusal{http.StatusNotFound, "no events for this loan", loanField}
+	}
+	// Verification codes let a borrower tell a genuine collector from a
+	// fraudster: only the admin scope sees them.
+	if !p.Has(apikey.ScopeAdmin) {
+		tl.HideCodes()
+	}
+	return tl, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -612,6 +612,13 @@ func serve(ctx context.Context, g *errgroup.Group, ln net.Listener, h http.Handl
 	// connections (and the process's open files) indefinitely.
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	// gRPC callers of the Connect service need HTTP/2: over TLS it is
+	// negotiated; in the clear (a lender's back end inside its network)
+	// it is HTTP/2 with prior knowledge.
+	hs.Protocols = new(http.Protocols)
+	hs.Protocols.SetHTTP1(true)
+	hs.Protocols.SetHTTP2(true)
+	hs.Protocols.SetUnencryptedHTTP2(true)
 	g.Go(func() error {
 		serveFn := func() error { return hs.Serve(ln) }
 		if certFile != "" {

@@ -32,6 +32,7 @@ const (
 	loanPrefix   = "dunning.loan"
 	dlqPrefix    = "dunning.dlq"
 	taskPrefix   = "dunning.task"
+	auditPrefix  = "dunning.audit"
 )
 
 // Kind is the subject token that says what a loan-log entry is ("due",
@@ -61,11 +62,14 @@ const (
 	// the record keeps every message whatever happens to the live log
 	// (README, "What a compromised service can still do").
 	StreamRecord = "DUNNING_RECORD"
+	// StreamAudit records what operators did as admin (provisioning, dead
+	// letters replayed): only the admin writes it, nobody deletes from it.
+	StreamAudit = "DUNNING_AUDIT"
 )
 
 // Streams names every declared stream.
 func Streams() []string {
-	return []string{StreamLoans, StreamRecord, StreamIntake, StreamTasks, StreamDLQ}
+	return []string{StreamLoans, StreamRecord, StreamIntake, StreamTasks, StreamDLQ, StreamAudit}
 }
 
 // DLQMaxBytes bounds the dead-letter stream; an alert fires at 80 % of it,
@@ -131,6 +135,10 @@ func TaskSubject(channel, tenant, loan, contactID string) string {
 
 // DLQSubject is where a consumer dead-letters a message.
 func DLQSubject(consumer string) string { return dlqPrefix + "." + consumer }
+
+// AuditSubject is where an admin action of kind action is recorded, e.g.
+// dunning.audit.provision, dunning.audit.deadletter_replay.
+func AuditSubject(action string) string { return auditPrefix + "." + action }
 
 // ErrNotLoanSubject is returned for a subject outside the loan log layout.
 var ErrNotLoanSubject = errors.New("not a loan-log subject")
@@ -288,6 +296,15 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Duplicates: 2 * time.Minute,
 			DenyDelete: true,
 			DenyPurge:  true,
+		},
+		{
+			Name:        StreamAudit,
+			Description: "What operators did as admin: provisioning, dead letters replayed. Kept like the loans: no limit, nothing deleted.",
+			Subjects:    []string{auditPrefix + ".*"},
+			Storage:     jetstream.FileStorage,
+			Replicas:    t.Replicas,
+			DenyDelete:  true,
+			DenyPurge:   true,
 		},
 	}
 }

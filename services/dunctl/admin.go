@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -225,6 +226,12 @@ func provision(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "dunctl provision:", err)
 		return 1
 	}
+	// Recorded once the audit stream exists, which provisioning creates.
+	if err := audit(ctx, js, "provision", map[string]string{"replicas": strconv.Itoa(topo.Replicas),
+		"ack_wait": topo.AckWait.String(), "max_deliver": strconv.Itoa(topo.MaxDeliver), "recreate_loans": strconv.FormatBool(topo.RecreateLoans)}); err != nil {
+		fmt.Fprintln(stderr, "dunctl provision:", err)
+		return 1
+	}
 	fmt.Fprintf(stdout, "provisioned %d streams and %d consumers (replicas %d)\n", len(topology.Streams()), len(pipeline.Consumers()), topo.Replicas)
 	return 0
 }
@@ -351,52 +358,73 @@ func status(args []string, stdout, stderr io.Writer) int {
 // and the original subject, never the body (it may hold what a lender
 // should not have sent).
 func deadLetters(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "list" {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "inspect" && args[0] != "replay") {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	fs := flag.NewFlagSet("deadletters list", flag.ContinueOnError)
+	cmd := args[0]
+	fs := flag.NewFlagSet("deadletters "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var a adminFlags
 	a.register(fs)
-	limit := fs.Int("limit", 50, "the newest N dead letters")
-	consumer := fs.String("consumer", "", "only this consumer's")
-	nc, js, code, ok := a.start(fs, args[1:], stderr)
+	limit := fs.Int("limit", 50, "list: the newest N dead letters")
+	consumer := fs.String("consumer", "", "list: only this consumer's")
+	body := fs.Bool("body", false, "inspect: print the refused body too (it may hold personal data)")
+	rest := args[1:]
+	var seq uint64
+	if cmd != "list" {
+		// inspect|replay [flags] SEQ
+		if len(rest) == 0 {
+			fmt.Fprintf(stderr, "dunctl deadletters %s: name the dead letter's number (dunctl deadletters list)\n", cmd)
+			return 2
+		}
+		n, err := strconv.ParseUint(rest[len(rest)-1], 10, 64)
+		if err != nil || n == 0 {
+			fmt.Fprintf(stderr, "dunctl deadletters %s: %q is not a dead letter's number\n", cmd, rest[len(rest)-1])
+			return 2
+		}
+		seq, rest = n, rest[:len(rest)-1]
+	}
+	nc, js, code, ok := a.start(fs, rest, stderr)
 	if !ok {
 		return code
 	}
 	defer nc.Close()
+	if cmd != "list" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var err error
+		if cmd == "inspect" {
+			err = inspect(ctx, js, seq, *body, stdout)
+		} else {
+			err = replay(ctx, js, seq, stdout)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "dunctl deadletters %s: %v\n", cmd, err)
+			return 1
+		}
+		return 0
+	}
 	if *limit < 1 {
 		fmt.Fprintln(stderr, "dunctl deadletters list: --limit must be at least 1")
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, topology.StreamDLQ)
-	if err != nil {
-		fmt.Fprintln(stderr, "dunctl deadletters:", err)
-		return 1
-	}
-	st := s.CachedInfo().State
 	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "seq\ttime\tconsumer\tclass\tsubject\treason")
-	shown := 0
-	for seq := st.LastSeq; seq >= st.FirstSeq && seq > 0 && shown < *limit; seq-- {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			fmt.Fprintln(stderr, "dunctl deadletters:", err)
-			return 1
-		}
+	err := newestFirst(ctx, js, topology.StreamDLQ, *limit, func(m *jetstream.RawStreamMsg) bool {
 		c := m.Header.Get(bus.HeaderDLQConsumer)
 		if *consumer != "" && c != *consumer {
-			continue
+			return false
 		}
 		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", m.Sequence, m.Time.UTC().Format(time.RFC3339), c,
 			m.Header.Get(bus.HeaderDLQClass), m.Header.Get(bus.HeaderDLQSubject), m.Header.Get(bus.HeaderDLQReason))
-		shown++
+		return true
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "dunctl deadletters:", err)
+		return 1
 	}
 	if err := w.Flush(); err != nil {
 		return 1

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/bus"
@@ -18,6 +20,7 @@ import (
 	"github.com/opendunning/dunning/pkg/natstest"
 	"github.com/opendunning/dunning/pkg/pipeline"
 	"github.com/opendunning/dunning/pkg/topology"
+	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
 // dunctl provision creates the topology as the admin; dunctl status shows
@@ -120,5 +123,86 @@ func TestCredentialsTLS(t *testing.T) {
 	errOut.Reset()
 	if code := run([]string{"status", "--nats-ca", k.TLS("n1").Key, "--nats-seed", seed}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "--nats-ca") {
 		t.Errorf("status with a key as CA = %d: %s; want 1 naming --nats-ca", code, errOut.String())
+	}
+}
+
+// An intake dead letter is inspected (its body only when asked) and
+// replayed to its intake subject once, recorded on the audit stream with
+// the provisioning; a stage's dead letter is not replayed.
+func TestDeadLetterReplayAndAudit(t *testing.T) {
+	srv := natstest.Server(t, embedded.Config{})
+	flags := []string{"--nats", srv.ClientURL(), "--nats-seed", srv.Keyring.SeedFile(access.Admin)}
+	var out, errOut bytes.Buffer
+	if code := run(append([]string{"provision", "--replicas", "1"}, flags...), &out, &errOut); code != 0 {
+		t.Fatalf("provision = %d: %s", code, errOut.String())
+	}
+	_, js := natstest.Connect(t, srv, "replay-test")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	event, err := proto.Marshal(&dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_LoanSettled{LoanSettled: &dunningv1.LoanSettled{TenantId: "acme", LoanId: "L-7"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadLetter := func(consumer, subject string, body []byte) uint64 {
+		m := nats.NewMsg(topology.DLQSubject(consumer))
+		m.Data = body
+		m.Header.Set(bus.HeaderDLQConsumer, consumer)
+		m.Header.Set(bus.HeaderDLQClass, "permanent")
+		m.Header.Set(bus.HeaderDLQSubject, subject)
+		m.Header.Set(bus.HeaderDLQReason, "loan_settled: no installment recorded yet")
+		ack, err := js.PublishMsg(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack.Sequence
+	}
+	intakeDL := deadLetter("intake", topology.IntakeSubject("acme", "L-7"), event)
+	stageDL := deadLetter("escalation", topology.DecisionSubject("acme", "L-7", "escalated", 3), []byte("x"))
+	dl := func(args ...string) (int, string, string) {
+		out.Reset()
+		errOut.Reset()
+		code := run(append(append([]string{"deadletters"}, args[:len(args)-1]...), append(flags, args[len(args)-1])...), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	n := strconv.FormatUint(intakeDL, 10)
+	if code, o, e := dl("inspect", n); code != 0 || !strings.Contains(o, "no installment recorded yet") || strings.Contains(o, "L-7\"") {
+		t.Errorf("inspect = %d:\n%s%s\nwant the headers without the body", code, o, e)
+	}
+	if code, o, e := dl("inspect", "--body", n); code != 0 || !strings.Contains(o, `"loanId": "L-7"`) {
+		t.Errorf("inspect --body = %d:\n%s%s\nwant the lender event as JSON", code, o, e)
+	}
+	if code, o, e := dl("replay", n); code != 0 || !strings.Contains(o, "replayed to dunning.in.acme.L-7") {
+		t.Fatalf("replay = %d:\n%s%s", code, o, e)
+	}
+	if code, o, e := dl("replay", n); code != 0 || !strings.Contains(o, "not sent again") {
+		t.Errorf("replay again = %d:\n%s%s\nwant it deduplicated", code, o, e)
+	}
+	intake, err := js.Stream(ctx, topology.StreamIntake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := intake.GetLastMsgForSubject(ctx, topology.IntakeSubject("acme", "L-7"))
+	if err != nil || !bytes.Equal(m.Data, event) {
+		t.Fatalf("intake holds %v (%v), want the replayed event", m, err)
+	}
+	if info, _ := intake.Info(ctx); info.State.Msgs != 1 {
+		t.Errorf("intake holds %d messages, want the one replay", info.State.Msgs)
+	}
+	if code, _, e := dl("replay", strconv.FormatUint(stageDL, 10)); code != 1 || !strings.Contains(e, "only intake's dead letters") {
+		t.Errorf("replaying a stage's dead letter = %d: %s", code, e)
+	}
+	if code, _, e := dl("replay", "999"); code != 1 || !strings.Contains(e, "no dead letter 999") {
+		t.Errorf("replaying a missing dead letter = %d: %s", code, e)
+	}
+
+	// The audit: provisioning and both replays, newest first, who and where.
+	out.Reset()
+	if code := run(append([]string{"audit", "list"}, flags...), &out, &errOut); code != 0 {
+		t.Fatalf("audit list = %d: %s", code, errOut.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], "deadletter_replay") || !strings.Contains(lines[0], "dlq_seq="+n) ||
+		!strings.Contains(lines[2], "provision") || !strings.Contains(lines[2], "replicas=1") || !strings.Contains(lines[0], "@") {
+		t.Errorf("audit list:\n%s\nwant the two replays and the provisioning, newest first, with user@host", out.String())
 	}
 }

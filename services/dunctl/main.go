@@ -45,7 +45,13 @@ const usage = `usage:
   dunctl status [--nats URL] [--nats-seed ADMIN.nk] [--nats-ca CA.pem]
                                 every stream (messages, bytes, limit) and consumer (pending, in flight, redelivered), as admin
   dunctl deadletters list [--nats URL] [--nats-seed ADMIN.nk] [--nats-ca CA.pem] [--limit N] [--consumer C]
-                                the newest dead letters: time, consumer, class, subject and reason (never the body)
+                                the newest dead letters: number, time, consumer, class, subject and reason (never the body)
+  dunctl deadletters inspect [--body] [admin flags] N
+                                one dead letter's headers (and, with --body, the refused body: it may hold personal data)
+  dunctl deadletters replay [admin flags] N
+                                send an intake dead letter (a lender event) to intake again once its cause is fixed (audited)
+  dunctl audit list [admin flags] [--limit N]
+                                the admin actions recorded: provisioning, replays (who, where, when, with what)
   dunctl provision [--nats URL] [--nats-seed ADMIN.nk] [--nats-ca CA.pem] [--replicas N] [--recreate-loans]
                                 create or update the pipeline's streams and consumers, as admin
 `
@@ -69,6 +75,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return status(args[1:], stdout, stderr)
 		case "deadletters":
 			return deadLetters(args[1:], stdout, stderr)
+		case "audit":
+			return auditCmd(args[1:], stdout, stderr)
 		}
 	}
 	if len(args) < 2 || args[0] != "policy" {
