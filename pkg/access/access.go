@@ -172,12 +172,21 @@ func ServicePermissions(id Identity, g Grant) Permissions {
 }
 
 // LenderPermissions: a tenant's lender publishes that tenant's intake
-// subjects (imported from DUNNING) and reads its own replies.
+// subjects, reads why intake refused its events (live on its tenant's
+// rejection subjects, or a loan's latest by direct get), all imported from
+// DUNNING, and reads its own replies.
 func LenderPermissions(id Identity) Permissions {
 	return Permissions{
-		Publish:   []string{topology.IntakeSubject(id.Name, "*")},
-		Subscribe: []string{id.Inbox() + ".>"},
+		Publish:   []string{topology.IntakeSubject(id.Name, "*"), RejectionGet(id.Name, "*")},
+		Subscribe: []string{id.Inbox() + ".>", topology.RejectionSubject(id.Name, "*")},
 	}
+}
+
+// RejectionGet is the request subject a lender sends (with an empty body)
+// to read why intake last refused an event of tenant's loan: a direct get
+// of the rejections stream's last message on that loan's subject.
+func RejectionGet(tenant, loan string) string {
+	return "$JS.API.DIRECT.GET." + topology.StreamRejections + "." + topology.RejectionSubject(tenant, loan)
 }
 
 // AgencyPermissions: an agency reads its own replies; the agency feed adds

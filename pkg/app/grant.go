@@ -36,6 +36,8 @@ func Grant(o Options) access.Grant {
 	}
 	if o.Intake {
 		g.Consumers = append(g.Consumers, topology.Intake)
+		// Telling a lender why its event was refused.
+		g.Publish = append(g.Publish, topology.RejectionSubject("*", "*"))
 	}
 	if o.Dispatch {
 		g.Consumers = append(g.Consumers, dispatch.Consumer)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,6 +61,30 @@ type Ingestor struct {
 	// Horizon the window they must fall in (zero: DefaultHorizon).
 	Now     func() time.Time
 	Horizon Horizon
+	// Reject tells the lender why an event it published over NATS was
+	// refused (nil: nobody is told). An error from it is transient: the
+	// event is redelivered, so no refusal goes untold.
+	Reject func(ctx context.Context, r Rejection) error
+}
+
+func (in *Ingestor) now() time.Time {
+	if in.Now != nil {
+		return in.Now()
+	}
+	return time.Now()
+}
+
+// Rejection is what a lender reads on dunning.rejected.<tenant>.<loan>
+// about an event it published on NATS and intake refused: which publish
+// (the intake sequence its PubAck gave it), the field at fault and why;
+// never the refused value.
+type Rejection struct {
+	Time      time.Time `json:"time"`
+	Tenant    string    `json:"tenant_id"`
+	Loan      string    `json:"loan_id"`
+	IntakeSeq uint64    `json:"intake_seq"`
+	Field     string    `json:"field,omitempty"`
+	Reason    string    `json:"reason"`
 }
 
 // Check validates a lender event (Validate) and checks what depends on the
@@ -70,10 +95,7 @@ func (in *Ingestor) Check(pev *dunningv1.LenderEvent) (Event, error) {
 		return ev, err
 	}
 	if d, ok := ev.Msg.(*dunningv1.InstallmentDue); ok {
-		now, h := time.Now(), in.Horizon
-		if in.Now != nil {
-			now = in.Now()
-		}
+		now, h := in.now(), in.Horizon
 		if h == (Horizon{}) {
 			h = DefaultHorizon
 		}
@@ -254,19 +276,32 @@ func (in *Ingestor) Intake() message.NoPublishHandlerFunc {
 			in.Count("nats", "invalid")
 			return bus.Permanent(err)
 		}
+		// refuse dead-letters the event, once its lender has been told.
+		refuse := func(err error) error {
+			in.Count("nats", "invalid")
+			if in.Reject == nil {
+				return bus.Permanent(err)
+			}
+			r := Rejection{Time: in.now().UTC(), Tenant: tenant, Loan: loan, Reason: err.Error()}
+			r.IntakeSeq, _ = strconv.ParseUint(msg.Metadata.Get(bus.MetaStreamSeq), 10, 64)
+			if fe, ok := AsFieldError(err); ok {
+				r.Field = fe.Field
+			}
+			if rerr := in.Reject(msg.Context(), r); rerr != nil {
+				return fmt.Errorf("telling the lender why its event was refused: %w", rerr)
+			}
+			return bus.Permanent(err)
+		}
 		pev, err := Decode(msg.Metadata.Get("Content-Type"), msg.Payload)
 		if err != nil {
-			in.Count("nats", "invalid")
-			return bus.Permanent(err)
+			return refuse(err)
 		}
 		ev, err := in.Check(pev)
 		if err != nil {
-			in.Count("nats", "invalid")
-			return bus.Permanent(err)
+			return refuse(err)
 		}
 		if ev.Tenant != tenant || ev.Loan != loan {
-			in.Count("nats", "invalid")
-			return bus.Permanent(fmt.Errorf("subject names %s/%s but the event is for %s/%s", tenant, loan, ev.Tenant, ev.Loan))
+			return refuse(&FieldError{"tenant_id", fmt.Sprintf("the subject names %s/%s but the event is for %s/%s", tenant, loan, ev.Tenant, ev.Loan)})
 		}
 		// Only the tenant's lender identity (and the admin) may publish on
 		// its intake subjects: the server's permission is the principal.
@@ -275,8 +310,7 @@ func (in *Ingestor) Intake() message.NoPublishHandlerFunc {
 		_, invalid := AsFieldError(err)
 		switch {
 		case errors.Is(err, ErrConflictingDuplicate) || invalid:
-			in.Count("nats", "invalid")
-			return bus.Permanent(err)
+			return refuse(err)
 		case err != nil:
 			return err
 		case res.Duplicate:

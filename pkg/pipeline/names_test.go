@@ -23,7 +23,7 @@ func TestNamesArePinned(t *testing.T) {
 		streams = append(streams, sc.Name+" "+strings.Join(from, ","))
 	}
 	wantStreams := []string{"DUNNING_LOANS dunning.loan.>", "DUNNING_RECORD <DUNNING_LOANS", "DUNNING_INTAKE dunning.in.*.*",
-		"DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>", "DUNNING_AUDIT dunning.audit.*"}
+		"DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>", "DUNNING_REJECTIONS dunning.rejected.*.*", "DUNNING_AUDIT dunning.audit.*"}
 	if !reflect.DeepEqual(streams, wantStreams) {
 		t.Errorf("streams = %q\nwant %q", streams, wantStreams)
 	}

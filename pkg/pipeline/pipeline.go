@@ -9,6 +9,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -225,7 +226,7 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeli
 	metrics := NewMetrics(cfg.Registry)
 	log := loanlog.New(nc, js)
 	p.Log, p.Metrics = log, metrics
-	p.Ingestor = &ingest.Ingestor{Log: log, Metrics: metrics.Ingest, Now: cfg.Now}
+	p.Ingestor = &ingest.Ingestor{Log: log, Metrics: metrics.Ingest, Now: cfg.Now, Reject: rejecter(js)}
 	if !cfg.Parts.consumes() {
 		return p, nil
 	}
@@ -289,4 +290,20 @@ func (p *Pipeline) Running() <-chan struct{} {
 		return c
 	}
 	return p.router.Running()
+}
+
+// rejecter records on the rejections stream why intake refused a lender's
+// event, once per intake message (a redelivery is a duplicate there).
+func rejecter(js jetstream.JetStream) func(context.Context, ingest.Rejection) error {
+	return func(ctx context.Context, r ingest.Rejection) error {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		m := nats.NewMsg(topology.RejectionSubject(r.Tenant, r.Loan))
+		m.Data = b
+		m.Header.Set(jetstream.MsgIDHeader, "rejected-"+strconv.FormatUint(r.IntakeSeq, 10))
+		_, err = js.PublishMsg(ctx, m)
+		return err
+	}
 }

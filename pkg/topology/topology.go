@@ -33,6 +33,9 @@ const (
 	dlqPrefix    = "dunning.dlq"
 	taskPrefix   = "dunning.task"
 	auditPrefix  = "dunning.audit"
+	// rejectedPrefix is where a lender learns why intake refused an event
+	// it published: dunning.rejected.<tenant>.<loan>.
+	rejectedPrefix = "dunning.rejected"
 )
 
 // Kind is the subject token that says what a loan-log entry is ("due",
@@ -65,11 +68,15 @@ const (
 	// StreamAudit records what operators did as admin (provisioning, dead
 	// letters replayed): only the admin writes it, nobody deletes from it.
 	StreamAudit = "DUNNING_AUDIT"
+	// StreamRejections keeps, per loan, why intake refused the events a
+	// lender published over NATS; each lender reads its own tenant's
+	// (pkg/access: a live subscription, or a direct get of a loan's last).
+	StreamRejections = "DUNNING_REJECTIONS"
 )
 
 // Streams names every declared stream.
 func Streams() []string {
-	return []string{StreamLoans, StreamRecord, StreamIntake, StreamTasks, StreamDLQ, StreamAudit}
+	return []string{StreamLoans, StreamRecord, StreamIntake, StreamTasks, StreamDLQ, StreamAudit, StreamRejections}
 }
 
 // DLQMaxBytes bounds the dead-letter stream; an alert fires at 80 % of it,
@@ -135,6 +142,10 @@ func TaskSubject(channel, tenant, loan, contactID string) string {
 
 // DLQSubject is where a consumer dead-letters a message.
 func DLQSubject(consumer string) string { return dlqPrefix + "." + consumer }
+
+// RejectionSubject is where intake tells tenant's lender why an event for
+// loan was refused.
+func RejectionSubject(tenant, loan string) string { return rejectedPrefix + "." + tenant + "." + loan }
 
 // AuditSubject is where an admin action of kind action is recorded, e.g.
 // dunning.audit.provision, dunning.audit.deadletter_replay.
@@ -296,6 +307,22 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Duplicates: 2 * time.Minute,
 			DenyDelete: true,
 			DenyPurge:  true,
+		},
+		{
+			Name:        StreamRejections,
+			Description: "Why intake refused an event a lender published over NATS, per loan; readable by that tenant's lender.",
+			Subjects:    []string{rejectedPrefix + ".*.*"},
+			Storage:     jetstream.FileStorage,
+			Replicas:    t.Replicas,
+			// A lender reads a loan's latest (direct get by subject) or
+			// listens live; a few per loan and a month are plenty.
+			MaxAge:            30 * 24 * time.Hour,
+			MaxBytes:          1 << 30,
+			MaxMsgsPerSubject: 16,
+			AllowDirect:       true,
+			Duplicates:        2 * time.Minute,
+			DenyDelete:        true,
+			DenyPurge:         true,
 		},
 		{
 			Name:        StreamAudit,

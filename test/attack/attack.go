@@ -92,6 +92,9 @@ func Run(t testing.TB, tg Target) int {
 		m.denied(id, "read a loan's log (batch direct get)", request("$JS.API.DIRECT.GET."+topology.StreamLoans))
 		m.denied(id, "stream info", request("$JS.API.STREAM.INFO."+topology.StreamLoans))
 		m.denied(id, "account info", request("$JS.API.INFO"))
+		m.denied(id, "listen to another tenant's rejections", subscribe(topology.RejectionSubject("globex", "*")))
+		m.denied(id, "read another tenant's rejection", request(access.RejectionGet("globex", "L-1")))
+		m.denied(id, "read the rejections stream whole", request("$JS.API.DIRECT.GET."+topology.StreamRejections))
 	}
 	m.denied(access.Agency(Agency), "publish a lender event", publish(topology.IntakeSubject(tenant, "L-1")))
 
@@ -162,6 +165,21 @@ func Connect(t testing.TB, tg Target, id access.Identity) (*nats.Conn, <-chan er
 	t.Cleanup(nc.Close)
 	return nc, errs
 }
+
+// Denied runs one attempt as id on the target and reports it unless the
+// server refuses it with a permissions violation.
+func Denied(t testing.TB, tg Target, id access.Identity, what string, attempt func(nc *nats.Conn) error) {
+	t.Helper()
+	m := matrix{t: t, tg: tg}
+	m.denied(id, what, attempt)
+}
+
+// Publish, Request and Subscribe are attempts for Denied.
+var (
+	Publish   = publish
+	Request   = request
+	Subscribe = subscribe
+)
 
 // denied runs one attempt on a fresh connection as id and reports it
 // unless the server refuses it with a permissions violation.

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/embedded"
+	"github.com/opendunning/dunning/pkg/ingest"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/pipeline"
 	"github.com/opendunning/dunning/pkg/policy"
@@ -608,4 +610,64 @@ func TestLenderServiceOverGRPC(t *testing.T) {
 	if res.Msg.Sequence == 0 || !strings.HasPrefix(res.Header().Get("Content-Type"), "application/grpc") {
 		t.Errorf("SubmitEvent = %v (Content-Type %q), want a gRPC answer with the entry's sequence", res.Msg, res.Header().Get("Content-Type"))
 	}
+}
+
+// A lender publishing over NATS learns why intake refused an event, with
+// its own credential only: live on dunning.rejected.<tenant>.<loan>, and
+// afterwards as that loan's latest (a direct get). The notice names the
+// publish (its PubAck's intake sequence) and the field, never the value;
+// another tenant's lender can neither listen nor read it.
+func TestLenderLearnsWhyOverNATS(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, time.Second)
+	h.startPipeline()
+	lender := h.connectAs(access.Lender(tenant))
+	live, err := lender.nc.SubscribeSync(topology.RejectionSubject(tenant, "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lender.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ljs, err := jetstream.New(lender.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := dueEvent("L-why", "1", 5000, time.Now())
+	bad.GetInstallmentDue().Amount.Currency = "yuan"
+	data, err := proto.Marshal(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ack, err := ljs.Publish(ctx, topology.IntakeSubject(tenant, "L-why"), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(how string, body []byte) {
+		t.Helper()
+		var r ingest.Rejection
+		if err := json.Unmarshal(body, &r); err != nil {
+			t.Fatalf("%s: %v in %s", how, err, body)
+		}
+		if r.IntakeSeq != ack.Sequence || r.Tenant != tenant || r.Loan != "L-why" || r.Field != "installment_due.amount.currency" ||
+			!strings.Contains(r.Reason, "ISO 4217") || strings.Contains(string(body), "yuan") {
+			t.Errorf("%s: %s; want intake sequence %d, the field and why, without the value", how, body, ack.Sequence)
+		}
+	}
+	m, err := live.NextMsg(15 * time.Second)
+	if err != nil {
+		t.Fatalf("no live rejection: %v", err)
+	}
+	check("live", m.Data)
+	reply, err := lender.nc.Request(access.RejectionGet(tenant, "L-why"), nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("the loan's latest", reply.Data)
+
+	// Another tenant's lender: neither live nor by request.
+	attack.Denied(t, h.target(""), access.Lender("globex"), "listen to another tenant's rejections", attack.Subscribe(topology.RejectionSubject(tenant, "*")))
+	attack.Denied(t, h.target(""), access.Lender("globex"), "read another tenant's rejection", attack.Request(access.RejectionGet(tenant, "L-why")))
 }

@@ -184,16 +184,44 @@ func TestPersonalDataGoesNowhere(t *testing.T) {
 		return nil
 	})
 
+	// And what the lender is told about each (the rejections stream).
+	var rejections []*jetstream.RawStreamMsg
+	waitFor(t, 20*time.Second, func() error {
+		s, err := js.Stream(ctx, topology.StreamRejections)
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		// Every refusal told (the stream keeps a loan's latest 16).
+		if int(info.State.LastSeq) < published {
+			return fmt.Errorf("%d rejections told, want %d", info.State.LastSeq, published)
+		}
+		rejections = nil
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+			if m, err := s.GetMsg(ctx, seq); err == nil {
+				rejections = append(rejections, m)
+			}
+		}
+		return nil
+	})
+
 	// Everywhere the pipeline keeps or shows something.
 	var kept strings.Builder
 	kept.WriteString(logs.String())
+	for _, m := range rejections {
+		kept.Write(m.Data)
+		kept.WriteString("\n")
+	}
 	for _, m := range dlq {
 		for k, vs := range m.Header {
 			fmt.Fprintf(&kept, "%s: %s\n", k, strings.Join(vs, ","))
 		}
 		kept.WriteString(m.Subject + "\n")
 	}
-	for _, name := range []string{topology.StreamLoans, topology.StreamIntake, topology.StreamTasks, topology.StreamDLQ} {
+	for _, name := range []string{topology.StreamLoans, topology.StreamIntake, topology.StreamTasks, topology.StreamDLQ, topology.StreamRejections} {
 		s, err := js.Stream(ctx, name)
 		if err != nil {
 			t.Fatal(err)
@@ -215,7 +243,7 @@ func TestPersonalDataGoesNowhere(t *testing.T) {
 	kept.Write(metrics)
 	for _, v := range values {
 		if n := strings.Count(kept.String(), v); n != 0 {
-			t.Errorf("%q appears %d times in the log, dead-letter headers, subjects or /metrics", v, n)
+			t.Errorf("%q appears %d times in the log, dead-letter headers, rejections, subjects or /metrics", v, n)
 		}
 	}
 	if !strings.Contains(kept.String(), "must be an opaque") {
