@@ -1026,8 +1026,16 @@ func TestPrometheus(t *testing.T) {
 		switch s.kind() {
 		case kindDunning:
 			f, _ := flags(s.Command)
-			if port, err := httpPort(f["http"]); err != nil || port != tg.Port {
-				t.Errorf("job %s: scrapes %s:%d, but the service listens on --http %s", tg.Job, tg.Host, tg.Port, f["http"])
+			addr, flag := f["http"], "--http"
+			if f["metrics-http"] != "" {
+				addr, flag = f["metrics-http"], "--metrics-http"
+			}
+			if port, err := httpPort(addr); err != nil || port != tg.Port {
+				t.Errorf("job %s: scrapes %s:%d, but the service serves /metrics on %s %s", tg.Job, tg.Host, tg.Port, flag, addr)
+			}
+			// The API's address is the lenders': /metrics is elsewhere.
+			if slices.Contains(s.Command, "--api-keys") && f["metrics-http"] == "" {
+				t.Errorf("service %s serves the API and /metrics on one address: give it --metrics-http", tg.Host)
 			}
 		case kindExporter:
 			f := map[string]string{}
@@ -1480,7 +1488,22 @@ func exercise(t *testing.T, d *deployment, nodes []node) {
 	}
 
 	// The services, in process, with the compose command lines.
-	addrs := runServices(t, ctx, d, urls)
+	addrs, metricsAddrs := runServices(t, ctx, d, urls)
+	// Where a service serves /metrics on an address of its own, its
+	// API's address does not answer it.
+	for name, a := range metricsAddrs {
+		if a == addrs[name] {
+			continue
+		}
+		resp, err := http.Get("http://" + addrs[name] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s: /metrics on the API's address: %s, want 404", name, resp.Status)
+		}
+	}
 	t.Logf("%d services ready after %s", len(addrs), time.Since(start).Round(time.Millisecond))
 
 	// The admin provisioned R3 streams and consumers, with a leader and
@@ -1565,7 +1588,7 @@ func exercise(t *testing.T, d *deployment, nodes []node) {
 	metrics := metricSet{}
 	natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, described("traffic in the metrics", func() error {
 		metrics = metricSet{}
-		for name, addr := range addrs {
+		for name, addr := range metricsAddrs {
 			resp, err := http.Get("http://" + addr + "/metrics")
 			if err != nil {
 				return err
@@ -1689,8 +1712,9 @@ func replicasCurrent(want int, ci *jetstream.ClusterInfo) error {
 func serviceOptions(name string) (app.Options, bool) { return app.Service(name) }
 
 // runServices runs every dunning service of the compose file in process
-// with its compose command line, --nats and --http replaced, and returns
-// their HTTP addresses once each answers /readyz.
+// with its compose command line, --nats, --http and --metrics-http
+// replaced, and returns their HTTP addresses once each answers /readyz,
+// and where each serves /metrics.
 //
 // The gateway starts first and the stages once it is ready. Every service
 // provisions the whole topology at startup, and two clients creating the
@@ -1700,7 +1724,7 @@ func serviceOptions(name string) (app.Options, bool) { return app.Service(name) 
 // Updating existing streams concurrently is fine. In compose, restart:
 // unless-stopped recovers from that; this test starts in order so as to
 // stay fast and deterministic.
-func runServices(t *testing.T, ctx context.Context, d *deployment, natsURL string) map[string]string {
+func runServices(t *testing.T, ctx context.Context, d *deployment, natsURL string) (addrs, metricsAddrs map[string]string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -1716,7 +1740,8 @@ func runServices(t *testing.T, ctx context.Context, d *deployment, natsURL strin
 			rest = append(rest, name)
 		}
 	}
-	addrs := map[string]string{}
+	addrs, metricsAddrs = map[string]string{}, map[string]string{}
+	var mu sync.Mutex
 	for _, batch := range [][]string{first, rest} {
 		type ready struct{ name, addr string }
 		readyc := make(chan ready, len(batch))
@@ -1732,10 +1757,18 @@ func runServices(t *testing.T, ctx context.Context, d *deployment, natsURL strin
 			if err != nil {
 				t.Fatal(err)
 			}
+			o.MetricsReady = func(addr string) {
+				mu.Lock()
+				defer mu.Unlock()
+				metricsAddrs[name] = addr
+			}
 			args := append(slices.Clone(s.Command), "--nats", natsURL, "--http", "127.0.0.1:0", "--log-level", "error",
 				"--nats-seed", seedOf(t, s, d.keys, f["nats-seed"]), "--nats-ca", seedOf(t, s, d.keys, f["nats-ca"]))
 			if f["api-keys"] != "" {
 				args = append(args, "--api-keys", seedOf(t, s, d.keys, f["api-keys"]))
+			}
+			if f["metrics-http"] != "" {
+				args = append(args, "--metrics-http", "127.0.0.1:0")
 			}
 			wg.Add(1)
 			go func() {
@@ -1769,7 +1802,14 @@ func runServices(t *testing.T, ctx context.Context, d *deployment, natsURL strin
 			}))
 		}
 	}
-	return addrs
+	mu.Lock()
+	defer mu.Unlock()
+	for name, a := range addrs {
+		if metricsAddrs[name] == "" {
+			metricsAddrs[name] = a
+		}
+	}
+	return addrs, metricsAddrs
 }
 
 // recorder is a Registerer that keeps what is registered.

@@ -61,6 +61,9 @@ type Options struct {
 	Now func() time.Time
 	// Ready, if set, is called with the HTTP address once the process serves.
 	Ready func(httpAddr string)
+	// MetricsReady, if set, is called with --metrics-http's address once
+	// /metrics is served there.
+	MetricsReady func(addr string)
 	// Log receives the process's log (nil: standard error).
 	Log io.Writer
 }
@@ -391,6 +394,9 @@ func Run(ctx context.Context, args []string, o Options) error {
 		srv.Gatherer = nil
 		serve(gctx, g, metricsLn, metricsOnly(metrics.Handler()), cfg.TLSCert, cfg.TLSKey)
 		log.Info("serving metrics", "http", metricsLn.Addr().String())
+		if o.MetricsReady != nil {
+			o.MetricsReady(metricsLn.Addr().String())
+		}
 	}
 	h := srv.Handler()
 	if !o.API {
