@@ -368,9 +368,12 @@ var exporterMetrics = metricSet{
 	// ("jetstream", "stream", "total_bytes") with the stream labels too.
 	"jetstream_server_max_storage":         {Type: "gauge", Labels: jszServerLabels},
 	"jetstream_server_total_message_bytes": {Type: "gauge", Labels: jszServerLabels},
-	"jetstream_stream_total_bytes": {Type: "gauge", Labels: union(jszServerLabels,
-		map[string]bool{"account": true, "account_id": true, "stream_name": true, "stream_leader": true, "is_stream_leader": true})},
+	"jetstream_stream_total_bytes":         {Type: "gauge", Labels: jszStreamLabels},
+	"jetstream_stream_total_messages":      {Type: "gauge", Labels: jszStreamLabels},
 }
+
+var jszStreamLabels = union(jszServerLabels,
+	map[string]bool{"account": true, "account_id": true, "stream_name": true, "stream_leader": true, "is_stream_leader": true})
 
 var jszServerLabels = map[string]bool{"server_id": true, "server_name": true, "cluster": true, "domain": true, "meta_leader": true, "is_meta_leader": true}
 
