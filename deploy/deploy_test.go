@@ -798,9 +798,18 @@ func TestCompose(t *testing.T) {
 			t.Errorf("service %s: routes are not authenticated by certificate (cluster tls verify: true)", name)
 		}
 		for _, v := range s.Volumes {
-			if strings.Contains(v, "ca-key.pem") {
-				t.Errorf("service %s: mounts the CA's private key (%s): a node needs only its own key", name, v)
+			src, _, _ := strings.Cut(v, ":")
+			rel, ok := strings.CutPrefix(src, "./"+credentialsDir+"/")
+			if !ok {
+				continue
 			}
+			// A file or a whole directory: either way, not the CA's key.
+			_ = filepath.WalkDir(filepath.Join(d.keys.Dir, rel), func(p string, _ os.DirEntry, err error) error {
+				if err == nil && filepath.Base(p) == "ca-key.pem" {
+					t.Errorf("service %s: %s mounts the CA's private key: a node needs only its own key", name, v)
+				}
+				return nil
+			})
 		}
 		for _, p := range s.Ports {
 			parts := strings.Split(p, ":")
@@ -1076,15 +1085,16 @@ func TestPrometheus(t *testing.T) {
 		for _, g := range rf.Groups {
 			for _, r := range g.Rules {
 				checkRuleStatic(t, r, names, scrape, jobs, dnsNames)
-				// The dead-letter stream's size is declared in topology:
-				// the alert's divisor must be it.
-				if r.Alert == "DunningDeadLettersFilling" && !strings.Contains(r.Expr, "/ "+strconv.Itoa(topology.DLQMaxBytes)+" ") {
-					t.Errorf("alert %s: %q does not divide by topology.DLQMaxBytes (%d)", r.Alert, r.Expr, topology.DLQMaxBytes)
+				// The streams' sizes are declared in topology: the
+				// alerts' divisors must be them.
+				if limit, ok := map[string]int{"DunningDeadLettersFilling": topology.DLQMaxBytes, "DunningIntakeFilling": topology.IntakeMaxBytes}[r.Alert]; ok &&
+					!strings.Contains(r.Expr, "/ "+strconv.Itoa(limit)+" ") {
+					t.Errorf("alert %s: %q does not divide by its stream's limit in topology (%d)", r.Alert, r.Expr, limit)
 				}
 			}
 		}
 	}
-	if !names["DunningDeadLettersFilling"] || !names["NATSStorageFilling"] {
+	if !names["DunningDeadLettersFilling"] || !names["DunningIntakeFilling"] || !names["NATSStorageFilling"] {
 		t.Error("rules.yml: the storage alerts (dead letters before they are dropped, JetStream store at 80 %) are missing")
 	}
 }

@@ -50,8 +50,10 @@ func TestIssueTLS(t *testing.T) {
 			t.Errorf("%s is a CA", n)
 		}
 		for _, key := range []string{f.Key, filepath.Join(k.Dir, TLSDir, caKeyFile)} {
-			if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
-				t.Errorf("%s: mode %v (%v), want 0600", key, st.Mode().Perm(), err)
+			if st, err := os.Stat(key); err != nil {
+				t.Error(err)
+			} else if st.Mode().Perm() != 0o600 {
+				t.Errorf("%s: mode %v, want 0600", key, st.Mode().Perm())
 			}
 		}
 	}

@@ -36,21 +36,47 @@ func (s *Server) connectHandler() (string, http.Handler) {
 }
 
 // authInterceptor admits a call with an API key holding its procedure's
-// scope, and hands the principal to the handler in the context.
-func (s *Server) authInterceptor() connect.Interceptor {
-	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			scope, ok := procedureScopes[req.Spec().Procedure]
-			if !ok {
-				return nil, connect.NewError(connect.CodePermissionDenied, errors.New("no API key may call this procedure"))
-			}
-			p, ref := s.authenticate(req.Header().Get("Authorization"), scope)
-			if ref != nil {
-				return nil, ref.connectError()
-			}
-			return next(context.WithValue(ctx, principalKey{}, p), req)
+// scope, and hands the principal to the handler in the context. It wraps
+// streaming handlers too, so a streaming method added later is closed the
+// same way, not open because only unary calls were checked.
+func (s *Server) authInterceptor() connect.Interceptor { return authInterceptor{s} }
+
+type authInterceptor struct{ s *Server }
+
+func (a authInterceptor) admit(ctx context.Context, procedure, authorization string) (context.Context, error) {
+	scope, ok := procedureScopes[procedure]
+	if !ok {
+		return ctx, connect.NewError(connect.CodePermissionDenied, errors.New("no API key may call this procedure"))
+	}
+	p, ref := a.s.authenticate(authorization, scope)
+	if ref != nil {
+		return ctx, ref.connectError()
+	}
+	return context.WithValue(ctx, principalKey{}, p), nil
+}
+
+func (a authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		ctx, err := a.admit(ctx, req.Spec().Procedure, req.Header().Get("Authorization"))
+		if err != nil {
+			return nil, err
 		}
-	})
+		return next(ctx, req)
+	}
+}
+
+func (a authInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (a authInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		ctx, err := a.admit(ctx, conn.Spec().Procedure, conn.RequestHeader().Get("Authorization"))
+		if err != nil {
+			return err
+		}
+		return next(ctx, conn)
+	}
 }
 
 // connectError is the refusal as a Connect error: the code for the HTTP

@@ -625,6 +625,9 @@ func serve(ctx context.Context, g *errgroup.Group, ln net.Listener, h http.Handl
 	hs.Protocols.SetHTTP1(true)
 	hs.Protocols.SetHTTP2(true)
 	hs.Protocols.SetUnencryptedHTTP2(true)
+	// One HTTP/2 connection carries many requests at once, past the
+	// per-address connection cap: bound them per connection too.
+	hs.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 16}
 	g.Go(func() error {
 		serveFn := func() error { return hs.Serve(ln) }
 		if certFile != "" {

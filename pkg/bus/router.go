@@ -37,6 +37,10 @@ const (
 	origHeaderPrefix  = "Dunning-Orig-"
 )
 
+// OrigHeader is the name under which a dead letter keeps the original
+// message's header k (e.g. its Content-Type), for inspection and replay.
+func OrigHeader(k string) string { return origHeaderPrefix + k }
+
 // PermanentError marks a failure redelivery cannot fix (bad payload,
 // impossible transition): the router dead-letters the message at once.
 type PermanentError struct{ Err error }

@@ -276,20 +276,22 @@ func (in *Ingestor) Intake() message.NoPublishHandlerFunc {
 			in.Count("nats", "invalid")
 			return bus.Permanent(err)
 		}
-		// refuse dead-letters the event, once its lender has been told.
+		// refuse dead-letters the event, once its lender has been told. If
+		// telling fails the message is redelivered (counted once, when it
+		// is finally refused); should it run out of deliveries, its dead
+		// letter still names the refusal's own reason.
 		refuse := func(err error) error {
+			if in.Reject != nil {
+				r := Rejection{Time: in.now().UTC(), Tenant: tenant, Loan: loan, Reason: err.Error()}
+				r.IntakeSeq, _ = strconv.ParseUint(msg.Metadata.Get(bus.MetaStreamSeq), 10, 64)
+				if fe, ok := AsFieldError(err); ok {
+					r.Field = fe.Field
+				}
+				if rerr := in.Reject(msg.Context(), r); rerr != nil {
+					return fmt.Errorf("refused (%s), and telling the lender failed: %w", err.Error(), rerr)
+				}
+			}
 			in.Count("nats", "invalid")
-			if in.Reject == nil {
-				return bus.Permanent(err)
-			}
-			r := Rejection{Time: in.now().UTC(), Tenant: tenant, Loan: loan, Reason: err.Error()}
-			r.IntakeSeq, _ = strconv.ParseUint(msg.Metadata.Get(bus.MetaStreamSeq), 10, 64)
-			if fe, ok := AsFieldError(err); ok {
-				r.Field = fe.Field
-			}
-			if rerr := in.Reject(msg.Context(), r); rerr != nil {
-				return fmt.Errorf("telling the lender why its event was refused: %w", rerr)
-			}
 			return bus.Permanent(err)
 		}
 		pev, err := Decode(msg.Metadata.Get("Content-Type"), msg.Payload)

@@ -83,6 +83,10 @@ func Streams() []string {
 // before the oldest dead letter is dropped.
 const DLQMaxBytes = 1 << 30
 
+// IntakeMaxBytes bounds the intake stream; when full, publishes are refused
+// (nothing stored is dropped), and an alert fires at 80 % of it.
+const IntakeMaxBytes = 4 << 30
+
 // Durable consumers that are not stages (each stage's is in its row of
 // package stage's table). Replicas of a service share its consumer.
 const (
@@ -273,7 +277,7 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			MaxAge:   7 * 24 * time.Hour,
 			// Bounded, and full means a publish refused (the lender sees
 			// the error and retries), never a stored event dropped.
-			MaxBytes: 4 << 30,
+			MaxBytes: IntakeMaxBytes,
 			Discard:  jetstream.DiscardNew,
 			// A lender event is a few hundred bytes; the server refuses a
 			// bigger publish before storing it.

@@ -158,6 +158,27 @@ func TestDeadLetterReplayAndAudit(t *testing.T) {
 	}
 	intakeDL := deadLetter("intake", topology.IntakeSubject("acme", "L-7"), event)
 	stageDL := deadLetter("escalation", topology.DecisionSubject("acme", "L-7", "escalated", 3), []byte("x"))
+	// A lender's JSON event keeps its Content-Type through the replay.
+	jsonEvent := []byte(`{"loanSettled": {"tenantId": "acme", "loanId": "L-8"}}`)
+	jm := nats.NewMsg(topology.DLQSubject("intake"))
+	jm.Data = jsonEvent
+	jm.Header.Set(bus.HeaderDLQConsumer, "intake")
+	jm.Header.Set(bus.HeaderDLQSubject, topology.IntakeSubject("acme", "L-8"))
+	jm.Header.Set(bus.OrigHeader("Content-Type"), "application/json")
+	jack, err := js.PublishMsg(ctx, jm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A message dressed as intake's on another consumer's dead-letter
+	// subject (what a compromised other service could write).
+	forged := nats.NewMsg(topology.DLQSubject("notify"))
+	forged.Data = event
+	forged.Header.Set(bus.HeaderDLQConsumer, "intake")
+	forged.Header.Set(bus.HeaderDLQSubject, topology.IntakeSubject("victim", "L-7"))
+	fack, err := js.PublishMsg(ctx, forged)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dl := func(args ...string) (int, string, string) {
 		out.Reset()
 		errOut.Reset()
@@ -186,8 +207,18 @@ func TestDeadLetterReplayAndAudit(t *testing.T) {
 	if err != nil || !bytes.Equal(m.Data, event) {
 		t.Fatalf("intake holds %v (%v), want the replayed event", m, err)
 	}
-	if info, _ := intake.Info(ctx); info.State.Msgs != 1 {
-		t.Errorf("intake holds %d messages, want the one replay", info.State.Msgs)
+	if code, o, e := dl("replay", strconv.FormatUint(jack.Sequence, 10)); code != 0 {
+		t.Fatalf("replaying a JSON event = %d:\n%s%s", code, o, e)
+	}
+	jsonReplay, err := intake.GetLastMsgForSubject(ctx, topology.IntakeSubject("acme", "L-8"))
+	if err != nil || !bytes.Equal(jsonReplay.Data, jsonEvent) || jsonReplay.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("the JSON replay: %v (%v), want the body with Content-Type application/json", jsonReplay, err)
+	}
+	if code, _, e := dl("replay", strconv.FormatUint(fack.Sequence, 10)); code != 1 || !strings.Contains(e, "not replayed") {
+		t.Errorf("replaying a dead letter stored on another consumer's subject = %d: %s", code, e)
+	}
+	if info, _ := intake.Info(ctx); info.State.Msgs != 2 {
+		t.Errorf("intake holds %d messages, want the two replays", info.State.Msgs)
 	}
 	if code, _, e := dl("replay", strconv.FormatUint(stageDL, 10)); code != 1 || !strings.Contains(e, "only intake's dead letters") {
 		t.Errorf("replaying a stage's dead letter = %d: %s", code, e)
@@ -202,8 +233,8 @@ func TestDeadLetterReplayAndAudit(t *testing.T) {
 		t.Fatalf("audit list = %d: %s", code, errOut.String())
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 3 || !strings.Contains(lines[0], "deadletter_replay") || !strings.Contains(lines[0], "dlq_seq="+n) ||
-		!strings.Contains(lines[2], "provision") || !strings.Contains(lines[2], "replicas=1") || !strings.Contains(lines[0], "@") {
-		t.Errorf("audit list:\n%s\nwant the two replays and the provisioning, newest first, with user@host", out.String())
+	if len(lines) != 4 || !strings.Contains(lines[1], "deadletter_replay") || !strings.Contains(lines[1], "dlq_seq="+n) ||
+		!strings.Contains(lines[3], "provision") || !strings.Contains(lines[3], "replicas=1") || !strings.Contains(lines[0], "@") {
+		t.Errorf("audit list:\n%s\nwant the three replays and the provisioning, newest first, with user@host", out.String())
 	}
 }

@@ -153,7 +153,7 @@ func inspect(ctx context.Context, js jetstream.JetStream, seq uint64, body bool,
 	if !body {
 		return nil
 	}
-	if ev, err := ingest.Decode("application/x-protobuf", m.Data); err == nil && m.Header.Get(bus.HeaderDLQConsumer) == topology.ConsumerIntake {
+	if ev, err := ingest.Decode(m.Header.Get(bus.OrigHeader("Content-Type")), m.Data); err == nil && m.Header.Get(bus.HeaderDLQConsumer) == topology.ConsumerIntake {
 		out, _ := protojson.MarshalOptions{Multiline: true}.Marshal(ev)
 		fmt.Fprintf(stdout, "%s\n", out)
 		return nil
@@ -179,6 +179,13 @@ func replay(ctx context.Context, js jetstream.JetStream, seq uint64, stdout io.W
 	if consumer != topology.ConsumerIntake {
 		return fmt.Errorf("dead letter %d is %s's: an entry of the loan's log (%s), still there; only intake's dead letters (lender events) are replayed", seq, consumer, subject)
 	}
+	// The headers are the publisher's word; where the dead letter is
+	// stored is the server's: only the intake's owner (and the admin) may
+	// write dunning.dlq.intake, so a compromised other service cannot
+	// dress up a message for the admin to replay into a tenant's intake.
+	if m.Subject != topology.DLQSubject(topology.ConsumerIntake) {
+		return fmt.Errorf("dead letter %d says it is intake's but is stored on %s, not %s: not replayed", seq, m.Subject, topology.DLQSubject(topology.ConsumerIntake))
+	}
 	if _, _, err := topology.ParseIntakeSubject(subject); err != nil {
 		return fmt.Errorf("dead letter %d: its original subject %q is not an intake subject: %w", seq, subject, err)
 	}
@@ -188,6 +195,12 @@ func replay(ctx context.Context, js jetstream.JetStream, seq uint64, stdout io.W
 	msg := nats.NewMsg(subject)
 	msg.Data = m.Data
 	msg.Header.Set(jetstream.MsgIDHeader, "replay-"+strconv.FormatUint(seq, 10))
+	// The body's encoding is the lender's Content-Type, which the dead
+	// letter keeps under the original-header prefix: without it a JSON
+	// event would be read as protobuf and refused again.
+	if ct := m.Header.Get(bus.OrigHeader("Content-Type")); ct != "" {
+		msg.Header.Set("Content-Type", ct)
+	}
 	ack, err := js.PublishMsg(ctx, msg)
 	if err != nil {
 		return fmt.Errorf("publishing to %s: %w", subject, err)
