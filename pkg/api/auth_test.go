@@ -25,14 +25,7 @@ func TestHTTPAuthMatrix(t *testing.T) {
 	s, log := testServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	path := filepath.Join(t.TempDir(), "api-keys")
-	key := func(tenant string, sc ...apikey.Scope) (string, string) {
-		k, id, err := apikey.Create(path, tenant, sc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k, id
-	}
+	path, key := keyFile(t)
 	acme, acmeID := key("acme", apikey.ScopeIngest, apikey.ScopeRead)
 	acmeRead, _ := key("acme", apikey.ScopeRead)
 	globexIngest, _ := key("globex", apikey.ScopeIngest)
@@ -134,5 +127,19 @@ func TestHTTPAuthMatrix(t *testing.T) {
 	}
 	if _, raw := read(admin); !strings.Contains(raw, "CODE7HK2PX") {
 		t.Error("the admin scope does not see the verification code")
+	}
+}
+
+// keyFile is an API keys file for a test, and a function that adds a key
+// to it, returning the key and its ID.
+func keyFile(t *testing.T) (string, func(tenant string, sc ...apikey.Scope) (string, string)) {
+	path := filepath.Join(t.TempDir(), "api-keys")
+	return path, func(tenant string, sc ...apikey.Scope) (string, string) {
+		t.Helper()
+		k, id, err := apikey.Create(path, tenant, sc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k, id
 	}
 }

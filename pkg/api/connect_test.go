@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,14 +25,7 @@ import (
 // and refusals as Connect codes naming the field.
 func TestConnectLenderService(t *testing.T) {
 	s, log := testServer(t)
-	path := filepath.Join(t.TempDir(), "api-keys")
-	key := func(tenant string, sc ...apikey.Scope) (string, string) {
-		k, id, err := apikey.Create(path, tenant, sc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k, id
-	}
+	path, key := keyFile(t)
 	acme, acmeID := key("acme", apikey.ScopeIngest, apikey.ScopeRead)
 	acmeRead, _ := key("acme", apikey.ScopeRead)
 	globex, _ := key("globex", apikey.ScopeIngest, apikey.ScopeRead)

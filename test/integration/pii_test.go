@@ -162,51 +162,10 @@ func TestPersonalDataGoesNowhere(t *testing.T) {
 			published++
 		}
 	}
-	var dlq []*jetstream.RawStreamMsg
-	waitFor(t, 20*time.Second, func() error {
-		s, err := js.Stream(ctx, topology.StreamDLQ)
-		if err != nil {
-			return err
-		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if int(info.State.Msgs) < published {
-			return fmt.Errorf("%d dead letters, want %d", info.State.Msgs, published)
-		}
-		dlq = nil
-		for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-			if m, err := s.GetMsg(ctx, seq); err == nil {
-				dlq = append(dlq, m)
-			}
-		}
-		return nil
-	})
-
-	// And what the lender is told about each (the rejections stream).
-	var rejections []*jetstream.RawStreamMsg
-	waitFor(t, 20*time.Second, func() error {
-		s, err := js.Stream(ctx, topology.StreamRejections)
-		if err != nil {
-			return err
-		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			return err
-		}
-		// Every refusal told (the stream keeps a loan's latest 16).
-		if int(info.State.LastSeq) < published {
-			return fmt.Errorf("%d rejections told, want %d", info.State.LastSeq, published)
-		}
-		rejections = nil
-		for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-			if m, err := s.GetMsg(ctx, seq); err == nil {
-				rejections = append(rejections, m)
-			}
-		}
-		return nil
-	})
+	// Every refusal dead-lettered, and told to the lender (the rejections
+	// stream keeps a loan's latest 16: its last sequence counts them all).
+	dlq := storedOnce(t, js, topology.StreamDLQ, published)
+	rejections := storedOnce(t, js, topology.StreamRejections, published)
 
 	// Everywhere the pipeline keeps or shows something.
 	var kept strings.Builder
@@ -249,4 +208,33 @@ func TestPersonalDataGoesNowhere(t *testing.T) {
 	if !strings.Contains(kept.String(), "must be an opaque") {
 		t.Error("the dead letters do not say why the events were refused")
 	}
+}
+
+// storedOnce waits until stream has stored at least n messages (its last
+// sequence), then returns those it still holds.
+func storedOnce(t *testing.T, js jetstream.JetStream, stream string, n int) []*jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := context.Background()
+	var out []*jetstream.RawStreamMsg
+	waitFor(t, 20*time.Second, func() error {
+		s, err := js.Stream(ctx, stream)
+		if err != nil {
+			return err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if int(info.State.LastSeq) < n {
+			return fmt.Errorf("%s: %d stored, want %d", stream, info.State.LastSeq, n)
+		}
+		out = nil
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+			if m, err := s.GetMsg(ctx, seq); err == nil {
+				out = append(out, m)
+			}
+		}
+		return nil
+	})
+	return out
 }
