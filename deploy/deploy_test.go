@@ -1427,36 +1427,67 @@ func waitHealthy(t *testing.T, nodes []node) {
 			return nil
 		}))
 	}
-	natstest.CheckFor(t, 60*time.Second, 50*time.Millisecond, described("one JetStream meta leader, known to every node, in a group of every node", func() error {
+	// Then the meta group: one leader every node agrees on, which sees every
+	// other node as a current, online peer (before that, creating an R3
+	// stream fails: "no suitable peers for placement, peer offline").
+	type peer struct {
+		Name    string `json:"name"`
+		Current bool   `json:"current"`
+		Offline bool   `json:"offline"`
+	}
+	type jsz struct {
+		Meta *struct {
+			Leader   string `json:"leader"`
+			Size     int    `json:"cluster_size"`
+			Replicas []peer `json:"replicas"`
+		} `json:"meta_cluster"`
+	}
+	get := func(n node) (jsz, error) {
+		var j jsz
+		resp, err := http.Get("http://" + n.monitor + "/jsz")
+		if err != nil {
+			return j, err
+		}
+		defer resp.Body.Close()
+		return j, json.NewDecoder(resp.Body).Decode(&j)
+	}
+	natstest.CheckFor(t, 60*time.Second, 50*time.Millisecond, described("a meta leader every node agrees on, with every other node a current peer", func() error {
 		leaders := map[string]bool{}
 		for _, n := range nodes {
-			resp, err := http.Get("http://" + n.monitor + "/jsz")
+			j, err := get(n)
 			if err != nil {
 				return err
 			}
-			var jsz struct {
-				Meta *struct {
-					Leader string `json:"leader"`
-					Size   int    `json:"cluster_size"`
-				} `json:"meta_cluster"`
-			}
-			err = json.NewDecoder(resp.Body).Decode(&jsz)
-			resp.Body.Close()
-			if err != nil {
-				return err
-			}
-			if jsz.Meta == nil || jsz.Meta.Leader == "" {
+			if j.Meta == nil || j.Meta.Leader == "" {
 				return fmt.Errorf("%s knows no meta leader", n.name)
 			}
-			if jsz.Meta.Size != len(nodes) {
-				return fmt.Errorf("%s: meta group of %d", n.name, jsz.Meta.Size)
+			if j.Meta.Size != len(nodes) {
+				return fmt.Errorf("%s: meta group of %d", n.name, j.Meta.Size)
 			}
-			leaders[jsz.Meta.Leader] = true
+			leaders[j.Meta.Leader] = true
 		}
 		if len(leaders) != 1 {
 			return fmt.Errorf("the nodes disagree on the meta leader: %v", slices.Collect(maps.Keys(leaders)))
 		}
-		return nil
+		for _, n := range nodes {
+			if !leaders[n.name] {
+				continue
+			}
+			j, err := get(n)
+			if err != nil {
+				return err
+			}
+			if j.Meta == nil || len(j.Meta.Replicas) != len(nodes)-1 {
+				return fmt.Errorf("the leader %s sees peers %v", n.name, j.Meta)
+			}
+			for _, p := range j.Meta.Replicas {
+				if !p.Current || p.Offline {
+					return fmt.Errorf("the leader %s sees %s not current (offline %v)", n.name, p.Name, p.Offline)
+				}
+			}
+			return nil
+		}
+		return errors.New("the meta leader is not a node of this deployment")
 	}))
 }
 
