@@ -8,6 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/opendunning/dunning/pkg/contactrules"
 	"github.com/opendunning/dunning/pkg/policy"
 )
 
@@ -21,8 +22,9 @@ var stageOf = map[string]policy.Stage{
 	"legal_referral":      policy.StageLegal,
 }
 
-// Jurisdictions with a contact-rule profile (docs/domain.md, "Collection rules by jurisdiction").
-var jurisdictions = []string{"cn", "us-regf"}
+// Jurisdictions with a contact-rule pack (pkg/contactrules/packs; docs/domain.md,
+// "Collection rules by jurisdiction"): declared once, by the packs shipped.
+var jurisdictions = contactrules.IDs()
 
 var (
 	localePattern      = regexp.MustCompile(`^[a-z]{2}(-[A-Z]{2})?$`)

@@ -1,0 +1,110 @@
+package contactrules
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPacks(t *testing.T) {
+	packs, err := Packs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(IDs(), ","); got != "cn,us-regf" {
+		t.Errorf("packs %s, want cn,us-regf", got)
+	}
+	for id, p := range packs {
+		if p.window == nil {
+			t.Errorf("%s: no window rule", id)
+		}
+		for _, r := range p.Rules {
+			if r.Citation == "" {
+				t.Errorf("%s: %s has no citation", id, r.ID)
+			}
+		}
+	}
+}
+
+func load(t *testing.T, id string) *Pack {
+	t.Helper()
+	packs, err := Packs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return packs[id]
+}
+
+func zone(t *testing.T, name string) *time.Location {
+	t.Helper()
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}
+
+// Acceptance 1 of the contact-rules issue, as pure functions: a contact
+// decided at local midnight leaves at 08:00 local, in each pack's zone, and
+// across the March DST change in New York (2026-03-08, 02:00 -> 03:00).
+func TestRelease(t *testing.T) {
+	shanghai, la, ny := zone(t, "Asia/Shanghai"), zone(t, "America/Los_Angeles"), zone(t, "America/New_York")
+	var holidays Calendar
+	holidays.Blackout(2026, time.October, 1)
+	sundays := Calendar{ClosedOn: []time.Weekday{time.Sunday}}
+	cases := []struct {
+		name   string
+		pack   string
+		at     time.Time
+		cal    Calendar
+		want   time.Time
+		heldBy string
+		loc    *time.Location
+	}{
+		{"cn: local midnight waits for 08:00", "cn", time.Date(2026, 12, 2, 0, 0, 0, 0, shanghai), Calendar{}, time.Date(2026, 12, 2, 8, 0, 0, 0, shanghai), "cn.hours", shanghai},
+		{"cn: 08:00 itself is permitted", "cn", time.Date(2026, 12, 2, 8, 0, 0, 0, shanghai), Calendar{}, time.Date(2026, 12, 2, 8, 0, 0, 0, shanghai), "", shanghai},
+		{"cn: 21:59 is permitted", "cn", time.Date(2026, 12, 2, 21, 59, 0, 0, shanghai), Calendar{}, time.Date(2026, 12, 2, 21, 59, 0, 0, shanghai), "", shanghai},
+		{"cn: 22:00 waits for the next morning", "cn", time.Date(2026, 12, 2, 22, 0, 0, 0, shanghai), Calendar{}, time.Date(2026, 12, 3, 8, 0, 0, 0, shanghai), "cn.hours", shanghai},
+		{"cn: the same instant seen from UTC", "cn", time.Date(2026, 12, 1, 16, 0, 0, 0, time.UTC), Calendar{}, time.Date(2026, 12, 2, 8, 0, 0, 0, shanghai), "cn.hours", shanghai},
+		{"us-regf: Los Angeles midnight waits for 08:00", "us-regf", time.Date(2026, 12, 2, 0, 0, 0, 0, la), Calendar{}, time.Date(2026, 12, 2, 8, 0, 0, 0, la), "us-regf.hours", la},
+		{"us-regf: 21:00 is past the window", "us-regf", time.Date(2026, 12, 2, 21, 0, 0, 0, la), Calendar{}, time.Date(2026, 12, 3, 8, 0, 0, 0, la), "us-regf.hours", la},
+		{"us-regf: New York on the DST day opens at 08:00 EDT", "us-regf", time.Date(2026, 3, 8, 0, 0, 0, 0, ny), Calendar{}, time.Date(2026, 3, 8, 12, 0, 0, 0, time.UTC), "us-regf.hours", ny},
+		{"us-regf: New York the evening before DST opens at 08:00 EDT next day", "us-regf", time.Date(2026, 3, 7, 22, 0, 0, 0, ny), Calendar{}, time.Date(2026, 3, 8, 12, 0, 0, 0, time.UTC), "us-regf.hours", ny},
+		{"us-regf: New York on the day DST ends opens at 08:00 EST", "us-regf", time.Date(2026, 11, 1, 0, 30, 0, 0, ny), Calendar{}, time.Date(2026, 11, 1, 13, 0, 0, 0, time.UTC), "us-regf.hours", ny},
+		{"cn: a holiday is skipped", "cn", time.Date(2026, 9, 30, 23, 0, 0, 0, shanghai), holidays, time.Date(2026, 10, 2, 8, 0, 0, 0, shanghai), "cn.hours", shanghai},
+		{"cn: inside the window, but a holiday", "cn", time.Date(2026, 10, 1, 10, 0, 0, 0, shanghai), holidays, time.Date(2026, 10, 2, 8, 0, 0, 0, shanghai), "cn.hours", shanghai},
+		{"cn: closed on Sundays", "cn", time.Date(2026, 12, 6, 10, 0, 0, 0, shanghai), sundays, time.Date(2026, 12, 7, 8, 0, 0, 0, shanghai), "cn.hours", shanghai},
+	}
+	for _, c := range cases {
+		got, rule, err := load(t, c.pack).Release(c.at, c.loc, c.cal)
+		if err != nil || !got.Equal(c.want) || rule != c.heldBy {
+			t.Errorf("%s: %s held by %q (%v), want %s held by %q", c.name, got.In(c.loc), rule, err, c.want.In(c.loc), c.heldBy)
+		}
+	}
+	every := Calendar{ClosedOn: []time.Weekday{0, 1, 2, 3, 4, 5, 6}}
+	if _, _, err := load(t, "cn").Release(time.Now(), shanghai, every); err == nil {
+		t.Error("a calendar closed every day: no error")
+	}
+}
+
+// A pack is data a reviewer reads: every malformed one is refused with the
+// rule at fault.
+func TestParseRefuses(t *testing.T) {
+	base := "id: x\nversion: \"1\"\nrules:\n"
+	cases := map[string]string{
+		"no citation":       base + "  - {id: x.a, kind: conduct, text: t}\n",
+		"unknown kind":      base + "  - {id: x.a, kind: mood, text: t, citation: c}\n",
+		"foreign id":        base + "  - {id: y.a, kind: conduct, text: t, citation: c}\n",
+		"window backwards":  base + "  - {id: x.a, kind: window, text: t, citation: c, window: {from: \"22:00\", to: \"08:00\"}}\n",
+		"window not a time": base + "  - {id: x.a, kind: window, text: t, citation: c, window: {from: \"8am\", to: \"22:00\"}}\n",
+		"two windows":       base + "  - {id: x.a, kind: window, text: t, citation: c, window: {from: \"08:00\", to: \"22:00\"}}\n  - {id: x.b, kind: window, text: t, citation: c, window: {from: \"08:00\", to: \"21:00\"}}\n",
+		"cap without max":   base + "  - {id: x.a, kind: cap, text: t, citation: c, cap: {channel: phone, counts: attempts, per: debt, days: 7}}\n",
+		"unknown key":       base + "  - {id: x.a, kind: conduct, text: t, citation: c, colour: red}\n",
+		"no version":        "id: x\nrules: []\n",
+	}
+	for name, doc := range cases {
+		if _, err := Parse([]byte(doc)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
