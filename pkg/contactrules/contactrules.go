@@ -188,7 +188,9 @@ type civilDate struct {
 }
 
 // Blackout adds a local date without contact.
-func (c *Calendar) Blackout(y int, m time.Month, d int) { c.Blackouts = append(c.Blackouts, civilDate{y, m, d}) }
+func (c *Calendar) Blackout(y int, m time.Month, d int) {
+	c.Blackouts = append(c.Blackouts, civilDate{y, m, d})
+}
 
 func (c Calendar) closed(y int, m time.Month, d int, wd time.Weekday) bool {
 	return slices.Contains(c.Blackouts, civilDate{y, m, d}) || slices.Contains(c.ClosedOn, wd)
