@@ -10,10 +10,11 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
-	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -70,8 +71,11 @@ type CapSpec struct {
 	Days    int    `yaml:"days"`
 }
 
-// Packs returns every shipped pack by ID.
-func Packs() (map[string]*Pack, error) {
+// Packs returns every shipped pack by ID, parsed once per process; the
+// packs are shared, read-only.
+func Packs() (map[string]*Pack, error) { return loadPacks() }
+
+var loadPacks = sync.OnceValues(func() (map[string]*Pack, error) {
 	entries, err := packFiles.ReadDir("packs")
 	if err != nil {
 		return nil, err
@@ -92,7 +96,7 @@ func Packs() (map[string]*Pack, error) {
 		out[p.ID] = p
 	}
 	return out, nil
-}
+})
 
 // IDs lists the shipped packs' IDs, sorted (a policy's jurisdiction is one).
 func IDs() []string {
@@ -100,12 +104,7 @@ func IDs() []string {
 	if err != nil {
 		panic(err) // the packs are compiled in; TestPacks loads them
 	}
-	ids := make([]string, 0, len(packs))
-	for id := range packs {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
+	return slices.Sorted(maps.Keys(packs))
 }
 
 var kinds = []string{KindWindow, KindCap, KindContent, KindConduct}
@@ -177,23 +176,24 @@ func clock(s string) (int, error) {
 // contact goes out at all (public holidays, blackout dates), as local
 // dates, and weekdays without contact.
 type Calendar struct {
-	Blackouts []civilDate
+	Blackouts []Date
 	ClosedOn  []time.Weekday
 }
 
-type civilDate struct {
-	Y int
-	M time.Month
-	D int
+// Date is a local calendar date.
+type Date struct {
+	Year  int
+	Month time.Month
+	Day   int
 }
 
 // Blackout adds a local date without contact.
 func (c *Calendar) Blackout(y int, m time.Month, d int) {
-	c.Blackouts = append(c.Blackouts, civilDate{y, m, d})
+	c.Blackouts = append(c.Blackouts, Date{y, m, d})
 }
 
 func (c Calendar) closed(y int, m time.Month, d int, wd time.Weekday) bool {
-	return slices.Contains(c.Blackouts, civilDate{y, m, d}) || slices.Contains(c.ClosedOn, wd)
+	return slices.Contains(c.Blackouts, Date{y, m, d}) || slices.Contains(c.ClosedOn, wd)
 }
 
 // maxSearchDays bounds the search for an open day: a calendar that closes

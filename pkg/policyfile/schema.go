@@ -22,10 +22,6 @@ var stageOf = map[string]policy.Stage{
 	"legal_referral":      policy.StageLegal,
 }
 
-// Jurisdictions with a contact-rule pack (pkg/contactrules/packs; docs/domain.md,
-// "Collection rules by jurisdiction"): declared once, by the packs shipped.
-var jurisdictions = contactrules.IDs()
-
 var (
 	localePattern      = regexp.MustCompile(`^[a-z]{2}(-[A-Z]{2})?$`)
 	placeholderPattern = regexp.MustCompile(`\{([a-z_]*)\}`)
@@ -73,8 +69,10 @@ func (p *parser) policy(root *yaml.Node) policy.Policy {
 		pol.Product = v
 	}
 	if v, ok := p.str(f["jurisdiction"], "jurisdiction"); ok {
-		if !contains(jurisdictions, v) {
-			p.errf(f["jurisdiction"], "jurisdiction", "unknown jurisdiction %q (known: %s)", v, strings.Join(jurisdictions, ", "))
+		// A jurisdiction is a shipped contact-rule pack (pkg/contactrules/packs;
+		// docs/domain.md, "Collection rules by jurisdiction").
+		if known := contactrules.IDs(); !contains(known, v) {
+			p.errf(f["jurisdiction"], "jurisdiction", "unknown jurisdiction %q (known: %s)", v, strings.Join(known, ", "))
 		}
 		pol.Jurisdiction = v
 	}

@@ -76,7 +76,13 @@ const (
 
 // Streams names every declared stream.
 func Streams() []string {
-	return []string{StreamLoans, StreamRecord, StreamIntake, StreamTasks, StreamDLQ, StreamAudit, StreamRejections}
+	// Derived from the declarations, so a stream added there is provisioned,
+	// checked by /readyz and granted STREAM.INFO without a second list.
+	var names []string
+	for _, sc := range DefaultTopology().StreamConfigs() {
+		names = append(names, sc.Name)
+	}
+	return names
 }
 
 // DLQMaxBytes bounds the dead-letter stream; an alert fires at 80 % of it,

@@ -153,10 +153,12 @@ func inspect(ctx context.Context, js jetstream.JetStream, seq uint64, body bool,
 	if !body {
 		return nil
 	}
-	if ev, err := ingest.Decode(m.Header.Get(bus.OrigHeader("Content-Type")), m.Data); err == nil && m.Header.Get(bus.HeaderDLQConsumer) == topology.ConsumerIntake {
-		out, _ := protojson.MarshalOptions{Multiline: true}.Marshal(ev)
-		fmt.Fprintf(stdout, "%s\n", out)
-		return nil
+	if m.Header.Get(bus.HeaderDLQConsumer) == topology.ConsumerIntake {
+		if ev, err := ingest.Decode(m.Header.Get(bus.OrigHeader("Content-Type")), m.Data); err == nil {
+			out, _ := protojson.MarshalOptions{Multiline: true}.Marshal(ev)
+			fmt.Fprintf(stdout, "%s\n", out)
+			return nil
+		}
 	}
 	fmt.Fprintf(stdout, "%q\n", m.Data)
 	return nil

@@ -8,6 +8,7 @@ package attack
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/natstest"
 	"github.com/opendunning/dunning/pkg/pipeline"
 	"github.com/opendunning/dunning/pkg/stage"
 	"github.com/opendunning/dunning/pkg/topology"
@@ -245,18 +247,14 @@ func Take(t testing.TB, r Reader, tenant string, loans []string, minEntries int)
 	t.Helper()
 	s := Snapshot{}
 	for _, l := range loans {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		natstest.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 			raw, _, err := r.ReadRaw(context.Background(), tenant, l)
-			if err == nil && len(raw) >= minEntries {
-				s[l] = raw
-				break
+			if err != nil || len(raw) < minEntries {
+				return fmt.Errorf("control loan %s: %d entries (%v), want %d", l, len(raw), err, minEntries)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("control loan %s: %d entries (%v), want %d", l, len(raw), err, minEntries)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			s[l] = raw
+			return nil
+		})
 	}
 	return s
 }
