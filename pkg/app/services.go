@@ -6,7 +6,7 @@ import (
 
 // Service returns what the named deployable runs: dunningd (everything, on
 // an embedded server), gateway (lender API and NATS intake), notify
-// (dispatch and webhooks), or one stage by its service name in the stage
+// (the release gate, dispatch and webhooks), or one stage by its service name in the stage
 // table (overdue, contact, escalation, handoff, legal). Every main, and
 // every test that runs a service, takes its options from here.
 func Service(name string) (Options, bool) {
@@ -17,7 +17,7 @@ func Service(name string) (Options, bool) {
 	case "gateway":
 		return Options{Name: name, Intake: true, API: true, DefaultHTTP: ":8080"}, true
 	case "notify":
-		return Options{Name: name, Dispatch: true, Notify: true, DefaultHTTP: ":9090"}, true
+		return Options{Name: name, Stages: []stage.Stage{stage.Release}, Dispatch: true, Notify: true, DefaultHTTP: ":9090"}, true
 	}
 	s, ok := stage.ByService(name)
 	if !ok {

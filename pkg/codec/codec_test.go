@@ -24,6 +24,8 @@ func events() []policy.Event {
 	task := policy.ContactTask{ID: "c2-escalation-sms", Channel: policy.ChannelSMS, Tone: policy.ToneSerious, ContactRef: "crm",
 		Template: "medium.sms", AmountDue: policy.Money{Currency: "CNY", Minor: 600}, DPD: 16,
 		RepaymentOptions: []string{"repayment_plan"}, Fees: policy.Money{Currency: "CNY", Minor: 4}, Locale: "zh-CN", Reference: "ABCDEFGHJK"}
+	released := task
+	released.NotBefore, released.NotAfter, released.MaxAttempts = at, at.Add(14*time.Hour), 6
 	in := policy.InstallmentDue{ID: "i1", Amount: policy.Money{Currency: "CNY", Minor: 1000}, DueAt: at, Zone: "Asia/Shanghai", ContactRef: "crm", Product: "p"}
 	pay := policy.Repayment{PaymentID: "p1", InstallmentID: "i1", Amount: policy.Money{Currency: "CNY", Minor: 400}, PaidAt: at}
 	step := policy.Step{ID: "c1-legal_referral", Stage: policy.StageLegal, Case: 1, DPD: 90, At: at}
@@ -40,6 +42,9 @@ func events() []policy.Event {
 		policy.Decision{Kind: policy.KindCaseClosed, Ctx: ctx, CloseReason: policy.CloseCured, ClosedAtStage: policy.StageHandoff, PlacementID: "pl-c2"},
 		policy.Decision{Kind: policy.KindStepCancelled, Ctx: ctx, CancelledStep: "c2-escalation"},
 		policy.Decision{Kind: policy.KindEntryDeferred, Ctx: ctx, DeferredStage: policy.StageLegal},
+		policy.Decision{Kind: policy.KindContactHeld, Ctx: ctx, Tasks: []policy.ContactTask{task}, HeldUntil: at.Add(8 * time.Hour), Rule: "cn.hours"},
+		policy.Decision{Kind: policy.KindContactReleased, Ctx: ctx, Tasks: []policy.ContactTask{released}},
+		policy.Decision{Kind: policy.KindContactCancelled, Ctx: ctx, Tasks: []policy.ContactTask{task}, Rule: policy.RuleCaseClosed},
 	}
 }
 

@@ -30,6 +30,7 @@ var (
 		policy.StageEscalation:          dunningv1.Stage_STAGE_ESCALATION,
 		policy.StageHandoff:             dunningv1.Stage_STAGE_THIRD_PARTY_HANDOFF,
 		policy.StageLegal:               dunningv1.Stage_STAGE_LEGAL_REFERRAL,
+		policy.StageRelease:             dunningv1.Stage_STAGE_CONTACT_RELEASE,
 	})
 	tiers = newEnum(map[policy.Tier]dunningv1.Tier{
 		policy.TierNone:   dunningv1.Tier_TIER_UNSPECIFIED,

@@ -70,7 +70,16 @@ func contextFromProto(m *dunningv1.CaseContext) policy.Context {
 func TaskToProto(t policy.ContactTask) *dunningv1.ContactTask {
 	return &dunningv1.ContactTask{ContactId: t.ID, Channel: ChannelToProto(t.Channel), Tone: ToneToProto(t.Tone),
 		ContactRef: t.ContactRef, Template: t.Template, AmountDue: moneyToProto(t.AmountDue), Dpd: int32(t.DPD),
-		RepaymentOptions: t.RepaymentOptions, Fees: moneyToProto(t.Fees), Locale: t.Locale, Reference: t.Reference}
+		RepaymentOptions: t.RepaymentOptions, Fees: moneyToProto(t.Fees), Locale: t.Locale, Reference: t.Reference,
+		NotBefore: ts(t.NotBefore), NotAfter: ts(t.NotAfter), MaxAttempts: int32(t.MaxAttempts)}
+}
+
+// timeOrZero decodes an unset timestamp (ts of the zero time) as the zero time.
+func timeOrZero(t *timestamppb.Timestamp) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.AsTime()
 }
 
 func tasksToProto(ts []policy.ContactTask) []*dunningv1.ContactTask {
@@ -86,7 +95,8 @@ func tasksFromProto(ts []*dunningv1.ContactTask) []policy.ContactTask {
 	for _, t := range ts {
 		out = append(out, policy.ContactTask{ID: t.GetContactId(), Channel: ChannelFromProto(t.GetChannel()), Tone: ToneFromProto(t.GetTone()),
 			ContactRef: t.GetContactRef(), Template: t.GetTemplate(), AmountDue: moneyFromProto(t.GetAmountDue()), DPD: int(t.GetDpd()),
-			RepaymentOptions: t.GetRepaymentOptions(), Fees: moneyFromProto(t.GetFees()), Locale: t.GetLocale(), Reference: t.GetReference()})
+			RepaymentOptions: t.GetRepaymentOptions(), Fees: moneyFromProto(t.GetFees()), Locale: t.GetLocale(), Reference: t.GetReference(),
+			NotBefore: timeOrZero(t.GetNotBefore()), NotAfter: timeOrZero(t.GetNotAfter()), MaxAttempts: int(t.GetMaxAttempts())})
 	}
 	return out
 }

@@ -99,4 +99,23 @@ var (
 		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.EntryDeferred {
 			return &dunningv1.EntryDeferred{Case: c, DeferredStage: StageToProto(d.DeferredStage)}
 		}))
+	Held = add(decision("held", policy.KindContactHeld,
+		func(m *dunningv1.ContactHeld, d *policy.Decision) {
+			d.Tasks, d.HeldUntil, d.Rule = tasksFromProto(m.GetTasks()), m.GetHeldUntil().AsTime(), m.GetRule()
+		},
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.ContactHeld {
+			return &dunningv1.ContactHeld{Case: c, Tasks: tasksToProto(d.Tasks), HeldUntil: ts(d.HeldUntil), Rule: d.Rule}
+		}))
+	Released = add(decision("released", policy.KindContactReleased,
+		func(m *dunningv1.ContactReleased, d *policy.Decision) { d.Tasks = tasksFromProto(m.GetTasks()) },
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.ContactReleased {
+			return &dunningv1.ContactReleased{Case: c, Tasks: tasksToProto(d.Tasks)}
+		}))
+	ContactCancelled = add(decision("unsent", policy.KindContactCancelled,
+		func(m *dunningv1.ContactCancelled, d *policy.Decision) {
+			d.Tasks, d.Rule = tasksFromProto(m.GetTasks()), m.GetRule()
+		},
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.ContactCancelled {
+			return &dunningv1.ContactCancelled{Case: c, Tasks: tasksToProto(d.Tasks), Rule: d.Rule}
+		}))
 )

@@ -200,32 +200,169 @@ func (c Calendar) closed(y int, m time.Month, d int, wd time.Weekday) bool {
 // every day for a year is a configuration error, reported as one.
 const maxSearchDays = 366
 
+// Clock maps instants to the borrower's local calendar: a date and the
+// wall time since that date's midnight. RealClock is a time zone;
+// AcceleratedClock is the simulated calendar of --day, where hour h of day
+// n after an origin is origin + n·day + h·day/24.
+type Clock interface {
+	Local(t time.Time) (Date, time.Duration)
+	At(d Date, wall time.Duration) time.Time
+}
+
+// RealClock is the borrower's time zone.
+type RealClock struct{ Loc *time.Location }
+
+// Local returns t's date and wall time in the zone.
+func (c RealClock) Local(t time.Time) (Date, time.Duration) {
+	l := t.In(c.Loc)
+	y, m, d := l.Date()
+	return Date{y, m, d}, time.Duration(l.Hour())*time.Hour + time.Duration(l.Minute())*time.Minute +
+		time.Duration(l.Second())*time.Second + time.Duration(l.Nanosecond())
+}
+
+// At returns the instant of wall time on date d. The wall time is normalised
+// as a wall clock, so 08:00 on a 23-hour DST day is still 08:00.
+func (c RealClock) At(d Date, wall time.Duration) time.Time {
+	h, rest := wall/time.Hour, wall%time.Hour
+	return time.Date(d.Year, d.Month, d.Day, int(h), 0, 0, int(rest), c.Loc)
+}
+
+// AcceleratedClock is a calendar whose days last Day from Origin (a due
+// time), Origin falling at midnight of OriginDate. Dates after it are
+// OriginDate plus whole days, so weekday and blackout rules apply to the
+// simulated days as well.
+type AcceleratedClock struct {
+	Origin     time.Time
+	OriginDate Date
+	Day        time.Duration
+}
+
+// Local returns the simulated date and wall time of t.
+func (c AcceleratedClock) Local(t time.Time) (Date, time.Duration) {
+	since := t.Sub(c.Origin)
+	n := since / c.Day
+	if since < 0 && since%c.Day != 0 {
+		n--
+	}
+	within := since - n*c.Day
+	wall := time.Duration(float64(within) * float64(24*time.Hour) / float64(c.Day))
+	return c.OriginDate.AddDays(int(n)), wall
+}
+
+// At returns the instant of a simulated date's wall time.
+func (c AcceleratedClock) At(d Date, wall time.Duration) time.Time {
+	n := d.DaysSince(c.OriginDate)
+	return c.Origin.Add(time.Duration(n)*c.Day + time.Duration(float64(wall)*float64(c.Day)/float64(24*time.Hour)))
+}
+
+// AddDays returns the date n days after d.
+func (d Date) AddDays(n int) Date {
+	y, m, dd := time.Date(d.Year, d.Month, d.Day+n, 0, 0, 0, 0, time.UTC).Date()
+	return Date{y, m, dd}
+}
+
+// DaysSince counts the days from o to d.
+func (d Date) DaysSince(o Date) int {
+	a := time.Date(d.Year, d.Month, d.Day, 0, 0, 0, 0, time.UTC)
+	b := time.Date(o.Year, o.Month, o.Day, 0, 0, 0, 0, time.UTC)
+	return int(a.Sub(b).Round(24*time.Hour) / (24 * time.Hour))
+}
+
+// Weekday is d's day of the week.
+func (d Date) Weekday() time.Weekday {
+	return time.Date(d.Year, d.Month, d.Day, 0, 0, 0, 0, time.UTC).Weekday()
+}
+
+func (d Date) String() string { return fmt.Sprintf("%04d-%02d-%02d", d.Year, d.Month, d.Day) }
+
+// Window is the pack's daily window as wall times (From included, To
+// excluded), and its rule's ID; ok is false for a pack without one.
+func (p *Pack) Window() (from, to time.Duration, rule string, ok bool) {
+	if p == nil || p.window == nil {
+		return 0, 24 * time.Hour, "", false
+	}
+	return time.Duration(p.window.from) * time.Minute, time.Duration(p.window.to) * time.Minute, p.window.ID, true
+}
+
 // Release returns the first instant at or after at when contact is
 // permitted in loc under the pack's window and the calendar, and the rule
 // that held it back ("" when at itself is permitted). Local times are
 // computed in loc, so a day that is 23 or 25 hours long (a DST change)
 // opens at its local hour all the same.
 func (p *Pack) Release(at time.Time, loc *time.Location, cal Calendar) (time.Time, string, error) {
-	w := p.window
-	if w == nil {
-		return at, "", nil
+	s := Slot{Pack: p, Calendar: cal}
+	return s.Next(at, RealClock{loc})
+}
+
+// Slot is when, within the permitted window, a borrower's contacts leave: at
+// SendAt plus Offset (a per-loan share of the policy's spread) every open
+// day. A contact decided before its day's slot waits for it; one decided
+// after it, inside the window, leaves at once; one decided after the window
+// closed waits for the next open day's slot.
+type Slot struct {
+	Pack     *Pack
+	Calendar Calendar
+	// SendAt is the wall time the policy sends from; zero means the
+	// window's opening.
+	SendAt time.Duration
+	// Offset is this loan's place in the spread, added to SendAt.
+	Offset time.Duration
+}
+
+// Next returns the first instant at or after at when a contact may leave,
+// and the rule that held it back: the pack's window rule when at is outside
+// the window or on a closed day, RuleSendAt when it only waits for its slot,
+// "" when it may leave at once.
+func (s Slot) Next(at time.Time, clock Clock) (time.Time, string, error) {
+	from, to, windowRule, _ := s.Pack.Window()
+	slot := max(s.SendAt, from) + s.Offset
+	if slot >= to {
+		slot = to - time.Minute // a policy check refuses this; never send after the window
 	}
-	local := at.In(loc)
+	today, wall := clock.Local(at)
+	// Why a contact waits past today: today is closed, or its window has
+	// passed (or not opened).
+	why := windowRule
 	for i := range maxSearchDays {
-		y, m, d := local.Date()
-		day := time.Date(y, m, d+i, 0, 0, 0, 0, loc)
-		y, m, d = day.Date()
-		if cal.closed(y, m, d, day.Weekday()) {
+		d := today.AddDays(i)
+		if s.Calendar.closed(d.Year, d.Month, d.Day, d.Weekday()) {
+			if i == 0 {
+				why = RuleCalendar
+			}
 			continue
 		}
-		open := time.Date(y, m, d, w.from/60, w.from%60, 0, 0, loc)
-		shut := time.Date(y, m, d, w.to/60, w.to%60, 0, 0, loc)
+		if i > 0 {
+			if why == "" {
+				why = RuleCalendar
+			}
+			return clock.At(d, slot), why, nil
+		}
 		switch {
-		case i == 0 && !local.Before(open) && local.Before(shut):
+		case wall < from:
+			return clock.At(d, slot), windowRule, nil
+		case wall < slot:
+			return clock.At(d, slot), RuleSendAt, nil
+		case wall < to:
 			return at, "", nil
-		case open.After(at) || open.Equal(at):
-			return open, w.ID, nil
 		}
 	}
-	return time.Time{}, w.ID, fmt.Errorf("no permitted day within %d days of %s: the calendar closes every day", maxSearchDays, local.Format("2006-01-02"))
+	return time.Time{}, RuleCalendar, fmt.Errorf("no permitted day within %d days of %s: the calendar closes every day", maxSearchDays, today)
 }
+
+// Closes returns when the window that at falls in closes (the end of the
+// local day for a pack without a window): a contact released at at must
+// not be delivered after it.
+func (s Slot) Closes(at time.Time, clock Clock) time.Time {
+	_, to, _, _ := s.Pack.Window()
+	d, _ := clock.Local(at)
+	return clock.At(d, to)
+}
+
+// Rules that are the lender's policy rather than a pack's.
+const (
+	// RuleSendAt holds a contact until its loan's slot in the policy's
+	// send_at and send_spread.
+	RuleSendAt = "policy.send_at"
+	// RuleCalendar holds a contact on a day the lender's calendar closes.
+	RuleCalendar = "policy.calendar"
+)

@@ -72,8 +72,8 @@ func TestRelease(t *testing.T) {
 		{"us-regf: New York the evening before DST opens at 08:00 EDT next day", "us-regf", time.Date(2026, 3, 7, 22, 0, 0, 0, ny), Calendar{}, time.Date(2026, 3, 8, 12, 0, 0, 0, time.UTC), "us-regf.hours", ny},
 		{"us-regf: New York on the day DST ends opens at 08:00 EST", "us-regf", time.Date(2026, 11, 1, 0, 30, 0, 0, ny), Calendar{}, time.Date(2026, 11, 1, 13, 0, 0, 0, time.UTC), "us-regf.hours", ny},
 		{"cn: a holiday is skipped", "cn", time.Date(2026, 9, 30, 23, 0, 0, 0, shanghai), holidays, time.Date(2026, 10, 2, 8, 0, 0, 0, shanghai), "cn.hours", shanghai},
-		{"cn: inside the window, but a holiday", "cn", time.Date(2026, 10, 1, 10, 0, 0, 0, shanghai), holidays, time.Date(2026, 10, 2, 8, 0, 0, 0, shanghai), "cn.hours", shanghai},
-		{"cn: closed on Sundays", "cn", time.Date(2026, 12, 6, 10, 0, 0, 0, shanghai), sundays, time.Date(2026, 12, 7, 8, 0, 0, 0, shanghai), "cn.hours", shanghai},
+		{"cn: inside the window, but a holiday", "cn", time.Date(2026, 10, 1, 10, 0, 0, 0, shanghai), holidays, time.Date(2026, 10, 2, 8, 0, 0, 0, shanghai), RuleCalendar, shanghai},
+		{"cn: closed on Sundays", "cn", time.Date(2026, 12, 6, 10, 0, 0, 0, shanghai), sundays, time.Date(2026, 12, 7, 8, 0, 0, 0, shanghai), RuleCalendar, shanghai},
 	}
 	for _, c := range cases {
 		got, rule, err := load(t, c.pack).Release(c.at, c.loc, c.cal)
@@ -106,5 +106,59 @@ func TestParseRefuses(t *testing.T) {
 		if _, err := Parse([]byte(doc)); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// The policy's slot: send_at plus the loan's offset, inside the window;
+// decided after the slot but inside the window, a contact leaves at once.
+func TestSlot(t *testing.T) {
+	shanghai := zone(t, "Asia/Shanghai")
+	s := Slot{Pack: load(t, "cn"), SendAt: 9*time.Hour + 30*time.Minute, Offset: 17 * time.Minute}
+	day := func(h, m int) time.Time { return time.Date(2026, 12, 2, h, m, 0, 0, shanghai) }
+	cases := []struct {
+		at, want time.Time
+		rule     string
+	}{
+		{day(0, 0), day(9, 47), "cn.hours"},
+		{day(8, 30), day(9, 47), RuleSendAt},
+		{day(9, 47), day(9, 47), ""},
+		{day(15, 0), day(15, 0), ""},
+		{day(22, 0), day(24+9, 47), "cn.hours"},
+	}
+	for _, c := range cases {
+		got, rule, err := s.Next(c.at, RealClock{shanghai})
+		if err != nil || !got.Equal(c.want) || rule != c.rule {
+			t.Errorf("at %s: %s held by %q (%v), want %s by %q", c.at.Format("15:04"), got.In(shanghai), rule, err, c.want.In(shanghai), c.rule)
+		}
+	}
+	if got, want := s.Closes(day(10, 0), RealClock{shanghai}), day(22, 0); !got.Equal(want) {
+		t.Errorf("window closes %s, want %s", got, want)
+	}
+	// A pack without a window still waits for the slot.
+	if got, rule, _ := (Slot{SendAt: 9 * time.Hour}).Next(day(3, 0), RealClock{shanghai}); !got.Equal(day(9, 0)) || rule != RuleSendAt {
+		t.Errorf("no window: %s by %q", got, rule)
+	}
+}
+
+// Under an accelerated day, hour h of day n after the origin is
+// origin + n·day + h·day/24, and calendar rules apply to the simulated dates.
+func TestAcceleratedClock(t *testing.T) {
+	origin := time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+	c := AcceleratedClock{Origin: origin, OriginDate: Date{2026, 12, 1}, Day: 6 * time.Second}
+	at := c.At(Date{2026, 12, 3}, 8*time.Hour)
+	if want := origin.Add(12*time.Second + 2*time.Second); !at.Equal(want) {
+		t.Fatalf("08:00 of day 2: %s, want %s", at, want)
+	}
+	d, wall := c.Local(at.Add(time.Second)) // 1 s of a 6 s day is 4 h
+	if d != (Date{2026, 12, 3}) || wall != 12*time.Hour {
+		t.Errorf("local %s %s, want 2026-12-03 12h", d, wall)
+	}
+	if d, _ := c.Local(origin.Add(-time.Second)); d != (Date{2026, 11, 30}) {
+		t.Errorf("before the origin: %s, want the day before", d)
+	}
+	s := Slot{Pack: load(t, "cn"), Calendar: Calendar{Blackouts: []Date{{2026, 12, 2}}}}
+	got, rule, err := s.Next(origin.Add(6*time.Second), c) // midnight of a blackout day
+	if want := c.At(Date{2026, 12, 3}, 8*time.Hour); err != nil || !got.Equal(want) || rule != RuleCalendar {
+		t.Errorf("blackout under an accelerated day: %s by %q (%v), want %s", got, rule, err, want)
 	}
 }

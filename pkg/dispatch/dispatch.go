@@ -1,4 +1,4 @@
-// Package dispatch turns committed contact decisions into contact tasks on
+// Package dispatch turns contacts the release gate released into tasks on
 // per-channel subjects (dunning.task.<channel>.<tenant>.<loan>.<contact id>),
 // each with its text rendered from the tenant's policy. Vendor integrations
 // subscribe to their channel; the notify service delivers to webhooks. A task
@@ -36,10 +36,11 @@ type Dispatcher struct {
 	Ladder func(tenant, product string) policy.Ladder
 }
 
-// Consumer is the dispatcher's durable consumer: every committed decision
-// that carries contact tasks.
+// Consumer is the dispatcher's durable consumer: every release of contact
+// tasks by the release gate (stage.Release), which checked the borrower's
+// rules at the moment they leave.
 var Consumer = topology.ConsumerSpec{Name: "dispatch", Stream: topology.StreamLoans, Filters: []string{
-	topology.LoanFilter(codec.Contact.Token, "*"), topology.LoanFilter(codec.Escalated.Token, "*")}}
+	topology.LoanFilter(codec.Released.Token, "*")}}
 
 // Register adds the dispatcher to a router.
 func (d *Dispatcher) Register(rt *bus.Router) { rt.Handle(Consumer, d.Handle) }
@@ -51,7 +52,7 @@ func (d *Dispatcher) Handle(msg *message.Message) error {
 		return err
 	}
 	dec, ok := ev.(policy.Decision)
-	if !ok || (dec.Kind != policy.KindContactRequested && dec.Kind != policy.KindEscalated) {
+	if !ok || dec.Kind != policy.KindContactReleased {
 		return bus.Permanent(fmt.Errorf("dispatch: unexpected %T on %s", ev, addr.Kind))
 	}
 	// The policy in force renders the text; the product is not in the

@@ -53,9 +53,10 @@ func loanMessage(t *testing.T, subject string, ev policy.Event) *message.Message
 	return m
 }
 
-// A committed escalation becomes one task per channel on its channel's
-// subject, rendered from the tenant's templates with the verification
-// code; the same decision delivered again publishes nothing new.
+// An escalation's tasks the gate released become one task per channel on
+// its channel's subject, rendered from the tenant's templates with the
+// verification code and the delivery window; the same release delivered
+// again publishes nothing new.
 func TestEscalationFansOut(t *testing.T) {
 	pol, err := policyfile.Default()
 	if err != nil {
@@ -68,11 +69,11 @@ func TestEscalationFansOut(t *testing.T) {
 	for _, ch := range []policy.Channel{policy.ChannelPhone, policy.ChannelSMS, policy.ChannelEmail, policy.ChannelAppPush} {
 		tasks = append(tasks, policy.ContactTask{ID: "c1-escalation-d16-" + ch.String(), Channel: ch, Tone: policy.ToneSerious,
 			ContactRef: "crm-77", Template: "medium_notice", Locale: "zh-CN", Reference: "ABCDEFGHJK", AmountDue: amount, DPD: 16,
-			Fees: policy.Money{Currency: "CNY", Minor: 960}})
+			Fees: policy.Money{Currency: "CNY", Minor: 960}, NotBefore: time.Unix(1_800_000_000, 0), NotAfter: time.Unix(1_800_030_000, 0), MaxAttempts: 6})
 	}
-	dec := policy.Decision{Kind: policy.KindEscalated, Tasks: tasks, Ctx: policy.Context{Case: 1, Stage: policy.StageEscalation,
+	dec := policy.Decision{Kind: policy.KindContactReleased, Tasks: tasks, Ctx: policy.Context{Case: 1, Stage: policy.StageEscalation,
 		Tier: policy.TierMedium, DPD: 16, Overdue: amount, DecidedAt: time.Now(), PolicyVersion: "default-v1"}}
-	msg := loanMessage(t, topology.DecisionSubject("acme", "L-1", codec.Escalated.Token, 7), dec)
+	msg := loanMessage(t, topology.DecisionSubject("acme", "L-1", codec.Released.Token, 7), dec)
 	for range 2 {
 		if err := d.Handle(msg); err != nil {
 			t.Fatalf("Handle = %v", err)
@@ -93,7 +94,8 @@ func TestEscalationFansOut(t *testing.T) {
 		}
 		if del.GetTask().GetContactId() != task.ID || codec.ChannelFromProto(del.GetTask().GetChannel()) != task.Channel ||
 			codec.StageFromProto(del.GetStage()) != policy.StageEscalation || !strings.Contains(del.GetText(), "1200.00") ||
-			!strings.Contains(del.GetText(), "ABCDEFGHJK") {
+			!strings.Contains(del.GetText(), "ABCDEFGHJK") || del.GetTask().GetNotAfter().AsTime().Unix() != 1_800_030_000 ||
+			del.GetTask().GetMaxAttempts() != 6 {
 			t.Errorf("%s task: %v", task.Channel, &del)
 		}
 		if m.Header.Get(jetstream.MsgIDHeader) == "" {
@@ -102,12 +104,14 @@ func TestEscalationFansOut(t *testing.T) {
 	}
 }
 
-// Anything but a contact decision on dispatch's consumer is dead-lettered.
+// Anything but a release on dispatch's consumer is dead-lettered: a contact
+// decision included, since the gate has not looked at it.
 func TestUnexpectedEntriesAreRejected(t *testing.T) {
 	d := &Dispatcher{JS: &stream{msgs: map[string]*nats.Msg{}},
 		Ladder: policy.Fixed(policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: policy.RealDay}})}
 	cases := []*message.Message{
 		loanMessage(t, topology.DecisionSubject("acme", "L-1", codec.HandedOff.Token, 9), policy.Decision{Kind: policy.KindHandedOff}),
+		loanMessage(t, topology.DecisionSubject("acme", "L-1", codec.Escalated.Token, 9), policy.Decision{Kind: policy.KindEscalated}),
 		loanMessage(t, topology.LoanSubject("acme", "L-1", codec.Due.Token, "1"), policy.InstallmentDue{ID: "1"}),
 		func() *message.Message {
 			m := message.NewMessage("x", []byte("junk"))

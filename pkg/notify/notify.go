@@ -10,6 +10,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -83,10 +84,18 @@ type Notifier struct {
 // Register adds the notifier to a router.
 func (n *Notifier) Register(rt *bus.Router) { rt.Handle(topology.Notify, n.Handle) }
 
+// ErrExpired marks a task not delivered because its delivery window closed
+// or its attempts ran out: it is dead-lettered with the reason, never sent
+// late.
+var ErrExpired = errors.New("not delivered")
+
 // Handle delivers one task. A channel without a webhook is left to the
 // lender's own subscriber and acked; a failed delivery is retried (the
 // router's retries, then redelivery with backoff) and dead-lettered after
-// the last try.
+// the last try. Every try first checks the task's window: none is made
+// after its not_after (the borrower's window closed: a webhook failing
+// until 22:05 never delivers at 22:05) or after its max_attempts
+// deliveries.
 func (n *Notifier) Handle(msg *message.Message) error {
 	var del dunningv1.Delivery
 	if err := proto.Unmarshal(msg.Payload, &del); err != nil {
@@ -96,6 +105,19 @@ func (n *Notifier) Handle(msg *message.Message) error {
 	url, ok := n.Webhooks[ch]
 	if !ok {
 		return nil
+	}
+	task := del.GetTask()
+	if na := task.GetNotAfter(); na != nil && !n.Now().Before(na.AsTime()) {
+		return bus.Permanent(fmt.Errorf("%w: %s task %s: the borrower's window closed at %s (not_after)", ErrExpired, ch,
+			task.GetContactId(), na.AsTime().UTC().Format(time.RFC3339)))
+	}
+	if nb := task.GetNotBefore(); nb != nil && n.Now().Before(nb.AsTime().Add(-time.Second)) {
+		return fmt.Errorf("%s task %s: not before %s", ch, task.GetContactId(), nb.AsTime().UTC().Format(time.RFC3339))
+	}
+	if limit := task.GetMaxAttempts(); limit > 0 {
+		if delivered, _ := strconv.Atoi(msg.Metadata.Get(bus.MetaDelivered)); delivered > int(limit) {
+			return bus.Permanent(fmt.Errorf("%w: %s task %s: %d deliveries, max_attempts %d", ErrExpired, ch, task.GetContactId(), delivered-1, limit))
+		}
 	}
 	body, err := protojson.Marshal(&del)
 	if err != nil {

@@ -42,8 +42,10 @@ func TestNamesArePinned(t *testing.T) {
 		"escalation":          {"DUNNING_LOANS", "dunning.loan.*.*.step.escalate.*"},
 		"third-party-handoff": {"DUNNING_LOANS", "dunning.loan.*.*.step.handoff.*"},
 		"legal-referral":      {"DUNNING_LOANS", "dunning.loan.*.*.step.legal.*"},
-		"dispatch":            {"DUNNING_LOANS", "dunning.loan.*.*.contact.*", "dunning.loan.*.*.escalated.*"},
-		"notify":              {"DUNNING_TASKS", "dunning.task.>"},
+		"contact-release": {"DUNNING_LOANS", "dunning.loan.*.*.contact.*", "dunning.loan.*.*.escalated.*",
+			"dunning.loan.*.*.closed.*", "dunning.loan.*.*.step.release.*"},
+		"dispatch": {"DUNNING_LOANS", "dunning.loan.*.*.released.*"},
+		"notify":   {"DUNNING_TASKS", "dunning.task.>"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("consumers = %q\nwant %q", got, want)
@@ -57,7 +59,8 @@ func TestNamesArePinned(t *testing.T) {
 		tokens = append(tokens, string(k.Token))
 	}
 	wantTokens := []string{"due", "repaid", "settled", "outcome", "timer", "step",
-		"overdue", "contact", "escalated", "handoff", "legal", "closed", "cancelled", "deferred"}
+		"overdue", "contact", "escalated", "handoff", "legal", "closed", "cancelled", "deferred",
+		"held", "released", "unsent"}
 	if !reflect.DeepEqual(tokens, wantTokens) {
 		t.Errorf("kind tokens = %q\nwant %q", tokens, wantTokens)
 	}

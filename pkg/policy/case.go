@@ -90,9 +90,16 @@ const (
 	KindCaseClosed
 	KindStepCancelled
 	KindEntryDeferred
+	// KindContactHeld, KindContactReleased and KindContactCancelled are the
+	// release gate's records (gate.go): a contact waits, leaves, or never
+	// leaves, with the rule and the time.
+	KindContactHeld
+	KindContactReleased
+	KindContactCancelled
 )
 
-var kindNames = [...]string{"none", "overdue_confirmed", "contact_requested", "escalated", "handed_off", "legal_referred", "case_closed", "step_cancelled", "entry_deferred"}
+var kindNames = [...]string{"none", "overdue_confirmed", "contact_requested", "escalated", "handed_off", "legal_referred", "case_closed", "step_cancelled", "entry_deferred",
+	"contact_held", "contact_released", "contact_cancelled"}
 
 func (k DecisionKind) String() string { return enumName(kindNames[:], int(k), "decision_kind") }
 
@@ -124,6 +131,11 @@ type ContactTask struct {
 	DPD              int
 	RepaymentOptions []string
 	Fees             Money
+	// NotBefore and NotAfter bound delivery: set when the gate releases
+	// the task, to the release instant and the close of the borrower's
+	// window. MaxAttempts bounds a vendor's tries (0: no bound of its own).
+	NotBefore, NotAfter time.Time
+	MaxAttempts         int
 }
 
 // Decision is a pipeline event: what a stage decided and why.
@@ -139,6 +151,8 @@ type Decision struct {
 	CancelledStep  string        // StepCancelled
 	DeferredStage  Stage         // EntryDeferred
 	Evidence       *Evidence     // LegalReferred
+	HeldUntil      time.Time     // ContactHeld: when the gate looks again
+	Rule           string        // ContactHeld, ContactCancelled: the rule that holds or stops the tasks
 }
 
 // Evidence is the packet that accompanies a legal referral.
@@ -196,6 +210,12 @@ type Case struct {
 	// CaseInstallments were overdue when the open case was confirmed; the
 	// case's DPD counts from the oldest of them once everything is paid.
 	CaseInstallments []string
+	// Gate is every contact task asked for, in order, and where it stands
+	// at the release gate.
+	Gate []GatedTask
+	// Key identifies the loan (LoanKey) for what is drawn per loan, such as
+	// its place in the send spread. The engine sets it; Fold cannot.
+	Key string
 }
 
 // Fold builds a case from a loan's log in order.
@@ -240,6 +260,12 @@ func (c *Case) applyDecision(d Decision) {
 	if c.Pending != nil && d.Ctx.StepID != "" && c.Pending.Step.ID == d.Ctx.StepID {
 		c.Pending = nil
 	}
+	if d.Kind.Gate() {
+		// The gate's records move tasks, never the case: its DPD, stage
+		// and decided steps are the ladder's.
+		c.applyGate(d)
+		return
+	}
 	if d.Kind != KindStepCancelled {
 		c.DPD = d.Ctx.DPD
 	}
@@ -268,9 +294,11 @@ func (c *Case) applyDecision(d Decision) {
 	case KindContactRequested:
 		c.Stage = max(c.Stage, d.Ctx.Stage, StageFirstContact)
 		c.Contacts = append(c.Contacts, d.Tasks...)
+		c.request(d)
 	case KindEscalated:
 		c.Stage = StageEscalation
 		c.Contacts = append(c.Contacts, d.Tasks...)
+		c.request(d)
 	case KindHandedOff:
 		c.Stage = StageHandoff
 		c.PlacementID = d.PlacementID

@@ -77,7 +77,7 @@ func ParseTier(s string) (Tier, bool) {
 // ParseStage maps a configuration name to a Stage.
 func ParseStage(s string) (Stage, bool) {
 	i := slices.Index(stageNames[:], s)
-	if i <= 0 {
+	if i <= 0 || Stage(i) > StageLegal { // the release gate is not a rung to configure
 		return StageNone, false
 	}
 	return Stage(i), true

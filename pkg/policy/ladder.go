@@ -69,10 +69,21 @@ func (l Ladder) rungs() []rung {
 	return out
 }
 
-// NextStep is the one step the loan's timer should hold, or nil. It depends
-// only on the case, so any stage can recompute it after any event and put the
-// timer right (replace it, or cancel it).
+// NextStep is the one step the loan's timer should hold, or nil: the
+// earlier of the ladder's next rung and the release gate's next look at a
+// held contact. It depends only on the case, so any stage can recompute it
+// after any event and put the timer right (replace it, or cancel it).
 func (l Ladder) NextStep(c *Case) *Step {
+	rung, release := l.nextRungStep(c), l.releaseStep(c)
+	if rung == nil || (release != nil && !release.At.After(rung.At)) {
+		if release != nil {
+			return release
+		}
+	}
+	return rung
+}
+
+func (l Ladder) nextRungStep(c *Case) *Step {
 	if c.Settled {
 		return nil
 	}

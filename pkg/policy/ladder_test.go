@@ -315,12 +315,14 @@ func TestSimulate(t *testing.T) {
 	l := Ladder{Policy: Default(), Calendar: Calendar{Day: RealDay}}
 	in := InstallmentDue{ID: "1", Amount: Money{"CNY", 100000}, DueAt: time.Date(2026, 1, 10, 12, 0, 0, 0, time.UTC), Zone: "Asia/Shanghai"}
 	never := kinds(l.Simulate(in, nil, 120))
-	want := []string{"overdue_confirmed@1/light", "contact_requested@1/light", "escalated@16/medium", "handed_off@31/severe", "legal_referred@90/severe"}
+	// Without a jurisdiction's pack the gate releases every contact at once.
+	want := []string{"overdue_confirmed@1/light", "contact_requested@1/light", "contact_released@1/light", "escalated@16/medium",
+		"contact_released@16/medium", "handed_off@31/severe", "legal_referred@90/severe"}
 	if fmt.Sprint(never) != fmt.Sprint(want) {
 		t.Errorf("never pays: %v, want %v", never, want)
 	}
 	cured := kinds(l.Simulate(in, []Payment{{DPD: 10, Amount: 100000}}, 120))
-	if fmt.Sprint(cured) != fmt.Sprint([]string{"overdue_confirmed@1/light", "contact_requested@1/light", "case_closed@10/light"}) {
+	if fmt.Sprint(cured) != fmt.Sprint([]string{"overdue_confirmed@1/light", "contact_requested@1/light", "contact_released@1/light", "case_closed@10/light"}) {
 		t.Errorf("pays at DPD 10: %v", cured)
 	}
 	onTime := l.Simulate(in, []Payment{{DPD: 0, Amount: 100000}}, 120)
@@ -328,7 +330,7 @@ func TestSimulate(t *testing.T) {
 		t.Errorf("pays on the due date: %v, want no decisions", kinds(onTime))
 	}
 	partial := kinds(l.Simulate(in, []Payment{{DPD: 5, Amount: 40000}, {DPD: 20, Amount: 60000}}, 120))
-	if fmt.Sprint(partial) != fmt.Sprint([]string{"overdue_confirmed@1/light", "contact_requested@1/light", "escalated@16/medium", "case_closed@20/medium"}) {
+	if fmt.Sprint(partial) != fmt.Sprint([]string{"overdue_confirmed@1/light", "contact_requested@1/light", "contact_released@1/light", "escalated@16/medium", "contact_released@16/medium", "case_closed@20/medium"}) {
 		t.Errorf("pays in parts: %v", partial)
 	}
 }

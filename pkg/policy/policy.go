@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Policy is a tenant's dunning configuration. Default reproduces the shipped
@@ -39,6 +40,9 @@ type Policy struct {
 	Entries     map[Stage]EntryCondition
 	Cadence     []CadenceStep
 	Templates   map[string]Template
+	// Contact is when contacts may leave: the jurisdiction's pack, the
+	// lender's calendar and send slot (gate.go).
+	Contact ContactRules
 }
 
 // Default returns the shipped policy: tiers 1-15 / 16-30 / 31+, handoff at
@@ -83,6 +87,7 @@ func (p Policy) Validate() error {
 	if p.PenaltyBpsPerDay < 0 {
 		errs = append(errs, fmt.Errorf("penalty_bps_per_day: must be >= 0, got %d", p.PenaltyBpsPerDay))
 	}
+	errs = append(errs, p.Contact.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -118,4 +123,29 @@ func (p Policy) Fees(overdue Money, dpd int) Money {
 		return Money{Currency: overdue.Currency}
 	}
 	return Money{Currency: overdue.Currency, Minor: overdue.Minor * p.PenaltyBpsPerDay * int64(dpd) / 10000}
+}
+
+// validateContact checks the send slot against the pack's window: releases
+// start inside it and the spread ends before it closes.
+func (r ContactRules) validate() []error {
+	var errs []error
+	from, to, rule, _ := r.Pack.Window()
+	sendAt := max(r.SendAt, from)
+	if r.SendAt != 0 && r.SendAt < from {
+		errs = append(errs, fmt.Errorf("send_at: %s is before the window %s opens", clockString(r.SendAt), rule))
+	}
+	if r.SendSpread < 0 {
+		errs = append(errs, fmt.Errorf("send_spread: must be >= 0, got %s", r.SendSpread))
+	}
+	if sendAt+r.SendSpread > to {
+		errs = append(errs, fmt.Errorf("send_spread: send_at %s plus %s ends after the window closes at %s", clockString(sendAt), r.SendSpread, clockString(to)))
+	}
+	if r.MaxAttempts < 0 {
+		errs = append(errs, fmt.Errorf("max_attempts: must be >= 0, got %d", r.MaxAttempts))
+	}
+	return errs
+}
+
+func clockString(d time.Duration) string {
+	return fmt.Sprintf("%02d:%02d", int(d/time.Hour), int(d%time.Hour/time.Minute))
 }

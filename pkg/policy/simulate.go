@@ -14,21 +14,36 @@ type Payment struct {
 }
 
 // Simulate plays one installment's case through the ladder exactly as the
-// stages would — the same NextStep, OnStep, FirstContact, OnLenderEvent and
-// Reconcile — with the given payments, until day until. It returns every
+// stages would — the same NextStep, Fired, FirstContact, OnLenderEvent, Gate
+// and Reconcile — with the given payments, until day until. It returns every
 // decision in order. It is the dry run of a policy, and the oracle a
 // simulation's results are checked against.
 func (l Ladder) Simulate(in InstallmentDue, payments []Payment, until int) []Decision {
+	return l.SimulateLoan("", in, payments, until)
+}
+
+// SimulateLoan is Simulate for the loan with key (LoanKey), which places it
+// in the send spread.
+func (l Ladder) SimulateLoan(key string, in InstallmentDue, payments []Payment, until int) []Decision {
 	c := Fold([]Entry{{Event: in}})
+	c.Key = key
 	loc := zone(in.Zone)
 	end := l.Calendar.DPDStart(in.DueAt, loc, until+1)
 	pays := slices.Clone(payments)
 	slices.SortStableFunc(pays, func(a, b Payment) int { return a.DPD - b.DPD })
 	var out []Decision
-	record := func(d *Decision) {
-		if d != nil {
-			c.Apply(Entry{Event: *d})
-			out = append(out, *d)
+	var record func(d *Decision, now time.Time)
+	record = func(d *Decision, now time.Time) {
+		if d == nil {
+			return
+		}
+		c.Apply(Entry{Event: *d})
+		out = append(out, *d)
+		// The release gate consumes contact decisions and closures.
+		if d.Kind == KindContactRequested || d.Kind == KindEscalated || d.Kind == KindCaseClosed {
+			for _, g := range l.Gate(c, "", now) {
+				record(&g, now)
+			}
 		}
 	}
 	reconcile := func(now time.Time) {
@@ -56,14 +71,15 @@ func (l Ladder) Simulate(in InstallmentDue, payments []Payment, until int) []Dec
 			p := pays[0]
 			pays = pays[1:]
 			c.Apply(Entry{Event: Repayment{PaymentID: fmt.Sprintf("sim-%d", i), Amount: Money{Currency: in.Amount.Currency, Minor: p.Amount}, PaidAt: payAt}})
-			record(l.OnLenderEvent(c, payAt))
+			record(l.OnLenderEvent(c, payAt), payAt)
 			reconcile(payAt)
 		case step != nil && step.At.Before(end):
 			c.Apply(Entry{Event: StepFired{Step: *step}})
-			d := l.OnStep(c, *step, step.At)
-			record(d)
-			if d != nil && d.Kind == KindOverdueConfirmed {
-				record(l.FirstContact(c, d.Ctx.Case, step.At))
+			for _, d := range l.Fired(c, *step, step.At) {
+				record(&d, step.At)
+				if d.Kind == KindOverdueConfirmed {
+					record(l.FirstContact(c, d.Ctx.Case, step.At), step.At)
+				}
 			}
 			reconcile(step.At)
 		default:

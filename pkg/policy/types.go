@@ -16,9 +16,13 @@ const (
 	StageEscalation
 	StageHandoff
 	StageLegal
+	// StageRelease is not a rung: it is the gate every contact passes
+	// before it leaves (contact rules), with a timer step of its own for the
+	// contacts it holds. A case is never "in" it.
+	StageRelease
 )
 
-var stageNames = [...]string{"none", "overdue_confirmation", "first_contact", "escalation", "third_party_handoff", "legal_referral"}
+var stageNames = [...]string{"none", "overdue_confirmation", "first_contact", "escalation", "third_party_handoff", "legal_referral", "contact_release"}
 
 func (s Stage) String() string { return enumName(stageNames[:], int(s), "stage") }
 

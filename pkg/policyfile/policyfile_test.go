@@ -223,8 +223,11 @@ func TestConfiguredBoundaries(t *testing.T) {
 	for _, d := range l.Simulate(in, nil, 70) {
 		got = append(got, fmt.Sprintf("%s@%d/%s", d.Kind, d.Ctx.DPD, d.Ctx.Tier))
 	}
-	want := []string{"overdue_confirmed@3/light", "contact_requested@3/light", "contact_requested@5/light", "escalated@10/medium",
-		"handed_off@25/severe", "legal_referred@60/severe"}
+	// Every contact is decided at local midnight, held by the cn pack's
+	// window and released at the loan's slot the same morning.
+	want := []string{"overdue_confirmed@3/light", "contact_requested@3/light", "contact_held@3/light", "contact_released@3/light",
+		"contact_requested@5/light", "contact_held@5/light", "contact_released@5/light",
+		"escalated@10/medium", "contact_held@10/medium", "contact_released@10/medium", "handed_off@25/severe", "legal_referred@60/severe"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("ladder = %v\nwant %v", got, want)
 	}
@@ -232,8 +235,8 @@ func TestConfiguredBoundaries(t *testing.T) {
 	if ds := l.Simulate(in, []policy.Payment{{DPD: 2, Amount: 1000}}, 70); len(ds) != 0 {
 		t.Errorf("paid at DPD 2 with grace 2: %d decisions, want none", len(ds))
 	}
-	if ds := l.Simulate(in, []policy.Payment{{DPD: 3, Amount: 1000}}, 70); len(ds) != 3 || ds[2].Kind != policy.KindCaseClosed {
-		t.Errorf("paid at DPD 3 with grace 2: %v, want confirmed, contacted, closed", ds)
+	if ds := l.Simulate(in, []policy.Payment{{DPD: 3, Amount: 1000}}, 70); len(ds) != 5 || ds[4].Kind != policy.KindCaseClosed {
+		t.Errorf("paid at DPD 3 with grace 2: %v, want confirmed, contacted, held, released, closed", ds)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -43,7 +44,7 @@ func Parse(file string, data []byte) (policy.Policy, error) {
 
 func (p *parser) policy(root *yaml.Node) policy.Policy {
 	f, keys := p.mapping(root, "", "version", "tenant", "product", "jurisdiction", "locales", "default_locale",
-		"grace_days", "penalty_bps_per_day", "tiers", "stages", "templates", "language_check")
+		"grace_days", "penalty_bps_per_day", "tiers", "stages", "templates", "language_check", "contact")
 	var pol policy.Policy
 	for _, req := range []string{"version", "tenant", "jurisdiction", "locales", "default_locale", "tiers", "stages", "templates"} {
 		if f[req] == nil && root.Kind == yaml.MappingNode {
@@ -123,8 +124,83 @@ func (p *parser) policy(root *yaml.Node) policy.Policy {
 	}
 	pol.Templates = p.templates(f["templates"], locales, banned)
 	p.stages(f["stages"], &pol)
+	pol.Contact = p.contact(f["contact"], pol.Jurisdiction, f["jurisdiction"])
 	_ = keys
 	return pol
+}
+
+// weekdays by their names in a policy file.
+var weekdays = map[string]time.Weekday{"sunday": time.Sunday, "monday": time.Monday, "tuesday": time.Tuesday,
+	"wednesday": time.Wednesday, "thursday": time.Thursday, "friday": time.Friday, "saturday": time.Saturday}
+
+// contact reads when contacts leave: the jurisdiction's pack (its window),
+// the lender's send slot and spread inside it, and the days it closes.
+func (p *parser) contact(n *yaml.Node, jurisdiction string, jnode *yaml.Node) policy.ContactRules {
+	r := policy.ContactRules{SendSpread: policy.DefaultSendSpread, MaxAttempts: policy.DefaultMaxAttempts}
+	if packs, err := contactrules.Packs(); err == nil {
+		r.Pack = packs[jurisdiction]
+	}
+	f, _ := p.mapping(n, "contact", "send_at", "send_spread", "max_attempts", "closed_on", "blackouts")
+	from, to, rule, _ := r.Pack.Window()
+	window := fmt.Sprintf("%s's window %s-%s (%s)", jurisdiction, hhmm(from), hhmm(to), rule)
+	at := from
+	if v, ok := p.str(f["send_at"], "contact.send_at"); ok {
+		t, err := time.Parse("15:04", v)
+		switch {
+		case err != nil:
+			p.errf(f["send_at"], "contact.send_at", "%q is not a time of day HH:MM", v)
+		case time.Duration(t.Hour())*time.Hour+time.Duration(t.Minute())*time.Minute < from ||
+			time.Duration(t.Hour())*time.Hour+time.Duration(t.Minute())*time.Minute >= to:
+			p.errf(f["send_at"], "contact.send_at", "%s is outside %s", v, window)
+		default:
+			at = time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute
+			r.SendAt = at
+		}
+	}
+	if v, ok := p.str(f["send_spread"], "contact.send_spread"); ok {
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil || d < 0:
+			p.errf(f["send_spread"], "contact.send_spread", "%q is not a duration like 2h or 90m", v)
+		case at+d > to:
+			p.errf(f["send_spread"], "contact.send_spread", "%s from %s ends after %s closes", v, hhmm(at), window)
+		default:
+			r.SendSpread = d
+		}
+	} else if at+r.SendSpread > to {
+		r.SendSpread = to - at // the default spread, cut to the window
+	}
+	if v, ok := p.integer(f["max_attempts"], "contact.max_attempts"); ok {
+		if v < 1 || v > 50 {
+			p.errf(f["max_attempts"], "contact.max_attempts", "must be 1-50, got %d", v)
+		}
+		r.MaxAttempts = int(v)
+	}
+	days, dnodes := p.strings(f["closed_on"], "contact.closed_on")
+	for i, d := range days {
+		wd, ok := weekdays[strings.ToLower(d)]
+		if !ok {
+			p.errf(dnodes[i], fmt.Sprintf("contact.closed_on[%d]", i), "%q is not a weekday (monday ... sunday)", d)
+		}
+		r.Calendar.ClosedOn = append(r.Calendar.ClosedOn, wd)
+	}
+	if len(r.Calendar.ClosedOn) >= 7 {
+		p.errf(f["closed_on"], "contact.closed_on", "closes every day of the week: no contact could ever leave")
+	}
+	dates, datenodes := p.strings(f["blackouts"], "contact.blackouts")
+	for i, d := range dates {
+		t, err := time.Parse("2006-01-02", d)
+		if err != nil {
+			p.errf(datenodes[i], fmt.Sprintf("contact.blackouts[%d]", i), "%q is not a date YYYY-MM-DD", d)
+			continue
+		}
+		r.Calendar.Blackout(t.Year(), t.Month(), t.Day())
+	}
+	return r
+}
+
+func hhmm(d time.Duration) string {
+	return fmt.Sprintf("%02d:%02d", int(d/time.Hour), int(d%time.Hour/time.Minute))
 }
 
 func (p *parser) tiers(n *yaml.Node) []policy.TierRange {

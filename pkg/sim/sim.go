@@ -69,7 +69,7 @@ type Outcome struct {
 	Counts map[string]int
 	// Repeats counts decisions of a kind already made for the same step.
 	Repeats int
-	// Tasks counts the contact tasks of the decisions (not compared: it
+	// Tasks counts the contact tasks the gate released (not compared: it
 	// follows from the decisions, which are).
 	Tasks int
 }
@@ -100,11 +100,29 @@ func outcome(ds []policy.Decision) Outcome {
 			continue
 		}
 		o.Counts[d.Kind.String()]++
-		o.Tasks += len(d.Tasks)
-		if k := d.Kind.String() + "/" + d.Ctx.StepID; seen[k] {
+		k := d.Kind.String() + "/" + d.Ctx.StepID
+		if d.Kind.Gate() {
+			// The gate's records are per task: one task held twice until
+			// different times is not a repeat, released twice is.
+			for _, t := range d.Tasks {
+				k += "/" + t.ID
+			}
+			if d.Kind == policy.KindContactHeld {
+				k += "/" + d.HeldUntil.String()
+			}
+		}
+		if d.Kind == policy.KindContactReleased {
+			o.Tasks += len(d.Tasks)
+		}
+		if seen[k] {
 			o.Repeats++
 		} else {
 			seen[k] = true
+		}
+		switch {
+		case d.Kind.Gate():
+			// Where a case stands is the ladder's, not the gate's.
+			continue
 		}
 		switch d.Kind {
 		case policy.KindCaseClosed:
@@ -133,7 +151,7 @@ func Plan(cfg Config, start time.Time) []Loan {
 		l := Loan{ID: fmt.Sprintf("sim-%d-%d", cfg.Seed, i), Behaviour: b.Name(), Amount: amount, DueAt: due,
 			Payments: b.Payments(r, amount, cfg.Ladder.Policy)}
 		in := policy.InstallmentDue{ID: "1", Amount: policy.Money{Currency: "CNY", Minor: amount}, DueAt: due, Zone: "Asia/Shanghai"}
-		l.Want = outcome(cfg.Ladder.Simulate(in, l.Payments, horizon))
+		l.Want = outcome(cfg.Ladder.SimulateLoan(policy.LoanKey(cfg.Tenant, l.ID), in, l.Payments, horizon))
 		loans[i] = l
 	}
 	return loans
@@ -158,7 +176,7 @@ type Report struct {
 	// MalformedSent bad events were published; DeadLettered of them reached
 	// the dead-letter stream.
 	MalformedSent, DeadLettered int
-	// Tasks counts the contact tasks in the decisions the logs hold: what
+	// Tasks counts the contact tasks the gate released in the logs: what
 	// dispatch must have sent on.
 	Tasks int
 	// Lost counts decisions the oracle expects and no log holds, Unexpected
@@ -174,16 +192,22 @@ type Report struct {
 	// RecordedMax and FireMax are the worst payment recording and step
 	// firing delays of any loan, matching or not (see Overloaded).
 	RecordedMax, FireMax time.Duration
+	// OutsideWindow counts released tasks released outside the borrower's
+	// window, in local time computed here from the due time and the day
+	// (hour h of day n is due + n·day + h·day/24), not with the gate's
+	// code. It must be 0.
+	OutsideWindow int
 }
 
 // Overloaded reports whether the run's timing, rather than the pipeline's
 // decisions, can explain a mismatch: a payment half a day into a DPD that
 // reached the loan's log half a day late or more may have landed after the
-// next day's step, and a step that fired a whole day late is decided at a
-// later DPD than the oracle's. A run that is not overloaded and still
-// differs from the oracle has a wrong decision.
+// next day's step, and a release step that fired half a day late (the
+// slack between a slot at 08:00-10:00 and a window closing at 22:00) holds
+// its contact again to the next morning. A run that is not overloaded and
+// still differs from the oracle has a wrong decision.
 func (r Report) Overloaded(day time.Duration) bool {
-	return r.RecordedMax >= day/2 || r.FireMax >= day
+	return r.RecordedMax >= day/2 || r.FireMax >= day/2
 }
 
 // String renders the report as a table.
@@ -207,6 +231,7 @@ func (r Report) String() string {
 	fmt.Fprintf(&b, "worst delays: a payment reached its loan's log %s after its time, a step fired %s after its due time\n",
 		r.RecordedMax.Round(time.Millisecond), r.FireMax.Round(time.Millisecond))
 	fmt.Fprintf(&b, "decisions lost %d, unexpected %d, duplicated %d\n", r.Lost, r.Unexpected, r.Duplicates)
+	fmt.Fprintf(&b, "contact tasks released %d, outside the borrower's window %d\n", r.Tasks, r.OutsideWindow)
 	if r.MalformedSent > 0 {
 		fmt.Fprintf(&b, "malformed events sent %d, dead-lettered %d\n", r.MalformedSent, r.DeadLettered)
 	}
@@ -471,6 +496,8 @@ func deadLettered(ctx context.Context, js jetstream.JetStream) (int, error) {
 func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, start, deadline time.Time, published int) (Report, error) {
 	got := make([]Outcome, len(loans))
 	msgs := make([]int, len(loans))
+	outside := make([]int, len(loans))
+	from, to, _, _ := cfg.Ladder.Policy.Contact.Pack.Window()
 	var lat, fire []time.Duration
 	recs := make([][]time.Duration, len(loans))
 	fires := make([][]time.Duration, len(loans))
@@ -503,6 +530,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 				fired := map[string]time.Time{}
 				var l, f, rec []time.Duration
 				var lastAt time.Time
+				var out int
 				for _, e := range entries {
 					switch ev := e.Event.(type) {
 					case policy.Repayment:
@@ -512,6 +540,11 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 						f = append(f, e.Time.Sub(ev.Step.At))
 					case policy.Decision:
 						ds = append(ds, ev)
+						if ev.Kind == policy.KindContactReleased {
+							if wall := localWall(loans[i].DueAt, cfg.Ladder.Calendar.Day, ev.Ctx.DecidedAt); wall < from || wall >= to {
+								out += len(ev.Tasks)
+							}
+						}
 						if at, ok := fired[ev.Ctx.StepID]; ok {
 							l = append(l, ev.Ctx.DecidedAt.Sub(at))
 						}
@@ -522,6 +555,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 				mu.Lock()
 				defer mu.Unlock()
 				got[i], msgs[i], recs[i], fires[i] = o, len(entries), rec, f
+				outside[i] = out
 				if !o.equal(loans[i].Want) {
 					next = append(next, i)
 					return nil
@@ -570,6 +604,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 			r.Unexpected += max(n-l.Want.Counts[k], 0)
 		}
 		r.Duplicates += got[i].Repeats
+		r.OutsideWindow += outside[i]
 		r.Tasks += got[i].Tasks
 		if got[i].equal(l.Want) {
 			r.Matched++
@@ -614,6 +649,17 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 	}
 	_, r.PeakRSSBytes = Resident()
 	return r, nil
+}
+
+// localWall is the borrower's local wall time at t under an accelerated
+// day: hour h of DPD n is due + n·day + h·day/24. (The simulation's loans
+// are all under accelerated days; a real day is the zone's wall clock.)
+func localWall(due time.Time, day time.Duration, t time.Time) time.Duration {
+	since := t.Sub(due) % day
+	if since < 0 {
+		since += day
+	}
+	return time.Duration(float64(since) * float64(24*time.Hour) / float64(day))
 }
 
 // Resident returns this process's resident set now and at its high-water

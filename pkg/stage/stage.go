@@ -63,6 +63,9 @@ type Metrics struct {
 	// Overpayments counts repayments after which the loan's repayments
 	// exceed every announced installment (the timeline flags each).
 	Overpayments prometheus.Counter
+	// Contacts counts contact tasks at the release gate by outcome (held,
+	// released, cancelled) and the rule that held or stopped them.
+	Contacts *prometheus.CounterVec
 }
 
 // NewMetrics registers the engine's counters on reg.
@@ -74,8 +77,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Writes refused because the loan's log moved; each is re-read and decided again."}, []string{"consumer"}),
 		Overpayments: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dunning", Name: "overpayments_total",
 			Help: "Repayments after which a loan's repayments exceed every announced installment (flagged in its timeline)."}),
+		Contacts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dunning", Name: "contact_tasks_total",
+			Help: "Contact tasks at the release gate, by outcome (held, released, cancelled) and the rule that held or stopped them (\"\" when released)."},
+			[]string{"outcome", "rule"}),
 	}
-	reg.MustRegister(m.Decisions, m.Conflicts, m.Overpayments)
+	reg.MustRegister(m.Decisions, m.Conflicts, m.Overpayments, m.Contacts)
 	return m
 }
 
@@ -87,7 +93,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // in the log and adds nothing.
 func (s Stage) Handle(ctx context.Context, d Deps, tenant, loan string, seq uint64, ev policy.Event) error {
 	overpaid := false // as of the read the committed decision was made from
-	decide := func(l policy.Ladder, c *policy.Case, now time.Time) (*policy.Decision, error) {
+	decide := func(l policy.Ladder, c *policy.Case, now time.Time) ([]policy.Decision, error) {
 		if f, ok := ev.(policy.StepFired); ok {
 			if f.Step.Stage != s.Policy {
 				return nil, fmt.Errorf("%s: step of stage %s", s.Consumer, f.Step.Stage)
@@ -97,7 +103,7 @@ func (s Stage) Handle(ctx context.Context, d Deps, tenant, loan string, seq uint
 			if early := f.Step.At.Sub(now); early > StepClockSkew {
 				return nil, fmt.Errorf("%w: %s: step %s arrived %s before its time", errEarlyStep, s.Consumer, f.Step.ID, early.Round(time.Millisecond))
 			}
-			return l.OnStep(c, f.Step, now), nil
+			return l.Fired(c, f.Step, now), nil
 		}
 		if s.Decide == nil {
 			return nil, fmt.Errorf("%s: unexpected trigger %T", s.Consumer, ev)
@@ -130,7 +136,7 @@ const maxAttempts = 50
 // a payment that lands meanwhile makes this re-read and decide again; a
 // cured loan then decides nothing.
 func (d Deps) process(ctx context.Context, s Stage, tenant, loan string, trigger uint64,
-	decide func(policy.Ladder, *policy.Case, time.Time) (*policy.Decision, error)) error {
+	decide func(policy.Ladder, *policy.Case, time.Time) ([]policy.Decision, error)) error {
 	for attempt := range maxAttempts {
 		err := d.once(ctx, s, tenant, loan, trigger, decide)
 		if errors.Is(err, errStale) {
@@ -157,7 +163,7 @@ func (d Deps) process(ctx context.Context, s Stage, tenant, loan string, trigger
 var errStale = errors.New("loan log read is behind the trigger")
 
 func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger uint64,
-	decide func(policy.Ladder, *policy.Case, time.Time) (*policy.Decision, error)) error {
+	decide func(policy.Ladder, *policy.Case, time.Time) ([]policy.Decision, error)) error {
 	entries, last, err := d.Log.Read(ctx, tenant, loan)
 	if err != nil {
 		return err
@@ -166,9 +172,10 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 		return errStale
 	}
 	c := policy.Fold(entries)
+	c.Key = policy.LoanKey(tenant, loan)
 	now := d.Now()
 	l := d.Ladder(tenant, c.Product())
-	dec, err := decide(l, c, now)
+	decs, err := decide(l, c, now)
 	if errors.Is(err, errEarlyStep) {
 		// A forged step carries the purge of the loan's timer, which the
 		// server applied: the timer is gone from the log, whatever the
@@ -181,16 +188,20 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
-	if dec != nil {
+	// Several decisions (the gate's hold, release and cancellation of one
+	// look) are appended one after the other, each guarded by the last: a
+	// crash between them leaves the first committed, and the redelivered
+	// trigger decides the rest again from the log.
+	for _, dec := range decs {
 		for i := range dec.Tasks {
 			if dec.Tasks[i].Reference == "" {
 				dec.Tasks[i].Reference = newReference()
 			}
 		}
-		if last, err = d.append(ctx, s, tenant, loan, last, *dec); err != nil {
+		if last, err = d.append(ctx, s, tenant, loan, last, dec); err != nil {
 			return err
 		}
-		c.Apply(policy.Entry{Seq: last, Event: *dec})
+		c.Apply(policy.Entry{Seq: last, Event: dec})
 	}
 	return d.reconcile(ctx, s, l, c, tenant, loan, last, now)
 }
@@ -228,6 +239,14 @@ func (d Deps) append(ctx context.Context, s Stage, tenant, loan string, last uin
 	}
 	if d.Metrics != nil {
 		d.Metrics.Decisions.WithLabelValues(s.Consumer, dec.Kind.String()).Inc()
+		switch dec.Kind {
+		case policy.KindContactHeld:
+			d.Metrics.Contacts.WithLabelValues("held", dec.Rule).Add(float64(len(dec.Tasks)))
+		case policy.KindContactReleased:
+			d.Metrics.Contacts.WithLabelValues("released", "").Add(float64(len(dec.Tasks)))
+		case policy.KindContactCancelled:
+			d.Metrics.Contacts.WithLabelValues("cancelled", dec.Rule).Add(float64(len(dec.Tasks)))
+		}
 	}
 	return seq, nil
 }

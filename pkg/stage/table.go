@@ -36,11 +36,16 @@ type Stage struct {
 
 // Decide is a stage's policy for a trigger that is not its own fired step:
 // given the case folded from the log (which already includes the trigger)
-// and the time, what to append. A nil decision means nothing to do; an
+// and the time, what to append, in order. None means nothing to do; an
 // error means the trigger can never be decided (it is dead-lettered).
-type Decide func(l policy.Ladder, c *policy.Case, trigger policy.Event, now time.Time) (*policy.Decision, error)
+type Decide func(l policy.Ladder, c *policy.Case, trigger policy.Event, now time.Time) ([]policy.Decision, error)
 
-// Table is the five stages in ladder order.
+// Table is the five stages in ladder order, then the release gate every
+// contact passes before it leaves. The gate is not a rung (a case is never
+// in it), but it is a stage of the pipeline like the others: it consumes
+// loan-log kinds, decides from the folded case, appends guarded by the
+// loan's last sequence, and has timer steps of its own. The notify service
+// runs it, beside dispatch: where every task leaves.
 var Table = []Stage{
 	{Policy: policy.StageOverdueConfirmation, Service: "overdue", Consumer: "overdue-confirmation", Step: "confirm",
 		Consumes: []*codec.Kind{codec.Due, codec.Repaid, codec.Settled}, Decide: decideLenderFact,
@@ -54,7 +59,13 @@ var Table = []Stage{
 		Writes: []*codec.Kind{codec.HandedOff, codec.Deferred, codec.Cancelled}},
 	{Policy: policy.StageLegal, Service: "legal", Consumer: "legal-referral", Step: "legal",
 		Writes: []*codec.Kind{codec.Legal, codec.Deferred, codec.Cancelled}},
+	{Policy: policy.StageRelease, Service: "notify", Consumer: "contact-release", Step: "release",
+		Consumes: []*codec.Kind{codec.Contact, codec.Escalated, codec.Closed}, Decide: decideRelease,
+		Writes: []*codec.Kind{codec.Held, codec.Released, codec.ContactCancelled, codec.Cancelled}},
 }
+
+// Release is the release gate's row.
+var Release = Table[len(Table)-1]
 
 // ByService returns the stage a service runs.
 func ByService(name string) (Stage, bool) {
@@ -106,7 +117,7 @@ func (s Stage) Publishes() []string {
 // overdue is left (the timer reconciliation that follows every fact
 // schedules, moves or cancels the pending step). Money in another currency
 // than the loan's is refused, never counted.
-func decideLenderFact(l policy.Ladder, c *policy.Case, ev policy.Event, now time.Time) (*policy.Decision, error) {
+func decideLenderFact(l policy.Ladder, c *policy.Case, ev policy.Event, now time.Time) ([]policy.Decision, error) {
 	switch e := ev.(type) {
 	case policy.Repayment:
 		if cur := c.Currency(); cur != "" && e.Amount.Currency != cur {
@@ -120,14 +131,35 @@ func decideLenderFact(l policy.Ladder, c *policy.Case, ev policy.Event, now time
 	default:
 		return nil, fmt.Errorf("unexpected trigger %T", ev)
 	}
-	return l.OnLenderEvent(c, now), nil
+	return one(l.OnLenderEvent(c, now)), nil
+}
+
+func one(d *policy.Decision) []policy.Decision {
+	if d == nil {
+		return nil
+	}
+	return []policy.Decision{*d}
+}
+
+// decideRelease runs the gate when contacts are asked for (release, or hold
+// until the borrower's window and the loan's slot) and when a case closes
+// (cancel what it still holds).
+func decideRelease(l policy.Ladder, c *policy.Case, ev policy.Event, now time.Time) ([]policy.Decision, error) {
+	switch e := ev.(type) {
+	case policy.Decision:
+		switch e.Kind {
+		case policy.KindContactRequested, policy.KindEscalated, policy.KindCaseClosed:
+			return l.Gate(c, "", now), nil
+		}
+	}
+	return nil, fmt.Errorf("unexpected trigger %T", ev)
 }
 
 // decideFirstContact asks for the gentle first contact as soon as a case is
 // confirmed overdue.
-func decideFirstContact(l policy.Ladder, c *policy.Case, ev policy.Event, now time.Time) (*policy.Decision, error) {
+func decideFirstContact(l policy.Ladder, c *policy.Case, ev policy.Event, now time.Time) ([]policy.Decision, error) {
 	if e, ok := ev.(policy.Decision); ok && e.Kind == policy.KindOverdueConfirmed {
-		return l.FirstContact(c, e.Ctx.Case, now), nil
+		return one(l.FirstContact(c, e.Ctx.Case, now)), nil
 	}
 	return nil, fmt.Errorf("unexpected trigger %T", ev)
 }

@@ -167,7 +167,10 @@ func TestChaos(t *testing.T) {
 		t.Errorf("%d of %d loans differ from the oracle: %d decisions lost, %d duplicated", r.Loans-r.Matched, r.Loans, r.Lost, r.Duplicates)
 	}
 	if tasks != dispatched {
-		t.Errorf("contact tasks: %d in committed decisions, %d dispatched", tasks, dispatched)
+		t.Errorf("contact tasks: %d released in committed decisions, %d dispatched", tasks, dispatched)
+	}
+	if r.OutsideWindow != 0 {
+		t.Errorf("%d contact tasks released outside the borrower's window", r.OutsideWindow)
 	}
 	if dlq != 0 {
 		t.Errorf("%d messages dead-lettered; every event in this run is valid", dlq)

@@ -665,6 +665,9 @@ func TestLenderLearnsWhyOverNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(reply.Data) == 0 {
+		t.Fatalf("the loan's latest: an empty reply, headers %v", reply.Header)
+	}
 	check("the loan's latest", reply.Data)
 
 	// Another tenant's lender: neither live nor by request.

@@ -139,6 +139,13 @@ func loadFactor(t *testing.T) float64 {
 // until stop(name).
 func (h *harness) start(name string, intake bool, stages ...stage.Stage) {
 	h.t.Helper()
+	h.startParts(name, identityOf(intake, stages), pipeline.Parts{Stages: stages, Intake: intake})
+}
+
+// startParts runs a process named name with the given parts, connected as
+// id, until stop(name).
+func (h *harness) startParts(name string, id access.Identity, parts pipeline.Parts) {
+	h.t.Helper()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	ladder := h.ladderFor
 	if ladder == nil {
@@ -146,7 +153,7 @@ func (h *harness) start(name string, intake bool, stages ...stage.Stage) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := pipeline.New(ctx, pipeline.Config{Name: name, Topology: h.topo, Ladder: ladder, Logger: logger,
-		Parts: pipeline.Parts{Stages: stages, Intake: intake}}, h.srv.Dialer(identityOf(intake, stages)))
+		Parts: parts}, h.srv.Dialer(id))
 	if err != nil {
 		cancel()
 		h.t.Fatal(err)

@@ -36,7 +36,9 @@ func TestNeverPaidClimbsTheLadder(t *testing.T) {
 			t.Errorf("undecodable entry %d in the log: %s", e.seq, summary(es))
 		}
 	}
-	if got, want := strings.Join(decided, " "), "overdue_confirmed contact_requested escalated handed_off legal_referred"; got != want {
+	// The harness's policy has no jurisdiction: the gate releases each
+	// contact at once.
+	if got, want := strings.Join(decided, " "), "overdue_confirmed contact_requested contact_released escalated contact_released handed_off legal_referred"; got != want {
 		t.Errorf("decisions = %s\nwant %s; log: %s", got, want, summary(es))
 	}
 	want := []struct {
@@ -56,7 +58,7 @@ func TestNeverPaidClimbsTheLadder(t *testing.T) {
 	}
 	var got []policy.Decision
 	for _, e := range es {
-		if d, ok := e.event.(policy.Decision); ok {
+		if d, ok := e.event.(policy.Decision); ok && !d.Kind.Gate() {
 			got = append(got, d)
 		}
 	}

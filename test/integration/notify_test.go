@@ -55,7 +55,15 @@ func TestWebhookDelivery(t *testing.T) {
 	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	base := startDunningd(t, "--webhooks", "sms="+hook.URL, "--webhook-secret-file", secretFile, "--data-dir", filepath.Join(dir, "data"))
+	// The shipped policy releases a contact only inside the borrower's
+	// window (cn: 08:00-22:00) and the notifier never delivers after it
+	// closes. With 20 s days the window lasts some 11 s, room for the
+	// receiver's two failures and the retries; the installment fell due a
+	// day and 9 hours ago, so the first contact is decided at 09:00 local
+	// on DPD 1, inside the window, and released at once or at its slot.
+	day := 20 * time.Second
+	base := startDunningd(t, "--webhooks", "sms="+hook.URL, "--webhook-secret-file", secretFile, "--data-dir", filepath.Join(dir, "data"),
+		"--day", day.String())
 
 	post := func(body string) int {
 		resp, err := http.Post(base+"/v1/events", "application/json", strings.NewReader(body))
@@ -65,7 +73,7 @@ func TestWebhookDelivery(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	due := time.Now().UTC().Format(time.RFC3339Nano)
+	due := time.Now().Add(-day - 9*day/24).UTC().Format(time.RFC3339Nano)
 	if code := post(`{"installmentDue": {"tenantId": "acme", "loanId": "L-hook", "installmentId": "1",
 		"amount": {"currency": "CNY", "minorUnits": "88000"}, "dueAt": "` + due + `", "timeZone": "Asia/Shanghai", "contactRef": "crm-9"}}`); code != 202 {
 		t.Fatalf("installment: %d", code)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/policyfile"
 	"github.com/opendunning/dunning/pkg/sim"
 )
 
@@ -34,6 +35,13 @@ func TestSimulation(t *testing.T) {
 		{Stage: policy.StageFirstContact, DPD: 1, Channels: []policy.Channel{policy.ChannelSMS}, Template: "light_reminder"},
 		{Stage: policy.StageEscalation, DPD: 5, Channels: []policy.Channel{policy.ChannelPhone, policy.ChannelSMS}, Template: "medium_notice"},
 	}
+	// The shipped policy's contact rules: the cn pack's 08:00-22:00 window,
+	// releases from 08:00 spread over two hours.
+	shipped, err := policyfile.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Jurisdiction, p.Contact = shipped.Jurisdiction, shipped.Contact
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +112,9 @@ func TestSimulation(t *testing.T) {
 	}
 	if r.Matched != r.Loans {
 		t.Errorf("%d of %d loans differ from the oracle", r.Loans-r.Matched, r.Loans)
+	}
+	if r.Tasks == 0 || r.OutsideWindow != 0 {
+		t.Errorf("contacts released %d, outside the borrower's window %d; want some, and none outside", r.Tasks, r.OutsideWindow)
 	}
 	if r.MalformedSent == 0 || r.DeadLettered != r.MalformedSent {
 		t.Errorf("malformed events: %d sent, %d dead-lettered; want all of them, and some", r.MalformedSent, r.DeadLettered)

@@ -88,6 +88,9 @@ const (
 	Stage_STAGE_ESCALATION           Stage = 3
 	Stage_STAGE_THIRD_PARTY_HANDOFF  Stage = 4
 	Stage_STAGE_LEGAL_REFERRAL       Stage = 5
+	// Not a rung: the release gate every contact passes before it leaves
+	// (contact rules). Its steps wake it for contacts it holds.
+	Stage_STAGE_CONTACT_RELEASE Stage = 6
 )
 
 // Enum value maps for Stage.
@@ -99,6 +102,7 @@ var (
 		3: "STAGE_ESCALATION",
 		4: "STAGE_THIRD_PARTY_HANDOFF",
 		5: "STAGE_LEGAL_REFERRAL",
+		6: "STAGE_CONTACT_RELEASE",
 	}
 	Stage_value = map[string]int32{
 		"STAGE_UNSPECIFIED":          0,
@@ -107,6 +111,7 @@ var (
 		"STAGE_ESCALATION":           3,
 		"STAGE_THIRD_PARTY_HANDOFF":  4,
 		"STAGE_LEGAL_REFERRAL":       5,
+		"STAGE_CONTACT_RELEASE":      6,
 	}
 )
 
@@ -1018,7 +1023,14 @@ type ContactTask struct {
 	Locale string `protobuf:"bytes,10,opt,name=locale,proto3" json:"locale,omitempty"`
 	// Unguessable code the borrower can check with the lender's official
 	// channel to tell a genuine collector from a fake one.
-	Reference     string `protobuf:"bytes,11,opt,name=reference,proto3" json:"reference,omitempty"`
+	Reference string `protobuf:"bytes,11,opt,name=reference,proto3" json:"reference,omitempty"`
+	// Delivery window, set when the release gate releases the task: not
+	// before the release, never after the borrower's contact window closes
+	// (a vendor retrying a failed delivery stops there).
+	NotBefore *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	NotAfter  *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	// How many times a vendor may try to deliver it; 0: no bound but the window.
+	MaxAttempts   int32 `protobuf:"varint,14,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1128,6 +1140,27 @@ func (x *ContactTask) GetReference() string {
 		return x.Reference
 	}
 	return ""
+}
+
+func (x *ContactTask) GetNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBefore
+	}
+	return nil
+}
+
+func (x *ContactTask) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+func (x *ContactTask) GetMaxAttempts() int32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
 }
 
 // Delivery is a contact task on its channel's subject, for the lender's
@@ -1847,6 +1880,193 @@ func (x *StepCancelled) GetCancelledStepId() string {
 	return ""
 }
 
+// ContactHeld: the release gate keeps contact tasks back until held_until,
+// because of rule (a contact-rule pack's rule ID, or policy.send_at for the
+// loan's slot in the policy's send spread).
+type ContactHeld struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Case          *CaseContext           `protobuf:"bytes,1,opt,name=case,proto3" json:"case,omitempty"`
+	Tasks         []*ContactTask         `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	HeldUntil     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=held_until,json=heldUntil,proto3" json:"held_until,omitempty"`
+	Rule          string                 `protobuf:"bytes,4,opt,name=rule,proto3" json:"rule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContactHeld) Reset() {
+	*x = ContactHeld{}
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContactHeld) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContactHeld) ProtoMessage() {}
+
+func (x *ContactHeld) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContactHeld.ProtoReflect.Descriptor instead.
+func (*ContactHeld) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ContactHeld) GetCase() *CaseContext {
+	if x != nil {
+		return x.Case
+	}
+	return nil
+}
+
+func (x *ContactHeld) GetTasks() []*ContactTask {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *ContactHeld) GetHeldUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HeldUntil
+	}
+	return nil
+}
+
+func (x *ContactHeld) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+// ContactReleased: the tasks leave now, as they are here (amount, DPD and
+// fees as of the release), on their channels' task subjects.
+type ContactReleased struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Case          *CaseContext           `protobuf:"bytes,1,opt,name=case,proto3" json:"case,omitempty"`
+	Tasks         []*ContactTask         `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContactReleased) Reset() {
+	*x = ContactReleased{}
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContactReleased) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContactReleased) ProtoMessage() {}
+
+func (x *ContactReleased) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContactReleased.ProtoReflect.Descriptor instead.
+func (*ContactReleased) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ContactReleased) GetCase() *CaseContext {
+	if x != nil {
+		return x.Case
+	}
+	return nil
+}
+
+func (x *ContactReleased) GetTasks() []*ContactTask {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+// ContactCancelled: the tasks will never leave (the case was cured or
+// settled first, or nothing is overdue any more), rule saying which.
+type ContactCancelled struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Case          *CaseContext           `protobuf:"bytes,1,opt,name=case,proto3" json:"case,omitempty"`
+	Tasks         []*ContactTask         `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Rule          string                 `protobuf:"bytes,3,opt,name=rule,proto3" json:"rule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContactCancelled) Reset() {
+	*x = ContactCancelled{}
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContactCancelled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContactCancelled) ProtoMessage() {}
+
+func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContactCancelled.ProtoReflect.Descriptor instead.
+func (*ContactCancelled) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ContactCancelled) GetCase() *CaseContext {
+	if x != nil {
+		return x.Case
+	}
+	return nil
+}
+
+func (x *ContactCancelled) GetTasks() []*ContactTask {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *ContactCancelled) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
 var File_dunning_v1_events_proto protoreflect.FileDescriptor
 
 const file_dunning_v1_events_proto_rawDesc = "" +
@@ -1910,7 +2130,7 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x06reason\x18\t \x01(\tR\x06reason\x12\x17\n" +
 	"\astep_id\x18\n" +
 	" \x01(\tR\x06stepId\x12%\n" +
-	"\x0epolicy_version\x18\v \x01(\tR\rpolicyVersion\"\x8c\x03\n" +
+	"\x0epolicy_version\x18\v \x01(\tR\rpolicyVersion\"\xa3\x04\n" +
 	"\vContactTask\x12\x1d\n" +
 	"\n" +
 	"contact_id\x18\x01 \x01(\tR\tcontactId\x12-\n" +
@@ -1926,7 +2146,11 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x04fees\x18\t \x01(\v2\x11.dunning.v1.MoneyR\x04fees\x12\x16\n" +
 	"\x06locale\x18\n" +
 	" \x01(\tR\x06locale\x12\x1c\n" +
-	"\treference\x18\v \x01(\tR\treference\"\x98\x02\n" +
+	"\treference\x18\v \x01(\tR\treference\x129\n" +
+	"\n" +
+	"not_before\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x127\n" +
+	"\tnot_after\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12!\n" +
+	"\fmax_attempts\x18\x0e \x01(\x05R\vmaxAttempts\"\x98\x02\n" +
 	"\bDelivery\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1f\n" +
@@ -1979,20 +2203,34 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x0edeferred_stage\x18\x02 \x01(\x0e2\x11.dunning.v1.StageR\rdeferredStage\"h\n" +
 	"\rStepCancelled\x12+\n" +
 	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12*\n" +
-	"\x11cancelled_step_id\x18\x02 \x01(\tR\x0fcancelledStepId*{\n" +
+	"\x11cancelled_step_id\x18\x02 \x01(\tR\x0fcancelledStepId\"\xb8\x01\n" +
+	"\vContactHeld\x12+\n" +
+	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12-\n" +
+	"\x05tasks\x18\x02 \x03(\v2\x17.dunning.v1.ContactTaskR\x05tasks\x129\n" +
+	"\n" +
+	"held_until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\theldUntil\x12\x12\n" +
+	"\x04rule\x18\x04 \x01(\tR\x04rule\"m\n" +
+	"\x0fContactReleased\x12+\n" +
+	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12-\n" +
+	"\x05tasks\x18\x02 \x03(\v2\x17.dunning.v1.ContactTaskR\x05tasks\"\x82\x01\n" +
+	"\x10ContactCancelled\x12+\n" +
+	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12-\n" +
+	"\x05tasks\x18\x02 \x03(\v2\x17.dunning.v1.ContactTaskR\x05tasks\x12\x12\n" +
+	"\x04rule\x18\x03 \x01(\tR\x04rule*{\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fOUTCOME_SENT\x10\x01\x12\x15\n" +
 	"\x11OUTCOME_DELIVERED\x10\x02\x12\x12\n" +
 	"\x0eOUTCOME_FAILED\x10\x03\x12\x1a\n" +
-	"\x16OUTCOME_CALL_CONNECTED\x10\x04*\xa6\x01\n" +
+	"\x16OUTCOME_CALL_CONNECTED\x10\x04*\xc1\x01\n" +
 	"\x05Stage\x12\x15\n" +
 	"\x11STAGE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aSTAGE_OVERDUE_CONFIRMATION\x10\x01\x12\x17\n" +
 	"\x13STAGE_FIRST_CONTACT\x10\x02\x12\x14\n" +
 	"\x10STAGE_ESCALATION\x10\x03\x12\x1d\n" +
 	"\x19STAGE_THIRD_PARTY_HANDOFF\x10\x04\x12\x18\n" +
-	"\x14STAGE_LEGAL_REFERRAL\x10\x05*N\n" +
+	"\x14STAGE_LEGAL_REFERRAL\x10\x05\x12\x19\n" +
+	"\x15STAGE_CONTACT_RELEASE\x10\x06*N\n" +
 	"\x04Tier\x12\x14\n" +
 	"\x10TIER_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -2029,7 +2267,7 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: dunning.v1.Outcome
 	(Stage)(0),                    // 1: dunning.v1.Stage
@@ -2056,16 +2294,19 @@ var file_dunning_v1_events_proto_goTypes = []any{
 	(*CaseClosed)(nil),            // 22: dunning.v1.CaseClosed
 	(*EntryDeferred)(nil),         // 23: dunning.v1.EntryDeferred
 	(*StepCancelled)(nil),         // 24: dunning.v1.StepCancelled
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*ContactHeld)(nil),           // 25: dunning.v1.ContactHeld
+	(*ContactReleased)(nil),       // 26: dunning.v1.ContactReleased
+	(*ContactCancelled)(nil),      // 27: dunning.v1.ContactCancelled
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
 	6,  // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	25, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	28, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
 	6,  // 2: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	25, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	25, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	28, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	28, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	25, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	28, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
 	7,  // 7: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
 	8,  // 8: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
 	9,  // 9: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
@@ -2073,38 +2314,47 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	1,  // 11: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
 	2,  // 12: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
 	6,  // 13: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	25, // 14: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	28, // 14: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
 	3,  // 15: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
 	4,  // 16: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
 	6,  // 17: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
 	6,  // 18: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	1,  // 19: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
-	2,  // 20: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
-	13, // 21: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
-	1,  // 22: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	25, // 23: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
-	12, // 24: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
-	12, // 25: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
-	13, // 26: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
-	12, // 27: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
-	13, // 28: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
-	12, // 29: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
-	7,  // 30: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
-	8,  // 31: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
-	13, // 32: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
-	12, // 33: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
-	20, // 34: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
-	12, // 35: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
-	5,  // 36: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
-	1,  // 37: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
-	12, // 38: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
-	1,  // 39: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
-	12, // 40: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	28, // 19: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	28, // 20: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	1,  // 21: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
+	2,  // 22: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
+	13, // 23: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
+	1,  // 24: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
+	28, // 25: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	12, // 26: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
+	12, // 27: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
+	13, // 28: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
+	12, // 29: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
+	13, // 30: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
+	12, // 31: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
+	7,  // 32: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
+	8,  // 33: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
+	13, // 34: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
+	12, // 35: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
+	20, // 36: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
+	12, // 37: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
+	5,  // 38: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
+	1,  // 39: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
+	12, // 40: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
+	1,  // 41: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
+	12, // 42: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
+	12, // 43: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
+	13, // 44: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
+	28, // 45: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	12, // 46: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
+	13, // 47: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
+	12, // 48: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
+	13, // 49: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
+	50, // [50:50] is the sub-list for method output_type
+	50, // [50:50] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -2124,7 +2374,7 @@ func file_dunning_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,340 @@
+package policy
+
+import (
+	"fmt"
+	"hash/fnv"
+	"strings"
+	"time"
+
+	"github.com/opendunning/dunning/pkg/contactrules"
+)
+
+// The release gate. A stage decides a contact when the ladder reaches it
+// (at the start of a local day, typically 00:00); the gate decides when it
+// may leave. Every task passes it: asked for, it is released at once, held
+// until its loan's slot in the borrower's window (contact_held, with the
+// rule and the time), or cancelled because the case closed meanwhile
+// (contact_cancelled). A held task waits on the loan's one timer: the next
+// step of a loan is the earlier of its ladder's next rung and its earliest
+// held task (NextStep), so a loan still has one pending step, and whoever
+// reconciles the timer puts the same one back.
+
+// ContactRules is what a policy says about when contacts leave.
+type ContactRules struct {
+	// Pack is the jurisdiction's rules (nil: no window, as in tests that
+	// build a policy in code).
+	Pack *contactrules.Pack
+	// Calendar closes days to contact: holidays, weekdays.
+	Calendar contactrules.Calendar
+	// SendAt is the wall time releases start from (0: the window's
+	// opening); SendSpread spreads loans over that much time after it,
+	// each loan at an offset of its own.
+	SendAt, SendSpread time.Duration
+	// MaxAttempts bounds a vendor's tries at one task (0: unbounded but
+	// for the window).
+	MaxAttempts int
+}
+
+// Why the gate cancels a contact, beside the rules of packs and policy.
+const (
+	RuleCaseClosed     = "case.closed"          // cured, settled, or a new case opened
+	RuleNothingOverdue = "case.nothing_overdue" // paid, the closure not yet recorded
+)
+
+// DefaultSendSpread spreads a portfolio's releases over the first two hours
+// of the window, so that the window's opening is not a new midnight.
+const DefaultSendSpread = 2 * time.Hour
+
+// DefaultMaxAttempts bounds a vendor's tries at one task when the policy
+// says nothing.
+const DefaultMaxAttempts = 6
+
+// GateState is where a contact task stands at the release gate.
+type GateState int
+
+// Gate states.
+const (
+	GateRequested GateState = iota // asked for, not yet looked at by the gate
+	GateHeld
+	GateReleased
+	GateCancelled
+)
+
+// GatedTask is one task at the gate, with the decision that asked for it.
+type GatedTask struct {
+	Task  ContactTask
+	Case  int
+	Stage Stage // the stage that asked for it
+	Tier  Tier
+	State GateState
+	// RequestedAt is when the decision asked for it.
+	RequestedAt time.Time
+	// Until and Rule say, for a held task, when the gate looks again and why.
+	Until time.Time
+	Rule  string
+}
+
+// Gate reports whether the kind is one of the release gate's records.
+func (k DecisionKind) Gate() bool {
+	return k == KindContactHeld || k == KindContactReleased || k == KindContactCancelled
+}
+
+// request records the tasks a contact decision asks for.
+func (c *Case) request(d Decision) {
+	for _, t := range d.Tasks {
+		c.Gate = append(c.Gate, GatedTask{Task: t, Case: d.Ctx.Case, Stage: d.Ctx.Stage, Tier: d.Ctx.Tier, RequestedAt: d.Ctx.DecidedAt})
+	}
+}
+
+// applyGate moves the tasks a gate record names.
+func (c *Case) applyGate(d Decision) {
+	for _, t := range d.Tasks {
+		for i := range c.Gate {
+			g := &c.Gate[i]
+			if g.Task.ID != t.ID || g.Case != d.Ctx.Case {
+				continue
+			}
+			switch d.Kind {
+			case KindContactHeld:
+				g.State, g.Until, g.Rule = GateHeld, d.HeldUntil, d.Rule
+			case KindContactReleased:
+				g.State, g.Task = GateReleased, t
+			case KindContactCancelled:
+				g.State = GateCancelled
+			}
+		}
+	}
+}
+
+// Waiting returns the tasks the gate has not released or cancelled.
+func (c *Case) Waiting() []GatedTask {
+	var out []GatedTask
+	for _, g := range c.Gate {
+		if g.State == GateRequested || g.State == GateHeld {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// releaseStep is the step that wakes the gate for the case's earliest held
+// task, or nil.
+func (l Ladder) releaseStep(c *Case) *Step {
+	if !c.Open {
+		return nil
+	}
+	var at time.Time
+	for _, g := range c.Gate {
+		if g.State == GateHeld && g.Case == c.Number && (at.IsZero() || g.Until.Before(at)) {
+			at = g.Until
+		}
+	}
+	if at.IsZero() {
+		return nil
+	}
+	return &Step{ID: fmt.Sprintf("c%d-release", c.Number), Stage: StageRelease, Case: c.Number, At: at}
+}
+
+// Fired decides what a fired step does: the gate's own step looks at the
+// held tasks again; a rung's is decided by OnStep.
+func (l Ladder) Fired(c *Case, s Step, now time.Time) []Decision {
+	if s.Stage != StageRelease {
+		if d := l.OnStep(c, s, now); d != nil {
+			return []Decision{*d}
+		}
+		return nil
+	}
+	if want := l.NextStep(c); want == nil || !want.Same(s) {
+		return nil
+	}
+	// The server fires a step at its time, never before: a service clock
+	// a little behind the server's must not hold the task again.
+	if s.At.After(now) {
+		now = s.At
+	}
+	return l.Gate(c, s.ID, now)
+}
+
+// Gate decides, at now, for every task still waiting: cancelled (its case
+// is closed, or nothing is overdue any more), released (the borrower's rules
+// permit it now), or held until its loan's slot, naming the rule. A task
+// already held until the same time by the same rule is not recorded again.
+// stepID is the gate's step that fired, "" for a new decision or a closure.
+func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
+	var stale, waiting []GatedTask
+	for _, g := range c.Waiting() {
+		if !c.Open || g.Case != c.Number {
+			stale = append(stale, g)
+		} else {
+			waiting = append(waiting, g)
+		}
+	}
+	var out []Decision
+	overdue, _ := c.Overdue(l.Calendar, now)
+	add := func(kind DecisionKind, gs []GatedTask, reason string, edit func(*Decision)) {
+		for _, group := range byOrigin(gs) {
+			ctx := Context{Case: group[0].Case, Stage: group[0].Stage, Tier: group[0].Tier, DPD: c.DPD, Overdue: overdue, DecidedAt: now,
+				Reason: reason, StepID: stepID, PolicyVersion: l.Policy.Version}
+			d := Decision{Kind: kind, Ctx: ctx}
+			for _, g := range group {
+				d.Tasks = append(d.Tasks, g.Task)
+			}
+			if edit != nil {
+				edit(&d)
+			}
+			out = append(out, d)
+		}
+	}
+	cancel := func(gs []GatedTask, rule, reason string) {
+		add(KindContactCancelled, gs, reason, func(d *Decision) { d.Rule = rule })
+	}
+	if len(stale) > 0 {
+		cancel(stale, RuleCaseClosed, fmt.Sprintf("case %s before the contact left: not delivered", closedAs(c)))
+	}
+	if len(waiting) == 0 {
+		return out
+	}
+	if overdue.Minor <= 0 {
+		cancel(waiting, RuleNothingOverdue, "nothing overdue when the contact would leave: not delivered")
+		return out
+	}
+	clock := l.clock(c)
+	slot := l.slot(c)
+	// A task the gate sees for the first time is held if its rules held it
+	// when it was asked for, until when they held it then, however late the
+	// gate looks (a busy consumer): the record is the same on every replay,
+	// and the release step then fires at once and decides at the real time.
+	// Only a task that was free to leave when asked for is judged at now.
+	type holdAt struct {
+		until time.Time
+		rule  string
+	}
+	var holds []holdAt
+	byHold := map[holdAt][]GatedTask{}
+	rest := waiting[:0:0]
+	for _, g := range waiting {
+		if g.State == GateRequested && !g.RequestedAt.IsZero() {
+			if at, rule, err := slot.Next(g.RequestedAt, clock); err == nil && at.After(g.RequestedAt) {
+				h := holdAt{at, rule}
+				if byHold[h] == nil {
+					holds = append(holds, h)
+				}
+				byHold[h] = append(byHold[h], g)
+				continue
+			}
+		}
+		rest = append(rest, g)
+	}
+	for _, h := range holds {
+		add(KindContactHeld, byHold[h], fmt.Sprintf("held by %s until %s", h.rule, l.LocalTime(c, h.until)), func(d *Decision) {
+			d.HeldUntil, d.Rule = h.until, h.rule
+		})
+	}
+	if waiting = rest; len(waiting) == 0 {
+		return out
+	}
+	at, rule, err := slot.Next(now, clock)
+	if err != nil {
+		cancel(waiting, rule, fmt.Sprintf("no day to contact on (%s): %v", rule, err))
+		return out
+	}
+	if !at.After(now) {
+		dpd := max(l.DPDAt(c, now), c.DPD)
+		notAfter := slot.Closes(now, clock)
+		add(KindContactReleased, waiting, "released: the borrower's contact rules permit it now", func(d *Decision) {
+			d.Ctx.DPD = dpd
+			for i := range d.Tasks {
+				t := &d.Tasks[i]
+				// The text a borrower reads is true when it leaves: what
+				// is overdue now, at today's DPD, with today's fees.
+				t.AmountDue, t.DPD = overdue, dpd
+				if d.Ctx.Tier >= TierMedium {
+					t.Fees = l.Policy.Fees(overdue, dpd)
+				}
+				t.NotBefore, t.NotAfter, t.MaxAttempts = now, notAfter, l.Policy.Contact.MaxAttempts
+			}
+		})
+		return out
+	}
+	var hold []GatedTask
+	for _, g := range waiting {
+		if g.State != GateHeld || !g.Until.Equal(at) || g.Rule != rule {
+			hold = append(hold, g)
+		}
+	}
+	if len(hold) > 0 {
+		add(KindContactHeld, hold, fmt.Sprintf("held by %s until %s", rule, l.LocalTime(c, at)), func(d *Decision) {
+			d.HeldUntil, d.Rule = at, rule
+		})
+	}
+	return out
+}
+
+// LocalTime renders an instant as the borrower's local time, or, under an
+// accelerated day, as the simulated day and hour.
+func (l Ladder) LocalTime(c *Case, t time.Time) string {
+	d, wall := l.clock(c).Local(t)
+	return fmt.Sprintf("%s %02d:%02d local", d, int(wall/time.Hour), int(wall%time.Hour/time.Minute))
+}
+
+func closedAs(c *Case) string {
+	switch {
+	case c.Open:
+		return "moved on to a new case"
+	case c.LastReason == CloseSettled:
+		return "settled"
+	default:
+		return "cured"
+	}
+}
+
+// byOrigin groups tasks by the case, stage and tier that asked for them, in
+// order, so each record carries its tasks' own context.
+func byOrigin(gs []GatedTask) [][]GatedTask {
+	var out [][]GatedTask
+	for _, g := range gs {
+		n := len(out)
+		if n > 0 && out[n-1][0].Case == g.Case && out[n-1][0].Stage == g.Stage && out[n-1][0].Tier == g.Tier {
+			out[n-1] = append(out[n-1], g)
+			continue
+		}
+		out = append(out, []GatedTask{g})
+	}
+	return out
+}
+
+// clock is the borrower's calendar: the anchor installment's zone, or the
+// accelerated days counted from its due time.
+func (l Ladder) clock(c *Case) contactrules.Clock {
+	a, ok := c.anchor()
+	if !ok && len(c.Installments) > 0 {
+		a = c.Installments[0]
+	}
+	loc := zone(a.Zone)
+	if l.Calendar.real() {
+		return contactrules.RealClock{Loc: loc}
+	}
+	y, m, d := a.DueAt.In(loc).Date()
+	return contactrules.AcceleratedClock{Origin: a.DueAt, OriginDate: contactrules.Date{Year: y, Month: m, Day: d}, Day: l.Calendar.Day}
+}
+
+// slot is the case's loan's place in the policy's send window.
+func (l Ladder) slot(c *Case) contactrules.Slot {
+	r := l.Policy.Contact
+	return contactrules.Slot{Pack: r.Pack, Calendar: r.Calendar, SendAt: r.SendAt, Offset: SpreadOffset(c.Key, r.SendSpread)}
+}
+
+// SpreadOffset is a loan's deterministic place in a spread: FNV-1a of its
+// key, modulo the spread. The same loan leaves at the same offset every
+// day; a portfolio spreads evenly over it.
+func SpreadOffset(key string, spread time.Duration) time.Duration {
+	if spread <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return time.Duration(h.Sum64() % uint64(spread))
+}
+
+// LoanKey is the key a loan's spread offset is drawn from.
+func LoanKey(tenant, loan string) string { return strings.Join([]string{tenant, loan}, "/") }

@@ -1,0 +1,160 @@
+package stage_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/opendunning/dunning/pkg/contactrules"
+	"github.com/opendunning/dunning/pkg/loanlog/memlog"
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/stage"
+)
+
+// These tests run the release gate with the stages over the in-memory log,
+// real 24-hour days in the borrower's zone and an injected clock: the
+// contact-rules issue's acceptance 1 and 2 as the engine decides them.
+
+// gateWorld is a world whose loans are due at 18:00 local in zone, under a
+// policy with the jurisdiction's pack and the given slot.
+func gateWorld(t *testing.T, zone, pack string, sendAt, spread time.Duration, due func(*time.Location) time.Time) *world {
+	t.Helper()
+	loc, err := policy.LoadZone(zone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	packs, err := contactrules.Packs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := policy.Default()
+	pol.Jurisdiction = pack
+	pol.Contact = policy.ContactRules{Pack: packs[pack], SendAt: sendAt, SendSpread: spread, MaxAttempts: 6}
+	if err := pol.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d := due(loc)
+	c := memlog.NewClock(d.Add(-time.Hour))
+	l := memlog.New(c.Now)
+	m := stage.NewMetrics(prometheus.NewRegistry())
+	ladder := policy.Fixed(policy.Ladder{Policy: pol, Calendar: policy.Calendar{Day: policy.RealDay}})
+	return &world{t: t, clock: c, log: l, metrics: m, due: d, loc: loc,
+		deps: stage.Deps{Log: l, Ladder: ladder, Now: c.Now, Metrics: m}}
+}
+
+// gated returns the loan's gate records and contact decisions in order.
+func (w *world) gated(loan string) []policy.Decision {
+	w.t.Helper()
+	es, _, err := w.log.Read(ctx, tenant, loan)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var out []policy.Decision
+	for _, e := range es {
+		if d, ok := e.Event.(policy.Decision); ok && (d.Kind.Gate() || len(d.Tasks) > 0) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// Acceptance 1 (contact rules): a loan that never pays is contacted at DPD 1
+// and DPD 16, each decided at local midnight and released at 08:00 local,
+// never before: in Shanghai under cn, in Los Angeles under us-regf, and in
+// New York across the March DST change (2026-03-08, 02:00 -> 03:00), where
+// the contact decided at midnight EST leaves at 08:00 EDT.
+func TestContactsWaitForTheWindow(t *testing.T) {
+	cases := []struct {
+		zone, pack, rule string
+		due              func(*time.Location) time.Time
+	}{
+		{"Asia/Shanghai", "cn", "cn.hours", func(l *time.Location) time.Time { return time.Date(2026, 3, 2, 18, 0, 0, 0, l) }},
+		{"America/Los_Angeles", "us-regf", "us-regf.hours", func(l *time.Location) time.Time { return time.Date(2026, 3, 2, 18, 0, 0, 0, l) }},
+		// Due on 2026-03-07: DPD 1 is the DST day itself.
+		{"America/New_York", "us-regf", "us-regf.hours", func(l *time.Location) time.Time { return time.Date(2026, 3, 7, 18, 0, 0, 0, l) }},
+	}
+	for _, c := range cases {
+		t.Run(c.zone, func(t *testing.T) {
+			w := gateWorld(t, c.zone, c.pack, 0, 0, c.due)
+			w.lender("L-1", "1", policy.InstallmentDue{ID: "1", Amount: policy.Money{Currency: "CNY", Minor: 100000}, DueAt: w.due, Zone: c.zone, ContactRef: "crm"})
+			w.drain()
+			w.until(w.dpd(17, 0))
+			var kinds []string
+			for _, d := range w.gated("L-1") {
+				kinds = append(kinds, d.Kind.String())
+				local := d.Ctx.DecidedAt.In(w.loc)
+				switch d.Kind {
+				case policy.KindContactRequested, policy.KindEscalated:
+					if local.Hour() != 0 || local.Minute() != 0 {
+						t.Errorf("%s decided at %s, want local midnight", d.Kind, local)
+					}
+				case policy.KindContactHeld:
+					until := d.HeldUntil.In(w.loc)
+					if d.Rule != c.rule || until.Hour() != 8 || until.Minute() != 0 || until.Day() != local.Day() {
+						t.Errorf("held by %q until %s (decided %s), want %s until 08:00 the same day", d.Rule, until, local, c.rule)
+					}
+				case policy.KindContactReleased:
+					if local.Hour() != 8 || local.Minute() != 0 {
+						t.Errorf("released at %s, want 08:00 local", local)
+					}
+					for _, task := range d.Tasks {
+						if !task.NotBefore.Equal(d.Ctx.DecidedAt) || task.NotAfter.Sub(task.NotBefore) <= 0 || task.MaxAttempts != 6 {
+							t.Errorf("task %s: not before %s, not after %s, attempts %d", task.ID, task.NotBefore, task.NotAfter, task.MaxAttempts)
+						}
+					}
+				}
+			}
+			want := "contact_requested contact_held contact_released escalated contact_held contact_released"
+			if got := fmt.Sprint(kinds); got != "["+want+"]" {
+				t.Errorf("contact records %s, want [%s]", got, want)
+			}
+			if c.zone == "America/New_York" {
+				released := w.gated("L-1")[2].Ctx.DecidedAt
+				if want := time.Date(2026, 3, 8, 12, 0, 0, 0, time.UTC); !released.Equal(want) {
+					t.Errorf("released at %s on the DST day, want %s (08:00 EDT)", released.UTC(), want)
+				}
+			}
+		})
+	}
+}
+
+// Acceptance 5 (contact rules), cured overnight: the contact held at
+// midnight is never released; the gate records contact_cancelled.
+func TestCuredOvernightCancelsTheHeldContact(t *testing.T) {
+	w := gateWorld(t, "Asia/Shanghai", "cn", 0, 0, func(l *time.Location) time.Time { return time.Date(2026, 3, 2, 18, 0, 0, 0, l) })
+	w.installment("L-1", 100000)
+	w.drain()
+	w.until(w.dpd(1, 3*time.Hour))
+	w.pay("L-1", "p1", 100000)
+	w.drain()
+	w.until(w.dpd(3, 0))
+	w.want("L-1", "overdue_confirmed", "contact_requested", "contact_held", "case_closed:cured", "contact_cancelled")
+	for outcome, rule := range map[string]string{"held": "cn.hours", "cancelled": policy.RuleCaseClosed} {
+		if n := testutil.ToFloat64(w.metrics.Contacts.WithLabelValues(outcome, rule)); n != 1 {
+			t.Errorf("dunning_contact_tasks_total{outcome=%q,rule=%q} = %v, want 1", outcome, rule, n)
+		}
+	}
+	if n := testutil.ToFloat64(w.metrics.Contacts.WithLabelValues("released", "")); n != 0 {
+		t.Errorf("released %v, want 0", n)
+	}
+}
+
+// A payment overnight lowers what the morning's text says: a released task
+// carries the amount overdue when it leaves.
+func TestReleaseCarriesTodaysAmount(t *testing.T) {
+	w := gateWorld(t, "Asia/Shanghai", "cn", 0, 0, func(l *time.Location) time.Time { return time.Date(2026, 3, 2, 18, 0, 0, 0, l) })
+	w.installment("L-1", 100000)
+	w.drain()
+	w.until(w.dpd(1, 3*time.Hour))
+	w.pay("L-1", "p1", 30000)
+	w.drain()
+	w.until(w.dpd(1, 9*time.Hour))
+	ds := w.gated("L-1")
+	last := ds[len(ds)-1]
+	if last.Kind != policy.KindContactReleased || last.Tasks[0].AmountDue.Minor != 70000 || ds[0].Tasks[0].AmountDue.Minor != 100000 {
+		t.Errorf("decided with %d, released %s with %d; want 100000 then 70000", ds[0].Tasks[0].AmountDue.Minor, last.Kind, last.Tasks[0].AmountDue.Minor)
+	}
+}
