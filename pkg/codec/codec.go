@@ -193,6 +193,13 @@ func verify(addr topology.LoanAddress, m proto.Message) error {
 		if e.GetContactId()+"_"+OutcomeFromProto(e.GetOutcome()).String() != addr.ID {
 			return errors.New("contact_id and outcome do not match the subject")
 		}
+	case *dunningv1.ContactPreference:
+		if e.GetPreferenceId() != addr.ID {
+			return errors.New("preference_id does not match the subject")
+		}
+		if ChannelFromProto(e.GetChannel()) == policy.ChannelNone {
+			return errors.New("channel must be a known channel")
+		}
 	case *dunningv1.LoanSettled:
 		if addr.ID != "" {
 			return errors.New("a settlement's subject carries no identifier")

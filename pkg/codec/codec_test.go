@@ -20,7 +20,7 @@ var at = time.Date(2026, 2, 3, 4, 5, 6, 7, time.UTC)
 // events holds one domain event of every kind.
 func events() []policy.Event {
 	ctx := policy.Context{Case: 2, Stage: policy.StageEscalation, Tier: policy.TierMedium, DPD: 16,
-		Overdue: policy.Money{Currency: "CNY", Minor: 600}, DecidedAt: at, Reason: "why", StepID: "c2-escalation", PolicyVersion: "v9"}
+		Overdue: policy.Money{Currency: "CNY", Minor: 600}, DecidedAt: at, Reason: "why", StepID: "c2-escalation", PolicyVersion: "v9", AsOf: at.Add(-time.Hour)}
 	task := policy.ContactTask{ID: "c2-escalation-sms", Channel: policy.ChannelSMS, Tone: policy.ToneSerious, ContactRef: "crm",
 		Template: "medium.sms", AmountDue: policy.Money{Currency: "CNY", Minor: 600}, DPD: 16,
 		RepaymentOptions: []string{"repayment_plan"}, Fees: policy.Money{Currency: "CNY", Minor: 4}, Locale: "zh-CN", Reference: "ABCDEFGHJK"}
@@ -44,6 +44,8 @@ func events() []policy.Event {
 		policy.Decision{Kind: policy.KindEntryDeferred, Ctx: ctx, DeferredStage: policy.StageLegal},
 		policy.Decision{Kind: policy.KindContactHeld, Ctx: ctx, Tasks: []policy.ContactTask{task}, HeldUntil: at.Add(8 * time.Hour), Rule: "cn.hours"},
 		policy.Decision{Kind: policy.KindContactReleased, Ctx: ctx, Tasks: []policy.ContactTask{released}},
+		policy.ContactPreference{ID: "pref-1", Channel: policy.ChannelSMS, OptedOut: true, At: at},
+		policy.Decision{Kind: policy.KindContactSuppressed, Ctx: ctx, Tasks: []policy.ContactTask{task}, Rule: policy.RuleOptOut},
 		policy.Decision{Kind: policy.KindContactCancelled, Ctx: ctx, Tasks: []policy.ContactTask{task}, Rule: policy.RuleCaseClosed},
 	}
 }
@@ -86,6 +88,8 @@ func address(k *Kind, ev policy.Event) topology.LoanAddress {
 		a.ID = e.PaymentID
 	case policy.ContactOutcome:
 		a.ID = e.ContactID + "_" + e.Outcome.String()
+	case policy.ContactPreference:
+		a.ID = e.ID
 	case policy.StepFired:
 		a.ID, a.Seq = "legal", "s9"
 	case policy.Decision:

@@ -57,13 +57,13 @@ func ts(t time.Time) *timestamppb.Timestamp {
 func contextToProto(tenant, loan string, c policy.Context) *dunningv1.CaseContext {
 	return &dunningv1.CaseContext{TenantId: tenant, LoanId: loan, CaseNumber: int32(c.Case), Stage: StageToProto(c.Stage),
 		Tier: TierToProto(c.Tier), Dpd: int32(c.DPD), Overdue: moneyToProto(c.Overdue), DecidedAt: ts(c.DecidedAt),
-		Reason: c.Reason, StepId: c.StepID, PolicyVersion: c.PolicyVersion}
+		Reason: c.Reason, StepId: c.StepID, PolicyVersion: c.PolicyVersion, AsOf: ts(c.AsOf)}
 }
 
 func contextFromProto(m *dunningv1.CaseContext) policy.Context {
 	return policy.Context{Case: int(m.GetCaseNumber()), Stage: StageFromProto(m.GetStage()), Tier: TierFromProto(m.GetTier()),
 		DPD: int(m.GetDpd()), Overdue: moneyFromProto(m.GetOverdue()), DecidedAt: m.GetDecidedAt().AsTime(),
-		Reason: m.GetReason(), StepID: m.GetStepId(), PolicyVersion: m.GetPolicyVersion()}
+		Reason: m.GetReason(), StepID: m.GetStepId(), PolicyVersion: m.GetPolicyVersion(), AsOf: timeOrZero(m.GetAsOf())}
 }
 
 // TaskToProto maps one contact task.

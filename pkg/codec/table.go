@@ -44,6 +44,15 @@ var (
 			return &dunningv1.ContactOutcome{TenantId: tenant, LoanId: loan, ContactId: e.ContactID,
 				Outcome: OutcomeToProto(e.Outcome), OccurredAt: ts(e.At), Detail: e.Detail}
 		}))
+	Preference = add(fact("preference", LenderID, true,
+		func(m *dunningv1.ContactPreference) policy.ContactPreference {
+			return policy.ContactPreference{ID: m.GetPreferenceId(), Channel: ChannelFromProto(m.GetChannel()), OptedOut: m.GetOptedOut(),
+				At: m.GetReceivedAt().AsTime()}
+		},
+		func(tenant, loan string, e policy.ContactPreference) *dunningv1.ContactPreference {
+			return &dunningv1.ContactPreference{TenantId: tenant, LoanId: loan, PreferenceId: e.ID, Channel: ChannelToProto(e.Channel),
+				OptedOut: e.OptedOut, ReceivedAt: ts(e.At)}
+		}))
 	Timer = add(fact(topology.KindTimer, Bare, false,
 		func(m *dunningv1.StepDue) policy.TimerSet { return policy.TimerSet{Step: stepFromProto(m)} },
 		func(_, _ string, e policy.TimerSet) *dunningv1.StepDue { return StepToProto(e.Step) }))
@@ -110,6 +119,13 @@ var (
 		func(m *dunningv1.ContactReleased, d *policy.Decision) { d.Tasks = tasksFromProto(m.GetTasks()) },
 		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.ContactReleased {
 			return &dunningv1.ContactReleased{Case: c, Tasks: tasksToProto(d.Tasks)}
+		}))
+	Suppressed = add(decision("suppressed", policy.KindContactSuppressed,
+		func(m *dunningv1.ContactSuppressed, d *policy.Decision) {
+			d.Tasks, d.Rule = tasksFromProto(m.GetTasks()), m.GetRule()
+		},
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.ContactSuppressed {
+			return &dunningv1.ContactSuppressed{Case: c, Tasks: tasksToProto(d.Tasks), Rule: d.Rule}
 		}))
 	ContactCancelled = add(decision("unsent", policy.KindContactCancelled,
 		func(m *dunningv1.ContactCancelled, d *policy.Decision) {

@@ -49,6 +49,10 @@ type Rule struct {
 	Window   *WindowSpec `yaml:"window,omitempty"`
 	Cap      *CapSpec    `yaml:"cap,omitempty"`
 	Channels []string    `yaml:"channels,omitempty"`
+	// Placeholder, for a content rule, is what every template text on its
+	// channels must carry (us-regf: {optout}); a policy check refuses a
+	// text without it.
+	Placeholder string `yaml:"placeholder,omitempty"`
 
 	from, to int // window bounds in minutes after local midnight
 }
@@ -274,6 +278,17 @@ func (d Date) Weekday() time.Weekday {
 }
 
 func (d Date) String() string { return fmt.Sprintf("%04d-%02d-%02d", d.Year, d.Month, d.Day) }
+
+// ContentRules returns the pack's content rules.
+func (p *Pack) ContentRules() []Rule {
+	var out []Rule
+	for _, r := range p.Rules {
+		if r.Kind == KindContent {
+			out = append(out, r)
+		}
+	}
+	return out
+}
 
 // Window is the pack's daily window as wall times (From included, To
 // excluded), and its rule's ID; ok is false for a pack without one.

@@ -101,8 +101,22 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			return Event{}, err
 		}
 		return Event{m.TenantId, m.LoanId, codec.Outcome, m.ContactId + "_" + codec.OutcomeFromProto(m.Outcome).String(), m, ""}, nil
+	case *dunningv1.LenderEvent_ContactPreference:
+		m, p := e.ContactPreference, "contact_preference."
+		if m == nil {
+			return Event{}, &FieldError{"contact_preference", "is required"}
+		}
+		var channel error
+		if codec.ChannelFromProto(m.Channel) == policy.ChannelNone {
+			channel = &FieldError{p + "channel", "must be one of CHANNEL_SMS, CHANNEL_PHONE, CHANNEL_EMAIL, CHANNEL_APP_PUSH, CHANNEL_LETTER"}
+		}
+		if err := firstErr(id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), id(p+"preference_id", m.PreferenceId),
+			channel, timestamp(p+"received_at", m.ReceivedAt)); err != nil {
+			return Event{}, err
+		}
+		return Event{m.TenantId, m.LoanId, codec.Preference, m.PreferenceId, m, ""}, nil
 	}
-	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled, contact_outcome is required"}
+	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled, contact_outcome, contact_preference is required"}
 }
 
 func firstErr(errs ...error) error {

@@ -34,6 +34,13 @@ func pay(f func(*dunningv1.RepaymentReceived)) *dunningv1.LenderEvent {
 	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_RepaymentReceived{RepaymentReceived: m}}
 }
 
+func pref(f func(*dunningv1.ContactPreference)) *dunningv1.LenderEvent {
+	m := &dunningv1.ContactPreference{TenantId: "acme", LoanId: "L-1", PreferenceId: "pr-1", Channel: dunningv1.Channel_CHANNEL_SMS,
+		OptedOut: true, ReceivedAt: timestamppb.New(time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC))}
+	f(m)
+	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_ContactPreference{ContactPreference: m}}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -67,6 +74,11 @@ func TestValidate(t *testing.T) {
 		{"no paid time", pay(func(m *dunningv1.RepaymentReceived) { m.PaidAt = nil }), "repayment_received.paid_at"},
 		{"settlement without time", &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_LoanSettled{LoanSettled: &dunningv1.LoanSettled{
 			TenantId: "acme", LoanId: "L-1"}}}, "loan_settled.settled_at"},
+		{"valid opt-out", pref(func(*dunningv1.ContactPreference) {}), ""},
+		{"opt-out without a channel", pref(func(m *dunningv1.ContactPreference) { m.Channel = 0 }), "contact_preference.channel"},
+		{"opt-out of an unknown channel", pref(func(m *dunningv1.ContactPreference) { m.Channel = 99 }), "contact_preference.channel"},
+		{"opt-out without an id", pref(func(m *dunningv1.ContactPreference) { m.PreferenceId = "" }), "contact_preference.preference_id"},
+		{"opt-out without a time", pref(func(m *dunningv1.ContactPreference) { m.ReceivedAt = nil }), "contact_preference.received_at"},
 	}
 	for _, tt := range tests {
 		_, err := Validate(tt.ev)

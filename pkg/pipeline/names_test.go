@@ -58,9 +58,9 @@ func TestNamesArePinned(t *testing.T) {
 	for _, k := range codec.Kinds {
 		tokens = append(tokens, string(k.Token))
 	}
-	wantTokens := []string{"due", "repaid", "settled", "outcome", "timer", "step",
+	wantTokens := []string{"due", "repaid", "settled", "outcome", "preference", "timer", "step",
 		"overdue", "contact", "escalated", "handoff", "legal", "closed", "cancelled", "deferred",
-		"held", "released", "unsent"}
+		"held", "released", "suppressed", "unsent"}
 	if !reflect.DeepEqual(tokens, wantTokens) {
 		t.Errorf("kind tokens = %q\nwant %q", tokens, wantTokens)
 	}

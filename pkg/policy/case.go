@@ -52,6 +52,14 @@ type ContactOutcome struct {
 	Detail    string
 }
 
+// ContactPreference is a borrower's opt-out (or back in) of one channel.
+type ContactPreference struct {
+	ID       string
+	Channel  Channel
+	OptedOut bool
+	At       time.Time
+}
+
 // Settled says the loan owes nothing more.
 type Settled struct{ At time.Time }
 
@@ -96,10 +104,11 @@ const (
 	KindContactHeld
 	KindContactReleased
 	KindContactCancelled
+	KindContactSuppressed
 )
 
 var kindNames = [...]string{"none", "overdue_confirmed", "contact_requested", "escalated", "handed_off", "legal_referred", "case_closed", "step_cancelled", "entry_deferred",
-	"contact_held", "contact_released", "contact_cancelled"}
+	"contact_held", "contact_released", "contact_cancelled", "contact_suppressed"}
 
 func (k DecisionKind) String() string { return enumName(kindNames[:], int(k), "decision_kind") }
 
@@ -114,6 +123,12 @@ type Context struct {
 	Reason        string
 	StepID        string
 	PolicyVersion string
+	// AsOf is the instant the decision belongs to: the due time of the
+	// step that triggered it, or of the step behind its trigger (zero:
+	// DecidedAt). A step that fires late is still decided as of its time
+	// by the release gate, so its records are the same however busy the
+	// stages were.
+	AsOf time.Time
 }
 
 // ContactTask is one outbound contact to make.
@@ -152,7 +167,7 @@ type Decision struct {
 	DeferredStage  Stage         // EntryDeferred
 	Evidence       *Evidence     // LegalReferred
 	HeldUntil      time.Time     // ContactHeld: when the gate looks again
-	Rule           string        // ContactHeld, ContactCancelled: the rule that holds or stops the tasks
+	Rule           string        // ContactHeld, ContactCancelled, ContactSuppressed: the rule that holds or stops the tasks
 }
 
 // Evidence is the packet that accompanies a legal referral.
@@ -164,13 +179,14 @@ type Evidence struct {
 	PlacementID  string
 }
 
-func (InstallmentDue) event() {}
-func (Repayment) event()      {}
-func (Settled) event()        {}
-func (ContactOutcome) event() {}
-func (TimerSet) event()       {}
-func (StepFired) event()      {}
-func (Decision) event()       {}
+func (InstallmentDue) event()    {}
+func (Repayment) event()         {}
+func (Settled) event()           {}
+func (ContactOutcome) event()    {}
+func (ContactPreference) event() {}
+func (TimerSet) event()          {}
+func (StepFired) event()         {}
+func (Decision) event()          {}
 
 // Entry is an event with its position in the loan's log.
 type Entry struct {
@@ -213,6 +229,12 @@ type Case struct {
 	// Gate is every contact task asked for, in order, and where it stands
 	// at the release gate.
 	Gate []GatedTask
+	// confirmedAsOf is the open case's confirmation's AsOf, which its first
+	// contact takes.
+	confirmedAsOf time.Time
+	// OptedOut holds the channels the borrower opted out of (the latest
+	// preference per channel, in log order).
+	OptedOut map[Channel]bool
 	// Key identifies the loan (LoanKey) for what is drawn per loan, such as
 	// its place in the send spread. The engine sets it; Fold cannot.
 	Key string
@@ -247,6 +269,11 @@ func (c *Case) Apply(e Entry) {
 		c.Repayments = append(c.Repayments, ev)
 	case Settled:
 		c.Settled = true
+	case ContactPreference:
+		if c.OptedOut == nil {
+			c.OptedOut = map[Channel]bool{}
+		}
+		c.OptedOut[ev.Channel] = ev.OptedOut
 	case TimerSet:
 		c.Pending = &Pending{Step: ev.Step}
 	case StepFired:
@@ -286,6 +313,7 @@ func (c *Case) applyDecision(d Decision) {
 	}
 	switch d.Kind {
 	case KindOverdueConfirmed:
+		c.confirmedAsOf = d.Ctx.AsOf
 		c.CaseInstallments = d.InstallmentIDs
 		c.Number = d.Ctx.Case
 		c.Open = true

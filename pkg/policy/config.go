@@ -2,7 +2,6 @@ package policy
 
 import (
 	"slices"
-	"strings"
 )
 
 // This file holds the parts of a Policy that a lender configures beyond the
@@ -40,7 +39,7 @@ type Template struct {
 }
 
 // Placeholders a template may use; the renderer fills them.
-var Placeholders = []string{"amount", "dpd", "repay", "options", "fees", "credit", "legal", "ref", "lender"}
+var Placeholders = []string{"amount", "dpd", "repay", "options", "fees", "credit", "legal", "ref", "lender", "optout"}
 
 // RequiredPlaceholders are what every template of a tier must mention:
 // amount, DPD, how to repay and the verification reference always; medium
@@ -85,32 +84,3 @@ func ParseStage(s string) (Stage, bool) {
 
 // ChannelNames lists the configurable channels.
 func ChannelNames() []string { return slices.Clone(channelNames[1:]) }
-
-// Banned phrases: collectors never threaten, abuse or make false legal
-// claims. The lists are matched case-insensitively against every template;
-// a policy file may extend them.
-var (
-	BannedEN = []string{
-		"we will come to your home", "we know where you live", "we know where your family", "your family will suffer",
-		"you will be arrested", "arrest warrant", "police will come", "go to jail", "put you in jail", "criminal charges will be filed",
-		"we will tell your employer", "we will tell your friends", "we will contact your employer", "expose you", "shame you",
-		"you will regret", "or else", "last chance before we", "idiot", "deadbeat", "scum", "loser", "liar", "thief",
-		"seize your property today", "take your children",
-	}
-	BannedZH = []string{
-		"上门", "找到你家", "找你家人", "通知你的家人", "通知你的单位", "通知你的同事", "通讯录", "曝光", "让你好看",
-		"后果自负", "坐牢", "抓你", "逮捕", "警察上门", "立即起诉你全家", "老赖", "骗子", "不要脸", "去死", "收拾你", "弄死",
-	}
-)
-
-// BannedPhrase returns the first banned phrase text contains, matched
-// case-insensitively, or "".
-func BannedPhrase(text string, banned []string) string {
-	lower := strings.ToLower(text)
-	for _, b := range banned {
-		if b != "" && strings.Contains(lower, strings.ToLower(b)) {
-			return b
-		}
-	}
-	return ""
-}

@@ -39,6 +39,8 @@ type ContactRules struct {
 const (
 	RuleCaseClosed     = "case.closed"          // cured, settled, or a new case opened
 	RuleNothingOverdue = "case.nothing_overdue" // paid, the closure not yet recorded
+	// RuleOptOut suppresses a task on a channel the borrower opted out of.
+	RuleOptOut = "borrower.opt_out"
 )
 
 // DefaultSendSpread spreads a portfolio's releases over the first two hours
@@ -58,6 +60,7 @@ const (
 	GateHeld
 	GateReleased
 	GateCancelled
+	GateSuppressed
 )
 
 // GatedTask is one task at the gate, with the decision that asked for it.
@@ -67,7 +70,8 @@ type GatedTask struct {
 	Stage Stage // the stage that asked for it
 	Tier  Tier
 	State GateState
-	// RequestedAt is when the decision asked for it.
+	// RequestedAt is the instant the decision that asked for it belongs to
+	// (its AsOf: the step's due time), not when a busy stage made it.
 	RequestedAt time.Time
 	// Until and Rule say, for a held task, when the gate looks again and why.
 	Until time.Time
@@ -76,13 +80,17 @@ type GatedTask struct {
 
 // Gate reports whether the kind is one of the release gate's records.
 func (k DecisionKind) Gate() bool {
-	return k == KindContactHeld || k == KindContactReleased || k == KindContactCancelled
+	return k == KindContactHeld || k == KindContactReleased || k == KindContactCancelled || k == KindContactSuppressed
 }
 
 // request records the tasks a contact decision asks for.
 func (c *Case) request(d Decision) {
 	for _, t := range d.Tasks {
-		c.Gate = append(c.Gate, GatedTask{Task: t, Case: d.Ctx.Case, Stage: d.Ctx.Stage, Tier: d.Ctx.Tier, RequestedAt: d.Ctx.DecidedAt})
+		at := d.Ctx.AsOf
+		if at.IsZero() {
+			at = d.Ctx.DecidedAt
+		}
+		c.Gate = append(c.Gate, GatedTask{Task: t, Case: d.Ctx.Case, Stage: d.Ctx.Stage, Tier: d.Ctx.Tier, RequestedAt: at})
 	}
 }
 
@@ -101,6 +109,8 @@ func (c *Case) applyGate(d Decision) {
 				g.State, g.Task = GateReleased, t
 			case KindContactCancelled:
 				g.State = GateCancelled
+			case KindContactSuppressed:
+				g.State = GateSuppressed
 			}
 		}
 	}
@@ -194,6 +204,21 @@ func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 	if len(waiting) == 0 {
 		return out
 	}
+	// Opted out: never on that channel, whenever the choice came.
+	var optedOut, rest []GatedTask
+	for _, g := range waiting {
+		if c.OptedOut[g.Task.Channel] {
+			optedOut = append(optedOut, g)
+		} else {
+			rest = append(rest, g)
+		}
+	}
+	if len(optedOut) > 0 {
+		add(KindContactSuppressed, optedOut, "the borrower opted out of this channel: not delivered", func(d *Decision) { d.Rule = RuleOptOut })
+	}
+	if waiting = rest; len(waiting) == 0 {
+		return out
+	}
 	if overdue.Minor <= 0 {
 		cancel(waiting, RuleNothingOverdue, "nothing overdue when the contact would leave: not delivered")
 		return out
@@ -211,7 +236,7 @@ func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 	}
 	var holds []holdAt
 	byHold := map[holdAt][]GatedTask{}
-	rest := waiting[:0:0]
+	rest = waiting[:0:0]
 	for _, g := range waiting {
 		if g.State == GateRequested && !g.RequestedAt.IsZero() {
 			if at, rule, err := slot.Next(g.RequestedAt, clock); err == nil && at.After(g.RequestedAt) {

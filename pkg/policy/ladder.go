@@ -158,7 +158,7 @@ func (l Ladder) OnStep(c *Case, s Step, now time.Time) *Decision {
 		return nil
 	}
 	ctx := l.context(c, s.Case, s.Stage, dpd, overdue, now)
-	ctx.StepID = s.ID
+	ctx.StepID, ctx.AsOf = s.ID, at
 	switch s.Stage {
 	case StageOverdueConfirmation:
 		ctx.Reason = fmt.Sprintf("due time passed with %s unpaid", overdue)
@@ -230,6 +230,7 @@ func (l Ladder) FirstContact(c *Case, n int, now time.Time) *Decision {
 		return nil
 	}
 	ctx := l.context(c, n, StageFirstContact, c.DPD, overdue, now)
+	ctx.AsOf = c.confirmedAsOf
 	ctx.Reason = fmt.Sprintf("overdue confirmed at DPD %d: first contact", c.DPD)
 	return &Decision{Kind: KindContactRequested, Ctx: ctx, Tasks: l.tasks(c, ctx, l.firstContactStep(c.DPD, ctx.Tier))}
 }

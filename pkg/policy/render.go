@@ -12,12 +12,14 @@ var phrases = map[string]map[string]string{
 		"options": "分期还款计划或短期延期",
 		"credit":  "持续逾期可能会被报送征信系统，影响您的信用记录。",
 		"legal":   "如仍未还款，我们可能依法通过诉讼等法律途径追偿，相关费用可能由您承担。",
+		"optout":  "回复TD退订。",
 	},
 	"en": {
 		"repay":   "our official app or a bank transfer",
 		"options": "a repayment plan or a short deferral",
 		"credit":  "Continued non-payment may be reported to the credit reference system and affect your credit record.",
 		"legal":   "If the debt remains unpaid, we may take legal action to recover it, and you may be liable for the costs.",
+		"optout":  "Reply STOP to stop messages like this one.",
 	},
 }
 
@@ -71,7 +73,7 @@ func (p Policy) Render(t ContactTask, lender string) (string, error) {
 	r := strings.NewReplacer(
 		"{lender}", lender, "{amount}", FormatMoney(t.AmountDue), "{dpd}", fmt.Sprint(t.DPD),
 		"{repay}", ph["repay"], "{options}", ph["options"], "{fees}", FormatMoney(t.Fees),
-		"{credit}", ph["credit"], "{legal}", ph["legal"], "{ref}", t.Reference,
+		"{credit}", ph["credit"], "{legal}", ph["legal"], "{ref}", t.Reference, "{optout}", ph["optout"],
 	)
 	return r.Replace(text), nil
 }

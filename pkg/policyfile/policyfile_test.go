@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -161,7 +162,7 @@ func TestLanguageCheck(t *testing.T) {
 	// A lender's own banned phrase.
 	data := mutate(t, "extra_banned: []", "extra_banned: [\"bank transfer now\"]",
 		"You can repay via {repay}.", "You can repay via {repay}. Bank transfer NOW.")
-	if _, err := Parse("p.yaml", data); err == nil || !strings.Contains(err.Error(), "bank transfer now") {
+	if _, err := Parse("p.yaml", data); err == nil || !strings.Contains(strings.ToLower(err.Error()), "bank transfer now") {
 		t.Errorf("extra banned phrase: Parse = %v, want it rejected", err)
 	}
 }
@@ -367,5 +368,48 @@ func TestSIGHUPReloads(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Acceptance 7 (contact rules): under us-regf every SMS and e-mail text
+// carries {optout} (12 CFR 1006.6(e)); a policy whose texts lack it is
+// refused with file:line:col, naming the rule; phone and push are not
+// concerned, and with {optout} added the policy loads.
+func TestUSRegFRequiresOptOut(t *testing.T) {
+	data := mutate(t, "jurisdiction: cn ", "jurisdiction: us-regf ")
+	_, err := Parse("us.yaml", data)
+	es, ok := AsErrors(err)
+	if !ok || len(es) == 0 {
+		t.Fatalf("Parse = %v, want {optout} errors", err)
+	}
+	channels := map[string]bool{}
+	for _, e := range es {
+		if !strings.Contains(e.Msg, "must include {optout}") || !strings.Contains(e.Msg, "us-regf.opt-out") || e.Line == 0 || e.Col == 0 {
+			t.Errorf("unexpected error %v", e)
+			continue
+		}
+		channels[strings.Split(e.Field, ".")[2]] = true
+		if got := e.Error(); !strings.HasPrefix(got, fmt.Sprintf("us.yaml:%d:%d: ", e.Line, e.Col)) {
+			t.Errorf("error %q is not file:line:col", got)
+		}
+	}
+	if !channels["sms"] || !channels["email"] || channels["phone"] || channels["app_push"] || channels["letter"] {
+		t.Errorf("channels refused %v, want sms and email only", channels)
+	}
+	// Every sms and email text with {optout}: the policy loads.
+	fixed := regexp.MustCompile(`(?m)^(\s+(?:zh-CN|en): ")(.*)("\s*)$`)
+	var out []string
+	channel := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		if m := regexp.MustCompile(`^\s+(sms|phone|email|app_push|letter):\s*$`).FindStringSubmatch(line); m != nil {
+			channel = m[1]
+		}
+		if (channel == "sms" || channel == "email") && fixed.MatchString(line) {
+			line = fixed.ReplaceAllString(line, "${1}${2} {optout}${3}")
+		}
+		out = append(out, line)
+	}
+	if _, err := Parse("us.yaml", []byte(strings.Join(out, "\n"))); err != nil {
+		t.Errorf("with {optout} in every sms and email text: %v", err)
 	}
 }

@@ -117,12 +117,15 @@ func (p *parser) policy(root *yaml.Node) policy.Policy {
 			pol.MediumMax = t.To
 		}
 	}
-	banned := slices.Concat(policy.BannedEN, policy.BannedZH)
+	var extra []string
 	if lc, _ := p.mapping(f["language_check"], "language_check", "extra_banned"); lc["extra_banned"] != nil {
-		extra, _ := p.strings(lc["extra_banned"], "language_check.extra_banned")
-		banned = append(banned, extra...)
+		extra, _ = p.strings(lc["extra_banned"], "language_check.extra_banned")
 	}
-	pol.Templates = p.templates(f["templates"], locales, banned)
+	rules := textRules{lc: policy.NewLanguageCheck(extra)}
+	if packs, err := contactrules.Packs(); err == nil && packs[pol.Jurisdiction] != nil {
+		rules.content = packs[pol.Jurisdiction].ContentRules()
+	}
+	pol.Templates = p.templates(f["templates"], locales, rules)
 	p.stages(f["stages"], &pol)
 	pol.Contact = p.contact(f["contact"], pol.Jurisdiction, f["jurisdiction"])
 	_ = keys
@@ -280,7 +283,15 @@ func (p *parser) tiers(n *yaml.Node) []policy.TierRange {
 	return out
 }
 
-func (p *parser) templates(n *yaml.Node, locales, banned []string) map[string]policy.Template {
+// textRules are what every template text is checked against: the language
+// check, and the content rules of the jurisdiction's pack (a placeholder
+// that texts on some channels must carry, such as us-regf's {optout}).
+type textRules struct {
+	lc      policy.LanguageCheck
+	content []contactrules.Rule
+}
+
+func (p *parser) templates(n *yaml.Node, locales []string, rules textRules) map[string]policy.Template {
 	out := map[string]policy.Template{}
 	f, keys := p.mapping(n, "templates")
 	names := make([]string, 0, len(f))
@@ -323,7 +334,12 @@ func (p *parser) templates(n *yaml.Node, locales, banned []string) map[string]po
 				if !ok {
 					continue
 				}
-				p.checkText(ln, lpath, text, tpl.Tier, banned)
+				p.checkText(ln, lpath, text, tpl.Tier, rules)
+				for _, r := range rules.content {
+					if r.Placeholder != "" && slices.Contains(r.Channels, chName) && !strings.Contains(text, "{"+r.Placeholder+"}") {
+						p.errf(ln, lpath, "a %s text must include {%s}: %s (%s, %s)", chName, r.Placeholder, r.Text, r.ID, r.Citation)
+					}
+				}
 				texts[loc] = text
 			}
 			for _, loc := range locales {
@@ -343,7 +359,7 @@ func (p *parser) templates(n *yaml.Node, locales, banned []string) map[string]po
 
 // checkText validates one template text: known placeholders, those its tier
 // requires, and the language check.
-func (p *parser) checkText(n *yaml.Node, path, text string, tier policy.Tier, banned []string) {
+func (p *parser) checkText(n *yaml.Node, path, text string, tier policy.Tier, rules textRules) {
 	if strings.TrimSpace(text) == "" {
 		p.errf(n, path, "is empty")
 		return
@@ -366,10 +382,10 @@ func (p *parser) checkText(n *yaml.Node, path, text string, tier policy.Tier, ba
 			p.errf(n, path, "a %s-tier template must include %s", tier, strings.Join(missing, ", "))
 		}
 	}
-	if phrase := policy.BannedPhrase(text, banned); phrase != "" {
+	if phrase := rules.lc.Find(text); phrase != "" {
 		line := n.Line
 		// In a block scalar, point at the line that holds the phrase.
-		if i := strings.Index(strings.ToLower(text), strings.ToLower(phrase)); i >= 0 && (n.Style&(yaml.LiteralStyle|yaml.FoldedStyle)) != 0 {
+		if i := strings.Index(text, phrase); i >= 0 && (n.Style&(yaml.LiteralStyle|yaml.FoldedStyle)) != 0 {
 			line += 1 + strings.Count(text[:i], "\n")
 		}
 		p.errs = append(p.errs, Error{File: p.file, Line: line, Col: n.Column, Field: path,

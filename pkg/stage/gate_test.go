@@ -158,3 +158,33 @@ func TestReleaseCarriesTodaysAmount(t *testing.T) {
 		t.Errorf("decided with %d, released %s with %d; want 100000 then 70000", ds[0].Tasks[0].AmountDue.Minor, last.Kind, last.Tasks[0].AmountDue.Minor)
 	}
 }
+
+// Acceptance 5 (contact rules), opt-out: after the borrower opts out of SMS,
+// the escalation's SMS is suppressed (contact_suppressed, borrower.opt_out)
+// while its phone, e-mail and push are released.
+func TestOptOutSuppressesOneChannel(t *testing.T) {
+	w := gateWorld(t, "Asia/Shanghai", "cn", 0, 0, func(l *time.Location) time.Time { return time.Date(2026, 3, 2, 18, 0, 0, 0, l) })
+	w.installment("L-1", 100000)
+	w.drain()
+	w.until(w.dpd(3, 12*time.Hour))
+	w.lender("L-1", "pr-1", policy.ContactPreference{ID: "pr-1", Channel: policy.ChannelSMS, OptedOut: true, At: w.clock.Now()})
+	w.drain()
+	w.until(w.dpd(17, 0))
+	var suppressed, released []string
+	for _, d := range w.gated("L-1") {
+		for _, task := range d.Tasks {
+			switch {
+			case d.Kind == policy.KindContactSuppressed && d.Rule == policy.RuleOptOut:
+				suppressed = append(suppressed, task.Channel.String())
+			case d.Kind == policy.KindContactReleased && d.Ctx.Stage == policy.StageEscalation:
+				released = append(released, task.Channel.String())
+			}
+		}
+	}
+	if fmt.Sprint(suppressed) != "[sms]" || fmt.Sprint(released) != "[phone email app_push]" {
+		t.Errorf("escalation: suppressed %v, released %v; want [sms] suppressed, phone, email and app_push released", suppressed, released)
+	}
+	if n := testutil.ToFloat64(w.metrics.Contacts.WithLabelValues("suppressed", policy.RuleOptOut)); n != 1 {
+		t.Errorf("dunning_contact_tasks_total{outcome=suppressed} = %v, want 1", n)
+	}
+}

@@ -246,6 +246,8 @@ func (d Deps) append(ctx context.Context, s Stage, tenant, loan string, last uin
 			d.Metrics.Contacts.WithLabelValues("released", "").Add(float64(len(dec.Tasks)))
 		case policy.KindContactCancelled:
 			d.Metrics.Contacts.WithLabelValues("cancelled", dec.Rule).Add(float64(len(dec.Tasks)))
+		case policy.KindContactSuppressed:
+			d.Metrics.Contacts.WithLabelValues("suppressed", dec.Rule).Add(float64(len(dec.Tasks)))
 		}
 	}
 	return seq, nil

@@ -61,7 +61,7 @@ var Table = []Stage{
 		Writes: []*codec.Kind{codec.Legal, codec.Deferred, codec.Cancelled}},
 	{Policy: policy.StageRelease, Service: "notify", Consumer: "contact-release", Step: "release",
 		Consumes: []*codec.Kind{codec.Contact, codec.Escalated, codec.Closed}, Decide: decideRelease,
-		Writes: []*codec.Kind{codec.Held, codec.Released, codec.ContactCancelled, codec.Cancelled}},
+		Writes: []*codec.Kind{codec.Held, codec.Released, codec.ContactCancelled, codec.Suppressed, codec.Cancelled}},
 }
 
 // Release is the release gate's row.

@@ -755,6 +755,94 @@ func (x *ContactOutcome) GetDetail() string {
 	return ""
 }
 
+// ContactPreference records a borrower's choice about one channel, as the
+// lender received it: opted_out stops contact on that channel, false
+// resumes it. Other channels go on. (Stopping all contact is a hold.)
+type ContactPreference struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	LoanId   string                 `protobuf:"bytes,2,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	// Unique per change at the lender; a repeated preference_id is the same change.
+	PreferenceId  string                 `protobuf:"bytes,3,opt,name=preference_id,json=preferenceId,proto3" json:"preference_id,omitempty"`
+	Channel       Channel                `protobuf:"varint,4,opt,name=channel,proto3,enum=dunning.v1.Channel" json:"channel,omitempty"`
+	OptedOut      bool                   `protobuf:"varint,5,opt,name=opted_out,json=optedOut,proto3" json:"opted_out,omitempty"`
+	ReceivedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContactPreference) Reset() {
+	*x = ContactPreference{}
+	mi := &file_dunning_v1_events_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContactPreference) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContactPreference) ProtoMessage() {}
+
+func (x *ContactPreference) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContactPreference.ProtoReflect.Descriptor instead.
+func (*ContactPreference) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ContactPreference) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ContactPreference) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *ContactPreference) GetPreferenceId() string {
+	if x != nil {
+		return x.PreferenceId
+	}
+	return ""
+}
+
+func (x *ContactPreference) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *ContactPreference) GetOptedOut() bool {
+	if x != nil {
+		return x.OptedOut
+	}
+	return false
+}
+
+func (x *ContactPreference) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
 // LenderEvent is the envelope a lender (or its contact vendor, for
 // outcomes) sends, over HTTP as JSON (protojson) or over NATS as binary
 // protobuf or JSON.
@@ -766,6 +854,7 @@ type LenderEvent struct {
 	//	*LenderEvent_RepaymentReceived
 	//	*LenderEvent_LoanSettled
 	//	*LenderEvent_ContactOutcome
+	//	*LenderEvent_ContactPreference
 	Event         isLenderEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -773,7 +862,7 @@ type LenderEvent struct {
 
 func (x *LenderEvent) Reset() {
 	*x = LenderEvent{}
-	mi := &file_dunning_v1_events_proto_msgTypes[5]
+	mi := &file_dunning_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +874,7 @@ func (x *LenderEvent) String() string {
 func (*LenderEvent) ProtoMessage() {}
 
 func (x *LenderEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[5]
+	mi := &file_dunning_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +887,7 @@ func (x *LenderEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LenderEvent.ProtoReflect.Descriptor instead.
 func (*LenderEvent) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *LenderEvent) GetEvent() isLenderEvent_Event {
@@ -844,6 +933,15 @@ func (x *LenderEvent) GetContactOutcome() *ContactOutcome {
 	return nil
 }
 
+func (x *LenderEvent) GetContactPreference() *ContactPreference {
+	if x != nil {
+		if x, ok := x.Event.(*LenderEvent_ContactPreference); ok {
+			return x.ContactPreference
+		}
+	}
+	return nil
+}
+
 type isLenderEvent_Event interface {
 	isLenderEvent_Event()
 }
@@ -864,6 +962,10 @@ type LenderEvent_ContactOutcome struct {
 	ContactOutcome *ContactOutcome `protobuf:"bytes,4,opt,name=contact_outcome,json=contactOutcome,proto3,oneof"`
 }
 
+type LenderEvent_ContactPreference struct {
+	ContactPreference *ContactPreference `protobuf:"bytes,5,opt,name=contact_preference,json=contactPreference,proto3,oneof"`
+}
+
 func (*LenderEvent_InstallmentDue) isLenderEvent_Event() {}
 
 func (*LenderEvent_RepaymentReceived) isLenderEvent_Event() {}
@@ -871,6 +973,8 @@ func (*LenderEvent_RepaymentReceived) isLenderEvent_Event() {}
 func (*LenderEvent_LoanSettled) isLenderEvent_Event() {}
 
 func (*LenderEvent_ContactOutcome) isLenderEvent_Event() {}
+
+func (*LenderEvent_ContactPreference) isLenderEvent_Event() {}
 
 // CaseContext is the common part of every decision: where the case stood when
 // the decision was made, and why.
@@ -892,13 +996,18 @@ type CaseContext struct {
 	StepId string `protobuf:"bytes,10,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
 	// Version of the policy that made the decision.
 	PolicyVersion string `protobuf:"bytes,11,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	// The instant the decision belongs to: the due time of the step that
+	// triggered it (a step that fired late is still the step of its time),
+	// or of the step behind its trigger. The release gate judges a contact
+	// as of it, so its records do not depend on how busy the stages were.
+	AsOf          *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CaseContext) Reset() {
 	*x = CaseContext{}
-	mi := &file_dunning_v1_events_proto_msgTypes[6]
+	mi := &file_dunning_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1019,7 @@ func (x *CaseContext) String() string {
 func (*CaseContext) ProtoMessage() {}
 
 func (x *CaseContext) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[6]
+	mi := &file_dunning_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1032,7 @@ func (x *CaseContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseContext.ProtoReflect.Descriptor instead.
 func (*CaseContext) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CaseContext) GetTenantId() string {
@@ -1003,6 +1112,13 @@ func (x *CaseContext) GetPolicyVersion() string {
 	return ""
 }
 
+func (x *CaseContext) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
 // ContactTask asks the lender's vendors to contact the borrower once.
 type ContactTask struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1037,7 +1153,7 @@ type ContactTask struct {
 
 func (x *ContactTask) Reset() {
 	*x = ContactTask{}
-	mi := &file_dunning_v1_events_proto_msgTypes[7]
+	mi := &file_dunning_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1049,7 +1165,7 @@ func (x *ContactTask) String() string {
 func (*ContactTask) ProtoMessage() {}
 
 func (x *ContactTask) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[7]
+	mi := &file_dunning_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1062,7 +1178,7 @@ func (x *ContactTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactTask.ProtoReflect.Descriptor instead.
 func (*ContactTask) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ContactTask) GetContactId() string {
@@ -1183,7 +1299,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_dunning_v1_events_proto_msgTypes[8]
+	mi := &file_dunning_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1311,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[8]
+	mi := &file_dunning_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1324,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Delivery) GetTenantId() string {
@@ -1281,7 +1397,7 @@ type StepDue struct {
 
 func (x *StepDue) Reset() {
 	*x = StepDue{}
-	mi := &file_dunning_v1_events_proto_msgTypes[9]
+	mi := &file_dunning_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1409,7 @@ func (x *StepDue) String() string {
 func (*StepDue) ProtoMessage() {}
 
 func (x *StepDue) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[9]
+	mi := &file_dunning_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1422,7 @@ func (x *StepDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepDue.ProtoReflect.Descriptor instead.
 func (*StepDue) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StepDue) GetStepId() string {
@@ -1356,7 +1472,7 @@ type OverdueConfirmed struct {
 
 func (x *OverdueConfirmed) Reset() {
 	*x = OverdueConfirmed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[10]
+	mi := &file_dunning_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1484,7 @@ func (x *OverdueConfirmed) String() string {
 func (*OverdueConfirmed) ProtoMessage() {}
 
 func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[10]
+	mi := &file_dunning_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1497,7 @@ func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverdueConfirmed.ProtoReflect.Descriptor instead.
 func (*OverdueConfirmed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *OverdueConfirmed) GetCase() *CaseContext {
@@ -1409,7 +1525,7 @@ type ContactRequested struct {
 
 func (x *ContactRequested) Reset() {
 	*x = ContactRequested{}
-	mi := &file_dunning_v1_events_proto_msgTypes[11]
+	mi := &file_dunning_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1537,7 @@ func (x *ContactRequested) String() string {
 func (*ContactRequested) ProtoMessage() {}
 
 func (x *ContactRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[11]
+	mi := &file_dunning_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1550,7 @@ func (x *ContactRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactRequested.ProtoReflect.Descriptor instead.
 func (*ContactRequested) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ContactRequested) GetCase() *CaseContext {
@@ -1462,7 +1578,7 @@ type Escalated struct {
 
 func (x *Escalated) Reset() {
 	*x = Escalated{}
-	mi := &file_dunning_v1_events_proto_msgTypes[12]
+	mi := &file_dunning_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1474,7 +1590,7 @@ func (x *Escalated) String() string {
 func (*Escalated) ProtoMessage() {}
 
 func (x *Escalated) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[12]
+	mi := &file_dunning_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1487,7 +1603,7 @@ func (x *Escalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Escalated.ProtoReflect.Descriptor instead.
 func (*Escalated) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Escalated) GetCase() *CaseContext {
@@ -1517,7 +1633,7 @@ type HandedOff struct {
 
 func (x *HandedOff) Reset() {
 	*x = HandedOff{}
-	mi := &file_dunning_v1_events_proto_msgTypes[13]
+	mi := &file_dunning_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1645,7 @@ func (x *HandedOff) String() string {
 func (*HandedOff) ProtoMessage() {}
 
 func (x *HandedOff) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[13]
+	mi := &file_dunning_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +1658,7 @@ func (x *HandedOff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandedOff.ProtoReflect.Descriptor instead.
 func (*HandedOff) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HandedOff) GetCase() *CaseContext {
@@ -1584,7 +1700,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_dunning_v1_events_proto_msgTypes[14]
+	mi := &file_dunning_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1712,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[14]
+	mi := &file_dunning_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1725,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Evidence) GetInstallments() []*InstallmentDue {
@@ -1658,7 +1774,7 @@ type LegalReferred struct {
 
 func (x *LegalReferred) Reset() {
 	*x = LegalReferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[15]
+	mi := &file_dunning_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1786,7 @@ func (x *LegalReferred) String() string {
 func (*LegalReferred) ProtoMessage() {}
 
 func (x *LegalReferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[15]
+	mi := &file_dunning_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +1799,7 @@ func (x *LegalReferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LegalReferred.ProtoReflect.Descriptor instead.
 func (*LegalReferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LegalReferred) GetCase() *CaseContext {
@@ -1715,7 +1831,7 @@ type CaseClosed struct {
 
 func (x *CaseClosed) Reset() {
 	*x = CaseClosed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[16]
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +1843,7 @@ func (x *CaseClosed) String() string {
 func (*CaseClosed) ProtoMessage() {}
 
 func (x *CaseClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[16]
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +1856,7 @@ func (x *CaseClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseClosed.ProtoReflect.Descriptor instead.
 func (*CaseClosed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CaseClosed) GetCase() *CaseContext {
@@ -1784,7 +1900,7 @@ type EntryDeferred struct {
 
 func (x *EntryDeferred) Reset() {
 	*x = EntryDeferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1796,7 +1912,7 @@ func (x *EntryDeferred) String() string {
 func (*EntryDeferred) ProtoMessage() {}
 
 func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1809,7 +1925,7 @@ func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryDeferred.ProtoReflect.Descriptor instead.
 func (*EntryDeferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EntryDeferred) GetCase() *CaseContext {
@@ -1838,7 +1954,7 @@ type StepCancelled struct {
 
 func (x *StepCancelled) Reset() {
 	*x = StepCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +1966,7 @@ func (x *StepCancelled) String() string {
 func (*StepCancelled) ProtoMessage() {}
 
 func (x *StepCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +1979,7 @@ func (x *StepCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepCancelled.ProtoReflect.Descriptor instead.
 func (*StepCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StepCancelled) GetCase() *CaseContext {
@@ -1895,7 +2011,7 @@ type ContactHeld struct {
 
 func (x *ContactHeld) Reset() {
 	*x = ContactHeld{}
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +2023,7 @@ func (x *ContactHeld) String() string {
 func (*ContactHeld) ProtoMessage() {}
 
 func (x *ContactHeld) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +2036,7 @@ func (x *ContactHeld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactHeld.ProtoReflect.Descriptor instead.
 func (*ContactHeld) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ContactHeld) GetCase() *CaseContext {
@@ -1963,7 +2079,7 @@ type ContactReleased struct {
 
 func (x *ContactReleased) Reset() {
 	*x = ContactReleased{}
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2091,7 @@ func (x *ContactReleased) String() string {
 func (*ContactReleased) ProtoMessage() {}
 
 func (x *ContactReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2104,7 @@ func (x *ContactReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactReleased.ProtoReflect.Descriptor instead.
 func (*ContactReleased) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ContactReleased) GetCase() *CaseContext {
@@ -2005,6 +2121,68 @@ func (x *ContactReleased) GetTasks() []*ContactTask {
 	return nil
 }
 
+// ContactSuppressed: the tasks will never leave because the borrower opted
+// out of their channel (rule says which rule stops them).
+type ContactSuppressed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Case          *CaseContext           `protobuf:"bytes,1,opt,name=case,proto3" json:"case,omitempty"`
+	Tasks         []*ContactTask         `protobuf:"bytes,2,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	Rule          string                 `protobuf:"bytes,3,opt,name=rule,proto3" json:"rule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContactSuppressed) Reset() {
+	*x = ContactSuppressed{}
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContactSuppressed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContactSuppressed) ProtoMessage() {}
+
+func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContactSuppressed.ProtoReflect.Descriptor instead.
+func (*ContactSuppressed) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ContactSuppressed) GetCase() *CaseContext {
+	if x != nil {
+		return x.Case
+	}
+	return nil
+}
+
+func (x *ContactSuppressed) GetTasks() []*ContactTask {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+func (x *ContactSuppressed) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
 // ContactCancelled: the tasks will never leave (the case was cured or
 // settled first, or nothing is overdue any more), rule saying which.
 type ContactCancelled struct {
@@ -2018,7 +2196,7 @@ type ContactCancelled struct {
 
 func (x *ContactCancelled) Reset() {
 	*x = ContactCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2208,7 @@ func (x *ContactCancelled) String() string {
 func (*ContactCancelled) ProtoMessage() {}
 
 func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2221,7 @@ func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactCancelled.ProtoReflect.Descriptor instead.
 func (*ContactCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ContactCancelled) GetCase() *CaseContext {
@@ -2109,13 +2287,22 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\aoutcome\x18\x04 \x01(\x0e2\x13.dunning.v1.OutcomeR\aoutcome\x12;\n" +
 	"\voccurred_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x12\x16\n" +
-	"\x06detail\x18\x06 \x01(\tR\x06detail\"\xb2\x02\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\"\xf7\x01\n" +
+	"\x11ContactPreference\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12#\n" +
+	"\rpreference_id\x18\x03 \x01(\tR\fpreferenceId\x12-\n" +
+	"\achannel\x18\x04 \x01(\x0e2\x13.dunning.v1.ChannelR\achannel\x12\x1b\n" +
+	"\topted_out\x18\x05 \x01(\bR\boptedOut\x12;\n" +
+	"\vreceived_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\"\x82\x03\n" +
 	"\vLenderEvent\x12E\n" +
 	"\x0finstallment_due\x18\x01 \x01(\v2\x1a.dunning.v1.InstallmentDueH\x00R\x0einstallmentDue\x12N\n" +
 	"\x12repayment_received\x18\x02 \x01(\v2\x1d.dunning.v1.RepaymentReceivedH\x00R\x11repaymentReceived\x12<\n" +
 	"\floan_settled\x18\x03 \x01(\v2\x17.dunning.v1.LoanSettledH\x00R\vloanSettled\x12E\n" +
-	"\x0fcontact_outcome\x18\x04 \x01(\v2\x1a.dunning.v1.ContactOutcomeH\x00R\x0econtactOutcomeB\a\n" +
-	"\x05event\"\x85\x03\n" +
+	"\x0fcontact_outcome\x18\x04 \x01(\v2\x1a.dunning.v1.ContactOutcomeH\x00R\x0econtactOutcome\x12N\n" +
+	"\x12contact_preference\x18\x05 \x01(\v2\x1d.dunning.v1.ContactPreferenceH\x00R\x11contactPreferenceB\a\n" +
+	"\x05event\"\xb6\x03\n" +
 	"\vCaseContext\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1f\n" +
@@ -2130,7 +2317,8 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x06reason\x18\t \x01(\tR\x06reason\x12\x17\n" +
 	"\astep_id\x18\n" +
 	" \x01(\tR\x06stepId\x12%\n" +
-	"\x0epolicy_version\x18\v \x01(\tR\rpolicyVersion\"\xa3\x04\n" +
+	"\x0epolicy_version\x18\v \x01(\tR\rpolicyVersion\x12/\n" +
+	"\x05as_of\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\"\xa3\x04\n" +
 	"\vContactTask\x12\x1d\n" +
 	"\n" +
 	"contact_id\x18\x01 \x01(\tR\tcontactId\x12-\n" +
@@ -2212,7 +2400,11 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x04rule\x18\x04 \x01(\tR\x04rule\"m\n" +
 	"\x0fContactReleased\x12+\n" +
 	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12-\n" +
-	"\x05tasks\x18\x02 \x03(\v2\x17.dunning.v1.ContactTaskR\x05tasks\"\x82\x01\n" +
+	"\x05tasks\x18\x02 \x03(\v2\x17.dunning.v1.ContactTaskR\x05tasks\"\x83\x01\n" +
+	"\x11ContactSuppressed\x12+\n" +
+	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12-\n" +
+	"\x05tasks\x18\x02 \x03(\v2\x17.dunning.v1.ContactTaskR\x05tasks\x12\x12\n" +
+	"\x04rule\x18\x03 \x01(\tR\x04rule\"\x82\x01\n" +
 	"\x10ContactCancelled\x12+\n" +
 	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12-\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x17.dunning.v1.ContactTaskR\x05tasks\x12\x12\n" +
@@ -2267,7 +2459,7 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: dunning.v1.Outcome
 	(Stage)(0),                    // 1: dunning.v1.Stage
@@ -2280,81 +2472,89 @@ var file_dunning_v1_events_proto_goTypes = []any{
 	(*RepaymentReceived)(nil),     // 8: dunning.v1.RepaymentReceived
 	(*LoanSettled)(nil),           // 9: dunning.v1.LoanSettled
 	(*ContactOutcome)(nil),        // 10: dunning.v1.ContactOutcome
-	(*LenderEvent)(nil),           // 11: dunning.v1.LenderEvent
-	(*CaseContext)(nil),           // 12: dunning.v1.CaseContext
-	(*ContactTask)(nil),           // 13: dunning.v1.ContactTask
-	(*Delivery)(nil),              // 14: dunning.v1.Delivery
-	(*StepDue)(nil),               // 15: dunning.v1.StepDue
-	(*OverdueConfirmed)(nil),      // 16: dunning.v1.OverdueConfirmed
-	(*ContactRequested)(nil),      // 17: dunning.v1.ContactRequested
-	(*Escalated)(nil),             // 18: dunning.v1.Escalated
-	(*HandedOff)(nil),             // 19: dunning.v1.HandedOff
-	(*Evidence)(nil),              // 20: dunning.v1.Evidence
-	(*LegalReferred)(nil),         // 21: dunning.v1.LegalReferred
-	(*CaseClosed)(nil),            // 22: dunning.v1.CaseClosed
-	(*EntryDeferred)(nil),         // 23: dunning.v1.EntryDeferred
-	(*StepCancelled)(nil),         // 24: dunning.v1.StepCancelled
-	(*ContactHeld)(nil),           // 25: dunning.v1.ContactHeld
-	(*ContactReleased)(nil),       // 26: dunning.v1.ContactReleased
-	(*ContactCancelled)(nil),      // 27: dunning.v1.ContactCancelled
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(*ContactPreference)(nil),     // 11: dunning.v1.ContactPreference
+	(*LenderEvent)(nil),           // 12: dunning.v1.LenderEvent
+	(*CaseContext)(nil),           // 13: dunning.v1.CaseContext
+	(*ContactTask)(nil),           // 14: dunning.v1.ContactTask
+	(*Delivery)(nil),              // 15: dunning.v1.Delivery
+	(*StepDue)(nil),               // 16: dunning.v1.StepDue
+	(*OverdueConfirmed)(nil),      // 17: dunning.v1.OverdueConfirmed
+	(*ContactRequested)(nil),      // 18: dunning.v1.ContactRequested
+	(*Escalated)(nil),             // 19: dunning.v1.Escalated
+	(*HandedOff)(nil),             // 20: dunning.v1.HandedOff
+	(*Evidence)(nil),              // 21: dunning.v1.Evidence
+	(*LegalReferred)(nil),         // 22: dunning.v1.LegalReferred
+	(*CaseClosed)(nil),            // 23: dunning.v1.CaseClosed
+	(*EntryDeferred)(nil),         // 24: dunning.v1.EntryDeferred
+	(*StepCancelled)(nil),         // 25: dunning.v1.StepCancelled
+	(*ContactHeld)(nil),           // 26: dunning.v1.ContactHeld
+	(*ContactReleased)(nil),       // 27: dunning.v1.ContactReleased
+	(*ContactSuppressed)(nil),     // 28: dunning.v1.ContactSuppressed
+	(*ContactCancelled)(nil),      // 29: dunning.v1.ContactCancelled
+	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
 	6,  // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	28, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	30, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
 	6,  // 2: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	28, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	28, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	30, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	30, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	28, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
-	7,  // 7: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
-	8,  // 8: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
-	9,  // 9: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
-	10, // 10: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
-	1,  // 11: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
-	2,  // 12: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
-	6,  // 13: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	28, // 14: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	3,  // 15: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
-	4,  // 16: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
-	6,  // 17: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
-	6,  // 18: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	28, // 19: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
-	28, // 20: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
-	1,  // 21: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
-	2,  // 22: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
-	13, // 23: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
-	1,  // 24: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	28, // 25: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
-	12, // 26: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
-	12, // 27: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
-	13, // 28: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
-	12, // 29: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
-	13, // 30: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
-	12, // 31: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
-	7,  // 32: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
-	8,  // 33: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
-	13, // 34: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
-	12, // 35: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
-	20, // 36: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
-	12, // 37: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
-	5,  // 38: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
-	1,  // 39: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
-	12, // 40: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
-	1,  // 41: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
-	12, // 42: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
-	12, // 43: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
-	13, // 44: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
-	28, // 45: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
-	12, // 46: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
-	13, // 47: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
-	12, // 48: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
-	13, // 49: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
-	50, // [50:50] is the sub-list for method output_type
-	50, // [50:50] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	30, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	3,  // 7: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
+	30, // 8: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
+	7,  // 9: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
+	8,  // 10: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
+	9,  // 11: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
+	10, // 12: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
+	11, // 13: dunning.v1.LenderEvent.contact_preference:type_name -> dunning.v1.ContactPreference
+	1,  // 14: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
+	2,  // 15: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
+	6,  // 16: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
+	30, // 17: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	30, // 18: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
+	3,  // 19: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
+	4,  // 20: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
+	6,  // 21: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
+	6,  // 22: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
+	30, // 23: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	30, // 24: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	1,  // 25: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
+	2,  // 26: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
+	14, // 27: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
+	1,  // 28: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
+	30, // 29: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	13, // 30: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
+	13, // 31: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
+	14, // 32: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
+	13, // 33: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
+	14, // 34: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
+	13, // 35: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
+	7,  // 36: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
+	8,  // 37: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
+	14, // 38: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
+	13, // 39: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
+	21, // 40: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
+	13, // 41: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
+	5,  // 42: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
+	1,  // 43: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
+	13, // 44: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
+	1,  // 45: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
+	13, // 46: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
+	13, // 47: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
+	14, // 48: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
+	30, // 49: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	13, // 50: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
+	14, // 51: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
+	13, // 52: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
+	14, // 53: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
+	13, // 54: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
+	14, // 55: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
+	56, // [56:56] is the sub-list for method output_type
+	56, // [56:56] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -2362,11 +2562,12 @@ func file_dunning_v1_events_proto_init() {
 	if File_dunning_v1_events_proto != nil {
 		return
 	}
-	file_dunning_v1_events_proto_msgTypes[5].OneofWrappers = []any{
+	file_dunning_v1_events_proto_msgTypes[6].OneofWrappers = []any{
 		(*LenderEvent_InstallmentDue)(nil),
 		(*LenderEvent_RepaymentReceived)(nil),
 		(*LenderEvent_LoanSettled)(nil),
 		(*LenderEvent_ContactOutcome)(nil),
+		(*LenderEvent_ContactPreference)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2374,7 +2575,7 @@ func file_dunning_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
