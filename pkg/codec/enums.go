@@ -58,11 +58,14 @@ var (
 		policy.CloseSettled: dunningv1.CloseReason_CLOSE_REASON_SETTLED,
 	})
 	outcomes = newEnum(map[policy.Outcome]dunningv1.Outcome{
-		policy.OutcomeNone:          dunningv1.Outcome_OUTCOME_UNSPECIFIED,
-		policy.OutcomeSent:          dunningv1.Outcome_OUTCOME_SENT,
-		policy.OutcomeDelivered:     dunningv1.Outcome_OUTCOME_DELIVERED,
-		policy.OutcomeFailed:        dunningv1.Outcome_OUTCOME_FAILED,
-		policy.OutcomeCallConnected: dunningv1.Outcome_OUTCOME_CALL_CONNECTED,
+		policy.OutcomeNone:           dunningv1.Outcome_OUTCOME_UNSPECIFIED,
+		policy.OutcomeSent:           dunningv1.Outcome_OUTCOME_SENT,
+		policy.OutcomeDelivered:      dunningv1.Outcome_OUTCOME_DELIVERED,
+		policy.OutcomeFailed:         dunningv1.Outcome_OUTCOME_FAILED,
+		policy.OutcomeCallConnected:  dunningv1.Outcome_OUTCOME_CALL_CONNECTED,
+		policy.OutcomeCallRightParty: dunningv1.Outcome_OUTCOME_CALL_RIGHT_PARTY,
+		policy.OutcomeCallWrongParty: dunningv1.Outcome_OUTCOME_CALL_WRONG_PARTY,
+		policy.OutcomeCallNoAnswer:   dunningv1.Outcome_OUTCOME_CALL_NO_ANSWER,
 	})
 )
 

@@ -90,7 +90,8 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 		}
 		var outcome error
 		if !codec.KnownOutcome(m.Outcome) {
-			outcome = &FieldError{p + "outcome", "must be one of OUTCOME_SENT, OUTCOME_DELIVERED, OUTCOME_FAILED, OUTCOME_CALL_CONNECTED"}
+			outcome = &FieldError{p + "outcome", "must be one of OUTCOME_SENT, OUTCOME_DELIVERED, OUTCOME_FAILED, OUTCOME_CALL_CONNECTED, " +
+				"OUTCOME_CALL_RIGHT_PARTY, OUTCOME_CALL_WRONG_PARTY, OUTCOME_CALL_NO_ANSWER"}
 		}
 		var detail error
 		if len(m.Detail) > 256 {

@@ -38,9 +38,12 @@ const (
 	OutcomeDelivered
 	OutcomeFailed
 	OutcomeCallConnected
+	OutcomeCallRightParty
+	OutcomeCallWrongParty
+	OutcomeCallNoAnswer
 )
 
-var outcomeNames = [...]string{"none", "sent", "delivered", "failed", "call_connected"}
+var outcomeNames = [...]string{"none", "sent", "delivered", "failed", "call_connected", "call_right_party", "call_wrong_party", "call_no_answer"}
 
 func (o Outcome) String() string { return enumName(outcomeNames[:], int(o), "outcome") }
 
@@ -232,6 +235,8 @@ type Case struct {
 	// confirmedAsOf is the open case's confirmation's AsOf, which its first
 	// contact takes.
 	confirmedAsOf time.Time
+	// Outcomes are the vendors' reports on the loan's contacts, in order.
+	Outcomes []ContactOutcome
 	// OptedOut holds the channels the borrower opted out of (the latest
 	// preference per channel, in log order).
 	OptedOut map[Channel]bool
@@ -269,6 +274,8 @@ func (c *Case) Apply(e Entry) {
 		c.Repayments = append(c.Repayments, ev)
 	case Settled:
 		c.Settled = true
+	case ContactOutcome:
+		c.Outcomes = append(c.Outcomes, ev)
 	case ContactPreference:
 		if c.OptedOut == nil {
 			c.OptedOut = map[Channel]bool{}

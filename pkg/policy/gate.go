@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strings"
 	"time"
 
@@ -264,6 +265,30 @@ func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 		return out
 	}
 	if !at.After(now) {
+		// The window permits it; the pack's caps may still hold a task,
+		// counting the ones released here before it.
+		counted := *c
+		counted.Gate = slices.Clone(c.Gate)
+		var free []GatedTask
+		for _, g := range waiting {
+			until, rule := l.capHold(&counted, g.Task.Channel, now, clock, slot)
+			if rule == "" {
+				free = append(free, g)
+				t := g.Task
+				t.NotBefore = now
+				counted.Gate = append(counted.Gate, GatedTask{Task: t, Case: g.Case, State: GateReleased})
+				continue
+			}
+			if g.State == GateHeld && g.Until.Equal(until) && g.Rule == rule {
+				continue // already held so
+			}
+			add(KindContactHeld, []GatedTask{g}, fmt.Sprintf("held by %s until %s", rule, l.LocalTime(c, until)), func(d *Decision) {
+				d.HeldUntil, d.Rule = until, rule
+			})
+		}
+		if waiting = free; len(waiting) == 0 {
+			return out
+		}
 		dpd := max(l.DPDAt(c, now), c.DPD)
 		notAfter := slot.Closes(now, clock)
 		add(KindContactReleased, waiting, "released: the borrower's contact rules permit it now", func(d *Decision) {

@@ -197,6 +197,11 @@ type Report struct {
 	// (hour h of day n is due + n·day + h·day/24), not with the gate's
 	// code. It must be 0.
 	OutsideWindow int
+	// CapViolations counts loan-days with more calls released than the
+	// pack's per-day cap on connected calls allows (cn: 3): the simulation
+	// reports no outcomes, so every released call counts as connected. It
+	// must be 0.
+	CapViolations int
 }
 
 // Overloaded reports whether the run's timing, rather than the pipeline's
@@ -231,7 +236,7 @@ func (r Report) String() string {
 	fmt.Fprintf(&b, "worst delays: a payment reached its loan's log %s after its time, a step fired %s after its due time\n",
 		r.RecordedMax.Round(time.Millisecond), r.FireMax.Round(time.Millisecond))
 	fmt.Fprintf(&b, "decisions lost %d, unexpected %d, duplicated %d\n", r.Lost, r.Unexpected, r.Duplicates)
-	fmt.Fprintf(&b, "contact tasks released %d, outside the borrower's window %d\n", r.Tasks, r.OutsideWindow)
+	fmt.Fprintf(&b, "contact tasks released %d, outside the borrower's window %d; loan-days over the daily call cap %d\n", r.Tasks, r.OutsideWindow, r.CapViolations)
 	if r.MalformedSent > 0 {
 		fmt.Fprintf(&b, "malformed events sent %d, dead-lettered %d\n", r.MalformedSent, r.DeadLettered)
 	}
@@ -496,8 +501,16 @@ func deadLettered(ctx context.Context, js jetstream.JetStream) (int, error) {
 func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, start, deadline time.Time, published int) (Report, error) {
 	got := make([]Outcome, len(loans))
 	msgs := make([]int, len(loans))
-	outside := make([]int, len(loans))
+	outside, overCap := make([]int, len(loans)), make([]int, len(loans))
 	from, to, _, _ := cfg.Ladder.Policy.Contact.Pack.Window()
+	callsPerDay := 0 // no cap
+	if p := cfg.Ladder.Policy.Contact.Pack; p != nil {
+		for _, r := range p.Rules {
+			if r.Cap != nil && r.Cap.Channel == policy.ChannelPhone.String() && r.Cap.Days == 1 {
+				callsPerDay = r.Cap.Max
+			}
+		}
+	}
 	var lat, fire []time.Duration
 	recs := make([][]time.Duration, len(loans))
 	fires := make([][]time.Duration, len(loans))
@@ -531,6 +544,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 				var l, f, rec []time.Duration
 				var lastAt time.Time
 				var out int
+				calls := map[int]int{} // released calls per simulated day
 				for _, e := range entries {
 					switch ev := e.Event.(type) {
 					case policy.Repayment:
@@ -541,6 +555,11 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 					case policy.Decision:
 						ds = append(ds, ev)
 						if ev.Kind == policy.KindContactReleased {
+							for _, t := range ev.Tasks {
+								if t.Channel == policy.ChannelPhone {
+									calls[int(ev.Ctx.DecidedAt.Sub(loans[i].DueAt)/cfg.Ladder.Calendar.Day)]++
+								}
+							}
 							if wall := localWall(loans[i].DueAt, cfg.Ladder.Calendar.Day, ev.Ctx.DecidedAt); wall < from || wall >= to {
 								out += len(ev.Tasks)
 							}
@@ -556,6 +575,12 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 				defer mu.Unlock()
 				got[i], msgs[i], recs[i], fires[i] = o, len(entries), rec, f
 				outside[i] = out
+				overCap[i] = 0
+				for _, n := range calls {
+					if callsPerDay > 0 && n > callsPerDay {
+						overCap[i]++
+					}
+				}
 				if !o.equal(loans[i].Want) {
 					next = append(next, i)
 					return nil
@@ -605,6 +630,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 		}
 		r.Duplicates += got[i].Repeats
 		r.OutsideWindow += outside[i]
+		r.CapViolations += overCap[i]
 		r.Tasks += got[i].Tasks
 		if got[i].equal(l.Want) {
 			r.Matched++

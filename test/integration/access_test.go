@@ -224,10 +224,17 @@ func TestCompromisedStageCredential(t *testing.T) {
 	h.send(dueEvent("L-victim", "1", 100000, due))
 	h.waitKind("L-victim", policy.KindContactRequested, 1, 10*time.Second)
 	ctx := context.Background()
-	timer, found, err := h.log.Last(ctx, topology.TimerSubject(tenant, "L-victim"))
-	if err != nil || !found {
-		t.Fatalf("no escalation timer: %v", err)
-	}
+	// The escalation timer follows the first contact (and its release by
+	// the gate, whose write may make the stage's timer write read again).
+	var timer loanlog.Raw
+	waitFor(t, 10*time.Second, func() error {
+		m, found, err := h.log.Last(ctx, topology.TimerSubject(tenant, "L-victim"))
+		if err != nil || !found {
+			return fmt.Errorf("no escalation timer (%v)", err)
+		}
+		timer = m
+		return nil
+	})
 	ev, err := codec.DecodeStored(topology.LoanAddress{Tenant: tenant, Loan: "L-victim", Kind: topology.KindTimer}, timer.Header, timer.Data)
 	if err != nil {
 		t.Fatal(err)

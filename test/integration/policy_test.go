@@ -123,8 +123,10 @@ func TestTwoTenantsSideBySide(t *testing.T) {
 func TestPolicyChangeGovernsNextDecision(t *testing.T) {
 	t.Parallel()
 	// The change must land between the first contact (DPD 1) and the next
-	// step (DPD 3): two days of room.
-	h := newHarness(t, 300*time.Millisecond)
+	// step (DPD 3): two days of room. With 300 ms days that was 600 ms,
+	// which a busy machine (the release gate's work beside the stages')
+	// once missed; 1 s days leave 2 s.
+	h := newHarness(t, time.Second)
 	day := h.day
 	dir := t.TempDir()
 	writePolicy(t, dir, "beta.yaml", betaPolicy("beta-v1", 8))

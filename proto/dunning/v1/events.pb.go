@@ -26,11 +26,19 @@ const (
 type Outcome int32
 
 const (
-	Outcome_OUTCOME_UNSPECIFIED    Outcome = 0
-	Outcome_OUTCOME_SENT           Outcome = 1
-	Outcome_OUTCOME_DELIVERED      Outcome = 2
-	Outcome_OUTCOME_FAILED         Outcome = 3
+	Outcome_OUTCOME_UNSPECIFIED Outcome = 0
+	Outcome_OUTCOME_SENT        Outcome = 1
+	Outcome_OUTCOME_DELIVERED   Outcome = 2
+	Outcome_OUTCOME_FAILED      Outcome = 3
+	// A call answered, by whom not known: counted as a connected call and,
+	// conservatively, as a conversation with the borrower.
 	Outcome_OUTCOME_CALL_CONNECTED Outcome = 4
+	// A call answered by the borrower (a conversation about the debt).
+	Outcome_OUTCOME_CALL_RIGHT_PARTY Outcome = 5
+	// A call answered by someone else; nothing about the debt was said.
+	Outcome_OUTCOME_CALL_WRONG_PARTY Outcome = 6
+	// A call that rang out, was busy or reached voicemail.
+	Outcome_OUTCOME_CALL_NO_ANSWER Outcome = 7
 )
 
 // Enum value maps for Outcome.
@@ -41,13 +49,19 @@ var (
 		2: "OUTCOME_DELIVERED",
 		3: "OUTCOME_FAILED",
 		4: "OUTCOME_CALL_CONNECTED",
+		5: "OUTCOME_CALL_RIGHT_PARTY",
+		6: "OUTCOME_CALL_WRONG_PARTY",
+		7: "OUTCOME_CALL_NO_ANSWER",
 	}
 	Outcome_value = map[string]int32{
-		"OUTCOME_UNSPECIFIED":    0,
-		"OUTCOME_SENT":           1,
-		"OUTCOME_DELIVERED":      2,
-		"OUTCOME_FAILED":         3,
-		"OUTCOME_CALL_CONNECTED": 4,
+		"OUTCOME_UNSPECIFIED":      0,
+		"OUTCOME_SENT":             1,
+		"OUTCOME_DELIVERED":        2,
+		"OUTCOME_FAILED":           3,
+		"OUTCOME_CALL_CONNECTED":   4,
+		"OUTCOME_CALL_RIGHT_PARTY": 5,
+		"OUTCOME_CALL_WRONG_PARTY": 6,
+		"OUTCOME_CALL_NO_ANSWER":   7,
 	}
 )
 
@@ -2408,13 +2422,16 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x10ContactCancelled\x12+\n" +
 	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12-\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x17.dunning.v1.ContactTaskR\x05tasks\x12\x12\n" +
-	"\x04rule\x18\x03 \x01(\tR\x04rule*{\n" +
+	"\x04rule\x18\x03 \x01(\tR\x04rule*\xd3\x01\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fOUTCOME_SENT\x10\x01\x12\x15\n" +
 	"\x11OUTCOME_DELIVERED\x10\x02\x12\x12\n" +
 	"\x0eOUTCOME_FAILED\x10\x03\x12\x1a\n" +
-	"\x16OUTCOME_CALL_CONNECTED\x10\x04*\xc1\x01\n" +
+	"\x16OUTCOME_CALL_CONNECTED\x10\x04\x12\x1c\n" +
+	"\x18OUTCOME_CALL_RIGHT_PARTY\x10\x05\x12\x1c\n" +
+	"\x18OUTCOME_CALL_WRONG_PARTY\x10\x06\x12\x1a\n" +
+	"\x16OUTCOME_CALL_NO_ANSWER\x10\a*\xc1\x01\n" +
 	"\x05Stage\x12\x15\n" +
 	"\x11STAGE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aSTAGE_OVERDUE_CONFIRMATION\x10\x01\x12\x17\n" +
