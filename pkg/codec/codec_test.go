@@ -26,7 +26,7 @@ func events() []policy.Event {
 		RepaymentOptions: []string{"repayment_plan"}, Fees: policy.Money{Currency: "CNY", Minor: 4}, Locale: "zh-CN", Reference: "ABCDEFGHJK"}
 	released := task
 	released.NotBefore, released.NotAfter, released.MaxAttempts = at, at.Add(14*time.Hour), 6
-	in := policy.InstallmentDue{ID: "i1", Amount: policy.Money{Currency: "CNY", Minor: 1000}, DueAt: at, Zone: "Asia/Shanghai", ContactRef: "crm", Product: "p"}
+	in := policy.InstallmentDue{ID: "i1", Amount: policy.Money{Currency: "CNY", Minor: 1000}, DueAt: at, Zone: "Asia/Shanghai", ContactRef: "crm", Product: "p", Locale: "en"}
 	pay := policy.Repayment{PaymentID: "p1", InstallmentID: "i1", Amount: policy.Money{Currency: "CNY", Minor: 400}, PaidAt: at}
 	step := policy.Step{ID: "c1-legal_referral", Stage: policy.StageLegal, Case: 1, DPD: 90, At: at}
 	return []policy.Event{

@@ -6,6 +6,7 @@ package ingest
 import (
 	"errors"
 	"fmt"
+	"regexp"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -53,7 +54,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 		if err := firstErr(
 			id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), id(p+"installment_id", m.InstallmentId),
 			money(p+"amount", m.Amount), timestamp(p+"due_at", m.DueAt), tz(p+"time_zone", m.TimeZone),
-			ref(p+"contact_ref", m.ContactRef), optionalID(p+"product_id", m.ProductId),
+			ref(p+"contact_ref", m.ContactRef), optionalID(p+"product_id", m.ProductId), locale(p+"locale", m.Locale),
 		); err != nil {
 			return Event{}, err
 		}
@@ -189,6 +190,16 @@ func timestamp(field string, t *timestamppb.Timestamp) error {
 	}
 	if tt := t.AsTime(); tt.Year() < 2000 || tt.Year() > 2200 {
 		return &FieldError{field, "must be between the years 2000 and 2200"}
+	}
+	return nil
+}
+
+// localePattern is a language tag as policies write them: "zh-CN", "en".
+var localePattern = regexp.MustCompile(`^[a-z]{2}(-[A-Z]{2})?$`)
+
+func locale(field, v string) error {
+	if v != "" && !localePattern.MatchString(v) {
+		return &FieldError{field, "must be a language tag such as zh-CN or en"}
 	}
 	return nil
 }

@@ -69,6 +69,8 @@ func TestValidate(t *testing.T) {
 		{"no zone", due(func(m *dunningv1.InstallmentDue) { m.TimeZone = "" }), "installment_due.time_zone"},
 		{"unknown zone", due(func(m *dunningv1.InstallmentDue) { m.TimeZone = "Mars/Olympus" }), "installment_due.time_zone"},
 		{"no contact ref", due(func(m *dunningv1.InstallmentDue) { m.ContactRef = "" }), "installment_due.contact_ref"},
+		{"a borrower's locale", due(func(m *dunningv1.InstallmentDue) { m.Locale = "en" }), ""},
+		{"a locale that is not a tag", due(func(m *dunningv1.InstallmentDue) { m.Locale = "English" }), "installment_due.locale"},
 		{"no payment id", pay(func(m *dunningv1.RepaymentReceived) { m.PaymentId = "" }), "repayment_received.payment_id"},
 		{"bad installment ref", pay(func(m *dunningv1.RepaymentReceived) { m.InstallmentId = "a b" }), "repayment_received.installment_id"},
 		{"no paid time", pay(func(m *dunningv1.RepaymentReceived) { m.PaidAt = nil }), "repayment_received.paid_at"},

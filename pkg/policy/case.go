@@ -18,6 +18,7 @@ type InstallmentDue struct {
 	Zone       string
 	ContactRef string
 	Product    string
+	Locale     string // the borrower's language, "" for the policy's default
 }
 
 // Repayment is money received.

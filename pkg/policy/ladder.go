@@ -340,9 +340,12 @@ func ToneFor(t Tier) Tone {
 }
 
 func (l Ladder) tasks(c *Case, ctx Context, cs *CadenceStep) []ContactTask {
-	ref := ""
+	ref, locale := "", l.Policy.DefaultLocale
 	if a, ok := c.anchor(); ok {
 		ref = a.ContactRef
+		if slices.Contains(l.Policy.Locales, a.Locale) {
+			locale = a.Locale
+		}
 	}
 	var fees Money
 	if ctx.Tier >= TierMedium {
@@ -356,7 +359,7 @@ func (l Ladder) tasks(c *Case, ctx Context, cs *CadenceStep) []ContactTask {
 			Tone:             ToneFor(ctx.Tier),
 			ContactRef:       ref,
 			Template:         cs.Template,
-			Locale:           l.Policy.DefaultLocale,
+			Locale:           locale,
 			AmountDue:        ctx.Overdue,
 			DPD:              ctx.DPD,
 			RepaymentOptions: []string{"pay_in_app", "bank_transfer", "repayment_plan", "short_deferral"},

@@ -40,6 +40,11 @@ type Policy struct {
 	Entries     map[Stage]EntryCondition
 	Cadence     []CadenceStep
 	Templates   map[string]Template
+	// LenderName is the lender's name as borrowers know it, which {lender}
+	// renders ("" renders the tenant ID). RepayWording, per locale,
+	// replaces the shipped wording of {repay} with the lender's own.
+	LenderName   string
+	RepayWording map[string]string
 	// Contact is when contacts may leave: the jurisdiction's pack, the
 	// lender's calendar and send slot (gate.go).
 	Contact ContactRules

@@ -70,9 +70,16 @@ func (p Policy) Render(t ContactTask, lender string) (string, error) {
 	if ph == nil {
 		ph = phrases["en"]
 	}
+	if p.LenderName != "" {
+		lender = p.LenderName
+	}
+	repay := ph["repay"]
+	if w, ok := p.RepayWording[locale]; ok {
+		repay = w
+	}
 	r := strings.NewReplacer(
 		"{lender}", lender, "{amount}", FormatMoney(t.AmountDue), "{dpd}", fmt.Sprint(t.DPD),
-		"{repay}", ph["repay"], "{options}", ph["options"], "{fees}", FormatMoney(t.Fees),
+		"{repay}", repay, "{options}", ph["options"], "{fees}", FormatMoney(t.Fees),
 		"{credit}", ph["credit"], "{legal}", ph["legal"], "{ref}", t.Reference, "{optout}", ph["optout"],
 	)
 	return r.Replace(text), nil

@@ -413,3 +413,37 @@ func TestUSRegFRequiresOptOut(t *testing.T) {
 		t.Errorf("with {optout} in every sms and email text: %v", err)
 	}
 }
+
+// The borrower's language and the lender's name: a task is in the
+// installment's locale when the policy has it (else the default), {lender}
+// renders the policy's lender_name (not the tenant ID) and {repay} the
+// lender's own wording; wording in a locale the policy lacks is refused.
+func TestLenderNameLocaleAndWording(t *testing.T) {
+	data := mutate(t, "grace_days: 0 ", "lender_name: \"Acme Finance\"\nrepay_wording: {zh-CN: \"Acme金融App\", en: \"the Acme app\"}\ngrace_days: 0 ")
+	pol, err := Parse("acme.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := policy.Ladder{Policy: pol, Calendar: policy.Calendar{Day: policy.RealDay}}
+	for _, tt := range []struct{ locale, want, repay string }{{"en", "en", "the Acme app"}, {"zh-CN", "zh-CN", "Acme金融App"}, {"fr", "zh-CN", "Acme金融App"}, {"", "zh-CN", "Acme金融App"}} {
+		in := policy.InstallmentDue{ID: "1", Amount: policy.Money{Currency: "CNY", Minor: 1000}, DueAt: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC),
+			Zone: "UTC", Locale: tt.locale}
+		var task policy.ContactTask
+		for _, d := range l.Simulate(in, nil, 2) {
+			if d.Kind == policy.KindContactRequested {
+				task = d.Tasks[0]
+			}
+		}
+		if task.Locale != tt.want {
+			t.Errorf("installment in %q: task in %q, want %q", tt.locale, task.Locale, tt.want)
+		}
+		text, err := pol.Render(task, "acme")
+		if err != nil || !strings.Contains(text, "Acme Finance") || strings.Contains(text, "acme") || !strings.Contains(text, tt.repay) {
+			t.Errorf("installment in %q: %q (%v), want Acme Finance and %q", tt.locale, text, err, tt.repay)
+		}
+	}
+	bad := mutate(t, "grace_days: 0 ", "repay_wording: {fr: \"virement\"}\ngrace_days: 0 ")
+	if _, err := Parse("acme.yaml", bad); err == nil || !strings.Contains(err.Error(), "repay_wording.fr") {
+		t.Errorf("wording in a locale the policy lacks: %v", err)
+	}
+}

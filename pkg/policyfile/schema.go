@@ -44,7 +44,7 @@ func Parse(file string, data []byte) (policy.Policy, error) {
 
 func (p *parser) policy(root *yaml.Node) policy.Policy {
 	f, keys := p.mapping(root, "", "version", "tenant", "product", "jurisdiction", "locales", "default_locale",
-		"grace_days", "penalty_bps_per_day", "tiers", "stages", "templates", "language_check", "contact")
+		"grace_days", "penalty_bps_per_day", "tiers", "stages", "templates", "language_check", "contact", "lender_name", "repay_wording")
 	var pol policy.Policy
 	for _, req := range []string{"version", "tenant", "jurisdiction", "locales", "default_locale", "tiers", "stages", "templates"} {
 		if f[req] == nil && root.Kind == yaml.MappingNode {
@@ -126,6 +126,32 @@ func (p *parser) policy(root *yaml.Node) policy.Policy {
 		rules.content = packs[pol.Jurisdiction].ContentRules()
 	}
 	pol.Templates = p.templates(f["templates"], locales, rules)
+	if v, ok := p.str(f["lender_name"], "lender_name"); ok {
+		if n := len([]rune(strings.TrimSpace(v))); n == 0 || n > 64 || strings.ContainsAny(v, "{}\n") {
+			p.errf(f["lender_name"], "lender_name", "must be 1-64 characters on one line, without braces")
+		}
+		pol.LenderName = strings.TrimSpace(v)
+	}
+	if f["repay_wording"] != nil {
+		wf, wkeys := p.mapping(f["repay_wording"], "repay_wording")
+		pol.RepayWording = map[string]string{}
+		for loc, n := range wf {
+			path := "repay_wording." + loc
+			if !contains(locales, loc) {
+				p.errf(wkeys[loc], path, "locale %q is not in locales", loc)
+			}
+			text, ok := p.str(n, path)
+			if !ok {
+				continue
+			}
+			if strings.TrimSpace(text) == "" || strings.ContainsAny(text, "{}") {
+				p.errf(n, path, "must be non-empty wording without placeholders")
+			} else if phrase := rules.lc.Find(text); phrase != "" {
+				p.errf(n, path, "threatening, abusive or false-legal wording %q: collectors may not threaten or intimidate", phrase)
+			}
+			pol.RepayWording[loc] = text
+		}
+	}
 	p.stages(f["stages"], &pol)
 	pol.Contact = p.contact(f["contact"], pol.Jurisdiction, f["jurisdiction"])
 	_ = keys

@@ -442,7 +442,11 @@ type InstallmentDue struct {
 	// Opaque reference to the borrower's contact record at the lender.
 	ContactRef string `protobuf:"bytes,7,opt,name=contact_ref,json=contactRef,proto3" json:"contact_ref,omitempty"`
 	// Optional product code: a tenant may run a policy per product.
-	ProductId     string `protobuf:"bytes,8,opt,name=product_id,json=productId,proto3" json:"product_id,omitempty"`
+	ProductId string `protobuf:"bytes,8,opt,name=product_id,json=productId,proto3" json:"product_id,omitempty"`
+	// Optional: the borrower's language, e.g. "zh-CN" or "en". Texts are in
+	// it when the policy has it among its locales, else in the policy's
+	// default locale.
+	Locale        string `protobuf:"bytes,9,opt,name=locale,proto3" json:"locale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -529,6 +533,13 @@ func (x *InstallmentDue) GetContactRef() string {
 func (x *InstallmentDue) GetProductId() string {
 	if x != nil {
 		return x.ProductId
+	}
+	return ""
+}
+
+func (x *InstallmentDue) GetLocale() string {
+	if x != nil {
+		return x.Locale
 	}
 	return ""
 }
@@ -2268,7 +2279,7 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x05Money\x12\x1a\n" +
 	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12\x1f\n" +
 	"\vminor_units\x18\x02 \x01(\x03R\n" +
-	"minorUnits\"\xa8\x02\n" +
+	"minorUnits\"\xc0\x02\n" +
 	"\x0eInstallmentDue\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12%\n" +
@@ -2279,7 +2290,8 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\vcontact_ref\x18\a \x01(\tR\n" +
 	"contactRef\x12\x1d\n" +
 	"\n" +
-	"product_id\x18\b \x01(\tR\tproductId\"\xef\x01\n" +
+	"product_id\x18\b \x01(\tR\tproductId\x12\x16\n" +
+	"\x06locale\x18\t \x01(\tR\x06locale\"\xef\x01\n" +
 	"\x11RepaymentReceived\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1d\n" +
