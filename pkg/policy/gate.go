@@ -279,8 +279,8 @@ func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 				counted.Gate = append(counted.Gate, GatedTask{Task: t, Case: g.Case, State: GateReleased})
 				continue
 			}
-			if g.State == GateHeld && g.Until.Equal(until) && g.Rule == rule {
-				continue // already held so
+			if g.State == GateHeld && g.Until.Equal(until) {
+				continue // already held until then (the first rule recorded stands)
 			}
 			add(KindContactHeld, []GatedTask{g}, fmt.Sprintf("held by %s until %s", rule, l.LocalTime(c, until)), func(d *Decision) {
 				d.HeldUntil, d.Rule = until, rule
@@ -306,9 +306,13 @@ func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 		})
 		return out
 	}
+	// A task already held until the same time is not recorded again, even
+	// if another rule would now name that time: a redelivered trigger
+	// looking at 08:05 at a task held by the window until its 08:09 slot
+	// would otherwise record the slot's rule as a second hold.
 	var hold []GatedTask
 	for _, g := range waiting {
-		if g.State != GateHeld || !g.Until.Equal(at) || g.Rule != rule {
+		if g.State != GateHeld || !g.Until.Equal(at) {
 			hold = append(hold, g)
 		}
 	}

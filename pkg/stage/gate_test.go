@@ -188,3 +188,45 @@ func TestOptOutSuppressesOneChannel(t *testing.T) {
 		t.Errorf("dunning_contact_tasks_total{outcome=suppressed} = %v, want 1", n)
 	}
 }
+
+// A trigger redelivered while a contact is held (here the escalation,
+// looked at again at 08:05, between the window's opening and the loan's
+// 08:09 slot) records nothing new: the task is already held until 08:09.
+func TestRedeliveredTriggerDoesNotHoldAgain(t *testing.T) {
+	w := gateWorld(t, "Asia/Shanghai", "cn", 0, 2*time.Hour, func(l *time.Location) time.Time { return time.Date(2026, 3, 2, 18, 0, 0, 0, l) })
+	w.installment("L-1", 100000)
+	w.drain()
+	w.until(w.dpd(1, time.Hour))
+	var held policy.Decision
+	var seq uint64
+	es, _, _ := w.log.Read(ctx, tenant, "L-1")
+	for _, e := range es {
+		if d, ok := e.Event.(policy.Decision); ok && d.Kind == policy.KindContactRequested {
+			seq = e.Seq
+			for _, e2 := range es {
+				if h, ok := e2.Event.(policy.Decision); ok && h.Kind == policy.KindContactHeld {
+					held = h
+				}
+			}
+			w.clock.Set(held.HeldUntil.Add(-time.Minute))
+			if local := w.clock.Now().In(w.loc); local.Hour() < 8 {
+				t.Skipf("this loan's slot is at %s: no room between 08:00 and it", held.HeldUntil.In(w.loc))
+			}
+			if err := stage.Release.Handle(ctx, w.deps, tenant, "L-1", seq, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if held.Rule != "cn.hours" {
+		t.Fatalf("held %+v, want by cn.hours", held)
+	}
+	n := 0
+	for _, d := range w.gated("L-1") {
+		if d.Kind == policy.KindContactHeld {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d contact_held records after the redelivery, want 1", n)
+	}
+}
