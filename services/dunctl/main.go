@@ -4,6 +4,7 @@
 //	dunctl policy check FILE...   report every problem of each file, exit 1 if any
 //	dunctl policy default         print the shipped policy (docs/domain.md)
 //	dunctl policy dryrun [flags]  print the ladder a loan would follow, day by day
+//	dunctl rules show [PACK...]   print the contact-rule packs, each rule with its citation
 //	dunctl timeline [--api URL] TENANT LOAN
 //	                              print a loan's timeline from a running pipeline
 //	dunctl credentials ...        create, revoke and list NATS credentials
@@ -24,6 +25,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/opendunning/dunning/pkg/contactrules"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/policyfile"
 )
@@ -33,6 +35,7 @@ const usage = `usage:
   dunctl policy default         print the shipped policy file
   dunctl policy dryrun [--policy FILE] [--amount MINOR] [--currency CUR] [--pay DPD:MINOR]... [--days N] [--locale L] [--texts]
                                 print the ladder a loan would follow, day by day
+  dunctl rules show [PACK...]   print the contact-rule packs (default: every shipped pack): each rule's ID, kind, text and citation
   dunctl timeline [--api URL] TENANT LOAN
                                 print a loan's timeline from the pipeline's HTTP API (default http://127.0.0.1:8080)
   dunctl credentials create|revoke|list|config [--dir DIR] [--key PUBKEY] [IDENTITY]
@@ -65,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "timeline":
 			return timeline(args[1:], stdout, stderr)
+		case "rules":
+			return rules(args[1:], stdout, stderr)
 		case "credentials":
 			return credentials(args[1:], stdout, stderr)
 		case "provision":
@@ -115,6 +120,44 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprint(stderr, usage)
 	return 2
+}
+
+// rules prints contact-rule packs, one rule a line, so that a lender and
+// its compliance officer read what the gate applies and why.
+func rules(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "show" {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	packs, err := contactrules.Packs()
+	if err != nil {
+		fmt.Fprintln(stderr, "dunctl rules:", err)
+		return 1
+	}
+	ids := args[1:]
+	if len(ids) == 0 {
+		ids = contactrules.IDs()
+	}
+	for _, id := range ids {
+		if packs[id] == nil {
+			fmt.Fprintf(stderr, "dunctl rules: no pack %q (shipped: %s)\n", id, strings.Join(contactrules.IDs(), ", "))
+			return 2
+		}
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	for _, id := range ids {
+		p := packs[id]
+		fmt.Fprintf(tw, "pack %s, version %s\n", p.ID, p.Version)
+		fmt.Fprintln(tw, "rule\tkind\ttext\tcitation")
+		for _, r := range p.Rules {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.ID, r.Kind, r.Text, r.Citation)
+		}
+		fmt.Fprintln(tw)
+	}
+	if err := tw.Flush(); err != nil {
+		return 1
+	}
+	return 0
 }
 
 // payments is a repeatable --pay DPD:MINOR flag.

@@ -148,3 +148,25 @@ func TestTimeline(t *testing.T) {
 		}
 	}
 }
+
+// dunctl rules show prints every shipped pack's rules with their citations;
+// an unknown pack is a usage error naming the shipped ones.
+func TestRulesShow(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run([]string{"rules", "show"}, &out, &errOut); code != 0 {
+		t.Fatalf("rules show = %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{"pack cn, version", "cn.hours", "cn.voice-per-day", "pack us-regf", "us-regf.opt-out", "12 CFR 1006.6(e)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("rules show lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	if code := run([]string{"rules", "show", "us-regf"}, &out, &errOut); code != 0 || strings.Contains(out.String(), "cn.hours") {
+		t.Errorf("rules show us-regf = %d:\n%s", code, out.String())
+	}
+	errOut.Reset()
+	if code := run([]string{"rules", "show", "eu"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "cn, us-regf") {
+		t.Errorf("rules show eu = %d: %s", code, errOut.String())
+	}
+}
