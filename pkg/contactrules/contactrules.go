@@ -169,11 +169,22 @@ func Parse(data []byte) (*Pack, error) {
 
 // clock parses "HH:MM" into minutes after midnight.
 func clock(s string) (int, error) {
+	w, err := ParseWall(s)
+	return int(w / time.Minute), err
+}
+
+// ParseWall parses a wall time "HH:MM" into the time since midnight.
+func ParseWall(s string) (time.Duration, error) {
 	t, err := time.Parse("15:04", s)
 	if err != nil {
 		return 0, fmt.Errorf("%q is not HH:MM", s)
 	}
-	return t.Hour()*60 + t.Minute(), nil
+	return time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute, nil
+}
+
+// FormatWall renders a time since midnight as "HH:MM".
+func FormatWall(d time.Duration) string {
+	return fmt.Sprintf("%02d:%02d", int(d/time.Hour), int(d%time.Hour/time.Minute))
 }
 
 // Calendar is what a lender configures on top of a pack: days on which no
@@ -196,8 +207,8 @@ func (c *Calendar) Blackout(y int, m time.Month, d int) {
 	c.Blackouts = append(c.Blackouts, Date{y, m, d})
 }
 
-func (c Calendar) closed(y int, m time.Month, d int, wd time.Weekday) bool {
-	return slices.Contains(c.Blackouts, Date{y, m, d}) || slices.Contains(c.ClosedOn, wd)
+func (c Calendar) closed(d Date) bool {
+	return slices.Contains(c.Blackouts, d) || slices.Contains(c.ClosedOn, d.Weekday())
 }
 
 // maxSearchDays bounds the search for an open day: a calendar that closes
@@ -340,7 +351,7 @@ func (s Slot) Next(at time.Time, clock Clock) (time.Time, string, error) {
 	why := windowRule
 	for i := range maxSearchDays {
 		d := today.AddDays(i)
-		if s.Calendar.closed(d.Year, d.Month, d.Day, d.Weekday()) {
+		if s.Calendar.closed(d) {
 			if i == 0 {
 				why = RuleCalendar
 			}

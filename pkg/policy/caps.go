@@ -83,11 +83,10 @@ type capEvent struct {
 // capEvents are the loan's events a cap counts, on the cap's channel, by
 // local day.
 func (l Ladder) capEvents(c *Case, ch Channel, counts string, now time.Time, clock contactrules.Clock) []capEvent {
-	channelOf := map[string]Channel{}
+	// The loan's released tasks on the channel, by ID, released at NotBefore.
 	released := map[string]time.Time{}
 	for _, g := range c.Gate {
-		if g.State == GateReleased {
-			channelOf[g.Task.ID] = g.Task.Channel
+		if g.State == GateReleased && g.Task.Channel == ch {
 			released[g.Task.ID] = g.Task.NotBefore
 		}
 	}
@@ -95,15 +94,13 @@ func (l Ladder) capEvents(c *Case, ch Channel, counts string, now time.Time, clo
 	day := func(t time.Time) contactrules.Date { d, _ := clock.Local(t); return d }
 	switch counts {
 	case countAttempts:
-		for id, at := range released {
-			if channelOf[id] == ch {
-				out = append(out, capEvent{day: day(at)})
-			}
+		for _, at := range released {
+			out = append(out, capEvent{day: day(at)})
 		}
 	case countConnected, countConversations:
 		resolved := map[string]bool{}
 		for _, o := range c.Outcomes {
-			if channelOf[o.ContactID] != ch {
+			if _, ok := released[o.ContactID]; !ok {
 				continue
 			}
 			resolved[o.ContactID] = true
@@ -114,7 +111,7 @@ func (l Ladder) capEvents(c *Case, ch Channel, counts string, now time.Time, clo
 			}
 		}
 		for id, at := range released {
-			if channelOf[id] != ch || resolved[id] {
+			if resolved[id] {
 				continue
 			}
 			d, wall := clock.Local(at)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/opendunning/dunning/pkg/contactrules"
@@ -169,7 +168,7 @@ func (l Ladder) Fired(c *Case, s Step, now time.Time) []Decision {
 // Gate decides, at now, for every task still waiting: cancelled (its case
 // is closed, or nothing is overdue any more), released (the borrower's rules
 // permit it now), or held until its loan's slot, naming the rule. A task
-// already held until the same time by the same rule is not recorded again.
+// already held until the same time is not recorded again.
 // stepID is the gate's step that fired, "" for a new decision or a closure.
 func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 	var stale, waiting []GatedTask
@@ -198,6 +197,11 @@ func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 	}
 	cancel := func(gs []GatedTask, rule, reason string) {
 		add(KindContactCancelled, gs, reason, func(d *Decision) { d.Rule = rule })
+	}
+	hold := func(gs []GatedTask, until time.Time, rule string) {
+		add(KindContactHeld, gs, fmt.Sprintf("held by %s until %s", rule, l.LocalTime(c, until)), func(d *Decision) {
+			d.HeldUntil, d.Rule = until, rule
+		})
 	}
 	if len(stale) > 0 {
 		cancel(stale, RuleCaseClosed, fmt.Sprintf("case %s before the contact left: not delivered", closedAs(c)))
@@ -252,9 +256,7 @@ func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 		rest = append(rest, g)
 	}
 	for _, h := range holds {
-		add(KindContactHeld, byHold[h], fmt.Sprintf("held by %s until %s", h.rule, l.LocalTime(c, h.until)), func(d *Decision) {
-			d.HeldUntil, d.Rule = h.until, h.rule
-		})
+		hold(byHold[h], h.until, h.rule)
 	}
 	if waiting = rest; len(waiting) == 0 {
 		return out
@@ -282,9 +284,7 @@ func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 			if g.State == GateHeld && g.Until.Equal(until) {
 				continue // already held until then (the first rule recorded stands)
 			}
-			add(KindContactHeld, []GatedTask{g}, fmt.Sprintf("held by %s until %s", rule, l.LocalTime(c, until)), func(d *Decision) {
-				d.HeldUntil, d.Rule = until, rule
-			})
+			hold([]GatedTask{g}, until, rule)
 		}
 		if waiting = free; len(waiting) == 0 {
 			return out
@@ -310,16 +310,14 @@ func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 	// if another rule would now name that time: a redelivered trigger
 	// looking at 08:05 at a task held by the window until its 08:09 slot
 	// would otherwise record the slot's rule as a second hold.
-	var hold []GatedTask
+	var again []GatedTask
 	for _, g := range waiting {
 		if g.State != GateHeld || !g.Until.Equal(at) {
-			hold = append(hold, g)
+			again = append(again, g)
 		}
 	}
-	if len(hold) > 0 {
-		add(KindContactHeld, hold, fmt.Sprintf("held by %s until %s", rule, l.LocalTime(c, at)), func(d *Decision) {
-			d.HeldUntil, d.Rule = at, rule
-		})
+	if len(again) > 0 {
+		hold(again, at, rule)
 	}
 	return out
 }
@@ -328,7 +326,7 @@ func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 // accelerated day, as the simulated day and hour.
 func (l Ladder) LocalTime(c *Case, t time.Time) string {
 	d, wall := l.clock(c).Local(t)
-	return fmt.Sprintf("%s %02d:%02d local", d, int(wall/time.Hour), int(wall%time.Hour/time.Minute))
+	return fmt.Sprintf("%s %s local", d, contactrules.FormatWall(wall))
 }
 
 func closedAs(c *Case) string {
@@ -391,4 +389,4 @@ func SpreadOffset(key string, spread time.Duration) time.Duration {
 }
 
 // LoanKey is the key a loan's spread offset is drawn from.
-func LoanKey(tenant, loan string) string { return strings.Join([]string{tenant, loan}, "/") }
+func LoanKey(tenant, loan string) string { return tenant + "/" + loan }

@@ -3,7 +3,8 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"time"
+
+	"github.com/opendunning/dunning/pkg/contactrules"
 )
 
 // Policy is a tenant's dunning configuration. Default reproduces the shipped
@@ -137,20 +138,16 @@ func (r ContactRules) validate() []error {
 	from, to, rule, _ := r.Pack.Window()
 	sendAt := max(r.SendAt, from)
 	if r.SendAt != 0 && r.SendAt < from {
-		errs = append(errs, fmt.Errorf("send_at: %s is before the window %s opens", clockString(r.SendAt), rule))
+		errs = append(errs, fmt.Errorf("send_at: %s is before the window %s opens", contactrules.FormatWall(r.SendAt), rule))
 	}
 	if r.SendSpread < 0 {
 		errs = append(errs, fmt.Errorf("send_spread: must be >= 0, got %s", r.SendSpread))
 	}
 	if sendAt+r.SendSpread > to {
-		errs = append(errs, fmt.Errorf("send_spread: send_at %s plus %s ends after the window closes at %s", clockString(sendAt), r.SendSpread, clockString(to)))
+		errs = append(errs, fmt.Errorf("send_spread: send_at %s plus %s ends after the window closes at %s", contactrules.FormatWall(sendAt), r.SendSpread, contactrules.FormatWall(to)))
 	}
 	if r.MaxAttempts < 0 {
 		errs = append(errs, fmt.Errorf("max_attempts: must be >= 0, got %d", r.MaxAttempts))
 	}
 	return errs
-}
-
-func clockString(d time.Duration) string {
-	return fmt.Sprintf("%02d:%02d", int(d/time.Hour), int(d%time.Hour/time.Minute))
 }

@@ -171,19 +171,17 @@ func (p *parser) contact(n *yaml.Node, jurisdiction string, jnode *yaml.Node) po
 	}
 	f, _ := p.mapping(n, "contact", "send_at", "send_spread", "max_attempts", "closed_on", "blackouts")
 	from, to, rule, _ := r.Pack.Window()
-	window := fmt.Sprintf("%s's window %s-%s (%s)", jurisdiction, hhmm(from), hhmm(to), rule)
+	window := fmt.Sprintf("%s's window %s-%s (%s)", jurisdiction, contactrules.FormatWall(from), contactrules.FormatWall(to), rule)
 	at := from
 	if v, ok := p.str(f["send_at"], "contact.send_at"); ok {
-		t, err := time.Parse("15:04", v)
+		w, err := contactrules.ParseWall(v)
 		switch {
 		case err != nil:
 			p.errf(f["send_at"], "contact.send_at", "%q is not a time of day HH:MM", v)
-		case time.Duration(t.Hour())*time.Hour+time.Duration(t.Minute())*time.Minute < from ||
-			time.Duration(t.Hour())*time.Hour+time.Duration(t.Minute())*time.Minute >= to:
+		case w < from || w >= to:
 			p.errf(f["send_at"], "contact.send_at", "%s is outside %s", v, window)
 		default:
-			at = time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute
-			r.SendAt = at
+			at, r.SendAt = w, w
 		}
 	}
 	if v, ok := p.str(f["send_spread"], "contact.send_spread"); ok {
@@ -192,7 +190,7 @@ func (p *parser) contact(n *yaml.Node, jurisdiction string, jnode *yaml.Node) po
 		case err != nil || d < 0:
 			p.errf(f["send_spread"], "contact.send_spread", "%q is not a duration like 2h or 90m", v)
 		case at+d > to:
-			p.errf(f["send_spread"], "contact.send_spread", "%s from %s ends after %s closes", v, hhmm(at), window)
+			p.errf(f["send_spread"], "contact.send_spread", "%s from %s ends after %s closes", v, contactrules.FormatWall(at), window)
 		default:
 			r.SendSpread = d
 		}
@@ -226,10 +224,6 @@ func (p *parser) contact(n *yaml.Node, jurisdiction string, jnode *yaml.Node) po
 		r.Calendar.Blackout(t.Year(), t.Month(), t.Day())
 	}
 	return r
-}
-
-func hhmm(d time.Duration) string {
-	return fmt.Sprintf("%02d:%02d", int(d/time.Hour), int(d%time.Hour/time.Minute))
 }
 
 func (p *parser) tiers(n *yaml.Node) []policy.TierRange {
