@@ -145,6 +145,8 @@ type Grant struct {
 	Publish []string
 	// ReadLog allows direct gets on the loans stream (reading a loan's log).
 	ReadLog bool
+	// ReadCodes allows direct gets on the verification index.
+	ReadCodes bool
 }
 
 // ServicePermissions turns a service's grant into subjects. Every service
@@ -165,6 +167,9 @@ func ServicePermissions(id Identity, g Grant) Permissions {
 	}
 	if g.ReadLog {
 		p.Publish = append(p.Publish, "$JS.API.DIRECT.GET."+topology.StreamLoans, "$JS.API.DIRECT.GET."+topology.StreamLoans+".>")
+	}
+	if g.ReadCodes {
+		p.Publish = append(p.Publish, "$JS.API.DIRECT.GET."+topology.StreamVerify, "$JS.API.DIRECT.GET."+topology.StreamVerify+".>")
 	}
 	p.Publish = append(p.Publish, g.Publish...)
 	p.Publish = dedupe(p.Publish)

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"slices"
+
 	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/dispatch"
@@ -18,6 +20,8 @@ func Grant(o Options) access.Grant {
 		g.Consumers = append(g.Consumers, s.ConsumerSpec())
 		g.Publish = append(g.Publish, s.Publishes()...)
 		g.ReadLog = true
+		// Claiming a verification code reads whose it is on a collision.
+		g.ReadCodes = g.ReadCodes || slices.Contains(s.Writes, codec.Released)
 	}
 	if o.Intake || o.API {
 		// Recording lender events, and reading logs for timelines and
@@ -33,6 +37,10 @@ func Grant(o Options) access.Grant {
 			g.Publish = append(g.Publish, topology.LoanFilter(k.Token, id))
 		}
 		g.ReadLog = true
+	}
+	if o.API {
+		// The public verification endpoint looks codes up.
+		g.ReadCodes = true
 	}
 	if o.Intake {
 		g.Consumers = append(g.Consumers, topology.Intake)

@@ -21,12 +21,12 @@ func stepFromProto(m *dunningv1.StepDue) policy.Step {
 // InstallmentFromProto maps a lender installment to the domain.
 func InstallmentFromProto(m *dunningv1.InstallmentDue) policy.InstallmentDue {
 	return policy.InstallmentDue{ID: m.GetInstallmentId(), Amount: moneyFromProto(m.GetAmount()), DueAt: m.GetDueAt().AsTime(),
-		Zone: m.GetTimeZone(), ContactRef: m.GetContactRef(), Product: m.GetProductId(), Locale: m.GetLocale()}
+		Zone: m.GetTimeZone(), ContactRef: m.GetContactRef(), Product: m.GetProductId(), Locale: m.GetLocale(), BorrowerRef: m.GetBorrowerRef()}
 }
 
 func installmentToProto(tenant, loan string, in policy.InstallmentDue) *dunningv1.InstallmentDue {
 	return &dunningv1.InstallmentDue{TenantId: tenant, LoanId: loan, InstallmentId: in.ID, Amount: moneyToProto(in.Amount),
-		DueAt: ts(in.DueAt), TimeZone: in.Zone, ContactRef: in.ContactRef, ProductId: in.Product, Locale: in.Locale}
+		DueAt: ts(in.DueAt), TimeZone: in.Zone, ContactRef: in.ContactRef, ProductId: in.Product, Locale: in.Locale, BorrowerRef: in.BorrowerRef}
 }
 
 // RepaymentFromProto maps a lender repayment to the domain.

@@ -55,6 +55,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), id(p+"installment_id", m.InstallmentId),
 			money(p+"amount", m.Amount), timestamp(p+"due_at", m.DueAt), tz(p+"time_zone", m.TimeZone),
 			ref(p+"contact_ref", m.ContactRef), optionalID(p+"product_id", m.ProductId), locale(p+"locale", m.Locale),
+			optionalID(p+"borrower_ref", m.BorrowerRef),
 		); err != nil {
 			return Event{}, err
 		}

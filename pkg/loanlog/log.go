@@ -124,7 +124,7 @@ func MsgID(parts ...string) string {
 func (l *Log) ReadRaw(ctx context.Context, tenant, loan string) ([]Raw, uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
-	out, _, err := l.batch(ctx, map[string]any{"multi_last": []string{topology.LoanLog(tenant, loan)}, "batch": maxLog}, maxLog)
+	out, _, err := l.batch(ctx, topology.StreamLoans, map[string]any{"multi_last": []string{topology.LoanLog(tenant, loan)}, "batch": maxLog}, maxLog)
 	if errors.Is(err, errTooMany) || (err == nil && len(out) >= maxLog) {
 		// A log longer than one read: page through it in stream order.
 		out, err = l.pages(ctx, tenant, loan)
@@ -157,7 +157,7 @@ func (l *Log) pages(ctx context.Context, tenant, loan string) ([]Raw, error) {
 	var out []Raw
 	next := uint64(1)
 	for {
-		page, pending, err := l.batch(ctx, map[string]any{"seq": next, "next_by_subj": topology.LoanLog(tenant, loan), "batch": maxLog}, maxLog)
+		page, pending, err := l.batch(ctx, topology.StreamLoans, map[string]any{"seq": next, "next_by_subj": topology.LoanLog(tenant, loan), "batch": maxLog}, maxLog)
 		if err != nil {
 			return nil, err
 		}
@@ -169,9 +169,9 @@ func (l *Log) pages(ctx context.Context, tenant, loan string) ([]Raw, error) {
 	}
 }
 
-// batch sends one direct-get request and collects its replies until the end
-// of the batch, or n messages.
-func (l *Log) batch(ctx context.Context, request map[string]any, n int) ([]Raw, uint64, error) {
+// batch sends one direct-get request to a stream and collects its replies
+// until the end of the batch, or n messages.
+func (l *Log) batch(ctx context.Context, stream string, request map[string]any, n int) ([]Raw, uint64, error) {
 	var (
 		mu      sync.Mutex
 		out     []Raw
@@ -217,7 +217,7 @@ func (l *Log) batch(ctx context.Context, request map[string]any, n int) ([]Raw, 
 	}
 	defer stop()
 	req, _ := json.Marshal(request)
-	if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+topology.StreamLoans, inbox, req); err != nil {
+	if err := l.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, req); err != nil {
 		return nil, 0, fmt.Errorf("reading loan log: %w", err)
 	}
 	select {
@@ -360,7 +360,7 @@ func (l *Log) AppendLender(ctx context.Context, subject string, data []byte, pri
 func (l *Log) Last(ctx context.Context, subject string) (msg Raw, found bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
-	out, _, err := l.batch(ctx, map[string]any{"last_by_subj": subject}, 1)
+	out, _, err := l.batch(ctx, topology.StreamLoans, map[string]any{"last_by_subj": subject}, 1)
 	if err != nil || len(out) == 0 {
 		return Raw{}, false, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/opendunning/dunning/pkg/loanlog/logtest"
 	"github.com/opendunning/dunning/pkg/natstest"
 	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/stage"
 	"github.com/opendunning/dunning/pkg/topology"
 )
 
@@ -57,6 +58,47 @@ func TestConformance(t *testing.T) {
 			},
 		}
 	})
+}
+
+// The NATS borrowers' logs and verification index keep the same rules.
+func TestBorrowersConformance(t *testing.T) {
+	srv := natstest.Server(t, embedded.Config{DontListen: true})
+	nc, js := natstest.Connect(t, srv, "conformance")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := topology.DefaultTopology().Provision(ctx, js, nil); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	logtest.RunBorrowers(t, func(*testing.T) (stage.Borrowers, stage.Codes) {
+		// Each case its own tenant; codes are global, so its own code too.
+		n++
+		l := loanlog.New(nc, js)
+		return tenantBorrowers{l, "t" + string(rune('a'+n))}, codeSpace{l, n}
+	})
+}
+
+type tenantBorrowers struct {
+	*loanlog.Log
+	tenant string
+}
+
+func (b tenantBorrowers) ReadBorrower(ctx context.Context, _, borrower string) ([]policy.BorrowerEntry, uint64, error) {
+	return b.Log.ReadBorrower(ctx, b.tenant, borrower)
+}
+
+func (b tenantBorrowers) AppendBorrower(ctx context.Context, _, borrower string, expect uint64, e policy.BorrowerEntry) (uint64, error) {
+	return b.Log.AppendBorrower(ctx, b.tenant, borrower, expect, e)
+}
+
+// codeSpace gives each case codes of its own on the one server.
+type codeSpace struct {
+	*loanlog.Log
+	n int
+}
+
+func (c codeSpace) Claim(ctx context.Context, code string, owner policy.CodeOwner) (bool, error) {
+	return c.Log.Claim(ctx, code[:9]+string(rune('A'+c.n)), owner)
 }
 
 // tenantLog gives each case of the suite its own tenant.

@@ -22,8 +22,8 @@ func TestNamesArePinned(t *testing.T) {
 		}
 		streams = append(streams, sc.Name+" "+strings.Join(from, ","))
 	}
-	wantStreams := []string{"DUNNING_LOANS dunning.loan.>", "DUNNING_RECORD <DUNNING_LOANS", "DUNNING_INTAKE dunning.in.*.*",
-		"DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>", "DUNNING_REJECTIONS dunning.rejected.*.*", "DUNNING_AUDIT dunning.audit.*"}
+	wantStreams := []string{"DUNNING_LOANS dunning.loan.>,dunning.borrower.>", "DUNNING_RECORD <DUNNING_LOANS", "DUNNING_INTAKE dunning.in.*.*",
+		"DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>", "DUNNING_REJECTIONS dunning.rejected.*.*", "DUNNING_VERIFY dunning.verify.*", "DUNNING_AUDIT dunning.audit.*"}
 	if !reflect.DeepEqual(streams, wantStreams) {
 		t.Errorf("streams = %q\nwant %q", streams, wantStreams)
 	}
@@ -43,7 +43,7 @@ func TestNamesArePinned(t *testing.T) {
 		"third-party-handoff": {"DUNNING_LOANS", "dunning.loan.*.*.step.handoff.*"},
 		"legal-referral":      {"DUNNING_LOANS", "dunning.loan.*.*.step.legal.*"},
 		"contact-release": {"DUNNING_LOANS", "dunning.loan.*.*.contact.*", "dunning.loan.*.*.escalated.*",
-			"dunning.loan.*.*.closed.*", "dunning.loan.*.*.step.release.*"},
+			"dunning.loan.*.*.closed.*", "dunning.loan.*.*.outcome.*", "dunning.loan.*.*.step.release.*"},
 		"dispatch": {"DUNNING_LOANS", "dunning.loan.*.*.released.*"},
 		"notify":   {"DUNNING_TASKS", "dunning.task.>"},
 	}

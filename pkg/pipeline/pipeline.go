@@ -235,7 +235,7 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeli
 	if err != nil {
 		return nil, err
 	}
-	deps := stage.Deps{Log: log, Ladder: cfg.Ladder, Now: cfg.Now, Metrics: metrics.Stage}
+	deps := stage.Deps{Log: log, Ladder: cfg.Ladder, Now: cfg.Now, Metrics: metrics.Stage, Borrowers: log, Codes: log}
 	for _, s := range cfg.Parts.Stages {
 		rt.Handle(s.ConsumerSpec(), stageHandler(s, deps))
 	}

@@ -16,8 +16,9 @@ import (
 // its vendors' outcomes (connected calls, conversations). A released call
 // whose outcome has not come yet counts as connected until ReservationTTL
 // has passed, so calls in flight cannot overshoot a cap on connected
-// calls. Caps per borrower count per loan until loans carry a borrower
-// key (the borrower's log is the next step of the contact-rules issue).
+// calls. A cap per borrower also counts the borrower's other loans, from
+// the borrower's log (BorrowerEntries); a loan without a borrower key
+// counts alone.
 
 // ReservationTTL is how long a released call without an outcome holds its
 // place under a cap on connected calls, in the borrower's wall time.
@@ -45,7 +46,7 @@ func (l Ladder) capHold(c *Case, ch Channel, now time.Time, clock contactrules.C
 		if cp == nil || cp.Channel != ch.String() {
 			continue
 		}
-		events := l.capEvents(c, ch, cp.Counts, now, clock)
+		events := l.capEvents(c, cp, ch, now, clock)
 		count := func(last contactrules.Date, reserved bool) int {
 			n := 0
 			for _, e := range events {
@@ -80,38 +81,62 @@ type capEvent struct {
 	reservation bool
 }
 
-// capEvents are the loan's events a cap counts, on the cap's channel, by
-// local day.
-func (l Ladder) capEvents(c *Case, ch Channel, counts string, now time.Time, clock contactrules.Clock) []capEvent {
-	// The loan's released tasks on the channel, by ID, released at NotBefore.
-	released := map[string]time.Time{}
+// capEvents are the events a cap counts, on the cap's channel, by local
+// day: the loan's own (from its log) and, for a cap per borrower, those of
+// the borrower's other loans (from the borrower's log, c.Borrower).
+func (l Ladder) capEvents(c *Case, cp *contactrules.CapSpec, ch Channel, now time.Time, clock contactrules.Clock) []capEvent {
+	// Released tasks on the channel, by loan and task, released at
+	// NotBefore; and their outcomes. The loan's own are keyed by "".
+	released := map[[2]string]time.Time{}
+	type outcome struct {
+		key [2]string
+		o   Outcome
+		at  time.Time
+	}
+	var outcomes []outcome
 	for _, g := range c.Gate {
 		if g.State == GateReleased && g.Task.Channel == ch {
-			released[g.Task.ID] = g.Task.NotBefore
+			released[[2]string{"", g.Task.ID}] = g.Task.NotBefore
+		}
+	}
+	for _, o := range c.Outcomes {
+		outcomes = append(outcomes, outcome{[2]string{"", o.ContactID}, o.Outcome, o.At})
+	}
+	if cp.Per == perBorrower {
+		for _, e := range c.Borrower {
+			if e.Channel != ch {
+				continue
+			}
+			k := [2]string{e.Loan, e.Task}
+			if e.Outcome == OutcomeNone {
+				released[k] = e.At
+			} else {
+				outcomes = append(outcomes, outcome{k, e.Outcome, e.At})
+			}
 		}
 	}
 	var out []capEvent
 	day := func(t time.Time) contactrules.Date { d, _ := clock.Local(t); return d }
-	switch counts {
+	switch cp.Counts {
 	case countAttempts:
 		for _, at := range released {
 			out = append(out, capEvent{day: day(at)})
 		}
 	case countConnected, countConversations:
-		resolved := map[string]bool{}
-		for _, o := range c.Outcomes {
-			if _, ok := released[o.ContactID]; !ok {
+		resolved := map[[2]string]bool{}
+		for _, o := range outcomes {
+			if _, ok := released[o.key]; !ok {
 				continue
 			}
-			resolved[o.ContactID] = true
-			connected := o.Outcome == OutcomeCallConnected || o.Outcome == OutcomeCallRightParty || o.Outcome == OutcomeCallWrongParty
-			conversation := o.Outcome == OutcomeCallConnected || o.Outcome == OutcomeCallRightParty
-			if (counts == countConnected && connected) || (counts == countConversations && conversation) {
-				out = append(out, capEvent{day: day(o.At)})
+			resolved[o.key] = true
+			connected := o.o == OutcomeCallConnected || o.o == OutcomeCallRightParty || o.o == OutcomeCallWrongParty
+			conversation := o.o == OutcomeCallConnected || o.o == OutcomeCallRightParty
+			if (cp.Counts == countConnected && connected) || (cp.Counts == countConversations && conversation) {
+				out = append(out, capEvent{day: day(o.at)})
 			}
 		}
-		for id, at := range released {
-			if resolved[id] {
+		for k, at := range released {
+			if resolved[k] {
 				continue
 			}
 			d, wall := clock.Local(at)
@@ -121,4 +146,96 @@ func (l Ladder) capEvents(c *Case, ch Channel, counts string, now time.Time, clo
 		}
 	}
 	return out
+}
+
+// perBorrower is a cap counted across every loan of the borrower.
+const perBorrower = "borrower"
+
+// BorrowerEntry is one entry of a borrower's log: a contact released for
+// one of the borrower's loans on a channel a cap counts per borrower
+// (Outcome none: it holds its place until its outcome comes, or
+// ReservationTTL), or that contact's outcome.
+type BorrowerEntry struct {
+	Loan    string // the loan it was released for
+	Task    string
+	Channel Channel
+	At      time.Time
+	Outcome Outcome
+}
+
+// BorrowerRef is the borrower's key at the lender, from the latest
+// installment that carries one ("": caps count per loan).
+func (c *Case) BorrowerRef() string {
+	for i := len(c.Installments) - 1; i >= 0; i-- {
+		if r := c.Installments[i].BorrowerRef; r != "" {
+			return r
+		}
+	}
+	return ""
+}
+
+// BorrowerCapped reports whether the policy's pack counts any cap per
+// borrower: only then does the gate read and write the borrower's log.
+func (l Ladder) BorrowerCapped() bool {
+	return len(l.borrowerChannels()) > 0
+}
+
+func (l Ladder) borrowerChannels() map[Channel]bool {
+	out := map[Channel]bool{}
+	if p := l.Policy.Contact.Pack; p != nil {
+		for _, r := range p.Rules {
+			if r.Cap != nil && r.Cap.Per == perBorrower {
+				if ch, ok := ParseChannel(r.Cap.Channel); ok {
+					out[ch] = true
+				}
+			}
+		}
+	}
+	return out
+}
+
+// BorrowerEntries is what the borrower's log must hold for this loan once
+// decs are committed: every task released on a channel capped per
+// borrower, and each of their outcomes (Loan left empty: the caller knows
+// the loan). The gate appends what is missing before the release it
+// stands for, guarded by the borrower's last sequence, so two loans racing
+// for a borrower's last slot cannot both take it.
+func (l Ladder) BorrowerEntries(c *Case, decs []Decision) []BorrowerEntry {
+	capped := l.borrowerChannels()
+	if len(capped) == 0 {
+		return nil
+	}
+	var out []BorrowerEntry
+	released := map[string]Channel{}
+	add := func(t ContactTask) {
+		if _, seen := released[t.ID]; seen || !capped[t.Channel] {
+			return
+		}
+		released[t.ID] = t.Channel
+		out = append(out, BorrowerEntry{Task: t.ID, Channel: t.Channel, At: t.NotBefore})
+	}
+	for _, g := range c.Gate {
+		if g.State == GateReleased {
+			add(g.Task)
+		}
+	}
+	for _, d := range decs {
+		if d.Kind == KindContactReleased {
+			for _, t := range d.Tasks {
+				add(t)
+			}
+		}
+	}
+	for _, o := range c.Outcomes {
+		if ch, ok := released[o.ContactID]; ok && o.Outcome.Call() {
+			out = append(out, BorrowerEntry{Task: o.ContactID, Channel: ch, At: o.At, Outcome: o.Outcome})
+		}
+	}
+	return out
+}
+
+// CodeOwner is whose released contact a verification code is.
+type CodeOwner struct {
+	Tenant, Loan, Task string
+	Case               int
 }

@@ -19,6 +19,9 @@ type InstallmentDue struct {
 	ContactRef string
 	Product    string
 	Locale     string // the borrower's language, "" for the policy's default
+	// BorrowerRef is the lender's opaque key of the borrower: caps per
+	// borrower count across the loans carrying it ("" counts per loan).
+	BorrowerRef string
 }
 
 // Repayment is money received.
@@ -47,6 +50,9 @@ const (
 var outcomeNames = [...]string{"none", "sent", "delivered", "failed", "call_connected", "call_right_party", "call_wrong_party", "call_no_answer"}
 
 func (o Outcome) String() string { return enumName(outcomeNames[:], int(o), "outcome") }
+
+// Call reports whether the outcome is a call's (connected, by whom, or not).
+func (o Outcome) Call() bool { return o >= OutcomeCallConnected && o <= OutcomeCallNoAnswer }
 
 // ContactOutcome records a vendor's report on a contact.
 type ContactOutcome struct {
@@ -244,6 +250,10 @@ type Case struct {
 	// Key identifies the loan (LoanKey) for what is drawn per loan, such as
 	// its place in the send spread. The engine sets it; Fold cannot.
 	Key string
+	// Borrower holds the entries of the borrower's log written for the
+	// borrower's other loans (caps per borrower count them). The engine
+	// reads them for the release gate when the loan has a borrower key.
+	Borrower []BorrowerEntry
 }
 
 // Fold builds a case from a loan's log in order.

@@ -2,6 +2,7 @@ package stage_test
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,7 +43,7 @@ func gateWorld(t *testing.T, zone, pack string, sendAt, spread time.Duration, du
 	m := stage.NewMetrics(prometheus.NewRegistry())
 	ladder := policy.Fixed(policy.Ladder{Policy: pol, Calendar: policy.Calendar{Day: policy.RealDay}})
 	return &world{t: t, clock: c, log: l, metrics: m, due: d, loc: loc,
-		deps: stage.Deps{Log: l, Ladder: ladder, Now: c.Now, Metrics: m}}
+		deps: stage.Deps{Log: l, Ladder: ladder, Now: c.Now, Metrics: m, Borrowers: &memlog.Borrowers{}, Codes: &memlog.Codes{}}}
 }
 
 // gated returns the loan's gate records and contact decisions in order.
@@ -228,5 +229,142 @@ func TestRedeliveredTriggerDoesNotHoldAgain(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d contact_held records after the redelivery, want 1", n)
+	}
+}
+
+// borrowerLoans gives the borrower B-1 n loans L-1..L-n, due together.
+func (w *world) borrowerLoans(n int) []string {
+	var loans []string
+	for i := 1; i <= n; i++ {
+		loan := fmt.Sprintf("L-%d", i)
+		w.lender(loan, "1", policy.InstallmentDue{ID: "1", Amount: policy.Money{Currency: "CNY", Minor: 100000}, DueAt: w.due,
+			Zone: "Asia/Shanghai", ContactRef: "crm", BorrowerRef: "B-1"})
+		loans = append(loans, loan)
+	}
+	return loans
+}
+
+// releasedAt lists the channels of a loan's released tasks at a stage, and
+// its phone task's hold by a cap (not by the window), if any.
+func (w *world) releasedAt(loan string, st policy.Stage) (channels []string, phoneHeld *policy.Decision) {
+	for _, d := range w.gated(loan) {
+		if d.Ctx.Stage != st {
+			continue
+		}
+		for _, task := range d.Tasks {
+			switch {
+			case d.Kind == policy.KindContactReleased:
+				channels = append(channels, task.Channel.String())
+			case d.Kind == policy.KindContactHeld && task.Channel == policy.ChannelPhone && d.Rule != "cn.hours":
+				phoneHeld = &d
+			}
+		}
+	}
+	return channels, phoneHeld
+}
+
+// Acceptance 3 (contact rules), cn: a borrower with 4 loans escalating the
+// same day. The first three phone tasks are released at 08:00 and their
+// calls connect; the fourth is held until 08:00 the next day naming the
+// per-day cap, while that loan's SMS, e-mail and push leave at 08:00. The
+// next morning it is released.
+func TestBorrowerCapAcrossLoans(t *testing.T) {
+	w := gateWorld(t, "Asia/Shanghai", "cn", 0, 0, func(l *time.Location) time.Time { return time.Date(2026, 3, 2, 18, 0, 0, 0, l) })
+	loans := w.borrowerLoans(4)
+	w.drain()
+	w.until(w.dpd(16, 8*time.Hour+30*time.Minute))
+	for _, loan := range loans[:3] {
+		chs, held := w.releasedAt(loan, policy.StageEscalation)
+		if fmt.Sprint(chs) != "[phone sms email app_push]" || held != nil {
+			t.Fatalf("%s: released %v, phone held %v; want all four released", loan, chs, held)
+		}
+		id := "c1-escalation-d16-phone"
+		w.lender(loan, id+"_connected", policy.ContactOutcome{ContactID: id, Outcome: policy.OutcomeCallConnected, At: w.clock.Now()})
+	}
+	w.drain()
+	chs, held := w.releasedAt("L-4", policy.StageEscalation)
+	if fmt.Sprint(chs) != "[sms email app_push]" || held == nil {
+		t.Fatalf("L-4: released %v, phone held %v; want sms, email and app_push released, phone held", chs, held)
+	}
+	if want := w.dpd(17, 8*time.Hour); held.Rule != "cn.voice-per-day" || !held.HeldUntil.Equal(want) {
+		t.Errorf("L-4's phone held by %q until %s, want cn.voice-per-day until %s", held.Rule, held.HeldUntil.In(w.loc), want.In(w.loc))
+	}
+	b := w.deps.Borrowers.(*memlog.Borrowers)
+	es, _, _ := b.ReadBorrower(ctx, tenant, "B-1")
+	var log []string
+	for _, e := range es {
+		log = append(log, fmt.Sprintf("%s/%s/%s", e.Loan, e.Channel, e.Outcome))
+	}
+	if want := "[L-1/phone/none L-2/phone/none L-3/phone/none L-1/phone/call_connected L-2/phone/call_connected L-3/phone/call_connected]"; fmt.Sprint(log) != want {
+		t.Errorf("borrower log %v\nwant %s", log, want)
+	}
+	w.until(w.dpd(17, 9*time.Hour))
+	chs, _ = w.releasedAt("L-4", policy.StageEscalation)
+	if fmt.Sprint(chs) != "[sms email app_push phone]" {
+		t.Errorf("L-4 the next morning: released %v, want its phone too", chs)
+	}
+}
+
+// Acceptance 3 (contact rules), the race: two loans of one borrower whose
+// phone tasks are released at the same instant, with two of the borrower's
+// three connected calls of the day already made. Both read the borrower's
+// log before either writes; exactly one is released, the other held to
+// the next morning. Looped 200 times.
+func TestTwoLoansRaceForTheLastSlot(t *testing.T) {
+	for i := range 200 {
+		w := gateWorld(t, "Asia/Shanghai", "cn", 0, 0, func(l *time.Location) time.Time { return time.Date(2026, 3, 2, 18, 0, 0, 0, l) })
+		b := w.deps.Borrowers.(*memlog.Borrowers)
+		w.borrowerLoans(2)
+		w.drain()
+		w.until(w.dpd(16, 7*time.Hour))
+		// Two calls connected this morning, on another of the borrower's loans.
+		var last uint64
+		for _, task := range []string{"c1-a", "c1-b"} {
+			for _, o := range []policy.Outcome{policy.OutcomeNone, policy.OutcomeCallConnected} {
+				var err error
+				e := policy.BorrowerEntry{Loan: "L-0", Task: task, Channel: policy.ChannelPhone, At: w.dpd(16, 7*time.Hour), Outcome: o}
+				if last, err = b.AppendBorrower(ctx, tenant, "B-1", last, e); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		w.clock.Set(w.dpd(16, 8*time.Hour))
+		steps := []policy.Step{w.pendingStep("L-1"), w.pendingStep("L-2")}
+		// The first write of each waits until both have read and decided
+		// (a bounded wait: a loan that decided not to write never comes).
+		var calls atomic.Int32
+		bothDecided := make(chan struct{})
+		b.BeforeWrite = func(string, string) {
+			switch calls.Add(1) {
+			case 1:
+				select {
+				case <-bothDecided:
+				case <-time.After(5 * time.Second):
+				}
+			case 2:
+				close(bothDecided)
+			}
+		}
+		errs := make(chan error, 2)
+		for j, loan := range []string{"L-1", "L-2"} {
+			go func() { errs <- stage.Release.Handle(ctx, w.deps, tenant, loan, 0, policy.StepFired{Step: steps[j]}) }()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		phones := 0
+		for _, loan := range []string{"L-1", "L-2"} {
+			chs, _ := w.releasedAt(loan, policy.StageEscalation)
+			for _, ch := range chs {
+				if ch == "phone" {
+					phones++
+				}
+			}
+		}
+		if phones != 1 {
+			t.Fatalf("iteration %d: %d phone tasks released for the borrower's last slot, want exactly 1", i, phones)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,27 @@ type Log interface {
 	SetTimer(ctx context.Context, tenant, loan string, expect uint64, s policy.Step) (uint64, error)
 }
 
+// Borrowers is what the release gate needs of borrowers' logs: the
+// entries caps per borrower count, across the borrower's loans. Appends are
+// conditional as the loan log's are: on the borrower's last sequence
+// (across all of the borrower's entries), else ErrConflict and nothing
+// written.
+type Borrowers interface {
+	// ReadBorrower returns a borrower's entries in order and the last
+	// sequence (0 for an empty log).
+	ReadBorrower(ctx context.Context, tenant, borrower string) ([]policy.BorrowerEntry, uint64, error)
+	// AppendBorrower appends one entry and returns the new last sequence.
+	AppendBorrower(ctx context.Context, tenant, borrower string, expect uint64, e policy.BorrowerEntry) (uint64, error)
+}
+
+// Codes is the verification index: every released contact's code, unique.
+type Codes interface {
+	// Claim records code as owner's. It reports false, writing nothing,
+	// when the code is already another contact's; claiming a code again
+	// for the same owner (a retry) succeeds.
+	Claim(ctx context.Context, code string, owner policy.CodeOwner) (bool, error)
+}
+
 // ErrConflict means the loan's log moved since it was read: re-read and decide again.
 var ErrConflict = errors.New("loan log changed since it was read")
 
@@ -53,6 +75,10 @@ type Deps struct {
 	Ladder  func(tenant, product string) policy.Ladder
 	Now     func() time.Time
 	Metrics *Metrics
+	// Borrowers and Codes serve the release gate (nil: caps count per loan
+	// only, and codes are not indexed, as in tests of other stages).
+	Borrowers Borrowers
+	Codes     Codes
 }
 
 // Metrics are the engine's counters. Labels are bounded: consumer and kind,
@@ -92,6 +118,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // Handling the same trigger again (a redelivery) finds its decision already
 // in the log and adds nothing.
 func (s Stage) Handle(ctx context.Context, d Deps, tenant, loan string, seq uint64, ev policy.Event) error {
+	if s.Ignore != nil && s.Ignore(ev) {
+		return nil
+	}
 	overpaid := false // as of the read the committed decision was made from
 	decide := func(l policy.Ladder, c *policy.Case, now time.Time) ([]policy.Decision, error) {
 		if f, ok := ev.(policy.StepFired); ok {
@@ -175,6 +204,27 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 	c.Key = policy.LoanKey(tenant, loan)
 	now := d.Now()
 	l := d.Ladder(tenant, c.Product())
+	borrower := c.BorrowerRef()
+	var (
+		own   []policy.BorrowerEntry // this loan's entries in the borrower's log
+		bLast uint64
+	)
+	if s.Borrower && d.Borrowers != nil && borrower != "" && l.BorrowerCapped() {
+		all, last, err := d.Borrowers.ReadBorrower(ctx, tenant, borrower)
+		if err != nil {
+			return err
+		}
+		for _, e := range all {
+			if e.Loan == loan {
+				own = append(own, e)
+			} else {
+				c.Borrower = append(c.Borrower, e)
+			}
+		}
+		bLast = last
+	} else {
+		borrower = ""
+	}
 	decs, err := decide(l, c, now)
 	if errors.Is(err, errEarlyStep) {
 		// A forged step carries the purge of the loan's timer, which the
@@ -192,10 +242,25 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 	// look) are appended one after the other, each guarded by the last: a
 	// crash between them leaves the first committed, and the redelivered
 	// trigger decides the rest again from the log.
+	if borrower != "" {
+		// The borrower's log first: the release of a capped contact is
+		// decided there, where the borrower's other loans race for the
+		// same slots. If the loan's own write then fails, the entry stays
+		// (it counts, conservatively, until ReservationTTL) and the re-read
+		// finds it and does not write it again.
+		if err := d.syncBorrower(ctx, tenant, loan, borrower, bLast, own, l.BorrowerEntries(c, decs)); err != nil {
+			return err
+		}
+	}
 	for _, dec := range decs {
 		for i := range dec.Tasks {
 			if dec.Tasks[i].Reference == "" {
 				dec.Tasks[i].Reference = newReference()
+			}
+		}
+		if dec.Kind == policy.KindContactReleased && d.Codes != nil {
+			if err := d.claimCodes(ctx, tenant, loan, dec); err != nil {
+				return err
 			}
 		}
 		if last, err = d.append(ctx, s, tenant, loan, last, dec); err != nil {
@@ -204,6 +269,54 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 		c.Apply(policy.Entry{Seq: last, Event: dec})
 	}
 	return d.reconcile(ctx, s, l, c, tenant, loan, last, now)
+}
+
+// syncBorrower appends to the borrower's log the entries of want this
+// loan's own entries lack, each guarded by the borrower's last sequence.
+func (d Deps) syncBorrower(ctx context.Context, tenant, loan, borrower string, last uint64, own, want []policy.BorrowerEntry) error {
+	have := map[[2]string]bool{}
+	for _, e := range own {
+		have[[2]string{e.Task, e.Outcome.String()}] = true
+	}
+	for _, e := range want {
+		if have[[2]string{e.Task, e.Outcome.String()}] {
+			continue
+		}
+		e.Loan = loan
+		var err error
+		if last, err = d.Borrowers.AppendBorrower(ctx, tenant, borrower, last, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxCodeDraws bounds new codes drawn for one task when its code is taken:
+// with 31^10 codes, a second collision in a row means something is wrong.
+const maxCodeDraws = 5
+
+// claimCodes indexes each released task's verification code before the
+// release is recorded; a code already another contact's is replaced by a
+// new one (the released record carries the code the borrower reads).
+func (d Deps) claimCodes(ctx context.Context, tenant, loan string, dec policy.Decision) error {
+	for i := range dec.Tasks {
+		t := &dec.Tasks[i]
+		owner := policy.CodeOwner{Tenant: tenant, Loan: loan, Task: t.ID, Case: dec.Ctx.Case}
+		for draw := 0; ; draw++ {
+			ok, err := d.Codes.Claim(ctx, t.Reference, owner)
+			if err != nil {
+				return err
+			}
+			if ok {
+				break
+			}
+			if draw == maxCodeDraws {
+				return fmt.Errorf("verification codes: %d codes in a row already taken for %s/%s %s", maxCodeDraws+1, tenant, loan, t.ID)
+			}
+			t.Reference = newReference()
+		}
+	}
+	return nil
 }
 
 // reconcile puts the loan's timer right: the step the case needs next, or
@@ -257,14 +370,39 @@ func (d Deps) append(ctx context.Context, s Stage, tenant, loan string, last uin
 // read a code out over the phone.
 const referenceAlphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 
-// newReference returns a random 10-character verification code (~49 bits).
+// newReference returns a random 10-character verification code (49.5 bits).
 // It need not be deterministic: a contact exists only once it is committed,
 // and the committed event holds its code.
 func newReference() string {
-	b := make([]byte, 10)
-	_, _ = rand.Read(b) // never fails: crypto/rand crashes the program rather than return an error
-	for i := range b {
-		b[i] = referenceAlphabet[int(b[i])%len(referenceAlphabet)]
+	out := make([]byte, 0, ReferenceLength)
+	b := make([]byte, 16)
+	for len(out) < ReferenceLength {
+		_, _ = rand.Read(b) // never fails: crypto/rand crashes the program rather than return an error
+		for _, x := range b {
+			// Bytes from 248 up are dropped, so that each symbol is
+			// equally likely (248 = 8 x 31): a code carries its full
+			// 10 x log2(31) = 49.5 bits.
+			if x < 248 && len(out) < ReferenceLength {
+				out = append(out, referenceAlphabet[int(x)%len(referenceAlphabet)])
+			}
+		}
 	}
-	return string(b)
+	return string(out)
+}
+
+// ReferenceLength is the length of a verification code.
+const ReferenceLength = 10
+
+// ValidReference reports whether s could be a verification code: its
+// length, from the code alphabet (upper case).
+func ValidReference(s string) bool {
+	if len(s) != ReferenceLength {
+		return false
+	}
+	for i := range len(s) {
+		if !strings.ContainsRune(referenceAlphabet, rune(s[i])) {
+			return false
+		}
+	}
+	return true
 }

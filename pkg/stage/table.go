@@ -28,6 +28,14 @@ type Stage struct {
 	// timer, which every stage sets). It is its NATS permission too
 	// (package access): a stage cannot write another's decisions.
 	Writes []*codec.Kind
+	// Borrower: the stage reads the borrower's log and appends to it (the
+	// release gate, where caps per borrower are decided).
+	Borrower bool
+	// Ignore, if set, passes over a consumed trigger without reading the
+	// loan's log: one the stage never has anything to do for. The gate
+	// consumes contact outcomes only for the calls the caps count, and a
+	// loan's log can hold many more (a vendor's delivery receipts).
+	Ignore func(policy.Event) bool
 	// Decide handles the kinds in Consumes; a fired step of the stage's own
 	// is always decided by the ladder (policy.Ladder.OnStep). Nil for
 	// stages that only act on their steps.
@@ -60,8 +68,9 @@ var Table = []Stage{
 	{Policy: policy.StageLegal, Service: "legal", Consumer: "legal-referral", Step: "legal",
 		Writes: []*codec.Kind{codec.Legal, codec.Deferred, codec.Cancelled}},
 	{Policy: policy.StageRelease, Service: "notify", Consumer: "contact-release", Step: "release",
-		Consumes: []*codec.Kind{codec.Contact, codec.Escalated, codec.Closed}, Decide: decideRelease,
-		Writes: []*codec.Kind{codec.Held, codec.Released, codec.ContactCancelled, codec.Suppressed, codec.Cancelled}},
+		Consumes: []*codec.Kind{codec.Contact, codec.Escalated, codec.Closed, codec.Outcome}, Decide: decideRelease,
+		Writes:   []*codec.Kind{codec.Held, codec.Released, codec.ContactCancelled, codec.Suppressed, codec.Cancelled},
+		Borrower: true, Ignore: notACall},
 }
 
 // Release is the release gate's row.
@@ -108,6 +117,13 @@ func (s Stage) Publishes() []string {
 	out := []string{topology.TimerSubject("*", "*")}
 	for _, k := range s.Writes {
 		out = append(out, topology.LoanFilter(k.Token, "*"))
+		if k == codec.Released {
+			// A released contact's verification code is indexed first.
+			out = append(out, topology.VerifyFilter())
+		}
+	}
+	if s.Borrower {
+		out = append(out, topology.BorrowerFilter())
 	}
 	return out
 }
@@ -151,8 +167,20 @@ func decideRelease(l policy.Ladder, c *policy.Case, ev policy.Event, now time.Ti
 		case policy.KindContactRequested, policy.KindEscalated, policy.KindCaseClosed:
 			return l.Gate(c, "", now), nil
 		}
+	case policy.ContactOutcome:
+		// Nothing to decide for the loan: the engine copies a capped
+		// call's outcome into the borrower's log, where the borrower's
+		// other loans count it.
+		return nil, nil
 	}
 	return nil, fmt.Errorf("unexpected trigger %T", ev)
+}
+
+// notACall: an outcome that is not a call's (sent, delivered, failed)
+// counts under no cap.
+func notACall(ev policy.Event) bool {
+	o, ok := ev.(policy.ContactOutcome)
+	return ok && !o.Outcome.Call()
 }
 
 // decideFirstContact asks for the gentle first contact as soon as a case is

@@ -36,6 +36,11 @@ const (
 	// rejectedPrefix is where a lender learns why intake refused an event
 	// it published: dunning.rejected.<tenant>.<loan>.
 	rejectedPrefix = "dunning.rejected"
+	// borrowerPrefix is the borrowers' logs, in the loans stream:
+	// dunning.borrower.<tenant>.<borrower>.<loan>.<contact>.<what>.
+	borrowerPrefix = "dunning.borrower"
+	// verifyPrefix is the verification index: dunning.verify.<code>.
+	verifyPrefix = "dunning.verify"
 )
 
 // Kind is the subject token that says what a loan-log entry is ("due",
@@ -72,6 +77,9 @@ const (
 	// lender published over NATS; each lender reads its own tenant's
 	// (pkg/access: a live subscription, or a direct get of a loan's last).
 	StreamRejections = "DUNNING_REJECTIONS"
+	// StreamVerify indexes the verification code of every released contact,
+	// for the public verification endpoint.
+	StreamVerify = "DUNNING_VERIFY"
 )
 
 // Streams names every declared stream.
@@ -149,6 +157,29 @@ func TimerSubject(tenant, loan string) string { return LoanSubject(tenant, loan,
 func TaskSubject(channel, tenant, loan, contactID string) string {
 	return taskPrefix + "." + channel + "." + tenant + "." + loan + "." + contactID
 }
+
+// BorrowerLog is the wildcard subject of a borrower's log: the contacts
+// released for the borrower's loans on channels capped per borrower, and
+// their outcomes. Like a loan's log, it is its own lock.
+func BorrowerLog(tenant, borrower string) string {
+	return borrowerPrefix + "." + tenant + "." + borrower + ".>"
+}
+
+// BorrowerSubject is one entry of a borrower's log: what ("call" for a
+// release, else the outcome) of one contact of one loan. Unique, so a
+// retried write finds itself, and a "last per subject" read returns it all.
+func BorrowerSubject(tenant, borrower, loan, contact, what string) string {
+	return borrowerPrefix + "." + tenant + "." + borrower + "." + loan + "." + contact + "." + what
+}
+
+// BorrowerFilter matches every borrower's log.
+func BorrowerFilter() string { return borrowerPrefix + ".>" }
+
+// VerifySubject is one verification code's entry in the index.
+func VerifySubject(code string) string { return verifyPrefix + "." + code }
+
+// VerifyFilter matches every entry of the verification index.
+func VerifyFilter() string { return verifyPrefix + ".*" }
 
 // DLQSubject is where a consumer dead-letters a message.
 func DLQSubject(consumer string) string { return dlqPrefix + "." + consumer }
@@ -242,9 +273,12 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 		{
 			Name:        StreamLoans,
 			Description: "Every loan's log: lender facts, pipeline decisions, schedules and fired steps.",
-			Subjects:    []string{loanPrefix + ".>"},
-			Storage:     jetstream.FileStorage,
-			Replicas:    t.Replicas,
+			// Borrowers' logs live beside the loans': written and kept the
+			// same way, and copied to the record with them (the evidence
+			// that a cap per borrower held).
+			Subjects: []string{loanPrefix + ".>", borrowerPrefix + ".>"},
+			Storage:  jetstream.FileStorage,
+			Replicas: t.Replicas,
 			// Schedules are the pipeline's timers; they need rollups (and
 			// the server forbids deny_purge with them), and direct gets let
 			// any replica serve a loan's log. No age or size limit: a
@@ -333,6 +367,22 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Duplicates:        2 * time.Minute,
 			DenyDelete:        true,
 			DenyPurge:         true,
+		},
+		{
+			Name:        StreamVerify,
+			Description: "Every released contact's verification code, and whose contact it is: what the public verification endpoint looks up.",
+			Subjects:    []string{verifyPrefix + ".*"},
+			Storage:     jetstream.FileStorage,
+			Replicas:    t.Replicas,
+			// A borrower may check a letter's code long after it came;
+			// thirteen months covers a year of dunning and its disputes.
+			MaxAge:      400 * 24 * time.Hour,
+			MaxBytes:    4 << 30,
+			Discard:     jetstream.DiscardNew,
+			AllowDirect: true,
+			Duplicates:  2 * time.Minute,
+			DenyDelete:  true,
+			DenyPurge:   true,
 		},
 		{
 			Name:        StreamAudit,

@@ -9,7 +9,12 @@ import (
 	"github.com/opendunning/dunning/pkg/loanlog/logtest"
 	"github.com/opendunning/dunning/pkg/loanlog/memlog"
 	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/stage"
 )
+
+func TestBorrowersConformance(t *testing.T) {
+	logtest.RunBorrowers(t, func(*testing.T) (stage.Borrowers, stage.Codes) { return &memlog.Borrowers{}, &memlog.Codes{} })
+}
 
 func TestConformance(t *testing.T) {
 	logtest.Run(t, func(t *testing.T) logtest.Env {

@@ -446,7 +446,11 @@ type InstallmentDue struct {
 	// Optional: the borrower's language, e.g. "zh-CN" or "en". Texts are in
 	// it when the policy has it among its locales, else in the policy's
 	// default locale.
-	Locale        string `protobuf:"bytes,9,opt,name=locale,proto3" json:"locale,omitempty"`
+	Locale string `protobuf:"bytes,9,opt,name=locale,proto3" json:"locale,omitempty"`
+	// Optional opaque key of the borrower at the lender (never a name, phone
+	// or ID number): the contact rules' caps per borrower count across every
+	// loan carrying the same key. Without one, they count per loan.
+	BorrowerRef   string `protobuf:"bytes,10,opt,name=borrower_ref,json=borrowerRef,proto3" json:"borrower_ref,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -540,6 +544,13 @@ func (x *InstallmentDue) GetProductId() string {
 func (x *InstallmentDue) GetLocale() string {
 	if x != nil {
 		return x.Locale
+	}
+	return ""
+}
+
+func (x *InstallmentDue) GetBorrowerRef() string {
+	if x != nil {
+		return x.BorrowerRef
 	}
 	return ""
 }
@@ -2270,6 +2281,160 @@ func (x *ContactCancelled) GetRule() string {
 	return ""
 }
 
+// BorrowerContact is one entry of a borrower's log
+// (dunning.borrower.<tenant>.<borrower>.>, in the loans stream): a contact
+// on a channel that a cap counts per borrower, released for one of the
+// borrower's loans (outcome unspecified: it holds its place under the cap
+// until its outcome comes), or that contact's outcome. The release gate
+// appends it guarded by the borrower's last sequence, as a loan's writers
+// are by the loan's, before the release it stands for.
+type BorrowerContact struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LoanId        string                 `protobuf:"bytes,1,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	ContactId     string                 `protobuf:"bytes,2,opt,name=contact_id,json=contactId,proto3" json:"contact_id,omitempty"`
+	Channel       Channel                `protobuf:"varint,3,opt,name=channel,proto3,enum=dunning.v1.Channel" json:"channel,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	Outcome       Outcome                `protobuf:"varint,5,opt,name=outcome,proto3,enum=dunning.v1.Outcome" json:"outcome,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BorrowerContact) Reset() {
+	*x = BorrowerContact{}
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BorrowerContact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BorrowerContact) ProtoMessage() {}
+
+func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BorrowerContact.ProtoReflect.Descriptor instead.
+func (*BorrowerContact) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *BorrowerContact) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *BorrowerContact) GetContactId() string {
+	if x != nil {
+		return x.ContactId
+	}
+	return ""
+}
+
+func (x *BorrowerContact) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *BorrowerContact) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *BorrowerContact) GetOutcome() Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return Outcome_OUTCOME_UNSPECIFIED
+}
+
+// VerificationCode is the verification index's entry for one code
+// (dunning.verify.<code>): whose released contact carried it. Written once,
+// when the contact is released; a code already taken draws a new one.
+type VerificationCode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	LoanId        string                 `protobuf:"bytes,2,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	ContactId     string                 `protobuf:"bytes,3,opt,name=contact_id,json=contactId,proto3" json:"contact_id,omitempty"`
+	Case          int32                  `protobuf:"varint,4,opt,name=case,proto3" json:"case,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerificationCode) Reset() {
+	*x = VerificationCode{}
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerificationCode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerificationCode) ProtoMessage() {}
+
+func (x *VerificationCode) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerificationCode.ProtoReflect.Descriptor instead.
+func (*VerificationCode) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *VerificationCode) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *VerificationCode) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *VerificationCode) GetContactId() string {
+	if x != nil {
+		return x.ContactId
+	}
+	return ""
+}
+
+func (x *VerificationCode) GetCase() int32 {
+	if x != nil {
+		return x.Case
+	}
+	return 0
+}
+
 var File_dunning_v1_events_proto protoreflect.FileDescriptor
 
 const file_dunning_v1_events_proto_rawDesc = "" +
@@ -2279,7 +2444,7 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x05Money\x12\x1a\n" +
 	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12\x1f\n" +
 	"\vminor_units\x18\x02 \x01(\x03R\n" +
-	"minorUnits\"\xc0\x02\n" +
+	"minorUnits\"\xe3\x02\n" +
 	"\x0eInstallmentDue\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12%\n" +
@@ -2291,7 +2456,9 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"contactRef\x12\x1d\n" +
 	"\n" +
 	"product_id\x18\b \x01(\tR\tproductId\x12\x16\n" +
-	"\x06locale\x18\t \x01(\tR\x06locale\"\xef\x01\n" +
+	"\x06locale\x18\t \x01(\tR\x06locale\x12!\n" +
+	"\fborrower_ref\x18\n" +
+	" \x01(\tR\vborrowerRef\"\xef\x01\n" +
 	"\x11RepaymentReceived\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1d\n" +
@@ -2434,7 +2601,20 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x10ContactCancelled\x12+\n" +
 	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12-\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x17.dunning.v1.ContactTaskR\x05tasks\x12\x12\n" +
-	"\x04rule\x18\x03 \x01(\tR\x04rule*\xd3\x01\n" +
+	"\x04rule\x18\x03 \x01(\tR\x04rule\"\xd3\x01\n" +
+	"\x0fBorrowerContact\x12\x17\n" +
+	"\aloan_id\x18\x01 \x01(\tR\x06loanId\x12\x1d\n" +
+	"\n" +
+	"contact_id\x18\x02 \x01(\tR\tcontactId\x12-\n" +
+	"\achannel\x18\x03 \x01(\x0e2\x13.dunning.v1.ChannelR\achannel\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12-\n" +
+	"\aoutcome\x18\x05 \x01(\x0e2\x13.dunning.v1.OutcomeR\aoutcome\"{\n" +
+	"\x10VerificationCode\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1d\n" +
+	"\n" +
+	"contact_id\x18\x03 \x01(\tR\tcontactId\x12\x12\n" +
+	"\x04case\x18\x04 \x01(\x05R\x04case*\xd3\x01\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fOUTCOME_SENT\x10\x01\x12\x15\n" +
@@ -2488,7 +2668,7 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: dunning.v1.Outcome
 	(Stage)(0),                    // 1: dunning.v1.Stage
@@ -2520,18 +2700,20 @@ var file_dunning_v1_events_proto_goTypes = []any{
 	(*ContactReleased)(nil),       // 27: dunning.v1.ContactReleased
 	(*ContactSuppressed)(nil),     // 28: dunning.v1.ContactSuppressed
 	(*ContactCancelled)(nil),      // 29: dunning.v1.ContactCancelled
-	(*timestamppb.Timestamp)(nil), // 30: google.protobuf.Timestamp
+	(*BorrowerContact)(nil),       // 30: dunning.v1.BorrowerContact
+	(*VerificationCode)(nil),      // 31: dunning.v1.VerificationCode
+	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
 	6,  // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	30, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	32, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
 	6,  // 2: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	30, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	30, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	32, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	32, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	30, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	32, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
 	3,  // 7: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
-	30, // 8: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
+	32, // 8: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
 	7,  // 9: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
 	8,  // 10: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
 	9,  // 11: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
@@ -2540,19 +2722,19 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	1,  // 14: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
 	2,  // 15: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
 	6,  // 16: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	30, // 17: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	30, // 18: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
+	32, // 17: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	32, // 18: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
 	3,  // 19: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
 	4,  // 20: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
 	6,  // 21: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
 	6,  // 22: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	30, // 23: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
-	30, // 24: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	32, // 23: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	32, // 24: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
 	1,  // 25: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
 	2,  // 26: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
 	14, // 27: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
 	1,  // 28: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	30, // 29: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	32, // 29: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
 	13, // 30: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
 	13, // 31: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
 	14, // 32: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
@@ -2572,18 +2754,21 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	13, // 46: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
 	13, // 47: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
 	14, // 48: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
-	30, // 49: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	32, // 49: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
 	13, // 50: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
 	14, // 51: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
 	13, // 52: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
 	14, // 53: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
 	13, // 54: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
 	14, // 55: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
-	56, // [56:56] is the sub-list for method output_type
-	56, // [56:56] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	3,  // 56: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
+	32, // 57: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
+	0,  // 58: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
+	59, // [59:59] is the sub-list for method output_type
+	59, // [59:59] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -2604,7 +2789,7 @@ func file_dunning_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
