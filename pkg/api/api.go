@@ -43,9 +43,11 @@ type Server struct {
 	Logger   *slog.Logger
 	// Ready reports whether the process can serve (NATS connected, topology provisioned).
 	Ready func() error
-	// Keys authenticates callers of every route but health and metrics;
-	// without it those routes refuse everyone.
+	// Keys authenticates callers of every route but health, metrics and
+	// verification; without it those routes refuse everyone.
 	Keys *apikey.Store
+	// Verifier serves the public GET /v1/verify/{code} (nil: not served).
+	Verifier *Verifier
 }
 
 // Handler returns the HTTP routes.
@@ -53,6 +55,10 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/events", s.authed(apikey.ScopeIngest, s.postEvent))
 	mux.Handle("GET /v1/tenants/{tenant}/loans/{loan}/timeline", s.authed(apikey.ScopeRead, s.getTimeline))
+	if s.Verifier != nil {
+		// Public: a borrower checks a message's code without an account.
+		mux.Handle("GET /v1/verify/{code}", s.Verifier)
+	}
 	// The same calls as a Connect service (gRPC, gRPC-Web, Connect).
 	mux.Handle(s.connectHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

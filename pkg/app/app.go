@@ -347,7 +347,12 @@ func Run(ctx context.Context, args []string, o Options) error {
 	})
 
 	// API, health and metrics.
-	srv := &api.Server{Ingestor: p.Ingestor, Log: p.Log, Ladder: ladder, Now: now, Gatherer: reg, Logger: log,
+	var verifier *api.Verifier
+	if o.API {
+		verifier = api.NewVerifier(reg, api.DefaultVerifyLimits())
+		verifier.Log, verifier.Ladder, verifier.Now, verifier.Logger = p.Log, ladder, now, log
+	}
+	srv := &api.Server{Ingestor: p.Ingestor, Log: p.Log, Ladder: ladder, Now: now, Gatherer: reg, Logger: log, Verifier: verifier,
 		Ready: func() error {
 			if !p.Conn.IsConnected() {
 				return errors.New("not connected to nats")

@@ -368,3 +368,32 @@ func TestTwoLoansRaceForTheLastSlot(t *testing.T) {
 		}
 	}
 }
+
+// Every released code is indexed as its contact's; a code already another
+// contact's is replaced at release by a new one, which the released record
+// carries (the text the borrower reads is rendered from it).
+func TestReleasedCodesAreIndexedUnique(t *testing.T) {
+	w := gateWorld(t, "Asia/Shanghai", "cn", 0, 0, func(l *time.Location) time.Time { return time.Date(2026, 3, 2, 18, 0, 0, 0, l) })
+	codes := w.deps.Codes.(*memlog.Codes)
+	w.installment("L-1", 100000)
+	w.drain()
+	w.until(w.dpd(1, time.Hour))
+	held := w.gated("L-1")[1]
+	if held.Kind != policy.KindContactHeld {
+		t.Fatalf("second record %s, want contact_held", held.Kind)
+	}
+	taken := held.Tasks[0].Reference
+	codes.Take(taken)
+	w.until(w.dpd(1, 9*time.Hour))
+	ds := w.gated("L-1")
+	rel := ds[len(ds)-1]
+	if rel.Kind != policy.KindContactReleased {
+		t.Fatalf("last record %s, want contact_released", rel.Kind)
+	}
+	code := rel.Tasks[0].Reference
+	owner, ok := codes.Owner(code)
+	want := policy.CodeOwner{Tenant: tenant, Loan: "L-1", Task: rel.Tasks[0].ID, Case: 1}
+	if code == taken || !stage.ValidReference(code) || !ok || owner != want {
+		t.Errorf("released with code %q (the taken one was %q), indexed as %+v, %v; want a new code indexed as %+v", code, taken, owner, ok, want)
+	}
+}
