@@ -9,11 +9,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +57,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/events", s.authed(apikey.ScopeIngest, s.postEvent))
 	mux.Handle("GET /v1/tenants/{tenant}/loans/{loan}/timeline", s.authed(apikey.ScopeRead, s.getTimeline))
+	mux.Handle("GET /v1/tenants/{tenant}/loans/{loan}/contacts/{contact}/rules", s.authed(apikey.ScopeRead, s.getContactRules))
 	if s.Verifier != nil {
 		// Public: a borrower checks a message's code without an account.
 		mux.Handle("GET /v1/verify/{code}", s.Verifier)
@@ -253,6 +256,53 @@ func (s *Server) getTimeline(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, tl)
+}
+
+// getContactRules explains one contact: every rule of the loan's policy
+// and of the release gate, and how it applied (policy.Ladder.Explain), as
+// JSON or, with ?format=text, as the table dunctl rules explain prints.
+func (s *Server) getContactRules(w http.ResponseWriter, r *http.Request) {
+	format := r.URL.Query().Get("format")
+	if format != "" && format != "json" && format != "text" {
+		writeRefusal(w, &refusal{http.StatusBadRequest, `format must be "json" (the default) or "text"`, "format"})
+		return
+	}
+	tenant, loan, contact := r.PathValue("tenant"), r.PathValue("loan"), r.PathValue("contact")
+	for _, f := range []struct{ name, v string }{{"tenant", tenant}, {"loan", loan}, {"contact", contact}} {
+		if !policy.ValidID(f.v) {
+			writeRefusal(w, &refusal{http.StatusBadRequest, f.name + " must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_'", f.name})
+			return
+		}
+	}
+	if !principalOf(r.Context()).Serves(tenant) {
+		writeRefusal(w, notForTenant("tenant"))
+		return
+	}
+	entries, _, err := s.Log.Read(r.Context(), tenant, loan)
+	if err != nil {
+		s.Logger.Error("reading a loan's log", "err", err)
+		writeRefusal(w, &refusal{http.StatusServiceUnavailable, "could not read the loan's log", ""})
+		return
+	}
+	checks, err := s.Ladder(tenant, policy.Fold(entries).Product()).Explain(entries, contact)
+	if err != nil {
+		writeRefusal(w, &refusal{http.StatusNotFound, err.Error(), "contact"})
+		return
+	}
+	if format == "text" {
+		var b bytes.Buffer
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "rule\tkind\tresult\tdetail")
+		for _, c := range checks {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Rule, c.Kind, c.Result, c.Detail)
+		}
+		_ = tw.Flush()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(b.Bytes())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tenant_id": tenant, "loan_id": loan, "contact_id": contact, "rules": checks})
 }
 
 // timeline reads a loan's timeline for principal p; tenantField and

@@ -193,6 +193,10 @@ func verify(addr topology.LoanAddress, m proto.Message) error {
 		if e.GetContactId()+"_"+OutcomeFromProto(e.GetOutcome()).String() != addr.ID {
 			return errors.New("contact_id and outcome do not match the subject")
 		}
+	case *dunningv1.ContactHours:
+		if e.GetHoursId() != addr.ID {
+			return errors.New("hours_id does not match the subject")
+		}
 	case *dunningv1.ContactPreference:
 		if e.GetPreferenceId() != addr.ID {
 			return errors.New("preference_id does not match the subject")

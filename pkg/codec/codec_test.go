@@ -45,6 +45,7 @@ func events() []policy.Event {
 		policy.Decision{Kind: policy.KindContactHeld, Ctx: ctx, Tasks: []policy.ContactTask{task}, HeldUntil: at.Add(8 * time.Hour), Rule: "cn.hours"},
 		policy.Decision{Kind: policy.KindContactReleased, Ctx: ctx, Tasks: []policy.ContactTask{released}},
 		policy.ContactPreference{ID: "pref-1", Channel: policy.ChannelSMS, OptedOut: true, At: at},
+		policy.ContactHours{ID: "hours-1", From: "07:00", To: "22:30", At: at},
 		policy.Decision{Kind: policy.KindContactSuppressed, Ctx: ctx, Tasks: []policy.ContactTask{task}, Rule: policy.RuleOptOut},
 		policy.Decision{Kind: policy.KindContactCancelled, Ctx: ctx, Tasks: []policy.ContactTask{task}, Rule: policy.RuleCaseClosed},
 	}
@@ -89,6 +90,8 @@ func address(k *Kind, ev policy.Event) topology.LoanAddress {
 	case policy.ContactOutcome:
 		a.ID = e.ContactID + "_" + e.Outcome.String()
 	case policy.ContactPreference:
+		a.ID = e.ID
+	case policy.ContactHours:
 		a.ID = e.ID
 	case policy.StepFired:
 		a.ID, a.Seq = "legal", "s9"

@@ -53,6 +53,14 @@ var (
 			return &dunningv1.ContactPreference{TenantId: tenant, LoanId: loan, PreferenceId: e.ID, Channel: ChannelToProto(e.Channel),
 				OptedOut: e.OptedOut, ReceivedAt: ts(e.At)}
 		}))
+	Hours = add(fact("hours", LenderID, true,
+		func(m *dunningv1.ContactHours) policy.ContactHours {
+			return policy.ContactHours{ID: m.GetHoursId(), From: m.GetFrom(), To: m.GetTo(), Withdrawn: m.GetWithdrawn(), At: m.GetReceivedAt().AsTime()}
+		},
+		func(tenant, loan string, e policy.ContactHours) *dunningv1.ContactHours {
+			return &dunningv1.ContactHours{TenantId: tenant, LoanId: loan, HoursId: e.ID, From: e.From, To: e.To, Withdrawn: e.Withdrawn,
+				ReceivedAt: ts(e.At)}
+		}))
 	Timer = add(fact(topology.KindTimer, Bare, false,
 		func(m *dunningv1.StepDue) policy.TimerSet { return policy.TimerSet{Step: stepFromProto(m)} },
 		func(_, _ string, e policy.TimerSet) *dunningv1.StepDue { return StepToProto(e.Step) }))

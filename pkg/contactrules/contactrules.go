@@ -333,6 +333,29 @@ type Slot struct {
 	SendAt time.Duration
 	// Offset is this loan's place in the spread, added to SendAt.
 	Offset time.Duration
+	// Agreed widens the window to hours the borrower agreed to (nil:
+	// none). The slot stays where the policy puts it: the agreement lets a
+	// contact decided or retried late leave, it does not move contacts.
+	Agreed *Hours
+}
+
+// Hours is a daily local period, From to To (To excluded).
+// An agreement that does not meet the window (23:00-23:30 with a window
+// ending at 22:00) widens nothing.
+type Hours struct{ From, To time.Duration }
+
+// window is the pack's window, widened by the borrower's agreement, and
+// the pack's own opening (where the slot is counted from).
+func (s Slot) window() (from, to, opening time.Duration, rule string) {
+	from, to, rule, _ = s.Pack.Window()
+	opening = from
+	// Only hours that meet the window widen it: the window stays one
+	// period a day, and the hours between a disjoint agreement and the
+	// window were not agreed to.
+	if a := s.Agreed; a != nil && a.To >= from && a.From <= to {
+		from, to = min(from, a.From), max(to, a.To)
+	}
+	return from, to, opening, rule
 }
 
 // Next returns the first instant at or after at when a contact may leave,
@@ -340,8 +363,8 @@ type Slot struct {
 // the window or on a closed day, RuleSendAt when it only waits for its slot,
 // "" when it may leave at once.
 func (s Slot) Next(at time.Time, clock Clock) (time.Time, string, error) {
-	from, to, windowRule, _ := s.Pack.Window()
-	slot := max(s.SendAt, from) + s.Offset
+	from, to, opening, windowRule := s.window()
+	slot := max(s.SendAt, opening) + s.Offset
 	if slot >= to {
 		slot = to - time.Minute // a policy check refuses this; never send after the window
 	}
@@ -379,7 +402,7 @@ func (s Slot) Next(at time.Time, clock Clock) (time.Time, string, error) {
 // local day for a pack without a window): a contact released at at must
 // not be delivered after it.
 func (s Slot) Closes(at time.Time, clock Clock) time.Time {
-	_, to, _, _ := s.Pack.Window()
+	_, to, _, _ := s.window()
 	d, _ := clock.Local(at)
 	return clock.At(d, to)
 }

@@ -162,3 +162,37 @@ func TestAcceleratedClock(t *testing.T) {
 		t.Errorf("blackout under an accelerated day: %s by %q (%v), want %s", got, rule, err, want)
 	}
 }
+
+// A borrower's agreed hours widen the window only where they meet it.
+func TestAgreedHours(t *testing.T) {
+	packs, err := Packs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := func(from, to int) *Hours {
+		return &Hours{time.Duration(from) * time.Hour, time.Duration(to) * time.Hour}
+	}
+	at := time.Date(2026, 3, 3, 22, 30, 0, 0, loc)
+	nextMorning := time.Date(2026, 3, 4, 8, 0, 0, 0, loc)
+	cases := []struct {
+		name   string
+		agreed *Hours
+		want   time.Time
+	}{
+		{"none", nil, nextMorning},
+		{"until 23:00", h(21, 23), at},
+		{"07:00 to 23:00", h(7, 23), at},
+		{"disjoint, 23:00 to 24:00 less a minute", &Hours{23 * time.Hour, 23*time.Hour + 59*time.Minute}, nextMorning},
+	}
+	for _, c := range cases {
+		s := Slot{Pack: packs["cn"], Agreed: c.agreed}
+		got, _, err := s.Next(at, RealClock{loc})
+		if err != nil || !got.Equal(c.want) {
+			t.Errorf("%s: Next(22:30) = %s, %v; want %s", c.name, got, err, c.want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/opendunning/dunning/pkg/codec"
+	"github.com/opendunning/dunning/pkg/contactrules"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
@@ -118,8 +119,31 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			return Event{}, err
 		}
 		return Event{m.TenantId, m.LoanId, codec.Preference, m.PreferenceId, m, ""}, nil
+	case *dunningv1.LenderEvent_ContactHours:
+		m, p := e.ContactHours, "contact_hours."
+		if m == nil {
+			return Event{}, &FieldError{"contact_hours", "is required"}
+		}
+		var hours error
+		if !m.Withdrawn {
+			from, ferr := contactrules.ParseWall(m.From)
+			to, terr := contactrules.ParseWall(m.To)
+			switch {
+			case ferr != nil:
+				hours = &FieldError{p + "from", "must be the borrower's local time as HH:MM"}
+			case terr != nil:
+				hours = &FieldError{p + "to", "must be the borrower's local time as HH:MM"}
+			case from >= to:
+				hours = &FieldError{p + "to", "must be after from (the same local day)"}
+			}
+		}
+		if err := firstErr(id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), id(p+"hours_id", m.HoursId),
+			hours, timestamp(p+"received_at", m.ReceivedAt)); err != nil {
+			return Event{}, err
+		}
+		return Event{m.TenantId, m.LoanId, codec.Hours, m.HoursId, m, ""}, nil
 	}
-	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled, contact_outcome, contact_preference is required"}
+	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled, contact_outcome, contact_preference, contact_hours is required"}
 }
 
 func firstErr(errs ...error) error {

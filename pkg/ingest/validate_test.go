@@ -41,6 +41,13 @@ func pref(f func(*dunningv1.ContactPreference)) *dunningv1.LenderEvent {
 	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_ContactPreference{ContactPreference: m}}
 }
 
+func hours(f func(*dunningv1.ContactHours)) *dunningv1.LenderEvent {
+	m := &dunningv1.ContactHours{TenantId: "acme", LoanId: "L-1", HoursId: "h-1", From: "07:00", To: "22:30",
+		ReceivedAt: timestamppb.New(time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC))}
+	f(m)
+	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_ContactHours{ContactHours: m}}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -81,6 +88,12 @@ func TestValidate(t *testing.T) {
 		{"opt-out of an unknown channel", pref(func(m *dunningv1.ContactPreference) { m.Channel = 99 }), "contact_preference.channel"},
 		{"opt-out without an id", pref(func(m *dunningv1.ContactPreference) { m.PreferenceId = "" }), "contact_preference.preference_id"},
 		{"opt-out without a time", pref(func(m *dunningv1.ContactPreference) { m.ReceivedAt = nil }), "contact_preference.received_at"},
+		{"valid agreed hours", hours(func(*dunningv1.ContactHours) {}), ""},
+		{"agreed hours withdrawn", hours(func(m *dunningv1.ContactHours) { m.From, m.To, m.Withdrawn = "", "", true }), ""},
+		{"agreed hours without a start", hours(func(m *dunningv1.ContactHours) { m.From = "" }), "contact_hours.from"},
+		{"agreed hours not a time", hours(func(m *dunningv1.ContactHours) { m.To = "25:00" }), "contact_hours.to"},
+		{"agreed hours backwards", hours(func(m *dunningv1.ContactHours) { m.From, m.To = "22:00", "07:00" }), "contact_hours.to"},
+		{"agreed hours without an id", hours(func(m *dunningv1.ContactHours) { m.HoursId = "" }), "contact_hours.hours_id"},
 	}
 	for _, tt := range tests {
 		_, err := Validate(tt.ev)

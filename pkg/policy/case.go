@@ -4,6 +4,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/opendunning/dunning/pkg/contactrules"
 )
 
 // Event is one entry of a loan's log in domain terms. The set is closed: the
@@ -68,6 +70,15 @@ type ContactPreference struct {
 	Channel  Channel
 	OptedOut bool
 	At       time.Time
+}
+
+// ContactHours is a borrower's agreement to be contacted outside the
+// rules' window, local "HH:MM" From to To (To excluded), or its withdrawal.
+type ContactHours struct {
+	ID        string
+	From, To  string
+	Withdrawn bool
+	At        time.Time
 }
 
 // Settled says the loan owes nothing more.
@@ -194,6 +205,7 @@ func (Repayment) event()         {}
 func (Settled) event()           {}
 func (ContactOutcome) event()    {}
 func (ContactPreference) event() {}
+func (ContactHours) event()      {}
 func (TimerSet) event()          {}
 func (StepFired) event()         {}
 func (Decision) event()          {}
@@ -250,6 +262,9 @@ type Case struct {
 	// Key identifies the loan (LoanKey) for what is drawn per loan, such as
 	// its place in the send spread. The engine sets it; Fold cannot.
 	Key string
+	// AgreedHours widens the contact window, as the borrower agreed (the
+	// latest agreement; nil when none or withdrawn).
+	AgreedHours *contactrules.Hours
 	// Borrower holds the entries of the borrower's log written for the
 	// borrower's other loans (caps per borrower count them). The engine
 	// reads them for the release gate when the loan has a borrower key.
@@ -292,6 +307,15 @@ func (c *Case) Apply(e Entry) {
 			c.OptedOut = map[Channel]bool{}
 		}
 		c.OptedOut[ev.Channel] = ev.OptedOut
+	case ContactHours:
+		c.AgreedHours = nil
+		if !ev.Withdrawn {
+			from, ferr := contactrules.ParseWall(ev.From)
+			to, terr := contactrules.ParseWall(ev.To)
+			if ferr == nil && terr == nil && from < to {
+				c.AgreedHours = &contactrules.Hours{From: from, To: to}
+			}
+		}
 	case TimerSet:
 		c.Pending = &Pending{Step: ev.Step}
 	case StepFired:

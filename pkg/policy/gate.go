@@ -373,7 +373,7 @@ func (l Ladder) clock(c *Case) contactrules.Clock {
 // slot is the case's loan's place in the policy's send window.
 func (l Ladder) slot(c *Case) contactrules.Slot {
 	r := l.Policy.Contact
-	return contactrules.Slot{Pack: r.Pack, Calendar: r.Calendar, SendAt: r.SendAt, Offset: SpreadOffset(c.Key, r.SendSpread)}
+	return contactrules.Slot{Pack: r.Pack, Calendar: r.Calendar, SendAt: r.SendAt, Offset: SpreadOffset(c.Key, r.SendSpread), Agreed: c.AgreedHours}
 }
 
 // SpreadOffset is a loan's deterministic place in a spread: FNV-1a of its

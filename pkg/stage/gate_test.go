@@ -2,6 +2,7 @@ package stage_test
 
 import (
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -303,6 +304,41 @@ func TestBorrowerCapAcrossLoans(t *testing.T) {
 	if fmt.Sprint(chs) != "[sms email app_push phone]" {
 		t.Errorf("L-4 the next morning: released %v, want its phone too", chs)
 	}
+
+	// dunctl rules explain: the phone task was held by the window, then
+	// by the cap, and passed both the next morning; the SMS task is not
+	// counted by the voice cap.
+	logged, _, err := w.log.Read(ctx, tenant, "L-4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ladder := w.deps.Ladder(tenant, "")
+	got := map[string]policy.RuleCheck{}
+	checks, err := ladder.Explain(logged, "c1-escalation-d16-phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range checks {
+		got[c.Rule] = c
+	}
+	for rule, want := range map[string]string{"cn.hours": "held, then passed", "cn.voice-per-day": "held, then passed",
+		"cn.debtor-only": "applies", policy.RuleOptOut: "passed", policy.RuleCaseClosed: "passed"} {
+		if got[rule].Result != want {
+			t.Errorf("explain the phone task: %s %q (%s), want %q", rule, got[rule].Result, got[rule].Detail, want)
+		}
+	}
+	if d := got["cn.voice-per-day"].Detail; !strings.Contains(d, "until 2026-03-19 08:00 local") || !strings.Contains(d, "released 2026-03-19 08:00 local") {
+		t.Errorf("explain the cap: %q, want the hold until and the release at 2026-03-19 08:00", d)
+	}
+	checks, _ = ladder.Explain(logged, "c1-escalation-d16-sms")
+	for _, c := range checks {
+		if c.Rule == "cn.voice-per-day" && c.Result != "not applicable" {
+			t.Errorf("explain the SMS task: the voice cap %q, want not applicable", c.Result)
+		}
+	}
+	if _, err := ladder.Explain(logged, "c9-nothing"); err == nil {
+		t.Error("explain an unknown contact: no error")
+	}
 }
 
 // Acceptance 3 (contact rules), the race: two loans of one borrower whose
@@ -395,5 +431,36 @@ func TestReleasedCodesAreIndexedUnique(t *testing.T) {
 	want := policy.CodeOwner{Tenant: tenant, Loan: "L-1", Task: rel.Tasks[0].ID, Case: 1}
 	if code == taken || !stage.ValidReference(code) || !ok || owner != want {
 		t.Errorf("released with code %q (the taken one was %q), indexed as %+v, %v; want a new code indexed as %+v", code, taken, owner, ok, want)
+	}
+}
+
+// A borrower's agreement to contact outside the rules' hours (cn: "unless
+// the borrower agreed otherwise") widens that loan's window: a held contact
+// whose release step fires late, at 22:30, leaves when the borrower agreed
+// to 07:00-23:00, with not_after at 23:00; without the agreement it is held
+// to the next morning. Withdrawn, the window is the rules' again.
+func TestAgreedHoursWidenTheWindow(t *testing.T) {
+	w := gateWorld(t, "Asia/Shanghai", "cn", 0, 0, func(l *time.Location) time.Time { return time.Date(2026, 3, 2, 18, 0, 0, 0, l) })
+	w.installment("L-1", 100000)
+	w.installment("L-2", 100000)
+	w.installment("L-3", 100000)
+	w.lender("L-1", "h-1", policy.ContactHours{ID: "h-1", From: "07:00", To: "23:00", At: w.clock.Now()})
+	w.lender("L-3", "h-1", policy.ContactHours{ID: "h-1", From: "07:00", To: "23:00", At: w.clock.Now()})
+	w.lender("L-3", "h-2", policy.ContactHours{ID: "h-2", Withdrawn: true, At: w.clock.Now()})
+	w.drain()
+	w.until(w.dpd(1, 7*time.Hour))
+	// The 08:00 release steps fire late, at 22:30.
+	w.clock.Set(w.dpd(1, 22*time.Hour+30*time.Minute))
+	w.log.Fire()
+	w.drain()
+	for loan, agreed := range map[string]bool{"L-1": true, "L-2": false, "L-3": false} {
+		ds := w.gated(loan)
+		last := ds[len(ds)-1]
+		switch {
+		case agreed && (last.Kind != policy.KindContactReleased || !last.Tasks[0].NotAfter.Equal(w.dpd(1, 23*time.Hour))):
+			t.Errorf("%s, agreed to 07:00-23:00: %s, not after %s; want released at 22:30, not after 23:00", loan, last.Kind, last.Tasks[0].NotAfter.In(w.loc))
+		case !agreed && (last.Kind != policy.KindContactHeld || last.Rule != "cn.hours" || !last.HeldUntil.Equal(w.dpd(2, 8*time.Hour))):
+			t.Errorf("%s, no agreement: %s by %q until %s; want held by cn.hours until 08:00 the next day", loan, last.Kind, last.Rule, last.HeldUntil.In(w.loc))
+		}
 	}
 }

@@ -172,6 +172,18 @@ func describe(e *Entry, l policy.Ladder, c *policy.Case, ev policy.Event, at tim
 		lender("loan_settled", "lender reported the loan settled")
 	case policy.ContactOutcome:
 		lender("contact_outcome", fmt.Sprintf("contact %s: %s %s", x.ContactID, x.Outcome, x.Detail))
+	case policy.ContactPreference:
+		choice := "opted out of"
+		if !x.OptedOut {
+			choice = "opted back in to"
+		}
+		lender("contact_preference", fmt.Sprintf("the borrower %s %s", choice, x.Channel))
+	case policy.ContactHours:
+		if x.Withdrawn {
+			lender("contact_hours", "the borrower withdrew the agreement to contact outside the rules' hours")
+		} else {
+			lender("contact_hours", fmt.Sprintf("the borrower agreed to contact %s-%s local", x.From, x.To))
+		}
 	case policy.TimerSet:
 		e.Kind, e.Case, e.Stage, e.DPD = "step_scheduled", x.Step.Case, x.Step.Stage.String(), x.Step.DPD
 		e.Tier = l.Policy.TierAt(x.Step.DPD).String()

@@ -5,6 +5,8 @@
 //	dunctl policy default         print the shipped policy (docs/domain.md)
 //	dunctl policy dryrun [flags]  print the ladder a loan would follow, day by day
 //	dunctl rules show [PACK...]   print the contact-rule packs, each rule with its citation
+//	dunctl rules explain TENANT LOAN CONTACT
+//	                              every rule as it applied to one contact
 //	dunctl timeline [--api URL] TENANT LOAN
 //	                              print a loan's timeline from a running pipeline
 //	dunctl credentials ...        create, revoke and list NATS credentials
@@ -36,6 +38,8 @@ const usage = `usage:
   dunctl policy dryrun [--policy FILE] [--amount MINOR] [--currency CUR] [--pay DPD:MINOR]... [--days N] [--locale L] [--texts]
                                 print the ladder a loan would follow, day by day
   dunctl rules show [PACK...]   print the contact-rule packs (default: every shipped pack): each rule's ID, kind, text and citation
+  dunctl rules explain [--api URL] TENANT LOAN CONTACT
+                                for one contact of a loan, every rule and how it applied: held (when, until when), passed, stopped
   dunctl timeline [--api URL] TENANT LOAN
                                 print a loan's timeline from the pipeline's HTTP API (default http://127.0.0.1:8080)
   dunctl credentials create|revoke|list|config [--dir DIR] [--key PUBKEY] [IDENTITY]
@@ -125,6 +129,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 // rules prints contact-rule packs, one rule a line, so that a lender and
 // its compliance officer read what the gate applies and why.
 func rules(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "explain" {
+		return explain(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "show" {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -250,11 +257,27 @@ func dryrun(args []string, out io.Writer) error {
 // timeline prints a loan's timeline as the API renders it in text: 0 when
 // printed, 1 when the API cannot be reached or refuses, 2 on a usage error.
 func timeline(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("timeline", flag.ContinueOnError)
+	return apiText("timeline", []string{"tenant", "loan"}, func(p []string) []string {
+		return []string{"v1", "tenants", p[0], "loans", p[1], "timeline"}
+	}, args, stdout, stderr)
+}
+
+// explain prints, for one contact of a loan, every rule and how it applied.
+func explain(args []string, stdout, stderr io.Writer) int {
+	return apiText("rules explain", []string{"tenant", "loan", "contact"}, func(p []string) []string {
+		return []string{"v1", "tenants", p[0], "loans", p[1], "contacts", p[2], "rules"}
+	}, args, stdout, stderr)
+}
+
+// apiText runs a read command against the HTTP API: its positional
+// arguments (identifiers, named in what) make the route's path, and the
+// API's text rendering is printed.
+func apiText(cmd string, what []string, path func([]string) []string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	api := fs.String("api", "http://127.0.0.1:8080", "base URL of the pipeline's HTTP API (dunningd or the gateway)")
 	keyFile := fs.String("key-file", "./data/credentials/dev-api-key", "file holding an API key with the read scope (DUNNING_API_KEY overrides; make run creates this one)")
 	fs.SetOutput(stderr)
-	// Flags may come before or after TENANT LOAN.
+	// Flags may come before or after the identifiers.
 	var pos []string
 	for {
 		if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
@@ -268,16 +291,16 @@ func timeline(args []string, stdout, stderr io.Writer) int {
 		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
 	}
 	base, err := url.Parse(*api)
-	if len(pos) != 2 || err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		if len(pos) == 2 {
-			fmt.Fprintf(stderr, "dunctl timeline: --api must be an http(s) URL such as http://127.0.0.1:8080, got %q\n", *api)
+	if len(pos) != len(what) || err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		if len(pos) == len(what) {
+			fmt.Fprintf(stderr, "dunctl %s: --api must be an http(s) URL such as http://127.0.0.1:8080, got %q\n", cmd, *api)
 		}
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	for i, what := range []string{"tenant", "loan"} {
+	for i, w := range what {
 		if !policy.ValidID(pos[i]) {
-			fmt.Fprintf(stderr, "dunctl timeline: %s %q: identifiers are 1-64 characters of A-Z, a-z, 0-9, '-' or '_'\n", what, pos[i])
+			fmt.Fprintf(stderr, "dunctl %s: %s %q: identifiers are 1-64 characters of A-Z, a-z, 0-9, '-' or '_'\n", cmd, w, pos[i])
 			return 2
 		}
 	}
@@ -285,20 +308,24 @@ func timeline(args []string, stdout, stderr io.Writer) int {
 	if key == "" {
 		b, err := os.ReadFile(*keyFile)
 		if err != nil {
-			fmt.Fprintf(stderr, "dunctl timeline: an API key is needed: set DUNNING_API_KEY or --key-file (%v)\n", err)
+			fmt.Fprintf(stderr, "dunctl %s: an API key is needed: set DUNNING_API_KEY or --key-file (%v)\n", cmd, err)
 			return 2
 		}
 		key = strings.TrimSpace(string(b))
 	}
-	if err := printTimeline(base, key, pos[0], pos[1], stdout); err != nil {
-		fmt.Fprintln(stderr, "dunctl timeline:", err)
+	var subject []string
+	for i, w := range what {
+		subject = append(subject, w+" "+pos[i])
+	}
+	if err := printText(base, key, path(pos), strings.Join(subject, ", "), stdout); err != nil {
+		fmt.Fprintf(stderr, "dunctl %s: %v\n", cmd, err)
 		return 1
 	}
 	return 0
 }
 
-func printTimeline(base *url.URL, key, tenant, loan string, out io.Writer) error {
-	u := base.JoinPath("v1", "tenants", tenant, "loans", loan, "timeline")
+func printText(base *url.URL, key string, path []string, subject string, out io.Writer) error {
+	u := base.JoinPath(path...)
 	u.RawQuery = "format=text"
 	client := &http.Client{Timeout: 10 * time.Second}
 	req, err := http.NewRequest(http.MethodGet, u.String(), nil)
@@ -317,7 +344,7 @@ func printTimeline(base *url.URL, key, tenant, loan string, out io.Writer) error
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("reading the timeline from %s: %w", base, err)
+		return fmt.Errorf("reading %s from %s: %w", u.Path, base, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error, Field string }
@@ -327,7 +354,7 @@ func printTimeline(base *url.URL, key, tenant, loan string, out io.Writer) error
 		if e.Field != "" {
 			e.Error += " (field " + e.Field + ")"
 		}
-		return fmt.Errorf("tenant %s, loan %s: HTTP %d: %s", tenant, loan, resp.StatusCode, e.Error)
+		return fmt.Errorf("%s: HTTP %d: %s", subject, resp.StatusCode, e.Error)
 	}
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
 		return errors.New("the API answered " + ct + ", not text: is --api the pipeline's HTTP API?")

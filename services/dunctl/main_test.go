@@ -92,6 +92,7 @@ func TestDryRunFlags(t *testing.T) {
 // clearly (exit 1) when the API is unreachable or refuses.
 func TestTimeline(t *testing.T) {
 	const table = "seq  kind             stage  tier  dpd  reason\n1    installment_due  none   none  0    installment 1 of 1200.00 CNY due 2026-01-15T04:00:00Z\n"
+	const explained = "rule     kind    result            detail\ncn.hours  window  held, then passed  held at 2026-01-16 00:00 local until 2026-01-16 08:57 local\n"
 	t.Setenv("DUNNING_API_KEY", "dk_test_secret")
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
@@ -106,6 +107,9 @@ func TestTimeline(t *testing.T) {
 		case r.URL.Path == "/v1/tenants/acme/loans/L-1001/timeline":
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			fmt.Fprint(w, table)
+		case r.URL.Path == "/v1/tenants/acme/loans/L-1001/contacts/c1-first_contact-d1-sms/rules":
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			fmt.Fprint(w, explained)
 		case r.URL.Path == "/v1/tenants/acme/loans/L-json/timeline":
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprint(w, `{"entries": []}`)
@@ -127,6 +131,9 @@ func TestTimeline(t *testing.T) {
 		stderrHas []string
 	}{
 		{"prints the table", []string{"timeline", "--api", api.URL, "acme", "L-1001"}, 0, table, nil},
+		{"explains a contact", []string{"rules", "explain", "--api", api.URL, "acme", "L-1001", "c1-first_contact-d1-sms"}, 0, explained, nil},
+		{"explain without the contact", []string{"rules", "explain", "--api", api.URL, "acme", "L-1001"}, 2, "", []string{"usage"}},
+		{"explain an unknown contact", []string{"rules", "explain", "--api", api.URL, "acme", "L-1001", "c9"}, 1, "", []string{"tenant acme, loan L-1001, contact c9", "HTTP 404"}},
 		{"flag after the loan", []string{"timeline", "acme", "L-1001", "--api", api.URL + "/"}, 0, table, nil},
 		{"unknown loan", []string{"timeline", "--api", api.URL, "acme", "L-9"}, 1, "", []string{"loan L-9", "HTTP 404", "no events for this loan (field loan)"}},
 		{"API down", []string{"timeline", "--api", down.URL, "acme", "L-1001"}, 1, "", []string{"cannot reach the API at " + down.URL, "make run"}},

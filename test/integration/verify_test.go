@@ -75,7 +75,7 @@ func TestVerifyACode(t *testing.T) {
 		"contactRef": "crm-ref-4242", "borrowerRef": "brw-9191"}}`, time.Now().UTC().Format(time.RFC3339)))
 
 	// The code of the first contact released, as the admin's timeline shows it.
-	var code string
+	var code, contact string
 	waitFor(t, 60*time.Second, func() error {
 		resp, err := http.Get(base + "/v1/tenants/acme/loans/L-verify-7/timeline")
 		if err != nil {
@@ -96,12 +96,12 @@ func TestVerifyACode(t *testing.T) {
 				continue
 			}
 			var ev struct {
-				Tasks []struct{ Reference string } `json:"tasks"`
+				Tasks []struct{ Reference, ContactId string } `json:"tasks"`
 			}
 			if err := json.Unmarshal(e.Event, &ev); err != nil || len(ev.Tasks) == 0 || ev.Tasks[0].Reference == "" {
 				return fmt.Errorf("contact_released without a code: %s", e.Event)
 			}
-			code = ev.Tasks[0].Reference
+			code, contact = ev.Tasks[0].Reference, ev.Tasks[0].ContactId
 			return nil
 		}
 		return fmt.Errorf("no contact released yet")
@@ -131,6 +131,18 @@ func TestVerifyACode(t *testing.T) {
 	// Typed by hand: lower case and a dash are the same code.
 	if s, _ := lookup(strings.ToLower(code[:5]) + "-" + code[5:]); s != http.StatusOK {
 		t.Errorf("verify as typed by hand: %d, want 200", s)
+	}
+
+	// The lender's side: every rule as it applied to that contact
+	// (dunctl rules explain reads this).
+	resp, err := http.Get(base + "/v1/tenants/acme/loans/L-verify-7/contacts/" + contact + "/rules?format=text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	explained, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(explained), "cn.hours") || !strings.Contains(string(explained), "held, then passed") {
+		t.Errorf("rules of contact %s: %d\n%s\nwant cn.hours held, then passed", contact, resp.StatusCode, explained)
 	}
 
 	// A code no contact carried.

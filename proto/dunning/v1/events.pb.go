@@ -879,6 +879,106 @@ func (x *ContactPreference) GetReceivedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// ContactHours records a borrower's agreement to be contacted outside the
+// contact rules' window, as the lender received it (cn: "unless the
+// borrower agreed otherwise"; Reg F: consent given directly by the
+// consumer). from and to are the borrower's local "HH:MM" (to excluded);
+// the loan's window becomes the rules' window widened to them, while the
+// send slot stays the policy's. withdrawn ends the agreement. The lender
+// records it on each loan of the borrower it covers.
+type ContactHours struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	LoanId   string                 `protobuf:"bytes,2,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	// Unique per agreement or withdrawal at the lender.
+	HoursId       string                 `protobuf:"bytes,3,opt,name=hours_id,json=hoursId,proto3" json:"hours_id,omitempty"`
+	From          string                 `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	To            string                 `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	Withdrawn     bool                   `protobuf:"varint,6,opt,name=withdrawn,proto3" json:"withdrawn,omitempty"`
+	ReceivedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContactHours) Reset() {
+	*x = ContactHours{}
+	mi := &file_dunning_v1_events_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContactHours) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContactHours) ProtoMessage() {}
+
+func (x *ContactHours) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContactHours.ProtoReflect.Descriptor instead.
+func (*ContactHours) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ContactHours) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ContactHours) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *ContactHours) GetHoursId() string {
+	if x != nil {
+		return x.HoursId
+	}
+	return ""
+}
+
+func (x *ContactHours) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *ContactHours) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *ContactHours) GetWithdrawn() bool {
+	if x != nil {
+		return x.Withdrawn
+	}
+	return false
+}
+
+func (x *ContactHours) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
 // LenderEvent is the envelope a lender (or its contact vendor, for
 // outcomes) sends, over HTTP as JSON (protojson) or over NATS as binary
 // protobuf or JSON.
@@ -891,6 +991,7 @@ type LenderEvent struct {
 	//	*LenderEvent_LoanSettled
 	//	*LenderEvent_ContactOutcome
 	//	*LenderEvent_ContactPreference
+	//	*LenderEvent_ContactHours
 	Event         isLenderEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -898,7 +999,7 @@ type LenderEvent struct {
 
 func (x *LenderEvent) Reset() {
 	*x = LenderEvent{}
-	mi := &file_dunning_v1_events_proto_msgTypes[6]
+	mi := &file_dunning_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1011,7 @@ func (x *LenderEvent) String() string {
 func (*LenderEvent) ProtoMessage() {}
 
 func (x *LenderEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[6]
+	mi := &file_dunning_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1024,7 @@ func (x *LenderEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LenderEvent.ProtoReflect.Descriptor instead.
 func (*LenderEvent) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LenderEvent) GetEvent() isLenderEvent_Event {
@@ -978,6 +1079,15 @@ func (x *LenderEvent) GetContactPreference() *ContactPreference {
 	return nil
 }
 
+func (x *LenderEvent) GetContactHours() *ContactHours {
+	if x != nil {
+		if x, ok := x.Event.(*LenderEvent_ContactHours); ok {
+			return x.ContactHours
+		}
+	}
+	return nil
+}
+
 type isLenderEvent_Event interface {
 	isLenderEvent_Event()
 }
@@ -1002,6 +1112,10 @@ type LenderEvent_ContactPreference struct {
 	ContactPreference *ContactPreference `protobuf:"bytes,5,opt,name=contact_preference,json=contactPreference,proto3,oneof"`
 }
 
+type LenderEvent_ContactHours struct {
+	ContactHours *ContactHours `protobuf:"bytes,6,opt,name=contact_hours,json=contactHours,proto3,oneof"`
+}
+
 func (*LenderEvent_InstallmentDue) isLenderEvent_Event() {}
 
 func (*LenderEvent_RepaymentReceived) isLenderEvent_Event() {}
@@ -1011,6 +1125,8 @@ func (*LenderEvent_LoanSettled) isLenderEvent_Event() {}
 func (*LenderEvent_ContactOutcome) isLenderEvent_Event() {}
 
 func (*LenderEvent_ContactPreference) isLenderEvent_Event() {}
+
+func (*LenderEvent_ContactHours) isLenderEvent_Event() {}
 
 // CaseContext is the common part of every decision: where the case stood when
 // the decision was made, and why.
@@ -1043,7 +1159,7 @@ type CaseContext struct {
 
 func (x *CaseContext) Reset() {
 	*x = CaseContext{}
-	mi := &file_dunning_v1_events_proto_msgTypes[7]
+	mi := &file_dunning_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1055,7 +1171,7 @@ func (x *CaseContext) String() string {
 func (*CaseContext) ProtoMessage() {}
 
 func (x *CaseContext) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[7]
+	mi := &file_dunning_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1068,7 +1184,7 @@ func (x *CaseContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseContext.ProtoReflect.Descriptor instead.
 func (*CaseContext) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CaseContext) GetTenantId() string {
@@ -1189,7 +1305,7 @@ type ContactTask struct {
 
 func (x *ContactTask) Reset() {
 	*x = ContactTask{}
-	mi := &file_dunning_v1_events_proto_msgTypes[8]
+	mi := &file_dunning_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1201,7 +1317,7 @@ func (x *ContactTask) String() string {
 func (*ContactTask) ProtoMessage() {}
 
 func (x *ContactTask) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[8]
+	mi := &file_dunning_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1214,7 +1330,7 @@ func (x *ContactTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactTask.ProtoReflect.Descriptor instead.
 func (*ContactTask) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ContactTask) GetContactId() string {
@@ -1335,7 +1451,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_dunning_v1_events_proto_msgTypes[9]
+	mi := &file_dunning_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1463,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[9]
+	mi := &file_dunning_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1476,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Delivery) GetTenantId() string {
@@ -1433,7 +1549,7 @@ type StepDue struct {
 
 func (x *StepDue) Reset() {
 	*x = StepDue{}
-	mi := &file_dunning_v1_events_proto_msgTypes[10]
+	mi := &file_dunning_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1561,7 @@ func (x *StepDue) String() string {
 func (*StepDue) ProtoMessage() {}
 
 func (x *StepDue) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[10]
+	mi := &file_dunning_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1574,7 @@ func (x *StepDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepDue.ProtoReflect.Descriptor instead.
 func (*StepDue) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StepDue) GetStepId() string {
@@ -1508,7 +1624,7 @@ type OverdueConfirmed struct {
 
 func (x *OverdueConfirmed) Reset() {
 	*x = OverdueConfirmed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[11]
+	mi := &file_dunning_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1636,7 @@ func (x *OverdueConfirmed) String() string {
 func (*OverdueConfirmed) ProtoMessage() {}
 
 func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[11]
+	mi := &file_dunning_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1649,7 @@ func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverdueConfirmed.ProtoReflect.Descriptor instead.
 func (*OverdueConfirmed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *OverdueConfirmed) GetCase() *CaseContext {
@@ -1561,7 +1677,7 @@ type ContactRequested struct {
 
 func (x *ContactRequested) Reset() {
 	*x = ContactRequested{}
-	mi := &file_dunning_v1_events_proto_msgTypes[12]
+	mi := &file_dunning_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1689,7 @@ func (x *ContactRequested) String() string {
 func (*ContactRequested) ProtoMessage() {}
 
 func (x *ContactRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[12]
+	mi := &file_dunning_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1702,7 @@ func (x *ContactRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactRequested.ProtoReflect.Descriptor instead.
 func (*ContactRequested) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ContactRequested) GetCase() *CaseContext {
@@ -1614,7 +1730,7 @@ type Escalated struct {
 
 func (x *Escalated) Reset() {
 	*x = Escalated{}
-	mi := &file_dunning_v1_events_proto_msgTypes[13]
+	mi := &file_dunning_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1626,7 +1742,7 @@ func (x *Escalated) String() string {
 func (*Escalated) ProtoMessage() {}
 
 func (x *Escalated) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[13]
+	mi := &file_dunning_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1639,7 +1755,7 @@ func (x *Escalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Escalated.ProtoReflect.Descriptor instead.
 func (*Escalated) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Escalated) GetCase() *CaseContext {
@@ -1669,7 +1785,7 @@ type HandedOff struct {
 
 func (x *HandedOff) Reset() {
 	*x = HandedOff{}
-	mi := &file_dunning_v1_events_proto_msgTypes[14]
+	mi := &file_dunning_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1681,7 +1797,7 @@ func (x *HandedOff) String() string {
 func (*HandedOff) ProtoMessage() {}
 
 func (x *HandedOff) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[14]
+	mi := &file_dunning_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1694,7 +1810,7 @@ func (x *HandedOff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandedOff.ProtoReflect.Descriptor instead.
 func (*HandedOff) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HandedOff) GetCase() *CaseContext {
@@ -1736,7 +1852,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_dunning_v1_events_proto_msgTypes[15]
+	mi := &file_dunning_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1748,7 +1864,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[15]
+	mi := &file_dunning_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1761,7 +1877,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Evidence) GetInstallments() []*InstallmentDue {
@@ -1810,7 +1926,7 @@ type LegalReferred struct {
 
 func (x *LegalReferred) Reset() {
 	*x = LegalReferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[16]
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +1938,7 @@ func (x *LegalReferred) String() string {
 func (*LegalReferred) ProtoMessage() {}
 
 func (x *LegalReferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[16]
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +1951,7 @@ func (x *LegalReferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LegalReferred.ProtoReflect.Descriptor instead.
 func (*LegalReferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LegalReferred) GetCase() *CaseContext {
@@ -1867,7 +1983,7 @@ type CaseClosed struct {
 
 func (x *CaseClosed) Reset() {
 	*x = CaseClosed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1879,7 +1995,7 @@ func (x *CaseClosed) String() string {
 func (*CaseClosed) ProtoMessage() {}
 
 func (x *CaseClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1892,7 +2008,7 @@ func (x *CaseClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseClosed.ProtoReflect.Descriptor instead.
 func (*CaseClosed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CaseClosed) GetCase() *CaseContext {
@@ -1936,7 +2052,7 @@ type EntryDeferred struct {
 
 func (x *EntryDeferred) Reset() {
 	*x = EntryDeferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1948,7 +2064,7 @@ func (x *EntryDeferred) String() string {
 func (*EntryDeferred) ProtoMessage() {}
 
 func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1961,7 +2077,7 @@ func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryDeferred.ProtoReflect.Descriptor instead.
 func (*EntryDeferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *EntryDeferred) GetCase() *CaseContext {
@@ -1990,7 +2106,7 @@ type StepCancelled struct {
 
 func (x *StepCancelled) Reset() {
 	*x = StepCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2118,7 @@ func (x *StepCancelled) String() string {
 func (*StepCancelled) ProtoMessage() {}
 
 func (x *StepCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2131,7 @@ func (x *StepCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepCancelled.ProtoReflect.Descriptor instead.
 func (*StepCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *StepCancelled) GetCase() *CaseContext {
@@ -2047,7 +2163,7 @@ type ContactHeld struct {
 
 func (x *ContactHeld) Reset() {
 	*x = ContactHeld{}
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2059,7 +2175,7 @@ func (x *ContactHeld) String() string {
 func (*ContactHeld) ProtoMessage() {}
 
 func (x *ContactHeld) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2072,7 +2188,7 @@ func (x *ContactHeld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactHeld.ProtoReflect.Descriptor instead.
 func (*ContactHeld) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ContactHeld) GetCase() *CaseContext {
@@ -2115,7 +2231,7 @@ type ContactReleased struct {
 
 func (x *ContactReleased) Reset() {
 	*x = ContactReleased{}
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2127,7 +2243,7 @@ func (x *ContactReleased) String() string {
 func (*ContactReleased) ProtoMessage() {}
 
 func (x *ContactReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2140,7 +2256,7 @@ func (x *ContactReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactReleased.ProtoReflect.Descriptor instead.
 func (*ContactReleased) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ContactReleased) GetCase() *CaseContext {
@@ -2170,7 +2286,7 @@ type ContactSuppressed struct {
 
 func (x *ContactSuppressed) Reset() {
 	*x = ContactSuppressed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2182,7 +2298,7 @@ func (x *ContactSuppressed) String() string {
 func (*ContactSuppressed) ProtoMessage() {}
 
 func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2195,7 +2311,7 @@ func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactSuppressed.ProtoReflect.Descriptor instead.
 func (*ContactSuppressed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ContactSuppressed) GetCase() *CaseContext {
@@ -2232,7 +2348,7 @@ type ContactCancelled struct {
 
 func (x *ContactCancelled) Reset() {
 	*x = ContactCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2360,7 @@ func (x *ContactCancelled) String() string {
 func (*ContactCancelled) ProtoMessage() {}
 
 func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2373,7 @@ func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactCancelled.ProtoReflect.Descriptor instead.
 func (*ContactCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ContactCancelled) GetCase() *CaseContext {
@@ -2301,7 +2417,7 @@ type BorrowerContact struct {
 
 func (x *BorrowerContact) Reset() {
 	*x = BorrowerContact{}
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2313,7 +2429,7 @@ func (x *BorrowerContact) String() string {
 func (*BorrowerContact) ProtoMessage() {}
 
 func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2326,7 +2442,7 @@ func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowerContact.ProtoReflect.Descriptor instead.
 func (*BorrowerContact) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *BorrowerContact) GetLoanId() string {
@@ -2379,7 +2495,7 @@ type VerificationCode struct {
 
 func (x *VerificationCode) Reset() {
 	*x = VerificationCode{}
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2391,7 +2507,7 @@ func (x *VerificationCode) String() string {
 func (*VerificationCode) ProtoMessage() {}
 
 func (x *VerificationCode) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2404,7 +2520,7 @@ func (x *VerificationCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationCode.ProtoReflect.Descriptor instead.
 func (*VerificationCode) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *VerificationCode) GetTenantId() string {
@@ -2488,13 +2604,23 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\achannel\x18\x04 \x01(\x0e2\x13.dunning.v1.ChannelR\achannel\x12\x1b\n" +
 	"\topted_out\x18\x05 \x01(\bR\boptedOut\x12;\n" +
 	"\vreceived_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"receivedAt\"\x82\x03\n" +
+	"receivedAt\"\xde\x01\n" +
+	"\fContactHours\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x19\n" +
+	"\bhours_id\x18\x03 \x01(\tR\ahoursId\x12\x12\n" +
+	"\x04from\x18\x04 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x05 \x01(\tR\x02to\x12\x1c\n" +
+	"\twithdrawn\x18\x06 \x01(\bR\twithdrawn\x12;\n" +
+	"\vreceived_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\"\xc3\x03\n" +
 	"\vLenderEvent\x12E\n" +
 	"\x0finstallment_due\x18\x01 \x01(\v2\x1a.dunning.v1.InstallmentDueH\x00R\x0einstallmentDue\x12N\n" +
 	"\x12repayment_received\x18\x02 \x01(\v2\x1d.dunning.v1.RepaymentReceivedH\x00R\x11repaymentReceived\x12<\n" +
 	"\floan_settled\x18\x03 \x01(\v2\x17.dunning.v1.LoanSettledH\x00R\vloanSettled\x12E\n" +
 	"\x0fcontact_outcome\x18\x04 \x01(\v2\x1a.dunning.v1.ContactOutcomeH\x00R\x0econtactOutcome\x12N\n" +
-	"\x12contact_preference\x18\x05 \x01(\v2\x1d.dunning.v1.ContactPreferenceH\x00R\x11contactPreferenceB\a\n" +
+	"\x12contact_preference\x18\x05 \x01(\v2\x1d.dunning.v1.ContactPreferenceH\x00R\x11contactPreference\x12?\n" +
+	"\rcontact_hours\x18\x06 \x01(\v2\x18.dunning.v1.ContactHoursH\x00R\fcontactHoursB\a\n" +
 	"\x05event\"\xb6\x03\n" +
 	"\vCaseContext\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
@@ -2668,7 +2794,7 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: dunning.v1.Outcome
 	(Stage)(0),                    // 1: dunning.v1.Stage
@@ -2682,93 +2808,96 @@ var file_dunning_v1_events_proto_goTypes = []any{
 	(*LoanSettled)(nil),           // 9: dunning.v1.LoanSettled
 	(*ContactOutcome)(nil),        // 10: dunning.v1.ContactOutcome
 	(*ContactPreference)(nil),     // 11: dunning.v1.ContactPreference
-	(*LenderEvent)(nil),           // 12: dunning.v1.LenderEvent
-	(*CaseContext)(nil),           // 13: dunning.v1.CaseContext
-	(*ContactTask)(nil),           // 14: dunning.v1.ContactTask
-	(*Delivery)(nil),              // 15: dunning.v1.Delivery
-	(*StepDue)(nil),               // 16: dunning.v1.StepDue
-	(*OverdueConfirmed)(nil),      // 17: dunning.v1.OverdueConfirmed
-	(*ContactRequested)(nil),      // 18: dunning.v1.ContactRequested
-	(*Escalated)(nil),             // 19: dunning.v1.Escalated
-	(*HandedOff)(nil),             // 20: dunning.v1.HandedOff
-	(*Evidence)(nil),              // 21: dunning.v1.Evidence
-	(*LegalReferred)(nil),         // 22: dunning.v1.LegalReferred
-	(*CaseClosed)(nil),            // 23: dunning.v1.CaseClosed
-	(*EntryDeferred)(nil),         // 24: dunning.v1.EntryDeferred
-	(*StepCancelled)(nil),         // 25: dunning.v1.StepCancelled
-	(*ContactHeld)(nil),           // 26: dunning.v1.ContactHeld
-	(*ContactReleased)(nil),       // 27: dunning.v1.ContactReleased
-	(*ContactSuppressed)(nil),     // 28: dunning.v1.ContactSuppressed
-	(*ContactCancelled)(nil),      // 29: dunning.v1.ContactCancelled
-	(*BorrowerContact)(nil),       // 30: dunning.v1.BorrowerContact
-	(*VerificationCode)(nil),      // 31: dunning.v1.VerificationCode
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
+	(*ContactHours)(nil),          // 12: dunning.v1.ContactHours
+	(*LenderEvent)(nil),           // 13: dunning.v1.LenderEvent
+	(*CaseContext)(nil),           // 14: dunning.v1.CaseContext
+	(*ContactTask)(nil),           // 15: dunning.v1.ContactTask
+	(*Delivery)(nil),              // 16: dunning.v1.Delivery
+	(*StepDue)(nil),               // 17: dunning.v1.StepDue
+	(*OverdueConfirmed)(nil),      // 18: dunning.v1.OverdueConfirmed
+	(*ContactRequested)(nil),      // 19: dunning.v1.ContactRequested
+	(*Escalated)(nil),             // 20: dunning.v1.Escalated
+	(*HandedOff)(nil),             // 21: dunning.v1.HandedOff
+	(*Evidence)(nil),              // 22: dunning.v1.Evidence
+	(*LegalReferred)(nil),         // 23: dunning.v1.LegalReferred
+	(*CaseClosed)(nil),            // 24: dunning.v1.CaseClosed
+	(*EntryDeferred)(nil),         // 25: dunning.v1.EntryDeferred
+	(*StepCancelled)(nil),         // 26: dunning.v1.StepCancelled
+	(*ContactHeld)(nil),           // 27: dunning.v1.ContactHeld
+	(*ContactReleased)(nil),       // 28: dunning.v1.ContactReleased
+	(*ContactSuppressed)(nil),     // 29: dunning.v1.ContactSuppressed
+	(*ContactCancelled)(nil),      // 30: dunning.v1.ContactCancelled
+	(*BorrowerContact)(nil),       // 31: dunning.v1.BorrowerContact
+	(*VerificationCode)(nil),      // 32: dunning.v1.VerificationCode
+	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
 	6,  // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	32, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	33, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
 	6,  // 2: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	32, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	32, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	33, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	33, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	32, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	33, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
 	3,  // 7: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
-	32, // 8: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
-	7,  // 9: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
-	8,  // 10: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
-	9,  // 11: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
-	10, // 12: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
-	11, // 13: dunning.v1.LenderEvent.contact_preference:type_name -> dunning.v1.ContactPreference
-	1,  // 14: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
-	2,  // 15: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
-	6,  // 16: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	32, // 17: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	32, // 18: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
-	3,  // 19: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
-	4,  // 20: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
-	6,  // 21: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
-	6,  // 22: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	32, // 23: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
-	32, // 24: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
-	1,  // 25: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
-	2,  // 26: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
-	14, // 27: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
-	1,  // 28: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	32, // 29: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
-	13, // 30: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
-	13, // 31: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
-	14, // 32: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
-	13, // 33: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
-	14, // 34: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
-	13, // 35: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
-	7,  // 36: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
-	8,  // 37: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
-	14, // 38: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
-	13, // 39: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
-	21, // 40: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
-	13, // 41: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
-	5,  // 42: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
-	1,  // 43: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
-	13, // 44: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
-	1,  // 45: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
-	13, // 46: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
-	13, // 47: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
-	14, // 48: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
-	32, // 49: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
-	13, // 50: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
-	14, // 51: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
-	13, // 52: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
-	14, // 53: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
-	13, // 54: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
-	14, // 55: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
-	3,  // 56: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
-	32, // 57: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
-	0,  // 58: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
-	59, // [59:59] is the sub-list for method output_type
-	59, // [59:59] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	33, // 8: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
+	33, // 9: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
+	7,  // 10: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
+	8,  // 11: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
+	9,  // 12: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
+	10, // 13: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
+	11, // 14: dunning.v1.LenderEvent.contact_preference:type_name -> dunning.v1.ContactPreference
+	12, // 15: dunning.v1.LenderEvent.contact_hours:type_name -> dunning.v1.ContactHours
+	1,  // 16: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
+	2,  // 17: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
+	6,  // 18: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
+	33, // 19: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	33, // 20: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
+	3,  // 21: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
+	4,  // 22: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
+	6,  // 23: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
+	6,  // 24: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
+	33, // 25: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	33, // 26: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	1,  // 27: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
+	2,  // 28: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
+	15, // 29: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
+	1,  // 30: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
+	33, // 31: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	14, // 32: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
+	14, // 33: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
+	15, // 34: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
+	14, // 35: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
+	15, // 36: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
+	14, // 37: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
+	7,  // 38: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
+	8,  // 39: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
+	15, // 40: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
+	14, // 41: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
+	22, // 42: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
+	14, // 43: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
+	5,  // 44: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
+	1,  // 45: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
+	14, // 46: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
+	1,  // 47: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
+	14, // 48: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
+	14, // 49: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
+	15, // 50: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
+	33, // 51: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	14, // 52: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
+	15, // 53: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
+	14, // 54: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
+	15, // 55: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
+	14, // 56: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
+	15, // 57: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
+	3,  // 58: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
+	33, // 59: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
+	0,  // 60: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -2776,12 +2905,13 @@ func file_dunning_v1_events_proto_init() {
 	if File_dunning_v1_events_proto != nil {
 		return
 	}
-	file_dunning_v1_events_proto_msgTypes[6].OneofWrappers = []any{
+	file_dunning_v1_events_proto_msgTypes[7].OneofWrappers = []any{
 		(*LenderEvent_InstallmentDue)(nil),
 		(*LenderEvent_RepaymentReceived)(nil),
 		(*LenderEvent_LoanSettled)(nil),
 		(*LenderEvent_ContactOutcome)(nil),
 		(*LenderEvent_ContactPreference)(nil),
+		(*LenderEvent_ContactHours)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2789,7 +2919,7 @@ func file_dunning_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
