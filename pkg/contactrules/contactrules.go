@@ -53,6 +53,10 @@ type Rule struct {
 	// channels must carry (us-regf: {optout}); a policy check refuses a
 	// text without it.
 	Placeholder string `yaml:"placeholder,omitempty"`
+	// Variant, for a content rule, is a text variant every template with
+	// a text on its channels must also carry (us-regf: "voicemail", the
+	// limited-content message left when a call is not answered).
+	Variant string `yaml:"variant,omitempty"`
 
 	from, to int // window bounds in minutes after local midnight
 }
@@ -160,12 +164,19 @@ func Parse(data []byte) (*Pack, error) {
 			}
 			p.window = r
 		}
+		if r.Variant != "" && (r.Kind != KindContent || r.Variant != VariantVoicemail) {
+			return nil, fmt.Errorf("%s: only a content rule names a variant, and the one known is %q", where, VariantVoicemail)
+		}
 		if c := r.Cap; c != nil && (c.Max < 1 || c.Days < 1 || c.Channel == "" || c.Counts == "" || (c.Per != "borrower" && c.Per != "debt")) {
 			return nil, fmt.Errorf("%s: a cap needs a channel, what it counts, max and days of at least 1, and per borrower or debt", where)
 		}
 	}
 	return &p, nil
 }
+
+// VariantVoicemail is the limited-content voicemail a phone template
+// carries beside its call script.
+const VariantVoicemail = "voicemail"
 
 // clock parses "HH:MM" into minutes after midnight.
 func clock(s string) (int, error) {

@@ -66,6 +66,9 @@ func (d *Dispatcher) Handle(msg *message.Message) error {
 		del := &dunningv1.Delivery{TenantId: addr.Tenant, LoanId: addr.Loan, CaseNumber: int32(dec.Ctx.Case),
 			Stage: codec.StageToProto(dec.Ctx.Stage), Tier: codec.TierToProto(dec.Ctx.Tier), Task: codec.TaskToProto(t),
 			Text: text, PolicyVersion: dec.Ctx.PolicyVersion}
+		if vm, ok := pol.RenderVoicemail(t, addr.Tenant); ok {
+			del.VoicemailText = vm
+		}
 		if err := d.publish(msg.Context(), t, addr, del); err != nil {
 			return err
 		}

@@ -101,6 +101,15 @@ func TestEscalationFansOut(t *testing.T) {
 		if m.Header.Get(jetstream.MsgIDHeader) == "" {
 			t.Errorf("%s task has no message ID", task.Channel)
 		}
+		// Only the phone task carries a voicemail, and it says nothing of
+		// the debt: not the amount, not the fees, not the days overdue.
+		vm := del.GetVoicemailText()
+		switch {
+		case task.Channel != policy.ChannelPhone && vm != "":
+			t.Errorf("%s task carries a voicemail: %q", task.Channel, vm)
+		case task.Channel == policy.ChannelPhone && (!strings.Contains(vm, "ABCDEFGHJK") || strings.Contains(vm, "1200") || strings.Contains(vm, "9.60") || strings.Contains(vm, "16")):
+			t.Errorf("phone task's voicemail %q: want the code and nothing of the debt", vm)
+		}
 	}
 }
 

@@ -36,7 +36,16 @@ type CadenceStep struct {
 type Template struct {
 	Tier  Tier
 	Texts map[Channel]map[string]string // channel -> locale -> text
+	// Voicemail is the phone text's limited-content variant, per locale:
+	// what a voice vendor leaves when the call is not answered (required
+	// under us-regf, 12 CFR 1006.2(j)).
+	Voicemail map[string]string
 }
+
+// VoicemailPlaceholders are all a limited-content voicemail may carry:
+// whom to call back, the code to check it by, and how to opt out. Nothing
+// that says there is a debt.
+var VoicemailPlaceholders = []string{"lender", "ref", "optout"}
 
 // Placeholders a template may use; the renderer fills them.
 var Placeholders = []string{"amount", "dpd", "repay", "options", "fees", "credit", "legal", "ref", "lender", "optout"}

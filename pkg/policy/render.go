@@ -58,14 +58,36 @@ func (p Policy) Render(t ContactTask, lender string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("policy %s has no template %q", p.Version, t.Template)
 	}
-	locale := t.Locale
-	if locale == "" {
-		locale = p.DefaultLocale
-	}
+	locale := p.locale(t)
 	text, ok := tpl.Texts[t.Channel][locale]
 	if !ok {
 		return "", fmt.Errorf("template %q has no %s text for locale %q", t.Template, t.Channel, locale)
 	}
+	return p.fill(text, t, locale, lender), nil
+}
+
+// RenderVoicemail fills a phone task's limited-content voicemail; ok is
+// false when its template has none.
+func (p Policy) RenderVoicemail(t ContactTask, lender string) (string, bool) {
+	if t.Channel != ChannelPhone {
+		return "", false
+	}
+	locale := p.locale(t)
+	text, ok := p.Templates[t.Template].Voicemail[locale]
+	if !ok {
+		return "", false
+	}
+	return p.fill(text, t, locale, lender), true
+}
+
+func (p Policy) locale(t ContactTask) string {
+	if t.Locale == "" {
+		return p.DefaultLocale
+	}
+	return t.Locale
+}
+
+func (p Policy) fill(text string, t ContactTask, locale, lender string) string {
 	ph := phrases[locale]
 	if ph == nil {
 		ph = phrases["en"]
@@ -82,5 +104,5 @@ func (p Policy) Render(t ContactTask, lender string) (string, error) {
 		"{repay}", repay, "{options}", ph["options"], "{fees}", FormatMoney(t.Fees),
 		"{credit}", ph["credit"], "{legal}", ph["legal"], "{ref}", t.Reference, "{optout}", ph["optout"],
 	)
-	return r.Replace(text), nil
+	return r.Replace(text)
 }

@@ -447,3 +447,39 @@ func TestLenderNameLocaleAndWording(t *testing.T) {
 		t.Errorf("wording in a locale the policy lacks: %v", err)
 	}
 }
+
+// us-regf's limited-content voicemail: a voicemail that says there is a
+// debt ({amount}) is refused at its file:line:col under any jurisdiction,
+// and under us-regf a template with a phone text but no voicemail is
+// refused naming the rule and its citation.
+func TestVoicemailIsLimitedContent(t *testing.T) {
+	vm := `en: "Hello, this is {lender}. Please call our official service desk back`
+	data := mutate(t, vm, `en: "Hello, this is {lender}. You owe {amount}. Please call our official service desk back`)
+	_, err := Parse("vm.yaml", data)
+	es, _ := AsErrors(err)
+	if len(es) != 1 || !strings.Contains(es[0].Msg, "may not carry {amount}") || es[0].Line != lineOf(t, data, "You owe {amount}") ||
+		es[0].Field != "templates.light_reminder.voicemail.en" {
+		t.Errorf("voicemail with {amount}: %v, want one error at line %d", err, lineOf(t, data, "You owe {amount}"))
+	}
+
+	// Under us-regf (with {optout} where that rule wants it), drop the
+	// light reminder's voicemail.
+	us := string(mutate(t, "jurisdiction: cn ", "jurisdiction: us-regf "))
+	us = regexp.MustCompile(`(?m)^(\s+en: ".*\{ref\}[^"]*)("\s*)$`).ReplaceAllString(us, "${1} {optout}${2}")
+	start := strings.Index(us, "    # Left when a call is not answered")
+	end := strings.Index(us, "  medium_notice:")
+	us = us[:start] + us[end:]
+	_, err = Parse("us.yaml", []byte(us))
+	es, _ = AsErrors(err)
+	var found bool
+	for _, e := range es {
+		if e.Field == "templates.light_reminder.voicemail" && strings.Contains(e.Msg, "us-regf.voicemail") && strings.Contains(e.Msg, "1006.2(j)") && e.Line > 0 {
+			found = true
+		} else if !strings.Contains(e.Msg, "{optout}") {
+			t.Errorf("unexpected error %v", e)
+		}
+	}
+	if !found {
+		t.Errorf("us-regf without a voicemail: %v, want the light reminder's refused by us-regf.voicemail", err)
+	}
+}

@@ -319,7 +319,7 @@ func (p *parser) templates(n *yaml.Node, locales []string, rules textRules) map[
 		names = append(names, k)
 	}
 	slices.Sort(names)
-	allowed := append([]string{"tier"}, policy.ChannelNames()...)
+	allowed := append([]string{"tier", contactrules.VariantVoicemail}, policy.ChannelNames()...)
 	for _, name := range names {
 		path := "templates." + name
 		if !policy.ValidID(name) {
@@ -372,7 +372,53 @@ func (p *parser) templates(n *yaml.Node, locales []string, rules textRules) map[
 		if len(tpl.Texts) == 0 {
 			p.errf(f[name], path, "has no text for any channel")
 		}
+		tpl.Voicemail = p.voicemail(f[name], tf[contactrules.VariantVoicemail], path, tpl, locales, rules)
 		out[name] = tpl
+	}
+	return out
+}
+
+// voicemail reads a template's (tn) limited-content voicemail (n, nil when
+// absent): the phone text's variant, per locale, carrying nothing that
+// says there is a debt (policy.VoicemailPlaceholders only). A pack content
+// rule with the voicemail variant requires one beside every phone text.
+func (p *parser) voicemail(tn, n *yaml.Node, path string, tpl policy.Template, locales []string, rules textRules) map[string]string {
+	vpath := path + "." + contactrules.VariantVoicemail
+	if n == nil {
+		for _, r := range rules.content {
+			if r.Variant == contactrules.VariantVoicemail && tpl.Texts[policy.ChannelPhone] != nil {
+				p.errf(tn, vpath, "a template with a phone text needs a limited-content voicemail: %s (%s, %s)", r.Text, r.ID, r.Citation)
+			}
+		}
+		return nil
+	}
+	if tpl.Texts[policy.ChannelPhone] == nil {
+		p.errf(n, vpath, "a voicemail is the phone text's variant: the template has no phone text")
+	}
+	lf, lkeys := p.mapping(n, vpath)
+	out := map[string]string{}
+	for loc, ln := range lf {
+		lpath := vpath + "." + loc
+		if !contains(locales, loc) {
+			p.errf(lkeys[loc], lpath, "locale %q is not in locales", loc)
+		}
+		text, ok := p.str(ln, lpath)
+		if !ok {
+			continue
+		}
+		p.checkText(ln, lpath, text, policy.TierNone, rules)
+		for _, m := range placeholderPattern.FindAllStringSubmatch(text, -1) {
+			if contains(policy.Placeholders, m[1]) && !contains(policy.VoicemailPlaceholders, m[1]) {
+				p.errf(ln, lpath, "a limited-content voicemail may not carry {%s}: only {%s}, nothing that says there is a debt (12 CFR 1006.2(j))",
+					m[1], strings.Join(policy.VoicemailPlaceholders, "}, {"))
+			}
+		}
+		out[loc] = text
+	}
+	for _, loc := range locales {
+		if _, ok := out[loc]; !ok {
+			p.errf(n, vpath, "voicemail missing for locale %q", loc)
+		}
 	}
 	return out
 }

@@ -376,9 +376,10 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Replicas:    t.Replicas,
 			// A borrower may check a letter's code long after it came;
 			// thirteen months covers a year of dunning and its disputes.
+			// Bounded by age, not bytes (an entry is some 80 bytes): a
+			// byte limit is reserved from the node's max_file_store, and a
+			// full index would refuse releases.
 			MaxAge:      400 * 24 * time.Hour,
-			MaxBytes:    4 << 30,
-			Discard:     jetstream.DiscardNew,
 			AllowDirect: true,
 			Duplicates:  2 * time.Minute,
 			DenyDelete:  true,

@@ -1445,6 +1445,11 @@ type Delivery struct {
 	// The template rendered for the task's channel and locale.
 	Text          string `protobuf:"bytes,7,opt,name=text,proto3" json:"text,omitempty"`
 	PolicyVersion string `protobuf:"bytes,8,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	// For a phone task whose template has one: the limited-content message
+	// to leave when the call is not answered (nothing that says there is a
+	// debt; required under us-regf, 12 CFR 1006.2(j)). A voice vendor leaves
+	// this, never text, on a voicemail.
+	VoicemailText string `protobuf:"bytes,9,opt,name=voicemail_text,json=voicemailText,proto3" json:"voicemail_text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1531,6 +1536,13 @@ func (x *Delivery) GetText() string {
 func (x *Delivery) GetPolicyVersion() string {
 	if x != nil {
 		return x.PolicyVersion
+	}
+	return ""
+}
+
+func (x *Delivery) GetVoicemailText() string {
+	if x != nil {
+		return x.VoicemailText
 	}
 	return ""
 }
@@ -2657,7 +2669,7 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"not_before\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x127\n" +
 	"\tnot_after\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12!\n" +
-	"\fmax_attempts\x18\x0e \x01(\x05R\vmaxAttempts\"\x98\x02\n" +
+	"\fmax_attempts\x18\x0e \x01(\x05R\vmaxAttempts\"\xbf\x02\n" +
 	"\bDelivery\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1f\n" +
@@ -2667,7 +2679,8 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x04tier\x18\x05 \x01(\x0e2\x10.dunning.v1.TierR\x04tier\x12+\n" +
 	"\x04task\x18\x06 \x01(\v2\x17.dunning.v1.ContactTaskR\x04task\x12\x12\n" +
 	"\x04text\x18\a \x01(\tR\x04text\x12%\n" +
-	"\x0epolicy_version\x18\b \x01(\tR\rpolicyVersion\"\xb1\x01\n" +
+	"\x0epolicy_version\x18\b \x01(\tR\rpolicyVersion\x12%\n" +
+	"\x0evoicemail_text\x18\t \x01(\tR\rvoicemailText\"\xb1\x01\n" +
 	"\aStepDue\x12\x17\n" +
 	"\astep_id\x18\x01 \x01(\tR\x06stepId\x12'\n" +
 	"\x05stage\x18\x02 \x01(\x0e2\x11.dunning.v1.StageR\x05stage\x12\x1f\n" +
