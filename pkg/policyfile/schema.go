@@ -343,31 +343,14 @@ func (p *parser) templates(n *yaml.Node, locales []string, rules textRules) map[
 			}
 			ch, _ := policy.ParseChannel(chName)
 			cpath := path + "." + chName
-			lf, lkeys := p.mapping(cn, cpath)
-			texts := map[string]string{}
-			for loc, ln := range lf {
-				lpath := cpath + "." + loc
-				if !contains(locales, loc) {
-					p.errf(lkeys[loc], lpath, "locale %q is not in locales", loc)
-				}
-				text, ok := p.str(ln, lpath)
-				if !ok {
-					continue
-				}
+			tpl.Texts[ch] = p.localeTexts(cn, tkeys[chName], cpath, "template", locales, func(ln *yaml.Node, lpath, text string) {
 				p.checkText(ln, lpath, text, tpl.Tier, rules)
 				for _, r := range rules.content {
 					if r.Placeholder != "" && slices.Contains(r.Channels, chName) && !strings.Contains(text, "{"+r.Placeholder+"}") {
 						p.errf(ln, lpath, "a %s text must include {%s}: %s (%s, %s)", chName, r.Placeholder, r.Text, r.ID, r.Citation)
 					}
 				}
-				texts[loc] = text
-			}
-			for _, loc := range locales {
-				if _, ok := texts[loc]; !ok {
-					p.errf(tkeys[chName], cpath, "template missing for locale %q", loc)
-				}
-			}
-			tpl.Texts[ch] = texts
+			})
 		}
 		if len(tpl.Texts) == 0 {
 			p.errf(f[name], path, "has no text for any channel")
@@ -395,17 +378,7 @@ func (p *parser) voicemail(tn, n *yaml.Node, path string, tpl policy.Template, l
 	if tpl.Texts[policy.ChannelPhone] == nil {
 		p.errf(n, vpath, "a voicemail is the phone text's variant: the template has no phone text")
 	}
-	lf, lkeys := p.mapping(n, vpath)
-	out := map[string]string{}
-	for loc, ln := range lf {
-		lpath := vpath + "." + loc
-		if !contains(locales, loc) {
-			p.errf(lkeys[loc], lpath, "locale %q is not in locales", loc)
-		}
-		text, ok := p.str(ln, lpath)
-		if !ok {
-			continue
-		}
+	return p.localeTexts(n, n, vpath, "voicemail", locales, func(ln *yaml.Node, lpath, text string) {
 		p.checkText(ln, lpath, text, policy.TierNone, rules)
 		for _, m := range placeholderPattern.FindAllStringSubmatch(text, -1) {
 			if contains(policy.Placeholders, m[1]) && !contains(policy.VoicemailPlaceholders, m[1]) {
@@ -413,11 +386,30 @@ func (p *parser) voicemail(tn, n *yaml.Node, path string, tpl policy.Template, l
 					m[1], strings.Join(policy.VoicemailPlaceholders, "}, {"))
 			}
 		}
+	})
+}
+
+// localeTexts reads a mapping of locale to text at path (n; at is where a
+// missing locale is reported): every locale of the policy, none other,
+// each text checked by check.
+func (p *parser) localeTexts(n, at *yaml.Node, path, what string, locales []string, check func(ln *yaml.Node, lpath, text string)) map[string]string {
+	lf, lkeys := p.mapping(n, path)
+	out := map[string]string{}
+	for loc, ln := range lf {
+		lpath := path + "." + loc
+		if !contains(locales, loc) {
+			p.errf(lkeys[loc], lpath, "locale %q is not in locales", loc)
+		}
+		text, ok := p.str(ln, lpath)
+		if !ok {
+			continue
+		}
+		check(ln, lpath, text)
 		out[loc] = text
 	}
 	for _, loc := range locales {
 		if _, ok := out[loc]; !ok {
-			p.errf(n, vpath, "voicemail missing for locale %q", loc)
+			p.errf(at, path, "%s missing for locale %q", what, loc)
 		}
 	}
 	return out
