@@ -106,10 +106,7 @@ type Verification struct {
 const unknownAdvice = "No message from a lender using this service carried this code. Do not pay, call back, or share details through the message that carried it; contact your lender through the phone number in your contract or its official app, and report the message."
 
 func (v *Verifier) allow(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
+	host := clientKey(r.RemoteAddr)
 	now := time.Now()
 	v.mu.Lock()
 	c := v.clients[host]
@@ -128,7 +125,9 @@ func (v *Verifier) allow(r *http.Request) bool {
 }
 
 // forget drops clients idle long enough for their bucket to be full again
-// (they lose nothing), or, if none is, all of them. The caller holds mu.
+// (they lose nothing); if that frees less than a tenth of the room, it
+// drops them all, so that a full map costs one scan per tenth of
+// MaxClients new clients, not one per client. The caller holds mu.
 func (v *Verifier) forget(now time.Time) {
 	refill := time.Duration(float64(v.limits.PerClientBurst) / float64(v.limits.PerClient) * float64(time.Second))
 	for k, c := range v.clients {
@@ -136,9 +135,24 @@ func (v *Verifier) forget(now time.Time) {
 			delete(v.clients, k)
 		}
 	}
-	if len(v.clients) >= v.limits.MaxClients {
+	if len(v.clients) > v.limits.MaxClients-v.limits.MaxClients/10 {
 		clear(v.clients)
 	}
+}
+
+// clientKey is whom a lookup is counted against: its IPv4 address, or its
+// IPv6 /64 (one subscriber's network: an address per lookup within it
+// would otherwise be a fresh client each time).
+func clientKey(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.To4() != nil {
+		return host
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
 // ServeHTTP answers one lookup: 200 with the verification, 404 with advice

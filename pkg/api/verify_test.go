@@ -81,3 +81,18 @@ func TestVerifyForgetsIdleClients(t *testing.T) {
 		}
 	}
 }
+
+// Clients are counted by IPv4 address or IPv6 /64.
+func TestVerifyClientKey(t *testing.T) {
+	for remote, want := range map[string]string{
+		"10.1.2.3:4000":                     "10.1.2.3",
+		"[2001:db8:1:2:aaaa::1]:4000":       "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff:ffff:1:2]:4000": "2001:db8:1:2::/64",
+		"[2001:db8:1:3::1]:4000":            "2001:db8:1:3::/64",
+		"[::ffff:10.1.2.3]:4000":            "::ffff:10.1.2.3",
+	} {
+		if got := clientKey(remote); got != want {
+			t.Errorf("clientKey(%s) = %s, want %s", remote, got, want)
+		}
+	}
+}

@@ -107,8 +107,9 @@ func TestEscalationFansOut(t *testing.T) {
 		switch {
 		case task.Channel != policy.ChannelPhone && vm != "":
 			t.Errorf("%s task carries a voicemail: %q", task.Channel, vm)
-		case task.Channel == policy.ChannelPhone && (!strings.Contains(vm, "ABCDEFGHJK") || strings.Contains(vm, "1200") || strings.Contains(vm, "9.60") || strings.Contains(vm, "16")):
-			t.Errorf("phone task's voicemail %q: want the code and nothing of the debt", vm)
+		case task.Channel == policy.ChannelPhone && (!strings.Contains(vm, "合同上的官方客服电话") || strings.Contains(vm, "ABCDEFGHJK") ||
+			strings.Contains(vm, "1200") || strings.Contains(vm, "9.60") || strings.Contains(vm, "16") || strings.Contains(vm, "逾期")):
+			t.Errorf("phone task's voicemail %q: want the number to call back and nothing of the debt", vm)
 		}
 	}
 }

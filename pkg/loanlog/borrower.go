@@ -26,16 +26,15 @@ var (
 	_ stage.Codes     = (*Log)(nil)
 )
 
-// ReadBorrower returns a borrower's log, read as a loan's is (one
-// multi_last direct get: every entry has a subject of its own), and its
-// last sequence. A borrower's log is short: a few entries per capped
-// contact, and caps look back days, not years.
+// ReadBorrower returns a borrower's latest entries (topology.BorrowerRing
+// of them at most), read as a loan's log is (one multi_last direct get,
+// from the subject index), and its last sequence.
 func (l *Log) ReadBorrower(ctx context.Context, tenant, borrower string) ([]policy.BorrowerEntry, uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
-	raws, _, err := l.batch(ctx, topology.StreamLoans, map[string]any{"multi_last": []string{topology.BorrowerLog(tenant, borrower)}, "batch": maxLog}, maxLog)
-	if err == nil && len(raws) >= maxLog {
-		err = fmt.Errorf("borrower %s/%s: log longer than %d entries", tenant, borrower, maxLog)
+	raws, _, err := l.batch(ctx, topology.StreamLoans, map[string]any{"multi_last": []string{topology.BorrowerLog(tenant, borrower)}, "batch": topology.BorrowerRing + 1}, topology.BorrowerRing+1)
+	if err == nil && len(raws) > topology.BorrowerRing {
+		err = fmt.Errorf("borrower %s/%s: more than %d subjects in its log: not written by this pipeline", tenant, borrower, topology.BorrowerRing)
 	}
 	if err != nil {
 		return nil, 0, err
@@ -56,24 +55,28 @@ func (l *Log) ReadBorrower(ctx context.Context, tenant, borrower string) ([]poli
 }
 
 // AppendBorrower appends one entry to a borrower's log if its last sequence
-// is still expect.
+// is still expect, on the ring's subject after the last entry's.
 func (l *Log) AppendBorrower(ctx context.Context, tenant, borrower string, expect uint64, e policy.BorrowerEntry) (uint64, error) {
-	what := "call"
-	if e.Outcome != policy.OutcomeNone {
-		what = e.Outcome.String()
+	slot := 0
+	if expect > 0 {
+		last, found, err := l.Last(ctx, topology.BorrowerLog(tenant, borrower))
+		if err != nil {
+			return 0, err
+		}
+		if !found || last.Seq != expect {
+			return 0, fmt.Errorf("%w: borrower %s/%s moved since it was read", stage.ErrConflict, tenant, borrower)
+		}
+		slot = (topology.BorrowerSlot(last.Subject) + 1) % topology.BorrowerRing
 	}
 	data, err := proto.Marshal(&dunningv1.BorrowerContact{LoanId: e.Loan, ContactId: e.Task, Channel: codec.ChannelToProto(e.Channel),
 		At: timestamppb.New(e.At), Outcome: codec.OutcomeToProto(e.Outcome)})
 	if err != nil {
 		return 0, fmt.Errorf("encoding borrower entry: %w", err)
 	}
-	m := nats.NewMsg(topology.BorrowerSubject(tenant, borrower, e.Loan, e.Task, what))
+	m := nats.NewMsg(topology.BorrowerSubject(tenant, borrower, slot))
 	m.Data = data
-	// The ID names the entry and the sequence it was decided from: a
-	// retried publish is deduplicated, while another loan's entry decided
-	// from the same sequence is not mistaken for this one (it meets the
-	// guard and fails).
-	m.Header.Set(jetstream.MsgIDHeader, MsgID(m.Subject, strconv.FormatUint(expect, 10)))
+	// No message ID: a retried publish whose first went through meets the
+	// guard and fails, and the caller re-reads and finds its entry.
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expect, 10))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, topology.BorrowerLog(tenant, borrower))
 	return seqOf(l.publish(ctx, m))
@@ -113,7 +116,9 @@ func (l *Log) Code(ctx context.Context, code string) (owner policy.CodeOwner, fo
 	}
 	var m dunningv1.VerificationCode
 	if err := proto.Unmarshal(out[0].Data, &m); err != nil {
-		return policy.CodeOwner{}, false, fmt.Errorf("verification code %s: %w", code, err)
+		// The code is not named: a lookup's error is logged, and codes are
+		// not (they would let a log reader check messages).
+		return policy.CodeOwner{}, false, fmt.Errorf("decoding a verification code's entry: %w", err)
 	}
 	return policy.CodeOwner{Tenant: m.GetTenantId(), Loan: m.GetLoanId(), Task: m.GetContactId(), Case: int(m.GetCase())}, true, nil
 }

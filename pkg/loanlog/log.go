@@ -355,7 +355,8 @@ func (l *Log) AppendLender(ctx context.Context, subject string, data []byte, pri
 	return ack.Sequence, nil
 }
 
-// Last returns the stored message on one exact subject; found is false
+// Last returns the stored message on one subject (or the last of a filter
+// with wildcards); found is false
 // when the subject holds none. One direct get, as reads of the log are.
 func (l *Log) Last(ctx context.Context, subject string) (msg Raw, found bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"time"
 
 	"github.com/opendunning/dunning/pkg/contactrules"
@@ -194,40 +195,71 @@ func (l Ladder) borrowerChannels() map[Channel]bool {
 	return out
 }
 
-// BorrowerEntries is what the borrower's log must hold for this loan once
-// decs are committed: every task released on a channel capped per
-// borrower, and each of their outcomes (Loan left empty: the caller knows
-// the loan). The gate appends what is missing before the release it
-// stands for, guarded by the borrower's last sequence, so two loans racing
-// for a borrower's last slot cannot both take it.
-func (l Ladder) BorrowerEntries(c *Case, decs []Decision) []BorrowerEntry {
+// BorrowerAppends is what the gate must append to the borrower's log for
+// this loan, given the loan's own entries there (own) and the decisions
+// about to be committed: every release on a channel capped per borrower
+// gets an entry of its own, and each of their call outcomes one (Loan left
+// empty: the caller knows the loan). The gate appends them before the
+// release they stand for, guarded by the borrower's last sequence, so two
+// loans racing for a borrower's last slot cannot both take it.
+//
+// A release decided again after its loan's write failed (a redelivery)
+// reuses the entry its first attempt left, while that is still a live
+// reservation (the same local day, under ReservationTTL): a retry loop
+// does not pile up reservations. Any later release appends anew, so every
+// release that counts today was a guarded append today.
+func (l Ladder) BorrowerAppends(c *Case, decs []Decision, own []BorrowerEntry, now time.Time) []BorrowerEntry {
 	capped := l.borrowerChannels()
 	if len(capped) == 0 {
 		return nil
 	}
+	clock := l.clock(c)
+	today, _ := clock.Local(now)
+	called := map[string][]time.Time{} // task -> its release entries
+	outcome := map[[2]string]bool{}
+	for _, e := range own {
+		if e.Outcome == OutcomeNone {
+			called[e.Task] = append(called[e.Task], e.At)
+		} else {
+			outcome[[2]string{e.Task, e.Outcome.String()}] = true
+		}
+	}
 	var out []BorrowerEntry
-	released := map[string]Channel{}
-	add := func(t ContactTask) {
-		if _, seen := released[t.ID]; seen || !capped[t.Channel] {
-			return
-		}
-		released[t.ID] = t.Channel
-		out = append(out, BorrowerEntry{Task: t.ID, Channel: t.Channel, At: t.NotBefore})
-	}
+	channel := map[string]Channel{}
 	for _, g := range c.Gate {
-		if g.State == GateReleased {
-			add(g.Task)
-		}
-	}
-	for _, d := range decs {
-		if d.Kind == KindContactReleased {
-			for _, t := range d.Tasks {
-				add(t)
+		if g.State == GateReleased && capped[g.Task.Channel] {
+			channel[g.Task.ID] = g.Task.Channel
+			// A release committed without its entry (the loan had no
+			// borrower key then): record it, at its time.
+			if len(called[g.Task.ID]) == 0 {
+				out = append(out, BorrowerEntry{Task: g.Task.ID, Channel: g.Task.Channel, At: g.Task.NotBefore})
+				called[g.Task.ID] = append(called[g.Task.ID], g.Task.NotBefore)
 			}
 		}
 	}
+	live := func(at time.Time) bool {
+		d, _ := clock.Local(at)
+		return d == today && !at.After(now) && now.Sub(at) < ReservationTTL
+	}
+	for _, d := range decs {
+		if d.Kind != KindContactReleased {
+			continue
+		}
+		for _, t := range d.Tasks {
+			if !capped[t.Channel] {
+				continue
+			}
+			channel[t.ID] = t.Channel
+			if slices.ContainsFunc(called[t.ID], live) {
+				continue
+			}
+			out = append(out, BorrowerEntry{Task: t.ID, Channel: t.Channel, At: t.NotBefore})
+		}
+	}
 	for _, o := range c.Outcomes {
-		if ch, ok := released[o.ContactID]; ok && o.Outcome.Call() {
+		ch, ok := channel[o.ContactID]
+		if ok && o.Outcome.Call() && !outcome[[2]string{o.ContactID, o.Outcome.String()}] {
+			outcome[[2]string{o.ContactID, o.Outcome.String()}] = true
 			out = append(out, BorrowerEntry{Task: o.ContactID, Channel: ch, At: o.At, Outcome: o.Outcome})
 		}
 	}

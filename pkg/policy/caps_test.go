@@ -143,3 +143,51 @@ func TestCNConnectedCallsPerDay(t *testing.T) {
 		t.Errorf("3 connected: %s\nwant %s", got, want)
 	}
 }
+
+// Every release on a channel capped per borrower is an append of its own
+// to the borrower's log, but for a retry of the same release while its
+// first entry is still a live reservation: an entry left on day 1 by a
+// release whose loan write failed does not stand in for the release the
+// next morning, which must be a guarded append that day.
+func TestBorrowerAppends(t *testing.T) {
+	l, c, loc := capsCase(t, "cn", "Asia/Shanghai")
+	task := ContactTask{ID: "c1-escalation-d16-phone", Channel: ChannelPhone}
+	sms := ContactTask{ID: "c1-escalation-d16-sms", Channel: ChannelSMS}
+	release := func(at time.Time) []Decision {
+		tk := task
+		tk.NotBefore = at
+		s := sms
+		s.NotBefore = at
+		return []Decision{{Kind: KindContactReleased, Tasks: []ContactTask{tk, s}}}
+	}
+	day1Late := time.Date(2026, 3, 18, 21, 59, 0, 0, loc)
+	day2 := time.Date(2026, 3, 19, 8, 0, 0, 0, loc)
+	cases := []struct {
+		name string
+		own  []BorrowerEntry
+		now  time.Time
+		want int
+	}{
+		{"first release", nil, day2, 1},
+		{"retried within the reservation", []BorrowerEntry{{Task: task.ID, Channel: ChannelPhone, At: day2.Add(-time.Minute)}}, day2, 0},
+		{"entry left the evening before", []BorrowerEntry{{Task: task.ID, Channel: ChannelPhone, At: day1Late}}, day2, 1},
+		{"entry older than the reservation", []BorrowerEntry{{Task: task.ID, Channel: ChannelPhone, At: day2.Add(-3 * time.Hour)}}, day2, 1},
+	}
+	for _, tc := range cases {
+		got := l.BorrowerAppends(c, release(tc.now), tc.own, tc.now)
+		if len(got) != tc.want || (len(got) == 1 && (got[0].Task != task.ID || !got[0].At.Equal(tc.now))) {
+			t.Errorf("%s: appends %+v, want %d for the phone task at %s (the SMS is not capped)", tc.name, got, tc.want, tc.now)
+		}
+	}
+	// Its outcome is appended once.
+	call(c, task.ID, day2)
+	c.Apply(Entry{Event: ContactOutcome{ContactID: task.ID, Outcome: OutcomeCallConnected, At: day2.Add(time.Minute)}})
+	own := []BorrowerEntry{{Task: task.ID, Channel: ChannelPhone, At: day2}}
+	got := l.BorrowerAppends(c, nil, own, day2.Add(2*time.Minute))
+	if len(got) != 1 || got[0].Outcome != OutcomeCallConnected {
+		t.Fatalf("after the outcome: %+v, want the outcome appended", got)
+	}
+	if again := l.BorrowerAppends(c, nil, append(own, got[0]), day2.Add(3*time.Minute)); len(again) != 0 {
+		t.Errorf("outcome appended again: %+v", again)
+	}
+}

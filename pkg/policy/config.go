@@ -42,13 +42,18 @@ type Template struct {
 	Voicemail map[string]string
 }
 
-// VoicemailPlaceholders are all a limited-content voicemail may carry:
-// whom to call back, the code to check it by, and how to opt out. Nothing
-// that says there is a debt.
-var VoicemailPlaceholders = []string{"lender", "ref", "optout"}
+// VoicemailPlaceholders are all a limited-content voicemail may carry
+// (12 CFR 1006.2(j)): the business's name, the number to call back, how to
+// opt out. Nothing that says there is a debt, and no verification code
+// (not among the items the rule allows).
+var VoicemailPlaceholders = []string{"lender", "callback", "optout"}
+
+// VoicemailRequired is what every limited-content voicemail must carry:
+// the number to call back.
+var VoicemailRequired = []string{"callback"}
 
 // Placeholders a template may use; the renderer fills them.
-var Placeholders = []string{"amount", "dpd", "repay", "options", "fees", "credit", "legal", "ref", "lender", "optout"}
+var Placeholders = []string{"amount", "dpd", "repay", "options", "fees", "credit", "legal", "ref", "lender", "optout", "callback"}
 
 // RequiredPlaceholders are what every template of a tier must mention:
 // amount, DPD, how to repay and the verification reference always; medium

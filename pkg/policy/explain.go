@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/opendunning/dunning/pkg/contactrules"
 )
 
 // RuleCheck is one rule as it applied to one contact: what `dunctl rules
@@ -86,6 +88,34 @@ func (l Ladder) Explain(entries []Entry, taskID string) ([]RuleCheck, error) {
 			rc.Result = "pending"
 		}
 		out = append(out, rc)
+	}
+	// The lender's own rules: the send slot and the calendar.
+	for _, r := range []struct{ id, text string }{
+		{contactrules.RuleSendAt, "a contact leaves at its loan's slot: send_at plus its offset in send_spread"},
+		{contactrules.RuleCalendar, "no contact on the days the lender's calendar closes (closed_on, blackouts)"},
+	} {
+		rc := RuleCheck{Rule: r.id, Kind: "policy", Detail: r.text}
+		held := heldBy(r.id)
+		switch {
+		case final != nil && final.Kind == KindContactReleased && len(held) > 0:
+			rc.Result, rc.Detail = "held, then passed", strings.Join(held, "; ")+"; released "+l.LocalTime(atFinal, released)
+		case len(held) > 0:
+			rc.Result, rc.Detail = "held", strings.Join(held, "; ")
+		case final != nil && final.Kind == KindContactReleased:
+			rc.Result = "passed"
+		default:
+			rc.Result = "pending"
+		}
+		out = append(out, rc)
+	}
+	// The borrower's agreement, as it stood when the contact left.
+	h := c.AgreedHours
+	if atFinal != nil {
+		h = atFinal.AgreedHours
+	}
+	if h != nil {
+		out = append(out, RuleCheck{Rule: RuleAgreedHours, Kind: "borrower", Result: "applied",
+			Detail: fmt.Sprintf("the borrower agreed to contact %s-%s local: the window is widened to meet it", contactrules.FormatWall(h.From), contactrules.FormatWall(h.To))})
 	}
 	pack := l.Policy.Contact.Pack
 	if pack == nil {

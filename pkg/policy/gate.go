@@ -41,6 +41,9 @@ const (
 	RuleNothingOverdue = "case.nothing_overdue" // paid, the closure not yet recorded
 	// RuleOptOut suppresses a task on a channel the borrower opted out of.
 	RuleOptOut = "borrower.opt_out"
+	// RuleAgreedHours names the borrower's agreement to contact outside
+	// the rules' window (contactHours) where it applied.
+	RuleAgreedHours = "borrower.agreed_hours"
 )
 
 // DefaultSendSpread spreads a portfolio's releases over the first two hours

@@ -46,6 +46,10 @@ type Policy struct {
 	// replaces the shipped wording of {repay} with the lender's own.
 	LenderName   string
 	RepayWording map[string]string
+	// Callback, per locale, is how a borrower calls the lender back, which
+	// {callback} renders (a voicemail's callback number); without it the
+	// shipped wording points to the number in the borrower's contract.
+	Callback map[string]string
 	// Contact is when contacts may leave: the jurisdiction's pack, the
 	// lender's calendar and send slot (gate.go).
 	Contact ContactRules

@@ -13,13 +13,16 @@ var phrases = map[string]map[string]string{
 		"credit":  "持续逾期可能会被报送征信系统，影响您的信用记录。",
 		"legal":   "如仍未还款，我们可能依法通过诉讼等法律途径追偿，相关费用可能由您承担。",
 		"optout":  "回复TD退订。",
+		// {callback}: nothing that names a debt or a loan (a voicemail's).
+		"callback": "您合同上的官方客服电话",
 	},
 	"en": {
-		"repay":   "our official app or a bank transfer",
-		"options": "a repayment plan or a short deferral",
-		"credit":  "Continued non-payment may be reported to the credit reference system and affect your credit record.",
-		"legal":   "If the debt remains unpaid, we may take legal action to recover it, and you may be liable for the costs.",
-		"optout":  "Reply STOP to stop messages like this one.",
+		"repay":    "our official app or a bank transfer",
+		"options":  "a repayment plan or a short deferral",
+		"credit":   "Continued non-payment may be reported to the credit reference system and affect your credit record.",
+		"legal":    "If the debt remains unpaid, we may take legal action to recover it, and you may be liable for the costs.",
+		"optout":   "Reply STOP to stop messages like this one.",
+		"callback": "the service number on your contract with us",
 	},
 }
 
@@ -99,10 +102,14 @@ func (p Policy) fill(text string, t ContactTask, locale, lender string) string {
 	if w, ok := p.RepayWording[locale]; ok {
 		repay = w
 	}
+	callback := ph["callback"]
+	if w, ok := p.Callback[locale]; ok {
+		callback = w
+	}
 	r := strings.NewReplacer(
 		"{lender}", lender, "{amount}", FormatMoney(t.AmountDue), "{dpd}", fmt.Sprint(t.DPD),
 		"{repay}", repay, "{options}", ph["options"], "{fees}", FormatMoney(t.Fees),
-		"{credit}", ph["credit"], "{legal}", ph["legal"], "{ref}", t.Reference, "{optout}", ph["optout"],
+		"{credit}", ph["credit"], "{legal}", ph["legal"], "{ref}", t.Reference, "{optout}", ph["optout"], "{callback}", callback,
 	)
 	return r.Replace(text)
 }

@@ -453,13 +453,29 @@ func TestLenderNameLocaleAndWording(t *testing.T) {
 // and under us-regf a template with a phone text but no voicemail is
 // refused naming the rule and its citation.
 func TestVoicemailIsLimitedContent(t *testing.T) {
-	vm := `en: "Hello, this is {lender}. Please call our official service desk back`
-	data := mutate(t, vm, `en: "Hello, this is {lender}. You owe {amount}. Please call our official service desk back`)
-	_, err := Parse("vm.yaml", data)
-	es, _ := AsErrors(err)
-	if len(es) != 1 || !strings.Contains(es[0].Msg, "may not carry {amount}") || es[0].Line != lineOf(t, data, "You owe {amount}") ||
-		es[0].Field != "templates.light_reminder.voicemail.en" {
-		t.Errorf("voicemail with {amount}: %v, want one error at line %d", err, lineOf(t, data, "You owe {amount}"))
+	vm := `en: "Hello, this is {lender}. Please call us back on {callback}."`
+	for _, c := range []struct{ text, want string }{
+		{`en: "Hello, this is {lender}. It is about {amount}. Please call us back on {callback}."`, "may not carry {amount}"},
+		{`en: "Hello, this is {lender}. Your code is {ref}. Please call us back on {callback}."`, "may not carry {ref}"},
+		{`en: "Hello, this is {lender}. Please call us back about your overdue account on {callback}."`, `may not say there is a debt: "overdue"`},
+		{`en: "Hello, this is {lender}. Please call us back."`, "must carry {callback}"},
+	} {
+		data := mutate(t, vm, c.text)
+		_, err := Parse("vm.yaml", data)
+		es, _ := AsErrors(err)
+		if len(es) != 1 || !strings.Contains(es[0].Msg, c.want) || es[0].Line != lineOf(t, data, c.text) ||
+			es[0].Field != "templates.light_reminder.voicemail.en" {
+			t.Errorf("voicemail %s: %v, want one error %q at line %d", c.text, err, c.want, lineOf(t, data, c.text))
+		}
+	}
+	zh := `zh-CN: "您好，这里是{lender}，有事与您联系，请回电{callback}。"`
+	if _, err := Parse("vm.yaml", mutate(t, zh, `zh-CN: "您好，这里是{lender}，关于您的逾期借款，请回电{callback}。"`)); err == nil || !strings.Contains(err.Error(), `"逾期"`) {
+		t.Errorf("zh-CN voicemail about an overdue loan: %v, want it refused", err)
+	}
+	// The lender's callback number, per locale, is checked the same way.
+	if _, err := Parse("vm.yaml", mutate(t, "grace_days: 0 ", "callback: {en: \"+1 555 0100 (collections)\"}\ngrace_days: 0 ")); err == nil ||
+		!strings.Contains(err.Error(), "callback.en") {
+		t.Errorf("a callback naming collections: %v, want it refused", err)
 	}
 
 	// Under us-regf (with {optout} where that rule wants it), drop the
@@ -469,8 +485,8 @@ func TestVoicemailIsLimitedContent(t *testing.T) {
 	start := strings.Index(us, "    # Left when a call is not answered")
 	end := strings.Index(us, "  medium_notice:")
 	us = us[:start] + us[end:]
-	_, err = Parse("us.yaml", []byte(us))
-	es, _ = AsErrors(err)
+	_, err := Parse("us.yaml", []byte(us))
+	es, _ := AsErrors(err)
 	var found bool
 	for _, e := range es {
 		if e.Field == "templates.light_reminder.voicemail" && strings.Contains(e.Msg, "us-regf.voicemail") && strings.Contains(e.Msg, "1006.2(j)") && e.Line > 0 {

@@ -44,7 +44,7 @@ func Parse(file string, data []byte) (policy.Policy, error) {
 
 func (p *parser) policy(root *yaml.Node) policy.Policy {
 	f, keys := p.mapping(root, "", "version", "tenant", "product", "jurisdiction", "locales", "default_locale",
-		"grace_days", "penalty_bps_per_day", "tiers", "stages", "templates", "language_check", "contact", "lender_name", "repay_wording")
+		"grace_days", "penalty_bps_per_day", "tiers", "stages", "templates", "language_check", "contact", "lender_name", "repay_wording", "callback")
 	var pol policy.Policy
 	for _, req := range []string{"version", "tenant", "jurisdiction", "locales", "default_locale", "tiers", "stages", "templates"} {
 		if f[req] == nil && root.Kind == yaml.MappingNode {
@@ -132,26 +132,24 @@ func (p *parser) policy(root *yaml.Node) policy.Policy {
 		}
 		pol.LenderName = strings.TrimSpace(v)
 	}
-	if f["repay_wording"] != nil {
-		wf, wkeys := p.mapping(f["repay_wording"], "repay_wording")
-		pol.RepayWording = map[string]string{}
-		for loc, n := range wf {
-			path := "repay_wording." + loc
-			if !contains(locales, loc) {
-				p.errf(wkeys[loc], path, "locale %q is not in locales", loc)
-			}
-			text, ok := p.str(n, path)
-			if !ok {
-				continue
-			}
-			if strings.TrimSpace(text) == "" || strings.ContainsAny(text, "{}") {
-				p.errf(n, path, "must be non-empty wording without placeholders")
-			} else if phrase := rules.lc.Find(text); phrase != "" {
-				p.errf(n, path, "threatening, abusive or false-legal wording %q: collectors may not threaten or intimidate", phrase)
-			}
-			pol.RepayWording[loc] = text
+	pol.RepayWording = p.wording(f["repay_wording"], "repay_wording", locales, func(text string) string {
+		if strings.ContainsAny(text, "{}") {
+			return "must be non-empty wording without placeholders"
 		}
-	}
+		if phrase := rules.lc.Find(text); phrase != "" {
+			return fmt.Sprintf("threatening, abusive or false-legal wording %q: collectors may not threaten or intimidate", phrase)
+		}
+		return ""
+	})
+	pol.Callback = p.wording(f["callback"], "callback", locales, func(text string) string {
+		if strings.ContainsAny(text, "{}\n") {
+			return "must be a number or wording on one line, without placeholders"
+		}
+		if w := debtWording(text); w != "" {
+			return fmt.Sprintf("a voicemail renders it: %q says there is a debt (12 CFR 1006.2(j))", w)
+		}
+		return ""
+	})
 	p.stages(f["stages"], &pol)
 	pol.Contact = p.contact(f["contact"], pol.Jurisdiction, f["jurisdiction"])
 	_ = keys
@@ -386,7 +384,64 @@ func (p *parser) voicemail(tn, n *yaml.Node, path string, tpl policy.Template, l
 					m[1], strings.Join(policy.VoicemailPlaceholders, "}, {"))
 			}
 		}
+		for _, req := range policy.VoicemailRequired {
+			if !strings.Contains(text, "{"+req+"}") {
+				p.errf(ln, lpath, "a limited-content voicemail must carry {%s}: the number to call back (12 CFR 1006.2(j))", req)
+			}
+		}
+		if w := debtWording(placeholderPattern.ReplaceAllString(text, "")); w != "" {
+			p.errf(ln, lpath, "a limited-content voicemail may not say there is a debt: %q (12 CFR 1006.2(j))", w)
+		}
 	})
+}
+
+// debtWords say there is a debt: a voicemail (which anyone near the phone
+// may hear) must not. English on word boundaries, Chinese as phrases.
+var (
+	debtWordsEN = regexp.MustCompile(`(?i)\b(debts?|overdue|past[ -]due|owe[ds]?|owing|collections?|collect(or|ing)?|loans?|payments?|repay(ment)?s?|arrears|balance|credit)\b`)
+	debtWordsZH = []string{"逾期", "欠款", "欠费", "还款", "催收", "借款", "贷款", "债", "账单", "征信"}
+)
+
+// debtWording returns the first wording in text that says there is a
+// debt, or "".
+func debtWording(text string) string {
+	if m := debtWordsEN.FindString(text); m != "" {
+		return m
+	}
+	for _, w := range debtWordsZH {
+		if strings.Contains(text, w) {
+			return w
+		}
+	}
+	return ""
+}
+
+// wording reads an optional mapping of locale to the lender's wording (n,
+// nil when absent) at path: locales of the policy only, each text
+// non-empty and passing check ("" when it does, else why not).
+func (p *parser) wording(n *yaml.Node, path string, locales []string, check func(string) string) map[string]string {
+	if n == nil {
+		return nil
+	}
+	f, keys := p.mapping(n, path)
+	out := map[string]string{}
+	for loc, ln := range f {
+		lpath := path + "." + loc
+		if !contains(locales, loc) {
+			p.errf(keys[loc], lpath, "locale %q is not in locales", loc)
+		}
+		text, ok := p.str(ln, lpath)
+		if !ok {
+			continue
+		}
+		if strings.TrimSpace(text) == "" {
+			p.errf(ln, lpath, "must not be empty")
+		} else if why := check(text); why != "" {
+			p.errf(ln, lpath, "%s", why)
+		}
+		out[loc] = text
+	}
+	return out
 }
 
 // localeTexts reads a mapping of locale to text at path (n; at is where a

@@ -1,7 +1,9 @@
 package stage_test
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -234,12 +236,15 @@ func TestRedeliveredTriggerDoesNotHoldAgain(t *testing.T) {
 }
 
 // borrowerLoans gives the borrower B-1 n loans L-1..L-n, due together.
-func (w *world) borrowerLoans(n int) []string {
+func (w *world) borrowerLoans(n int) []string { return w.borrowerLoansOf("B-1", n) }
+
+// borrowerLoansOf gives a borrower n loans L-1..L-n, due together.
+func (w *world) borrowerLoansOf(borrower string, n int) []string {
 	var loans []string
 	for i := 1; i <= n; i++ {
 		loan := fmt.Sprintf("L-%d", i)
 		w.lender(loan, "1", policy.InstallmentDue{ID: "1", Amount: policy.Money{Currency: "CNY", Minor: 100000}, DueAt: w.due,
-			Zone: "Asia/Shanghai", ContactRef: "crm", BorrowerRef: "B-1"})
+			Zone: "Asia/Shanghai", ContactRef: "crm", BorrowerRef: borrower})
 		loans = append(loans, loan)
 	}
 	return loans
@@ -322,7 +327,7 @@ func TestBorrowerCapAcrossLoans(t *testing.T) {
 		got[c.Rule] = c
 	}
 	for rule, want := range map[string]string{"cn.hours": "held, then passed", "cn.voice-per-day": "held, then passed",
-		"cn.debtor-only": "applies", policy.RuleOptOut: "passed", policy.RuleCaseClosed: "passed"} {
+		"cn.debtor-only": "applies", policy.RuleOptOut: "passed", policy.RuleCaseClosed: "passed", "policy.send_at": "passed", "policy.calendar": "passed"} {
 		if got[rule].Result != want {
 			t.Errorf("explain the phone task: %s %q (%s), want %q", rule, got[rule].Result, got[rule].Detail, want)
 		}
@@ -345,12 +350,31 @@ func TestBorrowerCapAcrossLoans(t *testing.T) {
 // phone tasks are released at the same instant, with two of the borrower's
 // three connected calls of the day already made. Both read the borrower's
 // log before either writes; exactly one is released, the other held to
-// the next morning. Looped 200 times.
+// the next morning. Looped 200 times on the in-memory borrower log here,
+// and 200 times on the NATS one in package loanlog
+// (TestTwoLoansRaceForTheLastSlotOnNATS: a real server's guard decides).
 func TestTwoLoansRaceForTheLastSlot(t *testing.T) {
+	raceForTheLastSlot(t, func() stage.Borrowers { return &memlog.Borrowers{} })
+}
+
+// hookedBorrowers runs before ahead of every append.
+type hookedBorrowers struct {
+	stage.Borrowers
+	before func()
+}
+
+func (h hookedBorrowers) AppendBorrower(ctx context.Context, tenant, borrower string, expect uint64, e policy.BorrowerEntry) (uint64, error) {
+	h.before()
+	return h.Borrowers.AppendBorrower(ctx, tenant, borrower, expect, e)
+}
+
+func raceForTheLastSlot(t *testing.T, borrowers func() stage.Borrowers) {
 	for i := range 200 {
 		w := gateWorld(t, "Asia/Shanghai", "cn", 0, 0, func(l *time.Location) time.Time { return time.Date(2026, 3, 2, 18, 0, 0, 0, l) })
-		b := w.deps.Borrowers.(*memlog.Borrowers)
-		w.borrowerLoans(2)
+		b := borrowers()
+		w.deps.Borrowers = b
+		borrower := fmt.Sprintf("B-%d", i) // a borrower of its own on a shared server
+		w.borrowerLoansOf(borrower, 2)
 		w.drain()
 		w.until(w.dpd(16, 7*time.Hour))
 		// Two calls connected this morning, on another of the borrower's loans.
@@ -359,7 +383,7 @@ func TestTwoLoansRaceForTheLastSlot(t *testing.T) {
 			for _, o := range []policy.Outcome{policy.OutcomeNone, policy.OutcomeCallConnected} {
 				var err error
 				e := policy.BorrowerEntry{Loan: "L-0", Task: task, Channel: policy.ChannelPhone, At: w.dpd(16, 7*time.Hour), Outcome: o}
-				if last, err = b.AppendBorrower(ctx, tenant, "B-1", last, e); err != nil {
+				if last, err = b.AppendBorrower(ctx, tenant, borrower, last, e); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -370,7 +394,7 @@ func TestTwoLoansRaceForTheLastSlot(t *testing.T) {
 		// (a bounded wait: a loan that decided not to write never comes).
 		var calls atomic.Int32
 		bothDecided := make(chan struct{})
-		b.BeforeWrite = func(string, string) {
+		w.deps.Borrowers = hookedBorrowers{b, func() {
 			switch calls.Add(1) {
 			case 1:
 				select {
@@ -380,7 +404,7 @@ func TestTwoLoansRaceForTheLastSlot(t *testing.T) {
 			case 2:
 				close(bothDecided)
 			}
-		}
+		}}
 		errs := make(chan error, 2)
 		for j, loan := range []string{"L-1", "L-2"} {
 			go func() { errs <- stage.Release.Handle(ctx, w.deps, tenant, loan, 0, policy.StepFired{Step: steps[j]}) }()
@@ -389,6 +413,9 @@ func TestTwoLoansRaceForTheLastSlot(t *testing.T) {
 			if err := <-errs; err != nil {
 				t.Fatal(err)
 			}
+		}
+		if calls.Load() < 2 {
+			t.Fatalf("iteration %d: %d appends: the two loans did not race", i, calls.Load())
 		}
 		phones := 0
 		for _, loan := range []string{"L-1", "L-2"} {
@@ -462,5 +489,16 @@ func TestAgreedHoursWidenTheWindow(t *testing.T) {
 		case !agreed && (last.Kind != policy.KindContactHeld || last.Rule != "cn.hours" || !last.HeldUntil.Equal(w.dpd(2, 8*time.Hour))):
 			t.Errorf("%s, no agreement: %s by %q until %s; want held by cn.hours until 08:00 the next day", loan, last.Kind, last.Rule, last.HeldUntil.In(w.loc))
 		}
+	}
+	// dunctl rules explain names the agreement the contact left under.
+	logged, _, _ := w.log.Read(ctx, tenant, "L-1")
+	checks, err := w.deps.Ladder(tenant, "").Explain(logged, "c1-first_contact-d1-sms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(checks, func(c policy.RuleCheck) bool {
+		return c.Rule == policy.RuleAgreedHours && c.Result == "applied" && strings.Contains(c.Detail, "07:00-23:00")
+	}) {
+		t.Errorf("explain L-1's contact: %+v, want the agreed hours 07:00-23:00 applied", checks)
 	}
 }

@@ -248,8 +248,11 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 		// same slots. If the loan's own write then fails, the entry stays
 		// (it counts, conservatively, until ReservationTTL) and the re-read
 		// finds it and does not write it again.
-		if err := d.syncBorrower(ctx, tenant, loan, borrower, bLast, own, l.BorrowerEntries(c, decs)); err != nil {
-			return err
+		for _, e := range l.BorrowerAppends(c, decs, own, now) {
+			e.Loan = loan
+			if bLast, err = d.Borrowers.AppendBorrower(ctx, tenant, borrower, bLast, e); err != nil {
+				return err
+			}
 		}
 	}
 	for _, dec := range decs {
@@ -269,26 +272,6 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 		c.Apply(policy.Entry{Seq: last, Event: dec})
 	}
 	return d.reconcile(ctx, s, l, c, tenant, loan, last, now)
-}
-
-// syncBorrower appends to the borrower's log the entries of want this
-// loan's own entries lack, each guarded by the borrower's last sequence.
-func (d Deps) syncBorrower(ctx context.Context, tenant, loan, borrower string, last uint64, own, want []policy.BorrowerEntry) error {
-	have := map[[2]string]bool{}
-	for _, e := range own {
-		have[[2]string{e.Task, e.Outcome.String()}] = true
-	}
-	for _, e := range want {
-		if have[[2]string{e.Task, e.Outcome.String()}] {
-			continue
-		}
-		e.Loan = loan
-		var err error
-		if last, err = d.Borrowers.AppendBorrower(ctx, tenant, borrower, last, e); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // maxCodeDraws bounds new codes drawn for one task when its code is taken:

@@ -37,7 +37,7 @@ const (
 	// it published: dunning.rejected.<tenant>.<loan>.
 	rejectedPrefix = "dunning.rejected"
 	// borrowerPrefix is the borrowers' logs, in the loans stream:
-	// dunning.borrower.<tenant>.<borrower>.<loan>.<contact>.<what>.
+	// dunning.borrower.<tenant>.<borrower>.r<slot> (BorrowerRing).
 	borrowerPrefix = "dunning.borrower"
 	// verifyPrefix is the verification index: dunning.verify.<code>.
 	verifyPrefix = "dunning.verify"
@@ -165,11 +165,30 @@ func BorrowerLog(tenant, borrower string) string {
 	return borrowerPrefix + "." + tenant + "." + borrower + ".>"
 }
 
-// BorrowerSubject is one entry of a borrower's log: what ("call" for a
-// release, else the outcome) of one contact of one loan. Unique, so a
-// retried write finds itself, and a "last per subject" read returns it all.
-func BorrowerSubject(tenant, borrower, loan, contact, what string) string {
-	return borrowerPrefix + "." + tenant + "." + borrower + "." + loan + "." + contact + "." + what
+// BorrowerRing is how many of a borrower's latest entries a read returns.
+// Entries go round a ring of that many subjects, each new one on the
+// subject after the last's, so a "last per subject" read returns the
+// latest BorrowerRing entries, however long the borrower's history (the
+// older ones stay in the stream and its record). A cap looks back days:
+// 256 entries are weeks of a borrower's capped calls and their outcomes.
+const BorrowerRing = 256
+
+// BorrowerSubject is the subject of slot i of a borrower's ring.
+func BorrowerSubject(tenant, borrower string, i int) string {
+	return borrowerPrefix + "." + tenant + "." + borrower + ".r" + strconv.Itoa(i)
+}
+
+// BorrowerSlot is the ring slot of a borrower-log subject (-1 if none).
+func BorrowerSlot(subject string) int {
+	i := strings.LastIndex(subject, ".r")
+	if i < 0 {
+		return -1
+	}
+	n, err := strconv.Atoi(subject[i+2:])
+	if err != nil || n < 0 || n >= BorrowerRing {
+		return -1
+	}
+	return n
 }
 
 // BorrowerFilter matches every borrower's log.

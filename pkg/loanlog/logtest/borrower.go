@@ -8,6 +8,7 @@ import (
 
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/stage"
+	"github.com/opendunning/dunning/pkg/topology"
 )
 
 // RunBorrowers is the conformance suite of stage.Borrowers and stage.Codes:
@@ -51,6 +52,26 @@ func RunBorrowers(t *testing.T, newEnv func(t *testing.T) (stage.Borrowers, stag
 		}
 		if got, want := fmt.Sprint(es), fmt.Sprint([]policy.BorrowerEntry{call("L-1", "c1-phone"), o}); got != want || last != s2 {
 			t.Errorf("borrower log = %s at %d\nwant %s at %d", got, last, want, s2)
+		}
+	})
+	t.Run("ReadsTheLatestRing", func(t *testing.T) {
+		b, _ := newEnv(t)
+		var last uint64
+		n := topology.BorrowerRing + 44
+		for i := range n {
+			var err error
+			if last, err = b.AppendBorrower(ctx, tenant, "B-9", last, call("L-1", fmt.Sprintf("c%d-phone", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		es, got, err := b.ReadBorrower(ctx, tenant, "B-9")
+		if err != nil || got != last || len(es) != topology.BorrowerRing {
+			t.Fatalf("after %d appends: %d entries, last %d (want %d), %v", n, len(es), got, last, err)
+		}
+		for i, e := range es {
+			if want := fmt.Sprintf("c%d-phone", n-topology.BorrowerRing+i); e.Task != want {
+				t.Fatalf("entry %d is %s, want %s: the latest, in order", i, e.Task, want)
+			}
 		}
 	})
 	t.Run("CodeHasOneOwner", func(t *testing.T) {

@@ -8,19 +8,16 @@ import (
 
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/stage"
+	"github.com/opendunning/dunning/pkg/topology"
 )
 
-// Borrowers is an in-memory stage.Borrowers: each borrower's entries, an
-// append guarded by the borrower's last sequence, and an entry of the same
-// loan, contact and outcome written once (its subject, in NATS).
+// Borrowers is an in-memory stage.Borrowers: each borrower's latest
+// topology.BorrowerRing entries, and an append guarded by the borrower's
+// last sequence.
 type Borrowers struct {
 	mu   sync.Mutex
 	seq  uint64
 	logs map[string][]borrowerMsg
-
-	// BeforeWrite, if set, runs before every append, outside the lock: a
-	// test lets two loans read the same borrower log there.
-	BeforeWrite func(tenant, borrower string)
 }
 
 type borrowerMsg struct {
@@ -46,9 +43,6 @@ func (b *Borrowers) ReadBorrower(_ context.Context, tenant, borrower string) ([]
 // AppendBorrower appends an entry if the borrower's last sequence is still
 // expect.
 func (b *Borrowers) AppendBorrower(_ context.Context, tenant, borrower string, expect uint64, e policy.BorrowerEntry) (uint64, error) {
-	if b.BeforeWrite != nil {
-		b.BeforeWrite(tenant, borrower)
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.logs == nil {
@@ -63,13 +57,14 @@ func (b *Borrowers) AppendBorrower(_ context.Context, tenant, borrower string, e
 	if last != expect {
 		return 0, fmt.Errorf("%w: borrower %s: wrong last sequence %d, expected %d", stage.ErrConflict, borrower, last, expect)
 	}
-	// One subject per loan, contact and outcome: a second write replaces
-	// the first, as "last per subject" reads see it.
-	msgs = slices.DeleteFunc(msgs, func(m borrowerMsg) bool {
-		return m.entry.Loan == e.Loan && m.entry.Task == e.Task && m.entry.Outcome == e.Outcome
-	})
+	// A ring of topology.BorrowerRing subjects: a read returns the latest
+	// that many.
 	b.seq++
-	b.logs[k] = append(msgs, borrowerMsg{b.seq, e})
+	msgs = append(msgs, borrowerMsg{b.seq, e})
+	if n := len(msgs); n > topology.BorrowerRing {
+		msgs = slices.Clone(msgs[n-topology.BorrowerRing:])
+	}
+	b.logs[k] = msgs
 	return b.seq, nil
 }
 
