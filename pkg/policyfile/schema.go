@@ -423,6 +423,18 @@ func (p *parser) wording(n *yaml.Node, path string, locales []string, check func
 	if n == nil {
 		return nil
 	}
+	return p.eachLocale(n, path, locales, func(ln *yaml.Node, lpath, text string) {
+		if strings.TrimSpace(text) == "" {
+			p.errf(ln, lpath, "must not be empty")
+		} else if why := check(text); why != "" {
+			p.errf(ln, lpath, "%s", why)
+		}
+	})
+}
+
+// eachLocale reads a mapping of locale to text at path, refusing locales
+// the policy lacks, and checks each text.
+func (p *parser) eachLocale(n *yaml.Node, path string, locales []string, check func(ln *yaml.Node, lpath, text string)) map[string]string {
 	f, keys := p.mapping(n, path)
 	out := map[string]string{}
 	for loc, ln := range f {
@@ -434,11 +446,7 @@ func (p *parser) wording(n *yaml.Node, path string, locales []string, check func
 		if !ok {
 			continue
 		}
-		if strings.TrimSpace(text) == "" {
-			p.errf(ln, lpath, "must not be empty")
-		} else if why := check(text); why != "" {
-			p.errf(ln, lpath, "%s", why)
-		}
+		check(ln, lpath, text)
 		out[loc] = text
 	}
 	return out
@@ -448,20 +456,7 @@ func (p *parser) wording(n *yaml.Node, path string, locales []string, check func
 // missing locale is reported): every locale of the policy, none other,
 // each text checked by check.
 func (p *parser) localeTexts(n, at *yaml.Node, path, what string, locales []string, check func(ln *yaml.Node, lpath, text string)) map[string]string {
-	lf, lkeys := p.mapping(n, path)
-	out := map[string]string{}
-	for loc, ln := range lf {
-		lpath := path + "." + loc
-		if !contains(locales, loc) {
-			p.errf(lkeys[loc], lpath, "locale %q is not in locales", loc)
-		}
-		text, ok := p.str(ln, lpath)
-		if !ok {
-			continue
-		}
-		check(ln, lpath, text)
-		out[loc] = text
-	}
+	out := p.eachLocale(n, path, locales, check)
 	for _, loc := range locales {
 		if _, ok := out[loc]; !ok {
 			p.errf(at, path, "%s missing for locale %q", what, loc)
