@@ -204,6 +204,10 @@ func FormatWall(d time.Duration) string {
 type Calendar struct {
 	Blackouts []Date
 	ClosedOn  []time.Weekday
+	// Hours narrows the window on some weekdays (a Saturday 10:00-14:00):
+	// the lender's own hours, inside the pack's (a policy check refuses
+	// hours that would widen it).
+	Hours map[time.Weekday]Hours
 }
 
 // Date is a local calendar date.
@@ -374,15 +378,10 @@ func (s Slot) window() (from, to, opening time.Duration, rule string) {
 // the window or on a closed day, RuleSendAt when it only waits for its slot,
 // "" when it may leave at once.
 func (s Slot) Next(at time.Time, clock Clock) (time.Time, string, error) {
-	from, to, opening, windowRule := s.window()
-	slot := max(s.SendAt, opening) + s.Offset
-	if slot >= to {
-		slot = to - time.Minute // a policy check refuses this; never send after the window
-	}
 	today, wall := clock.Local(at)
 	// Why a contact waits past today: today is closed, or its window has
 	// passed (or not opened).
-	why := windowRule
+	_, _, _, why := s.day(today)
 	for i := range maxSearchDays {
 		d := today.AddDays(i)
 		if s.Calendar.closed(d) {
@@ -391,6 +390,7 @@ func (s Slot) Next(at time.Time, clock Clock) (time.Time, string, error) {
 			}
 			continue
 		}
+		from, to, slot, rule := s.day(d)
 		if i > 0 {
 			if why == "" {
 				why = RuleCalendar
@@ -399,7 +399,7 @@ func (s Slot) Next(at time.Time, clock Clock) (time.Time, string, error) {
 		}
 		switch {
 		case wall < from:
-			return clock.At(d, slot), windowRule, nil
+			return clock.At(d, slot), rule, nil
 		case wall < slot:
 			return clock.At(d, slot), RuleSendAt, nil
 		case wall < to:
@@ -409,12 +409,32 @@ func (s Slot) Next(at time.Time, clock Clock) (time.Time, string, error) {
 	return time.Time{}, RuleCalendar, fmt.Errorf("no permitted day within %d days of %s: the calendar closes every day", maxSearchDays, today)
 }
 
+// day is one local day's window (the pack's, widened by the borrower's
+// agreement, narrowed by the lender's hours for its weekday), the loan's
+// slot in it, and the rule that bounds it.
+func (s Slot) day(d Date) (from, to, slot time.Duration, rule string) {
+	from, to, opening, rule := s.window()
+	if h, ok := s.Calendar.Hours[d.Weekday()]; ok {
+		if h.From > from {
+			from, opening, rule = h.From, max(opening, h.From), RuleHours
+		}
+		if h.To < to {
+			to, rule = h.To, RuleHours
+		}
+	}
+	slot = max(s.SendAt, opening) + s.Offset
+	if slot >= to {
+		slot = to - time.Minute // a policy check refuses this on full days; never send after the window
+	}
+	return from, to, slot, rule
+}
+
 // Closes returns when the window that at falls in closes (the end of the
 // local day for a pack without a window): a contact released at at must
 // not be delivered after it.
 func (s Slot) Closes(at time.Time, clock Clock) time.Time {
-	_, to, _, _ := s.window()
 	d, _ := clock.Local(at)
+	_, to, _, _ := s.day(d)
 	return clock.At(d, to)
 }
 
@@ -425,4 +445,6 @@ const (
 	RuleSendAt = "policy.send_at"
 	// RuleCalendar holds a contact on a day the lender's calendar closes.
 	RuleCalendar = "policy.calendar"
+	// RuleHours holds a contact outside the lender's hours for a weekday.
+	RuleHours = "policy.hours"
 )

@@ -196,3 +196,37 @@ func TestAgreedHours(t *testing.T) {
 		}
 	}
 }
+
+// The lender's hours narrow a weekday's window: on a Saturday open
+// 10:00-14:00 a contact asked for at 09:00 waits until 10:00 (policy.hours),
+// one at 14:30 waits for Monday's slot (Sunday is closed), and its not_after
+// that Saturday is 14:00. Weekdays without hours keep the pack's window.
+func TestLenderHours(t *testing.T) {
+	packs, err := Packs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc, _ := time.LoadLocation("Asia/Shanghai")
+	cal := Calendar{ClosedOn: []time.Weekday{time.Sunday}, Hours: map[time.Weekday]Hours{time.Saturday: {10 * time.Hour, 14 * time.Hour}}}
+	s := Slot{Pack: packs["cn"], Calendar: cal}
+	sat := func(h, m int) time.Time { return time.Date(2026, 3, 7, h, m, 0, 0, loc) } // a Saturday
+	cases := []struct {
+		at   time.Time
+		want time.Time
+		rule string
+	}{
+		{sat(9, 0), sat(10, 0), RuleHours},
+		{sat(12, 0), sat(12, 0), ""},
+		{sat(14, 30), time.Date(2026, 3, 9, 8, 0, 0, 0, loc), RuleHours},
+		{time.Date(2026, 3, 6, 21, 0, 0, 0, loc), time.Date(2026, 3, 6, 21, 0, 0, 0, loc), ""}, // a Friday: the pack's window
+	}
+	for _, c := range cases {
+		got, rule, err := s.Next(c.at, RealClock{loc})
+		if err != nil || !got.Equal(c.want) || rule != c.rule {
+			t.Errorf("Next(%s) = %s %q %v, want %s %q", c.at, got, rule, err, c.want, c.rule)
+		}
+	}
+	if got := s.Closes(sat(12, 0), RealClock{loc}); !got.Equal(sat(14, 0)) {
+		t.Errorf("Closes on the Saturday = %s, want 14:00", got)
+	}
+}

@@ -93,6 +93,7 @@ func (l Ladder) Explain(entries []Entry, taskID string) ([]RuleCheck, error) {
 	for _, r := range []struct{ id, text string }{
 		{contactrules.RuleSendAt, "a contact leaves at its loan's slot: send_at plus its offset in send_spread"},
 		{contactrules.RuleCalendar, "no contact on the days the lender's calendar closes (closed_on, blackouts)"},
+		{contactrules.RuleHours, "contact on some weekdays only within the lender's own hours (contact.hours)"},
 	} {
 		rc := RuleCheck{Rule: r.id, Kind: "policy", Detail: r.text}
 		held := heldBy(r.id)

@@ -499,3 +499,29 @@ func TestVoicemailIsLimitedContent(t *testing.T) {
 		t.Errorf("us-regf without a voicemail: %v, want the light reminder's refused by us-regf.voicemail", err)
 	}
 }
+
+// A lender's hours per weekday narrow the pack's window and never widen
+// it: a Saturday of 10:00-14:00 loads; 07:00 under cn (08:00-22:00), a
+// backwards range and an unknown day are refused at their lines.
+func TestWeekdayHours(t *testing.T) {
+	ok := mutate(t, "  hours: {}", `  hours: {saturday: {from: "10:00", to: "14:00"}}`)
+	pol, err := Parse("hours.yaml", ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := pol.Contact.Calendar.Hours[time.Saturday]; h.From != 10*time.Hour || h.To != 14*time.Hour || len(pol.Contact.Calendar.Hours) != 1 {
+		t.Errorf("hours = %v, want saturday 10:00-14:00", pol.Contact.Calendar.Hours)
+	}
+	for _, c := range []struct{ yaml, field, msg string }{
+		{`  hours: {saturday: {from: "07:00", to: "14:00"}}`, "contact.hours.saturday", "not inside cn's window 08:00-22:00"},
+		{`  hours: {saturday: {from: "14:00", to: "10:00"}}`, "contact.hours.saturday.to", "must be after from"},
+		{`  hours: {caturday: {from: "10:00", to: "14:00"}}`, "contact.hours.caturday", "not a weekday"},
+	} {
+		data := mutate(t, "  hours: {}", c.yaml)
+		_, err := Parse("hours.yaml", data)
+		es, _ := AsErrors(err)
+		if len(es) != 1 || es[0].Field != c.field || !strings.Contains(es[0].Msg, c.msg) || es[0].Line != lineOf(t, data, c.yaml) {
+			t.Errorf("%s: %v, want one error on %s (%q) at line %d", c.yaml, err, c.field, c.msg, lineOf(t, data, c.yaml))
+		}
+	}
+}

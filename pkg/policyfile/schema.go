@@ -167,7 +167,7 @@ func (p *parser) contact(n *yaml.Node, jurisdiction string, jnode *yaml.Node) po
 	if packs, err := contactrules.Packs(); err == nil {
 		r.Pack = packs[jurisdiction]
 	}
-	f, _ := p.mapping(n, "contact", "send_at", "send_spread", "max_attempts", "closed_on", "blackouts")
+	f, _ := p.mapping(n, "contact", "send_at", "send_spread", "max_attempts", "closed_on", "blackouts", "hours")
 	from, to, rule, _ := r.Pack.Window()
 	window := fmt.Sprintf("%s's window %s-%s (%s)", jurisdiction, contactrules.FormatWall(from), contactrules.FormatWall(to), rule)
 	at := from
@@ -211,6 +211,40 @@ func (p *parser) contact(n *yaml.Node, jurisdiction string, jnode *yaml.Node) po
 	}
 	if len(r.Calendar.ClosedOn) >= 7 {
 		p.errf(f["closed_on"], "contact.closed_on", "closes every day of the week: no contact could ever leave")
+	}
+	if f["hours"] != nil {
+		hf, hkeys := p.mapping(f["hours"], "contact.hours")
+		r.Calendar.Hours = map[time.Weekday]contactrules.Hours{}
+		for name, hn := range hf {
+			path := "contact.hours." + name
+			wd, ok := weekdays[strings.ToLower(name)]
+			if !ok {
+				p.errf(hkeys[name], path, "%q is not a weekday (monday ... sunday)", name)
+				continue
+			}
+			w, _ := p.mapping(hn, path, "from", "to")
+			fs, fok := p.str(w["from"], path+".from")
+			ts, tok := p.str(w["to"], path+".to")
+			if !fok || !tok {
+				p.errf(hn, path, "needs from and to, HH:MM")
+				continue
+			}
+			hf, ferr := contactrules.ParseWall(fs)
+			ht, terr := contactrules.ParseWall(ts)
+			switch {
+			case ferr != nil:
+				p.errf(w["from"], path+".from", "%q is not a time of day HH:MM", fs)
+			case terr != nil:
+				p.errf(w["to"], path+".to", "%q is not a time of day HH:MM", ts)
+			case hf >= ht:
+				p.errf(w["to"], path+".to", "must be after from, the same day")
+			case hf < from || ht > to:
+				// A lender's hours narrow the law's, never widen them.
+				p.errf(hn, path, "%s-%s is not inside %s", fs, ts, window)
+			default:
+				r.Calendar.Hours[wd] = contactrules.Hours{From: hf, To: ht}
+			}
+		}
 	}
 	dates, datenodes := p.strings(f["blackouts"], "contact.blackouts")
 	for i, d := range dates {
