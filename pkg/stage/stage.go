@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -282,24 +283,33 @@ const maxCodeDraws = 5
 // release is recorded; a code already another contact's is replaced by a
 // new one (the released record carries the code the borrower reads).
 func (d Deps) claimCodes(ctx context.Context, tenant, loan string, dec policy.Decision) error {
+	// The tasks' claims go out together: one round trip for an
+	// escalation's four channels, not four.
+	errs := make([]error, len(dec.Tasks))
+	var wg sync.WaitGroup
 	for i := range dec.Tasks {
-		t := &dec.Tasks[i]
-		owner := policy.CodeOwner{Tenant: tenant, Loan: loan, Task: t.ID, Case: dec.Ctx.Case}
-		for draw := 0; ; draw++ {
-			ok, err := d.Codes.Claim(ctx, t.Reference, owner)
-			if err != nil {
-				return err
-			}
-			if ok {
-				break
-			}
-			if draw == maxCodeDraws {
-				return fmt.Errorf("verification codes: %d codes in a row already taken for %s/%s %s", maxCodeDraws+1, tenant, loan, t.ID)
-			}
-			t.Reference = newReference()
-		}
+		wg.Go(func() { errs[i] = d.claimCode(ctx, tenant, loan, dec.Ctx.Case, &dec.Tasks[i]) })
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// claimCode claims one task's code, drawing a new one while it is taken.
+func (d Deps) claimCode(ctx context.Context, tenant, loan string, n int, t *policy.ContactTask) error {
+	owner := policy.CodeOwner{Tenant: tenant, Loan: loan, Task: t.ID, Case: n}
+	for draw := 0; ; draw++ {
+		ok, err := d.Codes.Claim(ctx, t.Reference, owner)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		if draw == maxCodeDraws {
+			return fmt.Errorf("verification codes: %d codes in a row already taken for %s/%s %s", maxCodeDraws+1, tenant, loan, t.ID)
+		}
+		t.Reference = newReference()
+	}
 }
 
 // reconcile puts the loan's timer right: the step the case needs next, or
