@@ -520,6 +520,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 	for i := range pending {
 		pending[i] = i
 	}
+	gates := make([]string, len(loans)) // each loan's gate records, for a mismatch's line
 	var readErr error
 	for {
 		var next []int
@@ -574,6 +575,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 				mu.Lock()
 				defer mu.Unlock()
 				got[i], msgs[i], recs[i], fires[i] = o, len(entries), rec, f
+				gates[i] = gateRecords(ds, loans[i].DueAt, cfg.Ladder.Calendar.Day)
 				outside[i] = out
 				overCap[i] = 0
 				for _, n := range calls {
@@ -635,7 +637,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 		if got[i].equal(l.Want) {
 			r.Matched++
 		} else {
-			r.Mismatches = append(r.Mismatches, fmt.Sprintf("%s (%s, pays %v): want %v, got %v", l.ID, l.Behaviour, l.Payments, l.Want, got[i]))
+			r.Mismatches = append(r.Mismatches, fmt.Sprintf("%s (%s, pays %v): want %v, got %v; gate: %s", l.ID, l.Behaviour, l.Payments, l.Want, got[i], gates[i]))
 		}
 	}
 	total := 0
@@ -758,4 +760,25 @@ func (h *events) Pop() any {
 	e := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return e
+}
+
+// gateRecords renders a loan's gate records compactly, times in simulated
+// days after the due time: what a mismatch needs to be explained.
+func gateRecords(ds []policy.Decision, due time.Time, day time.Duration) string {
+	days := func(t time.Time) string { return fmt.Sprintf("%.3f", float64(t.Sub(due))/float64(day)) }
+	var parts []string
+	for _, d := range ds {
+		if !d.Kind.Gate() {
+			continue
+		}
+		p := fmt.Sprintf("%s@%s", d.Kind, days(d.Ctx.DecidedAt))
+		if d.Kind == policy.KindContactHeld {
+			p += fmt.Sprintf("(%s→%s)", d.Rule, days(d.HeldUntil))
+		}
+		if d.Ctx.StepID != "" {
+			p += "[" + d.Ctx.StepID + "]"
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, " ")
 }
