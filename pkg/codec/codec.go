@@ -193,6 +193,14 @@ func verify(addr topology.LoanAddress, m proto.Message) error {
 		if e.GetContactId()+"_"+OutcomeFromProto(e.GetOutcome()).String() != addr.ID {
 			return errors.New("contact_id and outcome do not match the subject")
 		}
+	case *dunningv1.HoldPlaced:
+		if e.GetHoldId() != addr.ID {
+			return errors.New("hold_id does not match the subject")
+		}
+	case *dunningv1.HoldReleased:
+		if e.GetHoldId() != addr.ID {
+			return errors.New("hold_id does not match the subject")
+		}
 	case *dunningv1.ContactHours:
 		if e.GetHoursId() != addr.ID {
 			return errors.New("hours_id does not match the subject")

@@ -46,6 +46,8 @@ func events() []policy.Event {
 		policy.Decision{Kind: policy.KindContactReleased, Ctx: ctx, Tasks: []policy.ContactTask{released}},
 		policy.ContactPreference{ID: "pref-1", Channel: policy.ChannelSMS, OptedOut: true, At: at},
 		policy.ContactHours{ID: "hours-1", From: "07:00", To: "22:30", At: at},
+		policy.HoldPlaced{ID: "hold-1", Kind: policy.HoldComplaint, At: at, ContactID: "c1-first_contact-d1-sms"},
+		policy.HoldReleased{ID: "hold-1", At: at},
 		policy.Decision{Kind: policy.KindContactSuppressed, Ctx: ctx, Tasks: []policy.ContactTask{task}, Rule: policy.RuleOptOut},
 		policy.Decision{Kind: policy.KindContactCancelled, Ctx: ctx, Tasks: []policy.ContactTask{task}, Rule: policy.RuleCaseClosed},
 	}
@@ -92,6 +94,10 @@ func address(k *Kind, ev policy.Event) topology.LoanAddress {
 	case policy.ContactPreference:
 		a.ID = e.ID
 	case policy.ContactHours:
+		a.ID = e.ID
+	case policy.HoldPlaced:
+		a.ID = e.ID
+	case policy.HoldReleased:
 		a.ID = e.ID
 	case policy.StepFired:
 		a.ID, a.Seq = "legal", "s9"

@@ -57,6 +57,16 @@ var (
 		policy.CloseCured:   dunningv1.CloseReason_CLOSE_REASON_CURED,
 		policy.CloseSettled: dunningv1.CloseReason_CLOSE_REASON_SETTLED,
 	})
+	holdKinds = newEnum(map[policy.HoldKind]dunningv1.HoldKind{
+		policy.HoldNone:           dunningv1.HoldKind_HOLD_KIND_UNSPECIFIED,
+		policy.HoldDispute:        dunningv1.HoldKind_HOLD_KIND_DISPUTE,
+		policy.HoldHardship:       dunningv1.HoldKind_HOLD_KIND_HARDSHIP,
+		policy.HoldComplaint:      dunningv1.HoldKind_HOLD_KIND_COMPLAINT,
+		policy.HoldCeaseAll:       dunningv1.HoldKind_HOLD_KIND_CEASE_ALL,
+		policy.HoldBreathingSpace: dunningv1.HoldKind_HOLD_KIND_BREATHING_SPACE,
+		policy.HoldDeceased:       dunningv1.HoldKind_HOLD_KIND_DECEASED,
+		policy.HoldBankruptcy:     dunningv1.HoldKind_HOLD_KIND_BANKRUPTCY,
+	})
 	outcomes = newEnum(map[policy.Outcome]dunningv1.Outcome{
 		policy.OutcomeNone:           dunningv1.Outcome_OUTCOME_UNSPECIFIED,
 		policy.OutcomeSent:           dunningv1.Outcome_OUTCOME_SENT,
@@ -112,3 +122,9 @@ func KnownOutcome(o dunningv1.Outcome) bool {
 	d, ok := outcomes.toModel[o]
 	return ok && d != policy.OutcomeNone
 }
+
+// HoldKindToProto maps a hold kind.
+func HoldKindToProto(k policy.HoldKind) dunningv1.HoldKind { return holdKinds.toProto[k] }
+
+// HoldKindFromProto maps a hold kind; an unknown value becomes HoldNone.
+func HoldKindFromProto(k dunningv1.HoldKind) policy.HoldKind { return holdKinds.toModel[k] }

@@ -61,6 +61,20 @@ var (
 			return &dunningv1.ContactHours{TenantId: tenant, LoanId: loan, HoursId: e.ID, From: e.From, To: e.To, Withdrawn: e.Withdrawn,
 				ReceivedAt: ts(e.At)}
 		}))
+	Hold = add(fact("hold", LenderID, true,
+		func(m *dunningv1.HoldPlaced) policy.HoldPlaced {
+			return policy.HoldPlaced{ID: m.GetHoldId(), Kind: HoldKindFromProto(m.GetKind()), At: m.GetReceivedAt().AsTime(), ContactID: m.GetContactId()}
+		},
+		func(tenant, loan string, e policy.HoldPlaced) *dunningv1.HoldPlaced {
+			return &dunningv1.HoldPlaced{TenantId: tenant, LoanId: loan, HoldId: e.ID, Kind: HoldKindToProto(e.Kind), ReceivedAt: ts(e.At), ContactId: e.ContactID}
+		}))
+	Unhold = add(fact("unhold", LenderID, true,
+		func(m *dunningv1.HoldReleased) policy.HoldReleased {
+			return policy.HoldReleased{ID: m.GetHoldId(), At: m.GetReleasedAt().AsTime()}
+		},
+		func(tenant, loan string, e policy.HoldReleased) *dunningv1.HoldReleased {
+			return &dunningv1.HoldReleased{TenantId: tenant, LoanId: loan, HoldId: e.ID, ReleasedAt: ts(e.At)}
+		}))
 	Timer = add(fact(topology.KindTimer, Bare, false,
 		func(m *dunningv1.StepDue) policy.TimerSet { return policy.TimerSet{Step: stepFromProto(m)} },
 		func(_, _ string, e policy.TimerSet) *dunningv1.StepDue { return StepToProto(e.Step) }))

@@ -30,7 +30,8 @@ var ErrConflictingDuplicate = errors.New("conflicts with the event already recor
 // installments. It would never be counted, so it is refused at once.
 var ErrCurrencyMismatch = errors.New("is not in the loan's currency")
 
-// ErrUnknownContact: an outcome for a contact the loan's log does not hold.
+// ErrUnknownContact: an outcome for a contact, or a release of a hold, the
+// loan's log does not hold.
 // Outcomes are recorded once per contact and outcome, so this bounds what
 // any one loan accumulates: a flood of outcomes for made-up contacts is
 // refused at the door instead of growing the log.
@@ -144,6 +145,9 @@ func (in *Ingestor) currency(ctx context.Context, ev Event) error {
 // knownContact refuses an outcome whose contact the pipeline never made
 // for this loan.
 func (in *Ingestor) knownContact(ctx context.Context, ev Event) error {
+	if r, ok := ev.Msg.(*dunningv1.HoldReleased); ok {
+		return in.knownHold(ctx, ev, r.GetHoldId())
+	}
 	o, ok := ev.Msg.(*dunningv1.ContactOutcome)
 	if !ok {
 		return nil
@@ -162,6 +166,18 @@ func (in *Ingestor) knownContact(ctx context.Context, ev Event) error {
 		}
 	}
 	return fmt.Errorf("%w: %w", ErrUnknownContact, &FieldError{"contact_outcome.contact_id", "names no contact the pipeline made for this loan"})
+}
+
+// knownHold refuses a release of a hold the loan's log does not hold.
+func (in *Ingestor) knownHold(ctx context.Context, ev Event, id string) error {
+	_, found, err := in.Log.Last(ctx, topology.LoanSubject(ev.Tenant, ev.Loan, codec.Hold.Token, id))
+	if err != nil {
+		return fmt.Errorf("reading the loan's holds: %w", err)
+	}
+	if !found {
+		return fmt.Errorf("%w: %w", ErrUnknownContact, &FieldError{"hold_released.hold_id", "names no hold placed on this loan"})
+	}
+	return nil
 }
 
 // Metrics count lender events by source (http, nats) and result (accepted,

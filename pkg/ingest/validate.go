@@ -142,8 +142,38 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			return Event{}, err
 		}
 		return Event{m.TenantId, m.LoanId, codec.Hours, m.HoursId, m, ""}, nil
+	case *dunningv1.LenderEvent_HoldPlaced:
+		m, p := e.HoldPlaced, "hold_placed."
+		if m == nil {
+			return Event{}, &FieldError{"hold_placed", "is required"}
+		}
+		var kind, contact error
+		switch k := codec.HoldKindFromProto(m.Kind); {
+		case k == policy.HoldNone:
+			kind = &FieldError{p + "kind", "must be one of HOLD_KIND_DISPUTE, HOLD_KIND_HARDSHIP, HOLD_KIND_COMPLAINT, HOLD_KIND_CEASE_ALL, " +
+				"HOLD_KIND_BREATHING_SPACE, HOLD_KIND_DECEASED, HOLD_KIND_BANKRUPTCY"}
+		case k == policy.HoldComplaint:
+			contact = id(p+"contact_id", m.ContactId) // a complaint names the contact that caused it
+		default:
+			contact = optionalID(p+"contact_id", m.ContactId)
+		}
+		if err := firstErr(id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), id(p+"hold_id", m.HoldId),
+			kind, contact, timestamp(p+"received_at", m.ReceivedAt)); err != nil {
+			return Event{}, err
+		}
+		return Event{m.TenantId, m.LoanId, codec.Hold, m.HoldId, m, ""}, nil
+	case *dunningv1.LenderEvent_HoldReleased:
+		m, p := e.HoldReleased, "hold_released."
+		if m == nil {
+			return Event{}, &FieldError{"hold_released", "is required"}
+		}
+		if err := firstErr(id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), id(p+"hold_id", m.HoldId),
+			timestamp(p+"released_at", m.ReleasedAt)); err != nil {
+			return Event{}, err
+		}
+		return Event{m.TenantId, m.LoanId, codec.Unhold, m.HoldId, m, ""}, nil
 	}
-	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled, contact_outcome, contact_preference, contact_hours is required"}
+	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled, contact_outcome, contact_preference, contact_hours, hold_placed, hold_released is required"}
 }
 
 func firstErr(errs ...error) error {

@@ -48,6 +48,13 @@ func hours(f func(*dunningv1.ContactHours)) *dunningv1.LenderEvent {
 	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_ContactHours{ContactHours: m}}
 }
 
+func hold(f func(*dunningv1.HoldPlaced)) *dunningv1.LenderEvent {
+	m := &dunningv1.HoldPlaced{TenantId: "acme", LoanId: "L-1", HoldId: "d-1", Kind: dunningv1.HoldKind_HOLD_KIND_DISPUTE,
+		ReceivedAt: timestamppb.New(time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC))}
+	f(m)
+	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_HoldPlaced{HoldPlaced: m}}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -89,6 +96,14 @@ func TestValidate(t *testing.T) {
 		{"opt-out without an id", pref(func(m *dunningv1.ContactPreference) { m.PreferenceId = "" }), "contact_preference.preference_id"},
 		{"opt-out without a time", pref(func(m *dunningv1.ContactPreference) { m.ReceivedAt = nil }), "contact_preference.received_at"},
 		{"valid agreed hours", hours(func(*dunningv1.ContactHours) {}), ""},
+		{"valid dispute", hold(func(*dunningv1.HoldPlaced) {}), ""},
+		{"hold without a kind", hold(func(m *dunningv1.HoldPlaced) { m.Kind = 0 }), "hold_placed.kind"},
+		{"hold of an unknown kind", hold(func(m *dunningv1.HoldPlaced) { m.Kind = 99 }), "hold_placed.kind"},
+		{"complaint naming no contact", hold(func(m *dunningv1.HoldPlaced) { m.Kind = dunningv1.HoldKind_HOLD_KIND_COMPLAINT }), "hold_placed.contact_id"},
+		{"hold without an id", hold(func(m *dunningv1.HoldPlaced) { m.HoldId = "" }), "hold_placed.hold_id"},
+		{"hold without a time", hold(func(m *dunningv1.HoldPlaced) { m.ReceivedAt = nil }), "hold_placed.received_at"},
+		{"release without a time", &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_HoldReleased{HoldReleased: &dunningv1.HoldReleased{
+			TenantId: "acme", LoanId: "L-1", HoldId: "d-1"}}}, "hold_released.released_at"},
 		{"agreed hours withdrawn", hours(func(m *dunningv1.ContactHours) { m.From, m.To, m.Withdrawn = "", "", true }), ""},
 		{"agreed hours without a start", hours(func(m *dunningv1.ContactHours) { m.From = "" }), "contact_hours.from"},
 		{"agreed hours not a time", hours(func(m *dunningv1.ContactHours) { m.To = "25:00" }), "contact_hours.to"},

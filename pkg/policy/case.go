@@ -81,6 +81,55 @@ type ContactHours struct {
 	At        time.Time
 }
 
+// HoldKind is what a hold is for.
+type HoldKind int
+
+// Hold kinds.
+const (
+	HoldNone HoldKind = iota
+	HoldDispute
+	HoldHardship
+	HoldComplaint
+	HoldCeaseAll
+	HoldBreathingSpace
+	HoldDeceased
+	HoldBankruptcy
+)
+
+var holdNames = [...]string{"none", "dispute", "hardship", "complaint", "cease_all", "breathing_space", "deceased", "bankruptcy"}
+
+func (k HoldKind) String() string { return enumName(holdNames[:], int(k), "hold") }
+
+// HoldPlaced is a hold on the loan, from At (which may be in the past).
+type HoldPlaced struct {
+	ID        string
+	Kind      HoldKind
+	At        time.Time
+	ContactID string // a complaint's contact
+}
+
+// HoldReleased lifts the hold ID placed.
+type HoldReleased struct {
+	ID string
+	At time.Time
+}
+
+// Hold is one hold on the loan and whether it is lifted.
+type Hold struct {
+	HoldPlaced
+	Released time.Time // zero while open
+}
+
+// OnHold returns the loan's first open hold.
+func (c *Case) OnHold() (Hold, bool) {
+	for _, h := range c.Holds {
+		if h.Released.IsZero() {
+			return h, true
+		}
+	}
+	return Hold{}, false
+}
+
 // Settled says the loan owes nothing more.
 type Settled struct{ At time.Time }
 
@@ -206,6 +255,8 @@ func (Settled) event()           {}
 func (ContactOutcome) event()    {}
 func (ContactPreference) event() {}
 func (ContactHours) event()      {}
+func (HoldPlaced) event()        {}
+func (HoldReleased) event()      {}
 func (TimerSet) event()          {}
 func (StepFired) event()         {}
 func (Decision) event()          {}
@@ -262,6 +313,8 @@ type Case struct {
 	// Key identifies the loan (LoanKey) for what is drawn per loan, such as
 	// its place in the send spread. The engine sets it; Fold cannot.
 	Key string
+	// Holds are the loan's holds, open and lifted, in log order.
+	Holds []Hold
 	// AgreedHours widens the contact window, as the borrower agreed (the
 	// latest agreement; nil when none or withdrawn).
 	AgreedHours *contactrules.Hours
@@ -307,6 +360,16 @@ func (c *Case) Apply(e Entry) {
 			c.OptedOut = map[Channel]bool{}
 		}
 		c.OptedOut[ev.Channel] = ev.OptedOut
+	case HoldPlaced:
+		if !slices.ContainsFunc(c.Holds, func(h Hold) bool { return h.ID == ev.ID }) {
+			c.Holds = append(c.Holds, Hold{HoldPlaced: ev})
+		}
+	case HoldReleased:
+		for i := range c.Holds {
+			if c.Holds[i].ID == ev.ID && c.Holds[i].Released.IsZero() {
+				c.Holds[i].Released = ev.At
+			}
+		}
 	case ContactHours:
 		c.AgreedHours = nil
 		if !ev.Withdrawn {

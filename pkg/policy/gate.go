@@ -41,6 +41,8 @@ const (
 	RuleNothingOverdue = "case.nothing_overdue" // paid, the closure not yet recorded
 	// RuleOptOut suppresses a task on a channel the borrower opted out of.
 	RuleOptOut = "borrower.opt_out"
+	// RuleHold cancels a task while a hold is open on the loan.
+	RuleHold = "case.hold"
 	// RuleAgreedHours names the borrower's agreement to contact outside
 	// the rules' window (contactHours) where it applied.
 	RuleAgreedHours = "borrower.agreed_hours"
@@ -210,6 +212,10 @@ func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 		cancel(stale, RuleCaseClosed, fmt.Sprintf("case %s before the contact left: not delivered", closedAs(c)))
 	}
 	if len(waiting) == 0 {
+		return out
+	}
+	if h, held := c.OnHold(); held {
+		cancel(waiting, RuleHold, fmt.Sprintf("%s hold %s open since %s: not delivered", h.Kind, h.ID, h.At.UTC().Format(time.RFC3339)))
 		return out
 	}
 	// Opted out: never on that channel, whenever the choice came.

@@ -87,6 +87,12 @@ func (l Ladder) nextRungStep(c *Case) *Step {
 	if c.Settled {
 		return nil
 	}
+	// While a hold is open no stage is entered: the loan has no rung step,
+	// and its release puts the next rung back, decided at once if its
+	// day has passed (the calendar goes on while held).
+	if _, held := c.OnHold(); held {
+		return nil
+	}
 	a, ok := c.anchor()
 	if !ok {
 		return nil

@@ -502,3 +502,44 @@ func TestAgreedHoursWidenTheWindow(t *testing.T) {
 		t.Errorf("explain L-1's contact: %+v, want the agreed hours 07:00-23:00 applied", checks)
 	}
 }
+
+// Issue 11, first increment: a dispute at DPD 12 stops the ladder (no
+// task, no stage) until its release at DPD 20, when escalation (due at
+// DPD 16) is decided at once: the calendar went on while held. A contact
+// the gate still holds when a hold lands is cancelled (case.hold) when its
+// release step comes.
+func TestHoldStopsTheLadder(t *testing.T) {
+	w := gateWorld(t, "Asia/Shanghai", "cn", 0, 0, func(l *time.Location) time.Time { return time.Date(2026, 3, 2, 18, 0, 0, 0, l) })
+	w.installment("L-1", 100000)
+	w.installment("L-2", 100000)
+	w.drain()
+	w.until(w.dpd(12, 10*time.Hour))
+	w.lender("L-1", "d-1", policy.HoldPlaced{ID: "d-1", Kind: policy.HoldDispute, At: w.clock.Now()})
+	w.drain()
+	w.until(w.dpd(16, 3*time.Hour))
+	// L-2's escalation, decided at midnight and held to 08:00, meets a hold.
+	w.lender("L-2", "h-1", policy.HoldPlaced{ID: "h-1", Kind: policy.HoldHardship, At: w.clock.Now()})
+	w.drain()
+	w.until(w.dpd(20, 10*time.Hour))
+	for _, d := range w.gated("L-1") {
+		if d.Ctx.DecidedAt.After(w.dpd(12, 10*time.Hour)) {
+			t.Errorf("L-1 while held: %s at %s", d.Kind, d.Ctx.DecidedAt.In(w.loc))
+		}
+	}
+	w.lender("L-1", "d-1", policy.HoldReleased{ID: "d-1", At: w.clock.Now()})
+	w.drain()
+	w.until(w.dpd(21, 9*time.Hour))
+	// The hold withdrew the pending escalation step (step_cancelled); the
+	// escalation, decided at 10:00, leaves at once.
+	w.want("L-1", "overdue_confirmed", "contact_requested", "contact_held", "contact_released", "step_cancelled",
+		"escalated", "contact_released")
+	ds := w.gated("L-1")
+	if esc := ds[3]; esc.Kind != policy.KindEscalated || !esc.Ctx.DecidedAt.Equal(w.dpd(20, 10*time.Hour)) || esc.Ctx.DPD != 20 {
+		t.Errorf("escalation %s decided at %s at DPD %d, want at the release (DPD 20, 10:00)", esc.Kind, esc.Ctx.DecidedAt.In(w.loc), esc.Ctx.DPD)
+	}
+	ds2 := w.gated("L-2")
+	last := ds2[len(ds2)-1]
+	if last.Kind != policy.KindContactCancelled || last.Rule != policy.RuleHold || last.Ctx.Stage != policy.StageEscalation {
+		t.Errorf("L-2's held escalation contact: %s %q, want contact_cancelled by %s", last.Kind, last.Rule, policy.RuleHold)
+	}
+}

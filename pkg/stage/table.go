@@ -56,7 +56,7 @@ type Decide func(l policy.Ladder, c *policy.Case, trigger policy.Event, now time
 // runs it, beside dispatch: where every task leaves.
 var Table = []Stage{
 	{Policy: policy.StageOverdueConfirmation, Service: "overdue", Consumer: "overdue-confirmation", Step: "confirm",
-		Consumes: []*codec.Kind{codec.Due, codec.Repaid, codec.Settled}, Decide: decideLenderFact,
+		Consumes: []*codec.Kind{codec.Due, codec.Repaid, codec.Settled, codec.Hold, codec.Unhold}, Decide: decideLenderFact,
 		Writes: []*codec.Kind{codec.Overdue, codec.Closed, codec.Cancelled}},
 	{Policy: policy.StageFirstContact, Service: "contact", Consumer: "first-contact", Step: "contact",
 		Consumes: []*codec.Kind{codec.Overdue}, Decide: decideFirstContact,
@@ -130,7 +130,7 @@ func (s Stage) Publishes() []string {
 
 // decideLenderFact is overdue confirmation's policy for the lender's facts:
 // it closes the case as cured or settled, at whatever stage, when nothing
-// overdue is left (the timer reconciliation that follows every fact
+// overdue is left (holds placed and released only move the timer) (the timer reconciliation that follows every fact
 // schedules, moves or cancels the pending step). Money in another currency
 // than the loan's is refused, never counted.
 func decideLenderFact(l policy.Ladder, c *policy.Case, ev policy.Event, now time.Time) ([]policy.Decision, error) {
@@ -143,7 +143,9 @@ func decideLenderFact(l policy.Ladder, c *policy.Case, ev policy.Event, now time
 		if cur := c.Currency(); e.Amount.Currency != cur {
 			return nil, fmt.Errorf("installment %s is in %s but the loan is in %s: not applied", e.ID, e.Amount.Currency, cur)
 		}
-	case policy.Settled:
+	case policy.Settled, policy.HoldPlaced, policy.HoldReleased:
+		// A hold stops the ladder, its release resumes it: the timer
+		// reconciliation that follows puts the loan's step right.
 	default:
 		return nil, fmt.Errorf("unexpected trigger %T", ev)
 	}

@@ -178,6 +178,14 @@ func describe(e *Entry, l policy.Ladder, c *policy.Case, ev policy.Event, at tim
 			choice = "opted back in to"
 		}
 		lender("contact_preference", fmt.Sprintf("the borrower %s %s", choice, x.Channel))
+	case policy.HoldPlaced:
+		reason := fmt.Sprintf("%s hold %s from %s: no contact, no stage entered until it is released", x.Kind, x.ID, x.At.UTC().Format(time.RFC3339))
+		if x.ContactID != "" {
+			reason += "; about contact " + x.ContactID
+		}
+		lender("hold_placed", reason)
+	case policy.HoldReleased:
+		lender("hold_released", fmt.Sprintf("hold %s released at %s: the ladder resumes", x.ID, x.At.UTC().Format(time.RFC3339)))
 	case policy.ContactHours:
 		if x.Withdrawn {
 			lender("contact_hours", "the borrower withdrew the agreement to contact outside the rules' hours")

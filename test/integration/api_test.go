@@ -113,11 +113,26 @@ func TestAllInOneHTTP(t *testing.T) {
 		// A repayment in another currency than the loan's is refused at once.
 		{`{"repaymentReceived": {"tenantId": "acme", "loanId": "L-1001", "paymentId": "usd-1",
 			"amount": {"currency": "USD", "minorUnits": "100"}, "paidAt": "2026-12-01T00:00:00Z"}}`, "repayment_received.amount.currency", 422},
+		// A hold of no known kind, and the release of a hold never placed.
+		{`{"holdPlaced": {"tenantId": "acme", "loanId": "L-1001", "holdId": "d-1", "kind": "HOLD_KIND_UNSPECIFIED",
+			"receivedAt": "2026-12-01T00:00:00Z"}}`, "hold_placed.kind", 400},
+		{`{"holdReleased": {"tenantId": "acme", "loanId": "L-1001", "holdId": "never-placed",
+			"releasedAt": "2026-12-01T00:00:00Z"}}`, "hold_released.hold_id", 422},
 	}
 	for _, b := range bad {
 		code, out := post(b.body)
 		if code != b.code || (b.field != "" && out["field"] != b.field) || out["error"] == "" {
 			t.Errorf("POST %.60q = %d %v, want %d naming %q", b.body, code, out, b.code, b.field)
+		}
+	}
+	// A dispute placed and released: both recorded (202), the release now
+	// naming a hold the log holds.
+	for _, body := range []string{
+		`{"holdPlaced": {"tenantId": "acme", "loanId": "L-1001", "holdId": "d-1", "kind": "HOLD_KIND_DISPUTE", "receivedAt": "2026-12-01T00:00:00Z"}}`,
+		`{"holdReleased": {"tenantId": "acme", "loanId": "L-1001", "holdId": "d-1", "releasedAt": "2026-12-01T01:00:00Z"}}`,
+	} {
+		if code, out := post(body); code != http.StatusAccepted {
+			t.Errorf("POST %.40q = %d %v, want 202", body, code, out)
 		}
 	}
 	// A body of a type the API does not read: 415.
@@ -143,7 +158,8 @@ func TestAllInOneHTTP(t *testing.T) {
 	}
 	m, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`dunning_lender_events_total{result="accepted",source="http"} 1`, `dunning_decisions_total{consumer="first-contact",kind="contact_requested"} 1`} {
+	// Accepted: the installment, the dispute and its release.
+	for _, want := range []string{`dunning_lender_events_total{result="accepted",source="http"} 3`, `dunning_decisions_total{consumer="first-contact",kind="contact_requested"} 1`} {
 		if !bytes.Contains(m, []byte(want)) {
 			t.Errorf("/metrics lacks %s", want)
 		}

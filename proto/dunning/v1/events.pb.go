@@ -92,6 +92,73 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 	return file_dunning_v1_events_proto_rawDescGZIP(), []int{0}
 }
 
+// What a hold is for. While one is open on a loan, no contact leaves and no
+// stage is entered.
+type HoldKind int32
+
+const (
+	HoldKind_HOLD_KIND_UNSPECIFIED HoldKind = 0
+	HoldKind_HOLD_KIND_DISPUTE     HoldKind = 1
+	HoldKind_HOLD_KIND_HARDSHIP    HoldKind = 2
+	// A complaint names the contact that caused it (contact_id).
+	HoldKind_HOLD_KIND_COMPLAINT       HoldKind = 3
+	HoldKind_HOLD_KIND_CEASE_ALL       HoldKind = 4
+	HoldKind_HOLD_KIND_BREATHING_SPACE HoldKind = 5
+	HoldKind_HOLD_KIND_DECEASED        HoldKind = 6
+	HoldKind_HOLD_KIND_BANKRUPTCY      HoldKind = 7
+)
+
+// Enum value maps for HoldKind.
+var (
+	HoldKind_name = map[int32]string{
+		0: "HOLD_KIND_UNSPECIFIED",
+		1: "HOLD_KIND_DISPUTE",
+		2: "HOLD_KIND_HARDSHIP",
+		3: "HOLD_KIND_COMPLAINT",
+		4: "HOLD_KIND_CEASE_ALL",
+		5: "HOLD_KIND_BREATHING_SPACE",
+		6: "HOLD_KIND_DECEASED",
+		7: "HOLD_KIND_BANKRUPTCY",
+	}
+	HoldKind_value = map[string]int32{
+		"HOLD_KIND_UNSPECIFIED":     0,
+		"HOLD_KIND_DISPUTE":         1,
+		"HOLD_KIND_HARDSHIP":        2,
+		"HOLD_KIND_COMPLAINT":       3,
+		"HOLD_KIND_CEASE_ALL":       4,
+		"HOLD_KIND_BREATHING_SPACE": 5,
+		"HOLD_KIND_DECEASED":        6,
+		"HOLD_KIND_BANKRUPTCY":      7,
+	}
+)
+
+func (x HoldKind) Enum() *HoldKind {
+	p := new(HoldKind)
+	*p = x
+	return p
+}
+
+func (x HoldKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HoldKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_dunning_v1_events_proto_enumTypes[1].Descriptor()
+}
+
+func (HoldKind) Type() protoreflect.EnumType {
+	return &file_dunning_v1_events_proto_enumTypes[1]
+}
+
+func (x HoldKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HoldKind.Descriptor instead.
+func (HoldKind) EnumDescriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{1}
+}
+
 // Stage of the dunning ladder.
 type Stage int32
 
@@ -140,11 +207,11 @@ func (x Stage) String() string {
 }
 
 func (Stage) Descriptor() protoreflect.EnumDescriptor {
-	return file_dunning_v1_events_proto_enumTypes[1].Descriptor()
+	return file_dunning_v1_events_proto_enumTypes[2].Descriptor()
 }
 
 func (Stage) Type() protoreflect.EnumType {
-	return &file_dunning_v1_events_proto_enumTypes[1]
+	return &file_dunning_v1_events_proto_enumTypes[2]
 }
 
 func (x Stage) Number() protoreflect.EnumNumber {
@@ -153,7 +220,7 @@ func (x Stage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Stage.Descriptor instead.
 func (Stage) EnumDescriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{1}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{2}
 }
 
 // Tier by days past due.
@@ -193,11 +260,11 @@ func (x Tier) String() string {
 }
 
 func (Tier) Descriptor() protoreflect.EnumDescriptor {
-	return file_dunning_v1_events_proto_enumTypes[2].Descriptor()
+	return file_dunning_v1_events_proto_enumTypes[3].Descriptor()
 }
 
 func (Tier) Type() protoreflect.EnumType {
-	return &file_dunning_v1_events_proto_enumTypes[2]
+	return &file_dunning_v1_events_proto_enumTypes[3]
 }
 
 func (x Tier) Number() protoreflect.EnumNumber {
@@ -206,7 +273,7 @@ func (x Tier) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tier.Descriptor instead.
 func (Tier) EnumDescriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{2}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{3}
 }
 
 // Channel of an outbound contact.
@@ -252,11 +319,11 @@ func (x Channel) String() string {
 }
 
 func (Channel) Descriptor() protoreflect.EnumDescriptor {
-	return file_dunning_v1_events_proto_enumTypes[3].Descriptor()
+	return file_dunning_v1_events_proto_enumTypes[4].Descriptor()
 }
 
 func (Channel) Type() protoreflect.EnumType {
-	return &file_dunning_v1_events_proto_enumTypes[3]
+	return &file_dunning_v1_events_proto_enumTypes[4]
 }
 
 func (x Channel) Number() protoreflect.EnumNumber {
@@ -265,7 +332,7 @@ func (x Channel) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Channel.Descriptor instead.
 func (Channel) EnumDescriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 // Tone of a contact. There is deliberately no threatening tone.
@@ -305,11 +372,11 @@ func (x Tone) String() string {
 }
 
 func (Tone) Descriptor() protoreflect.EnumDescriptor {
-	return file_dunning_v1_events_proto_enumTypes[4].Descriptor()
+	return file_dunning_v1_events_proto_enumTypes[5].Descriptor()
 }
 
 func (Tone) Type() protoreflect.EnumType {
-	return &file_dunning_v1_events_proto_enumTypes[4]
+	return &file_dunning_v1_events_proto_enumTypes[5]
 }
 
 func (x Tone) Number() protoreflect.EnumNumber {
@@ -318,7 +385,7 @@ func (x Tone) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tone.Descriptor instead.
 func (Tone) EnumDescriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 // CloseReason says why a case ended.
@@ -357,11 +424,11 @@ func (x CloseReason) String() string {
 }
 
 func (CloseReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_dunning_v1_events_proto_enumTypes[5].Descriptor()
+	return file_dunning_v1_events_proto_enumTypes[6].Descriptor()
 }
 
 func (CloseReason) Type() protoreflect.EnumType {
-	return &file_dunning_v1_events_proto_enumTypes[5]
+	return &file_dunning_v1_events_proto_enumTypes[6]
 }
 
 func (x CloseReason) Number() protoreflect.EnumNumber {
@@ -370,7 +437,7 @@ func (x CloseReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CloseReason.Descriptor instead.
 func (CloseReason) EnumDescriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 // Money is an amount in the currency's minor units (fen, cents). Floating point
@@ -979,6 +1046,163 @@ func (x *ContactHours) GetReceivedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// HoldPlaced records a hold on a loan, as the lender received it;
+// received_at may be in the past.
+type HoldPlaced struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	LoanId   string                 `protobuf:"bytes,2,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	// Unique per hold at the lender; holdReleased names it.
+	HoldId     string                 `protobuf:"bytes,3,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"`
+	Kind       HoldKind               `protobuf:"varint,4,opt,name=kind,proto3,enum=dunning.v1.HoldKind" json:"kind,omitempty"`
+	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	// For a complaint: the contact that caused it.
+	ContactId     string `protobuf:"bytes,6,opt,name=contact_id,json=contactId,proto3" json:"contact_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldPlaced) Reset() {
+	*x = HoldPlaced{}
+	mi := &file_dunning_v1_events_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldPlaced) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldPlaced) ProtoMessage() {}
+
+func (x *HoldPlaced) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldPlaced.ProtoReflect.Descriptor instead.
+func (*HoldPlaced) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *HoldPlaced) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *HoldPlaced) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *HoldPlaced) GetHoldId() string {
+	if x != nil {
+		return x.HoldId
+	}
+	return ""
+}
+
+func (x *HoldPlaced) GetKind() HoldKind {
+	if x != nil {
+		return x.Kind
+	}
+	return HoldKind_HOLD_KIND_UNSPECIFIED
+}
+
+func (x *HoldPlaced) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
+func (x *HoldPlaced) GetContactId() string {
+	if x != nil {
+		return x.ContactId
+	}
+	return ""
+}
+
+// HoldReleased lifts the hold hold_id placed.
+type HoldReleased struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	LoanId        string                 `protobuf:"bytes,2,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	HoldId        string                 `protobuf:"bytes,3,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"`
+	ReleasedAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=released_at,json=releasedAt,proto3" json:"released_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldReleased) Reset() {
+	*x = HoldReleased{}
+	mi := &file_dunning_v1_events_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldReleased) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldReleased) ProtoMessage() {}
+
+func (x *HoldReleased) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldReleased.ProtoReflect.Descriptor instead.
+func (*HoldReleased) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *HoldReleased) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *HoldReleased) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *HoldReleased) GetHoldId() string {
+	if x != nil {
+		return x.HoldId
+	}
+	return ""
+}
+
+func (x *HoldReleased) GetReleasedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReleasedAt
+	}
+	return nil
+}
+
 // LenderEvent is the envelope a lender (or its contact vendor, for
 // outcomes) sends, over HTTP as JSON (protojson) or over NATS as binary
 // protobuf or JSON.
@@ -992,6 +1216,8 @@ type LenderEvent struct {
 	//	*LenderEvent_ContactOutcome
 	//	*LenderEvent_ContactPreference
 	//	*LenderEvent_ContactHours
+	//	*LenderEvent_HoldPlaced
+	//	*LenderEvent_HoldReleased
 	Event         isLenderEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -999,7 +1225,7 @@ type LenderEvent struct {
 
 func (x *LenderEvent) Reset() {
 	*x = LenderEvent{}
-	mi := &file_dunning_v1_events_proto_msgTypes[7]
+	mi := &file_dunning_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1011,7 +1237,7 @@ func (x *LenderEvent) String() string {
 func (*LenderEvent) ProtoMessage() {}
 
 func (x *LenderEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[7]
+	mi := &file_dunning_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1024,7 +1250,7 @@ func (x *LenderEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LenderEvent.ProtoReflect.Descriptor instead.
 func (*LenderEvent) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LenderEvent) GetEvent() isLenderEvent_Event {
@@ -1088,6 +1314,24 @@ func (x *LenderEvent) GetContactHours() *ContactHours {
 	return nil
 }
 
+func (x *LenderEvent) GetHoldPlaced() *HoldPlaced {
+	if x != nil {
+		if x, ok := x.Event.(*LenderEvent_HoldPlaced); ok {
+			return x.HoldPlaced
+		}
+	}
+	return nil
+}
+
+func (x *LenderEvent) GetHoldReleased() *HoldReleased {
+	if x != nil {
+		if x, ok := x.Event.(*LenderEvent_HoldReleased); ok {
+			return x.HoldReleased
+		}
+	}
+	return nil
+}
+
 type isLenderEvent_Event interface {
 	isLenderEvent_Event()
 }
@@ -1116,6 +1360,14 @@ type LenderEvent_ContactHours struct {
 	ContactHours *ContactHours `protobuf:"bytes,6,opt,name=contact_hours,json=contactHours,proto3,oneof"`
 }
 
+type LenderEvent_HoldPlaced struct {
+	HoldPlaced *HoldPlaced `protobuf:"bytes,7,opt,name=hold_placed,json=holdPlaced,proto3,oneof"`
+}
+
+type LenderEvent_HoldReleased struct {
+	HoldReleased *HoldReleased `protobuf:"bytes,8,opt,name=hold_released,json=holdReleased,proto3,oneof"`
+}
+
 func (*LenderEvent_InstallmentDue) isLenderEvent_Event() {}
 
 func (*LenderEvent_RepaymentReceived) isLenderEvent_Event() {}
@@ -1127,6 +1379,10 @@ func (*LenderEvent_ContactOutcome) isLenderEvent_Event() {}
 func (*LenderEvent_ContactPreference) isLenderEvent_Event() {}
 
 func (*LenderEvent_ContactHours) isLenderEvent_Event() {}
+
+func (*LenderEvent_HoldPlaced) isLenderEvent_Event() {}
+
+func (*LenderEvent_HoldReleased) isLenderEvent_Event() {}
 
 // CaseContext is the common part of every decision: where the case stood when
 // the decision was made, and why.
@@ -1159,7 +1415,7 @@ type CaseContext struct {
 
 func (x *CaseContext) Reset() {
 	*x = CaseContext{}
-	mi := &file_dunning_v1_events_proto_msgTypes[8]
+	mi := &file_dunning_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1427,7 @@ func (x *CaseContext) String() string {
 func (*CaseContext) ProtoMessage() {}
 
 func (x *CaseContext) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[8]
+	mi := &file_dunning_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,7 +1440,7 @@ func (x *CaseContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseContext.ProtoReflect.Descriptor instead.
 func (*CaseContext) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CaseContext) GetTenantId() string {
@@ -1305,7 +1561,7 @@ type ContactTask struct {
 
 func (x *ContactTask) Reset() {
 	*x = ContactTask{}
-	mi := &file_dunning_v1_events_proto_msgTypes[9]
+	mi := &file_dunning_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1317,7 +1573,7 @@ func (x *ContactTask) String() string {
 func (*ContactTask) ProtoMessage() {}
 
 func (x *ContactTask) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[9]
+	mi := &file_dunning_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1330,7 +1586,7 @@ func (x *ContactTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactTask.ProtoReflect.Descriptor instead.
 func (*ContactTask) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ContactTask) GetContactId() string {
@@ -1456,7 +1712,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_dunning_v1_events_proto_msgTypes[10]
+	mi := &file_dunning_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1468,7 +1724,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[10]
+	mi := &file_dunning_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +1737,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Delivery) GetTenantId() string {
@@ -1561,7 +1817,7 @@ type StepDue struct {
 
 func (x *StepDue) Reset() {
 	*x = StepDue{}
-	mi := &file_dunning_v1_events_proto_msgTypes[11]
+	mi := &file_dunning_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1829,7 @@ func (x *StepDue) String() string {
 func (*StepDue) ProtoMessage() {}
 
 func (x *StepDue) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[11]
+	mi := &file_dunning_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1842,7 @@ func (x *StepDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepDue.ProtoReflect.Descriptor instead.
 func (*StepDue) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StepDue) GetStepId() string {
@@ -1636,7 +1892,7 @@ type OverdueConfirmed struct {
 
 func (x *OverdueConfirmed) Reset() {
 	*x = OverdueConfirmed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[12]
+	mi := &file_dunning_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1904,7 @@ func (x *OverdueConfirmed) String() string {
 func (*OverdueConfirmed) ProtoMessage() {}
 
 func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[12]
+	mi := &file_dunning_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1917,7 @@ func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverdueConfirmed.ProtoReflect.Descriptor instead.
 func (*OverdueConfirmed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OverdueConfirmed) GetCase() *CaseContext {
@@ -1689,7 +1945,7 @@ type ContactRequested struct {
 
 func (x *ContactRequested) Reset() {
 	*x = ContactRequested{}
-	mi := &file_dunning_v1_events_proto_msgTypes[13]
+	mi := &file_dunning_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +1957,7 @@ func (x *ContactRequested) String() string {
 func (*ContactRequested) ProtoMessage() {}
 
 func (x *ContactRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[13]
+	mi := &file_dunning_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +1970,7 @@ func (x *ContactRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactRequested.ProtoReflect.Descriptor instead.
 func (*ContactRequested) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ContactRequested) GetCase() *CaseContext {
@@ -1742,7 +1998,7 @@ type Escalated struct {
 
 func (x *Escalated) Reset() {
 	*x = Escalated{}
-	mi := &file_dunning_v1_events_proto_msgTypes[14]
+	mi := &file_dunning_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1754,7 +2010,7 @@ func (x *Escalated) String() string {
 func (*Escalated) ProtoMessage() {}
 
 func (x *Escalated) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[14]
+	mi := &file_dunning_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1767,7 +2023,7 @@ func (x *Escalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Escalated.ProtoReflect.Descriptor instead.
 func (*Escalated) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Escalated) GetCase() *CaseContext {
@@ -1797,7 +2053,7 @@ type HandedOff struct {
 
 func (x *HandedOff) Reset() {
 	*x = HandedOff{}
-	mi := &file_dunning_v1_events_proto_msgTypes[15]
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1809,7 +2065,7 @@ func (x *HandedOff) String() string {
 func (*HandedOff) ProtoMessage() {}
 
 func (x *HandedOff) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[15]
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1822,7 +2078,7 @@ func (x *HandedOff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandedOff.ProtoReflect.Descriptor instead.
 func (*HandedOff) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HandedOff) GetCase() *CaseContext {
@@ -1864,7 +2120,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_dunning_v1_events_proto_msgTypes[16]
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +2132,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[16]
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +2145,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Evidence) GetInstallments() []*InstallmentDue {
@@ -1938,7 +2194,7 @@ type LegalReferred struct {
 
 func (x *LegalReferred) Reset() {
 	*x = LegalReferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1950,7 +2206,7 @@ func (x *LegalReferred) String() string {
 func (*LegalReferred) ProtoMessage() {}
 
 func (x *LegalReferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1963,7 +2219,7 @@ func (x *LegalReferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LegalReferred.ProtoReflect.Descriptor instead.
 func (*LegalReferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *LegalReferred) GetCase() *CaseContext {
@@ -1995,7 +2251,7 @@ type CaseClosed struct {
 
 func (x *CaseClosed) Reset() {
 	*x = CaseClosed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2007,7 +2263,7 @@ func (x *CaseClosed) String() string {
 func (*CaseClosed) ProtoMessage() {}
 
 func (x *CaseClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2020,7 +2276,7 @@ func (x *CaseClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseClosed.ProtoReflect.Descriptor instead.
 func (*CaseClosed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CaseClosed) GetCase() *CaseContext {
@@ -2064,7 +2320,7 @@ type EntryDeferred struct {
 
 func (x *EntryDeferred) Reset() {
 	*x = EntryDeferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2332,7 @@ func (x *EntryDeferred) String() string {
 func (*EntryDeferred) ProtoMessage() {}
 
 func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2345,7 @@ func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryDeferred.ProtoReflect.Descriptor instead.
 func (*EntryDeferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *EntryDeferred) GetCase() *CaseContext {
@@ -2118,7 +2374,7 @@ type StepCancelled struct {
 
 func (x *StepCancelled) Reset() {
 	*x = StepCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2130,7 +2386,7 @@ func (x *StepCancelled) String() string {
 func (*StepCancelled) ProtoMessage() {}
 
 func (x *StepCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2143,7 +2399,7 @@ func (x *StepCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepCancelled.ProtoReflect.Descriptor instead.
 func (*StepCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StepCancelled) GetCase() *CaseContext {
@@ -2175,7 +2431,7 @@ type ContactHeld struct {
 
 func (x *ContactHeld) Reset() {
 	*x = ContactHeld{}
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2187,7 +2443,7 @@ func (x *ContactHeld) String() string {
 func (*ContactHeld) ProtoMessage() {}
 
 func (x *ContactHeld) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2200,7 +2456,7 @@ func (x *ContactHeld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactHeld.ProtoReflect.Descriptor instead.
 func (*ContactHeld) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ContactHeld) GetCase() *CaseContext {
@@ -2243,7 +2499,7 @@ type ContactReleased struct {
 
 func (x *ContactReleased) Reset() {
 	*x = ContactReleased{}
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2511,7 @@ func (x *ContactReleased) String() string {
 func (*ContactReleased) ProtoMessage() {}
 
 func (x *ContactReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2524,7 @@ func (x *ContactReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactReleased.ProtoReflect.Descriptor instead.
 func (*ContactReleased) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ContactReleased) GetCase() *CaseContext {
@@ -2298,7 +2554,7 @@ type ContactSuppressed struct {
 
 func (x *ContactSuppressed) Reset() {
 	*x = ContactSuppressed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2566,7 @@ func (x *ContactSuppressed) String() string {
 func (*ContactSuppressed) ProtoMessage() {}
 
 func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2579,7 @@ func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactSuppressed.ProtoReflect.Descriptor instead.
 func (*ContactSuppressed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ContactSuppressed) GetCase() *CaseContext {
@@ -2360,7 +2616,7 @@ type ContactCancelled struct {
 
 func (x *ContactCancelled) Reset() {
 	*x = ContactCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2372,7 +2628,7 @@ func (x *ContactCancelled) String() string {
 func (*ContactCancelled) ProtoMessage() {}
 
 func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2385,7 +2641,7 @@ func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactCancelled.ProtoReflect.Descriptor instead.
 func (*ContactCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ContactCancelled) GetCase() *CaseContext {
@@ -2429,7 +2685,7 @@ type BorrowerContact struct {
 
 func (x *BorrowerContact) Reset() {
 	*x = BorrowerContact{}
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2441,7 +2697,7 @@ func (x *BorrowerContact) String() string {
 func (*BorrowerContact) ProtoMessage() {}
 
 func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2454,7 +2710,7 @@ func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowerContact.ProtoReflect.Descriptor instead.
 func (*BorrowerContact) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *BorrowerContact) GetLoanId() string {
@@ -2507,7 +2763,7 @@ type VerificationCode struct {
 
 func (x *VerificationCode) Reset() {
 	*x = VerificationCode{}
-	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2519,7 +2775,7 @@ func (x *VerificationCode) String() string {
 func (*VerificationCode) ProtoMessage() {}
 
 func (x *VerificationCode) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2532,7 +2788,7 @@ func (x *VerificationCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationCode.ProtoReflect.Descriptor instead.
 func (*VerificationCode) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *VerificationCode) GetTenantId() string {
@@ -2625,14 +2881,33 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x02to\x18\x05 \x01(\tR\x02to\x12\x1c\n" +
 	"\twithdrawn\x18\x06 \x01(\bR\twithdrawn\x12;\n" +
 	"\vreceived_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"receivedAt\"\xc3\x03\n" +
+	"receivedAt\"\xe1\x01\n" +
+	"\n" +
+	"HoldPlaced\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x17\n" +
+	"\ahold_id\x18\x03 \x01(\tR\x06holdId\x12(\n" +
+	"\x04kind\x18\x04 \x01(\x0e2\x14.dunning.v1.HoldKindR\x04kind\x12;\n" +
+	"\vreceived_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\x12\x1d\n" +
+	"\n" +
+	"contact_id\x18\x06 \x01(\tR\tcontactId\"\x9a\x01\n" +
+	"\fHoldReleased\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x17\n" +
+	"\ahold_id\x18\x03 \x01(\tR\x06holdId\x12;\n" +
+	"\vreleased_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"releasedAt\"\xbf\x04\n" +
 	"\vLenderEvent\x12E\n" +
 	"\x0finstallment_due\x18\x01 \x01(\v2\x1a.dunning.v1.InstallmentDueH\x00R\x0einstallmentDue\x12N\n" +
 	"\x12repayment_received\x18\x02 \x01(\v2\x1d.dunning.v1.RepaymentReceivedH\x00R\x11repaymentReceived\x12<\n" +
 	"\floan_settled\x18\x03 \x01(\v2\x17.dunning.v1.LoanSettledH\x00R\vloanSettled\x12E\n" +
 	"\x0fcontact_outcome\x18\x04 \x01(\v2\x1a.dunning.v1.ContactOutcomeH\x00R\x0econtactOutcome\x12N\n" +
 	"\x12contact_preference\x18\x05 \x01(\v2\x1d.dunning.v1.ContactPreferenceH\x00R\x11contactPreference\x12?\n" +
-	"\rcontact_hours\x18\x06 \x01(\v2\x18.dunning.v1.ContactHoursH\x00R\fcontactHoursB\a\n" +
+	"\rcontact_hours\x18\x06 \x01(\v2\x18.dunning.v1.ContactHoursH\x00R\fcontactHours\x129\n" +
+	"\vhold_placed\x18\a \x01(\v2\x16.dunning.v1.HoldPlacedH\x00R\n" +
+	"holdPlaced\x12?\n" +
+	"\rhold_released\x18\b \x01(\v2\x18.dunning.v1.HoldReleasedH\x00R\fholdReleasedB\a\n" +
 	"\x05event\"\xb6\x03\n" +
 	"\vCaseContext\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
@@ -2762,7 +3037,16 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x16OUTCOME_CALL_CONNECTED\x10\x04\x12\x1c\n" +
 	"\x18OUTCOME_CALL_RIGHT_PARTY\x10\x05\x12\x1c\n" +
 	"\x18OUTCOME_CALL_WRONG_PARTY\x10\x06\x12\x1a\n" +
-	"\x16OUTCOME_CALL_NO_ANSWER\x10\a*\xc1\x01\n" +
+	"\x16OUTCOME_CALL_NO_ANSWER\x10\a*\xd7\x01\n" +
+	"\bHoldKind\x12\x19\n" +
+	"\x15HOLD_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11HOLD_KIND_DISPUTE\x10\x01\x12\x16\n" +
+	"\x12HOLD_KIND_HARDSHIP\x10\x02\x12\x17\n" +
+	"\x13HOLD_KIND_COMPLAINT\x10\x03\x12\x17\n" +
+	"\x13HOLD_KIND_CEASE_ALL\x10\x04\x12\x1d\n" +
+	"\x19HOLD_KIND_BREATHING_SPACE\x10\x05\x12\x16\n" +
+	"\x12HOLD_KIND_DECEASED\x10\x06\x12\x18\n" +
+	"\x14HOLD_KIND_BANKRUPTCY\x10\a*\xc1\x01\n" +
 	"\x05Stage\x12\x15\n" +
 	"\x11STAGE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aSTAGE_OVERDUE_CONFIRMATION\x10\x01\x12\x17\n" +
@@ -2806,111 +3090,119 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 	return file_dunning_v1_events_proto_rawDescData
 }
 
-var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: dunning.v1.Outcome
-	(Stage)(0),                    // 1: dunning.v1.Stage
-	(Tier)(0),                     // 2: dunning.v1.Tier
-	(Channel)(0),                  // 3: dunning.v1.Channel
-	(Tone)(0),                     // 4: dunning.v1.Tone
-	(CloseReason)(0),              // 5: dunning.v1.CloseReason
-	(*Money)(nil),                 // 6: dunning.v1.Money
-	(*InstallmentDue)(nil),        // 7: dunning.v1.InstallmentDue
-	(*RepaymentReceived)(nil),     // 8: dunning.v1.RepaymentReceived
-	(*LoanSettled)(nil),           // 9: dunning.v1.LoanSettled
-	(*ContactOutcome)(nil),        // 10: dunning.v1.ContactOutcome
-	(*ContactPreference)(nil),     // 11: dunning.v1.ContactPreference
-	(*ContactHours)(nil),          // 12: dunning.v1.ContactHours
-	(*LenderEvent)(nil),           // 13: dunning.v1.LenderEvent
-	(*CaseContext)(nil),           // 14: dunning.v1.CaseContext
-	(*ContactTask)(nil),           // 15: dunning.v1.ContactTask
-	(*Delivery)(nil),              // 16: dunning.v1.Delivery
-	(*StepDue)(nil),               // 17: dunning.v1.StepDue
-	(*OverdueConfirmed)(nil),      // 18: dunning.v1.OverdueConfirmed
-	(*ContactRequested)(nil),      // 19: dunning.v1.ContactRequested
-	(*Escalated)(nil),             // 20: dunning.v1.Escalated
-	(*HandedOff)(nil),             // 21: dunning.v1.HandedOff
-	(*Evidence)(nil),              // 22: dunning.v1.Evidence
-	(*LegalReferred)(nil),         // 23: dunning.v1.LegalReferred
-	(*CaseClosed)(nil),            // 24: dunning.v1.CaseClosed
-	(*EntryDeferred)(nil),         // 25: dunning.v1.EntryDeferred
-	(*StepCancelled)(nil),         // 26: dunning.v1.StepCancelled
-	(*ContactHeld)(nil),           // 27: dunning.v1.ContactHeld
-	(*ContactReleased)(nil),       // 28: dunning.v1.ContactReleased
-	(*ContactSuppressed)(nil),     // 29: dunning.v1.ContactSuppressed
-	(*ContactCancelled)(nil),      // 30: dunning.v1.ContactCancelled
-	(*BorrowerContact)(nil),       // 31: dunning.v1.BorrowerContact
-	(*VerificationCode)(nil),      // 32: dunning.v1.VerificationCode
-	(*timestamppb.Timestamp)(nil), // 33: google.protobuf.Timestamp
+	(HoldKind)(0),                 // 1: dunning.v1.HoldKind
+	(Stage)(0),                    // 2: dunning.v1.Stage
+	(Tier)(0),                     // 3: dunning.v1.Tier
+	(Channel)(0),                  // 4: dunning.v1.Channel
+	(Tone)(0),                     // 5: dunning.v1.Tone
+	(CloseReason)(0),              // 6: dunning.v1.CloseReason
+	(*Money)(nil),                 // 7: dunning.v1.Money
+	(*InstallmentDue)(nil),        // 8: dunning.v1.InstallmentDue
+	(*RepaymentReceived)(nil),     // 9: dunning.v1.RepaymentReceived
+	(*LoanSettled)(nil),           // 10: dunning.v1.LoanSettled
+	(*ContactOutcome)(nil),        // 11: dunning.v1.ContactOutcome
+	(*ContactPreference)(nil),     // 12: dunning.v1.ContactPreference
+	(*ContactHours)(nil),          // 13: dunning.v1.ContactHours
+	(*HoldPlaced)(nil),            // 14: dunning.v1.HoldPlaced
+	(*HoldReleased)(nil),          // 15: dunning.v1.HoldReleased
+	(*LenderEvent)(nil),           // 16: dunning.v1.LenderEvent
+	(*CaseContext)(nil),           // 17: dunning.v1.CaseContext
+	(*ContactTask)(nil),           // 18: dunning.v1.ContactTask
+	(*Delivery)(nil),              // 19: dunning.v1.Delivery
+	(*StepDue)(nil),               // 20: dunning.v1.StepDue
+	(*OverdueConfirmed)(nil),      // 21: dunning.v1.OverdueConfirmed
+	(*ContactRequested)(nil),      // 22: dunning.v1.ContactRequested
+	(*Escalated)(nil),             // 23: dunning.v1.Escalated
+	(*HandedOff)(nil),             // 24: dunning.v1.HandedOff
+	(*Evidence)(nil),              // 25: dunning.v1.Evidence
+	(*LegalReferred)(nil),         // 26: dunning.v1.LegalReferred
+	(*CaseClosed)(nil),            // 27: dunning.v1.CaseClosed
+	(*EntryDeferred)(nil),         // 28: dunning.v1.EntryDeferred
+	(*StepCancelled)(nil),         // 29: dunning.v1.StepCancelled
+	(*ContactHeld)(nil),           // 30: dunning.v1.ContactHeld
+	(*ContactReleased)(nil),       // 31: dunning.v1.ContactReleased
+	(*ContactSuppressed)(nil),     // 32: dunning.v1.ContactSuppressed
+	(*ContactCancelled)(nil),      // 33: dunning.v1.ContactCancelled
+	(*BorrowerContact)(nil),       // 34: dunning.v1.BorrowerContact
+	(*VerificationCode)(nil),      // 35: dunning.v1.VerificationCode
+	(*timestamppb.Timestamp)(nil), // 36: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
-	6,  // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	33, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
-	6,  // 2: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	33, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	33, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	7,  // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
+	36, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	7,  // 2: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
+	36, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	36, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	33, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
-	3,  // 7: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
-	33, // 8: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
-	33, // 9: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
-	7,  // 10: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
-	8,  // 11: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
-	9,  // 12: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
-	10, // 13: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
-	11, // 14: dunning.v1.LenderEvent.contact_preference:type_name -> dunning.v1.ContactPreference
-	12, // 15: dunning.v1.LenderEvent.contact_hours:type_name -> dunning.v1.ContactHours
-	1,  // 16: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
-	2,  // 17: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
-	6,  // 18: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	33, // 19: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	33, // 20: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
-	3,  // 21: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
-	4,  // 22: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
-	6,  // 23: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
-	6,  // 24: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	33, // 25: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
-	33, // 26: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
-	1,  // 27: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
-	2,  // 28: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
-	15, // 29: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
-	1,  // 30: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	33, // 31: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
-	14, // 32: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
-	14, // 33: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
-	15, // 34: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
-	14, // 35: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
-	15, // 36: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
-	14, // 37: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
-	7,  // 38: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
-	8,  // 39: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
-	15, // 40: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
-	14, // 41: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
-	22, // 42: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
-	14, // 43: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
-	5,  // 44: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
-	1,  // 45: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
-	14, // 46: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
-	1,  // 47: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
-	14, // 48: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
-	14, // 49: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
-	15, // 50: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
-	33, // 51: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
-	14, // 52: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
-	15, // 53: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
-	14, // 54: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
-	15, // 55: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
-	14, // 56: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
-	15, // 57: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
-	3,  // 58: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
-	33, // 59: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
-	0,  // 60: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
-	61, // [61:61] is the sub-list for method output_type
-	61, // [61:61] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	36, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	4,  // 7: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
+	36, // 8: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
+	36, // 9: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
+	1,  // 10: dunning.v1.HoldPlaced.kind:type_name -> dunning.v1.HoldKind
+	36, // 11: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
+	36, // 12: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	8,  // 13: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
+	9,  // 14: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
+	10, // 15: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
+	11, // 16: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
+	12, // 17: dunning.v1.LenderEvent.contact_preference:type_name -> dunning.v1.ContactPreference
+	13, // 18: dunning.v1.LenderEvent.contact_hours:type_name -> dunning.v1.ContactHours
+	14, // 19: dunning.v1.LenderEvent.hold_placed:type_name -> dunning.v1.HoldPlaced
+	15, // 20: dunning.v1.LenderEvent.hold_released:type_name -> dunning.v1.HoldReleased
+	2,  // 21: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
+	3,  // 22: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
+	7,  // 23: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
+	36, // 24: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	36, // 25: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
+	4,  // 26: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
+	5,  // 27: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
+	7,  // 28: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
+	7,  // 29: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
+	36, // 30: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	36, // 31: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	2,  // 32: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
+	3,  // 33: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
+	18, // 34: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
+	2,  // 35: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
+	36, // 36: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	17, // 37: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
+	17, // 38: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
+	18, // 39: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
+	17, // 40: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
+	18, // 41: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
+	17, // 42: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
+	8,  // 43: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
+	9,  // 44: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
+	18, // 45: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
+	17, // 46: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
+	25, // 47: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
+	17, // 48: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
+	6,  // 49: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
+	2,  // 50: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
+	17, // 51: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
+	2,  // 52: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
+	17, // 53: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
+	17, // 54: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
+	18, // 55: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
+	36, // 56: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	17, // 57: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
+	18, // 58: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
+	17, // 59: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
+	18, // 60: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
+	17, // 61: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
+	18, // 62: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
+	4,  // 63: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
+	36, // 64: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
+	0,  // 65: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
+	66, // [66:66] is the sub-list for method output_type
+	66, // [66:66] is the sub-list for method input_type
+	66, // [66:66] is the sub-list for extension type_name
+	66, // [66:66] is the sub-list for extension extendee
+	0,  // [0:66] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -2918,21 +3210,23 @@ func file_dunning_v1_events_proto_init() {
 	if File_dunning_v1_events_proto != nil {
 		return
 	}
-	file_dunning_v1_events_proto_msgTypes[7].OneofWrappers = []any{
+	file_dunning_v1_events_proto_msgTypes[9].OneofWrappers = []any{
 		(*LenderEvent_InstallmentDue)(nil),
 		(*LenderEvent_RepaymentReceived)(nil),
 		(*LenderEvent_LoanSettled)(nil),
 		(*LenderEvent_ContactOutcome)(nil),
 		(*LenderEvent_ContactPreference)(nil),
 		(*LenderEvent_ContactHours)(nil),
+		(*LenderEvent_HoldPlaced)(nil),
+		(*LenderEvent_HoldReleased)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   27,
+			NumEnums:      7,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
