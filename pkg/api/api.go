@@ -237,9 +237,9 @@ func eventRefusal(err error) *refusal {
 // getTimeline serves a loan's timeline as JSON, or with ?format=text as the
 // aligned table the README shows (errors are JSON either way).
 func (s *Server) getTimeline(w http.ResponseWriter, r *http.Request) {
-	format := r.URL.Query().Get("format")
-	if format != "" && format != "json" && format != "text" {
-		writeRefusal(w, &refusal{http.StatusBadRequest, `format must be "json" (the default) or "text"`, "format"})
+	text, ref := textFormat(r)
+	if ref != nil {
+		writeRefusal(w, ref)
 		return
 	}
 	tl, ref := s.timeline(r.Context(), principalOf(r.Context()), r.PathValue("tenant"), r.PathValue("loan"), "tenant", "loan")
@@ -247,32 +247,55 @@ func (s *Server) getTimeline(w http.ResponseWriter, r *http.Request) {
 		writeRefusal(w, ref)
 		return
 	}
-	if format == "text" {
+	if text {
 		var b bytes.Buffer
 		_ = tl.WriteText(&b) // a buffer does not fail
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(b.Bytes())
+		writeText(w, b.Bytes())
 		return
 	}
 	writeJSON(w, http.StatusOK, tl)
+}
+
+// textFormat reads a read route's ?format: JSON (the default) or text.
+func textFormat(r *http.Request) (bool, *refusal) {
+	switch r.URL.Query().Get("format") {
+	case "", "json":
+		return false, nil
+	case "text":
+		return true, nil
+	}
+	return false, &refusal{http.StatusBadRequest, `format must be "json" (the default) or "text"`, "format"}
+}
+
+func writeText(w http.ResponseWriter, b []byte) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
+
+// invalidID refuses the first of the request's identifiers (name, value
+// pairs) that is not one.
+func invalidID(pairs ...string) *refusal {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if !policy.ValidID(pairs[i+1]) {
+			return &refusal{http.StatusBadRequest, pairs[i] + " must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_'", pairs[i]}
+		}
+	}
+	return nil
 }
 
 // getContactRules explains one contact: every rule of the loan's policy
 // and of the release gate, and how it applied (policy.Ladder.Explain), as
 // JSON or, with ?format=text, as the table dunctl rules explain prints.
 func (s *Server) getContactRules(w http.ResponseWriter, r *http.Request) {
-	format := r.URL.Query().Get("format")
-	if format != "" && format != "json" && format != "text" {
-		writeRefusal(w, &refusal{http.StatusBadRequest, `format must be "json" (the default) or "text"`, "format"})
-		return
-	}
+	text, ref := textFormat(r)
 	tenant, loan, contact := r.PathValue("tenant"), r.PathValue("loan"), r.PathValue("contact")
-	for _, f := range []struct{ name, v string }{{"tenant", tenant}, {"loan", loan}, {"contact", contact}} {
-		if !policy.ValidID(f.v) {
-			writeRefusal(w, &refusal{http.StatusBadRequest, f.name + " must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_'", f.name})
-			return
-		}
+	if ref == nil {
+		ref = invalidID("tenant", tenant, "loan", loan, "contact", contact)
+	}
+	if ref != nil {
+		writeRefusal(w, ref)
+		return
 	}
 	if !principalOf(r.Context()).Serves(tenant) {
 		writeRefusal(w, notForTenant("tenant"))
@@ -289,7 +312,7 @@ func (s *Server) getContactRules(w http.ResponseWriter, r *http.Request) {
 		writeRefusal(w, &refusal{http.StatusNotFound, err.Error(), "contact"})
 		return
 	}
-	if format == "text" {
+	if text {
 		var b bytes.Buffer
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "rule\tkind\tresult\tdetail")
@@ -297,9 +320,7 @@ func (s *Server) getContactRules(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Rule, c.Kind, c.Result, c.Detail)
 		}
 		_ = tw.Flush()
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(b.Bytes())
+		writeText(w, b.Bytes())
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tenant_id": tenant, "loan_id": loan, "contact_id": contact, "rules": checks})
@@ -308,10 +329,8 @@ func (s *Server) getContactRules(w http.ResponseWriter, r *http.Request) {
 // timeline reads a loan's timeline for principal p; tenantField and
 // loanField name the request's fields in a refusal.
 func (s *Server) timeline(ctx context.Context, p apikey.Principal, tenant, loan, tenantField, loanField string) (timeline.Timeline, *refusal) {
-	for _, f := range []struct{ name, v string }{{tenantField, tenant}, {loanField, loan}} {
-		if !policy.ValidID(f.v) {
-			return timeline.Timeline{}, &refusal{http.StatusBadRequest, f.name + " must be 1-64 characters of A-Z, a-z, 0-9, '-' or '_'", f.name}
-		}
+	if ref := invalidID(tenantField, tenant, loanField, loan); ref != nil {
+		return timeline.Timeline{}, ref
 	}
 	if !p.Serves(tenant) {
 		return timeline.Timeline{}, notForTenant(tenantField)

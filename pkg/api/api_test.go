@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -12,12 +11,10 @@ import (
 	"time"
 
 	"github.com/opendunning/dunning/pkg/apikey"
-	"github.com/opendunning/dunning/pkg/embedded"
 	"github.com/opendunning/dunning/pkg/ingest"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/natstest"
 	"github.com/opendunning/dunning/pkg/policy"
-	"github.com/opendunning/dunning/pkg/topology"
 )
 
 // testKeys is a key file with one key for tenant with scopes.
@@ -59,13 +56,7 @@ func TestTimelineUnknownFormat(t *testing.T) {
 // declared streams.
 func testServer(tb testing.TB) (*Server, *loanlog.Log) {
 	tb.Helper()
-	srv := natstest.Server(tb, embedded.Config{DontListen: true})
-	nc, js := natstest.Connect(tb, srv, "api-test")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := topology.DefaultTopology().Provision(ctx, js, nil); err != nil {
-		tb.Fatal(err)
-	}
+	nc, js := natstest.Provisioned(tb, "api-test")
 	log := loanlog.New(nc, js)
 	return &Server{Ingestor: &ingest.Ingestor{Log: log, Now: time.Now}, Log: log, Now: time.Now,
 		Ladder: policy.Fixed(policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: policy.RealDay}}),

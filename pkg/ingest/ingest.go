@@ -142,9 +142,9 @@ func (in *Ingestor) currency(ctx context.Context, ev Event) error {
 	return nil
 }
 
-// knownContact refuses an outcome whose contact the pipeline never made
-// for this loan.
-func (in *Ingestor) knownContact(ctx context.Context, ev Event) error {
+// knownTarget refuses an outcome whose contact the pipeline never made for
+// this loan, and a release of a hold the loan never had.
+func (in *Ingestor) knownTarget(ctx context.Context, ev Event) error {
 	if r, ok := ev.Msg.(*dunningv1.HoldReleased); ok {
 		return in.knownHold(ctx, ev, r.GetHoldId())
 	}
@@ -246,7 +246,7 @@ func (in *Ingestor) Record(ctx context.Context, ev Event) (Result, error) {
 	if err := in.currency(ctx, ev); err != nil {
 		return Result{}, err
 	}
-	if err := in.knownContact(ctx, ev); err != nil {
+	if err := in.knownTarget(ctx, ev); err != nil {
 		return Result{}, err
 	}
 	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(ev.Msg)

@@ -9,7 +9,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/opendunning/dunning/pkg/codec"
-	"github.com/opendunning/dunning/pkg/embedded"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/loanlog/logtest"
 	"github.com/opendunning/dunning/pkg/natstest"
@@ -20,13 +19,7 @@ import (
 
 // The NATS log keeps the rules the engine relies on, on a real server.
 func TestConformance(t *testing.T) {
-	srv := natstest.Server(t, embedded.Config{DontListen: true})
-	nc, js := natstest.Connect(t, srv, "conformance")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := topology.DefaultTopology().Provision(ctx, js, nil); err != nil {
-		t.Fatal(err)
-	}
+	nc, js := natstest.Provisioned(t, "conformance")
 	l := loanlog.New(nc, js)
 	n := 0
 	logtest.Run(t, func(t *testing.T) logtest.Env {
@@ -62,13 +55,7 @@ func TestConformance(t *testing.T) {
 
 // The NATS borrowers' logs and verification index keep the same rules.
 func TestBorrowersConformance(t *testing.T) {
-	srv := natstest.Server(t, embedded.Config{DontListen: true})
-	nc, js := natstest.Connect(t, srv, "conformance")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := topology.DefaultTopology().Provision(ctx, js, nil); err != nil {
-		t.Fatal(err)
-	}
+	nc, js := natstest.Provisioned(t, "conformance")
 	n := 0
 	logtest.RunBorrowers(t, func(*testing.T) (stage.Borrowers, stage.Codes) {
 		// Each case its own tenant; codes are global, so its own code too.

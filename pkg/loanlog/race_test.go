@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/opendunning/dunning/pkg/contactrules"
-	"github.com/opendunning/dunning/pkg/embedded"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/loanlog/memlog"
 	"github.com/opendunning/dunning/pkg/natstest"
@@ -24,13 +23,8 @@ import (
 // through. Exactly one phone task is released, 200 times in a row. (The
 // loans' own logs are in memory: the race is decided in the borrower's.)
 func TestTwoLoansRaceForTheLastSlotOnNATS(t *testing.T) {
-	srv := natstest.Server(t, embedded.Config{DontListen: true})
-	nc, js := natstest.Connect(t, srv, "race")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := topology.DefaultTopology().Provision(ctx, js, nil); err != nil {
-		t.Fatal(err)
-	}
+	nc, js := natstest.Provisioned(t, "race")
+	ctx := context.Background()
 	borrowers := loanlog.New(nc, js)
 	packs, err := contactrules.Packs()
 	if err != nil {

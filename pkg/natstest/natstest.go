@@ -4,6 +4,7 @@
 package natstest
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/embedded"
+	"github.com/opendunning/dunning/pkg/topology"
 )
 
 // Server starts an embedded JetStream server for one test or benchmark and
@@ -93,6 +95,19 @@ func Connect(tb testing.TB, srv *embedded.Server, name string) (*nats.Conn, jets
 	tb.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
+		tb.Fatal(err)
+	}
+	return nc, js
+}
+
+// Provisioned runs an embedded server without a listener, with the
+// pipeline's declared streams (no consumers), and connects to it as name.
+func Provisioned(tb testing.TB, name string) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, js := Connect(tb, Server(tb, embedded.Config{DontListen: true}), name)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := topology.DefaultTopology().Provision(ctx, js, nil); err != nil {
 		tb.Fatal(err)
 	}
 	return nc, js

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/opendunning/dunning/pkg/contactrules"
 )
@@ -25,12 +24,13 @@ type RuleCheck struct {
 // passed when it left. entries is the loan's log in order.
 func (l Ladder) Explain(entries []Entry, taskID string) ([]RuleCheck, error) {
 	var (
-		task     *ContactTask
-		holds    []Decision
-		final    *Decision
-		c        = &Case{}
-		atFinal  *Case
-		released time.Time
+		task  *ContactTask
+		holds []Decision
+		final *Decision // the record that released, cancelled or suppressed it
+		c     = &Case{}
+		// agreed are the borrower's agreed hours when the contact's
+		// fate was recorded (or now, while it waits).
+		agreed *contactrules.Hours
 	)
 	for _, e := range entries {
 		c.Apply(e)
@@ -49,111 +49,100 @@ func (l Ladder) Explain(entries []Entry, taskID string) ([]RuleCheck, error) {
 		case KindContactHeld:
 			holds = append(holds, d)
 		case KindContactReleased, KindContactCancelled, KindContactSuppressed:
-			dd := d
-			final, task = &dd, &t
-			snapshot := *c
-			atFinal = &snapshot
-			if d.Kind == KindContactReleased {
-				released = d.Ctx.DecidedAt
-			}
+			final, task, agreed = &d, &t, c.AgreedHours
 		}
 	}
 	if task == nil {
 		return nil, fmt.Errorf("the loan's log holds no contact %q", taskID)
 	}
-	var out []RuleCheck
-	heldBy := func(rule string) []string {
-		var s []string
+	if final == nil {
+		agreed = c.AgreedHours
+	}
+	released := ""
+	if final != nil && final.Kind == KindContactReleased {
+		released = "released " + l.LocalTime(c, final.Ctx.DecidedAt)
+	}
+	// timed is how a rule that can hold a contact applied: the holds it
+	// recorded, then whether the contact left.
+	timed := func(rule string) (result, detail string) {
+		var held []string
 		for _, h := range holds {
 			if h.Rule == rule {
-				s = append(s, fmt.Sprintf("held at %s until %s", l.LocalTime(c, h.Ctx.DecidedAt), l.LocalTime(c, h.HeldUntil)))
+				held = append(held, fmt.Sprintf("held at %s until %s", l.LocalTime(c, h.Ctx.DecidedAt), l.LocalTime(c, h.HeldUntil)))
 			}
 		}
-		return s
+		switch {
+		case released != "" && len(held) > 0:
+			return "held, then passed", strings.Join(append(held, released), "; ")
+		case released != "":
+			return "passed", released
+		case len(held) > 0:
+			return "held", strings.Join(held, "; ")
+		case final != nil:
+			return "not reached", ""
+		}
+		return "pending", ""
 	}
-	// The gate's own rules.
+	var out []RuleCheck
+	// The gate's own rules: they stop a contact or let it pass.
 	for _, r := range []struct{ id, text string }{
 		{RuleCaseClosed, "a contact never leaves after its case closed"},
 		{RuleNothingOverdue, "a contact never leaves when nothing is overdue"},
 		{RuleOptOut, "a contact never leaves on a channel the borrower opted out of"},
+		{RuleHold, "a contact never leaves while a hold is open"},
 	} {
-		rc := RuleCheck{Rule: r.id, Kind: "gate", Detail: r.text}
+		rc := RuleCheck{Rule: r.id, Kind: "gate", Result: "pending", Detail: r.text}
 		switch {
 		case final != nil && final.Rule == r.id:
-			rc.Result = final.Kind.String()
-			rc.Detail = final.Ctx.Reason
-		case final != nil && final.Kind == KindContactReleased:
+			rc.Result, rc.Detail = final.Kind.String(), final.Ctx.Reason
+		case released != "":
 			rc.Result = "passed"
-		default:
-			rc.Result = "pending"
+		case final != nil:
+			rc.Result = "not reached"
 		}
 		out = append(out, rc)
 	}
-	// The lender's own rules: the send slot and the calendar.
+	// The lender's own rules: the send slot, the calendar, the hours.
 	for _, r := range []struct{ id, text string }{
 		{contactrules.RuleSendAt, "a contact leaves at its loan's slot: send_at plus its offset in send_spread"},
 		{contactrules.RuleCalendar, "no contact on the days the lender's calendar closes (closed_on, blackouts)"},
 		{contactrules.RuleHours, "contact on some weekdays only within the lender's own hours (contact.hours)"},
 	} {
 		rc := RuleCheck{Rule: r.id, Kind: "policy", Detail: r.text}
-		held := heldBy(r.id)
-		switch {
-		case final != nil && final.Kind == KindContactReleased && len(held) > 0:
-			rc.Result, rc.Detail = "held, then passed", strings.Join(held, "; ")+"; released "+l.LocalTime(atFinal, released)
-		case len(held) > 0:
-			rc.Result, rc.Detail = "held", strings.Join(held, "; ")
-		case final != nil && final.Kind == KindContactReleased:
-			rc.Result = "passed"
-		default:
-			rc.Result = "pending"
-		}
+		rc.timed(timed(r.id))
 		out = append(out, rc)
 	}
-	// The borrower's agreement, as it stood when the contact left.
-	h := c.AgreedHours
-	if atFinal != nil {
-		h = atFinal.AgreedHours
-	}
-	if h != nil {
+	if agreed != nil {
 		out = append(out, RuleCheck{Rule: RuleAgreedHours, Kind: "borrower", Result: "applied",
-			Detail: fmt.Sprintf("the borrower agreed to contact %s-%s local: the window is widened to meet it", contactrules.FormatWall(h.From), contactrules.FormatWall(h.To))})
+			Detail: fmt.Sprintf("the borrower agreed to contact %s-%s local: the window is widened to meet it", contactrules.FormatWall(agreed.From), contactrules.FormatWall(agreed.To))})
 	}
 	pack := l.Policy.Contact.Pack
 	if pack == nil {
 		return out, nil
 	}
+	ch := task.Channel.String()
 	for _, r := range pack.Rules {
-		rc := RuleCheck{Rule: r.ID, Kind: r.Kind, Citation: r.Citation, Detail: r.Text}
-		held := heldBy(r.ID)
-		switch r.Kind {
-		case "window", "cap":
-			if r.Cap != nil && r.Cap.Channel != task.Channel.String() {
-				rc.Result, rc.Detail = "not applicable", "counts "+r.Cap.Channel+" only"
-				break
-			}
-			switch {
-			case final != nil && final.Kind == KindContactReleased && len(held) > 0:
-				rc.Result, rc.Detail = "held, then passed", strings.Join(held, "; ")+"; released "+l.LocalTime(atFinal, released)
-			case final != nil && final.Kind == KindContactReleased:
-				rc.Result, rc.Detail = "passed", "released "+l.LocalTime(atFinal, released)
-			case len(held) > 0:
-				rc.Result, rc.Detail = "held", strings.Join(held, "; ")
-			case final != nil:
-				rc.Result = "not reached"
-			default:
-				rc.Result = "pending"
-			}
-		case "content":
-			if len(r.Channels) > 0 && !slices.Contains(r.Channels, task.Channel.String()) {
-				rc.Result, rc.Detail = "not applicable", "applies to "+strings.Join(r.Channels, ", ")
-			} else {
-				rc.Result = "checked"
-				rc.Detail = "template " + task.Template + " was checked for it when the policy was loaded: " + r.Text
-			}
-		default:
-			rc.Result = "applies"
+		rc := RuleCheck{Rule: r.ID, Kind: r.Kind, Citation: r.Citation, Detail: r.Text, Result: "applies"}
+		switch {
+		case r.Cap != nil && r.Cap.Channel != ch:
+			rc.Result, rc.Detail = "not applicable", "counts "+r.Cap.Channel+" only"
+		case r.Kind == contactrules.KindWindow || r.Kind == contactrules.KindCap:
+			rc.timed(timed(r.ID))
+		case r.Kind == contactrules.KindContent && len(r.Channels) > 0 && !slices.Contains(r.Channels, ch):
+			rc.Result, rc.Detail = "not applicable", "applies to "+strings.Join(r.Channels, ", ")
+		case r.Kind == contactrules.KindContent:
+			rc.Result, rc.Detail = "checked", "template "+task.Template+" was checked for it when the policy was loaded: "+r.Text
 		}
 		out = append(out, rc)
 	}
 	return out, nil
+}
+
+// timed sets how a rule applied, keeping the rule's own text when there is
+// nothing more particular to say.
+func (rc *RuleCheck) timed(result, detail string) {
+	rc.Result = result
+	if detail != "" {
+		rc.Detail = detail
+	}
 }

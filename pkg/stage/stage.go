@@ -205,26 +205,9 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 	c.Key = policy.LoanKey(tenant, loan)
 	now := d.Now()
 	l := d.Ladder(tenant, c.Product())
-	borrower := c.BorrowerRef()
-	var (
-		own   []policy.BorrowerEntry // this loan's entries in the borrower's log
-		bLast uint64
-	)
-	if s.Borrower && d.Borrowers != nil && borrower != "" && l.BorrowerCapped() {
-		all, last, err := d.Borrowers.ReadBorrower(ctx, tenant, borrower)
-		if err != nil {
-			return err
-		}
-		for _, e := range all {
-			if e.Loan == loan {
-				own = append(own, e)
-			} else {
-				c.Borrower = append(c.Borrower, e)
-			}
-		}
-		bLast = last
-	} else {
-		borrower = ""
+	b, err := d.readBorrower(ctx, s, l, c, tenant, loan)
+	if err != nil {
+		return err
 	}
 	decs, err := decide(l, c, now)
 	if errors.Is(err, errEarlyStep) {
@@ -239,23 +222,23 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
-	// Several decisions (the gate's hold, release and cancellation of one
-	// look) are appended one after the other, each guarded by the last: a
-	// crash between them leaves the first committed, and the redelivered
-	// trigger decides the rest again from the log.
-	if borrower != "" {
+	if b.ref != "" {
 		// The borrower's log first: the release of a capped contact is
 		// decided there, where the borrower's other loans race for the
 		// same slots. If the loan's own write then fails, the entry stays
-		// (it counts, conservatively, until ReservationTTL) and the re-read
-		// finds it and does not write it again.
-		for _, e := range l.BorrowerAppends(c, decs, own, now) {
+		// (it counts, conservatively, until ReservationTTL), and a retry
+		// within it reuses the entry (policy.Ladder.BorrowerAppends).
+		for _, e := range l.BorrowerAppends(c, decs, b.own, now) {
 			e.Loan = loan
-			if bLast, err = d.Borrowers.AppendBorrower(ctx, tenant, borrower, bLast, e); err != nil {
+			if b.last, err = d.Borrowers.AppendBorrower(ctx, tenant, b.ref, b.last, e); err != nil {
 				return err
 			}
 		}
 	}
+	// Several decisions (the gate's hold, release and cancellation of one
+	// look) are appended one after the other, each guarded by the last: a
+	// crash between them leaves the first committed, and the redelivered
+	// trigger decides the rest again from the log.
 	for _, dec := range decs {
 		for i := range dec.Tasks {
 			if dec.Tasks[i].Reference == "" {
@@ -273,6 +256,39 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 		c.Apply(policy.Entry{Seq: last, Event: dec})
 	}
 	return d.reconcile(ctx, s, l, c, tenant, loan, last, now)
+}
+
+// borrowerLog is what the engine read of a loan's borrower's log: the
+// borrower's key ("" when the log is not read), this loan's own entries,
+// and the last sequence the appends are guarded by. The other loans'
+// entries go into the case (Case.Borrower), where the caps count them.
+type borrowerLog struct {
+	ref  string
+	own  []policy.BorrowerEntry
+	last uint64
+}
+
+// readBorrower reads the borrower's log when the stage keeps it (the
+// release gate), the loan names its borrower and the policy caps a channel
+// per borrower; otherwise it reads nothing.
+func (d Deps) readBorrower(ctx context.Context, s Stage, l policy.Ladder, c *policy.Case, tenant, loan string) (borrowerLog, error) {
+	ref := c.BorrowerRef()
+	if !s.Borrower || d.Borrowers == nil || ref == "" || !l.BorrowerCapped() {
+		return borrowerLog{}, nil
+	}
+	all, last, err := d.Borrowers.ReadBorrower(ctx, tenant, ref)
+	if err != nil {
+		return borrowerLog{}, err
+	}
+	b := borrowerLog{ref: ref, last: last}
+	for _, e := range all {
+		if e.Loan == loan {
+			b.own = append(b.own, e)
+		} else {
+			c.Borrower = append(c.Borrower, e)
+		}
+	}
+	return b, nil
 }
 
 // maxCodeDraws bounds new codes drawn for one task when its code is taken:

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,9 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/opendunning/dunning/pkg/allinone"
-	"github.com/opendunning/dunning/pkg/app"
 )
 
 // Acceptance 6 (contact rules): a borrower checks a real message's code at
@@ -22,31 +18,7 @@ import (
 // a second is refused with 429.
 func TestVerifyACode(t *testing.T) {
 	t.Parallel()
-	data := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	o := allinone.Options()
-	addr, done := make(chan string, 1), make(chan error, 1)
-	o.Ready = func(a string) { addr <- a }
-	go func() {
-		done <- app.Run(ctx, []string{"--data-dir", data, "--nats-listen", "none", "--http", "127.0.0.1:0",
-			"--day", "2s", "--log-level", "error", "--fsync", "interval"}, o)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("dunningd: %v", err)
-		}
-	})
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a
-		useDevKey(t, base, data)
-	case err := <-done:
-		t.Fatalf("dunningd exited: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("dunningd did not start")
-	}
+	base := startDunningd(t, "--day", "2s", "--fsync", "interval")
 	// The borrower's lookups carry no key.
 	public := &http.Client{Transport: &http.Transport{}}
 	lookup := func(code string) (int, string) {
