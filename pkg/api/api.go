@@ -199,7 +199,7 @@ func (s *Server) submit(ctx context.Context, p apikey.Principal, ev *dunningv1.L
 		s.count("invalid")
 		return ingest.Result{}, notForTenant("tenant_id")
 	}
-	v.Principal = p.String()
+	v.Principal, v.Admin = p.String(), p.Has(apikey.ScopeAdmin)
 	res, err := s.Ingestor.Record(ctx, v)
 	if err != nil {
 		if ref := eventRefusal(err); ref.status != http.StatusServiceUnavailable {
@@ -218,13 +218,17 @@ func (s *Server) submit(ctx context.Context, p apikey.Principal, ev *dunningv1.L
 }
 
 // eventRefusal classifies why an event was not recorded: a field at fault
-// (400, or 422 when well-formed but not this loan's money or contact), an
+// (400, or 422 when well-formed but not this loan's money or contact, or
+// 403 when only the admin scope may do it), an
 // ID reused for another body (409), or the log unavailable (503).
 func eventRefusal(err error) *refusal {
 	if fe, ok := ingest.AsFieldError(err); ok {
 		status := http.StatusBadRequest
-		if errors.Is(err, ingest.ErrCurrencyMismatch) || errors.Is(err, ingest.ErrUnknownContact) {
+		switch {
+		case errors.Is(err, ingest.ErrCurrencyMismatch) || errors.Is(err, ingest.ErrUnknownContact):
 			status = http.StatusUnprocessableEntity
+		case errors.Is(err, ingest.ErrAdminOnly):
+			status = http.StatusForbidden
 		}
 		return &refusal{status, fe.Error(), fe.Field}
 	}

@@ -47,6 +47,10 @@ func TestHTTPAuthMatrix(t *testing.T) {
 			"amount": {"currency": "CNY", "minorUnits": "120000"}, "dueAt": "` + time.Now().UTC().Format(time.RFC3339) + `",
 			"timeZone": "Asia/Shanghai", "contactRef": "crm-77"}}`
 	}
+	hold := func(kind string) string {
+		return `{"holdPlaced": {"tenantId": "acme", "loanId": "L-2", "holdId": "dec-1", "kind": "` + kind + `", "receivedAt": "2026-12-01T00:00:00Z"}}`
+	}
+	const unhold = `{"holdReleased": {"tenantId": "acme", "loanId": "L-2", "holdId": "dec-1", "releasedAt": "2026-12-01T01:00:00Z"}}`
 	call := func(method, path, key, body string) (int, map[string]any, string) {
 		t.Helper()
 		req, err := http.NewRequest(method, api.URL+path, strings.NewReader(body))
@@ -84,6 +88,11 @@ func TestHTTPAuthMatrix(t *testing.T) {
 		{"timeline of another tenant", "GET", "/v1/tenants/globex/loans/L-1/timeline", acmeRead, "", 403, "tenant"},
 		{"post with the tenant's key", "POST", "/v1/events", acme, due("acme", "L-1"), 202, ""},
 		{"admin posts for any tenant", "POST", "/v1/events", admin, due("globex", "L-1"), 202, ""},
+		// A deceased hold is lifted only by the admin scope (one entered by
+		// mistake); the tenant's own key is refused, naming the hold.
+		{"the tenant's key places a deceased hold", "POST", "/v1/events", acme, hold("HOLD_KIND_DECEASED"), 202, ""},
+		{"the tenant's key lifts it", "POST", "/v1/events", acme, unhold, 403, "hold_released.hold_id"},
+		{"the admin lifts it", "POST", "/v1/events", admin, unhold, 202, ""},
 	}
 	for _, c := range cases {
 		status, out, raw := call(c.method, c.path, c.key, c.body)

@@ -50,6 +50,8 @@ func events() []policy.Event {
 		policy.HoldReleased{ID: "hold-1", At: at},
 		policy.Decision{Kind: policy.KindContactSuppressed, Ctx: ctx, Tasks: []policy.ContactTask{task}, Rule: policy.RuleOptOut},
 		policy.Decision{Kind: policy.KindContactCancelled, Ctx: ctx, Tasks: []policy.ContactTask{task}, Rule: policy.RuleCaseClosed},
+		policy.Decision{Kind: policy.KindHoldDeadline, Ctx: ctx, HoldID: "hold-1", HoldLifted: true},
+		policy.Decision{Kind: policy.KindPlacementRecalled, Ctx: ctx, AgencyID: "ag", PlacementID: "pl-c2"},
 	}
 }
 

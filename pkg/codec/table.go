@@ -156,4 +156,18 @@ var (
 		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.ContactCancelled {
 			return &dunningv1.ContactCancelled{Case: c, Tasks: tasksToProto(d.Tasks), Rule: d.Rule}
 		}))
+	Deadline = add(decision("deadline", policy.KindHoldDeadline,
+		func(m *dunningv1.HoldDeadline, d *policy.Decision) {
+			d.HoldID, d.HoldLifted = m.GetHoldId(), m.GetLifted()
+		},
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.HoldDeadline {
+			return &dunningv1.HoldDeadline{Case: c, HoldId: d.HoldID, Lifted: d.HoldLifted}
+		}))
+	Recalled = add(decision("recall", policy.KindPlacementRecalled,
+		func(m *dunningv1.PlacementRecalled, d *policy.Decision) {
+			d.AgencyID, d.PlacementID = m.GetAgencyId(), m.GetPlacementId()
+		},
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.PlacementRecalled {
+			return &dunningv1.PlacementRecalled{Case: c, AgencyId: d.AgencyID, PlacementId: d.PlacementID}
+		}))
 )

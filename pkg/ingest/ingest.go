@@ -37,6 +37,10 @@ var ErrCurrencyMismatch = errors.New("is not in the loan's currency")
 // refused at the door instead of growing the log.
 var ErrUnknownContact = errors.New("is not a contact of this loan")
 
+// ErrAdminOnly: a release of a deceased or bankruptcy hold by a sender
+// without the admin scope (HTTP: 403; NATS: dead-lettered).
+var ErrAdminOnly = errors.New("only the admin scope may do this")
+
 // Horizon bounds an installment's due time around now: a due date decades
 // old would take a loan from overdue to legal referral in one burst, one
 // years ahead is a typo.
@@ -168,14 +172,29 @@ func (in *Ingestor) knownTarget(ctx context.Context, ev Event) error {
 	return fmt.Errorf("%w: %w", ErrUnknownContact, &FieldError{"contact_outcome.contact_id", "names no contact the pipeline made for this loan"})
 }
 
-// knownHold refuses a release of a hold the loan's log does not hold.
+// knownHold refuses a release of a hold the loan's log does not hold, and
+// of a deceased or bankruptcy hold unless the sender is an admin (lifting
+// one entered by mistake; the release records who did it).
 func (in *Ingestor) knownHold(ctx context.Context, ev Event, id string) error {
-	_, found, err := in.Log.Last(ctx, topology.LoanSubject(ev.Tenant, ev.Loan, codec.Hold.Token, id))
+	subj := topology.LoanSubject(ev.Tenant, ev.Loan, codec.Hold.Token, id)
+	raw, found, err := in.Log.Last(ctx, subj)
 	if err != nil {
 		return fmt.Errorf("reading the loan's holds: %w", err)
 	}
 	if !found {
 		return fmt.Errorf("%w: %w", ErrUnknownContact, &FieldError{"hold_released.hold_id", "names no hold placed on this loan"})
+	}
+	addr, err := topology.ParseLoanSubject(subj)
+	if err != nil {
+		return err
+	}
+	placed, err := codec.DecodeStored(addr, raw.Header, raw.Data)
+	if err != nil {
+		return fmt.Errorf("reading hold %s: %w", id, err)
+	}
+	if k := placed.(policy.HoldPlaced).Kind; k.AdminRelease() && !ev.Admin {
+		return fmt.Errorf("%w: %w", ErrAdminOnly, &FieldError{"hold_released.hold_id",
+			fmt.Sprintf("names a %s hold: only the admin scope lifts one (entered by mistake); the release is recorded with who made it", k)})
 	}
 	return nil
 }

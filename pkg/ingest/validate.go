@@ -36,6 +36,9 @@ type Event struct {
 	// Principal is who sent it, recorded with it and shown in the
 	// timeline: an API key ("apikey:<id>") or the tenant's NATS lender.
 	Principal string
+	// Admin: the sender holds the admin scope, the only one that may lift
+	// a deceased or bankruptcy hold (policy.HoldKind.AdminRelease).
+	Admin bool
 }
 
 // Subject is where the event is recorded in the loan's log.
@@ -60,7 +63,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 		); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Due, m.InstallmentId, m, ""}, nil
+		return Event{m.TenantId, m.LoanId, codec.Due, m.InstallmentId, m, "", false}, nil
 	case *dunningv1.LenderEvent_RepaymentReceived:
 		m, p := e.RepaymentReceived, "repayment_received."
 		if m == nil {
@@ -76,7 +79,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 		); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Repaid, m.PaymentId, m, ""}, nil
+		return Event{m.TenantId, m.LoanId, codec.Repaid, m.PaymentId, m, "", false}, nil
 	case *dunningv1.LenderEvent_LoanSettled:
 		m, p := e.LoanSettled, "loan_settled."
 		if m == nil {
@@ -85,7 +88,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 		if err := firstErr(id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), timestamp(p+"settled_at", m.SettledAt)); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Settled, "", m, ""}, nil
+		return Event{m.TenantId, m.LoanId, codec.Settled, "", m, "", false}, nil
 	case *dunningv1.LenderEvent_ContactOutcome:
 		m, p := e.ContactOutcome, "contact_outcome."
 		if m == nil {
@@ -104,7 +107,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			outcome, timestamp(p+"occurred_at", m.OccurredAt), detail); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Outcome, m.ContactId + "_" + codec.OutcomeFromProto(m.Outcome).String(), m, ""}, nil
+		return Event{m.TenantId, m.LoanId, codec.Outcome, m.ContactId + "_" + codec.OutcomeFromProto(m.Outcome).String(), m, "", false}, nil
 	case *dunningv1.LenderEvent_ContactPreference:
 		m, p := e.ContactPreference, "contact_preference."
 		if m == nil {
@@ -118,7 +121,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			channel, timestamp(p+"received_at", m.ReceivedAt)); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Preference, m.PreferenceId, m, ""}, nil
+		return Event{m.TenantId, m.LoanId, codec.Preference, m.PreferenceId, m, "", false}, nil
 	case *dunningv1.LenderEvent_ContactHours:
 		m, p := e.ContactHours, "contact_hours."
 		if m == nil {
@@ -141,7 +144,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			hours, timestamp(p+"received_at", m.ReceivedAt)); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Hours, m.HoursId, m, ""}, nil
+		return Event{m.TenantId, m.LoanId, codec.Hours, m.HoursId, m, "", false}, nil
 	case *dunningv1.LenderEvent_HoldPlaced:
 		m, p := e.HoldPlaced, "hold_placed."
 		if m == nil {
@@ -161,7 +164,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			kind, contact, timestamp(p+"received_at", m.ReceivedAt)); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Hold, m.HoldId, m, ""}, nil
+		return Event{m.TenantId, m.LoanId, codec.Hold, m.HoldId, m, "", false}, nil
 	case *dunningv1.LenderEvent_HoldReleased:
 		m, p := e.HoldReleased, "hold_released."
 		if m == nil {
@@ -171,7 +174,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			timestamp(p+"released_at", m.ReleasedAt)); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Unhold, m.HoldId, m, ""}, nil
+		return Event{m.TenantId, m.LoanId, codec.Unhold, m.HoldId, m, "", false}, nil
 	}
 	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled, contact_outcome, contact_preference, contact_hours, hold_placed, hold_released is required"}
 }

@@ -60,7 +60,7 @@ func TestNamesArePinned(t *testing.T) {
 	}
 	wantTokens := []string{"due", "repaid", "settled", "outcome", "preference", "hours", "hold", "unhold", "timer", "step",
 		"overdue", "contact", "escalated", "handoff", "legal", "closed", "cancelled", "deferred",
-		"held", "released", "suppressed", "unsent"}
+		"held", "released", "suppressed", "unsent", "deadline", "recall"}
 	if !reflect.DeepEqual(tokens, wantTokens) {
 		t.Errorf("kind tokens = %q\nwant %q", tokens, wantTokens)
 	}

@@ -118,6 +118,8 @@ type HoldReleased struct {
 type Hold struct {
 	HoldPlaced
 	Released time.Time // zero while open
+	// DeadlineDone: its deadline step was decided (hold_deadline).
+	DeadlineDone bool
 }
 
 // OnHold returns the loan's first open hold.
@@ -175,10 +177,15 @@ const (
 	KindContactReleased
 	KindContactCancelled
 	KindContactSuppressed
+	// KindHoldDeadline is a hold's deadline: a breathing space ends, any
+	// other hold's review is due (holds.go).
+	KindHoldDeadline
+	// KindPlacementRecalled takes a placed account back from its agency.
+	KindPlacementRecalled
 )
 
 var kindNames = [...]string{"none", "overdue_confirmed", "contact_requested", "escalated", "handed_off", "legal_referred", "case_closed", "step_cancelled", "entry_deferred",
-	"contact_held", "contact_released", "contact_cancelled", "contact_suppressed"}
+	"contact_held", "contact_released", "contact_cancelled", "contact_suppressed", "hold_deadline", "placement_recalled"}
 
 func (k DecisionKind) String() string { return enumName(kindNames[:], int(k), "decision_kind") }
 
@@ -229,8 +236,8 @@ type Decision struct {
 	Ctx            Context
 	InstallmentIDs []string      // OverdueConfirmed
 	Tasks          []ContactTask // ContactRequested, Escalated
-	AgencyID       string        // HandedOff
-	PlacementID    string        // HandedOff, CaseClosed (recalled)
+	AgencyID       string        // HandedOff, PlacementRecalled
+	PlacementID    string        // HandedOff, CaseClosed and PlacementRecalled (recalled)
 	CloseReason    CloseReason   // CaseClosed
 	ClosedAtStage  Stage         // CaseClosed
 	CancelledStep  string        // StepCancelled
@@ -238,6 +245,8 @@ type Decision struct {
 	Evidence       *Evidence     // LegalReferred
 	HeldUntil      time.Time     // ContactHeld: when the gate looks again
 	Rule           string        // ContactHeld, ContactCancelled, ContactSuppressed: the rule that holds or stops the tasks
+	HoldID         string        // HoldDeadline
+	HoldLifted     bool          // HoldDeadline: the hold ended with it (breathing space)
 }
 
 // Evidence is the packet that accompanies a legal referral.
@@ -285,12 +294,17 @@ type Case struct {
 	Number      int // current (open) or last case number; 0 before the first
 	Open        bool
 	Stage       Stage
-	DPD         int // DPD of the last decision
-	PlacementID string
-	Contacts    []ContactTask
-	Pending     *Pending
-	Seqs        []uint64
-	LastReason  CloseReason
+	DPD         int    // DPD of the last decision
+	PlacementID string // the open case's placement with an agency, until recalled
+	AgencyID    string
+	// Entered is when the open case last entered a stage (confirmation,
+	// escalation, handoff, legal referral): the next entry comes a day
+	// after it at the earliest.
+	Entered    time.Time
+	Contacts   []ContactTask
+	Pending    *Pending
+	Seqs       []uint64
+	LastReason CloseReason
 	// Done holds the steps the open case has decided.
 	Done map[string]bool
 	// Deferred holds, per entry step of the open case, the DPD its entry
@@ -398,7 +412,7 @@ func (c *Case) applyDecision(d Decision) {
 		c.applyGate(d)
 		return
 	}
-	if d.Kind != KindStepCancelled {
+	if d.Kind != KindStepCancelled && d.Kind != KindHoldDeadline && d.Kind != KindPlacementRecalled {
 		c.DPD = d.Ctx.DPD
 	}
 	if d.Kind == KindOverdueConfirmed {
@@ -423,7 +437,8 @@ func (c *Case) applyDecision(d Decision) {
 		c.Number = d.Ctx.Case
 		c.Open = true
 		c.Stage = StageOverdueConfirmation
-		c.PlacementID = ""
+		c.PlacementID, c.AgencyID = "", ""
+		c.Entered = d.Ctx.AsOfOrDecided()
 	case KindContactRequested:
 		c.Stage = max(c.Stage, d.Ctx.Stage, StageFirstContact)
 		c.Contacts = append(c.Contacts, d.Tasks...)
@@ -432,17 +447,33 @@ func (c *Case) applyDecision(d Decision) {
 		c.Stage = StageEscalation
 		c.Contacts = append(c.Contacts, d.Tasks...)
 		c.request(d)
+		c.Entered = d.Ctx.AsOfOrDecided()
 	case KindHandedOff:
 		c.Stage = StageHandoff
-		c.PlacementID = d.PlacementID
+		c.PlacementID, c.AgencyID = d.PlacementID, d.AgencyID
+		c.Entered = d.Ctx.AsOfOrDecided()
 	case KindLegalReferred:
 		c.Stage = StageLegal
+		c.Entered = d.Ctx.AsOfOrDecided()
+	case KindPlacementRecalled:
+		if c.PlacementID == d.PlacementID {
+			c.PlacementID, c.AgencyID = "", ""
+		}
+	case KindHoldDeadline:
+		for i := range c.Holds {
+			if h := &c.Holds[i]; h.ID == d.HoldID {
+				h.DeadlineDone = true
+				if d.HoldLifted && h.Released.IsZero() {
+					h.Released = d.Ctx.AsOfOrDecided()
+				}
+			}
+		}
 	case KindCaseClosed:
 		c.Open = false
 		c.Stage = StageNone
 		c.LastReason = d.CloseReason
 		c.Pending = nil
-		c.PlacementID = ""
+		c.PlacementID, c.AgencyID = "", ""
 	case KindStepCancelled:
 		if c.Pending != nil && c.Pending.Step.ID == d.CancelledStep {
 			c.Pending = nil

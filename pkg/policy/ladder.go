@@ -87,13 +87,13 @@ func (l Ladder) nextRungStep(c *Case) *Step {
 	if c.Settled {
 		return nil
 	}
-	// While a hold is open no stage is entered: the loan has no rung step,
-	// and its release puts the next rung back, decided at once if its
-	// day has passed (the calendar goes on while held).
+	// While a hold is open no stage is entered: the loan's step is the
+	// hold's deadline, if it has one, and its release puts the next rung
+	// back (holds.go: with the days held counted or not, as the policy says).
 	if _, held := c.OnHold(); held {
-		return nil
+		return l.holdStep(c)
 	}
-	a, ok := c.anchor()
+	a, ok := l.ladderClock(c, time.Time{})
 	if !ok {
 		return nil
 	}
@@ -118,7 +118,24 @@ func (l Ladder) nextRungStep(c *Case) *Step {
 	if last, deferred := c.Deferred[r.id(c.Number)]; deferred {
 		d = max(d, last+1)
 	}
-	return &Step{ID: r.id(c.Number), Stage: r.stage, Case: c.Number, DPD: d, At: l.Calendar.DPDStart(a.DueAt, loc, d)}
+	s := &Step{ID: r.id(c.Number), Stage: r.stage, Case: c.Number, DPD: d, At: l.Calendar.DPDStart(a.DueAt, loc, d)}
+	if r.entry {
+		return l.spaced(c, a, s)
+	}
+	return s
+}
+
+// spaced puts a stage entry a day after the case's last one at the
+// earliest: a release, or a case confirmed late, may find several rungs
+// passed, and a borrower is not confirmed overdue, escalated and placed
+// with an agency within the same hour.
+func (l Ladder) spaced(c *Case, a InstallmentDue, s *Step) *Step {
+	if !c.Entered.IsZero() {
+		if next := c.Entered.Add(l.Calendar.Day); s.At.Before(next) {
+			s.At, s.DPD = next, max(s.DPD, l.Calendar.DPD(a.DueAt, zone(a.Zone), next))
+		}
+	}
+	return s
 }
 
 func (l Ladder) nextRung(c *Case) (rung, bool) {
@@ -151,6 +168,9 @@ func (l Ladder) OnStep(c *Case, s Step, now time.Time) *Decision {
 	want := l.NextStep(c)
 	if want == nil || !want.Same(s) {
 		return nil
+	}
+	if strings.HasPrefix(s.ID, "hold-") {
+		return l.onHoldDeadline(c, s, now)
 	}
 	// A step that fires a day or more late (an outage, an installment
 	// announced after its due date) is decided at today's DPD, so that the
@@ -287,7 +307,7 @@ func (l Ladder) Reconcile(c *Case, now time.Time) (*Step, *Decision) {
 
 // DPDAt is the loan's DPD at now, counted from its oldest unpaid installment.
 func (l Ladder) DPDAt(c *Case, now time.Time) int {
-	a, ok := c.anchor()
+	a, ok := l.ladderClock(c, now)
 	if !ok && len(c.CaseInstallments) > 0 {
 		for _, in := range c.Installments {
 			if in.ID == c.CaseInstallments[0] {
@@ -355,7 +375,7 @@ func (l Ladder) tasks(c *Case, ctx Context, cs *CadenceStep) []ContactTask {
 	}
 	var fees Money
 	if ctx.Tier >= TierMedium {
-		fees = l.Policy.Fees(ctx.Overdue, ctx.DPD)
+		fees = l.Policy.Fees(ctx.Overdue, l.feeDPD(c, ctx))
 	}
 	out := make([]ContactTask, 0, len(cs.Channels))
 	for _, ch := range cs.Channels {

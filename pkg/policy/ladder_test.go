@@ -268,8 +268,9 @@ func TestCadence(t *testing.T) {
 	}
 }
 
-// A case confirmed late (grace 20 days) skips the light cadence and enters
-// escalation at once, opening with the medium tier's channels.
+// A case confirmed late (grace 20 days) skips the light cadence, opens with
+// the medium tier's channels and enters escalation a day later: no two
+// stage entries within a day.
 func TestLateConfirmationSkipsMissedCadence(t *testing.T) {
 	l := cadenceLadder()
 	l.Policy.GraceDays = 19 // confirmed at DPD 20
@@ -279,7 +280,7 @@ func TestLateConfirmationSkipsMissedCadence(t *testing.T) {
 	for _, d := range ds {
 		got = append(got, d.Kind.String()+"@"+itoa(d.Ctx.DPD)+"/"+d.Ctx.Tier.String())
 	}
-	want := []string{"overdue_confirmed@20/medium", "contact_requested@20/medium", "escalated@20/medium", "handed_off@31/severe"}
+	want := []string{"overdue_confirmed@20/medium", "contact_requested@20/medium", "escalated@21/medium", "handed_off@31/severe"}
 	if len(got) != len(want) {
 		t.Fatalf("decisions = %v, want %v", got, want)
 	}
@@ -413,12 +414,17 @@ func TestLateStepDecidedAtTodaysDPD(t *testing.T) {
 	for _, d := range ds {
 		got = append(got, fmt.Sprintf("%s@%d/%s", d.Kind, d.Ctx.DPD, d.Ctx.Tier))
 	}
-	want := []string{"overdue_confirmed@20/medium", "contact_requested@20/medium", "escalated@20/medium"}
+	// Escalation, passed too, waits a day after the confirmation: a
+	// borrower is not confirmed overdue and escalated within the hour.
+	want := []string{"overdue_confirmed@20/medium", "contact_requested@20/medium"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("late decisions = %v, want %v", got, want)
+		t.Fatalf("late decisions = %v, want %v", got, want)
 	}
-	if len(ds) == 3 && ds[2].Tasks[0].Fees.Minor != 100000*5*20/10000 {
-		t.Errorf("escalation fees = %v, want 20 days' worth", ds[2].Tasks[0].Fees)
+	if ds[1].Tasks[0].Fees.Minor != 100000*5*20/10000 {
+		t.Errorf("first contact's fees = %v, want 20 days' worth", ds[1].Tasks[0].Fees)
+	}
+	if s := l.NextStep(c); s == nil || s.Stage != StageEscalation || !s.At.Equal(now.Add(RealDay)) || s.DPD != 21 {
+		t.Errorf("next step = %+v, want escalation a day after the confirmation (DPD 21, %s)", s, now.Add(RealDay))
 	}
 }
 

@@ -53,6 +53,8 @@ type Policy struct {
 	// Contact is when contacts may leave: the jurisdiction's pack, the
 	// lender's calendar and send slot (gate.go).
 	Contact ContactRules
+	// Holds is how holds pause the ladder and when they are reviewed.
+	Holds HoldRules
 }
 
 // Default returns the shipped policy: tiers 1-15 / 16-30 / 31+, handoff at

@@ -108,6 +108,14 @@ func TestInvalidPolicies(t *testing.T) {
 			"default_locale: fr", "default_locale", `"fr" is not in locales`},
 		{"bad agency", []string{"agency: agency-default", "agency: agency default"},
 			"agency: agency default", "stages.third_party_handoff.agency", "not a valid identifier"},
+		{"bad ladder clock", []string{"ladder_clock: calendar", "ladder_clock: stop"},
+			"ladder_clock: stop", "holds.ladder_clock", `"stop" is neither pause`},
+		{"unknown hold kind", []string{"review_days: {dispute: 30,", "review_days: {disputes: 30,"},
+			"review_days: {disputes", "holds.review_days.disputes", "not a hold kind"},
+		{"breathing space review", []string{"review_days: {dispute: 30,", "review_days: {breathing_space: 30, dispute: 30,"},
+			"review_days: {breathing_space", "holds.review_days.breathing_space", "ends by itself"},
+		{"review out of range", []string{"complaint: 14,", "complaint: 0,"},
+			"complaint: 0", "holds.review_days.complaint", "must be 1-365 days"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -44,7 +44,7 @@ func Parse(file string, data []byte) (policy.Policy, error) {
 
 func (p *parser) policy(root *yaml.Node) policy.Policy {
 	f, keys := p.mapping(root, "", "version", "tenant", "product", "jurisdiction", "locales", "default_locale",
-		"grace_days", "penalty_bps_per_day", "tiers", "stages", "templates", "language_check", "contact", "lender_name", "repay_wording", "callback")
+		"grace_days", "penalty_bps_per_day", "tiers", "stages", "templates", "language_check", "contact", "lender_name", "repay_wording", "callback", "holds")
 	var pol policy.Policy
 	for _, req := range []string{"version", "tenant", "jurisdiction", "locales", "default_locale", "tiers", "stages", "templates"} {
 		if f[req] == nil && root.Kind == yaml.MappingNode {
@@ -152,8 +152,48 @@ func (p *parser) policy(root *yaml.Node) policy.Policy {
 	})
 	p.stages(f["stages"], &pol)
 	pol.Contact = p.contact(f["contact"], pol.Jurisdiction, f["jurisdiction"])
+	pol.Holds = p.holds(f["holds"])
 	_ = keys
 	return pol
+}
+
+// holds reads how holds pause the ladder and when they are reviewed.
+func (p *parser) holds(n *yaml.Node) policy.HoldRules {
+	var r policy.HoldRules
+	f, _ := p.mapping(n, "holds", "ladder_clock", "review_days")
+	if v, ok := p.str(f["ladder_clock"], "holds.ladder_clock"); ok {
+		switch v {
+		case "pause":
+			r.Pause = true
+		case "calendar":
+		default:
+			p.errf(f["ladder_clock"], "holds.ladder_clock", "%q is neither pause (days held do not count) nor calendar (they do)", v)
+		}
+	}
+	if f["review_days"] == nil {
+		return r
+	}
+	days, keys := p.mapping(f["review_days"], "holds.review_days")
+	r.ReviewDays = map[policy.HoldKind]int{}
+	for name, dn := range days {
+		path := "holds.review_days." + name
+		k, ok := policy.ParseHoldKind(name)
+		switch {
+		case !ok:
+			p.errf(keys[name], path, "%q is not a hold kind (%s)", name, strings.Join(policy.HoldKindNames(), ", "))
+			continue
+		case k == policy.HoldBreathingSpace:
+			p.errf(keys[name], path, "a breathing space lasts %d days and ends by itself: it has no review", policy.BreathingSpaceDays)
+			continue
+		}
+		if v, ok := p.integer(dn, path); ok {
+			if v < 1 || v > 365 {
+				p.errf(dn, path, "must be 1-365 days, got %d", v)
+			}
+			r.ReviewDays[k] = int(v)
+		}
+	}
+	return r
 }
 
 // weekdays by their names in a policy file.

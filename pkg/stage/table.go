@@ -57,7 +57,7 @@ type Decide func(l policy.Ladder, c *policy.Case, trigger policy.Event, now time
 var Table = []Stage{
 	{Policy: policy.StageOverdueConfirmation, Service: "overdue", Consumer: "overdue-confirmation", Step: "confirm",
 		Consumes: []*codec.Kind{codec.Due, codec.Repaid, codec.Settled, codec.Hold, codec.Unhold}, Decide: decideLenderFact,
-		Writes: []*codec.Kind{codec.Overdue, codec.Closed, codec.Cancelled}},
+		Writes: []*codec.Kind{codec.Overdue, codec.Closed, codec.Cancelled, codec.Deadline, codec.Recalled}},
 	{Policy: policy.StageFirstContact, Service: "contact", Consumer: "first-contact", Step: "contact",
 		Consumes: []*codec.Kind{codec.Overdue}, Decide: decideFirstContact,
 		Writes: []*codec.Kind{codec.Contact, codec.Cancelled}},
@@ -143,9 +143,14 @@ func decideLenderFact(l policy.Ladder, c *policy.Case, ev policy.Event, now time
 		if cur := c.Currency(); e.Amount.Currency != cur {
 			return nil, fmt.Errorf("installment %s is in %s but the loan is in %s: not applied", e.ID, e.Amount.Currency, cur)
 		}
-	case policy.Settled, policy.HoldPlaced, policy.HoldReleased:
-		// A hold stops the ladder, its release resumes it: the timer
-		// reconciliation that follows puts the loan's step right.
+	case policy.HoldPlaced:
+		// A hold stops the ladder (the timer reconciliation that follows
+		// puts the loan's step right) and recalls a placed account.
+		if d := l.OnHoldPlaced(c, e, now); d != nil {
+			return []policy.Decision{*d}, nil
+		}
+	case policy.Settled, policy.HoldReleased:
+		// A release resumes the ladder: the reconciliation puts the step back.
 	default:
 		return nil, fmt.Errorf("unexpected trigger %T", ev)
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -35,16 +36,36 @@ type Entry struct {
 	// Principal is who sent a lender event (an API key, the NATS lender).
 	Principal string          `json:"principal,omitempty"`
 	Event     json.RawMessage `json:"event,omitempty"`
+	// Flags mark what an auditor must see: contact_after_hold on a
+	// contact made after a hold took effect but before it was recorded (a
+	// hold received late, its receivedAt in the past).
+	Flags []string `json:"flags,omitempty"`
+}
+
+// FlagContactAfterHold marks a contact made while a hold, recorded only
+// later, was already in effect.
+const FlagContactAfterHold = "contact_after_hold"
+
+// Hold is one of the loan's holds, open or released.
+type Hold struct {
+	ID         string     `json:"hold_id"`
+	Kind       string     `json:"kind"`
+	PlacedAt   time.Time  `json:"placed_at"`
+	ReleasedAt *time.Time `json:"released_at,omitempty"`
+	ContactID  string     `json:"contact_id,omitempty"`
+	Open       bool       `json:"open"`
 }
 
 // Timeline is a loan's case history.
 type Timeline struct {
-	Tenant  string  `json:"tenant_id"`
-	Loan    string  `json:"loan_id"`
-	Open    bool    `json:"open"`
-	Stage   string  `json:"stage"`
-	Overdue string  `json:"overdue"`
-	Pending string  `json:"pending_step,omitempty"`
+	Tenant  string `json:"tenant_id"`
+	Loan    string `json:"loan_id"`
+	Open    bool   `json:"open"`
+	Stage   string `json:"stage"`
+	Overdue string `json:"overdue"`
+	Pending string `json:"pending_step,omitempty"`
+	// Holds are the loan's holds, in the order they were placed.
+	Holds   []Hold  `json:"holds"`
 	Entries []Entry `json:"entries"`
 }
 
@@ -61,7 +82,11 @@ func (tl Timeline) WriteText(w io.Writer) error {
 	}
 	row("seq", "kind", "stage", "tier", "dpd", "reason")
 	for _, e := range tl.Entries {
-		row(fmt.Sprint(e.Seq), cell(e.Kind), cell(e.Stage), cell(e.Tier), fmt.Sprint(e.DPD), cell(e.Reason))
+		reason := e.Reason
+		for _, f := range e.Flags {
+			reason += " [FLAGGED " + f + "]"
+		}
+		row(fmt.Sprint(e.Seq), cell(e.Kind), cell(e.Stage), cell(e.Tier), fmt.Sprint(e.DPD), cell(reason))
 	}
 	if err != nil {
 		return err
@@ -109,8 +134,9 @@ func product(raws []loanlog.Raw) string {
 
 // Build folds raw log entries into a timeline.
 func Build(l policy.Ladder, tenant, loan string, raws []loanlog.Raw, now time.Time) Timeline {
-	tl := Timeline{Tenant: tenant, Loan: loan, Entries: []Entry{}}
+	tl := Timeline{Tenant: tenant, Loan: loan, Entries: []Entry{}, Holds: []Hold{}}
 	c := &policy.Case{}
+	var made []contactMade
 	for _, r := range raws {
 		e := Entry{Seq: r.Seq, Time: r.Time, Subject: r.Subject, Principal: r.Header.Get(loanlog.HeaderPrincipal)}
 		addr, err := topology.ParseLoanSubject(r.Subject)
@@ -135,6 +161,21 @@ func Build(l policy.Ladder, tenant, loan string, raws []loanlog.Raw, now time.Ti
 		c.Apply(policy.Entry{Seq: r.Seq, Time: r.Time, Event: ev})
 		describe(&e, l, c, ev, r.Time)
 		tl.Entries = append(tl.Entries, e)
+		switch x := ev.(type) {
+		case policy.Decision:
+			if x.Kind == policy.KindContactReleased {
+				made = append(made, contactMade{entry: len(tl.Entries) - 1, at: releasedAt(x)})
+			}
+		case policy.HoldPlaced:
+			flagContactsAfter(&tl, made, x)
+		}
+	}
+	for _, h := range c.Holds {
+		v := Hold{ID: h.ID, Kind: h.Kind.String(), PlacedAt: h.At, ContactID: h.ContactID, Open: h.Released.IsZero()}
+		if !v.Open {
+			v.ReleasedAt = &h.Released
+		}
+		tl.Holds = append(tl.Holds, v)
 	}
 	tl.Open = c.Open
 	tl.Stage = c.Stage.String()
@@ -145,6 +186,39 @@ func Build(l policy.Ladder, tenant, loan string, raws []loanlog.Raw, now time.Ti
 		tl.Pending = fmt.Sprintf("%s at DPD %d (%s)", s.ID, s.DPD, s.At.UTC().Format(time.RFC3339Nano))
 	}
 	return tl
+}
+
+// contactMade is a released contact: its timeline entry and when it left.
+type contactMade struct {
+	entry int
+	at    time.Time
+}
+
+// releasedAt is when a release's contacts left: the release instant its
+// tasks carry, or when it was decided.
+func releasedAt(d policy.Decision) time.Time {
+	if len(d.Tasks) > 0 && !d.Tasks[0].NotBefore.IsZero() {
+		return d.Tasks[0].NotBefore
+	}
+	return d.Ctx.DecidedAt
+}
+
+// flagContactsAfter flags the contacts made from a hold's receivedAt until
+// it was recorded: the borrower had disputed (or died, or asked for
+// breathing space) before them, and the lender told the pipeline late.
+func flagContactsAfter(tl *Timeline, made []contactMade, h policy.HoldPlaced) {
+	n := 0
+	for _, m := range made {
+		if e := &tl.Entries[m.entry]; !m.at.Before(h.At) && !slices.Contains(e.Flags, FlagContactAfterHold) {
+			e.Flags = append(e.Flags, FlagContactAfterHold)
+			e.Reason += fmt.Sprintf("; made after %s hold %s took effect (%s), recorded later", h.Kind, h.ID, h.At.UTC().Format(time.RFC3339))
+			n++
+		}
+	}
+	if n > 0 {
+		e := &tl.Entries[len(tl.Entries)-1]
+		e.Reason += fmt.Sprintf("; received late: %d contact release(s) made since it took effect are flagged %s", n, FlagContactAfterHold)
+	}
 }
 
 func describe(e *Entry, l policy.Ladder, c *policy.Case, ev policy.Event, at time.Time) {

@@ -2665,6 +2665,131 @@ func (x *ContactCancelled) GetRule() string {
 	return ""
 }
 
+// HoldDeadline: a hold's deadline came. A breathing space ends by itself
+// (lifted); any other hold's review is due, and it stays until the lender
+// releases it.
+type HoldDeadline struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Case          *CaseContext           `protobuf:"bytes,1,opt,name=case,proto3" json:"case,omitempty"`
+	HoldId        string                 `protobuf:"bytes,2,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"`
+	Lifted        bool                   `protobuf:"varint,3,opt,name=lifted,proto3" json:"lifted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HoldDeadline) Reset() {
+	*x = HoldDeadline{}
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HoldDeadline) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HoldDeadline) ProtoMessage() {}
+
+func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HoldDeadline.ProtoReflect.Descriptor instead.
+func (*HoldDeadline) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *HoldDeadline) GetCase() *CaseContext {
+	if x != nil {
+		return x.Case
+	}
+	return nil
+}
+
+func (x *HoldDeadline) GetHoldId() string {
+	if x != nil {
+		return x.HoldId
+	}
+	return ""
+}
+
+func (x *HoldDeadline) GetLifted() bool {
+	if x != nil {
+		return x.Lifted
+	}
+	return false
+}
+
+// PlacementRecalled: a placed account is taken back from its agency (a hold
+// was placed on it); the case stays open.
+type PlacementRecalled struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Case          *CaseContext           `protobuf:"bytes,1,opt,name=case,proto3" json:"case,omitempty"`
+	AgencyId      string                 `protobuf:"bytes,2,opt,name=agency_id,json=agencyId,proto3" json:"agency_id,omitempty"`
+	PlacementId   string                 `protobuf:"bytes,3,opt,name=placement_id,json=placementId,proto3" json:"placement_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlacementRecalled) Reset() {
+	*x = PlacementRecalled{}
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementRecalled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementRecalled) ProtoMessage() {}
+
+func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementRecalled.ProtoReflect.Descriptor instead.
+func (*PlacementRecalled) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PlacementRecalled) GetCase() *CaseContext {
+	if x != nil {
+		return x.Case
+	}
+	return nil
+}
+
+func (x *PlacementRecalled) GetAgencyId() string {
+	if x != nil {
+		return x.AgencyId
+	}
+	return ""
+}
+
+func (x *PlacementRecalled) GetPlacementId() string {
+	if x != nil {
+		return x.PlacementId
+	}
+	return ""
+}
+
 // BorrowerContact is one entry of a borrower's log
 // (dunning.borrower.<tenant>.<borrower>.>, in the loans stream): a contact
 // on a channel that a cap counts per borrower, released for one of the
@@ -2685,7 +2810,7 @@ type BorrowerContact struct {
 
 func (x *BorrowerContact) Reset() {
 	*x = BorrowerContact{}
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2697,7 +2822,7 @@ func (x *BorrowerContact) String() string {
 func (*BorrowerContact) ProtoMessage() {}
 
 func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2710,7 +2835,7 @@ func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowerContact.ProtoReflect.Descriptor instead.
 func (*BorrowerContact) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BorrowerContact) GetLoanId() string {
@@ -2763,7 +2888,7 @@ type VerificationCode struct {
 
 func (x *VerificationCode) Reset() {
 	*x = VerificationCode{}
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2775,7 +2900,7 @@ func (x *VerificationCode) String() string {
 func (*VerificationCode) ProtoMessage() {}
 
 func (x *VerificationCode) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2788,7 +2913,7 @@ func (x *VerificationCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationCode.ProtoReflect.Descriptor instead.
 func (*VerificationCode) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *VerificationCode) GetTenantId() string {
@@ -3015,7 +3140,15 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x10ContactCancelled\x12+\n" +
 	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12-\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x17.dunning.v1.ContactTaskR\x05tasks\x12\x12\n" +
-	"\x04rule\x18\x03 \x01(\tR\x04rule\"\xd3\x01\n" +
+	"\x04rule\x18\x03 \x01(\tR\x04rule\"l\n" +
+	"\fHoldDeadline\x12+\n" +
+	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12\x17\n" +
+	"\ahold_id\x18\x02 \x01(\tR\x06holdId\x12\x16\n" +
+	"\x06lifted\x18\x03 \x01(\bR\x06lifted\"\x80\x01\n" +
+	"\x11PlacementRecalled\x12+\n" +
+	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12\x1b\n" +
+	"\tagency_id\x18\x02 \x01(\tR\bagencyId\x12!\n" +
+	"\fplacement_id\x18\x03 \x01(\tR\vplacementId\"\xd3\x01\n" +
 	"\x0fBorrowerContact\x12\x17\n" +
 	"\aloan_id\x18\x01 \x01(\tR\x06loanId\x12\x1d\n" +
 	"\n" +
@@ -3091,7 +3224,7 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: dunning.v1.Outcome
 	(HoldKind)(0),                 // 1: dunning.v1.HoldKind
@@ -3127,24 +3260,26 @@ var file_dunning_v1_events_proto_goTypes = []any{
 	(*ContactReleased)(nil),       // 31: dunning.v1.ContactReleased
 	(*ContactSuppressed)(nil),     // 32: dunning.v1.ContactSuppressed
 	(*ContactCancelled)(nil),      // 33: dunning.v1.ContactCancelled
-	(*BorrowerContact)(nil),       // 34: dunning.v1.BorrowerContact
-	(*VerificationCode)(nil),      // 35: dunning.v1.VerificationCode
-	(*timestamppb.Timestamp)(nil), // 36: google.protobuf.Timestamp
+	(*HoldDeadline)(nil),          // 34: dunning.v1.HoldDeadline
+	(*PlacementRecalled)(nil),     // 35: dunning.v1.PlacementRecalled
+	(*BorrowerContact)(nil),       // 36: dunning.v1.BorrowerContact
+	(*VerificationCode)(nil),      // 37: dunning.v1.VerificationCode
+	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
 	7,  // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	36, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	38, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
 	7,  // 2: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	36, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	36, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	38, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	38, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	36, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	38, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
 	4,  // 7: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
-	36, // 8: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
-	36, // 9: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
+	38, // 8: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
+	38, // 9: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 10: dunning.v1.HoldPlaced.kind:type_name -> dunning.v1.HoldKind
-	36, // 11: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
-	36, // 12: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	38, // 11: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
+	38, // 12: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
 	8,  // 13: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
 	9,  // 14: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
 	10, // 15: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
@@ -3156,19 +3291,19 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	2,  // 21: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
 	3,  // 22: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
 	7,  // 23: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	36, // 24: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	36, // 25: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
+	38, // 24: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	38, // 25: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
 	4,  // 26: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
 	5,  // 27: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
 	7,  // 28: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
 	7,  // 29: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	36, // 30: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
-	36, // 31: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	38, // 30: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	38, // 31: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
 	2,  // 32: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
 	3,  // 33: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
 	18, // 34: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
 	2,  // 35: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	36, // 36: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	38, // 36: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
 	17, // 37: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
 	17, // 38: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
 	18, // 39: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
@@ -3188,21 +3323,23 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	17, // 53: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
 	17, // 54: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
 	18, // 55: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
-	36, // 56: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	38, // 56: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
 	17, // 57: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
 	18, // 58: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
 	17, // 59: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
 	18, // 60: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
 	17, // 61: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
 	18, // 62: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
-	4,  // 63: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
-	36, // 64: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
-	0,  // 65: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
-	66, // [66:66] is the sub-list for method output_type
-	66, // [66:66] is the sub-list for method input_type
-	66, // [66:66] is the sub-list for extension type_name
-	66, // [66:66] is the sub-list for extension extendee
-	0,  // [0:66] is the sub-list for field type_name
+	17, // 63: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
+	17, // 64: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
+	4,  // 65: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
+	38, // 66: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
+	0,  // 67: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
+	68, // [68:68] is the sub-list for method output_type
+	68, // [68:68] is the sub-list for method input_type
+	68, // [68:68] is the sub-list for extension type_name
+	68, // [68:68] is the sub-list for extension extendee
+	0,  // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -3226,7 +3363,7 @@ func file_dunning_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
