@@ -319,6 +319,9 @@ type Case struct {
 	// confirmedAsOf is the open case's confirmation's AsOf, which its first
 	// contact takes.
 	confirmedAsOf time.Time
+	// firstContactHeld: a hold came between the open case's confirmation
+	// and its first contact.
+	firstContactHeld bool
 	// Outcomes are the vendors' reports on the loan's contacts, in order.
 	Outcomes []ContactOutcome
 	// OptedOut holds the channels the borrower opted out of (the latest
@@ -377,6 +380,9 @@ func (c *Case) Apply(e Entry) {
 	case HoldPlaced:
 		if !slices.ContainsFunc(c.Holds, func(h Hold) bool { return h.ID == ev.ID }) {
 			c.Holds = append(c.Holds, Hold{HoldPlaced: ev})
+			// Held between the confirmation and its first contact: the
+			// first contact waits for the release (FirstContactHeld).
+			c.firstContactHeld = c.firstContactHeld || (c.Open && c.Stage == StageOverdueConfirmation)
 		}
 	case HoldReleased:
 		for i := range c.Holds {
@@ -433,6 +439,7 @@ func (c *Case) applyDecision(d Decision) {
 	switch d.Kind {
 	case KindOverdueConfirmed:
 		c.confirmedAsOf = d.Ctx.AsOf
+		c.firstContactHeld = false
 		c.CaseInstallments = d.InstallmentIDs
 		c.Number = d.Ctx.Case
 		c.Open = true

@@ -105,7 +105,19 @@ func (l Ladder) nextRungStep(c *Case) *Step {
 			At: l.Calendar.DPDStart(a.DueAt, loc, d)}
 	}
 	if c.Stage == StageOverdueConfirmation {
-		return nil // first contact comes first, on the confirmation event
+		// First contact comes first, on the confirmation event; if a hold
+		// stopped it, it is this step, due when the last hold was lifted.
+		if !c.firstContactHeld {
+			return nil
+		}
+		var at time.Time
+		for _, h := range c.Holds {
+			if h.Released.After(at) {
+				at = h.Released
+			}
+		}
+		return &Step{ID: stepID(c.Number, StageFirstContact), Stage: StageFirstContact, Case: c.Number,
+			DPD: max(c.DPD, l.Calendar.DPD(a.DueAt, loc, at)), At: at}
 	}
 	r, ok := l.nextRung(c)
 	if !ok {
@@ -190,6 +202,10 @@ func (l Ladder) OnStep(c *Case, s Step, now time.Time) *Decision {
 		ctx.Reason = fmt.Sprintf("due time passed with %s unpaid", overdue)
 		return &Decision{Kind: KindOverdueConfirmed, Ctx: ctx, InstallmentIDs: ids}
 	case StageFirstContact, StageEscalation:
+		if s.ID == stepID(s.Case, StageFirstContact) {
+			ctx.Reason = fmt.Sprintf("overdue confirmed at DPD %d, first contact held until the hold was lifted: first contact at DPD %d", c.DPD, ctx.DPD)
+			return &Decision{Kind: KindContactRequested, Ctx: ctx, Tasks: l.tasks(c, ctx, l.firstContactStep(ctx.DPD, ctx.Tier))}
+		}
 		r, ok := l.rungOf(c, s)
 		if !ok {
 			return nil
@@ -249,6 +265,11 @@ func (l Ladder) deferral(c *Case, s Step, ctx Context, overdueIDs []string) *Dec
 // confirmed overdue. It decides once per case.
 func (l Ladder) FirstContact(c *Case, n int, now time.Time) *Decision {
 	if !c.Open || c.Number != n || c.Stage != StageOverdueConfirmation {
+		return nil
+	}
+	// A hold placed since the confirmation: no contact now; the release
+	// puts a first-contact step in its place (nextRungStep).
+	if _, held := c.OnHold(); held || c.firstContactHeld {
 		return nil
 	}
 	overdue, _ := c.Overdue(l.Calendar, now)

@@ -312,3 +312,33 @@ func TestLateHoldFlagsContacts(t *testing.T) {
 		t.Errorf("text timeline (%v):\n%s\nwant two flagged lines", err, b.String())
 	}
 }
+
+// A hold that lands between the confirmation and its first contact (the
+// first-contact stage's read and write): no contact while held, and the
+// first contact is made when the hold is lifted, at that day's DPD.
+func TestHoldBetweenConfirmationAndFirstContact(t *testing.T) {
+	w := holdWorld(t, func(p *policy.Policy) {})
+	w.installment("L-1", 100000)
+	w.drain()
+	placed := false
+	w.log.BeforeWrite = func(_, loan string) {
+		if !placed && len(w.decided(loan, policy.KindOverdueConfirmed)) == 1 {
+			placed = true
+			w.lender(loan, "h-1", policy.HoldPlaced{ID: "h-1", Kind: policy.HoldCeaseAll, At: w.clock.Now()})
+		}
+	}
+	w.until(w.dpd(3, 10*time.Hour))
+	if !placed {
+		t.Fatal("the hold never landed")
+	}
+	if g := w.gated("L-1"); len(g) != 0 {
+		t.Fatalf("contact while held: %s", g[0].Kind)
+	}
+	w.lender("L-1", "h-1", policy.HoldReleased{ID: "h-1", At: w.clock.Now()})
+	w.drain()
+	w.until(w.dpd(4, 0))
+	w.want("L-1", "overdue_confirmed", "contact_requested", "contact_released")
+	if fc := w.decided("L-1", policy.KindContactRequested); len(fc) != 1 || fc[0].Ctx.DPD != 3 || !fc[0].Ctx.DecidedAt.Equal(w.dpd(3, 10*time.Hour)) {
+		t.Errorf("first contact = %+v, want one at the release (DPD 3, 10:00)", fc)
+	}
+}

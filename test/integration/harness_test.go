@@ -276,6 +276,11 @@ func payEvent(loan, pid string, minor int64) *dunningv1.LenderEvent {
 		TenantId: tenant, LoanId: loan, PaymentId: pid, Amount: money(minor), PaidAt: timestamppb.Now()}}}
 }
 
+func holdEvent(loan, id string, kind dunningv1.HoldKind) *dunningv1.LenderEvent {
+	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_HoldPlaced{HoldPlaced: &dunningv1.HoldPlaced{
+		TenantId: tenant, LoanId: loan, HoldId: id, Kind: kind, ReceivedAt: timestamppb.Now()}}}
+}
+
 // logEntry is a decoded loan-log entry with its subject kind.
 type logEntry struct {
 	seq   uint64

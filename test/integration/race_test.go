@@ -10,23 +10,29 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/opendunning/dunning/pkg/policy"
+	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
 // Acceptance 7: a full payment racing the firing of a step, over and over:
 // never a contact after the cure. Half the loans race overdue confirmation
-// (whose first contact follows at once), half race escalation.
+// (whose first contact follows at once), half race escalation. And
+// (acceptance 7 of the borrower's side) a hold racing it the same way:
+// a third of the loans get a cease-all hold instead of the payment, and
+// none has a contact asked for or released after its hold.
 func TestPaymentRacingStep(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 100*time.Millisecond)
 	day := h.day
 	h.startPipeline()
 	const rounds, perRound = 3, 120
-	var before, after int // loans where the step won, and where the payment won
+	var before, after int // loans where the step won, and where the payment (or hold) won
+	var holdsBefore, holdsAfter int
 	for round := range rounds {
 		fire := time.Now().Add(2 * time.Second) // the instant the raced steps fire
 		var wg sync.WaitGroup
 		loans := make([]string, perRound)
 		raced := map[string]string{} // loan -> the decision of the step it races
+		holders := map[string]bool{}  // loans raced by a hold, not a payment
 		for i := range perRound {
 			loan := fmt.Sprintf("L-race-%d-%d", round, i)
 			loans[i] = loan
@@ -45,14 +51,49 @@ func TestPaymentRacingStep(t *testing.T) {
 			// before to 300 ms after the nominal instant to meet the step on
 			// both sides whatever this round's lateness.
 			jitter := time.Duration(rand.Int64N(int64(400*time.Millisecond))) - 100*time.Millisecond
+			racer := payEvent(loan, "p1", 10000)
+			if i%3 == 1 {
+				racer = holdEvent(loan, "h1", dunningv1.HoldKind_HOLD_KIND_CEASE_ALL)
+				holders[loan] = true
+			}
 			wg.Go(func() {
 				time.Sleep(time.Until(fire.Add(jitter)))
-				h.send(payEvent(loan, "p1", 10000))
+				h.send(racer)
 			})
 		}
 		wg.Wait()
 		for _, loan := range loans {
 			var es []logEntry
+			if holders[loan] {
+				waitFor(t, 10*time.Second, func() error {
+					es = h.entries(loan)
+					if counts(es)["hold"] != 1 {
+						return fmt.Errorf("%s: hold not recorded", loan)
+					}
+					if h.timerPending(loan) {
+						return fmt.Errorf("%s: step still pending while held: %s", loan, summary(es))
+					}
+					return nil
+				})
+				heldAt, won := -1, false
+				for i, e := range es {
+					switch e.kind {
+					case "hold":
+						heldAt = i
+					case policy.KindContactRequested.String(), policy.KindEscalated.String(), policy.KindContactReleased.String():
+						if heldAt >= 0 {
+							t.Errorf("%s: %s after the hold: %s", loan, e.kind, summary(es))
+						}
+					}
+					won = won || (e.kind == raced[loan] && heldAt < 0)
+				}
+				if won {
+					holdsBefore++
+				} else {
+					holdsAfter++
+				}
+				continue
+			}
 			waitFor(t, 10*time.Second, func() error {
 				es = h.entries(loan)
 				c := counts(es)
@@ -98,8 +139,9 @@ func TestPaymentRacingStep(t *testing.T) {
 	conflicts := testutil.ToFloat64(h.metricsOf("pipeline").Stage.Conflicts.WithLabelValues("overdue-confirmation")) +
 		testutil.ToFloat64(h.metricsOf("pipeline").Stage.Conflicts.WithLabelValues("first-contact")) +
 		testutil.ToFloat64(h.metricsOf("pipeline").Stage.Conflicts.WithLabelValues("escalation"))
-	t.Logf("%d races: step first in %d, payment first in %d; %v refused writes re-decided", rounds*perRound, before, after, conflicts)
-	if before == 0 || after == 0 {
-		t.Errorf("the race was one-sided (step first %d, payment first %d); widen the jitter", before, after)
+	t.Logf("%d races: with a payment, step first in %d, payment first in %d; with a hold, step first in %d, hold first in %d; %v refused writes re-decided",
+		rounds*perRound, before, after, holdsBefore, holdsAfter, conflicts)
+	if before == 0 || after == 0 || holdsBefore == 0 || holdsAfter == 0 {
+		t.Errorf("the race was one-sided (payment: step first %d, payment first %d; hold: %d, %d); widen the jitter", before, after, holdsBefore, holdsAfter)
 	}
 }
