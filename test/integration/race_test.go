@@ -32,7 +32,7 @@ func TestPaymentRacingStep(t *testing.T) {
 		var wg sync.WaitGroup
 		loans := make([]string, perRound)
 		raced := map[string]string{} // loan -> the decision of the step it races
-		holders := map[string]bool{}  // loans raced by a hold, not a payment
+		holders := map[string]bool{} // loans raced by a hold, not a payment
 		for i := range perRound {
 			loan := fmt.Sprintf("L-race-%d-%d", round, i)
 			loans[i] = loan
