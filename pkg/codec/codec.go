@@ -201,6 +201,11 @@ func verify(addr topology.LoanAddress, m proto.Message) error {
 		if e.GetHoldId() != addr.ID {
 			return errors.New("hold_id does not match the subject")
 		}
+	case *dunningv1.PromiseToPay:
+		if e.GetPromiseId() != addr.ID {
+			return errors.New("promise_id does not match the subject")
+		}
+		return money(e.GetAmount())
 	case *dunningv1.ContactHours:
 		if e.GetHoursId() != addr.ID {
 			return errors.New("hours_id does not match the subject")

@@ -52,6 +52,9 @@ func events() []policy.Event {
 		policy.Decision{Kind: policy.KindContactCancelled, Ctx: ctx, Tasks: []policy.ContactTask{task}, Rule: policy.RuleCaseClosed},
 		policy.Decision{Kind: policy.KindHoldDeadline, Ctx: ctx, HoldID: "hold-1", HoldLifted: true},
 		policy.Decision{Kind: policy.KindPlacementRecalled, Ctx: ctx, AgencyID: "ag", PlacementID: "pl-c2"},
+		policy.PromiseToPay{ID: "pr-1", Amount: policy.Money{Currency: "CNY", Minor: 60000}, For: at.Add(96 * time.Hour), At: at},
+		policy.Decision{Kind: policy.KindPromiseKept, Ctx: ctx, PromiseID: "pr-1", Paid: policy.Money{Currency: "CNY", Minor: 60000}},
+		policy.Decision{Kind: policy.KindPromiseBroken, Ctx: ctx, PromiseID: "pr-1", Paid: policy.Money{Currency: "CNY", Minor: 100}},
 	}
 }
 
@@ -100,6 +103,8 @@ func address(k *Kind, ev policy.Event) topology.LoanAddress {
 	case policy.HoldPlaced:
 		a.ID = e.ID
 	case policy.HoldReleased:
+		a.ID = e.ID
+	case policy.PromiseToPay:
 		a.ID = e.ID
 	case policy.StepFired:
 		a.ID, a.Seq = "legal", "s9"

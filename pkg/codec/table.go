@@ -75,6 +75,14 @@ var (
 		func(tenant, loan string, e policy.HoldReleased) *dunningv1.HoldReleased {
 			return &dunningv1.HoldReleased{TenantId: tenant, LoanId: loan, HoldId: e.ID, ReleasedAt: ts(e.At)}
 		}))
+	Promise = add(fact("promise", LenderID, true,
+		func(m *dunningv1.PromiseToPay) policy.PromiseToPay {
+			return policy.PromiseToPay{ID: m.GetPromiseId(), Amount: moneyFromProto(m.GetAmount()), For: m.GetPromisedFor().AsTime(), At: m.GetReceivedAt().AsTime()}
+		},
+		func(tenant, loan string, e policy.PromiseToPay) *dunningv1.PromiseToPay {
+			return &dunningv1.PromiseToPay{TenantId: tenant, LoanId: loan, PromiseId: e.ID, Amount: moneyToProto(e.Amount),
+				PromisedFor: ts(e.For), ReceivedAt: ts(e.At)}
+		}))
 	Timer = add(fact(topology.KindTimer, Bare, false,
 		func(m *dunningv1.StepDue) policy.TimerSet { return policy.TimerSet{Step: stepFromProto(m)} },
 		func(_, _ string, e policy.TimerSet) *dunningv1.StepDue { return StepToProto(e.Step) }))
@@ -170,4 +178,14 @@ var (
 		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.PlacementRecalled {
 			return &dunningv1.PlacementRecalled{Case: c, AgencyId: d.AgencyID, PlacementId: d.PlacementID}
 		}))
+	Kept   = add(decision("kept", policy.KindPromiseKept, promiseFromProto, promiseToProto))
+	Broken = add(decision("broken", policy.KindPromiseBroken, promiseFromProto, promiseToProto))
 )
+
+func promiseFromProto(m *dunningv1.PromiseResolved, d *policy.Decision) {
+	d.PromiseID, d.Paid = m.GetPromiseId(), moneyFromProto(m.GetPaid())
+}
+
+func promiseToProto(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.PromiseResolved {
+	return &dunningv1.PromiseResolved{Case: c, PromiseId: d.PromiseID, Paid: moneyToProto(d.Paid)}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/stage"
 	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
@@ -66,6 +67,10 @@ type Ingestor struct {
 	// Horizon the window they must fall in (zero: DefaultHorizon).
 	Now     func() time.Time
 	Horizon Horizon
+	// Ladder chooses a loan's ladder, whose policy decides whether a
+	// promise to pay is taken (nil: every promise is, as in tests of
+	// intake alone).
+	Ladder func(tenant, product string) policy.Ladder
 	// Reject tells the lender why an event it published over NATS was
 	// refused (nil: nobody is told). An error from it is transient: the
 	// event is redelivered, so no refusal goes untold.
@@ -273,7 +278,7 @@ func (in *Ingestor) Record(ctx context.Context, ev Event) (Result, error) {
 		return Result{}, fmt.Errorf("encoding event: %w", err)
 	}
 	subj := ev.Subject()
-	seq, err := in.Log.AppendLender(ctx, subj, data, ev.Principal)
+	seq, err := in.append(ctx, ev, subj, data)
 	if errors.Is(err, loanlog.ErrDuplicate) {
 		prev, found, gerr := in.Log.Last(ctx, subj)
 		if gerr != nil {
@@ -292,6 +297,47 @@ func (in *Ingestor) Record(ctx context.Context, ev Event) (Result, error) {
 		return Result{}, err
 	}
 	return Result{Subject: subj, Sequence: seq}, nil
+}
+
+// append writes the event. A promise to pay is taken only if the loan's
+// policy allows it given the loan's log (how many promises were broken, an
+// open one): it is checked against the log and written guarded by the
+// log's last sequence, so a promise cannot slip in beside one the check
+// did not see.
+func (in *Ingestor) append(ctx context.Context, ev Event, subj string, data []byte) (uint64, error) {
+	if _, ok := ev.Msg.(*dunningv1.PromiseToPay); !ok || in.Ladder == nil {
+		return in.Log.AppendLender(ctx, subj, data, ev.Principal)
+	}
+	addr, err := topology.ParseLoanSubject(subj)
+	if err != nil {
+		return 0, err
+	}
+	pe, err := codec.Decode(addr, data)
+	if err != nil {
+		return 0, err
+	}
+	promise := pe.(policy.PromiseToPay)
+	for range 8 {
+		if _, found, err := in.Log.Last(ctx, subj); err != nil {
+			return 0, fmt.Errorf("reading the promise: %w", err)
+		} else if found {
+			return 0, fmt.Errorf("%w: %s", loanlog.ErrDuplicate, subj)
+		}
+		entries, last, err := in.Log.Read(ctx, ev.Tenant, ev.Loan)
+		if err != nil {
+			return 0, fmt.Errorf("reading the loan's promises: %w", err)
+		}
+		c := policy.Fold(entries)
+		if field, reason := in.Ladder(ev.Tenant, c.Product()).CheckPromise(c, promise, in.now()); field != "" {
+			return 0, &FieldError{field, reason}
+		}
+		seq, err := in.Log.AppendLenderAfter(ctx, ev.Tenant, ev.Loan, subj, data, ev.Principal, last)
+		if errors.Is(err, stage.ErrConflict) {
+			continue // the loan moved since the check: check again
+		}
+		return seq, err
+	}
+	return 0, fmt.Errorf("the loan's log kept moving while promise %s was checked; retry", promise.ID)
 }
 
 // Count records one lender event's result.

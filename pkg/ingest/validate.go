@@ -175,8 +175,18 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			return Event{}, err
 		}
 		return Event{m.TenantId, m.LoanId, codec.Unhold, m.HoldId, m, "", false}, nil
+	case *dunningv1.LenderEvent_PromiseToPay:
+		m, p := e.PromiseToPay, "promise_to_pay."
+		if m == nil {
+			return Event{}, &FieldError{"promise_to_pay", "is required"}
+		}
+		if err := firstErr(id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), id(p+"promise_id", m.PromiseId),
+			money(p+"amount", m.Amount), timestamp(p+"promised_for", m.PromisedFor), timestamp(p+"received_at", m.ReceivedAt)); err != nil {
+			return Event{}, err
+		}
+		return Event{m.TenantId, m.LoanId, codec.Promise, m.PromiseId, m, "", false}, nil
 	}
-	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled, contact_outcome, contact_preference, contact_hours, hold_placed, hold_released is required"}
+	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled, contact_outcome, contact_preference, contact_hours, hold_placed, hold_released, promise_to_pay is required"}
 }
 
 func firstErr(errs ...error) error {

@@ -355,6 +355,30 @@ func (l *Log) AppendLender(ctx context.Context, subject string, data []byte, pri
 	return ack.Sequence, nil
 }
 
+// AppendLenderAfter records a lender event as AppendLender does, and only
+// while expect is still the loan's last sequence: an event whose
+// acceptance depends on the loan's log (a promise to pay, refused after
+// too many broken ones) is checked against the log it is written after.
+// A refusal (the loan moved, or the subject is taken) is stage.ErrConflict:
+// re-read, and check again.
+func (l *Log) AppendLenderAfter(ctx context.Context, tenant, loan, subject string, data []byte, principal string, expect uint64) (uint64, error) {
+	m := nats.NewMsg(subject)
+	m.Data = data
+	if principal != "" {
+		m.Header.Set(HeaderPrincipal, principal)
+	}
+	m.Header.Set(jetstream.MsgIDHeader, MsgID(subject))
+	guard(m, tenant, loan, expect)
+	ack, err := l.publish(ctx, m)
+	switch {
+	case err != nil:
+		return 0, err
+	case ack.Duplicate:
+		return ack.Sequence, fmt.Errorf("%w: %s", ErrDuplicate, subject)
+	}
+	return ack.Sequence, nil
+}
+
 // Last returns the stored message on one subject (or the last of a filter
 // with wildcards); found is false
 // when the subject holds none. One direct get, as reads of the log are.

@@ -226,7 +226,7 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeli
 	metrics := NewMetrics(cfg.Registry)
 	log := loanlog.New(nc, js)
 	p.Log, p.Metrics = log, metrics
-	p.Ingestor = &ingest.Ingestor{Log: log, Metrics: metrics.Ingest, Now: cfg.Now, Reject: rejecter(js)}
+	p.Ingestor = &ingest.Ingestor{Log: log, Metrics: metrics.Ingest, Now: cfg.Now, Ladder: cfg.Ladder, Reject: rejecter(js)}
 	if !cfg.Parts.consumes() {
 		return p, nil
 	}

@@ -182,10 +182,14 @@ const (
 	KindHoldDeadline
 	// KindPlacementRecalled takes a placed account back from its agency.
 	KindPlacementRecalled
+	// KindPromiseKept and KindPromiseBroken resolve a promise to pay
+	// (promises.go).
+	KindPromiseKept
+	KindPromiseBroken
 )
 
 var kindNames = [...]string{"none", "overdue_confirmed", "contact_requested", "escalated", "handed_off", "legal_referred", "case_closed", "step_cancelled", "entry_deferred",
-	"contact_held", "contact_released", "contact_cancelled", "contact_suppressed", "hold_deadline", "placement_recalled"}
+	"contact_held", "contact_released", "contact_cancelled", "contact_suppressed", "hold_deadline", "placement_recalled", "promise_kept", "promise_broken"}
 
 func (k DecisionKind) String() string { return enumName(kindNames[:], int(k), "decision_kind") }
 
@@ -247,6 +251,8 @@ type Decision struct {
 	Rule           string        // ContactHeld, ContactCancelled, ContactSuppressed: the rule that holds or stops the tasks
 	HoldID         string        // HoldDeadline
 	HoldLifted     bool          // HoldDeadline: the hold ended with it (breathing space)
+	PromiseID      string        // PromiseKept, PromiseBroken
+	Paid           Money         // PromiseKept, PromiseBroken: paid toward the promise
 }
 
 // Evidence is the packet that accompanies a legal referral.
@@ -266,6 +272,7 @@ func (ContactPreference) event() {}
 func (ContactHours) event()      {}
 func (HoldPlaced) event()        {}
 func (HoldReleased) event()      {}
+func (PromiseToPay) event()      {}
 func (TimerSet) event()          {}
 func (StepFired) event()         {}
 func (Decision) event()          {}
@@ -332,6 +339,8 @@ type Case struct {
 	Key string
 	// Holds are the loan's holds, open and lifted, in log order.
 	Holds []Hold
+	// Promises are the borrower's promises to pay, in log order.
+	Promises []Promise
 	// AgreedHours widens the contact window, as the borrower agreed (the
 	// latest agreement; nil when none or withdrawn).
 	AgreedHours *contactrules.Hours
@@ -368,6 +377,9 @@ func (c *Case) Apply(e Entry) {
 			return
 		}
 		c.Repayments = append(c.Repayments, ev)
+		c.payTowardPromise(ev)
+	case PromiseToPay:
+		c.applyPromise(ev)
 	case Settled:
 		c.Settled = true
 	case ContactOutcome:
@@ -462,6 +474,8 @@ func (c *Case) applyDecision(d Decision) {
 	case KindLegalReferred:
 		c.Stage = StageLegal
 		c.Entered = d.Ctx.AsOfOrDecided()
+	case KindPromiseKept, KindPromiseBroken:
+		c.resolvePromise(d)
 	case KindPlacementRecalled:
 		if c.PlacementID == d.PlacementID {
 			c.PlacementID, c.AgencyID = "", ""

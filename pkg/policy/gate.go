@@ -218,6 +218,10 @@ func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 		cancel(waiting, RuleHold, fmt.Sprintf("%s hold %s open since %s: not delivered", h.Kind, h.ID, h.At.UTC().Format(time.RFC3339)))
 		return out
 	}
+	if p, open := c.OpenPromise(); open {
+		cancel(waiting, RulePromise, fmt.Sprintf("promise %s to pay %s by %s is open: not delivered", p.ID, p.Amount, l.LocalTime(c, p.For)))
+		return out
+	}
 	// Opted out: never on that channel, whenever the choice came.
 	var optedOut, rest []GatedTask
 	for _, g := range waiting {

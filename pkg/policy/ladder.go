@@ -93,6 +93,11 @@ func (l Ladder) nextRungStep(c *Case) *Step {
 	if _, held := c.OnHold(); held {
 		return l.holdStep(c)
 	}
+	// While a promise to pay is open the next stage waits and no cadence
+	// contact is made: the loan's step is the promise's deadline.
+	if p, open := c.OpenPromise(); open {
+		return l.promiseStep(c, p)
+	}
 	a, ok := l.ladderClock(c, time.Time{})
 	if !ok {
 		return nil
@@ -183,6 +188,9 @@ func (l Ladder) OnStep(c *Case, s Step, now time.Time) *Decision {
 	}
 	if strings.HasPrefix(s.ID, "hold-") {
 		return l.onHoldDeadline(c, s, now)
+	}
+	if strings.HasPrefix(s.ID, "promise-") {
+		return l.onPromiseDeadline(c, s, now)
 	}
 	// A step that fires a day or more late (an outage, an installment
 	// announced after its due date) is decided at today's DPD, so that the

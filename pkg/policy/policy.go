@@ -55,6 +55,8 @@ type Policy struct {
 	Contact ContactRules
 	// Holds is how holds pause the ladder and when they are reviewed.
 	Holds HoldRules
+	// Promises is how promises to pay are taken, kept and broken.
+	Promises PromiseRules
 }
 
 // Default returns the shipped policy: tiers 1-15 / 16-30 / 31+, handoff at
@@ -69,6 +71,7 @@ func Default() Policy {
 		LegalDPD:         90,
 		Agency:           "agency-default",
 		PenaltyBpsPerDay: 5,
+		Promises:         DefaultPromises,
 	}
 }
 
@@ -100,6 +103,9 @@ func (p Policy) Validate() error {
 		errs = append(errs, fmt.Errorf("penalty_bps_per_day: must be >= 0, got %d", p.PenaltyBpsPerDay))
 	}
 	errs = append(errs, p.Contact.validate()...)
+	if r := p.Promises; r.GraceDays < 0 || r.ThresholdPct < 1 || r.ThresholdPct > 100 || r.MaxDays < 1 || r.MaxBroken < 0 {
+		errs = append(errs, fmt.Errorf("promises: grace_days >= 0, threshold_pct 1-100, max_days >= 1, max_broken >= 0; got %+v", r))
+	}
 	return errors.Join(errs...)
 }
 

@@ -114,6 +114,10 @@ func TestInvalidPolicies(t *testing.T) {
 			"review_days: {disputes", "holds.review_days.disputes", "not a hold kind"},
 		{"breathing space review", []string{"review_days: {dispute: 30,", "review_days: {breathing_space: 30, dispute: 30,"},
 			"review_days: {breathing_space", "holds.review_days.breathing_space", "ends by itself"},
+		{"promise threshold out of range", []string{"threshold_pct: 100", "threshold_pct: 0"},
+			"threshold_pct: 0", "promises.threshold_pct", "must be 1-100"},
+		{"unknown promise rule", []string{"max_broken: 2", "max_broke: 2"},
+			"max_broke", "promises.max_broke", "unknown field"},
 		{"review out of range", []string{"complaint: 14,", "complaint: 0,"},
 			"complaint: 0", "holds.review_days.complaint", "must be 1-365 days"},
 	}

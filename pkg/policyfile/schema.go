@@ -44,7 +44,7 @@ func Parse(file string, data []byte) (policy.Policy, error) {
 
 func (p *parser) policy(root *yaml.Node) policy.Policy {
 	f, keys := p.mapping(root, "", "version", "tenant", "product", "jurisdiction", "locales", "default_locale",
-		"grace_days", "penalty_bps_per_day", "tiers", "stages", "templates", "language_check", "contact", "lender_name", "repay_wording", "callback", "holds")
+		"grace_days", "penalty_bps_per_day", "tiers", "stages", "templates", "language_check", "contact", "lender_name", "repay_wording", "callback", "holds", "promises")
 	var pol policy.Policy
 	for _, req := range []string{"version", "tenant", "jurisdiction", "locales", "default_locale", "tiers", "stages", "templates"} {
 		if f[req] == nil && root.Kind == yaml.MappingNode {
@@ -153,6 +153,7 @@ func (p *parser) policy(root *yaml.Node) policy.Policy {
 	p.stages(f["stages"], &pol)
 	pol.Contact = p.contact(f["contact"], pol.Jurisdiction, f["jurisdiction"])
 	pol.Holds = p.holds(f["holds"])
+	pol.Promises = p.promises(f["promises"])
 	_ = keys
 	return pol
 }
@@ -191,6 +192,30 @@ func (p *parser) holds(n *yaml.Node) policy.HoldRules {
 				p.errf(dn, path, "must be 1-365 days, got %d", v)
 			}
 			r.ReviewDays[k] = int(v)
+		}
+	}
+	return r
+}
+
+// promises reads how promises to pay are taken, kept and broken; what a
+// file leaves out is the shipped rule.
+func (p *parser) promises(n *yaml.Node) policy.PromiseRules {
+	r := policy.DefaultPromises
+	f, _ := p.mapping(n, "promises", "grace_days", "threshold_pct", "max_days", "max_broken")
+	for _, x := range []struct {
+		key      string
+		min, max int64
+		into     *int
+	}{
+		{"grace_days", 0, 30, &r.GraceDays}, {"threshold_pct", 1, 100, &r.ThresholdPct},
+		{"max_days", 1, 365, &r.MaxDays}, {"max_broken", 0, 20, &r.MaxBroken},
+	} {
+		path := "promises." + x.key
+		if v, ok := p.integer(f[x.key], path); ok {
+			if v < x.min || v > x.max {
+				p.errf(f[x.key], path, "must be %d-%d, got %d", x.min, x.max, v)
+			}
+			*x.into = int(v)
 		}
 	}
 	return r

@@ -56,8 +56,8 @@ type Decide func(l policy.Ladder, c *policy.Case, trigger policy.Event, now time
 // runs it, beside dispatch: where every task leaves.
 var Table = []Stage{
 	{Policy: policy.StageOverdueConfirmation, Service: "overdue", Consumer: "overdue-confirmation", Step: "confirm",
-		Consumes: []*codec.Kind{codec.Due, codec.Repaid, codec.Settled, codec.Hold, codec.Unhold}, Decide: decideLenderFact,
-		Writes: []*codec.Kind{codec.Overdue, codec.Closed, codec.Cancelled, codec.Deadline, codec.Recalled}},
+		Consumes: []*codec.Kind{codec.Due, codec.Repaid, codec.Settled, codec.Hold, codec.Unhold, codec.Promise}, Decide: decideLenderFact,
+		Writes: []*codec.Kind{codec.Overdue, codec.Closed, codec.Cancelled, codec.Deadline, codec.Recalled, codec.Kept, codec.Broken}},
 	{Policy: policy.StageFirstContact, Service: "contact", Consumer: "first-contact", Step: "contact",
 		Consumes: []*codec.Kind{codec.Overdue}, Decide: decideFirstContact,
 		Writes: []*codec.Kind{codec.Contact, codec.Cancelled}},
@@ -139,6 +139,14 @@ func decideLenderFact(l policy.Ladder, c *policy.Case, ev policy.Event, now time
 		if cur := c.Currency(); cur != "" && e.Amount.Currency != cur {
 			return nil, fmt.Errorf("repayment %s is in %s but the loan is in %s: not applied", e.PaymentID, e.Amount.Currency, cur)
 		}
+		// Payments go to the open promise first: one that reaches its
+		// threshold keeps it, then the case closes if nothing is overdue.
+		if kept := l.OnPayment(c, now); kept != nil {
+			return append([]policy.Decision{*kept}, one(l.OnLenderEvent(c, now))...), nil
+		}
+	case policy.PromiseToPay:
+		// The reconciliation that follows replaces the pending step with
+		// the promise's deadline.
 	case policy.InstallmentDue:
 		if cur := c.Currency(); e.Amount.Currency != cur {
 			return nil, fmt.Errorf("installment %s is in %s but the loan is in %s: not applied", e.ID, e.Amount.Currency, cur)

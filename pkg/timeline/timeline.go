@@ -46,6 +46,16 @@ type Entry struct {
 // later, was already in effect.
 const FlagContactAfterHold = "contact_after_hold"
 
+// Promise is one of the loan's promises to pay and where it stands: open,
+// kept or broken, and what was paid toward it.
+type Promise struct {
+	ID          string    `json:"promise_id"`
+	Amount      string    `json:"amount"`
+	PromisedFor time.Time `json:"promised_for"`
+	Paid        string    `json:"paid"`
+	State       string    `json:"state"`
+}
+
 // Hold is one of the loan's holds, open or released.
 type Hold struct {
 	ID         string     `json:"hold_id"`
@@ -64,9 +74,11 @@ type Timeline struct {
 	Stage   string `json:"stage"`
 	Overdue string `json:"overdue"`
 	Pending string `json:"pending_step,omitempty"`
-	// Holds are the loan's holds, in the order they were placed.
-	Holds   []Hold  `json:"holds"`
-	Entries []Entry `json:"entries"`
+	// Holds are the loan's holds, in the order they were placed;
+	// Promises its promises to pay.
+	Holds    []Hold    `json:"holds"`
+	Promises []Promise `json:"promises"`
+	Entries  []Entry   `json:"entries"`
 }
 
 // WriteText renders the timeline as a table with aligned columns, one
@@ -134,7 +146,7 @@ func product(raws []loanlog.Raw) string {
 
 // Build folds raw log entries into a timeline.
 func Build(l policy.Ladder, tenant, loan string, raws []loanlog.Raw, now time.Time) Timeline {
-	tl := Timeline{Tenant: tenant, Loan: loan, Entries: []Entry{}, Holds: []Hold{}}
+	tl := Timeline{Tenant: tenant, Loan: loan, Entries: []Entry{}, Holds: []Hold{}, Promises: []Promise{}}
 	c := &policy.Case{}
 	var made []contactMade
 	for _, r := range raws {
@@ -176,6 +188,17 @@ func Build(l policy.Ladder, tenant, loan string, raws []loanlog.Raw, now time.Ti
 			v.ReleasedAt = &h.Released
 		}
 		tl.Holds = append(tl.Holds, v)
+	}
+	for _, p := range c.Promises {
+		state := "open"
+		switch {
+		case p.Kept:
+			state = "kept"
+		case p.Broken:
+			state = "broken"
+		}
+		tl.Promises = append(tl.Promises, Promise{ID: p.ID, Amount: p.Amount.String(), PromisedFor: p.For,
+			Paid: policy.Money{Currency: p.Amount.Currency, Minor: p.Paid}.String(), State: state})
 	}
 	tl.Open = c.Open
 	tl.Stage = c.Stage.String()
@@ -260,6 +283,9 @@ func describe(e *Entry, l policy.Ladder, c *policy.Case, ev policy.Event, at tim
 		lender("hold_placed", reason)
 	case policy.HoldReleased:
 		lender("hold_released", fmt.Sprintf("hold %s released at %s: the ladder resumes", x.ID, x.At.UTC().Format(time.RFC3339)))
+	case policy.PromiseToPay:
+		lender("promise_to_pay", fmt.Sprintf("the borrower promised to pay %s by %s: no cadence contact and no stage until it is kept or broken",
+			x.Amount, x.For.UTC().Format(time.RFC3339)))
 	case policy.ContactHours:
 		if x.Withdrawn {
 			lender("contact_hours", "the borrower withdrew the agreement to contact outside the rules' hours")

@@ -1203,6 +1203,94 @@ func (x *HoldReleased) GetReleasedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// PromiseToPay records the borrower's promise to pay amount by promised_for
+// (the borrower's local day it falls on), as the lender took it. While it
+// is open no cadence contact is made and no stage entered; payments made
+// after it count toward it.
+type PromiseToPay struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	LoanId        string                 `protobuf:"bytes,2,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	PromiseId     string                 `protobuf:"bytes,3,opt,name=promise_id,json=promiseId,proto3" json:"promise_id,omitempty"`
+	Amount        *Money                 `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
+	PromisedFor   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=promised_for,json=promisedFor,proto3" json:"promised_for,omitempty"`
+	ReceivedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromiseToPay) Reset() {
+	*x = PromiseToPay{}
+	mi := &file_dunning_v1_events_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromiseToPay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromiseToPay) ProtoMessage() {}
+
+func (x *PromiseToPay) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromiseToPay.ProtoReflect.Descriptor instead.
+func (*PromiseToPay) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PromiseToPay) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *PromiseToPay) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *PromiseToPay) GetPromiseId() string {
+	if x != nil {
+		return x.PromiseId
+	}
+	return ""
+}
+
+func (x *PromiseToPay) GetAmount() *Money {
+	if x != nil {
+		return x.Amount
+	}
+	return nil
+}
+
+func (x *PromiseToPay) GetPromisedFor() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PromisedFor
+	}
+	return nil
+}
+
+func (x *PromiseToPay) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
 // LenderEvent is the envelope a lender (or its contact vendor, for
 // outcomes) sends, over HTTP as JSON (protojson) or over NATS as binary
 // protobuf or JSON.
@@ -1218,6 +1306,7 @@ type LenderEvent struct {
 	//	*LenderEvent_ContactHours
 	//	*LenderEvent_HoldPlaced
 	//	*LenderEvent_HoldReleased
+	//	*LenderEvent_PromiseToPay
 	Event         isLenderEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1225,7 +1314,7 @@ type LenderEvent struct {
 
 func (x *LenderEvent) Reset() {
 	*x = LenderEvent{}
-	mi := &file_dunning_v1_events_proto_msgTypes[9]
+	mi := &file_dunning_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1326,7 @@ func (x *LenderEvent) String() string {
 func (*LenderEvent) ProtoMessage() {}
 
 func (x *LenderEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[9]
+	mi := &file_dunning_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1339,7 @@ func (x *LenderEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LenderEvent.ProtoReflect.Descriptor instead.
 func (*LenderEvent) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LenderEvent) GetEvent() isLenderEvent_Event {
@@ -1332,6 +1421,15 @@ func (x *LenderEvent) GetHoldReleased() *HoldReleased {
 	return nil
 }
 
+func (x *LenderEvent) GetPromiseToPay() *PromiseToPay {
+	if x != nil {
+		if x, ok := x.Event.(*LenderEvent_PromiseToPay); ok {
+			return x.PromiseToPay
+		}
+	}
+	return nil
+}
+
 type isLenderEvent_Event interface {
 	isLenderEvent_Event()
 }
@@ -1368,6 +1466,10 @@ type LenderEvent_HoldReleased struct {
 	HoldReleased *HoldReleased `protobuf:"bytes,8,opt,name=hold_released,json=holdReleased,proto3,oneof"`
 }
 
+type LenderEvent_PromiseToPay struct {
+	PromiseToPay *PromiseToPay `protobuf:"bytes,9,opt,name=promise_to_pay,json=promiseToPay,proto3,oneof"`
+}
+
 func (*LenderEvent_InstallmentDue) isLenderEvent_Event() {}
 
 func (*LenderEvent_RepaymentReceived) isLenderEvent_Event() {}
@@ -1383,6 +1485,8 @@ func (*LenderEvent_ContactHours) isLenderEvent_Event() {}
 func (*LenderEvent_HoldPlaced) isLenderEvent_Event() {}
 
 func (*LenderEvent_HoldReleased) isLenderEvent_Event() {}
+
+func (*LenderEvent_PromiseToPay) isLenderEvent_Event() {}
 
 // CaseContext is the common part of every decision: where the case stood when
 // the decision was made, and why.
@@ -1415,7 +1519,7 @@ type CaseContext struct {
 
 func (x *CaseContext) Reset() {
 	*x = CaseContext{}
-	mi := &file_dunning_v1_events_proto_msgTypes[10]
+	mi := &file_dunning_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1427,7 +1531,7 @@ func (x *CaseContext) String() string {
 func (*CaseContext) ProtoMessage() {}
 
 func (x *CaseContext) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[10]
+	mi := &file_dunning_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1440,7 +1544,7 @@ func (x *CaseContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseContext.ProtoReflect.Descriptor instead.
 func (*CaseContext) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CaseContext) GetTenantId() string {
@@ -1561,7 +1665,7 @@ type ContactTask struct {
 
 func (x *ContactTask) Reset() {
 	*x = ContactTask{}
-	mi := &file_dunning_v1_events_proto_msgTypes[11]
+	mi := &file_dunning_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1677,7 @@ func (x *ContactTask) String() string {
 func (*ContactTask) ProtoMessage() {}
 
 func (x *ContactTask) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[11]
+	mi := &file_dunning_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1690,7 @@ func (x *ContactTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactTask.ProtoReflect.Descriptor instead.
 func (*ContactTask) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ContactTask) GetContactId() string {
@@ -1712,7 +1816,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_dunning_v1_events_proto_msgTypes[12]
+	mi := &file_dunning_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1724,7 +1828,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[12]
+	mi := &file_dunning_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1737,7 +1841,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Delivery) GetTenantId() string {
@@ -1817,7 +1921,7 @@ type StepDue struct {
 
 func (x *StepDue) Reset() {
 	*x = StepDue{}
-	mi := &file_dunning_v1_events_proto_msgTypes[13]
+	mi := &file_dunning_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1829,7 +1933,7 @@ func (x *StepDue) String() string {
 func (*StepDue) ProtoMessage() {}
 
 func (x *StepDue) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[13]
+	mi := &file_dunning_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1842,7 +1946,7 @@ func (x *StepDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepDue.ProtoReflect.Descriptor instead.
 func (*StepDue) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StepDue) GetStepId() string {
@@ -1892,7 +1996,7 @@ type OverdueConfirmed struct {
 
 func (x *OverdueConfirmed) Reset() {
 	*x = OverdueConfirmed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[14]
+	mi := &file_dunning_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1904,7 +2008,7 @@ func (x *OverdueConfirmed) String() string {
 func (*OverdueConfirmed) ProtoMessage() {}
 
 func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[14]
+	mi := &file_dunning_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1917,7 +2021,7 @@ func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverdueConfirmed.ProtoReflect.Descriptor instead.
 func (*OverdueConfirmed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *OverdueConfirmed) GetCase() *CaseContext {
@@ -1945,7 +2049,7 @@ type ContactRequested struct {
 
 func (x *ContactRequested) Reset() {
 	*x = ContactRequested{}
-	mi := &file_dunning_v1_events_proto_msgTypes[15]
+	mi := &file_dunning_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1957,7 +2061,7 @@ func (x *ContactRequested) String() string {
 func (*ContactRequested) ProtoMessage() {}
 
 func (x *ContactRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[15]
+	mi := &file_dunning_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1970,7 +2074,7 @@ func (x *ContactRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactRequested.ProtoReflect.Descriptor instead.
 func (*ContactRequested) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ContactRequested) GetCase() *CaseContext {
@@ -1998,7 +2102,7 @@ type Escalated struct {
 
 func (x *Escalated) Reset() {
 	*x = Escalated{}
-	mi := &file_dunning_v1_events_proto_msgTypes[16]
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2010,7 +2114,7 @@ func (x *Escalated) String() string {
 func (*Escalated) ProtoMessage() {}
 
 func (x *Escalated) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[16]
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2023,7 +2127,7 @@ func (x *Escalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Escalated.ProtoReflect.Descriptor instead.
 func (*Escalated) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Escalated) GetCase() *CaseContext {
@@ -2053,7 +2157,7 @@ type HandedOff struct {
 
 func (x *HandedOff) Reset() {
 	*x = HandedOff{}
-	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2065,7 +2169,7 @@ func (x *HandedOff) String() string {
 func (*HandedOff) ProtoMessage() {}
 
 func (x *HandedOff) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2078,7 +2182,7 @@ func (x *HandedOff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandedOff.ProtoReflect.Descriptor instead.
 func (*HandedOff) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *HandedOff) GetCase() *CaseContext {
@@ -2120,7 +2224,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2132,7 +2236,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2145,7 +2249,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Evidence) GetInstallments() []*InstallmentDue {
@@ -2194,7 +2298,7 @@ type LegalReferred struct {
 
 func (x *LegalReferred) Reset() {
 	*x = LegalReferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2206,7 +2310,7 @@ func (x *LegalReferred) String() string {
 func (*LegalReferred) ProtoMessage() {}
 
 func (x *LegalReferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2219,7 +2323,7 @@ func (x *LegalReferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LegalReferred.ProtoReflect.Descriptor instead.
 func (*LegalReferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LegalReferred) GetCase() *CaseContext {
@@ -2251,7 +2355,7 @@ type CaseClosed struct {
 
 func (x *CaseClosed) Reset() {
 	*x = CaseClosed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2263,7 +2367,7 @@ func (x *CaseClosed) String() string {
 func (*CaseClosed) ProtoMessage() {}
 
 func (x *CaseClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2276,7 +2380,7 @@ func (x *CaseClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseClosed.ProtoReflect.Descriptor instead.
 func (*CaseClosed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *CaseClosed) GetCase() *CaseContext {
@@ -2320,7 +2424,7 @@ type EntryDeferred struct {
 
 func (x *EntryDeferred) Reset() {
 	*x = EntryDeferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2332,7 +2436,7 @@ func (x *EntryDeferred) String() string {
 func (*EntryDeferred) ProtoMessage() {}
 
 func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2345,7 +2449,7 @@ func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryDeferred.ProtoReflect.Descriptor instead.
 func (*EntryDeferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EntryDeferred) GetCase() *CaseContext {
@@ -2374,7 +2478,7 @@ type StepCancelled struct {
 
 func (x *StepCancelled) Reset() {
 	*x = StepCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2386,7 +2490,7 @@ func (x *StepCancelled) String() string {
 func (*StepCancelled) ProtoMessage() {}
 
 func (x *StepCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2399,7 +2503,7 @@ func (x *StepCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepCancelled.ProtoReflect.Descriptor instead.
 func (*StepCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StepCancelled) GetCase() *CaseContext {
@@ -2431,7 +2535,7 @@ type ContactHeld struct {
 
 func (x *ContactHeld) Reset() {
 	*x = ContactHeld{}
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2443,7 +2547,7 @@ func (x *ContactHeld) String() string {
 func (*ContactHeld) ProtoMessage() {}
 
 func (x *ContactHeld) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2456,7 +2560,7 @@ func (x *ContactHeld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactHeld.ProtoReflect.Descriptor instead.
 func (*ContactHeld) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ContactHeld) GetCase() *CaseContext {
@@ -2499,7 +2603,7 @@ type ContactReleased struct {
 
 func (x *ContactReleased) Reset() {
 	*x = ContactReleased{}
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2511,7 +2615,7 @@ func (x *ContactReleased) String() string {
 func (*ContactReleased) ProtoMessage() {}
 
 func (x *ContactReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2524,7 +2628,7 @@ func (x *ContactReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactReleased.ProtoReflect.Descriptor instead.
 func (*ContactReleased) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ContactReleased) GetCase() *CaseContext {
@@ -2554,7 +2658,7 @@ type ContactSuppressed struct {
 
 func (x *ContactSuppressed) Reset() {
 	*x = ContactSuppressed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2566,7 +2670,7 @@ func (x *ContactSuppressed) String() string {
 func (*ContactSuppressed) ProtoMessage() {}
 
 func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2579,7 +2683,7 @@ func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactSuppressed.ProtoReflect.Descriptor instead.
 func (*ContactSuppressed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ContactSuppressed) GetCase() *CaseContext {
@@ -2616,7 +2720,7 @@ type ContactCancelled struct {
 
 func (x *ContactCancelled) Reset() {
 	*x = ContactCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2628,7 +2732,7 @@ func (x *ContactCancelled) String() string {
 func (*ContactCancelled) ProtoMessage() {}
 
 func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2641,7 +2745,7 @@ func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactCancelled.ProtoReflect.Descriptor instead.
 func (*ContactCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ContactCancelled) GetCase() *CaseContext {
@@ -2679,7 +2783,7 @@ type HoldDeadline struct {
 
 func (x *HoldDeadline) Reset() {
 	*x = HoldDeadline{}
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2691,7 +2795,7 @@ func (x *HoldDeadline) String() string {
 func (*HoldDeadline) ProtoMessage() {}
 
 func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2704,7 +2808,7 @@ func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldDeadline.ProtoReflect.Descriptor instead.
 func (*HoldDeadline) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *HoldDeadline) GetCase() *CaseContext {
@@ -2741,7 +2845,7 @@ type PlacementRecalled struct {
 
 func (x *PlacementRecalled) Reset() {
 	*x = PlacementRecalled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2753,7 +2857,7 @@ func (x *PlacementRecalled) String() string {
 func (*PlacementRecalled) ProtoMessage() {}
 
 func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2766,7 +2870,7 @@ func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementRecalled.ProtoReflect.Descriptor instead.
 func (*PlacementRecalled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PlacementRecalled) GetCase() *CaseContext {
@@ -2790,6 +2894,69 @@ func (x *PlacementRecalled) GetPlacementId() string {
 	return ""
 }
 
+// PromiseResolved: a promise to pay was kept (paid, since it was made, at
+// least the policy's threshold of its amount by its date and grace) or
+// broken (not by then); paid is what was paid toward it.
+type PromiseResolved struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Case          *CaseContext           `protobuf:"bytes,1,opt,name=case,proto3" json:"case,omitempty"`
+	PromiseId     string                 `protobuf:"bytes,2,opt,name=promise_id,json=promiseId,proto3" json:"promise_id,omitempty"`
+	Paid          *Money                 `protobuf:"bytes,3,opt,name=paid,proto3" json:"paid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromiseResolved) Reset() {
+	*x = PromiseResolved{}
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromiseResolved) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromiseResolved) ProtoMessage() {}
+
+func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromiseResolved.ProtoReflect.Descriptor instead.
+func (*PromiseResolved) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *PromiseResolved) GetCase() *CaseContext {
+	if x != nil {
+		return x.Case
+	}
+	return nil
+}
+
+func (x *PromiseResolved) GetPromiseId() string {
+	if x != nil {
+		return x.PromiseId
+	}
+	return ""
+}
+
+func (x *PromiseResolved) GetPaid() *Money {
+	if x != nil {
+		return x.Paid
+	}
+	return nil
+}
+
 // BorrowerContact is one entry of a borrower's log
 // (dunning.borrower.<tenant>.<borrower>.>, in the loans stream): a contact
 // on a channel that a cap counts per borrower, released for one of the
@@ -2810,7 +2977,7 @@ type BorrowerContact struct {
 
 func (x *BorrowerContact) Reset() {
 	*x = BorrowerContact{}
-	mi := &file_dunning_v1_events_proto_msgTypes[29]
+	mi := &file_dunning_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2822,7 +2989,7 @@ func (x *BorrowerContact) String() string {
 func (*BorrowerContact) ProtoMessage() {}
 
 func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[29]
+	mi := &file_dunning_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2835,7 +3002,7 @@ func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowerContact.ProtoReflect.Descriptor instead.
 func (*BorrowerContact) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BorrowerContact) GetLoanId() string {
@@ -2888,7 +3055,7 @@ type VerificationCode struct {
 
 func (x *VerificationCode) Reset() {
 	*x = VerificationCode{}
-	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	mi := &file_dunning_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2900,7 +3067,7 @@ func (x *VerificationCode) String() string {
 func (*VerificationCode) ProtoMessage() {}
 
 func (x *VerificationCode) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	mi := &file_dunning_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2913,7 +3080,7 @@ func (x *VerificationCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationCode.ProtoReflect.Descriptor instead.
 func (*VerificationCode) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *VerificationCode) GetTenantId() string {
@@ -3022,7 +3189,16 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x17\n" +
 	"\ahold_id\x18\x03 \x01(\tR\x06holdId\x12;\n" +
 	"\vreleased_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"releasedAt\"\xbf\x04\n" +
+	"releasedAt\"\x8a\x02\n" +
+	"\fPromiseToPay\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1d\n" +
+	"\n" +
+	"promise_id\x18\x03 \x01(\tR\tpromiseId\x12)\n" +
+	"\x06amount\x18\x04 \x01(\v2\x11.dunning.v1.MoneyR\x06amount\x12=\n" +
+	"\fpromised_for\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vpromisedFor\x12;\n" +
+	"\vreceived_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\"\x81\x05\n" +
 	"\vLenderEvent\x12E\n" +
 	"\x0finstallment_due\x18\x01 \x01(\v2\x1a.dunning.v1.InstallmentDueH\x00R\x0einstallmentDue\x12N\n" +
 	"\x12repayment_received\x18\x02 \x01(\v2\x1d.dunning.v1.RepaymentReceivedH\x00R\x11repaymentReceived\x12<\n" +
@@ -3032,7 +3208,8 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\rcontact_hours\x18\x06 \x01(\v2\x18.dunning.v1.ContactHoursH\x00R\fcontactHours\x129\n" +
 	"\vhold_placed\x18\a \x01(\v2\x16.dunning.v1.HoldPlacedH\x00R\n" +
 	"holdPlaced\x12?\n" +
-	"\rhold_released\x18\b \x01(\v2\x18.dunning.v1.HoldReleasedH\x00R\fholdReleasedB\a\n" +
+	"\rhold_released\x18\b \x01(\v2\x18.dunning.v1.HoldReleasedH\x00R\fholdReleased\x12@\n" +
+	"\x0epromise_to_pay\x18\t \x01(\v2\x18.dunning.v1.PromiseToPayH\x00R\fpromiseToPayB\a\n" +
 	"\x05event\"\xb6\x03\n" +
 	"\vCaseContext\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
@@ -3148,7 +3325,12 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x11PlacementRecalled\x12+\n" +
 	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12\x1b\n" +
 	"\tagency_id\x18\x02 \x01(\tR\bagencyId\x12!\n" +
-	"\fplacement_id\x18\x03 \x01(\tR\vplacementId\"\xd3\x01\n" +
+	"\fplacement_id\x18\x03 \x01(\tR\vplacementId\"\x84\x01\n" +
+	"\x0fPromiseResolved\x12+\n" +
+	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12\x1d\n" +
+	"\n" +
+	"promise_id\x18\x02 \x01(\tR\tpromiseId\x12%\n" +
+	"\x04paid\x18\x03 \x01(\v2\x11.dunning.v1.MoneyR\x04paid\"\xd3\x01\n" +
 	"\x0fBorrowerContact\x12\x17\n" +
 	"\aloan_id\x18\x01 \x01(\tR\x06loanId\x12\x1d\n" +
 	"\n" +
@@ -3224,7 +3406,7 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: dunning.v1.Outcome
 	(HoldKind)(0),                 // 1: dunning.v1.HoldKind
@@ -3242,104 +3424,112 @@ var file_dunning_v1_events_proto_goTypes = []any{
 	(*ContactHours)(nil),          // 13: dunning.v1.ContactHours
 	(*HoldPlaced)(nil),            // 14: dunning.v1.HoldPlaced
 	(*HoldReleased)(nil),          // 15: dunning.v1.HoldReleased
-	(*LenderEvent)(nil),           // 16: dunning.v1.LenderEvent
-	(*CaseContext)(nil),           // 17: dunning.v1.CaseContext
-	(*ContactTask)(nil),           // 18: dunning.v1.ContactTask
-	(*Delivery)(nil),              // 19: dunning.v1.Delivery
-	(*StepDue)(nil),               // 20: dunning.v1.StepDue
-	(*OverdueConfirmed)(nil),      // 21: dunning.v1.OverdueConfirmed
-	(*ContactRequested)(nil),      // 22: dunning.v1.ContactRequested
-	(*Escalated)(nil),             // 23: dunning.v1.Escalated
-	(*HandedOff)(nil),             // 24: dunning.v1.HandedOff
-	(*Evidence)(nil),              // 25: dunning.v1.Evidence
-	(*LegalReferred)(nil),         // 26: dunning.v1.LegalReferred
-	(*CaseClosed)(nil),            // 27: dunning.v1.CaseClosed
-	(*EntryDeferred)(nil),         // 28: dunning.v1.EntryDeferred
-	(*StepCancelled)(nil),         // 29: dunning.v1.StepCancelled
-	(*ContactHeld)(nil),           // 30: dunning.v1.ContactHeld
-	(*ContactReleased)(nil),       // 31: dunning.v1.ContactReleased
-	(*ContactSuppressed)(nil),     // 32: dunning.v1.ContactSuppressed
-	(*ContactCancelled)(nil),      // 33: dunning.v1.ContactCancelled
-	(*HoldDeadline)(nil),          // 34: dunning.v1.HoldDeadline
-	(*PlacementRecalled)(nil),     // 35: dunning.v1.PlacementRecalled
-	(*BorrowerContact)(nil),       // 36: dunning.v1.BorrowerContact
-	(*VerificationCode)(nil),      // 37: dunning.v1.VerificationCode
-	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
+	(*PromiseToPay)(nil),          // 16: dunning.v1.PromiseToPay
+	(*LenderEvent)(nil),           // 17: dunning.v1.LenderEvent
+	(*CaseContext)(nil),           // 18: dunning.v1.CaseContext
+	(*ContactTask)(nil),           // 19: dunning.v1.ContactTask
+	(*Delivery)(nil),              // 20: dunning.v1.Delivery
+	(*StepDue)(nil),               // 21: dunning.v1.StepDue
+	(*OverdueConfirmed)(nil),      // 22: dunning.v1.OverdueConfirmed
+	(*ContactRequested)(nil),      // 23: dunning.v1.ContactRequested
+	(*Escalated)(nil),             // 24: dunning.v1.Escalated
+	(*HandedOff)(nil),             // 25: dunning.v1.HandedOff
+	(*Evidence)(nil),              // 26: dunning.v1.Evidence
+	(*LegalReferred)(nil),         // 27: dunning.v1.LegalReferred
+	(*CaseClosed)(nil),            // 28: dunning.v1.CaseClosed
+	(*EntryDeferred)(nil),         // 29: dunning.v1.EntryDeferred
+	(*StepCancelled)(nil),         // 30: dunning.v1.StepCancelled
+	(*ContactHeld)(nil),           // 31: dunning.v1.ContactHeld
+	(*ContactReleased)(nil),       // 32: dunning.v1.ContactReleased
+	(*ContactSuppressed)(nil),     // 33: dunning.v1.ContactSuppressed
+	(*ContactCancelled)(nil),      // 34: dunning.v1.ContactCancelled
+	(*HoldDeadline)(nil),          // 35: dunning.v1.HoldDeadline
+	(*PlacementRecalled)(nil),     // 36: dunning.v1.PlacementRecalled
+	(*PromiseResolved)(nil),       // 37: dunning.v1.PromiseResolved
+	(*BorrowerContact)(nil),       // 38: dunning.v1.BorrowerContact
+	(*VerificationCode)(nil),      // 39: dunning.v1.VerificationCode
+	(*timestamppb.Timestamp)(nil), // 40: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
 	7,  // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	38, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	40, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
 	7,  // 2: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	38, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	38, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	40, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	40, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	38, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	40, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
 	4,  // 7: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
-	38, // 8: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
-	38, // 9: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
+	40, // 8: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
+	40, // 9: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 10: dunning.v1.HoldPlaced.kind:type_name -> dunning.v1.HoldKind
-	38, // 11: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
-	38, // 12: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
-	8,  // 13: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
-	9,  // 14: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
-	10, // 15: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
-	11, // 16: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
-	12, // 17: dunning.v1.LenderEvent.contact_preference:type_name -> dunning.v1.ContactPreference
-	13, // 18: dunning.v1.LenderEvent.contact_hours:type_name -> dunning.v1.ContactHours
-	14, // 19: dunning.v1.LenderEvent.hold_placed:type_name -> dunning.v1.HoldPlaced
-	15, // 20: dunning.v1.LenderEvent.hold_released:type_name -> dunning.v1.HoldReleased
-	2,  // 21: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
-	3,  // 22: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
-	7,  // 23: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	38, // 24: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	38, // 25: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
-	4,  // 26: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
-	5,  // 27: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
-	7,  // 28: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
-	7,  // 29: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	38, // 30: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
-	38, // 31: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
-	2,  // 32: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
-	3,  // 33: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
-	18, // 34: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
-	2,  // 35: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	38, // 36: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
-	17, // 37: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
-	17, // 38: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
-	18, // 39: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
-	17, // 40: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
-	18, // 41: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
-	17, // 42: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
-	8,  // 43: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
-	9,  // 44: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
-	18, // 45: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
-	17, // 46: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
-	25, // 47: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
-	17, // 48: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
-	6,  // 49: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
-	2,  // 50: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
-	17, // 51: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
-	2,  // 52: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
-	17, // 53: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
-	17, // 54: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
-	18, // 55: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
-	38, // 56: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
-	17, // 57: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
-	18, // 58: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
-	17, // 59: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
-	18, // 60: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
-	17, // 61: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
-	18, // 62: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
-	17, // 63: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
-	17, // 64: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
-	4,  // 65: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
-	38, // 66: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
-	0,  // 67: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
-	68, // [68:68] is the sub-list for method output_type
-	68, // [68:68] is the sub-list for method input_type
-	68, // [68:68] is the sub-list for extension type_name
-	68, // [68:68] is the sub-list for extension extendee
-	0,  // [0:68] is the sub-list for field type_name
+	40, // 11: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
+	40, // 12: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	7,  // 13: dunning.v1.PromiseToPay.amount:type_name -> dunning.v1.Money
+	40, // 14: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
+	40, // 15: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
+	8,  // 16: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
+	9,  // 17: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
+	10, // 18: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
+	11, // 19: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
+	12, // 20: dunning.v1.LenderEvent.contact_preference:type_name -> dunning.v1.ContactPreference
+	13, // 21: dunning.v1.LenderEvent.contact_hours:type_name -> dunning.v1.ContactHours
+	14, // 22: dunning.v1.LenderEvent.hold_placed:type_name -> dunning.v1.HoldPlaced
+	15, // 23: dunning.v1.LenderEvent.hold_released:type_name -> dunning.v1.HoldReleased
+	16, // 24: dunning.v1.LenderEvent.promise_to_pay:type_name -> dunning.v1.PromiseToPay
+	2,  // 25: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
+	3,  // 26: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
+	7,  // 27: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
+	40, // 28: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	40, // 29: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
+	4,  // 30: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
+	5,  // 31: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
+	7,  // 32: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
+	7,  // 33: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
+	40, // 34: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	40, // 35: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	2,  // 36: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
+	3,  // 37: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
+	19, // 38: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
+	2,  // 39: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
+	40, // 40: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	18, // 41: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
+	18, // 42: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
+	19, // 43: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
+	18, // 44: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
+	19, // 45: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
+	18, // 46: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
+	8,  // 47: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
+	9,  // 48: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
+	19, // 49: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
+	18, // 50: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
+	26, // 51: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
+	18, // 52: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
+	6,  // 53: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
+	2,  // 54: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
+	18, // 55: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
+	2,  // 56: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
+	18, // 57: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
+	18, // 58: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
+	19, // 59: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
+	40, // 60: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	18, // 61: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
+	19, // 62: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
+	18, // 63: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
+	19, // 64: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
+	18, // 65: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
+	19, // 66: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
+	18, // 67: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
+	18, // 68: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
+	18, // 69: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
+	7,  // 70: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
+	4,  // 71: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
+	40, // 72: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
+	0,  // 73: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
+	74, // [74:74] is the sub-list for method output_type
+	74, // [74:74] is the sub-list for method input_type
+	74, // [74:74] is the sub-list for extension type_name
+	74, // [74:74] is the sub-list for extension extendee
+	0,  // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -3347,7 +3537,7 @@ func file_dunning_v1_events_proto_init() {
 	if File_dunning_v1_events_proto != nil {
 		return
 	}
-	file_dunning_v1_events_proto_msgTypes[9].OneofWrappers = []any{
+	file_dunning_v1_events_proto_msgTypes[10].OneofWrappers = []any{
 		(*LenderEvent_InstallmentDue)(nil),
 		(*LenderEvent_RepaymentReceived)(nil),
 		(*LenderEvent_LoanSettled)(nil),
@@ -3356,6 +3546,7 @@ func file_dunning_v1_events_proto_init() {
 		(*LenderEvent_ContactHours)(nil),
 		(*LenderEvent_HoldPlaced)(nil),
 		(*LenderEvent_HoldReleased)(nil),
+		(*LenderEvent_PromiseToPay)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3363,7 +3554,7 @@ func file_dunning_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
