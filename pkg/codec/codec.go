@@ -201,6 +201,22 @@ func verify(addr topology.LoanAddress, m proto.Message) error {
 		if e.GetHoldId() != addr.ID {
 			return errors.New("hold_id does not match the subject")
 		}
+	case *dunningv1.RepaymentPlan:
+		if e.GetPlanId() != addr.ID {
+			return errors.New("plan_id does not match the subject")
+		}
+		if len(e.GetInstallments()) == 0 {
+			return errors.New("a plan has installments")
+		}
+		for _, in := range e.GetInstallments() {
+			if err := money(in.GetAmount()); err != nil {
+				return err
+			}
+		}
+	case *dunningv1.PlanCancelled:
+		if e.GetPlanId() != addr.ID {
+			return errors.New("plan_id does not match the subject")
+		}
 	case *dunningv1.PromiseToPay:
 		if e.GetPromiseId() != addr.ID {
 			return errors.New("promise_id does not match the subject")

@@ -55,6 +55,14 @@ func events() []policy.Event {
 		policy.PromiseToPay{ID: "pr-1", Amount: policy.Money{Currency: "CNY", Minor: 60000}, For: at.Add(96 * time.Hour), At: at},
 		policy.Decision{Kind: policy.KindPromiseKept, Ctx: ctx, PromiseID: "pr-1", Paid: policy.Money{Currency: "CNY", Minor: 60000}},
 		policy.Decision{Kind: policy.KindPromiseBroken, Ctx: ctx, PromiseID: "pr-1", Paid: policy.Money{Currency: "CNY", Minor: 100}},
+		policy.RepaymentPlan{ID: "plan-1", At: at, Installments: []policy.PlanInstallment{
+			{DueAt: at.Add(24 * time.Hour), Amount: policy.Money{Currency: "CNY", Minor: 40000}},
+			{DueAt: at.Add(48 * time.Hour), Amount: policy.Money{Currency: "CNY", Minor: 40000}}}},
+		policy.PlanCancelled{ID: "plan-1", At: at},
+		policy.Decision{Kind: policy.KindPlanMissed, Ctx: ctx, PlanID: "plan-1", PlanInstallment: 1, MovedTo: at.Add(72 * time.Hour),
+			Paid: policy.Money{Currency: "CNY", Minor: 40000}},
+		policy.Decision{Kind: policy.KindPlanBroken, Ctx: ctx, PlanID: "plan-1", PlanInstallment: 1, Paid: policy.Money{Currency: "CNY", Minor: 40000}},
+		policy.Decision{Kind: policy.KindPlanCompleted, Ctx: ctx, PlanID: "plan-1", Paid: policy.Money{Currency: "CNY", Minor: 80000}},
 	}
 }
 
@@ -105,6 +113,10 @@ func address(k *Kind, ev policy.Event) topology.LoanAddress {
 	case policy.HoldReleased:
 		a.ID = e.ID
 	case policy.PromiseToPay:
+		a.ID = e.ID
+	case policy.RepaymentPlan:
+		a.ID = e.ID
+	case policy.PlanCancelled:
 		a.ID = e.ID
 	case policy.StepFired:
 		a.ID, a.Seq = "legal", "s9"

@@ -83,6 +83,28 @@ var (
 			return &dunningv1.PromiseToPay{TenantId: tenant, LoanId: loan, PromiseId: e.ID, Amount: moneyToProto(e.Amount),
 				PromisedFor: ts(e.For), ReceivedAt: ts(e.At)}
 		}))
+	Plan = add(fact("plan", LenderID, true,
+		func(m *dunningv1.RepaymentPlan) policy.RepaymentPlan {
+			p := policy.RepaymentPlan{ID: m.GetPlanId(), At: m.GetReceivedAt().AsTime()}
+			for _, in := range m.GetInstallments() {
+				p.Installments = append(p.Installments, policy.PlanInstallment{DueAt: in.GetDueAt().AsTime(), Amount: moneyFromProto(in.GetAmount())})
+			}
+			return p
+		},
+		func(tenant, loan string, e policy.RepaymentPlan) *dunningv1.RepaymentPlan {
+			m := &dunningv1.RepaymentPlan{TenantId: tenant, LoanId: loan, PlanId: e.ID, ReceivedAt: ts(e.At)}
+			for _, in := range e.Installments {
+				m.Installments = append(m.Installments, &dunningv1.PlanInstallment{DueAt: ts(in.DueAt), Amount: moneyToProto(in.Amount)})
+			}
+			return m
+		}))
+	Unplan = add(fact("unplan", LenderID, true,
+		func(m *dunningv1.PlanCancelled) policy.PlanCancelled {
+			return policy.PlanCancelled{ID: m.GetPlanId(), At: m.GetCancelledAt().AsTime()}
+		},
+		func(tenant, loan string, e policy.PlanCancelled) *dunningv1.PlanCancelled {
+			return &dunningv1.PlanCancelled{TenantId: tenant, LoanId: loan, PlanId: e.ID, CancelledAt: ts(e.At)}
+		}))
 	Timer = add(fact(topology.KindTimer, Bare, false,
 		func(m *dunningv1.StepDue) policy.TimerSet { return policy.TimerSet{Step: stepFromProto(m)} },
 		func(_, _ string, e policy.TimerSet) *dunningv1.StepDue { return StepToProto(e.Step) }))
@@ -178,8 +200,11 @@ var (
 		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.PlacementRecalled {
 			return &dunningv1.PlacementRecalled{Case: c, AgencyId: d.AgencyID, PlacementId: d.PlacementID}
 		}))
-	Kept   = add(decision("kept", policy.KindPromiseKept, promiseFromProto, promiseToProto))
-	Broken = add(decision("broken", policy.KindPromiseBroken, promiseFromProto, promiseToProto))
+	Kept       = add(decision("kept", policy.KindPromiseKept, promiseFromProto, promiseToProto))
+	Broken     = add(decision("broken", policy.KindPromiseBroken, promiseFromProto, promiseToProto))
+	PlanMissed = add(decision("planmissed", policy.KindPlanMissed, planFromProto, planToProto))
+	PlanBroken = add(decision("planbroken", policy.KindPlanBroken, planFromProto, planToProto))
+	PlanDone   = add(decision("plandone", policy.KindPlanCompleted, planFromProto, planToProto))
 )
 
 func promiseFromProto(m *dunningv1.PromiseResolved, d *policy.Decision) {
@@ -188,4 +213,15 @@ func promiseFromProto(m *dunningv1.PromiseResolved, d *policy.Decision) {
 
 func promiseToProto(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.PromiseResolved {
 	return &dunningv1.PromiseResolved{Case: c, PromiseId: d.PromiseID, Paid: moneyToProto(d.Paid)}
+}
+
+func planFromProto(m *dunningv1.PlanProgress, d *policy.Decision) {
+	d.PlanID, d.PlanInstallment, d.Paid = m.GetPlanId(), int(m.GetInstallment()), moneyFromProto(m.GetPaid())
+	if m.GetMovedTo() != nil {
+		d.MovedTo = m.GetMovedTo().AsTime()
+	}
+}
+
+func planToProto(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.PlanProgress {
+	return &dunningv1.PlanProgress{Case: c, PlanId: d.PlanID, Installment: int32(d.PlanInstallment), MovedTo: ts(d.MovedTo), Paid: moneyToProto(d.Paid)}
 }

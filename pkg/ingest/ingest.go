@@ -131,6 +131,8 @@ func (in *Ingestor) currency(ctx context.Context, ev Event) error {
 		m, field = e.GetAmount(), "repayment_received.amount.currency"
 	case *dunningv1.InstallmentDue:
 		m, field = e.GetAmount(), "installment_due.amount.currency"
+	case *dunningv1.RepaymentPlan:
+		m, field = e.GetInstallments()[0].GetAmount(), "repayment_plan.installments[0].amount.currency"
 	default:
 		return nil
 	}
@@ -152,10 +154,21 @@ func (in *Ingestor) currency(ctx context.Context, ev Event) error {
 }
 
 // knownTarget refuses an outcome whose contact the pipeline never made for
-// this loan, and a release of a hold the loan never had.
+// this loan, a release of a hold the loan never had, and a cancellation of
+// a plan it never had.
 func (in *Ingestor) knownTarget(ctx context.Context, ev Event) error {
 	if r, ok := ev.Msg.(*dunningv1.HoldReleased); ok {
 		return in.knownHold(ctx, ev, r.GetHoldId())
+	}
+	if r, ok := ev.Msg.(*dunningv1.PlanCancelled); ok {
+		_, found, err := in.Log.Last(ctx, topology.LoanSubject(ev.Tenant, ev.Loan, codec.Plan.Token, r.GetPlanId()))
+		if err != nil {
+			return fmt.Errorf("reading the loan's plans: %w", err)
+		}
+		if !found {
+			return fmt.Errorf("%w: %w", ErrUnknownContact, &FieldError{"plan_cancelled.plan_id", "names no plan agreed on this loan"})
+		}
+		return nil
 	}
 	o, ok := ev.Msg.(*dunningv1.ContactOutcome)
 	if !ok {

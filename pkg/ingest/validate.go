@@ -185,8 +185,56 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			return Event{}, err
 		}
 		return Event{m.TenantId, m.LoanId, codec.Promise, m.PromiseId, m, "", false}, nil
+	case *dunningv1.LenderEvent_RepaymentPlan:
+		m, p := e.RepaymentPlan, "repayment_plan."
+		if m == nil {
+			return Event{}, &FieldError{"repayment_plan", "is required"}
+		}
+		if err := firstErr(id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), id(p+"plan_id", m.PlanId),
+			planInstallments(p+"installments", m.Installments), timestamp(p+"received_at", m.ReceivedAt)); err != nil {
+			return Event{}, err
+		}
+		return Event{m.TenantId, m.LoanId, codec.Plan, m.PlanId, m, "", false}, nil
+	case *dunningv1.LenderEvent_PlanCancelled:
+		m, p := e.PlanCancelled, "plan_cancelled."
+		if m == nil {
+			return Event{}, &FieldError{"plan_cancelled", "is required"}
+		}
+		if err := firstErr(id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), id(p+"plan_id", m.PlanId),
+			timestamp(p+"cancelled_at", m.CancelledAt)); err != nil {
+			return Event{}, err
+		}
+		return Event{m.TenantId, m.LoanId, codec.Unplan, m.PlanId, m, "", false}, nil
 	}
-	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled, contact_outcome, contact_preference, contact_hours, hold_placed, hold_released, promise_to_pay is required"}
+	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled, contact_outcome, contact_preference, contact_hours, " +
+		"hold_placed, hold_released, promise_to_pay, repayment_plan, plan_cancelled is required"}
+}
+
+// maxPlanInstallments bounds a plan (five years of monthly payments).
+const maxPlanInstallments = 60
+
+// planInstallments checks a plan's installments: 1-60, each with a day
+// and an amount, in due order, in one currency.
+func planInstallments(field string, ins []*dunningv1.PlanInstallment) error {
+	if len(ins) == 0 || len(ins) > maxPlanInstallments {
+		return &FieldError{field, fmt.Sprintf("must list 1-%d installments", maxPlanInstallments)}
+	}
+	for i, in := range ins {
+		f := fmt.Sprintf("%s[%d].", field, i)
+		if in == nil {
+			return &FieldError{f[:len(f)-1], "is required"}
+		}
+		if err := firstErr(timestamp(f+"due_at", in.DueAt), money(f+"amount", in.Amount)); err != nil {
+			return err
+		}
+		if i > 0 && !in.DueAt.AsTime().After(ins[i-1].DueAt.AsTime()) {
+			return &FieldError{f + "due_at", "must be after the installment before it"}
+		}
+		if in.Amount.Currency != ins[0].Amount.Currency {
+			return &FieldError{f + "amount.currency", "must be the plan's currency, " + ins[0].Amount.Currency}
+		}
+	}
+	return nil
 }
 
 func firstErr(errs ...error) error {

@@ -55,6 +55,25 @@ func hold(f func(*dunningv1.HoldPlaced)) *dunningv1.LenderEvent {
 	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_HoldPlaced{HoldPlaced: m}}
 }
 
+func plan(f func(*dunningv1.RepaymentPlan)) *dunningv1.LenderEvent {
+	at := func(d int) *timestamppb.Timestamp {
+		return timestamppb.New(time.Date(2026, 1, 3+7*d, 0, 0, 0, 0, time.UTC))
+	}
+	m := &dunningv1.RepaymentPlan{TenantId: "acme", LoanId: "L-1", PlanId: "plan-1", ReceivedAt: at(0)}
+	for d := 1; d <= 3; d++ {
+		m.Installments = append(m.Installments, &dunningv1.PlanInstallment{DueAt: at(d), Amount: &dunningv1.Money{Currency: "CNY", MinorUnits: 40000}})
+	}
+	f(m)
+	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_RepaymentPlan{RepaymentPlan: m}}
+}
+
+func promise(f func(*dunningv1.PromiseToPay)) *dunningv1.LenderEvent {
+	m := &dunningv1.PromiseToPay{TenantId: "acme", LoanId: "L-1", PromiseId: "pr-1", Amount: &dunningv1.Money{Currency: "CNY", MinorUnits: 60000},
+		PromisedFor: timestamppb.New(time.Date(2026, 1, 7, 0, 0, 0, 0, time.UTC)), ReceivedAt: timestamppb.New(time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC))}
+	f(m)
+	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_PromiseToPay{PromiseToPay: m}}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -109,6 +128,20 @@ func TestValidate(t *testing.T) {
 		{"agreed hours not a time", hours(func(m *dunningv1.ContactHours) { m.To = "25:00" }), "contact_hours.to"},
 		{"agreed hours backwards", hours(func(m *dunningv1.ContactHours) { m.From, m.To = "22:00", "07:00" }), "contact_hours.to"},
 		{"agreed hours without an id", hours(func(m *dunningv1.ContactHours) { m.HoursId = "" }), "contact_hours.hours_id"},
+		{"valid promise", promise(func(*dunningv1.PromiseToPay) {}), ""},
+		{"promise without an amount", promise(func(m *dunningv1.PromiseToPay) { m.Amount = nil }), "promise_to_pay.amount"},
+		{"promise without a day", promise(func(m *dunningv1.PromiseToPay) { m.PromisedFor = nil }), "promise_to_pay.promised_for"},
+		{"valid plan", plan(func(*dunningv1.RepaymentPlan) {}), ""},
+		{"plan without installments", plan(func(m *dunningv1.RepaymentPlan) { m.Installments = nil }), "repayment_plan.installments"},
+		{"plan out of order", plan(func(m *dunningv1.RepaymentPlan) { m.Installments[2].DueAt = m.Installments[0].DueAt }),
+			"repayment_plan.installments[2].due_at"},
+		{"plan in two currencies", plan(func(m *dunningv1.RepaymentPlan) { m.Installments[1].Amount.Currency = "USD" }),
+			"repayment_plan.installments[1].amount.currency"},
+		{"plan installment of nothing", plan(func(m *dunningv1.RepaymentPlan) { m.Installments[0].Amount.MinorUnits = 0 }),
+			"repayment_plan.installments[0].amount.minor_units"},
+		{"plan without an id", plan(func(m *dunningv1.RepaymentPlan) { m.PlanId = "" }), "repayment_plan.plan_id"},
+		{"cancellation without a time", &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_PlanCancelled{PlanCancelled: &dunningv1.PlanCancelled{
+			TenantId: "acme", LoanId: "L-1", PlanId: "plan-1"}}}, "plan_cancelled.cancelled_at"},
 	}
 	for _, tt := range tests {
 		_, err := Validate(tt.ev)

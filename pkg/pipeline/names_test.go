@@ -37,7 +37,7 @@ func TestNamesArePinned(t *testing.T) {
 	want := map[string][]string{
 		"intake": {"DUNNING_INTAKE", "dunning.in.*.*"},
 		"overdue-confirmation": {"DUNNING_LOANS", "dunning.loan.*.*.due.*", "dunning.loan.*.*.repaid.*",
-			"dunning.loan.*.*.settled", "dunning.loan.*.*.hold.*", "dunning.loan.*.*.unhold.*", "dunning.loan.*.*.promise.*", "dunning.loan.*.*.step.confirm.*"},
+			"dunning.loan.*.*.settled", "dunning.loan.*.*.hold.*", "dunning.loan.*.*.unhold.*", "dunning.loan.*.*.promise.*", "dunning.loan.*.*.plan.*", "dunning.loan.*.*.unplan.*", "dunning.loan.*.*.step.confirm.*"},
 		"first-contact":       {"DUNNING_LOANS", "dunning.loan.*.*.overdue.*", "dunning.loan.*.*.step.contact.*"},
 		"escalation":          {"DUNNING_LOANS", "dunning.loan.*.*.step.escalate.*"},
 		"third-party-handoff": {"DUNNING_LOANS", "dunning.loan.*.*.step.handoff.*"},
@@ -58,9 +58,9 @@ func TestNamesArePinned(t *testing.T) {
 	for _, k := range codec.Kinds {
 		tokens = append(tokens, string(k.Token))
 	}
-	wantTokens := []string{"due", "repaid", "settled", "outcome", "preference", "hours", "hold", "unhold", "promise", "timer", "step",
+	wantTokens := []string{"due", "repaid", "settled", "outcome", "preference", "hours", "hold", "unhold", "promise", "plan", "unplan", "timer", "step",
 		"overdue", "contact", "escalated", "handoff", "legal", "closed", "cancelled", "deferred",
-		"held", "released", "suppressed", "unsent", "deadline", "recall", "kept", "broken"}
+		"held", "released", "suppressed", "unsent", "deadline", "recall", "kept", "broken", "planmissed", "planbroken", "plandone"}
 	if !reflect.DeepEqual(tokens, wantTokens) {
 		t.Errorf("kind tokens = %q\nwant %q", tokens, wantTokens)
 	}

@@ -186,10 +186,16 @@ const (
 	// (promises.go).
 	KindPromiseKept
 	KindPromiseBroken
+	// KindPlanMissed, KindPlanBroken and KindPlanCompleted move a
+	// repayment plan (plans.go).
+	KindPlanMissed
+	KindPlanBroken
+	KindPlanCompleted
 )
 
 var kindNames = [...]string{"none", "overdue_confirmed", "contact_requested", "escalated", "handed_off", "legal_referred", "case_closed", "step_cancelled", "entry_deferred",
-	"contact_held", "contact_released", "contact_cancelled", "contact_suppressed", "hold_deadline", "placement_recalled", "promise_kept", "promise_broken"}
+	"contact_held", "contact_released", "contact_cancelled", "contact_suppressed", "hold_deadline", "placement_recalled", "promise_kept", "promise_broken",
+	"plan_installment_missed", "plan_broken", "plan_completed"}
 
 func (k DecisionKind) String() string { return enumName(kindNames[:], int(k), "decision_kind") }
 
@@ -236,23 +242,26 @@ type ContactTask struct {
 
 // Decision is a pipeline event: what a stage decided and why.
 type Decision struct {
-	Kind           DecisionKind
-	Ctx            Context
-	InstallmentIDs []string      // OverdueConfirmed
-	Tasks          []ContactTask // ContactRequested, Escalated
-	AgencyID       string        // HandedOff, PlacementRecalled
-	PlacementID    string        // HandedOff, CaseClosed and PlacementRecalled (recalled)
-	CloseReason    CloseReason   // CaseClosed
-	ClosedAtStage  Stage         // CaseClosed
-	CancelledStep  string        // StepCancelled
-	DeferredStage  Stage         // EntryDeferred
-	Evidence       *Evidence     // LegalReferred
-	HeldUntil      time.Time     // ContactHeld: when the gate looks again
-	Rule           string        // ContactHeld, ContactCancelled, ContactSuppressed: the rule that holds or stops the tasks
-	HoldID         string        // HoldDeadline
-	HoldLifted     bool          // HoldDeadline: the hold ended with it (breathing space)
-	PromiseID      string        // PromiseKept, PromiseBroken
-	Paid           Money         // PromiseKept, PromiseBroken: paid toward the promise
+	Kind            DecisionKind
+	Ctx             Context
+	InstallmentIDs  []string      // OverdueConfirmed
+	Tasks           []ContactTask // ContactRequested, Escalated
+	AgencyID        string        // HandedOff, PlacementRecalled
+	PlacementID     string        // HandedOff, CaseClosed and PlacementRecalled (recalled)
+	CloseReason     CloseReason   // CaseClosed
+	ClosedAtStage   Stage         // CaseClosed
+	CancelledStep   string        // StepCancelled
+	DeferredStage   Stage         // EntryDeferred
+	Evidence        *Evidence     // LegalReferred
+	HeldUntil       time.Time     // ContactHeld: when the gate looks again
+	Rule            string        // ContactHeld, ContactCancelled, ContactSuppressed: the rule that holds or stops the tasks
+	HoldID          string        // HoldDeadline
+	HoldLifted      bool          // HoldDeadline: the hold ended with it (breathing space)
+	PromiseID       string        // PromiseKept, PromiseBroken
+	Paid            Money         // PromiseKept, PromiseBroken, Plan*: paid toward the promise or plan
+	PlanID          string        // Plan*
+	PlanInstallment int           // PlanMissed, PlanBroken: its position in the plan as it stood
+	MovedTo         time.Time     // PlanMissed: the missed installment's new day, at the plan's end
 }
 
 // Evidence is the packet that accompanies a legal referral.
@@ -273,6 +282,8 @@ func (ContactHours) event()      {}
 func (HoldPlaced) event()        {}
 func (HoldReleased) event()      {}
 func (PromiseToPay) event()      {}
+func (RepaymentPlan) event()     {}
+func (PlanCancelled) event()     {}
 func (TimerSet) event()          {}
 func (StepFired) event()         {}
 func (Decision) event()          {}
@@ -339,8 +350,10 @@ type Case struct {
 	Key string
 	// Holds are the loan's holds, open and lifted, in log order.
 	Holds []Hold
-	// Promises are the borrower's promises to pay, in log order.
+	// Promises are the borrower's promises to pay, in log order; Plans
+	// its repayment plans.
 	Promises []Promise
+	Plans    []Plan
 	// AgreedHours widens the contact window, as the borrower agreed (the
 	// latest agreement; nil when none or withdrawn).
 	AgreedHours *contactrules.Hours
@@ -378,8 +391,13 @@ func (c *Case) Apply(e Entry) {
 		}
 		c.Repayments = append(c.Repayments, ev)
 		c.payTowardPromise(ev)
+		c.payTowardPlan(ev)
 	case PromiseToPay:
 		c.applyPromise(ev)
+	case RepaymentPlan:
+		c.applyPlan(ev)
+	case PlanCancelled:
+		c.cancelPlan(ev)
 	case Settled:
 		c.Settled = true
 	case ContactOutcome:
@@ -476,6 +494,8 @@ func (c *Case) applyDecision(d Decision) {
 		c.Entered = d.Ctx.AsOfOrDecided()
 	case KindPromiseKept, KindPromiseBroken:
 		c.resolvePromise(d)
+	case KindPlanMissed, KindPlanBroken, KindPlanCompleted:
+		c.applyPlanProgress(d)
 	case KindPlacementRecalled:
 		if c.PlacementID == d.PlacementID {
 			c.PlacementID, c.AgencyID = "", ""

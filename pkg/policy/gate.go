@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/opendunning/dunning/pkg/contactrules"
@@ -221,6 +222,24 @@ func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 	if p, open := c.OpenPromise(); open {
 		cancel(waiting, RulePromise, fmt.Sprintf("promise %s to pay %s by %s is open: not delivered", p.ID, p.Amount, l.LocalTime(c, p.For)))
 		return out
+	}
+	if p, ok := c.ActivePlan(); ok {
+		// The plan replaces the ladder: its own reminders go on, a ladder
+		// contact decided before it was agreed does not.
+		var ladder, plan []GatedTask
+		for _, g := range waiting {
+			if strings.Contains(g.Task.ID, "-plan-") {
+				plan = append(plan, g)
+			} else {
+				ladder = append(ladder, g)
+			}
+		}
+		if len(ladder) > 0 {
+			cancel(ladder, RulePlan, fmt.Sprintf("repayment plan %s is kept: not delivered", p.ID))
+		}
+		if waiting = plan; len(waiting) == 0 {
+			return out
+		}
 	}
 	// Opted out: never on that channel, whenever the choice came.
 	var optedOut, rest []GatedTask

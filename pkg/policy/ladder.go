@@ -98,6 +98,10 @@ func (l Ladder) nextRungStep(c *Case) *Step {
 	if p, open := c.OpenPromise(); open {
 		return l.promiseStep(c, p)
 	}
+	// A repayment plan replaces the ladder while it is kept.
+	if p, ok := c.ActivePlan(); ok {
+		return l.planStep(c, p)
+	}
 	a, ok := l.ladderClock(c, time.Time{})
 	if !ok {
 		return nil
@@ -191,6 +195,9 @@ func (l Ladder) OnStep(c *Case, s Step, now time.Time) *Decision {
 	}
 	if strings.HasPrefix(s.ID, "promise-") {
 		return l.onPromiseDeadline(c, s, now)
+	}
+	if strings.HasPrefix(s.ID, "plan") {
+		return l.onPlanStep(c, s, now)
 	}
 	// A step that fires a day or more late (an outage, an installment
 	// announced after its due date) is decided at today's DPD, so that the

@@ -137,9 +137,21 @@ func (l Ladder) promiseKept(p Promise) bool {
 	return p.Paid*100 >= p.Amount.Minor*int64(max(l.Policy.Promises.ThresholdPct, 1))
 }
 
-// OnPayment decides what a payment does to the open promise: it is kept
-// once what was paid toward it reaches the threshold.
-func (l Ladder) OnPayment(c *Case, now time.Time) *Decision {
+// OnPayment decides what a payment does to the open promise (kept once
+// what was paid toward it reaches the threshold) and to the plan in force
+// (completed once every installment is paid).
+func (l Ladder) OnPayment(c *Case, now time.Time) []Decision {
+	var out []Decision
+	if d := l.onPromisePayment(c, now); d != nil {
+		out = append(out, *d)
+	}
+	if d := l.onPlanPayment(c, now); d != nil {
+		out = append(out, *d)
+	}
+	return out
+}
+
+func (l Ladder) onPromisePayment(c *Case, now time.Time) *Decision {
 	p, ok := c.OpenPromise()
 	if !ok || !l.promiseKept(p) {
 		return nil

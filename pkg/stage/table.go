@@ -56,8 +56,10 @@ type Decide func(l policy.Ladder, c *policy.Case, trigger policy.Event, now time
 // runs it, beside dispatch: where every task leaves.
 var Table = []Stage{
 	{Policy: policy.StageOverdueConfirmation, Service: "overdue", Consumer: "overdue-confirmation", Step: "confirm",
-		Consumes: []*codec.Kind{codec.Due, codec.Repaid, codec.Settled, codec.Hold, codec.Unhold, codec.Promise}, Decide: decideLenderFact,
-		Writes: []*codec.Kind{codec.Overdue, codec.Closed, codec.Cancelled, codec.Deadline, codec.Recalled, codec.Kept, codec.Broken}},
+		Consumes: []*codec.Kind{codec.Due, codec.Repaid, codec.Settled, codec.Hold, codec.Unhold, codec.Promise, codec.Plan, codec.Unplan},
+		Decide:   decideLenderFact,
+		Writes: []*codec.Kind{codec.Overdue, codec.Closed, codec.Cancelled, codec.Deadline, codec.Recalled, codec.Kept, codec.Broken,
+			codec.PlanMissed, codec.PlanBroken, codec.PlanDone}},
 	{Policy: policy.StageFirstContact, Service: "contact", Consumer: "first-contact", Step: "contact",
 		Consumes: []*codec.Kind{codec.Overdue}, Decide: decideFirstContact,
 		Writes: []*codec.Kind{codec.Contact, codec.Cancelled}},
@@ -141,10 +143,10 @@ func decideLenderFact(l policy.Ladder, c *policy.Case, ev policy.Event, now time
 		}
 		// Payments go to the open promise first: one that reaches its
 		// threshold keeps it, then the case closes if nothing is overdue.
-		if kept := l.OnPayment(c, now); kept != nil {
-			return append([]policy.Decision{*kept}, one(l.OnLenderEvent(c, now))...), nil
+		if moved := l.OnPayment(c, now); len(moved) > 0 {
+			return append(moved, one(l.OnLenderEvent(c, now))...), nil
 		}
-	case policy.PromiseToPay:
+	case policy.PromiseToPay, policy.RepaymentPlan, policy.PlanCancelled:
 		// The reconciliation that follows replaces the pending step with
 		// the promise's deadline.
 	case policy.InstallmentDue:

@@ -56,6 +56,23 @@ type Promise struct {
 	State       string    `json:"state"`
 }
 
+// Plan is one of the loan's repayment plans and where it stands: kept,
+// completed, broken or cancelled, its installments as they stand (a missed
+// one moved to the end), how many are paid, and what was paid toward it.
+type Plan struct {
+	ID           string        `json:"plan_id"`
+	State        string        `json:"state"`
+	Installments []PlanPayment `json:"installments"`
+	PaidCount    int           `json:"installments_paid"`
+	Paid         string        `json:"paid"`
+}
+
+// PlanPayment is one installment of a plan.
+type PlanPayment struct {
+	DueAt  time.Time `json:"due_at"`
+	Amount string    `json:"amount"`
+}
+
 // Hold is one of the loan's holds, open or released.
 type Hold struct {
 	ID         string     `json:"hold_id"`
@@ -78,6 +95,7 @@ type Timeline struct {
 	// Promises its promises to pay.
 	Holds    []Hold    `json:"holds"`
 	Promises []Promise `json:"promises"`
+	Plans    []Plan    `json:"plans"`
 	Entries  []Entry   `json:"entries"`
 }
 
@@ -146,7 +164,7 @@ func product(raws []loanlog.Raw) string {
 
 // Build folds raw log entries into a timeline.
 func Build(l policy.Ladder, tenant, loan string, raws []loanlog.Raw, now time.Time) Timeline {
-	tl := Timeline{Tenant: tenant, Loan: loan, Entries: []Entry{}, Holds: []Hold{}, Promises: []Promise{}}
+	tl := Timeline{Tenant: tenant, Loan: loan, Entries: []Entry{}, Holds: []Hold{}, Promises: []Promise{}, Plans: []Plan{}}
 	c := &policy.Case{}
 	var made []contactMade
 	for _, r := range raws {
@@ -199,6 +217,24 @@ func Build(l policy.Ladder, tenant, loan string, raws []loanlog.Raw, now time.Ti
 		}
 		tl.Promises = append(tl.Promises, Promise{ID: p.ID, Amount: p.Amount.String(), PromisedFor: p.For,
 			Paid: policy.Money{Currency: p.Amount.Currency, Minor: p.Paid}.String(), State: state})
+	}
+	for _, p := range c.Plans {
+		v := Plan{ID: p.ID, State: "kept", PaidCount: p.Next, Installments: []PlanPayment{}}
+		switch {
+		case p.Completed:
+			v.State = "completed"
+		case p.Broken:
+			v.State = "broken"
+		case p.Cancelled:
+			v.State = "cancelled"
+		}
+		cur := ""
+		for _, in := range p.Schedule {
+			v.Installments = append(v.Installments, PlanPayment{DueAt: in.DueAt, Amount: in.Amount.String()})
+			cur = in.Amount.Currency
+		}
+		v.Paid = policy.Money{Currency: cur, Minor: p.Paid}.String()
+		tl.Plans = append(tl.Plans, v)
 	}
 	tl.Open = c.Open
 	tl.Stage = c.Stage.String()
@@ -286,6 +322,16 @@ func describe(e *Entry, l policy.Ladder, c *policy.Case, ev policy.Event, at tim
 	case policy.PromiseToPay:
 		lender("promise_to_pay", fmt.Sprintf("the borrower promised to pay %s by %s: no cadence contact and no stage until it is kept or broken",
 			x.Amount, x.For.UTC().Format(time.RFC3339)))
+	case policy.RepaymentPlan:
+		var total int64
+		cur := ""
+		for _, in := range x.Installments {
+			total, cur = total+in.Amount.Minor, in.Amount.Currency
+		}
+		lender("repayment_plan", fmt.Sprintf("repayment plan %s agreed: %d installments, %s in all, the first due %s; it replaces the ladder while kept",
+			x.ID, len(x.Installments), policy.Money{Currency: cur, Minor: total}, x.Installments[0].DueAt.UTC().Format(time.RFC3339)))
+	case policy.PlanCancelled:
+		lender("plan_cancelled", fmt.Sprintf("repayment plan %s cancelled by the lender: the ladder resumes", x.ID))
 	case policy.ContactHours:
 		if x.Withdrawn {
 			lender("contact_hours", "the borrower withdrew the agreement to contact outside the rules' hours")

@@ -118,6 +118,12 @@ func TestAllInOneHTTP(t *testing.T) {
 			"receivedAt": "2026-12-01T00:00:00Z"}}`, "hold_placed.kind", 400},
 		{`{"holdReleased": {"tenantId": "acme", "loanId": "L-1001", "holdId": "never-placed",
 			"releasedAt": "2026-12-01T00:00:00Z"}}`, "hold_released.hold_id", 422},
+		// A plan out of order, and the cancellation of a plan never agreed.
+		{`{"repaymentPlan": {"tenantId": "acme", "loanId": "L-1001", "planId": "plan-1", "receivedAt": "2026-12-01T00:00:00Z",
+			"installments": [{"dueAt": "2026-12-20T00:00:00Z", "amount": {"currency": "CNY", "minorUnits": "40000"}},
+			{"dueAt": "2026-12-10T00:00:00Z", "amount": {"currency": "CNY", "minorUnits": "40000"}}]}}`, "repayment_plan.installments[1].due_at", 400},
+		{`{"planCancelled": {"tenantId": "acme", "loanId": "L-1001", "planId": "never-agreed",
+			"cancelledAt": "2026-12-01T00:00:00Z"}}`, "plan_cancelled.plan_id", 422},
 	}
 	for _, b := range bad {
 		code, out := post(b.body)

@@ -1291,6 +1291,208 @@ func (x *PromiseToPay) GetReceivedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// PlanInstallment is one payment of a repayment plan, due by due_at.
+type PlanInstallment struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DueAt         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	Amount        *Money                 `protobuf:"bytes,2,opt,name=amount,proto3" json:"amount,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanInstallment) Reset() {
+	*x = PlanInstallment{}
+	mi := &file_dunning_v1_events_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanInstallment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanInstallment) ProtoMessage() {}
+
+func (x *PlanInstallment) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanInstallment.ProtoReflect.Descriptor instead.
+func (*PlanInstallment) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PlanInstallment) GetDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DueAt
+	}
+	return nil
+}
+
+func (x *PlanInstallment) GetAmount() *Money {
+	if x != nil {
+		return x.Amount
+	}
+	return nil
+}
+
+// RepaymentPlan records a plan the borrower agreed with the lender: the
+// installments, in due order, replace the ladder while they are paid. A
+// gentle reminder goes before each (through the contact rules); one missed
+// moves to the end of the plan; two missed in a row break it.
+type RepaymentPlan struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	LoanId        string                 `protobuf:"bytes,2,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	PlanId        string                 `protobuf:"bytes,3,opt,name=plan_id,json=planId,proto3" json:"plan_id,omitempty"`
+	Installments  []*PlanInstallment     `protobuf:"bytes,4,rep,name=installments,proto3" json:"installments,omitempty"`
+	ReceivedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepaymentPlan) Reset() {
+	*x = RepaymentPlan{}
+	mi := &file_dunning_v1_events_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepaymentPlan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepaymentPlan) ProtoMessage() {}
+
+func (x *RepaymentPlan) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepaymentPlan.ProtoReflect.Descriptor instead.
+func (*RepaymentPlan) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RepaymentPlan) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *RepaymentPlan) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *RepaymentPlan) GetPlanId() string {
+	if x != nil {
+		return x.PlanId
+	}
+	return ""
+}
+
+func (x *RepaymentPlan) GetInstallments() []*PlanInstallment {
+	if x != nil {
+		return x.Installments
+	}
+	return nil
+}
+
+func (x *RepaymentPlan) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
+// PlanCancelled ends the plan plan_id early: the ladder resumes.
+type PlanCancelled struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	LoanId        string                 `protobuf:"bytes,2,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	PlanId        string                 `protobuf:"bytes,3,opt,name=plan_id,json=planId,proto3" json:"plan_id,omitempty"`
+	CancelledAt   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=cancelled_at,json=cancelledAt,proto3" json:"cancelled_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanCancelled) Reset() {
+	*x = PlanCancelled{}
+	mi := &file_dunning_v1_events_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanCancelled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanCancelled) ProtoMessage() {}
+
+func (x *PlanCancelled) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanCancelled.ProtoReflect.Descriptor instead.
+func (*PlanCancelled) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PlanCancelled) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *PlanCancelled) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *PlanCancelled) GetPlanId() string {
+	if x != nil {
+		return x.PlanId
+	}
+	return ""
+}
+
+func (x *PlanCancelled) GetCancelledAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CancelledAt
+	}
+	return nil
+}
+
 // LenderEvent is the envelope a lender (or its contact vendor, for
 // outcomes) sends, over HTTP as JSON (protojson) or over NATS as binary
 // protobuf or JSON.
@@ -1307,6 +1509,8 @@ type LenderEvent struct {
 	//	*LenderEvent_HoldPlaced
 	//	*LenderEvent_HoldReleased
 	//	*LenderEvent_PromiseToPay
+	//	*LenderEvent_RepaymentPlan
+	//	*LenderEvent_PlanCancelled
 	Event         isLenderEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1314,7 +1518,7 @@ type LenderEvent struct {
 
 func (x *LenderEvent) Reset() {
 	*x = LenderEvent{}
-	mi := &file_dunning_v1_events_proto_msgTypes[10]
+	mi := &file_dunning_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1326,7 +1530,7 @@ func (x *LenderEvent) String() string {
 func (*LenderEvent) ProtoMessage() {}
 
 func (x *LenderEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[10]
+	mi := &file_dunning_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1339,7 +1543,7 @@ func (x *LenderEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LenderEvent.ProtoReflect.Descriptor instead.
 func (*LenderEvent) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LenderEvent) GetEvent() isLenderEvent_Event {
@@ -1430,6 +1634,24 @@ func (x *LenderEvent) GetPromiseToPay() *PromiseToPay {
 	return nil
 }
 
+func (x *LenderEvent) GetRepaymentPlan() *RepaymentPlan {
+	if x != nil {
+		if x, ok := x.Event.(*LenderEvent_RepaymentPlan); ok {
+			return x.RepaymentPlan
+		}
+	}
+	return nil
+}
+
+func (x *LenderEvent) GetPlanCancelled() *PlanCancelled {
+	if x != nil {
+		if x, ok := x.Event.(*LenderEvent_PlanCancelled); ok {
+			return x.PlanCancelled
+		}
+	}
+	return nil
+}
+
 type isLenderEvent_Event interface {
 	isLenderEvent_Event()
 }
@@ -1470,6 +1692,14 @@ type LenderEvent_PromiseToPay struct {
 	PromiseToPay *PromiseToPay `protobuf:"bytes,9,opt,name=promise_to_pay,json=promiseToPay,proto3,oneof"`
 }
 
+type LenderEvent_RepaymentPlan struct {
+	RepaymentPlan *RepaymentPlan `protobuf:"bytes,10,opt,name=repayment_plan,json=repaymentPlan,proto3,oneof"`
+}
+
+type LenderEvent_PlanCancelled struct {
+	PlanCancelled *PlanCancelled `protobuf:"bytes,11,opt,name=plan_cancelled,json=planCancelled,proto3,oneof"`
+}
+
 func (*LenderEvent_InstallmentDue) isLenderEvent_Event() {}
 
 func (*LenderEvent_RepaymentReceived) isLenderEvent_Event() {}
@@ -1487,6 +1717,10 @@ func (*LenderEvent_HoldPlaced) isLenderEvent_Event() {}
 func (*LenderEvent_HoldReleased) isLenderEvent_Event() {}
 
 func (*LenderEvent_PromiseToPay) isLenderEvent_Event() {}
+
+func (*LenderEvent_RepaymentPlan) isLenderEvent_Event() {}
+
+func (*LenderEvent_PlanCancelled) isLenderEvent_Event() {}
 
 // CaseContext is the common part of every decision: where the case stood when
 // the decision was made, and why.
@@ -1519,7 +1753,7 @@ type CaseContext struct {
 
 func (x *CaseContext) Reset() {
 	*x = CaseContext{}
-	mi := &file_dunning_v1_events_proto_msgTypes[11]
+	mi := &file_dunning_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1531,7 +1765,7 @@ func (x *CaseContext) String() string {
 func (*CaseContext) ProtoMessage() {}
 
 func (x *CaseContext) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[11]
+	mi := &file_dunning_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1544,7 +1778,7 @@ func (x *CaseContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseContext.ProtoReflect.Descriptor instead.
 func (*CaseContext) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CaseContext) GetTenantId() string {
@@ -1665,7 +1899,7 @@ type ContactTask struct {
 
 func (x *ContactTask) Reset() {
 	*x = ContactTask{}
-	mi := &file_dunning_v1_events_proto_msgTypes[12]
+	mi := &file_dunning_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1677,7 +1911,7 @@ func (x *ContactTask) String() string {
 func (*ContactTask) ProtoMessage() {}
 
 func (x *ContactTask) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[12]
+	mi := &file_dunning_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1690,7 +1924,7 @@ func (x *ContactTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactTask.ProtoReflect.Descriptor instead.
 func (*ContactTask) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ContactTask) GetContactId() string {
@@ -1816,7 +2050,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_dunning_v1_events_proto_msgTypes[13]
+	mi := &file_dunning_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +2062,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[13]
+	mi := &file_dunning_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +2075,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Delivery) GetTenantId() string {
@@ -1921,7 +2155,7 @@ type StepDue struct {
 
 func (x *StepDue) Reset() {
 	*x = StepDue{}
-	mi := &file_dunning_v1_events_proto_msgTypes[14]
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +2167,7 @@ func (x *StepDue) String() string {
 func (*StepDue) ProtoMessage() {}
 
 func (x *StepDue) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[14]
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2180,7 @@ func (x *StepDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepDue.ProtoReflect.Descriptor instead.
 func (*StepDue) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StepDue) GetStepId() string {
@@ -1996,7 +2230,7 @@ type OverdueConfirmed struct {
 
 func (x *OverdueConfirmed) Reset() {
 	*x = OverdueConfirmed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[15]
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2008,7 +2242,7 @@ func (x *OverdueConfirmed) String() string {
 func (*OverdueConfirmed) ProtoMessage() {}
 
 func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[15]
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2021,7 +2255,7 @@ func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverdueConfirmed.ProtoReflect.Descriptor instead.
 func (*OverdueConfirmed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *OverdueConfirmed) GetCase() *CaseContext {
@@ -2049,7 +2283,7 @@ type ContactRequested struct {
 
 func (x *ContactRequested) Reset() {
 	*x = ContactRequested{}
-	mi := &file_dunning_v1_events_proto_msgTypes[16]
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2295,7 @@ func (x *ContactRequested) String() string {
 func (*ContactRequested) ProtoMessage() {}
 
 func (x *ContactRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[16]
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2308,7 @@ func (x *ContactRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactRequested.ProtoReflect.Descriptor instead.
 func (*ContactRequested) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ContactRequested) GetCase() *CaseContext {
@@ -2102,7 +2336,7 @@ type Escalated struct {
 
 func (x *Escalated) Reset() {
 	*x = Escalated{}
-	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2348,7 @@ func (x *Escalated) String() string {
 func (*Escalated) ProtoMessage() {}
 
 func (x *Escalated) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2361,7 @@ func (x *Escalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Escalated.ProtoReflect.Descriptor instead.
 func (*Escalated) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Escalated) GetCase() *CaseContext {
@@ -2157,7 +2391,7 @@ type HandedOff struct {
 
 func (x *HandedOff) Reset() {
 	*x = HandedOff{}
-	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2403,7 @@ func (x *HandedOff) String() string {
 func (*HandedOff) ProtoMessage() {}
 
 func (x *HandedOff) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2416,7 @@ func (x *HandedOff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandedOff.ProtoReflect.Descriptor instead.
 func (*HandedOff) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *HandedOff) GetCase() *CaseContext {
@@ -2224,7 +2458,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2236,7 +2470,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2249,7 +2483,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Evidence) GetInstallments() []*InstallmentDue {
@@ -2298,7 +2532,7 @@ type LegalReferred struct {
 
 func (x *LegalReferred) Reset() {
 	*x = LegalReferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2544,7 @@ func (x *LegalReferred) String() string {
 func (*LegalReferred) ProtoMessage() {}
 
 func (x *LegalReferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2557,7 @@ func (x *LegalReferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LegalReferred.ProtoReflect.Descriptor instead.
 func (*LegalReferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LegalReferred) GetCase() *CaseContext {
@@ -2355,7 +2589,7 @@ type CaseClosed struct {
 
 func (x *CaseClosed) Reset() {
 	*x = CaseClosed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2367,7 +2601,7 @@ func (x *CaseClosed) String() string {
 func (*CaseClosed) ProtoMessage() {}
 
 func (x *CaseClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2380,7 +2614,7 @@ func (x *CaseClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseClosed.ProtoReflect.Descriptor instead.
 func (*CaseClosed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CaseClosed) GetCase() *CaseContext {
@@ -2424,7 +2658,7 @@ type EntryDeferred struct {
 
 func (x *EntryDeferred) Reset() {
 	*x = EntryDeferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2436,7 +2670,7 @@ func (x *EntryDeferred) String() string {
 func (*EntryDeferred) ProtoMessage() {}
 
 func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2449,7 +2683,7 @@ func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryDeferred.ProtoReflect.Descriptor instead.
 func (*EntryDeferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *EntryDeferred) GetCase() *CaseContext {
@@ -2478,7 +2712,7 @@ type StepCancelled struct {
 
 func (x *StepCancelled) Reset() {
 	*x = StepCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2490,7 +2724,7 @@ func (x *StepCancelled) String() string {
 func (*StepCancelled) ProtoMessage() {}
 
 func (x *StepCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2503,7 +2737,7 @@ func (x *StepCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepCancelled.ProtoReflect.Descriptor instead.
 func (*StepCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StepCancelled) GetCase() *CaseContext {
@@ -2535,7 +2769,7 @@ type ContactHeld struct {
 
 func (x *ContactHeld) Reset() {
 	*x = ContactHeld{}
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2547,7 +2781,7 @@ func (x *ContactHeld) String() string {
 func (*ContactHeld) ProtoMessage() {}
 
 func (x *ContactHeld) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2560,7 +2794,7 @@ func (x *ContactHeld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactHeld.ProtoReflect.Descriptor instead.
 func (*ContactHeld) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ContactHeld) GetCase() *CaseContext {
@@ -2603,7 +2837,7 @@ type ContactReleased struct {
 
 func (x *ContactReleased) Reset() {
 	*x = ContactReleased{}
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2615,7 +2849,7 @@ func (x *ContactReleased) String() string {
 func (*ContactReleased) ProtoMessage() {}
 
 func (x *ContactReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2628,7 +2862,7 @@ func (x *ContactReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactReleased.ProtoReflect.Descriptor instead.
 func (*ContactReleased) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ContactReleased) GetCase() *CaseContext {
@@ -2658,7 +2892,7 @@ type ContactSuppressed struct {
 
 func (x *ContactSuppressed) Reset() {
 	*x = ContactSuppressed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2670,7 +2904,7 @@ func (x *ContactSuppressed) String() string {
 func (*ContactSuppressed) ProtoMessage() {}
 
 func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2683,7 +2917,7 @@ func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactSuppressed.ProtoReflect.Descriptor instead.
 func (*ContactSuppressed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ContactSuppressed) GetCase() *CaseContext {
@@ -2720,7 +2954,7 @@ type ContactCancelled struct {
 
 func (x *ContactCancelled) Reset() {
 	*x = ContactCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2732,7 +2966,7 @@ func (x *ContactCancelled) String() string {
 func (*ContactCancelled) ProtoMessage() {}
 
 func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2745,7 +2979,7 @@ func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactCancelled.ProtoReflect.Descriptor instead.
 func (*ContactCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ContactCancelled) GetCase() *CaseContext {
@@ -2783,7 +3017,7 @@ type HoldDeadline struct {
 
 func (x *HoldDeadline) Reset() {
 	*x = HoldDeadline{}
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2795,7 +3029,7 @@ func (x *HoldDeadline) String() string {
 func (*HoldDeadline) ProtoMessage() {}
 
 func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2808,7 +3042,7 @@ func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldDeadline.ProtoReflect.Descriptor instead.
 func (*HoldDeadline) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *HoldDeadline) GetCase() *CaseContext {
@@ -2845,7 +3079,7 @@ type PlacementRecalled struct {
 
 func (x *PlacementRecalled) Reset() {
 	*x = PlacementRecalled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[29]
+	mi := &file_dunning_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2857,7 +3091,7 @@ func (x *PlacementRecalled) String() string {
 func (*PlacementRecalled) ProtoMessage() {}
 
 func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[29]
+	mi := &file_dunning_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2870,7 +3104,7 @@ func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementRecalled.ProtoReflect.Descriptor instead.
 func (*PlacementRecalled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PlacementRecalled) GetCase() *CaseContext {
@@ -2908,7 +3142,7 @@ type PromiseResolved struct {
 
 func (x *PromiseResolved) Reset() {
 	*x = PromiseResolved{}
-	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	mi := &file_dunning_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2920,7 +3154,7 @@ func (x *PromiseResolved) String() string {
 func (*PromiseResolved) ProtoMessage() {}
 
 func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	mi := &file_dunning_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2933,7 +3167,7 @@ func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromiseResolved.ProtoReflect.Descriptor instead.
 func (*PromiseResolved) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PromiseResolved) GetCase() *CaseContext {
@@ -2951,6 +3185,87 @@ func (x *PromiseResolved) GetPromiseId() string {
 }
 
 func (x *PromiseResolved) GetPaid() *Money {
+	if x != nil {
+		return x.Paid
+	}
+	return nil
+}
+
+// PlanProgress: a repayment plan moved. Missed: its installment at
+// position installment was not paid by its day and moves to the end of the
+// plan, now due at moved_to. Broken: two missed in a row, and the ladder
+// resumes. Completed: every installment paid. paid is what was paid toward
+// the plan so far.
+type PlanProgress struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Case          *CaseContext           `protobuf:"bytes,1,opt,name=case,proto3" json:"case,omitempty"`
+	PlanId        string                 `protobuf:"bytes,2,opt,name=plan_id,json=planId,proto3" json:"plan_id,omitempty"`
+	Installment   int32                  `protobuf:"varint,3,opt,name=installment,proto3" json:"installment,omitempty"`
+	MovedTo       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=moved_to,json=movedTo,proto3" json:"moved_to,omitempty"`
+	Paid          *Money                 `protobuf:"bytes,5,opt,name=paid,proto3" json:"paid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanProgress) Reset() {
+	*x = PlanProgress{}
+	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanProgress) ProtoMessage() {}
+
+func (x *PlanProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanProgress.ProtoReflect.Descriptor instead.
+func (*PlanProgress) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *PlanProgress) GetCase() *CaseContext {
+	if x != nil {
+		return x.Case
+	}
+	return nil
+}
+
+func (x *PlanProgress) GetPlanId() string {
+	if x != nil {
+		return x.PlanId
+	}
+	return ""
+}
+
+func (x *PlanProgress) GetInstallment() int32 {
+	if x != nil {
+		return x.Installment
+	}
+	return 0
+}
+
+func (x *PlanProgress) GetMovedTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.MovedTo
+	}
+	return nil
+}
+
+func (x *PlanProgress) GetPaid() *Money {
 	if x != nil {
 		return x.Paid
 	}
@@ -2977,7 +3292,7 @@ type BorrowerContact struct {
 
 func (x *BorrowerContact) Reset() {
 	*x = BorrowerContact{}
-	mi := &file_dunning_v1_events_proto_msgTypes[31]
+	mi := &file_dunning_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2989,7 +3304,7 @@ func (x *BorrowerContact) String() string {
 func (*BorrowerContact) ProtoMessage() {}
 
 func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[31]
+	mi := &file_dunning_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3002,7 +3317,7 @@ func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowerContact.ProtoReflect.Descriptor instead.
 func (*BorrowerContact) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *BorrowerContact) GetLoanId() string {
@@ -3055,7 +3370,7 @@ type VerificationCode struct {
 
 func (x *VerificationCode) Reset() {
 	*x = VerificationCode{}
-	mi := &file_dunning_v1_events_proto_msgTypes[32]
+	mi := &file_dunning_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3067,7 +3382,7 @@ func (x *VerificationCode) String() string {
 func (*VerificationCode) ProtoMessage() {}
 
 func (x *VerificationCode) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[32]
+	mi := &file_dunning_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3080,7 +3395,7 @@ func (x *VerificationCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationCode.ProtoReflect.Descriptor instead.
 func (*VerificationCode) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *VerificationCode) GetTenantId() string {
@@ -3198,7 +3513,22 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x06amount\x18\x04 \x01(\v2\x11.dunning.v1.MoneyR\x06amount\x12=\n" +
 	"\fpromised_for\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vpromisedFor\x12;\n" +
 	"\vreceived_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"receivedAt\"\x81\x05\n" +
+	"receivedAt\"o\n" +
+	"\x0fPlanInstallment\x121\n" +
+	"\x06due_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12)\n" +
+	"\x06amount\x18\x02 \x01(\v2\x11.dunning.v1.MoneyR\x06amount\"\xdc\x01\n" +
+	"\rRepaymentPlan\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x17\n" +
+	"\aplan_id\x18\x03 \x01(\tR\x06planId\x12?\n" +
+	"\finstallments\x18\x04 \x03(\v2\x1b.dunning.v1.PlanInstallmentR\finstallments\x12;\n" +
+	"\vreceived_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\"\x9d\x01\n" +
+	"\rPlanCancelled\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x17\n" +
+	"\aplan_id\x18\x03 \x01(\tR\x06planId\x12=\n" +
+	"\fcancelled_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcancelledAt\"\x89\x06\n" +
 	"\vLenderEvent\x12E\n" +
 	"\x0finstallment_due\x18\x01 \x01(\v2\x1a.dunning.v1.InstallmentDueH\x00R\x0einstallmentDue\x12N\n" +
 	"\x12repayment_received\x18\x02 \x01(\v2\x1d.dunning.v1.RepaymentReceivedH\x00R\x11repaymentReceived\x12<\n" +
@@ -3209,7 +3539,10 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\vhold_placed\x18\a \x01(\v2\x16.dunning.v1.HoldPlacedH\x00R\n" +
 	"holdPlaced\x12?\n" +
 	"\rhold_released\x18\b \x01(\v2\x18.dunning.v1.HoldReleasedH\x00R\fholdReleased\x12@\n" +
-	"\x0epromise_to_pay\x18\t \x01(\v2\x18.dunning.v1.PromiseToPayH\x00R\fpromiseToPayB\a\n" +
+	"\x0epromise_to_pay\x18\t \x01(\v2\x18.dunning.v1.PromiseToPayH\x00R\fpromiseToPay\x12B\n" +
+	"\x0erepayment_plan\x18\n" +
+	" \x01(\v2\x19.dunning.v1.RepaymentPlanH\x00R\rrepaymentPlan\x12B\n" +
+	"\x0eplan_cancelled\x18\v \x01(\v2\x19.dunning.v1.PlanCancelledH\x00R\rplanCancelledB\a\n" +
 	"\x05event\"\xb6\x03\n" +
 	"\vCaseContext\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
@@ -3330,7 +3663,13 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12\x1d\n" +
 	"\n" +
 	"promise_id\x18\x02 \x01(\tR\tpromiseId\x12%\n" +
-	"\x04paid\x18\x03 \x01(\v2\x11.dunning.v1.MoneyR\x04paid\"\xd3\x01\n" +
+	"\x04paid\x18\x03 \x01(\v2\x11.dunning.v1.MoneyR\x04paid\"\xd4\x01\n" +
+	"\fPlanProgress\x12+\n" +
+	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12\x17\n" +
+	"\aplan_id\x18\x02 \x01(\tR\x06planId\x12 \n" +
+	"\vinstallment\x18\x03 \x01(\x05R\vinstallment\x125\n" +
+	"\bmoved_to\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\amovedTo\x12%\n" +
+	"\x04paid\x18\x05 \x01(\v2\x11.dunning.v1.MoneyR\x04paid\"\xd3\x01\n" +
 	"\x0fBorrowerContact\x12\x17\n" +
 	"\aloan_id\x18\x01 \x01(\tR\x06loanId\x12\x1d\n" +
 	"\n" +
@@ -3406,7 +3745,7 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: dunning.v1.Outcome
 	(HoldKind)(0),                 // 1: dunning.v1.HoldKind
@@ -3425,111 +3764,125 @@ var file_dunning_v1_events_proto_goTypes = []any{
 	(*HoldPlaced)(nil),            // 14: dunning.v1.HoldPlaced
 	(*HoldReleased)(nil),          // 15: dunning.v1.HoldReleased
 	(*PromiseToPay)(nil),          // 16: dunning.v1.PromiseToPay
-	(*LenderEvent)(nil),           // 17: dunning.v1.LenderEvent
-	(*CaseContext)(nil),           // 18: dunning.v1.CaseContext
-	(*ContactTask)(nil),           // 19: dunning.v1.ContactTask
-	(*Delivery)(nil),              // 20: dunning.v1.Delivery
-	(*StepDue)(nil),               // 21: dunning.v1.StepDue
-	(*OverdueConfirmed)(nil),      // 22: dunning.v1.OverdueConfirmed
-	(*ContactRequested)(nil),      // 23: dunning.v1.ContactRequested
-	(*Escalated)(nil),             // 24: dunning.v1.Escalated
-	(*HandedOff)(nil),             // 25: dunning.v1.HandedOff
-	(*Evidence)(nil),              // 26: dunning.v1.Evidence
-	(*LegalReferred)(nil),         // 27: dunning.v1.LegalReferred
-	(*CaseClosed)(nil),            // 28: dunning.v1.CaseClosed
-	(*EntryDeferred)(nil),         // 29: dunning.v1.EntryDeferred
-	(*StepCancelled)(nil),         // 30: dunning.v1.StepCancelled
-	(*ContactHeld)(nil),           // 31: dunning.v1.ContactHeld
-	(*ContactReleased)(nil),       // 32: dunning.v1.ContactReleased
-	(*ContactSuppressed)(nil),     // 33: dunning.v1.ContactSuppressed
-	(*ContactCancelled)(nil),      // 34: dunning.v1.ContactCancelled
-	(*HoldDeadline)(nil),          // 35: dunning.v1.HoldDeadline
-	(*PlacementRecalled)(nil),     // 36: dunning.v1.PlacementRecalled
-	(*PromiseResolved)(nil),       // 37: dunning.v1.PromiseResolved
-	(*BorrowerContact)(nil),       // 38: dunning.v1.BorrowerContact
-	(*VerificationCode)(nil),      // 39: dunning.v1.VerificationCode
-	(*timestamppb.Timestamp)(nil), // 40: google.protobuf.Timestamp
+	(*PlanInstallment)(nil),       // 17: dunning.v1.PlanInstallment
+	(*RepaymentPlan)(nil),         // 18: dunning.v1.RepaymentPlan
+	(*PlanCancelled)(nil),         // 19: dunning.v1.PlanCancelled
+	(*LenderEvent)(nil),           // 20: dunning.v1.LenderEvent
+	(*CaseContext)(nil),           // 21: dunning.v1.CaseContext
+	(*ContactTask)(nil),           // 22: dunning.v1.ContactTask
+	(*Delivery)(nil),              // 23: dunning.v1.Delivery
+	(*StepDue)(nil),               // 24: dunning.v1.StepDue
+	(*OverdueConfirmed)(nil),      // 25: dunning.v1.OverdueConfirmed
+	(*ContactRequested)(nil),      // 26: dunning.v1.ContactRequested
+	(*Escalated)(nil),             // 27: dunning.v1.Escalated
+	(*HandedOff)(nil),             // 28: dunning.v1.HandedOff
+	(*Evidence)(nil),              // 29: dunning.v1.Evidence
+	(*LegalReferred)(nil),         // 30: dunning.v1.LegalReferred
+	(*CaseClosed)(nil),            // 31: dunning.v1.CaseClosed
+	(*EntryDeferred)(nil),         // 32: dunning.v1.EntryDeferred
+	(*StepCancelled)(nil),         // 33: dunning.v1.StepCancelled
+	(*ContactHeld)(nil),           // 34: dunning.v1.ContactHeld
+	(*ContactReleased)(nil),       // 35: dunning.v1.ContactReleased
+	(*ContactSuppressed)(nil),     // 36: dunning.v1.ContactSuppressed
+	(*ContactCancelled)(nil),      // 37: dunning.v1.ContactCancelled
+	(*HoldDeadline)(nil),          // 38: dunning.v1.HoldDeadline
+	(*PlacementRecalled)(nil),     // 39: dunning.v1.PlacementRecalled
+	(*PromiseResolved)(nil),       // 40: dunning.v1.PromiseResolved
+	(*PlanProgress)(nil),          // 41: dunning.v1.PlanProgress
+	(*BorrowerContact)(nil),       // 42: dunning.v1.BorrowerContact
+	(*VerificationCode)(nil),      // 43: dunning.v1.VerificationCode
+	(*timestamppb.Timestamp)(nil), // 44: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
 	7,  // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	40, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	44, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
 	7,  // 2: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	40, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	40, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	44, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	44, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
 	0,  // 5: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	40, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	44, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
 	4,  // 7: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
-	40, // 8: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
-	40, // 9: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
+	44, // 8: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
+	44, // 9: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
 	1,  // 10: dunning.v1.HoldPlaced.kind:type_name -> dunning.v1.HoldKind
-	40, // 11: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
-	40, // 12: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	44, // 11: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
+	44, // 12: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
 	7,  // 13: dunning.v1.PromiseToPay.amount:type_name -> dunning.v1.Money
-	40, // 14: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
-	40, // 15: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
-	8,  // 16: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
-	9,  // 17: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
-	10, // 18: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
-	11, // 19: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
-	12, // 20: dunning.v1.LenderEvent.contact_preference:type_name -> dunning.v1.ContactPreference
-	13, // 21: dunning.v1.LenderEvent.contact_hours:type_name -> dunning.v1.ContactHours
-	14, // 22: dunning.v1.LenderEvent.hold_placed:type_name -> dunning.v1.HoldPlaced
-	15, // 23: dunning.v1.LenderEvent.hold_released:type_name -> dunning.v1.HoldReleased
-	16, // 24: dunning.v1.LenderEvent.promise_to_pay:type_name -> dunning.v1.PromiseToPay
-	2,  // 25: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
-	3,  // 26: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
-	7,  // 27: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	40, // 28: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	40, // 29: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
-	4,  // 30: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
-	5,  // 31: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
-	7,  // 32: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
-	7,  // 33: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	40, // 34: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
-	40, // 35: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
-	2,  // 36: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
-	3,  // 37: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
-	19, // 38: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
-	2,  // 39: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	40, // 40: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
-	18, // 41: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
-	18, // 42: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
-	19, // 43: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
-	18, // 44: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
-	19, // 45: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
-	18, // 46: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
-	8,  // 47: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
-	9,  // 48: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
-	19, // 49: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
-	18, // 50: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
-	26, // 51: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
-	18, // 52: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
-	6,  // 53: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
-	2,  // 54: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
-	18, // 55: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
-	2,  // 56: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
-	18, // 57: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
-	18, // 58: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
-	19, // 59: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
-	40, // 60: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
-	18, // 61: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
-	19, // 62: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
-	18, // 63: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
-	19, // 64: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
-	18, // 65: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
-	19, // 66: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
-	18, // 67: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
-	18, // 68: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
-	18, // 69: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
-	7,  // 70: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
-	4,  // 71: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
-	40, // 72: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
-	0,  // 73: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
-	74, // [74:74] is the sub-list for method output_type
-	74, // [74:74] is the sub-list for method input_type
-	74, // [74:74] is the sub-list for extension type_name
-	74, // [74:74] is the sub-list for extension extendee
-	0,  // [0:74] is the sub-list for field type_name
+	44, // 14: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
+	44, // 15: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
+	44, // 16: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
+	7,  // 17: dunning.v1.PlanInstallment.amount:type_name -> dunning.v1.Money
+	17, // 18: dunning.v1.RepaymentPlan.installments:type_name -> dunning.v1.PlanInstallment
+	44, // 19: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
+	44, // 20: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
+	8,  // 21: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
+	9,  // 22: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
+	10, // 23: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
+	11, // 24: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
+	12, // 25: dunning.v1.LenderEvent.contact_preference:type_name -> dunning.v1.ContactPreference
+	13, // 26: dunning.v1.LenderEvent.contact_hours:type_name -> dunning.v1.ContactHours
+	14, // 27: dunning.v1.LenderEvent.hold_placed:type_name -> dunning.v1.HoldPlaced
+	15, // 28: dunning.v1.LenderEvent.hold_released:type_name -> dunning.v1.HoldReleased
+	16, // 29: dunning.v1.LenderEvent.promise_to_pay:type_name -> dunning.v1.PromiseToPay
+	18, // 30: dunning.v1.LenderEvent.repayment_plan:type_name -> dunning.v1.RepaymentPlan
+	19, // 31: dunning.v1.LenderEvent.plan_cancelled:type_name -> dunning.v1.PlanCancelled
+	2,  // 32: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
+	3,  // 33: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
+	7,  // 34: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
+	44, // 35: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	44, // 36: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
+	4,  // 37: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
+	5,  // 38: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
+	7,  // 39: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
+	7,  // 40: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
+	44, // 41: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	44, // 42: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	2,  // 43: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
+	3,  // 44: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
+	22, // 45: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
+	2,  // 46: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
+	44, // 47: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	21, // 48: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
+	21, // 49: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
+	22, // 50: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
+	21, // 51: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
+	22, // 52: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
+	21, // 53: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
+	8,  // 54: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
+	9,  // 55: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
+	22, // 56: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
+	21, // 57: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
+	29, // 58: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
+	21, // 59: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
+	6,  // 60: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
+	2,  // 61: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
+	21, // 62: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
+	2,  // 63: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
+	21, // 64: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
+	21, // 65: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
+	22, // 66: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
+	44, // 67: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	21, // 68: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
+	22, // 69: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
+	21, // 70: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
+	22, // 71: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
+	21, // 72: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
+	22, // 73: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
+	21, // 74: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
+	21, // 75: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
+	21, // 76: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
+	7,  // 77: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
+	21, // 78: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
+	44, // 79: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
+	7,  // 80: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
+	4,  // 81: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
+	44, // 82: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
+	0,  // 83: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
+	84, // [84:84] is the sub-list for method output_type
+	84, // [84:84] is the sub-list for method input_type
+	84, // [84:84] is the sub-list for extension type_name
+	84, // [84:84] is the sub-list for extension extendee
+	0,  // [0:84] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -3537,7 +3890,7 @@ func file_dunning_v1_events_proto_init() {
 	if File_dunning_v1_events_proto != nil {
 		return
 	}
-	file_dunning_v1_events_proto_msgTypes[10].OneofWrappers = []any{
+	file_dunning_v1_events_proto_msgTypes[13].OneofWrappers = []any{
 		(*LenderEvent_InstallmentDue)(nil),
 		(*LenderEvent_RepaymentReceived)(nil),
 		(*LenderEvent_LoanSettled)(nil),
@@ -3547,6 +3900,8 @@ func file_dunning_v1_events_proto_init() {
 		(*LenderEvent_HoldPlaced)(nil),
 		(*LenderEvent_HoldReleased)(nil),
 		(*LenderEvent_PromiseToPay)(nil),
+		(*LenderEvent_RepaymentPlan)(nil),
+		(*LenderEvent_PlanCancelled)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3554,7 +3909,7 @@ func file_dunning_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   33,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,209 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// PlanInstallment is one payment of a repayment plan.
+type PlanInstallment struct {
+	DueAt  time.Time
+	Amount Money
+}
+
+// RepaymentPlan is a plan the borrower agreed with the lender, At.
+type RepaymentPlan struct {
+	ID           string
+	Installments []PlanInstallment
+	At           time.Time
+}
+
+// PlanCancelled ends a plan early.
+type PlanCancelled struct {
+	ID string
+	At time.Time
+}
+
+// Plan is a repayment plan and where it stands.
+type Plan struct {
+	RepaymentPlan
+	// Schedule is the plan as it stands: a missed installment moves to
+	// its end. The first Next are paid.
+	Schedule []PlanInstallment
+	Next     int
+	// Paid is what was paid toward the plan since it was agreed.
+	Paid int64
+	// Missed counts the installments missed in a row.
+	Missed                       int
+	Broken, Cancelled, Completed bool
+}
+
+// Active reports whether the plan still replaces the ladder.
+func (p Plan) Active() bool { return !p.Broken && !p.Cancelled && !p.Completed }
+
+// due is what the plan asks to have been paid through position i.
+func (p Plan) due(i int) int64 {
+	var n int64
+	for _, in := range p.Schedule[:i+1] {
+		n += in.Amount.Minor
+	}
+	return n
+}
+
+// advance counts the installments paid.
+func (p *Plan) advance() {
+	for p.Next < len(p.Schedule) && p.Paid >= p.due(p.Next) {
+		p.Next++
+		p.Missed = 0
+	}
+}
+
+// PlanReminderDays: a plan installment's reminder goes this many days
+// before its day.
+const PlanReminderDays = 2
+
+// PlanReminderTemplate is the template of plan reminders, where the policy
+// has one (else its first contact's).
+const PlanReminderTemplate = "plan_reminder"
+
+// RulePlan cancels a ladder contact waiting at the gate while a plan is kept.
+const RulePlan = "case.plan"
+
+// ActivePlan returns the loan's plan in force.
+func (c *Case) ActivePlan() (*Plan, bool) {
+	for i := range c.Plans {
+		if c.Plans[i].Active() {
+			return &c.Plans[i], true
+		}
+	}
+	return nil, false
+}
+
+func (c *Case) applyPlan(p RepaymentPlan) {
+	if !slices.ContainsFunc(c.Plans, func(x Plan) bool { return x.ID == p.ID }) {
+		c.Plans = append(c.Plans, Plan{RepaymentPlan: p, Schedule: slices.Clone(p.Installments)})
+	}
+}
+
+func (c *Case) cancelPlan(e PlanCancelled) {
+	for i := range c.Plans {
+		if c.Plans[i].ID == e.ID {
+			c.Plans[i].Cancelled = true
+		}
+	}
+}
+
+func (c *Case) payTowardPlan(r Repayment) {
+	if p, ok := c.ActivePlan(); ok && len(p.Schedule) > 0 && r.Amount.Currency == p.Schedule[0].Amount.Currency {
+		p.Paid += r.Amount.Minor
+		p.advance()
+	}
+}
+
+func (c *Case) applyPlanProgress(d Decision) {
+	for i := range c.Plans {
+		p := &c.Plans[i]
+		if p.ID != d.PlanID {
+			continue
+		}
+		switch d.Kind {
+		case KindPlanMissed:
+			if d.PlanInstallment == p.Next && p.Next < len(p.Schedule) {
+				moved := p.Schedule[p.Next]
+				moved.DueAt = d.MovedTo
+				p.Schedule = append(slices.Delete(p.Schedule, p.Next, p.Next+1), moved)
+				p.Missed++
+				p.advance()
+			}
+		case KindPlanBroken:
+			p.Broken = true
+		case KindPlanCompleted:
+			p.Completed = true
+		}
+	}
+}
+
+func planCheckID(p *Plan) string {
+	return fmt.Sprintf("plancheck-%s-%d", p.ID, p.Schedule[p.Next].DueAt.Unix())
+}
+
+func planReminderID(p *Plan) string {
+	return fmt.Sprintf("planrem-%s-%d", p.ID, p.Schedule[p.Next].DueAt.Unix())
+}
+
+// planStep is the loan's step while a plan is kept: the reminder of its
+// next installment (once, and not for a day before the plan was agreed),
+// then the check at the start of the day after that installment's day.
+func (l Ladder) planStep(c *Case, p *Plan) *Step {
+	a, ok := c.anchor()
+	if !ok || p.Next >= len(p.Schedule) {
+		return nil
+	}
+	loc := zone(a.Zone)
+	day := l.Calendar.DPD(a.DueAt, loc, p.Schedule[p.Next].DueAt)
+	if rem := l.Calendar.DPDStart(a.DueAt, loc, day-PlanReminderDays); !c.Done[planReminderID(p)] && !rem.Before(p.At) {
+		return &Step{ID: planReminderID(p), Stage: StageFirstContact, Case: c.Number, DPD: day - PlanReminderDays, At: rem}
+	}
+	return &Step{ID: planCheckID(p), Stage: StageOverdueConfirmation, Case: c.Number, DPD: day + 1, At: l.Calendar.DPDStart(a.DueAt, loc, day+1)}
+}
+
+// onPlanStep decides a plan's step: the reminder before an installment,
+// or the check after it (missed: moved to the end; missed twice in a row:
+// broken, and the ladder resumes).
+func (l Ladder) onPlanStep(c *Case, s Step, now time.Time) *Decision {
+	p, ok := c.ActivePlan()
+	if !ok || p.Next >= len(p.Schedule) {
+		return nil
+	}
+	in := p.Schedule[p.Next]
+	overdue, _ := c.Overdue(l.Calendar, now)
+	dpd := l.DPDAt(c, now)
+	ctx := l.context(c, c.Number, c.Stage, dpd, overdue, now)
+	ctx.StepID, ctx.AsOf = s.ID, s.At
+	paid := Money{Currency: in.Amount.Currency, Minor: p.Paid}
+	if strings.HasPrefix(s.ID, "planrem-") {
+		ctx.Tier = TierLight // a reminder is gentle whatever the DPD
+		ctx.Reason = fmt.Sprintf("plan %s: reminder of installment %d of %s due %s", p.ID, p.Next+1, in.Amount, l.LocalTime(c, in.DueAt))
+		tmpl := PlanReminderTemplate
+		if _, ok := l.Policy.Templates[tmpl]; !ok {
+			tmpl = l.firstContactStep(1, TierLight).Template
+		}
+		tasks := l.tasks(c, ctx, &CadenceStep{Stage: c.Stage, DPD: dpd, Channels: []Channel{ChannelSMS}, Template: tmpl})
+		for i := range tasks {
+			tasks[i].ID = fmt.Sprintf("c%d-plan-%s-%d-%s", c.Number, p.ID, in.DueAt.Unix(), tasks[i].Channel)
+			tasks[i].AmountDue, tasks[i].Fees = in.Amount, Money{Currency: in.Amount.Currency}
+		}
+		return &Decision{Kind: KindContactRequested, Ctx: ctx, Tasks: tasks}
+	}
+	d := &Decision{Ctx: ctx, PlanID: p.ID, PlanInstallment: p.Next, Paid: paid}
+	if p.Missed >= 1 {
+		d.Kind = KindPlanBroken
+		d.Ctx.Reason = fmt.Sprintf("plan %s broken: installment %d of %s due %s missed, the second in a row; the ladder resumes",
+			p.ID, p.Next+1, in.Amount, l.LocalTime(c, in.DueAt))
+		return d
+	}
+	last := p.Schedule[len(p.Schedule)-1].DueAt
+	step := 30 * l.Calendar.Day
+	if n := len(p.Schedule); n > 1 {
+		step = last.Sub(p.Schedule[n-2].DueAt)
+	}
+	d.Kind, d.MovedTo = KindPlanMissed, last.Add(step)
+	d.Ctx.Reason = fmt.Sprintf("plan %s: installment %d of %s due %s missed; moved to the end of the plan, due %s",
+		p.ID, p.Next+1, in.Amount, l.LocalTime(c, in.DueAt), l.LocalTime(c, d.MovedTo))
+	return d
+}
+
+// onPlanPayment: the payment that pays the plan's last installment
+// completes it.
+func (l Ladder) onPlanPayment(c *Case, now time.Time) *Decision {
+	p, ok := c.ActivePlan()
+	if !ok || p.Next < len(p.Schedule) {
+		return nil
+	}
+	overdue, _ := c.Overdue(l.Calendar, now)
+	ctx := l.context(c, c.Number, c.Stage, l.DPDAt(c, now), overdue, now)
+	ctx.Reason = fmt.Sprintf("plan %s completed: every installment paid (%s)", p.ID, Money{Currency: p.Schedule[0].Amount.Currency, Minor: p.Paid})
+	return &Decision{Kind: KindPlanCompleted, Ctx: ctx, PlanID: p.ID, Paid: Money{Currency: p.Schedule[0].Amount.Currency, Minor: p.Paid}}
+}
