@@ -183,7 +183,17 @@ func verify(addr topology.LoanAddress, m proto.Message) error {
 		if e.GetInstallmentId() != addr.ID {
 			return errors.New("installment_id does not match the subject")
 		}
+		if it := e.GetItemisation(); it != nil && !itemised(it, e.GetAmount()) {
+			return errors.New("itemisation must add up to amount, in its currency")
+		}
 		return money(e.GetAmount())
+	case *dunningv1.BalanceUpdated:
+		if e.GetBalanceId() != addr.ID {
+			return errors.New("balance_id does not match the subject")
+		}
+		if !itemised(e.GetOverdue(), nil) {
+			return errors.New("overdue must be itemised in one currency, each part >= 0")
+		}
 	case *dunningv1.RepaymentReceived:
 		if e.GetPaymentId() != addr.ID {
 			return errors.New("payment_id does not match the subject")
@@ -239,6 +249,21 @@ func verify(addr topology.LoanAddress, m proto.Message) error {
 		}
 	}
 	return nil
+}
+
+// itemised checks a breakdown: each part present, >= 0 and bounded, in one
+// currency, adding up to amount when one is given.
+func itemised(it *dunningv1.Itemisation, amount *dunningv1.Money) bool {
+	parts := []*dunningv1.Money{it.GetPrincipal(), it.GetInterest(), it.GetFees()}
+	cur := parts[0].GetCurrency()
+	var sum int64
+	for _, p := range parts {
+		if p == nil || p.GetCurrency() != cur || len(cur) != 3 || p.GetMinorUnits() < 0 || p.GetMinorUnits() > maxMinor {
+			return false
+		}
+		sum += p.GetMinorUnits()
+	}
+	return amount == nil || (amount.GetCurrency() == cur && amount.GetMinorUnits() == sum)
 }
 
 // Encode returns a domain event's kind and protobuf message.

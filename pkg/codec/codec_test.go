@@ -26,7 +26,10 @@ func events() []policy.Event {
 		RepaymentOptions: []string{"repayment_plan"}, Fees: policy.Money{Currency: "CNY", Minor: 4}, Locale: "zh-CN", Reference: "ABCDEFGHJK"}
 	released := task
 	released.NotBefore, released.NotAfter, released.MaxAttempts = at, at.Add(14*time.Hour), 6
-	in := policy.InstallmentDue{ID: "i1", Amount: policy.Money{Currency: "CNY", Minor: 1000}, DueAt: at, Zone: "Asia/Shanghai", ContactRef: "crm", Product: "p", Locale: "en"}
+	items := policy.Itemisation{Principal: policy.Money{Currency: "CNY", Minor: 900}, Interest: policy.Money{Currency: "CNY", Minor: 60},
+		Fees: policy.Money{Currency: "CNY", Minor: 40}}
+	in := policy.InstallmentDue{ID: "i1", Amount: policy.Money{Currency: "CNY", Minor: 1000}, DueAt: at, Zone: "Asia/Shanghai", ContactRef: "crm", Product: "p", Locale: "en",
+		Items: &items}
 	pay := policy.Repayment{PaymentID: "p1", InstallmentID: "i1", Amount: policy.Money{Currency: "CNY", Minor: 400}, PaidAt: at}
 	step := policy.Step{ID: "c1-legal_referral", Stage: policy.StageLegal, Case: 1, DPD: 90, At: at}
 	return []policy.Event{
@@ -59,6 +62,7 @@ func events() []policy.Event {
 			{DueAt: at.Add(24 * time.Hour), Amount: policy.Money{Currency: "CNY", Minor: 40000}},
 			{DueAt: at.Add(48 * time.Hour), Amount: policy.Money{Currency: "CNY", Minor: 40000}}}},
 		policy.PlanCancelled{ID: "plan-1", At: at},
+		policy.BalanceUpdated{ID: "bal-1", Overdue: items, At: at},
 		policy.Decision{Kind: policy.KindPlanMissed, Ctx: ctx, PlanID: "plan-1", PlanInstallment: 1, MovedTo: at.Add(72 * time.Hour),
 			Paid: policy.Money{Currency: "CNY", Minor: 40000}},
 		policy.Decision{Kind: policy.KindPlanBroken, Ctx: ctx, PlanID: "plan-1", PlanInstallment: 1, Paid: policy.Money{Currency: "CNY", Minor: 40000}},
@@ -117,6 +121,8 @@ func address(k *Kind, ev policy.Event) topology.LoanAddress {
 	case policy.RepaymentPlan:
 		a.ID = e.ID
 	case policy.PlanCancelled:
+		a.ID = e.ID
+	case policy.BalanceUpdated:
 		a.ID = e.ID
 	case policy.StepFired:
 		a.ID, a.Seq = "legal", "s9"

@@ -20,13 +20,30 @@ func stepFromProto(m *dunningv1.StepDue) policy.Step {
 
 // InstallmentFromProto maps a lender installment to the domain.
 func InstallmentFromProto(m *dunningv1.InstallmentDue) policy.InstallmentDue {
-	return policy.InstallmentDue{ID: m.GetInstallmentId(), Amount: moneyFromProto(m.GetAmount()), DueAt: m.GetDueAt().AsTime(),
+	in := policy.InstallmentDue{ID: m.GetInstallmentId(), Amount: moneyFromProto(m.GetAmount()), DueAt: m.GetDueAt().AsTime(),
 		Zone: m.GetTimeZone(), ContactRef: m.GetContactRef(), Product: m.GetProductId(), Locale: m.GetLocale(), BorrowerRef: m.GetBorrowerRef()}
+	if it := m.GetItemisation(); it != nil {
+		items := itemsFromProto(it)
+		in.Items = &items
+	}
+	return in
 }
 
 func installmentToProto(tenant, loan string, in policy.InstallmentDue) *dunningv1.InstallmentDue {
-	return &dunningv1.InstallmentDue{TenantId: tenant, LoanId: loan, InstallmentId: in.ID, Amount: moneyToProto(in.Amount),
+	m := &dunningv1.InstallmentDue{TenantId: tenant, LoanId: loan, InstallmentId: in.ID, Amount: moneyToProto(in.Amount),
 		DueAt: ts(in.DueAt), TimeZone: in.Zone, ContactRef: in.ContactRef, ProductId: in.Product, Locale: in.Locale, BorrowerRef: in.BorrowerRef}
+	if in.Items != nil {
+		m.Itemisation = itemsToProto(*in.Items)
+	}
+	return m
+}
+
+func itemsFromProto(m *dunningv1.Itemisation) policy.Itemisation {
+	return policy.Itemisation{Principal: moneyFromProto(m.GetPrincipal()), Interest: moneyFromProto(m.GetInterest()), Fees: moneyFromProto(m.GetFees())}
+}
+
+func itemsToProto(i policy.Itemisation) *dunningv1.Itemisation {
+	return &dunningv1.Itemisation{Principal: moneyToProto(i.Principal), Interest: moneyToProto(i.Interest), Fees: moneyToProto(i.Fees)}
 }
 
 // RepaymentFromProto maps a lender repayment to the domain.

@@ -105,6 +105,13 @@ var (
 		func(tenant, loan string, e policy.PlanCancelled) *dunningv1.PlanCancelled {
 			return &dunningv1.PlanCancelled{TenantId: tenant, LoanId: loan, PlanId: e.ID, CancelledAt: ts(e.At)}
 		}))
+	Balance = add(fact("balance", LenderID, true,
+		func(m *dunningv1.BalanceUpdated) policy.BalanceUpdated {
+			return policy.BalanceUpdated{ID: m.GetBalanceId(), Overdue: itemsFromProto(m.GetOverdue()), At: m.GetAsOf().AsTime()}
+		},
+		func(tenant, loan string, e policy.BalanceUpdated) *dunningv1.BalanceUpdated {
+			return &dunningv1.BalanceUpdated{TenantId: tenant, LoanId: loan, BalanceId: e.ID, Overdue: itemsToProto(e.Overdue), AsOf: ts(e.At)}
+		}))
 	Timer = add(fact(topology.KindTimer, Bare, false,
 		func(m *dunningv1.StepDue) policy.TimerSet { return policy.TimerSet{Step: stepFromProto(m)} },
 		func(_, _ string, e policy.TimerSet) *dunningv1.StepDue { return StepToProto(e.Step) }))

@@ -133,6 +133,8 @@ func (in *Ingestor) currency(ctx context.Context, ev Event) error {
 		m, field = e.GetAmount(), "installment_due.amount.currency"
 	case *dunningv1.RepaymentPlan:
 		m, field = e.GetInstallments()[0].GetAmount(), "repayment_plan.installments[0].amount.currency"
+	case *dunningv1.BalanceUpdated:
+		m, field = e.GetOverdue().GetPrincipal(), "balance_updated.overdue.principal.currency"
 	default:
 		return nil
 	}

@@ -59,7 +59,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), id(p+"installment_id", m.InstallmentId),
 			money(p+"amount", m.Amount), timestamp(p+"due_at", m.DueAt), tz(p+"time_zone", m.TimeZone),
 			ref(p+"contact_ref", m.ContactRef), optionalID(p+"product_id", m.ProductId), locale(p+"locale", m.Locale),
-			optionalID(p+"borrower_ref", m.BorrowerRef),
+			optionalID(p+"borrower_ref", m.BorrowerRef), itemisation(p+"itemisation", m.Itemisation, m.Amount, false),
 		); err != nil {
 			return Event{}, err
 		}
@@ -205,9 +205,54 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			return Event{}, err
 		}
 		return Event{m.TenantId, m.LoanId, codec.Unplan, m.PlanId, m, "", false}, nil
+	case *dunningv1.LenderEvent_BalanceUpdated:
+		m, p := e.BalanceUpdated, "balance_updated."
+		if m == nil {
+			return Event{}, &FieldError{"balance_updated", "is required"}
+		}
+		if err := firstErr(id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), id(p+"balance_id", m.BalanceId),
+			itemisation(p+"overdue", m.Overdue, nil, true), timestamp(p+"as_of", m.AsOf)); err != nil {
+			return Event{}, err
+		}
+		return Event{m.TenantId, m.LoanId, codec.Balance, m.BalanceId, m, "", false}, nil
 	}
 	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled, contact_outcome, contact_preference, contact_hours, " +
-		"hold_placed, hold_released, promise_to_pay, repayment_plan, plan_cancelled is required"}
+		"hold_placed, hold_released, promise_to_pay, repayment_plan, plan_cancelled, balance_updated is required"}
+}
+
+// itemisation checks the lender's breakdown of an amount: principal,
+// interest and fees, each >= 0, in one currency, adding up to amount when
+// there is one (an installment's). Optional unless required.
+func itemisation(field string, it *dunningv1.Itemisation, amount *dunningv1.Money, required bool) error {
+	if it == nil {
+		if required {
+			return &FieldError{field, "is required"}
+		}
+		return nil
+	}
+	var sum int64
+	cur := it.GetPrincipal().GetCurrency()
+	for _, part := range []struct {
+		name string
+		m    *dunningv1.Money
+	}{{"principal", it.Principal}, {"interest", it.Interest}, {"fees", it.Fees}} {
+		f := field + "." + part.name
+		switch {
+		case part.m == nil:
+			return &FieldError{f, "is required (0 when there is none)"}
+		case !policy.ValidCurrency(part.m.Currency):
+			return &FieldError{f + ".currency", "must be an ISO 4217 code of three upper-case letters"}
+		case part.m.Currency != cur:
+			return &FieldError{f + ".currency", "must be the principal's currency, " + cur}
+		case part.m.MinorUnits < 0 || part.m.MinorUnits > maxAmount:
+			return &FieldError{f + ".minor_units", fmt.Sprintf("must be 0-%d", int64(maxAmount))}
+		}
+		sum += part.m.MinorUnits
+	}
+	if amount != nil && (amount.Currency != cur || amount.MinorUnits != sum) {
+		return &FieldError{field, "principal, interest and fees must add up to the amount, in its currency"}
+	}
+	return nil
 }
 
 // maxPlanInstallments bounds a plan (five years of monthly payments).

@@ -74,6 +74,16 @@ func promise(f func(*dunningv1.PromiseToPay)) *dunningv1.LenderEvent {
 	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_PromiseToPay{PromiseToPay: m}}
 }
 
+func items(principal, interest, fees int64) *dunningv1.Itemisation {
+	m := func(n int64) *dunningv1.Money { return &dunningv1.Money{Currency: "CNY", MinorUnits: n} }
+	return &dunningv1.Itemisation{Principal: m(principal), Interest: m(interest), Fees: m(fees)}
+}
+
+func balance(it *dunningv1.Itemisation) *dunningv1.LenderEvent {
+	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_BalanceUpdated{BalanceUpdated: &dunningv1.BalanceUpdated{
+		TenantId: "acme", LoanId: "L-1", BalanceId: "bal-1", Overdue: it, AsOf: timestamppb.New(time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC))}}}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -128,6 +138,17 @@ func TestValidate(t *testing.T) {
 		{"agreed hours not a time", hours(func(m *dunningv1.ContactHours) { m.To = "25:00" }), "contact_hours.to"},
 		{"agreed hours backwards", hours(func(m *dunningv1.ContactHours) { m.From, m.To = "22:00", "07:00" }), "contact_hours.to"},
 		{"agreed hours without an id", hours(func(m *dunningv1.ContactHours) { m.HoursId = "" }), "contact_hours.hours_id"},
+		{"itemised installment", due(func(m *dunningv1.InstallmentDue) { m.Itemisation = items(m.Amount.MinorUnits-30, 20, 10) }), ""},
+		{"itemisation not adding up", due(func(m *dunningv1.InstallmentDue) { m.Itemisation = items(m.Amount.MinorUnits, 20, 10) }),
+			"installment_due.itemisation"},
+		{"itemisation without fees", due(func(m *dunningv1.InstallmentDue) {
+			m.Itemisation = items(m.Amount.MinorUnits, 0, 0)
+			m.Itemisation.Fees = nil
+		}), "installment_due.itemisation.fees"},
+		{"negative interest", due(func(m *dunningv1.InstallmentDue) { m.Itemisation = items(m.Amount.MinorUnits+5, -5, 0) }),
+			"installment_due.itemisation.interest.minor_units"},
+		{"valid balance", balance(items(1000, 20, 10)), ""},
+		{"balance without its figures", balance(nil), "balance_updated.overdue"},
 		{"valid promise", promise(func(*dunningv1.PromiseToPay) {}), ""},
 		{"promise without an amount", promise(func(m *dunningv1.PromiseToPay) { m.Amount = nil }), "promise_to_pay.amount"},
 		{"promise without a day", promise(func(m *dunningv1.PromiseToPay) { m.PromisedFor = nil }), "promise_to_pay.promised_for"},

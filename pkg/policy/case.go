@@ -24,6 +24,25 @@ type InstallmentDue struct {
 	// BorrowerRef is the lender's opaque key of the borrower: caps per
 	// borrower count across the loans carrying it ("" counts per loan).
 	BorrowerRef string
+	// Items is the lender's breakdown of Amount (nil: none sent).
+	Items *Itemisation
+}
+
+// Itemisation is the lender's breakdown of an amount.
+type Itemisation struct {
+	Principal, Interest, Fees Money
+}
+
+// Charges is what the lender charged beyond principal: interest and fees.
+func (i Itemisation) Charges() Money {
+	return Money{Currency: i.Principal.Currency, Minor: i.Interest.Minor + i.Fees.Minor}
+}
+
+// BalanceUpdated is the lender's itemised overdue balance, as of At.
+type BalanceUpdated struct {
+	ID      string
+	Overdue Itemisation
+	At      time.Time
 }
 
 // Repayment is money received.
@@ -282,6 +301,7 @@ func (ContactHours) event()      {}
 func (HoldPlaced) event()        {}
 func (HoldReleased) event()      {}
 func (PromiseToPay) event()      {}
+func (BalanceUpdated) event()    {}
 func (RepaymentPlan) event()     {}
 func (PlanCancelled) event()     {}
 func (TimerSet) event()          {}
@@ -354,6 +374,8 @@ type Case struct {
 	// its repayment plans.
 	Promises []Promise
 	Plans    []Plan
+	// Balance is the lender's latest itemised overdue balance (nil: none).
+	Balance *BalanceUpdated
 	// AgreedHours widens the contact window, as the borrower agreed (the
 	// latest agreement; nil when none or withdrawn).
 	AgreedHours *contactrules.Hours
@@ -396,6 +418,8 @@ func (c *Case) Apply(e Entry) {
 		c.applyPromise(ev)
 	case RepaymentPlan:
 		c.applyPlan(ev)
+	case BalanceUpdated:
+		c.Balance = &ev
 	case PlanCancelled:
 		c.cancelPlan(ev)
 	case Settled:

@@ -297,6 +297,40 @@ func (l Ladder) FirstContact(c *Case, n int, now time.Time) *Decision {
 	return &Decision{Kind: KindContactRequested, Ctx: ctx, Tasks: l.tasks(c, ctx, l.firstContactStep(c.DPD, ctx.Tier))}
 }
 
+// OnLenderFact decides what one of the lender's facts (already folded into
+// c) does, in order: a payment keeps the open promise and moves the plan in
+// force, a hold recalls a placed account, and any of them closes the case,
+// cured or settled, at whatever stage, when nothing overdue is left.
+// Promises, plans, holds and their ends otherwise only move the loan's
+// step. Money in another currency than the loan's is an error: refused,
+// never counted.
+func (l Ladder) OnLenderFact(c *Case, ev Event, now time.Time) ([]Decision, error) {
+	var out []Decision
+	switch e := ev.(type) {
+	case Repayment:
+		if cur := c.Currency(); cur != "" && e.Amount.Currency != cur {
+			return nil, fmt.Errorf("repayment %s is in %s but the loan is in %s: not applied", e.PaymentID, e.Amount.Currency, cur)
+		}
+		out = l.OnPayment(c, now)
+	case InstallmentDue:
+		if cur := c.Currency(); e.Amount.Currency != cur {
+			return nil, fmt.Errorf("installment %s is in %s but the loan is in %s: not applied", e.ID, e.Amount.Currency, cur)
+		}
+	case HoldPlaced:
+		if d := l.OnHoldPlaced(c, e, now); d != nil {
+			// A hold changes nothing owed: it recalls, it closes nothing.
+			return []Decision{*d}, nil
+		}
+	case Settled, HoldReleased, PromiseToPay, RepaymentPlan, PlanCancelled:
+	default:
+		return nil, fmt.Errorf("unexpected trigger %T", ev)
+	}
+	if d := l.OnLenderEvent(c, now); d != nil {
+		out = append(out, *d)
+	}
+	return out, nil
+}
+
 // OnLenderEvent decides what a repayment, settlement or new installment does
 // to an open case: it closes the case when nothing overdue is left.
 func (l Ladder) OnLenderEvent(c *Case, now time.Time) *Decision {
@@ -401,6 +435,35 @@ func ToneFor(t Tier) Tone {
 	}
 }
 
+// charges is the interest and fees a text tells the borrower: the lender's
+// when it sent them (its latest itemised balance, else the itemisation of
+// the overdue installments, reduced in proportion to what a partial payment
+// left owing, rounded down), and only where it sent none the policy's
+// computed late fee, from the medium tier, over the days no hardship or
+// breathing space froze it.
+func (l Ladder) charges(c *Case, ctx Context) Money {
+	if c.Balance != nil {
+		return c.Balance.Overdue.Charges()
+	}
+	owed := c.Outstanding()
+	itemised := false
+	total := Money{Currency: ctx.Overdue.Currency}
+	for i, in := range c.Installments {
+		if in.Items == nil || owed[i] <= 0 || l.Calendar.DPD(in.DueAt, zone(in.Zone), ctx.AsOfOrDecided()) < 1 {
+			continue
+		}
+		itemised = true
+		total.Minor += in.Items.Charges().Minor * owed[i] / in.Amount.Minor
+	}
+	if itemised {
+		return total
+	}
+	if ctx.Tier >= TierMedium {
+		return l.Policy.Fees(ctx.Overdue, l.feeDPD(c, ctx))
+	}
+	return Money{Currency: ctx.Overdue.Currency}
+}
+
 func (l Ladder) tasks(c *Case, ctx Context, cs *CadenceStep) []ContactTask {
 	ref, locale := "", l.Policy.DefaultLocale
 	if a, ok := c.anchor(); ok {
@@ -409,10 +472,7 @@ func (l Ladder) tasks(c *Case, ctx Context, cs *CadenceStep) []ContactTask {
 			locale = a.Locale
 		}
 	}
-	var fees Money
-	if ctx.Tier >= TierMedium {
-		fees = l.Policy.Fees(ctx.Overdue, l.feeDPD(c, ctx))
-	}
+	fees := l.charges(c, ctx)
 	out := make([]ContactTask, 0, len(cs.Channels))
 	for _, ch := range cs.Channels {
 		out = append(out, ContactTask{

@@ -36,7 +36,10 @@ type Plan struct {
 	// Paid is what was paid toward the plan since it was agreed.
 	Paid int64
 	// Missed counts the installments missed in a row.
-	Missed                       int
+	Missed int
+	// Since is when the installment at Next became the next: the plan
+	// agreed, or the one before it missed. Its reminder is not sent late.
+	Since                        time.Time
 	Broken, Cancelled, Completed bool
 }
 
@@ -83,7 +86,7 @@ func (c *Case) ActivePlan() (*Plan, bool) {
 
 func (c *Case) applyPlan(p RepaymentPlan) {
 	if !slices.ContainsFunc(c.Plans, func(x Plan) bool { return x.ID == p.ID }) {
-		c.Plans = append(c.Plans, Plan{RepaymentPlan: p, Schedule: slices.Clone(p.Installments)})
+		c.Plans = append(c.Plans, Plan{RepaymentPlan: p, Schedule: slices.Clone(p.Installments), Since: p.At})
 	}
 }
 
@@ -115,6 +118,7 @@ func (c *Case) applyPlanProgress(d Decision) {
 				moved.DueAt = d.MovedTo
 				p.Schedule = append(slices.Delete(p.Schedule, p.Next, p.Next+1), moved)
 				p.Missed++
+				p.Since = d.Ctx.AsOfOrDecided()
 				p.advance()
 			}
 		case KindPlanBroken:
@@ -134,8 +138,10 @@ func planReminderID(p *Plan) string {
 }
 
 // planStep is the loan's step while a plan is kept: the reminder of its
-// next installment (once, and not for a day before the plan was agreed),
-// then the check at the start of the day after that installment's day.
+// next installment (once, and never late: none when its day passed before
+// the installment became the next, as when the plan was agreed the day
+// before it), then the check at the start of the day after that
+// installment's day.
 func (l Ladder) planStep(c *Case, p *Plan) *Step {
 	a, ok := c.anchor()
 	if !ok || p.Next >= len(p.Schedule) {
@@ -143,7 +149,7 @@ func (l Ladder) planStep(c *Case, p *Plan) *Step {
 	}
 	loc := zone(a.Zone)
 	day := l.Calendar.DPD(a.DueAt, loc, p.Schedule[p.Next].DueAt)
-	if rem := l.Calendar.DPDStart(a.DueAt, loc, day-PlanReminderDays); !c.Done[planReminderID(p)] && !rem.Before(p.At) {
+	if rem := l.Calendar.DPDStart(a.DueAt, loc, day-PlanReminderDays); !c.Done[planReminderID(p)] && !rem.Before(p.Since) {
 		return &Step{ID: planReminderID(p), Stage: StageFirstContact, Case: c.Number, DPD: day - PlanReminderDays, At: rem}
 	}
 	return &Step{ID: planCheckID(p), Stage: StageOverdueConfirmation, Case: c.Number, DPD: day + 1, At: l.Calendar.DPDStart(a.DueAt, loc, day+1)}

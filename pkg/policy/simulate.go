@@ -6,11 +6,31 @@ import (
 	"time"
 )
 
-// Payment is a repayment in a simulation: Amount minor units on day DPD
-// (made half-way through the day).
+// Payment is what the lender reports on day DPD of a simulation (half-way
+// through the day): a repayment of Amount minor units or, when Event is
+// set, that event (a promise, a plan, a hold placed or released).
 type Payment struct {
 	DPD    int
 	Amount int64
+	Event  Event
+}
+
+// String names the act and its day, for a simulation's mismatch report.
+func (p Payment) String() string {
+	switch e := p.Event.(type) {
+	case nil:
+		return fmt.Sprintf("pays %d on DPD %d", p.Amount, p.DPD)
+	case PromiseToPay:
+		return fmt.Sprintf("promises %d on DPD %d", e.Amount.Minor, p.DPD)
+	case RepaymentPlan:
+		return fmt.Sprintf("agrees a %d-installment plan on DPD %d", len(e.Installments), p.DPD)
+	case HoldPlaced:
+		return fmt.Sprintf("%s hold on DPD %d", e.Kind, p.DPD)
+	case HoldReleased:
+		return fmt.Sprintf("hold released on DPD %d", p.DPD)
+	default:
+		return fmt.Sprintf("%T on DPD %d", e, p.DPD)
+	}
 }
 
 // Simulate plays one installment's case through the ladder exactly as the
@@ -70,8 +90,15 @@ func (l Ladder) SimulateLoan(key string, in InstallmentDue, payments []Payment, 
 		case len(pays) > 0 && (step == nil || payAt.Before(step.At)) && payAt.Before(end):
 			p := pays[0]
 			pays = pays[1:]
-			c.Apply(Entry{Event: Repayment{PaymentID: fmt.Sprintf("sim-%d", i), Amount: Money{Currency: in.Amount.Currency, Minor: p.Amount}, PaidAt: payAt}})
-			record(l.OnLenderEvent(c, payAt), payAt)
+			ev := p.Event
+			if ev == nil {
+				ev = Repayment{PaymentID: fmt.Sprintf("sim-%d", i), Amount: Money{Currency: in.Amount.Currency, Minor: p.Amount}, PaidAt: payAt}
+			}
+			c.Apply(Entry{Event: ev})
+			ds, _ := l.OnLenderFact(c, ev, payAt)
+			for _, d := range ds {
+				record(&d, payAt)
+			}
 			reconcile(payAt)
 		case step != nil && step.At.Before(end):
 			c.Apply(Entry{Event: StepFired{Step: *step}})

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/stage"
@@ -148,8 +149,11 @@ func Plan(cfg Config, start time.Time) []Loan {
 		if cfg.Spread > 0 {
 			due = due.Add(time.Duration(r.Int64N(int64(cfg.Spread))))
 		}
+		at := func(dpd int) time.Time {
+			return cfg.Ladder.Calendar.DPDStart(due, nil, dpd).Add(cfg.Ladder.Calendar.Day / 2)
+		}
 		l := Loan{ID: fmt.Sprintf("sim-%d-%d", cfg.Seed, i), Behaviour: b.Name(), Amount: amount, DueAt: due,
-			Payments: b.Payments(r, amount, cfg.Ladder.Policy)}
+			Payments: b.Payments(r, amount, cfg.Ladder.Policy, at)}
 		in := policy.InstallmentDue{ID: "1", Amount: policy.Money{Currency: "CNY", Minor: amount}, DueAt: due, Zone: "Asia/Shanghai"}
 		l.Want = outcome(cfg.Ladder.SimulateLoan(policy.LoanKey(cfg.Tenant, l.ID), in, l.Payments, horizon))
 		loans[i] = l
@@ -355,6 +359,14 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 			continue
 		}
 		p := l.Payments[e.pay]
+		if p.Event != nil {
+			ev, err := lenderEvent(cfg.Tenant, l.ID, p.Event)
+			if err != nil {
+				return Report{}, err
+			}
+			g.Go(func() error { return send(ev, cfg.Tenant, l.ID, fmt.Sprintf("e%d", e.pay)) })
+			continue
+		}
 		g.Go(func() error {
 			return send(&dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_RepaymentReceived{RepaymentReceived: &dunningv1.RepaymentReceived{
 				TenantId: cfg.Tenant, LoanId: l.ID, PaymentId: fmt.Sprintf("p%d", e.pay), Amount: &dunningv1.Money{Currency: "CNY", MinorUnits: p.Amount},
@@ -404,6 +416,26 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 		}
 	}
 	return r, err
+}
+
+// lenderEvent wraps a borrower's-side event (a promise, a plan, a hold
+// placed or released) in the envelope a lender publishes.
+func lenderEvent(tenant, loan string, ev policy.Event) (*dunningv1.LenderEvent, error) {
+	_, m, err := codec.Encode(tenant, loan, ev)
+	if err != nil {
+		return nil, err
+	}
+	switch m := m.(type) {
+	case *dunningv1.PromiseToPay:
+		return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_PromiseToPay{PromiseToPay: m}}, nil
+	case *dunningv1.RepaymentPlan:
+		return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_RepaymentPlan{RepaymentPlan: m}}, nil
+	case *dunningv1.HoldPlaced:
+		return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_HoldPlaced{HoldPlaced: m}}, nil
+	case *dunningv1.HoldReleased:
+		return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_HoldReleased{HoldReleased: m}}, nil
+	}
+	return nil, fmt.Errorf("the simulation does not publish %T", ev)
 }
 
 // waitQuiet waits until none of the consumers has a message to deliver or

@@ -130,41 +130,12 @@ func (s Stage) Publishes() []string {
 	return out
 }
 
-// decideLenderFact is overdue confirmation's policy for the lender's facts:
-// it closes the case as cured or settled, at whatever stage, when nothing
-// overdue is left (holds placed and released only move the timer) (the timer reconciliation that follows every fact
-// schedules, moves or cancels the pending step). Money in another currency
-// than the loan's is refused, never counted.
+// decideLenderFact is overdue confirmation's policy for the lender's
+// facts (policy.Ladder.OnLenderFact, which the simulator's oracle plays
+// too); the timer reconciliation that follows every fact schedules, moves
+// or cancels the pending step.
 func decideLenderFact(l policy.Ladder, c *policy.Case, ev policy.Event, now time.Time) ([]policy.Decision, error) {
-	switch e := ev.(type) {
-	case policy.Repayment:
-		if cur := c.Currency(); cur != "" && e.Amount.Currency != cur {
-			return nil, fmt.Errorf("repayment %s is in %s but the loan is in %s: not applied", e.PaymentID, e.Amount.Currency, cur)
-		}
-		// Payments go to the open promise first: one that reaches its
-		// threshold keeps it, then the case closes if nothing is overdue.
-		if moved := l.OnPayment(c, now); len(moved) > 0 {
-			return append(moved, one(l.OnLenderEvent(c, now))...), nil
-		}
-	case policy.PromiseToPay, policy.RepaymentPlan, policy.PlanCancelled:
-		// The reconciliation that follows replaces the pending step with
-		// the promise's deadline.
-	case policy.InstallmentDue:
-		if cur := c.Currency(); e.Amount.Currency != cur {
-			return nil, fmt.Errorf("installment %s is in %s but the loan is in %s: not applied", e.ID, e.Amount.Currency, cur)
-		}
-	case policy.HoldPlaced:
-		// A hold stops the ladder (the timer reconciliation that follows
-		// puts the loan's step right) and recalls a placed account.
-		if d := l.OnHoldPlaced(c, e, now); d != nil {
-			return []policy.Decision{*d}, nil
-		}
-	case policy.Settled, policy.HoldReleased:
-		// A release resumes the ladder: the reconciliation puts the step back.
-	default:
-		return nil, fmt.Errorf("unexpected trigger %T", ev)
-	}
-	return one(l.OnLenderEvent(c, now)), nil
+	return l.OnLenderFact(c, ev, now)
 }
 
 func one(d *policy.Decision) []policy.Decision {

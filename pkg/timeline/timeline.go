@@ -293,7 +293,11 @@ func describe(e *Entry, l policy.Ladder, c *policy.Case, ev policy.Event, at tim
 	}
 	switch x := ev.(type) {
 	case policy.InstallmentDue:
-		lender("installment_due", fmt.Sprintf("installment %s of %s due %s", x.ID, x.Amount, x.DueAt.UTC().Format(time.RFC3339)))
+		reason := fmt.Sprintf("installment %s of %s due %s", x.ID, x.Amount, x.DueAt.UTC().Format(time.RFC3339))
+		if it := x.Items; it != nil {
+			reason += fmt.Sprintf(" (principal %s, interest %s, fees %s)", it.Principal, it.Interest, it.Fees)
+		}
+		lender("installment_due", reason)
 	case policy.Repayment:
 		o, _ := c.Overdue(l.Calendar, at)
 		reason := fmt.Sprintf("payment %s of %s; overdue now %s", x.PaymentID, x.Amount, o)
@@ -330,6 +334,9 @@ func describe(e *Entry, l policy.Ladder, c *policy.Case, ev policy.Event, at tim
 		}
 		lender("repayment_plan", fmt.Sprintf("repayment plan %s agreed: %d installments, %s in all, the first due %s; it replaces the ladder while kept",
 			x.ID, len(x.Installments), policy.Money{Currency: cur, Minor: total}, x.Installments[0].DueAt.UTC().Format(time.RFC3339)))
+	case policy.BalanceUpdated:
+		lender("balance_updated", fmt.Sprintf("the lender's overdue balance as of %s: principal %s, interest %s, fees %s (texts show these charges)",
+			x.At.UTC().Format(time.RFC3339), x.Overdue.Principal, x.Overdue.Interest, x.Overdue.Fees))
 	case policy.PlanCancelled:
 		lender("plan_cancelled", fmt.Sprintf("repayment plan %s cancelled by the lender: the ladder resumes", x.ID))
 	case policy.ContactHours:

@@ -517,7 +517,11 @@ type InstallmentDue struct {
 	// Optional opaque key of the borrower at the lender (never a name, phone
 	// or ID number): the contact rules' caps per borrower count across every
 	// loan carrying the same key. Without one, they count per loan.
-	BorrowerRef   string `protobuf:"bytes,10,opt,name=borrower_ref,json=borrowerRef,proto3" json:"borrower_ref,omitempty"`
+	BorrowerRef string `protobuf:"bytes,10,opt,name=borrower_ref,json=borrowerRef,proto3" json:"borrower_ref,omitempty"`
+	// Optional: the lender's breakdown of amount. Texts show the lender's
+	// interest and fees, never the policy's computed late fee, when it has
+	// one. principal + interest + fees must equal amount.
+	Itemisation   *Itemisation `protobuf:"bytes,11,opt,name=itemisation,proto3" json:"itemisation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -622,6 +626,156 @@ func (x *InstallmentDue) GetBorrowerRef() string {
 	return ""
 }
 
+func (x *InstallmentDue) GetItemisation() *Itemisation {
+	if x != nil {
+		return x.Itemisation
+	}
+	return nil
+}
+
+// Itemisation is the lender's breakdown of an amount (each part >= 0, in
+// the amount's currency).
+type Itemisation struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Principal     *Money                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	Interest      *Money                 `protobuf:"bytes,2,opt,name=interest,proto3" json:"interest,omitempty"`
+	Fees          *Money                 `protobuf:"bytes,3,opt,name=fees,proto3" json:"fees,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Itemisation) Reset() {
+	*x = Itemisation{}
+	mi := &file_dunning_v1_events_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Itemisation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Itemisation) ProtoMessage() {}
+
+func (x *Itemisation) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Itemisation.ProtoReflect.Descriptor instead.
+func (*Itemisation) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Itemisation) GetPrincipal() *Money {
+	if x != nil {
+		return x.Principal
+	}
+	return nil
+}
+
+func (x *Itemisation) GetInterest() *Money {
+	if x != nil {
+		return x.Interest
+	}
+	return nil
+}
+
+func (x *Itemisation) GetFees() *Money {
+	if x != nil {
+		return x.Fees
+	}
+	return nil
+}
+
+// BalanceUpdated is the lender's itemised overdue balance as of as_of (its
+// books, after interest and fees it charged): texts after it show its
+// interest and fees. The ladder still counts what is overdue from the
+// installments and payments.
+type BalanceUpdated struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	LoanId   string                 `protobuf:"bytes,2,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	// Unique per update at the lender.
+	BalanceId     string                 `protobuf:"bytes,3,opt,name=balance_id,json=balanceId,proto3" json:"balance_id,omitempty"`
+	Overdue       *Itemisation           `protobuf:"bytes,4,opt,name=overdue,proto3" json:"overdue,omitempty"`
+	AsOf          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=as_of,json=asOf,proto3" json:"as_of,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BalanceUpdated) Reset() {
+	*x = BalanceUpdated{}
+	mi := &file_dunning_v1_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BalanceUpdated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BalanceUpdated) ProtoMessage() {}
+
+func (x *BalanceUpdated) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BalanceUpdated.ProtoReflect.Descriptor instead.
+func (*BalanceUpdated) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BalanceUpdated) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *BalanceUpdated) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *BalanceUpdated) GetBalanceId() string {
+	if x != nil {
+		return x.BalanceId
+	}
+	return ""
+}
+
+func (x *BalanceUpdated) GetOverdue() *Itemisation {
+	if x != nil {
+		return x.Overdue
+	}
+	return nil
+}
+
+func (x *BalanceUpdated) GetAsOf() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AsOf
+	}
+	return nil
+}
+
 // RepaymentReceived records money received for a loan.
 type RepaymentReceived struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -639,7 +793,7 @@ type RepaymentReceived struct {
 
 func (x *RepaymentReceived) Reset() {
 	*x = RepaymentReceived{}
-	mi := &file_dunning_v1_events_proto_msgTypes[2]
+	mi := &file_dunning_v1_events_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +805,7 @@ func (x *RepaymentReceived) String() string {
 func (*RepaymentReceived) ProtoMessage() {}
 
 func (x *RepaymentReceived) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[2]
+	mi := &file_dunning_v1_events_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +818,7 @@ func (x *RepaymentReceived) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepaymentReceived.ProtoReflect.Descriptor instead.
 func (*RepaymentReceived) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{2}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RepaymentReceived) GetTenantId() string {
@@ -722,7 +876,7 @@ type LoanSettled struct {
 
 func (x *LoanSettled) Reset() {
 	*x = LoanSettled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[3]
+	mi := &file_dunning_v1_events_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +888,7 @@ func (x *LoanSettled) String() string {
 func (*LoanSettled) ProtoMessage() {}
 
 func (x *LoanSettled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[3]
+	mi := &file_dunning_v1_events_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +901,7 @@ func (x *LoanSettled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoanSettled.ProtoReflect.Descriptor instead.
 func (*LoanSettled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *LoanSettled) GetTenantId() string {
@@ -788,7 +942,7 @@ type ContactOutcome struct {
 
 func (x *ContactOutcome) Reset() {
 	*x = ContactOutcome{}
-	mi := &file_dunning_v1_events_proto_msgTypes[4]
+	mi := &file_dunning_v1_events_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +954,7 @@ func (x *ContactOutcome) String() string {
 func (*ContactOutcome) ProtoMessage() {}
 
 func (x *ContactOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[4]
+	mi := &file_dunning_v1_events_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +967,7 @@ func (x *ContactOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactOutcome.ProtoReflect.Descriptor instead.
 func (*ContactOutcome) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ContactOutcome) GetTenantId() string {
@@ -876,7 +1030,7 @@ type ContactPreference struct {
 
 func (x *ContactPreference) Reset() {
 	*x = ContactPreference{}
-	mi := &file_dunning_v1_events_proto_msgTypes[5]
+	mi := &file_dunning_v1_events_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +1042,7 @@ func (x *ContactPreference) String() string {
 func (*ContactPreference) ProtoMessage() {}
 
 func (x *ContactPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[5]
+	mi := &file_dunning_v1_events_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +1055,7 @@ func (x *ContactPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactPreference.ProtoReflect.Descriptor instead.
 func (*ContactPreference) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ContactPreference) GetTenantId() string {
@@ -969,7 +1123,7 @@ type ContactHours struct {
 
 func (x *ContactHours) Reset() {
 	*x = ContactHours{}
-	mi := &file_dunning_v1_events_proto_msgTypes[6]
+	mi := &file_dunning_v1_events_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1135,7 @@ func (x *ContactHours) String() string {
 func (*ContactHours) ProtoMessage() {}
 
 func (x *ContactHours) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[6]
+	mi := &file_dunning_v1_events_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1148,7 @@ func (x *ContactHours) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactHours.ProtoReflect.Descriptor instead.
 func (*ContactHours) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ContactHours) GetTenantId() string {
@@ -1064,7 +1218,7 @@ type HoldPlaced struct {
 
 func (x *HoldPlaced) Reset() {
 	*x = HoldPlaced{}
-	mi := &file_dunning_v1_events_proto_msgTypes[7]
+	mi := &file_dunning_v1_events_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1076,7 +1230,7 @@ func (x *HoldPlaced) String() string {
 func (*HoldPlaced) ProtoMessage() {}
 
 func (x *HoldPlaced) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[7]
+	mi := &file_dunning_v1_events_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1089,7 +1243,7 @@ func (x *HoldPlaced) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldPlaced.ProtoReflect.Descriptor instead.
 func (*HoldPlaced) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{7}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HoldPlaced) GetTenantId() string {
@@ -1147,7 +1301,7 @@ type HoldReleased struct {
 
 func (x *HoldReleased) Reset() {
 	*x = HoldReleased{}
-	mi := &file_dunning_v1_events_proto_msgTypes[8]
+	mi := &file_dunning_v1_events_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1159,7 +1313,7 @@ func (x *HoldReleased) String() string {
 func (*HoldReleased) ProtoMessage() {}
 
 func (x *HoldReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[8]
+	mi := &file_dunning_v1_events_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1172,7 +1326,7 @@ func (x *HoldReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldReleased.ProtoReflect.Descriptor instead.
 func (*HoldReleased) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{8}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HoldReleased) GetTenantId() string {
@@ -1221,7 +1375,7 @@ type PromiseToPay struct {
 
 func (x *PromiseToPay) Reset() {
 	*x = PromiseToPay{}
-	mi := &file_dunning_v1_events_proto_msgTypes[9]
+	mi := &file_dunning_v1_events_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1387,7 @@ func (x *PromiseToPay) String() string {
 func (*PromiseToPay) ProtoMessage() {}
 
 func (x *PromiseToPay) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[9]
+	mi := &file_dunning_v1_events_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1400,7 @@ func (x *PromiseToPay) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromiseToPay.ProtoReflect.Descriptor instead.
 func (*PromiseToPay) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{9}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PromiseToPay) GetTenantId() string {
@@ -1302,7 +1456,7 @@ type PlanInstallment struct {
 
 func (x *PlanInstallment) Reset() {
 	*x = PlanInstallment{}
-	mi := &file_dunning_v1_events_proto_msgTypes[10]
+	mi := &file_dunning_v1_events_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1468,7 @@ func (x *PlanInstallment) String() string {
 func (*PlanInstallment) ProtoMessage() {}
 
 func (x *PlanInstallment) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[10]
+	mi := &file_dunning_v1_events_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1481,7 @@ func (x *PlanInstallment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanInstallment.ProtoReflect.Descriptor instead.
 func (*PlanInstallment) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{10}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PlanInstallment) GetDueAt() *timestamppb.Timestamp {
@@ -1361,7 +1515,7 @@ type RepaymentPlan struct {
 
 func (x *RepaymentPlan) Reset() {
 	*x = RepaymentPlan{}
-	mi := &file_dunning_v1_events_proto_msgTypes[11]
+	mi := &file_dunning_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1527,7 @@ func (x *RepaymentPlan) String() string {
 func (*RepaymentPlan) ProtoMessage() {}
 
 func (x *RepaymentPlan) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[11]
+	mi := &file_dunning_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1540,7 @@ func (x *RepaymentPlan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RepaymentPlan.ProtoReflect.Descriptor instead.
 func (*RepaymentPlan) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{11}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RepaymentPlan) GetTenantId() string {
@@ -1437,7 +1591,7 @@ type PlanCancelled struct {
 
 func (x *PlanCancelled) Reset() {
 	*x = PlanCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[12]
+	mi := &file_dunning_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1603,7 @@ func (x *PlanCancelled) String() string {
 func (*PlanCancelled) ProtoMessage() {}
 
 func (x *PlanCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[12]
+	mi := &file_dunning_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1616,7 @@ func (x *PlanCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanCancelled.ProtoReflect.Descriptor instead.
 func (*PlanCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PlanCancelled) GetTenantId() string {
@@ -1511,6 +1665,7 @@ type LenderEvent struct {
 	//	*LenderEvent_PromiseToPay
 	//	*LenderEvent_RepaymentPlan
 	//	*LenderEvent_PlanCancelled
+	//	*LenderEvent_BalanceUpdated
 	Event         isLenderEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1518,7 +1673,7 @@ type LenderEvent struct {
 
 func (x *LenderEvent) Reset() {
 	*x = LenderEvent{}
-	mi := &file_dunning_v1_events_proto_msgTypes[13]
+	mi := &file_dunning_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1685,7 @@ func (x *LenderEvent) String() string {
 func (*LenderEvent) ProtoMessage() {}
 
 func (x *LenderEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[13]
+	mi := &file_dunning_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1698,7 @@ func (x *LenderEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LenderEvent.ProtoReflect.Descriptor instead.
 func (*LenderEvent) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LenderEvent) GetEvent() isLenderEvent_Event {
@@ -1652,6 +1807,15 @@ func (x *LenderEvent) GetPlanCancelled() *PlanCancelled {
 	return nil
 }
 
+func (x *LenderEvent) GetBalanceUpdated() *BalanceUpdated {
+	if x != nil {
+		if x, ok := x.Event.(*LenderEvent_BalanceUpdated); ok {
+			return x.BalanceUpdated
+		}
+	}
+	return nil
+}
+
 type isLenderEvent_Event interface {
 	isLenderEvent_Event()
 }
@@ -1700,6 +1864,10 @@ type LenderEvent_PlanCancelled struct {
 	PlanCancelled *PlanCancelled `protobuf:"bytes,11,opt,name=plan_cancelled,json=planCancelled,proto3,oneof"`
 }
 
+type LenderEvent_BalanceUpdated struct {
+	BalanceUpdated *BalanceUpdated `protobuf:"bytes,12,opt,name=balance_updated,json=balanceUpdated,proto3,oneof"`
+}
+
 func (*LenderEvent_InstallmentDue) isLenderEvent_Event() {}
 
 func (*LenderEvent_RepaymentReceived) isLenderEvent_Event() {}
@@ -1721,6 +1889,8 @@ func (*LenderEvent_PromiseToPay) isLenderEvent_Event() {}
 func (*LenderEvent_RepaymentPlan) isLenderEvent_Event() {}
 
 func (*LenderEvent_PlanCancelled) isLenderEvent_Event() {}
+
+func (*LenderEvent_BalanceUpdated) isLenderEvent_Event() {}
 
 // CaseContext is the common part of every decision: where the case stood when
 // the decision was made, and why.
@@ -1753,7 +1923,7 @@ type CaseContext struct {
 
 func (x *CaseContext) Reset() {
 	*x = CaseContext{}
-	mi := &file_dunning_v1_events_proto_msgTypes[14]
+	mi := &file_dunning_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1765,7 +1935,7 @@ func (x *CaseContext) String() string {
 func (*CaseContext) ProtoMessage() {}
 
 func (x *CaseContext) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[14]
+	mi := &file_dunning_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1778,7 +1948,7 @@ func (x *CaseContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseContext.ProtoReflect.Descriptor instead.
 func (*CaseContext) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CaseContext) GetTenantId() string {
@@ -1899,7 +2069,7 @@ type ContactTask struct {
 
 func (x *ContactTask) Reset() {
 	*x = ContactTask{}
-	mi := &file_dunning_v1_events_proto_msgTypes[15]
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +2081,7 @@ func (x *ContactTask) String() string {
 func (*ContactTask) ProtoMessage() {}
 
 func (x *ContactTask) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[15]
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +2094,7 @@ func (x *ContactTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactTask.ProtoReflect.Descriptor instead.
 func (*ContactTask) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ContactTask) GetContactId() string {
@@ -2050,7 +2220,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_dunning_v1_events_proto_msgTypes[16]
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2062,7 +2232,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[16]
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2075,7 +2245,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Delivery) GetTenantId() string {
@@ -2155,7 +2325,7 @@ type StepDue struct {
 
 func (x *StepDue) Reset() {
 	*x = StepDue{}
-	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2167,7 +2337,7 @@ func (x *StepDue) String() string {
 func (*StepDue) ProtoMessage() {}
 
 func (x *StepDue) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +2350,7 @@ func (x *StepDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepDue.ProtoReflect.Descriptor instead.
 func (*StepDue) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *StepDue) GetStepId() string {
@@ -2230,7 +2400,7 @@ type OverdueConfirmed struct {
 
 func (x *OverdueConfirmed) Reset() {
 	*x = OverdueConfirmed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2242,7 +2412,7 @@ func (x *OverdueConfirmed) String() string {
 func (*OverdueConfirmed) ProtoMessage() {}
 
 func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2255,7 +2425,7 @@ func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverdueConfirmed.ProtoReflect.Descriptor instead.
 func (*OverdueConfirmed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *OverdueConfirmed) GetCase() *CaseContext {
@@ -2283,7 +2453,7 @@ type ContactRequested struct {
 
 func (x *ContactRequested) Reset() {
 	*x = ContactRequested{}
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2295,7 +2465,7 @@ func (x *ContactRequested) String() string {
 func (*ContactRequested) ProtoMessage() {}
 
 func (x *ContactRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2308,7 +2478,7 @@ func (x *ContactRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactRequested.ProtoReflect.Descriptor instead.
 func (*ContactRequested) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ContactRequested) GetCase() *CaseContext {
@@ -2336,7 +2506,7 @@ type Escalated struct {
 
 func (x *Escalated) Reset() {
 	*x = Escalated{}
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +2518,7 @@ func (x *Escalated) String() string {
 func (*Escalated) ProtoMessage() {}
 
 func (x *Escalated) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +2531,7 @@ func (x *Escalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Escalated.ProtoReflect.Descriptor instead.
 func (*Escalated) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Escalated) GetCase() *CaseContext {
@@ -2391,7 +2561,7 @@ type HandedOff struct {
 
 func (x *HandedOff) Reset() {
 	*x = HandedOff{}
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2403,7 +2573,7 @@ func (x *HandedOff) String() string {
 func (*HandedOff) ProtoMessage() {}
 
 func (x *HandedOff) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2416,7 +2586,7 @@ func (x *HandedOff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandedOff.ProtoReflect.Descriptor instead.
 func (*HandedOff) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HandedOff) GetCase() *CaseContext {
@@ -2458,7 +2628,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2640,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2653,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Evidence) GetInstallments() []*InstallmentDue {
@@ -2532,7 +2702,7 @@ type LegalReferred struct {
 
 func (x *LegalReferred) Reset() {
 	*x = LegalReferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2544,7 +2714,7 @@ func (x *LegalReferred) String() string {
 func (*LegalReferred) ProtoMessage() {}
 
 func (x *LegalReferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2557,7 +2727,7 @@ func (x *LegalReferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LegalReferred.ProtoReflect.Descriptor instead.
 func (*LegalReferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LegalReferred) GetCase() *CaseContext {
@@ -2589,7 +2759,7 @@ type CaseClosed struct {
 
 func (x *CaseClosed) Reset() {
 	*x = CaseClosed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2601,7 +2771,7 @@ func (x *CaseClosed) String() string {
 func (*CaseClosed) ProtoMessage() {}
 
 func (x *CaseClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2614,7 +2784,7 @@ func (x *CaseClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseClosed.ProtoReflect.Descriptor instead.
 func (*CaseClosed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CaseClosed) GetCase() *CaseContext {
@@ -2658,7 +2828,7 @@ type EntryDeferred struct {
 
 func (x *EntryDeferred) Reset() {
 	*x = EntryDeferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2670,7 +2840,7 @@ func (x *EntryDeferred) String() string {
 func (*EntryDeferred) ProtoMessage() {}
 
 func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2683,7 +2853,7 @@ func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryDeferred.ProtoReflect.Descriptor instead.
 func (*EntryDeferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *EntryDeferred) GetCase() *CaseContext {
@@ -2712,7 +2882,7 @@ type StepCancelled struct {
 
 func (x *StepCancelled) Reset() {
 	*x = StepCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2724,7 +2894,7 @@ func (x *StepCancelled) String() string {
 func (*StepCancelled) ProtoMessage() {}
 
 func (x *StepCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2737,7 +2907,7 @@ func (x *StepCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepCancelled.ProtoReflect.Descriptor instead.
 func (*StepCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StepCancelled) GetCase() *CaseContext {
@@ -2769,7 +2939,7 @@ type ContactHeld struct {
 
 func (x *ContactHeld) Reset() {
 	*x = ContactHeld{}
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2781,7 +2951,7 @@ func (x *ContactHeld) String() string {
 func (*ContactHeld) ProtoMessage() {}
 
 func (x *ContactHeld) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2794,7 +2964,7 @@ func (x *ContactHeld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactHeld.ProtoReflect.Descriptor instead.
 func (*ContactHeld) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ContactHeld) GetCase() *CaseContext {
@@ -2837,7 +3007,7 @@ type ContactReleased struct {
 
 func (x *ContactReleased) Reset() {
 	*x = ContactReleased{}
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2849,7 +3019,7 @@ func (x *ContactReleased) String() string {
 func (*ContactReleased) ProtoMessage() {}
 
 func (x *ContactReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2862,7 +3032,7 @@ func (x *ContactReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactReleased.ProtoReflect.Descriptor instead.
 func (*ContactReleased) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ContactReleased) GetCase() *CaseContext {
@@ -2892,7 +3062,7 @@ type ContactSuppressed struct {
 
 func (x *ContactSuppressed) Reset() {
 	*x = ContactSuppressed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[29]
+	mi := &file_dunning_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2904,7 +3074,7 @@ func (x *ContactSuppressed) String() string {
 func (*ContactSuppressed) ProtoMessage() {}
 
 func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[29]
+	mi := &file_dunning_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2917,7 +3087,7 @@ func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactSuppressed.ProtoReflect.Descriptor instead.
 func (*ContactSuppressed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ContactSuppressed) GetCase() *CaseContext {
@@ -2954,7 +3124,7 @@ type ContactCancelled struct {
 
 func (x *ContactCancelled) Reset() {
 	*x = ContactCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	mi := &file_dunning_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2966,7 +3136,7 @@ func (x *ContactCancelled) String() string {
 func (*ContactCancelled) ProtoMessage() {}
 
 func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	mi := &file_dunning_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2979,7 +3149,7 @@ func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactCancelled.ProtoReflect.Descriptor instead.
 func (*ContactCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ContactCancelled) GetCase() *CaseContext {
@@ -3017,7 +3187,7 @@ type HoldDeadline struct {
 
 func (x *HoldDeadline) Reset() {
 	*x = HoldDeadline{}
-	mi := &file_dunning_v1_events_proto_msgTypes[31]
+	mi := &file_dunning_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3029,7 +3199,7 @@ func (x *HoldDeadline) String() string {
 func (*HoldDeadline) ProtoMessage() {}
 
 func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[31]
+	mi := &file_dunning_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3042,7 +3212,7 @@ func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldDeadline.ProtoReflect.Descriptor instead.
 func (*HoldDeadline) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *HoldDeadline) GetCase() *CaseContext {
@@ -3079,7 +3249,7 @@ type PlacementRecalled struct {
 
 func (x *PlacementRecalled) Reset() {
 	*x = PlacementRecalled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[32]
+	mi := &file_dunning_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3091,7 +3261,7 @@ func (x *PlacementRecalled) String() string {
 func (*PlacementRecalled) ProtoMessage() {}
 
 func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[32]
+	mi := &file_dunning_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3104,7 +3274,7 @@ func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementRecalled.ProtoReflect.Descriptor instead.
 func (*PlacementRecalled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PlacementRecalled) GetCase() *CaseContext {
@@ -3142,7 +3312,7 @@ type PromiseResolved struct {
 
 func (x *PromiseResolved) Reset() {
 	*x = PromiseResolved{}
-	mi := &file_dunning_v1_events_proto_msgTypes[33]
+	mi := &file_dunning_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3154,7 +3324,7 @@ func (x *PromiseResolved) String() string {
 func (*PromiseResolved) ProtoMessage() {}
 
 func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[33]
+	mi := &file_dunning_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3167,7 +3337,7 @@ func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromiseResolved.ProtoReflect.Descriptor instead.
 func (*PromiseResolved) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PromiseResolved) GetCase() *CaseContext {
@@ -3209,7 +3379,7 @@ type PlanProgress struct {
 
 func (x *PlanProgress) Reset() {
 	*x = PlanProgress{}
-	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	mi := &file_dunning_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3221,7 +3391,7 @@ func (x *PlanProgress) String() string {
 func (*PlanProgress) ProtoMessage() {}
 
 func (x *PlanProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	mi := &file_dunning_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3234,7 +3404,7 @@ func (x *PlanProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanProgress.ProtoReflect.Descriptor instead.
 func (*PlanProgress) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PlanProgress) GetCase() *CaseContext {
@@ -3292,7 +3462,7 @@ type BorrowerContact struct {
 
 func (x *BorrowerContact) Reset() {
 	*x = BorrowerContact{}
-	mi := &file_dunning_v1_events_proto_msgTypes[35]
+	mi := &file_dunning_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3304,7 +3474,7 @@ func (x *BorrowerContact) String() string {
 func (*BorrowerContact) ProtoMessage() {}
 
 func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[35]
+	mi := &file_dunning_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3317,7 +3487,7 @@ func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowerContact.ProtoReflect.Descriptor instead.
 func (*BorrowerContact) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *BorrowerContact) GetLoanId() string {
@@ -3370,7 +3540,7 @@ type VerificationCode struct {
 
 func (x *VerificationCode) Reset() {
 	*x = VerificationCode{}
-	mi := &file_dunning_v1_events_proto_msgTypes[36]
+	mi := &file_dunning_v1_events_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3382,7 +3552,7 @@ func (x *VerificationCode) String() string {
 func (*VerificationCode) ProtoMessage() {}
 
 func (x *VerificationCode) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[36]
+	mi := &file_dunning_v1_events_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3395,7 +3565,7 @@ func (x *VerificationCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationCode.ProtoReflect.Descriptor instead.
 func (*VerificationCode) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{36}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *VerificationCode) GetTenantId() string {
@@ -3435,7 +3605,7 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x05Money\x12\x1a\n" +
 	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12\x1f\n" +
 	"\vminor_units\x18\x02 \x01(\x03R\n" +
-	"minorUnits\"\xe3\x02\n" +
+	"minorUnits\"\x9e\x03\n" +
 	"\x0eInstallmentDue\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12%\n" +
@@ -3449,7 +3619,19 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"product_id\x18\b \x01(\tR\tproductId\x12\x16\n" +
 	"\x06locale\x18\t \x01(\tR\x06locale\x12!\n" +
 	"\fborrower_ref\x18\n" +
-	" \x01(\tR\vborrowerRef\"\xef\x01\n" +
+	" \x01(\tR\vborrowerRef\x129\n" +
+	"\vitemisation\x18\v \x01(\v2\x17.dunning.v1.ItemisationR\vitemisation\"\x94\x01\n" +
+	"\vItemisation\x12/\n" +
+	"\tprincipal\x18\x01 \x01(\v2\x11.dunning.v1.MoneyR\tprincipal\x12-\n" +
+	"\binterest\x18\x02 \x01(\v2\x11.dunning.v1.MoneyR\binterest\x12%\n" +
+	"\x04fees\x18\x03 \x01(\v2\x11.dunning.v1.MoneyR\x04fees\"\xc9\x01\n" +
+	"\x0eBalanceUpdated\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1d\n" +
+	"\n" +
+	"balance_id\x18\x03 \x01(\tR\tbalanceId\x121\n" +
+	"\aoverdue\x18\x04 \x01(\v2\x17.dunning.v1.ItemisationR\aoverdue\x12/\n" +
+	"\x05as_of\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\"\xef\x01\n" +
 	"\x11RepaymentReceived\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1d\n" +
@@ -3528,7 +3710,7 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x17\n" +
 	"\aplan_id\x18\x03 \x01(\tR\x06planId\x12=\n" +
-	"\fcancelled_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcancelledAt\"\x89\x06\n" +
+	"\fcancelled_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcancelledAt\"\xd0\x06\n" +
 	"\vLenderEvent\x12E\n" +
 	"\x0finstallment_due\x18\x01 \x01(\v2\x1a.dunning.v1.InstallmentDueH\x00R\x0einstallmentDue\x12N\n" +
 	"\x12repayment_received\x18\x02 \x01(\v2\x1d.dunning.v1.RepaymentReceivedH\x00R\x11repaymentReceived\x12<\n" +
@@ -3542,7 +3724,8 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x0epromise_to_pay\x18\t \x01(\v2\x18.dunning.v1.PromiseToPayH\x00R\fpromiseToPay\x12B\n" +
 	"\x0erepayment_plan\x18\n" +
 	" \x01(\v2\x19.dunning.v1.RepaymentPlanH\x00R\rrepaymentPlan\x12B\n" +
-	"\x0eplan_cancelled\x18\v \x01(\v2\x19.dunning.v1.PlanCancelledH\x00R\rplanCancelledB\a\n" +
+	"\x0eplan_cancelled\x18\v \x01(\v2\x19.dunning.v1.PlanCancelledH\x00R\rplanCancelled\x12E\n" +
+	"\x0fbalance_updated\x18\f \x01(\v2\x1a.dunning.v1.BalanceUpdatedH\x00R\x0ebalanceUpdatedB\a\n" +
 	"\x05event\"\xb6\x03\n" +
 	"\vCaseContext\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
@@ -3745,7 +3928,7 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: dunning.v1.Outcome
 	(HoldKind)(0),                 // 1: dunning.v1.HoldKind
@@ -3756,133 +3939,142 @@ var file_dunning_v1_events_proto_goTypes = []any{
 	(CloseReason)(0),              // 6: dunning.v1.CloseReason
 	(*Money)(nil),                 // 7: dunning.v1.Money
 	(*InstallmentDue)(nil),        // 8: dunning.v1.InstallmentDue
-	(*RepaymentReceived)(nil),     // 9: dunning.v1.RepaymentReceived
-	(*LoanSettled)(nil),           // 10: dunning.v1.LoanSettled
-	(*ContactOutcome)(nil),        // 11: dunning.v1.ContactOutcome
-	(*ContactPreference)(nil),     // 12: dunning.v1.ContactPreference
-	(*ContactHours)(nil),          // 13: dunning.v1.ContactHours
-	(*HoldPlaced)(nil),            // 14: dunning.v1.HoldPlaced
-	(*HoldReleased)(nil),          // 15: dunning.v1.HoldReleased
-	(*PromiseToPay)(nil),          // 16: dunning.v1.PromiseToPay
-	(*PlanInstallment)(nil),       // 17: dunning.v1.PlanInstallment
-	(*RepaymentPlan)(nil),         // 18: dunning.v1.RepaymentPlan
-	(*PlanCancelled)(nil),         // 19: dunning.v1.PlanCancelled
-	(*LenderEvent)(nil),           // 20: dunning.v1.LenderEvent
-	(*CaseContext)(nil),           // 21: dunning.v1.CaseContext
-	(*ContactTask)(nil),           // 22: dunning.v1.ContactTask
-	(*Delivery)(nil),              // 23: dunning.v1.Delivery
-	(*StepDue)(nil),               // 24: dunning.v1.StepDue
-	(*OverdueConfirmed)(nil),      // 25: dunning.v1.OverdueConfirmed
-	(*ContactRequested)(nil),      // 26: dunning.v1.ContactRequested
-	(*Escalated)(nil),             // 27: dunning.v1.Escalated
-	(*HandedOff)(nil),             // 28: dunning.v1.HandedOff
-	(*Evidence)(nil),              // 29: dunning.v1.Evidence
-	(*LegalReferred)(nil),         // 30: dunning.v1.LegalReferred
-	(*CaseClosed)(nil),            // 31: dunning.v1.CaseClosed
-	(*EntryDeferred)(nil),         // 32: dunning.v1.EntryDeferred
-	(*StepCancelled)(nil),         // 33: dunning.v1.StepCancelled
-	(*ContactHeld)(nil),           // 34: dunning.v1.ContactHeld
-	(*ContactReleased)(nil),       // 35: dunning.v1.ContactReleased
-	(*ContactSuppressed)(nil),     // 36: dunning.v1.ContactSuppressed
-	(*ContactCancelled)(nil),      // 37: dunning.v1.ContactCancelled
-	(*HoldDeadline)(nil),          // 38: dunning.v1.HoldDeadline
-	(*PlacementRecalled)(nil),     // 39: dunning.v1.PlacementRecalled
-	(*PromiseResolved)(nil),       // 40: dunning.v1.PromiseResolved
-	(*PlanProgress)(nil),          // 41: dunning.v1.PlanProgress
-	(*BorrowerContact)(nil),       // 42: dunning.v1.BorrowerContact
-	(*VerificationCode)(nil),      // 43: dunning.v1.VerificationCode
-	(*timestamppb.Timestamp)(nil), // 44: google.protobuf.Timestamp
+	(*Itemisation)(nil),           // 9: dunning.v1.Itemisation
+	(*BalanceUpdated)(nil),        // 10: dunning.v1.BalanceUpdated
+	(*RepaymentReceived)(nil),     // 11: dunning.v1.RepaymentReceived
+	(*LoanSettled)(nil),           // 12: dunning.v1.LoanSettled
+	(*ContactOutcome)(nil),        // 13: dunning.v1.ContactOutcome
+	(*ContactPreference)(nil),     // 14: dunning.v1.ContactPreference
+	(*ContactHours)(nil),          // 15: dunning.v1.ContactHours
+	(*HoldPlaced)(nil),            // 16: dunning.v1.HoldPlaced
+	(*HoldReleased)(nil),          // 17: dunning.v1.HoldReleased
+	(*PromiseToPay)(nil),          // 18: dunning.v1.PromiseToPay
+	(*PlanInstallment)(nil),       // 19: dunning.v1.PlanInstallment
+	(*RepaymentPlan)(nil),         // 20: dunning.v1.RepaymentPlan
+	(*PlanCancelled)(nil),         // 21: dunning.v1.PlanCancelled
+	(*LenderEvent)(nil),           // 22: dunning.v1.LenderEvent
+	(*CaseContext)(nil),           // 23: dunning.v1.CaseContext
+	(*ContactTask)(nil),           // 24: dunning.v1.ContactTask
+	(*Delivery)(nil),              // 25: dunning.v1.Delivery
+	(*StepDue)(nil),               // 26: dunning.v1.StepDue
+	(*OverdueConfirmed)(nil),      // 27: dunning.v1.OverdueConfirmed
+	(*ContactRequested)(nil),      // 28: dunning.v1.ContactRequested
+	(*Escalated)(nil),             // 29: dunning.v1.Escalated
+	(*HandedOff)(nil),             // 30: dunning.v1.HandedOff
+	(*Evidence)(nil),              // 31: dunning.v1.Evidence
+	(*LegalReferred)(nil),         // 32: dunning.v1.LegalReferred
+	(*CaseClosed)(nil),            // 33: dunning.v1.CaseClosed
+	(*EntryDeferred)(nil),         // 34: dunning.v1.EntryDeferred
+	(*StepCancelled)(nil),         // 35: dunning.v1.StepCancelled
+	(*ContactHeld)(nil),           // 36: dunning.v1.ContactHeld
+	(*ContactReleased)(nil),       // 37: dunning.v1.ContactReleased
+	(*ContactSuppressed)(nil),     // 38: dunning.v1.ContactSuppressed
+	(*ContactCancelled)(nil),      // 39: dunning.v1.ContactCancelled
+	(*HoldDeadline)(nil),          // 40: dunning.v1.HoldDeadline
+	(*PlacementRecalled)(nil),     // 41: dunning.v1.PlacementRecalled
+	(*PromiseResolved)(nil),       // 42: dunning.v1.PromiseResolved
+	(*PlanProgress)(nil),          // 43: dunning.v1.PlanProgress
+	(*BorrowerContact)(nil),       // 44: dunning.v1.BorrowerContact
+	(*VerificationCode)(nil),      // 45: dunning.v1.VerificationCode
+	(*timestamppb.Timestamp)(nil), // 46: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
 	7,  // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	44, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
-	7,  // 2: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	44, // 3: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	44, // 4: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
-	0,  // 5: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	44, // 6: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
-	4,  // 7: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
-	44, // 8: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
-	44, // 9: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
-	1,  // 10: dunning.v1.HoldPlaced.kind:type_name -> dunning.v1.HoldKind
-	44, // 11: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
-	44, // 12: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
-	7,  // 13: dunning.v1.PromiseToPay.amount:type_name -> dunning.v1.Money
-	44, // 14: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
-	44, // 15: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
-	44, // 16: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
-	7,  // 17: dunning.v1.PlanInstallment.amount:type_name -> dunning.v1.Money
-	17, // 18: dunning.v1.RepaymentPlan.installments:type_name -> dunning.v1.PlanInstallment
-	44, // 19: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
-	44, // 20: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
-	8,  // 21: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
-	9,  // 22: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
-	10, // 23: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
-	11, // 24: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
-	12, // 25: dunning.v1.LenderEvent.contact_preference:type_name -> dunning.v1.ContactPreference
-	13, // 26: dunning.v1.LenderEvent.contact_hours:type_name -> dunning.v1.ContactHours
-	14, // 27: dunning.v1.LenderEvent.hold_placed:type_name -> dunning.v1.HoldPlaced
-	15, // 28: dunning.v1.LenderEvent.hold_released:type_name -> dunning.v1.HoldReleased
-	16, // 29: dunning.v1.LenderEvent.promise_to_pay:type_name -> dunning.v1.PromiseToPay
-	18, // 30: dunning.v1.LenderEvent.repayment_plan:type_name -> dunning.v1.RepaymentPlan
-	19, // 31: dunning.v1.LenderEvent.plan_cancelled:type_name -> dunning.v1.PlanCancelled
-	2,  // 32: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
-	3,  // 33: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
-	7,  // 34: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	44, // 35: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	44, // 36: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
-	4,  // 37: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
-	5,  // 38: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
-	7,  // 39: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
-	7,  // 40: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	44, // 41: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
-	44, // 42: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
-	2,  // 43: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
-	3,  // 44: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
-	22, // 45: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
-	2,  // 46: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	44, // 47: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
-	21, // 48: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
-	21, // 49: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
-	22, // 50: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
-	21, // 51: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
-	22, // 52: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
-	21, // 53: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
-	8,  // 54: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
-	9,  // 55: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
-	22, // 56: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
-	21, // 57: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
-	29, // 58: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
-	21, // 59: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
-	6,  // 60: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
-	2,  // 61: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
-	21, // 62: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
-	2,  // 63: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
-	21, // 64: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
-	21, // 65: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
-	22, // 66: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
-	44, // 67: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
-	21, // 68: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
-	22, // 69: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
-	21, // 70: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
-	22, // 71: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
-	21, // 72: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
-	22, // 73: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
-	21, // 74: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
-	21, // 75: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
-	21, // 76: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
-	7,  // 77: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
-	21, // 78: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
-	44, // 79: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
-	7,  // 80: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
-	4,  // 81: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
-	44, // 82: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
-	0,  // 83: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
-	84, // [84:84] is the sub-list for method output_type
-	84, // [84:84] is the sub-list for method input_type
-	84, // [84:84] is the sub-list for extension type_name
-	84, // [84:84] is the sub-list for extension extendee
-	0,  // [0:84] is the sub-list for field type_name
+	46, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	9,  // 2: dunning.v1.InstallmentDue.itemisation:type_name -> dunning.v1.Itemisation
+	7,  // 3: dunning.v1.Itemisation.principal:type_name -> dunning.v1.Money
+	7,  // 4: dunning.v1.Itemisation.interest:type_name -> dunning.v1.Money
+	7,  // 5: dunning.v1.Itemisation.fees:type_name -> dunning.v1.Money
+	9,  // 6: dunning.v1.BalanceUpdated.overdue:type_name -> dunning.v1.Itemisation
+	46, // 7: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
+	7,  // 8: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
+	46, // 9: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	46, // 10: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	0,  // 11: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
+	46, // 12: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	4,  // 13: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
+	46, // 14: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
+	46, // 15: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
+	1,  // 16: dunning.v1.HoldPlaced.kind:type_name -> dunning.v1.HoldKind
+	46, // 17: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
+	46, // 18: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	7,  // 19: dunning.v1.PromiseToPay.amount:type_name -> dunning.v1.Money
+	46, // 20: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
+	46, // 21: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
+	46, // 22: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
+	7,  // 23: dunning.v1.PlanInstallment.amount:type_name -> dunning.v1.Money
+	19, // 24: dunning.v1.RepaymentPlan.installments:type_name -> dunning.v1.PlanInstallment
+	46, // 25: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
+	46, // 26: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
+	8,  // 27: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
+	11, // 28: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
+	12, // 29: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
+	13, // 30: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
+	14, // 31: dunning.v1.LenderEvent.contact_preference:type_name -> dunning.v1.ContactPreference
+	15, // 32: dunning.v1.LenderEvent.contact_hours:type_name -> dunning.v1.ContactHours
+	16, // 33: dunning.v1.LenderEvent.hold_placed:type_name -> dunning.v1.HoldPlaced
+	17, // 34: dunning.v1.LenderEvent.hold_released:type_name -> dunning.v1.HoldReleased
+	18, // 35: dunning.v1.LenderEvent.promise_to_pay:type_name -> dunning.v1.PromiseToPay
+	20, // 36: dunning.v1.LenderEvent.repayment_plan:type_name -> dunning.v1.RepaymentPlan
+	21, // 37: dunning.v1.LenderEvent.plan_cancelled:type_name -> dunning.v1.PlanCancelled
+	10, // 38: dunning.v1.LenderEvent.balance_updated:type_name -> dunning.v1.BalanceUpdated
+	2,  // 39: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
+	3,  // 40: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
+	7,  // 41: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
+	46, // 42: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	46, // 43: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
+	4,  // 44: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
+	5,  // 45: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
+	7,  // 46: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
+	7,  // 47: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
+	46, // 48: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	46, // 49: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	2,  // 50: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
+	3,  // 51: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
+	24, // 52: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
+	2,  // 53: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
+	46, // 54: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	23, // 55: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
+	23, // 56: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
+	24, // 57: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
+	23, // 58: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
+	24, // 59: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
+	23, // 60: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
+	8,  // 61: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
+	11, // 62: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
+	24, // 63: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
+	23, // 64: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
+	31, // 65: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
+	23, // 66: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
+	6,  // 67: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
+	2,  // 68: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
+	23, // 69: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
+	2,  // 70: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
+	23, // 71: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
+	23, // 72: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
+	24, // 73: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
+	46, // 74: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	23, // 75: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
+	24, // 76: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
+	23, // 77: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
+	24, // 78: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
+	23, // 79: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
+	24, // 80: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
+	23, // 81: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
+	23, // 82: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
+	23, // 83: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
+	7,  // 84: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
+	23, // 85: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
+	46, // 86: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
+	7,  // 87: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
+	4,  // 88: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
+	46, // 89: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
+	0,  // 90: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
+	91, // [91:91] is the sub-list for method output_type
+	91, // [91:91] is the sub-list for method input_type
+	91, // [91:91] is the sub-list for extension type_name
+	91, // [91:91] is the sub-list for extension extendee
+	0,  // [0:91] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -3890,7 +4082,7 @@ func file_dunning_v1_events_proto_init() {
 	if File_dunning_v1_events_proto != nil {
 		return
 	}
-	file_dunning_v1_events_proto_msgTypes[13].OneofWrappers = []any{
+	file_dunning_v1_events_proto_msgTypes[15].OneofWrappers = []any{
 		(*LenderEvent_InstallmentDue)(nil),
 		(*LenderEvent_RepaymentReceived)(nil),
 		(*LenderEvent_LoanSettled)(nil),
@@ -3902,6 +4094,7 @@ func file_dunning_v1_events_proto_init() {
 		(*LenderEvent_PromiseToPay)(nil),
 		(*LenderEvent_RepaymentPlan)(nil),
 		(*LenderEvent_PlanCancelled)(nil),
+		(*LenderEvent_BalanceUpdated)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3909,7 +4102,7 @@ func file_dunning_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   37,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
