@@ -51,6 +51,11 @@ func gateWorld(t *testing.T, zone, pack string, sendAt, spread time.Duration, du
 
 // gated returns the loan's gate records and contact decisions in order.
 func (w *world) gated(loan string) []policy.Decision {
+	return w.logged(loan, func(d policy.Decision) bool { return d.Kind.Gate() || len(d.Tasks) > 0 })
+}
+
+// logged returns the loan's decisions that keep accepts, in order.
+func (w *world) logged(loan string, keep func(policy.Decision) bool) []policy.Decision {
 	w.t.Helper()
 	es, _, err := w.log.Read(ctx, tenant, loan)
 	if err != nil {
@@ -58,7 +63,7 @@ func (w *world) gated(loan string) []policy.Decision {
 	}
 	var out []policy.Decision
 	for _, e := range es {
-		if d, ok := e.Event.(policy.Decision); ok && (d.Kind.Gate() || len(d.Tasks) > 0) {
+		if d, ok := e.Event.(policy.Decision); ok && keep(d) {
 			out = append(out, d)
 		}
 	}

@@ -30,18 +30,7 @@ func holdWorld(t *testing.T, set func(*policy.Policy)) *world {
 
 // decided returns the loan's decisions of kind k.
 func (w *world) decided(loan string, k policy.DecisionKind) []policy.Decision {
-	w.t.Helper()
-	es, _, err := w.log.Read(ctx, tenant, loan)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	var out []policy.Decision
-	for _, e := range es {
-		if d, ok := e.Event.(policy.Decision); ok && d.Kind == k {
-			out = append(out, d)
-		}
-	}
-	return out
+	return w.logged(loan, func(d policy.Decision) bool { return d.Kind == k })
 }
 
 // noContactBetween fails if a contact was asked for or released for the
