@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -453,7 +454,7 @@ func (l Ladder) charges(c *Case, ctx Context) Money {
 			continue
 		}
 		itemised = true
-		total.Minor += in.Items.Charges().Minor * owed[i] / in.Amount.Minor
+		total.Minor += mulDiv(in.Items.Charges().Minor, owed[i], in.Amount.Minor)
 	}
 	if itemised {
 		return total
@@ -462,6 +463,13 @@ func (l Ladder) charges(c *Case, ctx Context) Money {
 		return l.Policy.Fees(ctx.Overdue, l.feeDPD(c, ctx))
 	}
 	return Money{Currency: ctx.Overdue.Currency}
+}
+
+// mulDiv is a*b/c rounded down, exact where a*b overflows int64 (amounts
+// go up to 10^15 minor units).
+func mulDiv(a, b, c int64) int64 {
+	var x big.Int
+	return x.Quo(x.Mul(big.NewInt(a), big.NewInt(b)), big.NewInt(c)).Int64()
 }
 
 func (l Ladder) tasks(c *Case, ctx Context, cs *CadenceStep) []ContactTask {

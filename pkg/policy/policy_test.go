@@ -137,3 +137,17 @@ func TestFormatMoney(t *testing.T) {
 		}
 	}
 }
+
+// Charges in proportion to what is owed stay exact at the largest amounts
+// intake accepts (10^15 minor units), where a*b overflows int64.
+func TestMulDiv(t *testing.T) {
+	for _, c := range []struct{ a, b, d, want int64 }{
+		{20000, 60000, 120000, 10000},
+		{1_000_000_000_000_000, 999_999_999_999_999, 1_000_000_000_000_000, 999_999_999_999_999},
+		{7, 1, 2, 3},
+	} {
+		if got := mulDiv(c.a, c.b, c.d); got != c.want {
+			t.Errorf("mulDiv(%d, %d, %d) = %d, want %d", c.a, c.b, c.d, got, c.want)
+		}
+	}
+}
