@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/opendunning/dunning/pkg/contactrules"
@@ -228,7 +227,7 @@ func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 		// contact decided before it was agreed does not.
 		var ladder, plan []GatedTask
 		for _, g := range waiting {
-			if strings.Contains(g.Task.ID, "-plan-") {
+			if planTask(g.Task.ID) {
 				plan = append(plan, g)
 			} else {
 				ladder = append(ladder, g)
@@ -328,10 +327,15 @@ func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 			for i := range d.Tasks {
 				t := &d.Tasks[i]
 				// The text a borrower reads is true when it leaves: what
-				// is overdue now, at today's DPD, with today's fees.
-				t.AmountDue, t.DPD = overdue, dpd
-				if d.Ctx.Tier >= TierMedium {
-					t.Fees = l.Policy.Fees(overdue, dpd)
+				// is overdue now, at today's DPD, with today's charges
+				// (the lender's, else the policy's fee as it stands, never
+				// grown in hardship or a breathing space). A plan's
+				// reminder keeps its installment's amount.
+				t.DPD = dpd
+				if !planTask(t.ID) {
+					fc := d.Ctx
+					fc.DPD, fc.Overdue, fc.AsOf = dpd, overdue, now
+					t.AmountDue, t.Fees = overdue, l.charges(c, fc)
 				}
 				t.NotBefore, t.NotAfter, t.MaxAttempts = now, notAfter, l.Policy.Contact.MaxAttempts
 			}

@@ -129,6 +129,10 @@ func (c *Case) applyPlanProgress(d Decision) {
 	}
 }
 
+// planTask reports whether a contact task is a plan's reminder (its ID
+// is c<case>-plan-<plan>-<due>-<channel>; a ladder task's names its stage).
+func planTask(id string) bool { return strings.Contains(id, "-plan-") }
+
 func planCheckID(p *Plan) string {
 	return fmt.Sprintf("plancheck-%s-%d", p.ID, p.Schedule[p.Next].DueAt.Unix())
 }

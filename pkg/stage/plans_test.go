@@ -65,8 +65,14 @@ func TestRepaymentPlan(t *testing.T) {
 	if itoas(reminders) != "12 19 26" {
 		t.Errorf("L-paid reminders at DPD %v, want 12, 19 and 26", reminders)
 	}
-	if released := w.decided("L-paid", policy.KindContactReleased); len(released) != 4 {
-		t.Errorf("L-paid: %d releases, want the first contact and 3 reminders", len(released))
+	released := w.decided("L-paid", policy.KindContactReleased)
+	if len(released) != 4 {
+		t.Fatalf("L-paid: %d releases, want the first contact and 3 reminders", len(released))
+	}
+	for _, d := range released[1:] {
+		if task := d.Tasks[0]; !strings.Contains(task.ID, "-plan-") || task.AmountDue.Minor != 40000 || task.Fees.Minor != 0 {
+			t.Errorf("released reminder %s for %s (fees %s), want the installment's 400.00", task.ID, task.AmountDue, task.Fees)
+		}
 	}
 	missed := w.decided("L-missed", policy.KindPlanMissed)
 	if len(missed) != 1 || missed[0].Ctx.DPD != 22 || !missed[0].MovedTo.Equal(w.dpd(35, 12*time.Hour)) {
