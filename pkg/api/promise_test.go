@@ -78,6 +78,8 @@ func TestPromiseRefusals(t *testing.T) {
 	}{
 		{"a promise 31 days ahead", promise("L-1", "pr-far", 31), 400, "promise_to_pay.promised_for", nil},
 		{"a promise in the past", promise("L-1", "pr-past", -1), 400, "promise_to_pay.promised_for", nil},
+		{"a promise of more than is overdue", strings.Replace(promise("L-1", "pr-big", 4), `"60000"`, `"130000"`, 1), 400, "promise_to_pay.amount", nil},
+		{"a promise on a loan with nothing overdue", promise("L-none", "pr-0", 4), 400, "promise_to_pay", nil},
 		{"the first promise", promise("L-1", "pr-1", 4), 202, "", nil},
 		{"its repeat", promise("L-1", "pr-1", 4), 200, "", nil},
 		{"a second while it is open", promise("L-1", "pr-2", 5), 400, "promise_to_pay", func() { breaks("pr-1") }},

@@ -412,8 +412,13 @@ func (c *Case) Apply(e Entry) {
 			return
 		}
 		c.Repayments = append(c.Repayments, ev)
-		c.payTowardPromise(ev)
-		c.payTowardPlan(ev)
+		// The lender's itemised balance is stale once money comes in:
+		// texts go back to the itemisation until it sends a new one.
+		c.Balance = nil
+		if c.towardArrears(ev) {
+			c.payTowardPromise(ev)
+			c.payTowardPlan(ev)
+		}
 	case PromiseToPay:
 		c.applyPromise(ev)
 	case RepaymentPlan:
@@ -534,6 +539,8 @@ func (c *Case) applyDecision(d Decision) {
 			}
 		}
 	case KindCaseClosed:
+		c.endCommitments()
+		c.Balance = nil
 		c.Open = false
 		c.Stage = StageNone
 		c.LastReason = d.CloseReason
@@ -544,6 +551,17 @@ func (c *Case) applyDecision(d Decision) {
 			c.Pending = nil
 		}
 	}
+}
+
+// towardArrears reports whether a payment goes to what is overdue, and so
+// toward the open promise and the plan in force: not one the lender
+// earmarked for an installment not yet due when it was paid.
+func (c *Case) towardArrears(r Repayment) bool {
+	if r.InstallmentID == "" {
+		return true
+	}
+	i := slices.IndexFunc(c.Installments, func(in InstallmentDue) bool { return in.ID == r.InstallmentID })
+	return i < 0 || c.Installments[i].DueAt.Before(r.PaidAt)
 }
 
 // Outstanding returns what is still owed on each installment, in due order.

@@ -440,3 +440,26 @@ func TestForeignCurrencyPaymentNotCounted(t *testing.T) {
 		t.Errorf("overdue after a foreign payment = %v, want 500.00 CNY", o)
 	}
 }
+
+// The oracle fires a step set in the past (a release finding the rungs it
+// passed) at once, as the server does: a dispute from DPD 12 to DPD 40
+// escalates at DPD 40 and hands off a day later, not inside the hold.
+func TestSimulateFiresPastStepsAtOnce(t *testing.T) {
+	l := Ladder{Policy: Default(), Calendar: Calendar{Day: RealDay}}
+	due0 := time.Date(2026, 4, 1, 10, 0, 0, 0, time.UTC)
+	in := InstallmentDue{ID: "i1", Amount: Money{"CNY", 100000}, DueAt: due0, Zone: "UTC"}
+	mid := func(d int) time.Time { return l.Calendar.DPDStart(due0, time.UTC, d).Add(12 * time.Hour) }
+	ds := l.Simulate(in, []Payment{
+		{DPD: 12, Event: HoldPlaced{ID: "d-1", Kind: HoldDispute, At: mid(12)}},
+		{DPD: 40, Event: HoldReleased{ID: "d-1", At: mid(40)}},
+	}, 45)
+	got := map[DecisionKind]int{}
+	for _, d := range ds {
+		if d.Kind == KindEscalated || d.Kind == KindHandedOff {
+			got[d.Kind] = d.Ctx.DPD
+		}
+	}
+	if got[KindEscalated] != 40 || got[KindHandedOff] != 41 {
+		t.Errorf("escalated at DPD %d, handed off at DPD %d; want 40 and 41", got[KindEscalated], got[KindHandedOff])
+	}
+}

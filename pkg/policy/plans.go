@@ -41,10 +41,13 @@ type Plan struct {
 	// agreed, or the one before it missed. Its reminder is not sent late.
 	Since                        time.Time
 	Broken, Cancelled, Completed bool
+	// Ended: the case closed (settled, or cured by other money) while the
+	// plan was in force.
+	Ended bool
 }
 
 // Active reports whether the plan still replaces the ladder.
-func (p Plan) Active() bool { return !p.Broken && !p.Cancelled && !p.Completed }
+func (p Plan) Active() bool { return !p.Broken && !p.Cancelled && !p.Completed && !p.Ended }
 
 // due is what the plan asks to have been paid through position i.
 func (p Plan) due(i int) int64 {

@@ -151,3 +151,35 @@ func TestMulDiv(t *testing.T) {
 		}
 	}
 }
+
+// Money the lender earmarked for an installment not yet due when it was
+// paid goes to that installment, not toward the open promise or plan.
+func TestEarmarkedPaymentNotTowardAPromise(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	cny := func(m int64) Money { return Money{"CNY", m} }
+	c := Fold([]Entry{
+		{Event: InstallmentDue{ID: "1", Amount: cny(1000), DueAt: t0}},
+		{Event: InstallmentDue{ID: "2", Amount: cny(1000), DueAt: t0.AddDate(0, 1, 0)}},
+		{Event: PromiseToPay{ID: "pr-1", Amount: cny(1000), For: t0.AddDate(0, 0, 14), At: t0.AddDate(0, 0, 10)}},
+		{Event: Repayment{PaymentID: "p-early", InstallmentID: "2", Amount: cny(1000), PaidAt: t0.AddDate(0, 0, 11)}},
+		{Event: Repayment{PaymentID: "p-arrears", Amount: cny(400), PaidAt: t0.AddDate(0, 0, 12)}},
+	})
+	if p, ok := c.OpenPromise(); !ok || p.Paid != 400 {
+		t.Errorf("paid toward the promise = %d (open %v), want 400: the payment earmarked for installment 2 is not", p.Paid, ok)
+	}
+}
+
+// An open promise ends with its case (settled here): it is never broken
+// later, and the next case does not wait for it.
+func TestPromiseEndsWithTheCase(t *testing.T) {
+	t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	c := Fold([]Entry{
+		{Event: InstallmentDue{ID: "1", Amount: Money{"CNY", 1000}, DueAt: t0}},
+		{Event: Decision{Kind: KindOverdueConfirmed, Ctx: Context{Case: 1, DPD: 1}}},
+		{Event: PromiseToPay{ID: "pr-1", Amount: Money{"CNY", 1000}, For: t0.AddDate(0, 0, 14), At: t0.AddDate(0, 0, 10)}},
+		{Event: Decision{Kind: KindCaseClosed, Ctx: Context{Case: 1}, CloseReason: CloseSettled}},
+	})
+	if _, open := c.OpenPromise(); open || !c.Promises[0].Ended {
+		t.Errorf("promise after the case closed: %+v, want ended", c.Promises[0])
+	}
+}

@@ -24,10 +24,28 @@ type Promise struct {
 	// promise first.
 	Paid         int64
 	Kept, Broken bool
+	// Ended: the case closed (cured or settled) while it was open.
+	Ended bool
 }
 
-// Open reports whether the promise is neither kept nor broken.
-func (p Promise) Open() bool { return !p.Kept && !p.Broken }
+// Open reports whether the promise is neither kept nor broken, and its
+// case still open.
+func (p Promise) Open() bool { return !p.Kept && !p.Broken && !p.Ended }
+
+// endCommitments ends the open promise and the plan in force with their
+// case: nothing is left to pay under them, and neither is broken later.
+func (c *Case) endCommitments() {
+	for i := range c.Promises {
+		if c.Promises[i].Open() {
+			c.Promises[i].Ended = true
+		}
+	}
+	for i := range c.Plans {
+		if c.Plans[i].Active() {
+			c.Plans[i].Ended = true
+		}
+	}
+}
 
 // PromiseRules is how a policy treats promises to pay (policy file:
 // promises).
@@ -109,6 +127,13 @@ func (l Ladder) CheckPromise(c *Case, p PromiseToPay, now time.Time) (field, rea
 	if !p.For.After(now) {
 		return "promise_to_pay.promised_for", "must be in the future"
 	}
+	overdue, _ := c.Overdue(l.Calendar, now)
+	if overdue.Minor <= 0 {
+		return "promise_to_pay", "nothing is overdue on this loan: there is nothing to promise"
+	}
+	if p.Amount.Currency == overdue.Currency && p.Amount.Minor > overdue.Minor {
+		return "promise_to_pay.amount", fmt.Sprintf("must be at most what is overdue, %s", overdue)
+	}
 	if r.MaxDays > 0 && p.For.After(l.Calendar.after(now, r.MaxDays)) {
 		return "promise_to_pay.promised_for", fmt.Sprintf("must be at most %d days ahead (policy promises.max_days)", r.MaxDays)
 	}
@@ -122,12 +147,14 @@ func (l Ladder) CheckPromise(c *Case, p PromiseToPay, now time.Time) (field, rea
 func promiseStepID(promise string) string { return "promise-" + promise }
 
 // promiseStep is the loan's step while a promise is open: the start of the
-// day after its date and grace, when a promise not kept is broken.
+// day after its date and grace, when a promise not kept is broken. Days
+// are the borrower's, counted from the loan's first installment (any fixed
+// one: the promised day does not move when the oldest unpaid one does).
 func (l Ladder) promiseStep(c *Case, p Promise) *Step {
-	a, ok := c.anchor()
-	if !ok {
+	if len(c.Installments) == 0 {
 		return nil
 	}
+	a := c.Installments[0]
 	loc := zone(a.Zone)
 	d := l.Calendar.DPD(a.DueAt, loc, p.For) + l.Policy.Promises.GraceDays + 1
 	return &Step{ID: promiseStepID(p.ID), Stage: StageOverdueConfirmation, Case: c.Number, DPD: d, At: l.Calendar.DPDStart(a.DueAt, loc, d)}

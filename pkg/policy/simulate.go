@@ -76,6 +76,7 @@ func (l Ladder) SimulateLoan(key string, in InstallmentDue, payments []Payment, 
 		}
 	}
 	reconcile(in.DueAt)
+	clock := in.DueAt
 	for i := 0; ; i++ {
 		var payAt time.Time
 		if len(pays) > 0 {
@@ -100,17 +101,30 @@ func (l Ladder) SimulateLoan(key string, in InstallmentDue, payments []Payment, 
 				record(&d, payAt)
 			}
 			reconcile(payAt)
+			clock = payAt
 		case step != nil && step.At.Before(end):
+			// A step already past when it was set (a release finding the
+			// rungs it passed) fires at once, as the server fires it: time
+			// does not go back to it.
+			at := maxTime(step.At, clock)
 			c.Apply(Entry{Event: StepFired{Step: *step}})
-			for _, d := range l.Fired(c, *step, step.At) {
-				record(&d, step.At)
+			for _, d := range l.Fired(c, *step, at) {
+				record(&d, at)
 				if d.Kind == KindOverdueConfirmed {
-					record(l.FirstContact(c, d.Ctx.Case, step.At), step.At)
+					record(l.FirstContact(c, d.Ctx.Case, at), at)
 				}
 			}
-			reconcile(step.At)
+			reconcile(at)
+			clock = at
 		default:
 			return out
 		}
 	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

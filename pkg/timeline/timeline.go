@@ -214,6 +214,8 @@ func Build(l policy.Ladder, tenant, loan string, raws []loanlog.Raw, now time.Ti
 			state = "kept"
 		case p.Broken:
 			state = "broken"
+		case p.Ended:
+			state = "ended_with_case"
 		}
 		tl.Promises = append(tl.Promises, Promise{ID: p.ID, Amount: p.Amount.String(), PromisedFor: p.For,
 			Paid: policy.Money{Currency: p.Amount.Currency, Minor: p.Paid}.String(), State: state})
@@ -227,6 +229,8 @@ func Build(l policy.Ladder, tenant, loan string, raws []loanlog.Raw, now time.Ti
 			v.State = "broken"
 		case p.Cancelled:
 			v.State = "cancelled"
+		case p.Ended:
+			v.State = "ended_with_case"
 		}
 		cur := ""
 		for _, in := range p.Schedule {
