@@ -225,7 +225,7 @@ func eventRefusal(err error) *refusal {
 	if fe, ok := ingest.AsFieldError(err); ok {
 		status := http.StatusBadRequest
 		switch {
-		case errors.Is(err, ingest.ErrCurrencyMismatch) || errors.Is(err, ingest.ErrUnknownContact):
+		case errors.Is(err, ingest.ErrCurrencyMismatch) || errors.Is(err, ingest.ErrUnknownTarget):
 			status = http.StatusUnprocessableEntity
 		case errors.Is(err, ingest.ErrAdminOnly):
 			status = http.StatusForbidden

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,8 +18,10 @@ import (
 // Acceptance 5 (borrower's side), over HTTP: a promise is refused with 400
 // naming the field when its day is beyond promises.max_days, while another
 // is open, and after max_broken (2) broken ones; the check reads the loan's
-// log, and the promise is written guarded by the log's last sequence.
-func TestPromiseRefusals(t *testing.T) {
+// log, and the promise is written guarded by the log's last sequence. A
+// plan is refused the same way when it pays less than is overdue, has
+// begun already, or another is in force.
+func TestPromiseAndPlanRefusals(t *testing.T) {
 	s, log := testServer(t)
 	s.Ingestor.Ladder = s.Ladder
 	path, key := keyFile(t)
@@ -53,6 +56,15 @@ func TestPromiseRefusals(t *testing.T) {
 		return `{"promiseToPay": {"tenantId": "acme", "loanId": "` + loan + `", "promiseId": "` + id + `",
 			"amount": {"currency": "CNY", "minorUnits": "60000"}, "promisedFor": "` + day(forDays) + `", "receivedAt": "` + day(0) + `"}}`
 	}
+	// plan is three installments of minor, the first in first days, every step days.
+	plan := func(id string, first, step int, minor int) string {
+		var ins []string
+		for i := range 3 {
+			ins = append(ins, `{"dueAt": "`+day(first+step*i)+`", "amount": {"currency": "CNY", "minorUnits": "`+strconv.Itoa(minor)+`"}}`)
+		}
+		return `{"repaymentPlan": {"tenantId": "acme", "loanId": "L-1", "planId": "` + id + `", "receivedAt": "` + day(0) +
+			`", "installments": [` + strings.Join(ins, ", ") + `]}}`
+	}
 	due := `{"installmentDue": {"tenantId": "acme", "loanId": "L-1", "installmentId": "1",
 		"amount": {"currency": "CNY", "minorUnits": "120000"}, "dueAt": "` + day(-10) + `", "timeZone": "Asia/Shanghai", "contactRef": "crm-1"}}`
 	if code, out := post(due); code != http.StatusAccepted {
@@ -85,6 +97,10 @@ func TestPromiseRefusals(t *testing.T) {
 		{"a second while it is open", promise("L-1", "pr-2", 5), 400, "promise_to_pay", func() { breaks("pr-1") }},
 		{"a second after it broke", promise("L-1", "pr-2", 5), 202, "", func() { breaks("pr-2") }},
 		{"a third after two broken", promise("L-1", "pr-3", 5), 400, "promise_to_pay", nil},
+		{"a plan paying less than is overdue", plan("plan-short", 3, 4, 30000), 400, "repayment_plan.installments", nil},
+		{"a plan already under way", plan("plan-past", -1, 4, 40000), 400, "repayment_plan.installments[0].due_at", nil},
+		{"a plan paying it all", plan("plan-1", 3, 4, 40000), 202, "", nil},
+		{"a second plan beside it", plan("plan-2", 3, 4, 40000), 400, "repayment_plan", nil},
 	}
 	for _, st := range steps {
 		code, out := post(st.body)

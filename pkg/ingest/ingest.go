@@ -31,12 +31,12 @@ var ErrConflictingDuplicate = errors.New("conflicts with the event already recor
 // installments. It would never be counted, so it is refused at once.
 var ErrCurrencyMismatch = errors.New("is not in the loan's currency")
 
-// ErrUnknownContact: an outcome for a contact, or a release of a hold, the
-// loan's log does not hold.
+// ErrUnknownTarget: an outcome for a contact, a release of a hold or a
+// cancellation of a plan the loan's log does not hold.
 // Outcomes are recorded once per contact and outcome, so this bounds what
 // any one loan accumulates: a flood of outcomes for made-up contacts is
 // refused at the door instead of growing the log.
-var ErrUnknownContact = errors.New("is not a contact of this loan")
+var ErrUnknownTarget = errors.New("names nothing this loan has")
 
 // ErrAdminOnly: a release of a deceased or bankruptcy hold by a sender
 // without the admin scope (HTTP: 403; NATS: dead-lettered).
@@ -135,6 +135,8 @@ func (in *Ingestor) currency(ctx context.Context, ev Event) error {
 		m, field = e.GetInstallments()[0].GetAmount(), "repayment_plan.installments[0].amount.currency"
 	case *dunningv1.BalanceUpdated:
 		m, field = e.GetOverdue().GetPrincipal(), "balance_updated.overdue.principal.currency"
+	case *dunningv1.PromiseToPay:
+		m, field = e.GetAmount(), "promise_to_pay.amount.currency"
 	default:
 		return nil
 	}
@@ -168,7 +170,7 @@ func (in *Ingestor) knownTarget(ctx context.Context, ev Event) error {
 			return fmt.Errorf("reading the loan's plans: %w", err)
 		}
 		if !found {
-			return fmt.Errorf("%w: %w", ErrUnknownContact, &FieldError{"plan_cancelled.plan_id", "names no plan agreed on this loan"})
+			return fmt.Errorf("%w: %w", ErrUnknownTarget, &FieldError{"plan_cancelled.plan_id", "names no plan agreed on this loan"})
 		}
 		return nil
 	}
@@ -189,7 +191,7 @@ func (in *Ingestor) knownTarget(ctx context.Context, ev Event) error {
 			}
 		}
 	}
-	return fmt.Errorf("%w: %w", ErrUnknownContact, &FieldError{"contact_outcome.contact_id", "names no contact the pipeline made for this loan"})
+	return fmt.Errorf("%w: %w", ErrUnknownTarget, &FieldError{"contact_outcome.contact_id", "names no contact the pipeline made for this loan"})
 }
 
 // knownHold refuses a release of a hold the loan's log does not hold, and
@@ -202,7 +204,7 @@ func (in *Ingestor) knownHold(ctx context.Context, ev Event, id string) error {
 		return fmt.Errorf("reading the loan's holds: %w", err)
 	}
 	if !found {
-		return fmt.Errorf("%w: %w", ErrUnknownContact, &FieldError{"hold_released.hold_id", "names no hold placed on this loan"})
+		return fmt.Errorf("%w: %w", ErrUnknownTarget, &FieldError{"hold_released.hold_id", "names no hold placed on this loan"})
 	}
 	addr, err := topology.ParseLoanSubject(subj)
 	if err != nil {
@@ -314,13 +316,18 @@ func (in *Ingestor) Record(ctx context.Context, ev Event) (Result, error) {
 	return Result{Subject: subj, Sequence: seq}, nil
 }
 
-// append writes the event. A promise to pay is taken only if the loan's
-// policy allows it given the loan's log (how many promises were broken, an
-// open one): it is checked against the log and written guarded by the
-// log's last sequence, so a promise cannot slip in beside one the check
-// did not see.
+// append writes the event. A promise to pay or a repayment plan is taken
+// only if the loan's policy allows it given the loan's log (how many
+// promises were broken, one already open, what is overdue): it is checked
+// against the log and written guarded by the log's last sequence, so it
+// cannot slip in beside one the check did not see.
 func (in *Ingestor) append(ctx context.Context, ev Event, subj string, data []byte) (uint64, error) {
-	if _, ok := ev.Msg.(*dunningv1.PromiseToPay); !ok || in.Ladder == nil {
+	guarded := false
+	switch ev.Msg.(type) {
+	case *dunningv1.PromiseToPay, *dunningv1.RepaymentPlan:
+		guarded = in.Ladder != nil
+	}
+	if !guarded {
 		return in.Log.AppendLender(ctx, subj, data, ev.Principal)
 	}
 	addr, err := topology.ParseLoanSubject(subj)
@@ -331,19 +338,26 @@ func (in *Ingestor) append(ctx context.Context, ev Event, subj string, data []by
 	if err != nil {
 		return 0, err
 	}
-	promise := pe.(policy.PromiseToPay)
 	for range 8 {
 		if _, found, err := in.Log.Last(ctx, subj); err != nil {
-			return 0, fmt.Errorf("reading the promise: %w", err)
+			return 0, fmt.Errorf("reading %s: %w", subj, err)
 		} else if found {
 			return 0, fmt.Errorf("%w: %s", loanlog.ErrDuplicate, subj)
 		}
 		entries, last, err := in.Log.Read(ctx, ev.Tenant, ev.Loan)
 		if err != nil {
-			return 0, fmt.Errorf("reading the loan's promises: %w", err)
+			return 0, fmt.Errorf("reading the loan's log: %w", err)
 		}
 		c := policy.Fold(entries)
-		if field, reason := in.Ladder(ev.Tenant, c.Product()).CheckPromise(c, promise, in.now()); field != "" {
+		l := in.Ladder(ev.Tenant, c.Product())
+		var field, reason string
+		switch e := pe.(type) {
+		case policy.PromiseToPay:
+			field, reason = l.CheckPromise(c, e, in.now())
+		case policy.RepaymentPlan:
+			field, reason = l.CheckPlan(c, e, in.now())
+		}
+		if field != "" {
 			return 0, &FieldError{field, reason}
 		}
 		seq, err := in.Log.AppendLenderAfter(ctx, ev.Tenant, ev.Loan, subj, data, ev.Principal, last)
@@ -352,7 +366,7 @@ func (in *Ingestor) append(ctx context.Context, ev Event, subj string, data []by
 		}
 		return seq, err
 	}
-	return 0, fmt.Errorf("the loan's log kept moving while promise %s was checked; retry", promise.ID)
+	return 0, fmt.Errorf("the loan's log kept moving while %s was checked; retry", subj)
 }
 
 // Count records one lender event's result.

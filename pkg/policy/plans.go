@@ -155,7 +155,13 @@ func (l Ladder) planStep(c *Case, p *Plan) *Step {
 		return nil
 	}
 	loc := zone(a.Zone)
-	day := l.Calendar.DPD(a.DueAt, loc, p.Schedule[p.Next].DueAt)
+	// A hold since the plan was agreed moves its days on by the days held:
+	// a borrower in hardship or in dispute does not miss an installment.
+	from := a
+	if p.At.After(from.DueAt) {
+		from.DueAt = p.At
+	}
+	day := l.Calendar.DPD(a.DueAt, loc, p.Schedule[p.Next].DueAt) + l.heldDays(c, from, time.Time{}, nil)
 	if rem := l.Calendar.DPDStart(a.DueAt, loc, day-PlanReminderDays); !c.Done[planReminderID(p)] && !rem.Before(p.Since) {
 		return &Step{ID: planReminderID(p), Stage: StageFirstContact, Case: c.Number, DPD: day - PlanReminderDays, At: rem}
 	}
@@ -219,4 +225,31 @@ func (l Ladder) onPlanPayment(c *Case, now time.Time) *Decision {
 	ctx := l.context(c, c.Number, c.Stage, l.DPDAt(c, now), overdue, now)
 	ctx.Reason = fmt.Sprintf("plan %s completed: every installment paid (%s)", p.ID, Money{Currency: p.Schedule[0].Amount.Currency, Minor: p.Paid})
 	return &Decision{Kind: KindPlanCompleted, Ctx: ctx, PlanID: p.ID, Paid: Money{Currency: p.Schedule[0].Amount.Currency, Minor: p.Paid}}
+}
+
+// CheckPlan says why a new plan cannot be agreed (the field at fault and
+// the reason), or "" when it can: something is overdue, no other plan is
+// in force, its first installment is still to come, and it pays all that
+// is overdue now (a plan that pays less would end, all paid, with the
+// ladder resuming on the rest at once).
+func (l Ladder) CheckPlan(c *Case, p RepaymentPlan, now time.Time) (field, reason string) {
+	overdue, _ := c.Overdue(l.Calendar, now)
+	if overdue.Minor <= 0 {
+		return "repayment_plan", "nothing is overdue on this loan: there is nothing to plan"
+	}
+	if in, ok := c.ActivePlan(); ok && in.ID != p.ID {
+		return "repayment_plan", fmt.Sprintf("plan %s is in force: cancel it first (planCancelled)", in.ID)
+	}
+	if !p.Installments[0].DueAt.After(now) {
+		return "repayment_plan.installments[0].due_at", "must be in the future"
+	}
+	var total int64
+	for _, in := range p.Installments {
+		total += in.Amount.Minor
+	}
+	if cur := p.Installments[0].Amount.Currency; cur == overdue.Currency && total < overdue.Minor {
+		return "repayment_plan.installments", fmt.Sprintf("add up to %s, less than the %s overdue: a plan pays all that is overdue",
+			Money{Currency: cur, Minor: total}, overdue)
+	}
+	return "", ""
 }

@@ -106,3 +106,36 @@ func itoas(xs []int) string {
 	}
 	return strings.Join(s, " ")
 }
+
+// A hold while a plan is kept moves the plan's days on by the days held:
+// hardship from DPD 13 to DPD 20 (7 days) moves the installment of DPD 14
+// to DPD 21, so paying it at DPD 20 misses nothing, and the next reminder
+// comes two days before the next installment's moved day (DPD 26).
+func TestHoldMovesThePlan(t *testing.T) {
+	w := holdWorld(t, func(p *policy.Policy) {})
+	w.installment("L-1", 120000)
+	w.drain()
+	w.until(w.dpd(10, 10*time.Hour))
+	plan := policy.RepaymentPlan{ID: "plan-1", At: w.clock.Now()}
+	for _, d := range []int{14, 21, 28} {
+		plan.Installments = append(plan.Installments, policy.PlanInstallment{DueAt: w.dpd(d, 12*time.Hour), Amount: policy.Money{Currency: "CNY", Minor: 40000}})
+	}
+	w.lender("L-1", "plan-1", plan)
+	w.drain()
+	w.until(w.dpd(13, 12*time.Hour))
+	w.lender("L-1", "h-1", policy.HoldPlaced{ID: "h-1", Kind: policy.HoldHardship, At: w.clock.Now()})
+	w.drain()
+	w.until(w.dpd(20, 12*time.Hour))
+	w.lender("L-1", "h-1", policy.HoldReleased{ID: "h-1", At: w.clock.Now()})
+	w.drain()
+	w.until(w.dpd(20, 15*time.Hour))
+	w.pay("L-1", "p-1", 40000)
+	w.drain()
+	w.until(w.dpd(23, 0))
+	if m := w.decided("L-1", policy.KindPlanMissed); len(m) != 0 {
+		t.Errorf("installment missed at DPD %d though the hold moved it", m[0].Ctx.DPD)
+	}
+	if s := w.pendingStep("L-1"); !strings.HasPrefix(s.ID, "planrem-") || !s.At.Equal(w.dpd(26, 0)) {
+		t.Errorf("pending step %s at %s, want the next reminder at DPD 26", s.ID, s.At.In(w.loc))
+	}
+}
