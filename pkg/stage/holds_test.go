@@ -76,6 +76,16 @@ func TestHoldPausesTheLadder(t *testing.T) {
 	// The step withdrawn at the hold, put back at the release.
 	w.want("L-1", "overdue_confirmed", "contact_requested", "contact_held", "contact_released", "step_cancelled",
 		"escalated", "contact_held", "contact_released")
+	// The timeline tells it: the hold, its release and the decision.
+	var kinds []string
+	for _, e := range w.timeline("L-1").Entries {
+		if e.Kind == "hold_placed" || e.Kind == "hold_released" || e.Kind == "escalated" {
+			kinds = append(kinds, e.Kind)
+		}
+	}
+	if fmt.Sprint(kinds) != "[hold_placed hold_released escalated]" {
+		t.Errorf("timeline = %v, want the hold, its release and the escalation in order", kinds)
+	}
 	// Handoff (DPD 31) comes 15 ladder days after escalation: calendar DPD 39.
 	w.until(w.dpd(40, 0))
 	if h := w.decided("L-1", policy.KindHandedOff); len(h) != 1 || !h[0].Ctx.DecidedAt.Equal(w.dpd(39, 0)) || h[0].Ctx.DPD != 31 {
