@@ -230,6 +230,14 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeli
 	if !cfg.Parts.consumes() {
 		return p, nil
 	}
+	// The process's own consumers' lag, read at each scrape. A registry
+	// shared by two pipelines (tests) keeps the first's.
+	if err := cfg.Registry.Register(NewLagCollector(js, p.consumers)); err != nil {
+		var dup prometheus.AlreadyRegisteredError
+		if !errors.As(err, &dup) {
+			return nil, fmt.Errorf("registering the consumer lag collector: %w", err)
+		}
+	}
 	rt, err := bus.NewRouter(bus.RouterConfig{Dial: dial, MaxDeliver: cfg.Topology.MaxDeliver, Registry: cfg.Registry,
 		Metrics: metrics.Router, Logger: cfg.Logger, Name: cfg.Name + "-router", Concurrency: cfg.Concurrency})
 	if err != nil {

@@ -93,6 +93,9 @@ type Metrics struct {
 	// Contacts counts contact tasks at the release gate by outcome (held,
 	// released, cancelled) and the rule that held or stopped them.
 	Contacts *prometheus.CounterVec
+	// StepLateness is how long after its due time a fired step reached its
+	// stage: the server's schedule tick plus the consumer's backlog.
+	StepLateness *prometheus.HistogramVec
 }
 
 // NewMetrics registers the engine's counters on reg.
@@ -108,7 +111,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Contact tasks at the release gate, by outcome (held, released, cancelled) and the rule that held or stopped them (\"\" when released)."},
 			[]string{"outcome", "rule"}),
 	}
-	reg.MustRegister(m.Decisions, m.Conflicts, m.Overpayments, m.Contacts)
+	m.StepLateness = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "dunning", Name: "step_lateness_seconds",
+		Help:    "How long after its due time a fired step reached its stage (each delivery, redeliveries included), by consumer.",
+		Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600}}, []string{"consumer"})
+	reg.MustRegister(m.Decisions, m.Conflicts, m.Overpayments, m.Contacts, m.StepLateness)
 	return m
 }
 
@@ -121,6 +127,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 func (s Stage) Handle(ctx context.Context, d Deps, tenant, loan string, seq uint64, ev policy.Event) error {
 	if s.Ignore != nil && s.Ignore(ev) {
 		return nil
+	}
+	if f, ok := ev.(policy.StepFired); ok && d.Metrics != nil && d.Now != nil {
+		d.Metrics.StepLateness.WithLabelValues(s.Consumer).Observe(max(d.Now().Sub(f.Step.At), 0).Seconds())
 	}
 	overpaid := false // as of the read the committed decision was made from
 	decide := func(l policy.Ladder, c *policy.Case, now time.Time) ([]policy.Decision, error) {
