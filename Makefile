@@ -40,8 +40,11 @@ test: export DUNNING_REQUIRE_PROMTOOL := 1
 # The short chaos run (a dozen processes SIGKILLed on 2 cores) goes after the
 # rest, not beside the simulation: beside it, the simulation's clock slipped
 # and it repeated with longer days, which took make test from 3 to 7 minutes.
+# -timeout 20m: beside another build the simulation may repeat with longer
+# days, and test/integration then ran 595 s, a hair under go test's default
+# 10 minutes (2026-12-02).
 test: lint proto-check promtool
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /test/chaos)
+	$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v /test/chaos)
 	$(GO) test -race -count=1 ./test/chaos/
 
 ## test-slow: what runs before an issue is resolved, beyond make test: the cluster on real

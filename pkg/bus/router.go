@@ -62,6 +62,13 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+// Dead-letter classes (the class label of dunning_dead_letters_total): a
+// handler's permanent error, or deliveries run out.
+const (
+	ClassPermanent = "permanent"
+	ClassExhausted = "exhausted"
+)
+
 // Metrics are the router's counters, on the process's private registry.
 // Labels are bounded: consumer and class, never a loan or tenant.
 type Metrics struct {
@@ -242,7 +249,7 @@ func (rt *Router) deadLetter(h message.HandlerFunc) message.HandlerFunc {
 		if err == nil {
 			return out, nil
 		}
-		class := "permanent"
+		class := ClassPermanent
 		if !IsPermanent(err) {
 			// Dead-letter one delivery before the last, so that if publishing
 			// the dead letter fails, the last delivery can try again.
@@ -251,7 +258,7 @@ func (rt *Router) deadLetter(h message.HandlerFunc) message.HandlerFunc {
 					"stream_seq", msg.Metadata.Get(MetaStreamSeq), "delivered", delivered, "err", err)
 				return nil, err
 			}
-			class = "exhausted"
+			class = ClassExhausted
 		}
 		if dlqErr := rt.publishDLQ(msg, consumer, class, err); dlqErr != nil {
 			return nil, errors.Join(err, dlqErr)

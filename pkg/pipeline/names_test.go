@@ -5,7 +5,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/opendunning/dunning/pkg/codec"
+	"github.com/opendunning/dunning/pkg/stage"
 	"github.com/opendunning/dunning/pkg/topology"
 )
 
@@ -103,5 +107,37 @@ func TestConsumersDeclared(t *testing.T) {
 				t.Errorf("consumer %s filters %s, outside its stream's %s", c.Name, f, subjects[0])
 			}
 		}
+	}
+}
+
+// Every series a process's parts can count is exported at 0 before its
+// first event: the escalation service's escalations, conflicts and dead
+// letters, and intake's results by source.
+func TestSeriesStartAtZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.initSeries(Parts{Stages: []stage.Stage{stage.Table[2]}, Intake: true})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := map[string]int{}
+	for _, mf := range mfs {
+		series[mf.GetName()] = len(mf.GetMetric())
+	}
+	for name, want := range map[string]int{
+		"dunning_decisions_total":       len(stage.Table[2].Writes), // escalation's kinds
+		"dunning_log_conflicts_total":   1,
+		"dunning_dead_letters_total":    2 * 2, // escalation and intake, permanent and exhausted
+		"dunning_redeliveries_total":    2,
+		"dunning_lender_events_total":   2 * 3,
+		"dunning_step_lateness_seconds": 1,
+	} {
+		if series[name] != want {
+			t.Errorf("%s: %d series before any event, want %d", name, series[name], want)
+		}
+	}
+	if v := testutil.ToFloat64(m.Stage.Decisions.WithLabelValues("escalation", "escalated")); v != 0 {
+		t.Errorf("escalations before any = %v", v)
 	}
 }

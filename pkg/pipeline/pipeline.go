@@ -118,6 +118,30 @@ func NewMetrics(reg prometheus.Registerer) Metrics {
 		Policy: policyfile.NewMetrics(reg)}
 }
 
+// initSeries starts at 0 every series the process's parts can count, so
+// that a dashboard or an alert sees it before its first event: a rate over
+// a series that appears with its first increment misses that increment,
+// and a panel with no series reads as "no data", not as none.
+func (m Metrics) initSeries(parts Parts) {
+	for _, c := range parts.consumers() {
+		m.Router.DeadLetters.WithLabelValues(c.Name, bus.ClassPermanent)
+		m.Router.DeadLetters.WithLabelValues(c.Name, bus.ClassExhausted)
+		m.Router.Redeliveries.WithLabelValues(c.Name)
+	}
+	for _, s := range parts.Stages {
+		m.Stage.Conflicts.WithLabelValues(s.Consumer)
+		m.Stage.StepLateness.WithLabelValues(s.Consumer)
+		for _, k := range s.Writes {
+			m.Stage.Decisions.WithLabelValues(s.Consumer, k.Name())
+		}
+	}
+	for _, source := range []string{"http", "nats"} {
+		for _, result := range []string{"accepted", "duplicate", "invalid"} {
+			m.Ingest.Ingested.WithLabelValues(source, result)
+		}
+	}
+}
+
 // Pipeline is one process's share of the pipeline, connected and provisioned.
 type Pipeline struct {
 	Conn     *nats.Conn
@@ -224,6 +248,7 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeli
 		return nil, err
 	}
 	metrics := NewMetrics(cfg.Registry)
+	metrics.initSeries(cfg.Parts)
 	log := loanlog.New(nc, js)
 	p.Log, p.Metrics = log, metrics
 	p.Ingestor = &ingest.Ingestor{Log: log, Metrics: metrics.Ingest, Now: cfg.Now, Ladder: cfg.Ladder, Reject: rejecter(js)}
