@@ -324,6 +324,10 @@ func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 		notAfter := slot.Closes(now, clock)
 		add(KindContactReleased, waiting, "released: the borrower's contact rules permit it now", func(d *Decision) {
 			d.Ctx.DPD = dpd
+			// One figure for every task of the release: the same as of now.
+			fc := d.Ctx
+			fc.DPD, fc.Overdue, fc.AsOf = dpd, overdue, now
+			fees := l.charges(c, fc)
 			for i := range d.Tasks {
 				t := &d.Tasks[i]
 				// The text a borrower reads is true when it leaves: what
@@ -333,9 +337,7 @@ func (l Ladder) Gate(c *Case, stepID string, now time.Time) []Decision {
 				// reminder keeps its installment's amount.
 				t.DPD = dpd
 				if !planTask(t.ID) {
-					fc := d.Ctx
-					fc.DPD, fc.Overdue, fc.AsOf = dpd, overdue, now
-					t.AmountDue, t.Fees = overdue, l.charges(c, fc)
+					t.AmountDue, t.Fees = overdue, fees
 				}
 				t.NotBefore, t.NotAfter, t.MaxAttempts = now, notAfter, l.Policy.Contact.MaxAttempts
 			}
