@@ -24,10 +24,19 @@ func TestPaymentRacingStep(t *testing.T) {
 	h := newHarness(t, 100*time.Millisecond)
 	day := h.day
 	h.startPipeline()
-	const rounds, perRound = 3, 120
+	// Rounds go on until each race has been seen both ways (at least three
+	// rounds, at most ten): how late a step fires depends on the machine's
+	// load, and on a busy one (make test with -p 4) every hold of one run
+	// landed before its step. A racer kind seen on one side only in a round
+	// is sent 250 ms earlier or later in the next.
+	const minRounds, maxRounds, perRound = 3, 10, 120
 	var before, after int // loans where the step won, and where the payment (or hold) won
 	var holdsBefore, holdsAfter int
-	for round := range rounds {
+	var payShift, holdShift time.Duration
+	rounds := 0
+	for round := 0; round < maxRounds && (round < minRounds || before == 0 || after == 0 || holdsBefore == 0 || holdsAfter == 0); round++ {
+		rounds++
+		b0, a0, hb0, ha0 := before, after, holdsBefore, holdsAfter
 		fire := time.Now().Add(2 * time.Second) // the instant the raced steps fire
 		var wg sync.WaitGroup
 		loans := make([]string, perRound)
@@ -51,13 +60,20 @@ func TestPaymentRacingStep(t *testing.T) {
 			// before to 300 ms after the nominal instant to meet the step on
 			// both sides whatever this round's lateness.
 			jitter := time.Duration(rand.Int64N(int64(400*time.Millisecond))) - 100*time.Millisecond
-			racer := payEvent(loan, "p1", 10000)
-			if i%3 == 1 {
-				racer = holdEvent(loan, "h1", dunningv1.HoldKind_HOLD_KIND_CEASE_ALL)
-				holders[loan] = true
+			held := i%3 == 1
+			holders[loan] = held
+			if held {
+				jitter += holdShift
+			} else {
+				jitter += payShift
 			}
 			wg.Go(func() {
 				time.Sleep(time.Until(fire.Add(jitter)))
+				// Built when sent: a hold's receivedAt is the instant it lands.
+				racer := payEvent(loan, "p1", 10000)
+				if held {
+					racer = holdEvent(loan, "h1", dunningv1.HoldKind_HOLD_KIND_CEASE_ALL)
+				}
 				h.send(racer)
 			})
 		}
@@ -135,6 +151,18 @@ func TestPaymentRacingStep(t *testing.T) {
 				after++
 			}
 		}
+		shift := func(d *time.Duration, stepFirst, racerFirst int) {
+			switch {
+			case stepFirst == 0 && racerFirst > 0:
+				*d += 250 * time.Millisecond
+			case racerFirst == 0 && stepFirst > 0:
+				*d -= 250 * time.Millisecond
+			}
+		}
+		shift(&payShift, before-b0, after-a0)
+		shift(&holdShift, holdsBefore-hb0, holdsAfter-ha0)
+		t.Logf("round %d: with a payment, step first in %d, payment first in %d; with a hold, %d and %d",
+			round+1, before-b0, after-a0, holdsBefore-hb0, holdsAfter-ha0)
 	}
 	conflicts := testutil.ToFloat64(h.metricsOf("pipeline").Stage.Conflicts.WithLabelValues("overdue-confirmation")) +
 		testutil.ToFloat64(h.metricsOf("pipeline").Stage.Conflicts.WithLabelValues("first-contact")) +
