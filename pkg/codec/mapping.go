@@ -21,7 +21,8 @@ func stepFromProto(m *dunningv1.StepDue) policy.Step {
 // InstallmentFromProto maps a lender installment to the domain.
 func InstallmentFromProto(m *dunningv1.InstallmentDue) policy.InstallmentDue {
 	in := policy.InstallmentDue{ID: m.GetInstallmentId(), Amount: moneyFromProto(m.GetAmount()), DueAt: m.GetDueAt().AsTime(),
-		Zone: m.GetTimeZone(), ContactRef: m.GetContactRef(), Product: m.GetProductId(), Locale: m.GetLocale(), BorrowerRef: m.GetBorrowerRef()}
+		Zone: m.GetTimeZone(), ContactRef: m.GetContactRef(), Product: m.GetProductId(), Locale: m.GetLocale(), BorrowerRef: m.GetBorrowerRef(),
+		Region: m.GetRegion()}
 	if it := m.GetItemisation(); it != nil {
 		items := itemsFromProto(it)
 		in.Items = &items
@@ -31,7 +32,8 @@ func InstallmentFromProto(m *dunningv1.InstallmentDue) policy.InstallmentDue {
 
 func installmentToProto(tenant, loan string, in policy.InstallmentDue) *dunningv1.InstallmentDue {
 	m := &dunningv1.InstallmentDue{TenantId: tenant, LoanId: loan, InstallmentId: in.ID, Amount: moneyToProto(in.Amount),
-		DueAt: ts(in.DueAt), TimeZone: in.Zone, ContactRef: in.ContactRef, ProductId: in.Product, Locale: in.Locale, BorrowerRef: in.BorrowerRef}
+		DueAt: ts(in.DueAt), TimeZone: in.Zone, ContactRef: in.ContactRef, ProductId: in.Product, Locale: in.Locale, BorrowerRef: in.BorrowerRef,
+		Region: in.Region}
 	if in.Items != nil {
 		m.Itemisation = itemsToProto(*in.Items)
 	}

@@ -59,7 +59,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), id(p+"installment_id", m.InstallmentId),
 			money(p+"amount", m.Amount), timestamp(p+"due_at", m.DueAt), tz(p+"time_zone", m.TimeZone),
 			ref(p+"contact_ref", m.ContactRef), optionalID(p+"product_id", m.ProductId), locale(p+"locale", m.Locale),
-			optionalID(p+"borrower_ref", m.BorrowerRef), itemisation(p+"itemisation", m.Itemisation, m.Amount, false),
+			optionalID(p+"borrower_ref", m.BorrowerRef), region(p+"region", m.Region), itemisation(p+"itemisation", m.Itemisation, m.Amount, false),
 		); err != nil {
 			return Event{}, err
 		}
@@ -302,6 +302,13 @@ func id(field, v string) error {
 	}
 	if shape := personalShape(v); shape != "" {
 		return &FieldError{field, "must be an opaque identifier, not personal data (it has the shape of " + shape + ")"}
+	}
+	return nil
+}
+
+func region(field, v string) error {
+	if v != "" && !policy.ValidRegion(v) {
+		return &FieldError{field, "must be an ISO 3166-2 code such as \"CN-31\" (country, '-', 1-3 letters or digits, upper case)"}
 	}
 	return nil
 }

@@ -24,6 +24,9 @@ type InstallmentDue struct {
 	// BorrowerRef is the lender's opaque key of the borrower: caps per
 	// borrower count across the loans carrying it ("" counts per loan).
 	BorrowerRef string
+	// Region is the borrower's ISO 3166-2 region ("": not sent), which
+	// agency allocation respects.
+	Region string
 	// Items is the lender's breakdown of Amount (nil: none sent).
 	Items *Itemisation
 }

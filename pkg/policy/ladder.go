@@ -243,8 +243,19 @@ func (l Ladder) OnStep(c *Case, s Step, now time.Time) *Decision {
 		if d := l.deferral(c, s, ctx, ids); d != nil {
 			return d
 		}
-		ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: place with agency %s", ctx.DPD, l.Policy.Agency)
-		return &Decision{Kind: KindHandedOff, Ctx: ctx, AgencyID: l.Policy.Agency, PlacementID: fmt.Sprintf("pl-c%d", s.Case)}
+		a, why, ok := l.Policy.Allocate(c, s.Case)
+		if !ok {
+			// Deferred, not skipped: a reloaded registry may cover the
+			// account tomorrow.
+			ctx.Stage = c.Stage
+			ctx.Reason = fmt.Sprintf("%s entry deferred at DPD %d: %s; evaluated again tomorrow", s.Stage, ctx.DPD, why)
+			return &Decision{Kind: KindEntryDeferred, Ctx: ctx, DeferredStage: s.Stage}
+		}
+		ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: place with agency %s", ctx.DPD, a.ID)
+		if why != "" {
+			ctx.Reason += " (" + why + ")"
+		}
+		return &Decision{Kind: KindHandedOff, Ctx: ctx, AgencyID: a.ID, PlacementID: PlacementID(c.Key, s.Case)}
 	case StageLegal:
 		if d := l.deferral(c, s, ctx, ids); d != nil {
 			return d

@@ -224,8 +224,8 @@ func TestSettledClosesCase(t *testing.T) {
 	advance(t, l, c, day(40))
 	c.Apply(Entry{Event: Settled{}})
 	d := l.OnLenderEvent(c, day(40))
-	if d == nil || d.CloseReason != CloseSettled || d.PlacementID != "pl-c1" {
-		t.Errorf("settled = %+v, want closed as settled recalling pl-c1", d)
+	if want := PlacementID(c.Key, 1); d == nil || d.CloseReason != CloseSettled || d.PlacementID != want {
+		t.Errorf("settled = %+v, want closed as settled recalling %s", d, want)
 	}
 }
 

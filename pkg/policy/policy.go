@@ -21,8 +21,11 @@ type Policy struct {
 	// HandoffDPD places the account with an agency; LegalDPD refers it for legal action.
 	HandoffDPD int
 	LegalDPD   int
-	// Agency receives handed-off accounts.
+	// Agency receives handed-off accounts when Agencies is empty.
 	Agency string
+	// Agencies is the agency registry: handoff allocates among them by
+	// region and weight (agency.go). Empty: every account goes to Agency.
+	Agencies []Agency
 	// PenaltyBpsPerDay is the late fee accrued per day past due, in basis
 	// points of the overdue balance (5 = 0.05% a day).
 	PenaltyBpsPerDay int64
@@ -99,6 +102,7 @@ func (p Policy) Validate() error {
 	if !ValidID(p.Agency) {
 		errs = append(errs, fmt.Errorf("agency: %q is not a valid identifier", p.Agency))
 	}
+	errs = append(errs, validateAgencies(p.Agencies)...)
 	if p.PenaltyBpsPerDay < 0 {
 		errs = append(errs, fmt.Errorf("penalty_bps_per_day: must be >= 0, got %d", p.PenaltyBpsPerDay))
 	}

@@ -108,6 +108,18 @@ func TestInvalidPolicies(t *testing.T) {
 			"default_locale: fr", "default_locale", `"fr" is not in locales`},
 		{"bad agency", []string{"agency: agency-default", "agency: agency default"},
 			"agency: agency default", "stages.third_party_handoff.agency", "not a valid identifier"},
+		{"agency and registry", []string{"agency: agency-default", "agency: agency-default\n    agencies: [{id: agency-a}]"},
+			"agency: agency-default", "stages.third_party_handoff.agency", "not both"},
+		{"bad agency region", []string{"agency: agency-default", "agencies:\n      - {id: agency-a, regions: [shanghai]}"},
+			"regions: [shanghai]", "stages.third_party_handoff.agencies[0].regions[0]", `"shanghai" is not an ISO 3166-2 code`},
+		{"agency listed twice", []string{"agency: agency-default", "agencies:\n      - {id: agency-a}\n      - {id: agency-a, weight: 2}"},
+			"{id: agency-a, weight: 2}", "stages.third_party_handoff.agencies[1].id", `agency "agency-a" listed twice`},
+		{"agency weight zero", []string{"agency: agency-default", "agencies:\n      - {id: agency-a, weight: 0}"},
+			"{id: agency-a, weight: 0}", "stages.third_party_handoff.agencies[0].weight", "must be 1-1000, got 0"},
+		{"agency without id", []string{"agency: agency-default", "agencies:\n      - {name: A}"},
+			"{name: A}", "stages.third_party_handoff.agencies[0].id", "is required"},
+		{"agency unknown field", []string{"agency: agency-default", "agencies:\n      - {id: agency-a, capacity: 10}"},
+			"capacity: 10", "stages.third_party_handoff.agencies[0].capacity", "unknown field"},
 		{"bad ladder clock", []string{"ladder_clock: calendar", "ladder_clock: stop"},
 			"ladder_clock: stop", "holds.ladder_clock", `"stop" is neither pause`},
 		{"unknown hold kind", []string{"review_days: {dispute: 30,", "review_days: {disputes: 30,"},
@@ -535,5 +547,30 @@ func TestWeekdayHours(t *testing.T) {
 		if len(es) != 1 || es[0].Field != c.field || !strings.Contains(es[0].Msg, c.msg) || es[0].Line != lineOf(t, data, c.yaml) {
 			t.Errorf("%s: %v, want one error on %s (%q) at line %d", c.yaml, err, c.field, c.msg, lineOf(t, data, c.yaml))
 		}
+	}
+}
+
+// The agency registry is read from the handoff stage: ids, names, regions
+// and weights, a weight defaulting to 1.
+func TestAgencyRegistry(t *testing.T) {
+	data := mutate(t, "agency: agency-default",
+		"agencies:\n      - {id: agency-a, name: \"Agency A\", regions: [CN-31, CN-11], weight: 3}\n      - {id: agency-b}")
+	p, err := Parse("acme.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []policy.Agency{{ID: "agency-a", Name: "Agency A", Regions: []string{"CN-31", "CN-11"}, Weight: 3}, {ID: "agency-b", Weight: 1}}
+	if fmt.Sprint(p.Agencies) != fmt.Sprint(want) {
+		t.Errorf("agencies = %+v, want %+v", p.Agencies, want)
+	}
+	if fmt.Sprint(p.Registry()) != fmt.Sprint(want) {
+		t.Errorf("registry = %+v, want the listed agencies", p.Registry())
+	}
+	def, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := def.Registry(); len(r) != 1 || r[0].ID != "agency-default" || r[0].Weight != 1 {
+		t.Errorf("the shipped policy's registry = %+v, want agency-default alone", r)
 	}
 }

@@ -612,7 +612,7 @@ func (p *parser) stages(n *yaml.Node, pol *policy.Policy) {
 	entryDPD := map[string]int{}
 	entryNode := map[string]*yaml.Node{}
 	for _, k := range stageKeys {
-		sf, _ := p.mapping(f[k], "stages."+k, "entry", "steps", "agency")
+		sf, _ := p.mapping(f[k], "stages."+k, "entry", "steps", "agency", "agencies")
 		path := "stages." + k + ".entry"
 		ef, _ := p.mapping(sf["entry"], path, "dpd", "min_overdue", "missed_installments")
 		var e policy.EntryCondition
@@ -651,8 +651,16 @@ func (p *parser) stages(n *yaml.Node, pol *policy.Policy) {
 				}
 				pol.Agency = a
 			}
-		} else if sf["agency"] != nil {
-			p.errf(sf["agency"], "stages."+k+".agency", "only third_party_handoff places accounts with an agency")
+			pol.Agencies = p.agencies(sf["agencies"], "stages.third_party_handoff.agencies")
+			if sf["agency"] != nil && sf["agencies"] != nil {
+				p.errf(sf["agency"], "stages.third_party_handoff.agency", "name one agency or list the registry under agencies, not both")
+			}
+		} else {
+			for _, key := range []string{"agency", "agencies"} {
+				if sf[key] != nil {
+					p.errf(sf[key], "stages."+k+"."+key, "only third_party_handoff places accounts with an agency")
+				}
+			}
 		}
 	}
 	for i := 1; i < len(stageKeys); i++ {
@@ -666,7 +674,7 @@ func (p *parser) stages(n *yaml.Node, pol *policy.Policy) {
 	pol.LegalDPD = entryDPD["legal_referral"]
 
 	for i, k := range stageKeys {
-		sf, _ := p.mapping(f[k], "", "entry", "steps", "agency")
+		sf, _ := p.mapping(f[k], "", "entry", "steps", "agency", "agencies")
 		sn := sf["steps"]
 		if sn == nil {
 			continue
@@ -754,4 +762,49 @@ func (p *parser) stages(n *yaml.Node, pol *policy.Policy) {
 			p.errf(f[k], "stages."+k+".steps", "must start with a contact at the stage's entry, DPD %d", pol.Entries[st].DPD)
 		}
 	}
+}
+
+// agencies parses the agency registry: a list of {id, name, regions, weight}.
+func (p *parser) agencies(n *yaml.Node, path string) []policy.Agency {
+	if n == nil {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+		p.errf(n, path, "must be a non-empty list of {id, name, regions, weight}")
+		return nil
+	}
+	var out []policy.Agency
+	for i, c := range n.Content {
+		ap := fmt.Sprintf("%s[%d]", path, i)
+		f, _ := p.mapping(c, ap, "id", "name", "regions", "weight")
+		var a policy.Agency
+		if id, ok := p.str(f["id"], ap+".id"); ok {
+			if !policy.ValidID(id) {
+				p.errf(f["id"], ap+".id", "%q is not a valid identifier", id)
+			}
+			if slices.ContainsFunc(out, func(x policy.Agency) bool { return x.ID == id }) {
+				p.errf(f["id"], ap+".id", "agency %q listed twice", id)
+			}
+			a.ID = id
+		} else if f["id"] == nil {
+			p.errf(c, ap+".id", "is required")
+		}
+		a.Name, _ = p.str(f["name"], ap+".name")
+		regions, nodes := p.strings(f["regions"], ap+".regions")
+		for j, r := range regions {
+			if !policy.ValidRegion(r) {
+				p.errf(nodes[j], fmt.Sprintf("%s.regions[%d]", ap, j), "%q is not an ISO 3166-2 code such as \"CN-31\"", r)
+			}
+		}
+		a.Regions = regions
+		a.Weight = 1
+		if v, ok := p.integer(f["weight"], ap+".weight"); ok {
+			if v < 1 || v > 1000 {
+				p.errf(f["weight"], ap+".weight", "must be 1-1000, got %d", v)
+			}
+			a.Weight = int(v)
+		}
+		out = append(out, a)
+	}
+	return out
 }

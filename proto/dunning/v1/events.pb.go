@@ -521,7 +521,11 @@ type InstallmentDue struct {
 	// Optional: the lender's breakdown of amount. Texts show the lender's
 	// interest and fees, never the policy's computed late fee, when it has
 	// one. principal + interest + fees must equal amount.
-	Itemisation   *Itemisation `protobuf:"bytes,11,opt,name=itemisation,proto3" json:"itemisation,omitempty"`
+	Itemisation *Itemisation `protobuf:"bytes,11,opt,name=itemisation,proto3" json:"itemisation,omitempty"`
+	// Optional: the region the borrower lives in, an ISO 3166-2 code such as
+	// "CN-31" (coarse, never an address): an agency is placed only accounts
+	// in the regions it is licensed for (the policy's agency registry).
+	Region        string `protobuf:"bytes,12,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -631,6 +635,13 @@ func (x *InstallmentDue) GetItemisation() *Itemisation {
 		return x.Itemisation
 	}
 	return nil
+}
+
+func (x *InstallmentDue) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
 }
 
 // Itemisation is the lender's breakdown of an amount (each part >= 0, in
@@ -3605,7 +3616,7 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x05Money\x12\x1a\n" +
 	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12\x1f\n" +
 	"\vminor_units\x18\x02 \x01(\x03R\n" +
-	"minorUnits\"\x9e\x03\n" +
+	"minorUnits\"\xb6\x03\n" +
 	"\x0eInstallmentDue\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12%\n" +
@@ -3620,7 +3631,8 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x06locale\x18\t \x01(\tR\x06locale\x12!\n" +
 	"\fborrower_ref\x18\n" +
 	" \x01(\tR\vborrowerRef\x129\n" +
-	"\vitemisation\x18\v \x01(\v2\x17.dunning.v1.ItemisationR\vitemisation\"\x94\x01\n" +
+	"\vitemisation\x18\v \x01(\v2\x17.dunning.v1.ItemisationR\vitemisation\x12\x16\n" +
+	"\x06region\x18\f \x01(\tR\x06region\"\x94\x01\n" +
 	"\vItemisation\x12/\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x11.dunning.v1.MoneyR\tprincipal\x12-\n" +
 	"\binterest\x18\x02 \x01(\v2\x11.dunning.v1.MoneyR\binterest\x12%\n" +

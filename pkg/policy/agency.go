@@ -1,0 +1,168 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// Agency is one contract in the policy's agency registry: a collection
+// agency the lender places severe accounts with.
+type Agency struct {
+	// ID names the agency in placements, subjects and credentials.
+	ID string
+	// Name is how the lender's staff know it.
+	Name string
+	// Regions the agency is licensed for (ISO 3166-2 codes); empty: every
+	// region. A loan whose installments name no region goes only to an
+	// agency without a region list.
+	Regions []string
+	// Weight is the agency's share of placements among the agencies that
+	// may take an account (>= 1).
+	Weight int
+}
+
+// covers reports whether the agency may take an account in region.
+func (a Agency) covers(region string) bool {
+	return len(a.Regions) == 0 || slices.Contains(a.Regions, region)
+}
+
+// Registry is the policy's agencies: the configured list, or the single
+// agency of a policy that names only one (Policy.Agency).
+func (p Policy) Registry() []Agency {
+	if len(p.Agencies) > 0 {
+		return p.Agencies
+	}
+	return []Agency{{ID: p.Agency, Weight: 1}}
+}
+
+// placementNamespace is the UUIDv5 namespace of placement IDs. Stored data:
+// never change it.
+var placementNamespace = uuid.MustParse("6f1c2b0e-4c5d-5a8e-9b7f-3d2a1e0c9b84")
+
+// PlacementID is the placement of a loan's case numbered n: a UUIDv5 of
+// the tenant, loan and case, unique across the system and the same on every
+// retry, so a redelivered handoff cannot place twice.
+func PlacementID(key string, n int) string {
+	return uuid.NewSHA1(placementNamespace, []byte(key+"/c"+strconv.Itoa(n))).String()
+}
+
+// allocationDraw is a number in [0, 1) fixed by the loan and case: the same
+// handoff decided again (a retry, the oracle) chooses the same agency, and
+// across loans the draws are uniform, so agencies get placements in the
+// proportion of their weights.
+func allocationDraw(key string, n int) float64 {
+	h := sha256.Sum256([]byte("allocation/" + key + "/c" + strconv.Itoa(n)))
+	return float64(binary.BigEndian.Uint64(h[:8])>>11) / (1 << 53)
+}
+
+// Region is the borrower's region, from the latest installment that names
+// one ("": none named).
+func (c *Case) Region() string {
+	for i := len(c.Installments) - 1; i >= 0; i-- {
+		if r := c.Installments[i].Region; r != "" {
+			return r
+		}
+	}
+	return ""
+}
+
+// Allocate chooses the agency a case is placed with: among the registry's
+// agencies licensed for the borrower's region, by weight, with a draw fixed
+// by the loan and case. The reason says what was chosen and why; ok is
+// false when no agency may take the account (the reason says why each
+// could not).
+func (p Policy) Allocate(c *Case, n int) (a Agency, reason string, ok bool) {
+	reg := p.Registry()
+	region := c.Region()
+	var eligible []Agency
+	var excluded []string
+	total := 0
+	for _, a := range reg {
+		if !a.covers(region) {
+			excluded = append(excluded, fmt.Sprintf("%s is not licensed for %s", a.ID, regionName(region)))
+			continue
+		}
+		eligible = append(eligible, a)
+		total += a.Weight
+	}
+	if len(eligible) == 0 {
+		return Agency{}, "no agency may take it: " + strings.Join(excluded, "; "), false
+	}
+	if len(reg) == 1 {
+		return eligible[0], "", true
+	}
+	x := allocationDraw(c.Key, n) * float64(total)
+	chosen := eligible[len(eligible)-1]
+	for _, e := range eligible {
+		if x < float64(e.Weight) {
+			chosen = e
+			break
+		}
+		x -= float64(e.Weight)
+	}
+	ids := make([]string, len(eligible))
+	for i, e := range eligible {
+		ids[i] = e.ID
+	}
+	reason = fmt.Sprintf("weight %d of %d among %s for %s", chosen.Weight, total, strings.Join(ids, ", "), regionName(region))
+	if len(excluded) > 0 {
+		reason += "; " + strings.Join(excluded, "; ")
+	}
+	return chosen, reason, true
+}
+
+func regionName(r string) string {
+	if r == "" {
+		return "a loan with no region"
+	}
+	return "region " + r
+}
+
+func validateAgencies(as []Agency) []error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, a := range as {
+		p := fmt.Sprintf("agencies[%d]", i)
+		if !ValidID(a.ID) {
+			errs = append(errs, fmt.Errorf("%s.id: %q is not a valid identifier", p, a.ID))
+		}
+		if seen[a.ID] {
+			errs = append(errs, fmt.Errorf("%s.id: %q is listed twice", p, a.ID))
+		}
+		seen[a.ID] = true
+		if a.Weight < 1 {
+			errs = append(errs, fmt.Errorf("%s.weight: must be >= 1, got %d", p, a.Weight))
+		}
+		for j, r := range a.Regions {
+			if !ValidRegion(r) {
+				errs = append(errs, fmt.Errorf("%s.regions[%d]: %q is not an ISO 3166-2 code such as \"CN-31\"", p, j, r))
+			}
+		}
+	}
+	return errs
+}
+
+// ValidRegion reports whether r is an ISO 3166-2 subdivision code: two
+// upper-case letters, '-', then 1-3 upper-case letters or digits.
+func ValidRegion(r string) bool {
+	if len(r) < 4 || len(r) > 6 || r[2] != '-' {
+		return false
+	}
+	for i := range len(r) {
+		c := r[i]
+		switch {
+		case i == 2:
+		case i < 2 && c >= 'A' && c <= 'Z':
+		case i > 2 && (c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'):
+		default:
+			return false
+		}
+	}
+	return true
+}
