@@ -16,7 +16,7 @@ import (
 
 // A simulated portfolio with the default behaviour mix through the whole
 // pipeline; every loan's log matches the oracle. By default (make test)
-// 1,000 loans fall due at 50 a second, with days of at least 3 s, longer
+// 1,000 loans fall due at 25 a second, with days of at least 3 s, longer
 // when the machine is busy (see below); DUNNING_SIM_LOANS, DUNNING_SIM_RATE
 // (loans falling due per second) and DUNNING_SIM_DAY change that (make sim).
 func TestSimulation(t *testing.T) {
@@ -48,8 +48,12 @@ func TestSimulation(t *testing.T) {
 	// 50 a second: with the release gate (a hold, a release step and a
 	// release per contact, each a read and a guarded write), 100 a second
 	// under the race detector left steps firing 14 s late on this 2-core
-	// machine, and every run was repeated at 50 with 2 s days.
-	loans, rate := 1000, 50
+	// machine, and every run was repeated at 50 with 2 s days. 25 a second:
+	// with promises, plans and holds in the mix (more writes per loan), 50
+	// a second on its own left release steps firing 2.7 s late (p99) in
+	// 3 s days, and the run was repeated with 6 s days: 242 s in all
+	// (2026-12-02).
+	loans, rate := 1000, 25
 	if n, err := strconv.Atoi(os.Getenv("DUNNING_SIM_LOANS")); err == nil && n > 0 {
 		loans = n
 	}
