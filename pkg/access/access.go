@@ -155,6 +155,11 @@ type Grant struct {
 // cannot process; it may create, update or delete nothing.
 func ServicePermissions(id Identity, g Grant) Permissions {
 	p := Permissions{Subscribe: []string{id.Inbox() + ".>"}}
+	for _, c := range g.Consumers {
+		// A message its consumer ran out of deliveries for without an ack
+		// is announced here; the service dead-letters it (bus).
+		p.Subscribe = append(p.Subscribe, topology.MaxDeliveriesAdvisory(c.Stream, c.Name))
+	}
 	for _, s := range topology.Streams() {
 		p.Publish = append(p.Publish, "$JS.API.STREAM.INFO."+s)
 	}
@@ -163,6 +168,8 @@ func ServicePermissions(id Identity, g Grant) Permissions {
 			"$JS.API.CONSUMER.INFO."+c.Stream+"."+c.Name,
 			"$JS.API.CONSUMER.MSG.NEXT."+c.Stream+"."+c.Name,
 			"$JS.ACK."+c.Stream+"."+c.Name+".>",
+			// Reading such a message back by its sequence, to dead-letter it.
+			"$JS.API.STREAM.MSG.GET."+c.Stream,
 			topology.DLQSubject(c.Name))
 	}
 	if g.ReadLog {

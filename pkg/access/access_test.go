@@ -92,8 +92,11 @@ func TestServerConfig(t *testing.T) {
 			t.Errorf("escalation may publish %s", s)
 		}
 	}
-	if sub := svc.Permissions.Subscribe.Allow; !slices.Equal(sub, []string{"_INBOX_service-escalation.>"}) {
-		t.Errorf("escalation may subscribe %v, want only its inbox", sub)
+	// Its inbox, and the advisory of its own consumer's messages that ran
+	// out of deliveries (which it dead-letters).
+	if sub := svc.Permissions.Subscribe.Allow; !slices.Equal(sub, []string{"_INBOX_service-escalation.>",
+		"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.DUNNING_LOANS.escalation"}) {
+		t.Errorf("escalation may subscribe %v, want only its inbox and its consumer's max-deliveries advisory", sub)
 	}
 	for _, key := range []string{keys[access.Lender("acme")], second} {
 		u := users[key]

@@ -63,10 +63,13 @@ func IsPermanent(err error) bool {
 }
 
 // Dead-letter classes (the class label of dunning_dead_letters_total): a
-// handler's permanent error, or deliveries run out.
+// handler's permanent error, deliveries run out while the handler failed,
+// or deliveries run out with no handler ever finishing (its process crashed
+// or hung on each: JetStream's max-deliveries advisory, maxdeliveries.go).
 const (
 	ClassPermanent = "permanent"
 	ClassExhausted = "exhausted"
+	ClassAbandoned = "abandoned"
 )
 
 // Metrics are the router's counters, on the process's private registry.
@@ -226,6 +229,9 @@ func (rt *Router) lastDelivery(consumer string) int {
 // Run runs the handlers until ctx ends.
 func (rt *Router) Run(ctx context.Context) error {
 	defer rt.nc.Close()
+	if err := rt.watchMaxDeliveries(); err != nil {
+		return fmt.Errorf("router %s: %w", rt.cfg.Name, err)
+	}
 	if err := rt.r.Run(ctx); err != nil {
 		return fmt.Errorf("router %s: %w", rt.cfg.Name, err)
 	}

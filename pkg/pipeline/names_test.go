@@ -128,7 +128,7 @@ func TestSeriesStartAtZero(t *testing.T) {
 	for name, want := range map[string]int{
 		"dunning_decisions_total":       len(stage.Table[2].Writes), // escalation's kinds
 		"dunning_log_conflicts_total":   1,
-		"dunning_dead_letters_total":    2 * 2, // escalation and intake, permanent and exhausted
+		"dunning_dead_letters_total":    2 * 3, // escalation and intake: permanent, exhausted and abandoned
 		"dunning_redeliveries_total":    2,
 		"dunning_lender_events_total":   2 * 3,
 		"dunning_step_lateness_seconds": 1,

@@ -126,6 +126,7 @@ func (m Metrics) initSeries(parts Parts) {
 	for _, c := range parts.consumers() {
 		m.Router.DeadLetters.WithLabelValues(c.Name, bus.ClassPermanent)
 		m.Router.DeadLetters.WithLabelValues(c.Name, bus.ClassExhausted)
+		m.Router.DeadLetters.WithLabelValues(c.Name, bus.ClassAbandoned)
 		m.Router.Redeliveries.WithLabelValues(c.Name)
 	}
 	for _, s := range parts.Stages {

@@ -200,6 +200,12 @@ func VerifySubject(code string) string { return verifyPrefix + "." + code }
 // VerifyFilter matches every entry of the verification index.
 func VerifyFilter() string { return verifyPrefix + ".*" }
 
+// MaxDeliveriesAdvisory is where the server announces that a message of
+// the consumer ran out of deliveries without an ack.
+func MaxDeliveriesAdvisory(stream, consumer string) string {
+	return "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + stream + "." + consumer
+}
+
 // DLQSubject is where a consumer dead-letters a message.
 func DLQSubject(consumer string) string { return dlqPrefix + "." + consumer }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -205,5 +206,79 @@ func TestForgedFactsAreNeverApplied(t *testing.T) {
 	}
 	if d, _ := h.decision("L-forged", policy.KindCaseClosed); d.CloseReason != policy.CloseCured {
 		t.Errorf("closed as %s, want cured", d.CloseReason)
+	}
+}
+
+// A message no handler ever finishes (its process killed, or hung past the
+// ack wait, on every delivery) runs out of deliveries without the handler
+// seeing it fail, so the router's own dead-lettering never runs: the
+// server's max-deliveries advisory is turned into a dead letter instead
+// (issue 13). Here a process that takes the lender event twice and dies
+// each time is played by raw pulls that never ack; the gateway, running
+// with its own credential, hears the advisory and dead-letters the event
+// with its body, its headers and the reason.
+func TestAbandonedMessageDeadLettered(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := h.topo.ConsumerConfig(topology.Intake)
+	cfg.MaxDeliver, cfg.AckWait = 2, time.Second
+	if _, err := h.js.CreateOrUpdateConsumer(ctx, topology.StreamIntake, cfg); err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(topology.IntakeSubject(tenant, "L-crash"))
+	m.Data, _ = protojson.Marshal(dueEvent("L-crash", "1", 5000, time.Now()))
+	m.Header.Set("Content-Type", "application/json")
+	m.Header.Set("X-Lender-Trace", "crash-1")
+	if _, err := h.js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := h.js.Consumer(ctx, topology.StreamIntake, topology.ConsumerIntake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for delivery := 1; delivery <= 2; delivery++ {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			md, _ := msg.Metadata()
+			if md.NumDelivered != uint64(delivery) {
+				t.Fatalf("delivery %d arrived as %d", delivery, md.NumDelivered)
+			}
+			got++ // never acked: the process "dies" holding it
+		}
+		if got != 1 {
+			t.Fatalf("delivery %d: %d messages fetched, want 1 (%v)", delivery, got, batch.Error())
+		}
+	}
+	// The gateway starts while the last delivery is still out: no delivery
+	// is left for it, and the advisory comes when that one's ack wait ends.
+	h.start("gateway", true)
+	var dl *jetstream.RawStreamMsg
+	waitFor(t, 20*time.Second, func() error {
+		for _, d := range h.dlq() {
+			if d.Header.Get(bus.HeaderDLQClass) == bus.ClassAbandoned {
+				dl = d
+				return nil
+			}
+		}
+		return errorf("no abandoned dead letter yet")
+	})
+	if string(dl.Data) != string(m.Data) || dl.Header.Get("Dunning-Orig-X-Lender-Trace") != "crash-1" ||
+		dl.Header.Get(bus.HeaderDLQSubject) != m.Subject || dl.Header.Get(bus.HeaderDLQConsumer) != topology.ConsumerIntake {
+		t.Errorf("dead letter = %q with headers %v, want the original body, headers and subject", dl.Data, dl.Header)
+	}
+	if r := dl.Header.Get(bus.HeaderDLQReason); !strings.Contains(r, "no handler finished it in 2 deliveries") {
+		t.Errorf("reason = %q", r)
+	}
+	if n := testutil.ToFloat64(h.metricsOf("gateway").Router.DeadLetters.WithLabelValues(topology.ConsumerIntake, bus.ClassAbandoned)); n != 1 {
+		t.Errorf("dunning_dead_letters_total{class=abandoned} = %v, want 1", n)
+	}
+	if counts(h.entries("L-crash"))["due"] != 0 {
+		t.Error("the abandoned event reached the loan log")
 	}
 }
