@@ -1667,6 +1667,9 @@ func exercise(t *testing.T, d *deployment, nodes []node) {
 			}
 		}
 	}
+	for _, r := range dashboardRules(t) {
+		checkRuleMetrics(t, dashboardPath, r, metrics, targetLabels)
+	}
 
 	cancel()
 	t.Logf("done after %s", time.Since(start).Round(time.Millisecond))
