@@ -109,10 +109,8 @@ func TestDashboard(t *testing.T) {
 		if p.Title == "" || p.Description == "" || p.Type != "timeseries" || len(p.Targets) == 0 {
 			t.Errorf("panel %d: title %q, description %q, type %q, %d targets", p.ID, p.Title, p.Description, p.Type, len(p.Targets))
 		}
-		for _, ds := range []panelDatasource{p.Datasource} {
-			if ds.Type != "prometheus" || ds.UID != "${datasource}" {
-				t.Errorf("panel %q: datasource %+v, want the dashboard's variable", p.Title, ds)
-			}
+		if ds := p.Datasource; ds.Type != "prometheus" || ds.UID != "${datasource}" {
+			t.Errorf("panel %q: datasource %+v, want the dashboard's variable", p.Title, ds)
 		}
 		for _, tg := range p.Targets {
 			if tg.Datasource != p.Datasource {

@@ -69,7 +69,8 @@ func (rt *Router) onMaxDeliveries(m *nats.Msg) {
 func (rt *Router) deadLetterAbandoned(a maxDeliveriesAdvisory) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	dl := nats.NewMsg(topology.DLQSubject(a.Consumer))
+	dl := nats.NewMsg("")
+	var subject string
 	reason := fmt.Sprintf("no handler finished it in %d deliveries (its process crashed or hung on each); JetStream stopped delivering it", a.Deliveries)
 	st, err := rt.js.Stream(ctx, a.Stream)
 	if err == nil {
@@ -82,7 +83,7 @@ func (rt *Router) deadLetterAbandoned(a maxDeliveriesAdvisory) error {
 					dl.Header.Add(origHeaderPrefix+k, v)
 				}
 			}
-			dl.Header.Set(HeaderDLQSubject, raw.Subject)
+			subject = raw.Subject
 		}
 	}
 	if err != nil {
@@ -93,14 +94,9 @@ func (rt *Router) deadLetterAbandoned(a maxDeliveriesAdvisory) error {
 		// still says what ran out of deliveries.
 		reason += "; the message is no longer in the stream"
 	}
-	dl.Header.Set(HeaderDLQReason, reason)
-	dl.Header.Set(HeaderDLQClass, ClassAbandoned)
-	dl.Header.Set(HeaderDLQConsumer, a.Consumer)
-	dl.Header.Set(HeaderDLQSeq, strconv.FormatUint(a.StreamSeq, 10))
-	dl.Header.Set(jetstream.MsgIDHeader, "dlq-"+a.Consumer+"-"+strconv.FormatUint(a.StreamSeq, 10))
-	ack, err := rt.js.PublishMsg(ctx, dl)
+	ack, err := rt.sendDLQ(ctx, dl, a.Consumer, ClassAbandoned, subject, strconv.FormatUint(a.StreamSeq, 10), reason)
 	if err != nil {
-		return fmt.Errorf("dead-lettering: %w", err)
+		return err
 	}
 	if !ack.Duplicate {
 		// Counted once, by the replica whose dead letter was stored.

@@ -279,7 +279,7 @@ func (rt *Router) deadLetter(h message.HandlerFunc) message.HandlerFunc {
 }
 
 func (rt *Router) publishDLQ(msg *message.Message, consumer, class string, cause error) error {
-	m := nats.NewMsg(topology.DLQSubject(consumer))
+	m := nats.NewMsg("")
 	m.Data = msg.Payload
 	for k, v := range msg.Metadata {
 		switch k {
@@ -288,17 +288,28 @@ func (rt *Router) publishDLQ(msg *message.Message, consumer, class string, cause
 			m.Header.Set(origHeaderPrefix+k, v)
 		}
 	}
-	m.Header.Set(HeaderDLQReason, cause.Error())
-	m.Header.Set(HeaderDLQClass, class)
-	m.Header.Set(HeaderDLQConsumer, consumer)
-	m.Header.Set(HeaderDLQSubject, msg.Metadata.Get(MetaSubject))
-	m.Header.Set(HeaderDLQSeq, msg.Metadata.Get(MetaStreamSeq))
-	// One dead letter per original message, however often it is redelivered.
-	m.Header.Set(jetstream.MsgIDHeader, "dlq-"+consumer+"-"+msg.Metadata.Get(MetaStreamSeq))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := rt.js.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("dead-lettering: %w", err)
+	_, err := rt.sendDLQ(ctx, m, consumer, class, msg.Metadata.Get(MetaSubject), msg.Metadata.Get(MetaStreamSeq), cause.Error())
+	return err
+}
+
+// sendDLQ publishes m, which holds the original body and Dunning-Orig-*
+// headers, as consumer's dead letter of the message at stream sequence seq
+// on subject, with its class and reason. Its message ID is the consumer's
+// and the sequence's: one dead letter per original message, however often
+// it is redelivered and whichever replica sends it.
+func (rt *Router) sendDLQ(ctx context.Context, m *nats.Msg, consumer, class, subject, seq, reason string) (*jetstream.PubAck, error) {
+	m.Subject = topology.DLQSubject(consumer)
+	m.Header.Set(HeaderDLQReason, reason)
+	m.Header.Set(HeaderDLQClass, class)
+	m.Header.Set(HeaderDLQConsumer, consumer)
+	m.Header.Set(HeaderDLQSubject, subject)
+	m.Header.Set(HeaderDLQSeq, seq)
+	m.Header.Set(jetstream.MsgIDHeader, "dlq-"+consumer+"-"+seq)
+	ack, err := rt.js.PublishMsg(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("dead-lettering: %w", err)
 	}
-	return nil
+	return ack, nil
 }
