@@ -58,6 +58,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/events", s.authed(apikey.ScopeIngest, s.postEvent))
 	mux.Handle("GET /v1/tenants/{tenant}/loans/{loan}/timeline", s.authed(apikey.ScopeRead, s.getTimeline))
 	mux.Handle("GET /v1/tenants/{tenant}/loans/{loan}/contacts/{contact}/rules", s.authed(apikey.ScopeRead, s.getContactRules))
+	mux.Handle("GET /v1/tenants/{tenant}/loans/{loan}/legal-packet", s.authed(apikey.ScopeLegal, s.getLegalPacket))
 	if s.Verifier != nil {
 		// Public: a borrower checks a message's code without an account.
 		mux.Handle("GET /v1/verify/{code}", s.Verifier)

@@ -45,11 +45,14 @@ const (
 	ScopeIngest Scope = "ingest"
 	// ScopeRead reads the key's tenant's timelines (verification codes hidden).
 	ScopeRead Scope = "read"
+	// ScopeLegal exports the key's tenant's legal evidence packets (which
+	// seals the loan's log: a write).
+	ScopeLegal Scope = "legal"
 	// ScopeAdmin reads and posts for every tenant and sees verification codes.
 	ScopeAdmin Scope = "admin"
 )
 
-var scopes = []Scope{ScopeIngest, ScopeRead, ScopeAdmin}
+var scopes = []Scope{ScopeIngest, ScopeRead, ScopeLegal, ScopeAdmin}
 
 // AnyTenant is the tenant of an admin key.
 const AnyTenant = "*"

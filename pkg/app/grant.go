@@ -41,6 +41,8 @@ func Grant(o Options) access.Grant {
 	if o.API {
 		// The public verification endpoint looks codes up.
 		g.ReadCodes = true
+		// A legal packet seals the loan's log.
+		g.Publish = append(g.Publish, topology.LoanFilter(codec.Seal.Token, "*"))
 	}
 	if o.Intake {
 		g.Consumers = append(g.Consumers, topology.Intake)

@@ -23,13 +23,13 @@ func events() []policy.Event {
 		Overdue: policy.Money{Currency: "CNY", Minor: 600}, DecidedAt: at, Reason: "why", StepID: "c2-escalation", PolicyVersion: "v9", AsOf: at.Add(-time.Hour)}
 	task := policy.ContactTask{ID: "c2-escalation-sms", Channel: policy.ChannelSMS, Tone: policy.ToneSerious, ContactRef: "crm",
 		Template: "medium.sms", AmountDue: policy.Money{Currency: "CNY", Minor: 600}, DPD: 16,
-		RepaymentOptions: []string{"repayment_plan"}, Fees: policy.Money{Currency: "CNY", Minor: 4}, Locale: "zh-CN", Reference: "ABCDEFGHJK"}
+		RepaymentOptions: []string{"repayment_plan"}, Fees: policy.Money{Currency: "CNY", Minor: 4}, Locale: "zh-CN", Reference: "ABCDEFGHJK", ReplyBy: "2026-05-14"}
 	released := task
 	released.NotBefore, released.NotAfter, released.MaxAttempts = at, at.Add(14*time.Hour), 6
 	items := policy.Itemisation{Principal: policy.Money{Currency: "CNY", Minor: 900}, Interest: policy.Money{Currency: "CNY", Minor: 60},
 		Fees: policy.Money{Currency: "CNY", Minor: 40}}
 	in := policy.InstallmentDue{ID: "i1", Amount: policy.Money{Currency: "CNY", Minor: 1000}, DueAt: at, Zone: "Asia/Shanghai", ContactRef: "crm", Product: "p", Locale: "en",
-		Items: &items}
+		Items: &items, LimitationEnds: at.Add(3 * 365 * 24 * time.Hour)}
 	pay := policy.Repayment{PaymentID: "p1", InstallmentID: "i1", Amount: policy.Money{Currency: "CNY", Minor: 400}, PaidAt: at}
 	step := policy.Step{ID: "c1-legal_referral", Stage: policy.StageLegal, Case: 1, DPD: 90, At: at}
 	return []policy.Event{
@@ -67,6 +67,8 @@ func events() []policy.Event {
 			Paid: policy.Money{Currency: "CNY", Minor: 40000}},
 		policy.Decision{Kind: policy.KindPlanBroken, Ctx: ctx, PlanID: "plan-1", PlanInstallment: 1, Paid: policy.Money{Currency: "CNY", Minor: 40000}},
 		policy.Decision{Kind: policy.KindPlanCompleted, Ctx: ctx, PlanID: "plan-1", Paid: policy.Money{Currency: "CNY", Minor: 80000}},
+		policy.Decision{Kind: policy.KindLegalBlocked, Ctx: ctx, Rule: policy.BlockedByLimitation},
+		policy.Sealed{Through: 41, Chain: []byte{1, 2, 3}, Previous: 12, At: at, By: "apikey:legal-1"},
 	}
 }
 
@@ -126,7 +128,7 @@ func address(k *Kind, ev policy.Event) topology.LoanAddress {
 		a.ID = e.ID
 	case policy.StepFired:
 		a.ID, a.Seq = "legal", "s9"
-	case policy.Decision:
+	case policy.Decision, policy.Sealed:
 		a.ID = "s7"
 	}
 	return a

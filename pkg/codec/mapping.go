@@ -22,7 +22,7 @@ func stepFromProto(m *dunningv1.StepDue) policy.Step {
 func InstallmentFromProto(m *dunningv1.InstallmentDue) policy.InstallmentDue {
 	in := policy.InstallmentDue{ID: m.GetInstallmentId(), Amount: moneyFromProto(m.GetAmount()), DueAt: m.GetDueAt().AsTime(),
 		Zone: m.GetTimeZone(), ContactRef: m.GetContactRef(), Product: m.GetProductId(), Locale: m.GetLocale(), BorrowerRef: m.GetBorrowerRef(),
-		Region: m.GetRegion()}
+		Region: m.GetRegion(), LimitationEnds: timeOrZero(m.GetLimitationEndsAt())}
 	if it := m.GetItemisation(); it != nil {
 		items := itemsFromProto(it)
 		in.Items = &items
@@ -33,7 +33,7 @@ func InstallmentFromProto(m *dunningv1.InstallmentDue) policy.InstallmentDue {
 func installmentToProto(tenant, loan string, in policy.InstallmentDue) *dunningv1.InstallmentDue {
 	m := &dunningv1.InstallmentDue{TenantId: tenant, LoanId: loan, InstallmentId: in.ID, Amount: moneyToProto(in.Amount),
 		DueAt: ts(in.DueAt), TimeZone: in.Zone, ContactRef: in.ContactRef, ProductId: in.Product, Locale: in.Locale, BorrowerRef: in.BorrowerRef,
-		Region: in.Region}
+		Region: in.Region, LimitationEndsAt: ts(in.LimitationEnds)}
 	if in.Items != nil {
 		m.Itemisation = itemsToProto(*in.Items)
 	}
@@ -90,7 +90,7 @@ func TaskToProto(t policy.ContactTask) *dunningv1.ContactTask {
 	return &dunningv1.ContactTask{ContactId: t.ID, Channel: ChannelToProto(t.Channel), Tone: ToneToProto(t.Tone),
 		ContactRef: t.ContactRef, Template: t.Template, AmountDue: moneyToProto(t.AmountDue), Dpd: int32(t.DPD),
 		RepaymentOptions: t.RepaymentOptions, Fees: moneyToProto(t.Fees), Locale: t.Locale, Reference: t.Reference,
-		NotBefore: ts(t.NotBefore), NotAfter: ts(t.NotAfter), MaxAttempts: int32(t.MaxAttempts)}
+		NotBefore: ts(t.NotBefore), NotAfter: ts(t.NotAfter), MaxAttempts: int32(t.MaxAttempts), ReplyBy: t.ReplyBy}
 }
 
 // timeOrZero decodes an unset timestamp (ts of the zero time) as the zero time.
@@ -115,7 +115,8 @@ func tasksFromProto(ts []*dunningv1.ContactTask) []policy.ContactTask {
 		out = append(out, policy.ContactTask{ID: t.GetContactId(), Channel: ChannelFromProto(t.GetChannel()), Tone: ToneFromProto(t.GetTone()),
 			ContactRef: t.GetContactRef(), Template: t.GetTemplate(), AmountDue: moneyFromProto(t.GetAmountDue()), DPD: int(t.GetDpd()),
 			RepaymentOptions: t.GetRepaymentOptions(), Fees: moneyFromProto(t.GetFees()), Locale: t.GetLocale(), Reference: t.GetReference(),
-			NotBefore: timeOrZero(t.GetNotBefore()), NotAfter: timeOrZero(t.GetNotAfter()), MaxAttempts: int(t.GetMaxAttempts())})
+			NotBefore: timeOrZero(t.GetNotBefore()), NotAfter: timeOrZero(t.GetNotAfter()), MaxAttempts: int(t.GetMaxAttempts()),
+			ReplyBy: t.GetReplyBy()})
 	}
 	return out
 }

@@ -207,11 +207,24 @@ var (
 		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.PlacementRecalled {
 			return &dunningv1.PlacementRecalled{Case: c, AgencyId: d.AgencyID, PlacementId: d.PlacementID}
 		}))
-	Kept       = add(decision("kept", policy.KindPromiseKept, promiseFromProto, promiseToProto))
-	Broken     = add(decision("broken", policy.KindPromiseBroken, promiseFromProto, promiseToProto))
-	PlanMissed = add(decision("planmissed", policy.KindPlanMissed, planFromProto, planToProto))
-	PlanBroken = add(decision("planbroken", policy.KindPlanBroken, planFromProto, planToProto))
-	PlanDone   = add(decision("plandone", policy.KindPlanCompleted, planFromProto, planToProto))
+	Kept         = add(decision("kept", policy.KindPromiseKept, promiseFromProto, promiseToProto))
+	Broken       = add(decision("broken", policy.KindPromiseBroken, promiseFromProto, promiseToProto))
+	PlanMissed   = add(decision("planmissed", policy.KindPlanMissed, planFromProto, planToProto))
+	PlanBroken   = add(decision("planbroken", policy.KindPlanBroken, planFromProto, planToProto))
+	PlanDone     = add(decision("plandone", policy.KindPlanCompleted, planFromProto, planToProto))
+	LegalBlocked = add(decision("legalblocked", policy.KindLegalBlocked,
+		func(m *dunningv1.LegalBlocked, d *policy.Decision) { d.Rule = m.GetBlockedBy() },
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.LegalBlocked {
+			return &dunningv1.LegalBlocked{Case: c, BlockedBy: d.Rule}
+		}))
+	Seal = add(fact("seal", Seq, false,
+		func(m *dunningv1.LogSealed) policy.Sealed {
+			return policy.Sealed{Through: m.GetThroughSeq(), Chain: m.GetChain(), Previous: m.GetPreviousSealSeq(),
+				At: timeOrZero(m.GetSealedAt()), By: m.GetSealedBy()}
+		},
+		func(_, _ string, e policy.Sealed) *dunningv1.LogSealed {
+			return &dunningv1.LogSealed{ThroughSeq: e.Through, Chain: e.Chain, PreviousSealSeq: e.Previous, SealedAt: ts(e.At), SealedBy: e.By}
+		}))
 )
 
 func promiseFromProto(m *dunningv1.PromiseResolved, d *policy.Decision) {

@@ -60,6 +60,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			money(p+"amount", m.Amount), timestamp(p+"due_at", m.DueAt), tz(p+"time_zone", m.TimeZone),
 			ref(p+"contact_ref", m.ContactRef), optionalID(p+"product_id", m.ProductId), locale(p+"locale", m.Locale),
 			optionalID(p+"borrower_ref", m.BorrowerRef), region(p+"region", m.Region), itemisation(p+"itemisation", m.Itemisation, m.Amount, false),
+			limitation(p+"limitation_ends_at", m.LimitationEndsAt, m.DueAt),
 		); err != nil {
 			return Event{}, err
 		}
@@ -358,6 +359,21 @@ func timestamp(field string, t *timestamppb.Timestamp) error {
 	}
 	if tt := t.AsTime(); tt.Year() < 2000 || tt.Year() > 2200 {
 		return &FieldError{field, "must be between the years 2000 and 2200"}
+	}
+	return nil
+}
+
+// limitation checks a lender's limitation date: optional, and after the
+// installment's due date (a debt cannot be time-barred before it is owed).
+func limitation(field string, t, due *timestamppb.Timestamp) error {
+	if t == nil {
+		return nil
+	}
+	if err := timestamp(field, t); err != nil {
+		return err
+	}
+	if due != nil && !t.AsTime().After(due.AsTime()) {
+		return &FieldError{field, "must be after due_at"}
 	}
 	return nil
 }

@@ -117,6 +117,15 @@ func TestValidate(t *testing.T) {
 		{"a region", due(func(m *dunningv1.InstallmentDue) { m.Region = "CN-31" }), ""},
 		{"a region that is a city", due(func(m *dunningv1.InstallmentDue) { m.Region = "Shanghai" }), "installment_due.region"},
 		{"a region in lower case", due(func(m *dunningv1.InstallmentDue) { m.Region = "cn-31" }), "installment_due.region"},
+		{"a limitation date", due(func(m *dunningv1.InstallmentDue) {
+			m.LimitationEndsAt = timestamppb.New(m.DueAt.AsTime().AddDate(3, 0, 0))
+		}), ""},
+		{"a limitation date before the due date", due(func(m *dunningv1.InstallmentDue) {
+			m.LimitationEndsAt = timestamppb.New(m.DueAt.AsTime().AddDate(0, 0, -1))
+		}), "installment_due.limitation_ends_at"},
+		{"a limitation date out of range", due(func(m *dunningv1.InstallmentDue) {
+			m.LimitationEndsAt = timestamppb.New(time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC))
+		}), "installment_due.limitation_ends_at"},
 		{"no payment id", pay(func(m *dunningv1.RepaymentReceived) { m.PaymentId = "" }), "repayment_received.payment_id"},
 		{"bad installment ref", pay(func(m *dunningv1.RepaymentReceived) { m.InstallmentId = "a b" }), "repayment_received.installment_id"},
 		{"no paid time", pay(func(m *dunningv1.RepaymentReceived) { m.PaidAt = nil }), "repayment_received.paid_at"},

@@ -307,6 +307,25 @@ func (l *Log) AppendDecision(ctx context.Context, tenant, loan string, expect ui
 	return seqOf(l.publish(ctx, m))
 }
 
+// AppendSeal appends a checkpoint of the loan's hash chain (package
+// packet) if the loan's last sequence is still expect: the guard is what
+// makes the seal hold every entry before it.
+func (l *Log) AppendSeal(ctx context.Context, tenant, loan string, expect uint64, s policy.Sealed) (uint64, error) {
+	k, pm, err := codec.Encode(tenant, loan, s)
+	if err != nil {
+		return 0, err
+	}
+	data, err := proto.Marshal(pm)
+	if err != nil {
+		return 0, fmt.Errorf("encoding the seal: %w", err)
+	}
+	m := nats.NewMsg(topology.DecisionSubject(tenant, loan, k.Token, expect))
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, MsgID(tenant, loan, string(k.Token), strconv.FormatUint(expect, 10)))
+	guard(m, tenant, loan, expect)
+	return seqOf(l.publish(ctx, m))
+}
+
 // SetTimer stores step as the loan's one pending schedule (replacing any
 // other) if the loan's last sequence is still expect.
 func (l *Log) SetTimer(ctx context.Context, tenant, loan string, expect uint64, s policy.Step) (uint64, error) {

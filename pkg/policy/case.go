@@ -29,6 +29,9 @@ type InstallmentDue struct {
 	Region string
 	// Items is the lender's breakdown of Amount (nil: none sent).
 	Items *Itemisation
+	// LimitationEnds is the day the debt's limitation period ends, as the
+	// lender computed it (zero: the policy's limitation_days, if any).
+	LimitationEnds time.Time
 }
 
 // Itemisation is the lender's breakdown of an amount.
@@ -154,6 +157,17 @@ func (c *Case) OnHold() (Hold, bool) {
 	return Hold{}, false
 }
 
+// Sealed is a checkpoint of the loan's hash chain (package packet): the
+// chain over every entry before it through sequence Through, after the
+// seal at Previous. No case folds it.
+type Sealed struct {
+	Through  uint64
+	Chain    []byte
+	Previous uint64
+	At       time.Time
+	By       string
+}
+
 // Settled says the loan owes nothing more.
 type Settled struct{ At time.Time }
 
@@ -213,11 +227,14 @@ const (
 	KindPlanMissed
 	KindPlanBroken
 	KindPlanCompleted
+	// KindLegalBlocked is a legal referral the pre-legal gate stopped,
+	// with what stopped it (legal.go).
+	KindLegalBlocked
 )
 
 var kindNames = [...]string{"none", "overdue_confirmed", "contact_requested", "escalated", "handed_off", "legal_referred", "case_closed", "step_cancelled", "entry_deferred",
 	"contact_held", "contact_released", "contact_cancelled", "contact_suppressed", "hold_deadline", "placement_recalled", "promise_kept", "promise_broken",
-	"plan_installment_missed", "plan_broken", "plan_completed"}
+	"plan_installment_missed", "plan_broken", "plan_completed", "legal_blocked"}
 
 func (k DecisionKind) String() string { return enumName(kindNames[:], int(k), "decision_kind") }
 
@@ -260,6 +277,9 @@ type ContactTask struct {
 	// window. MaxAttempts bounds a vendor's tries (0: no bound of its own).
 	NotBefore, NotAfter time.Time
 	MaxAttempts         int
+	// ReplyBy is a final notice's reply deadline, the borrower's local
+	// date (YYYY-MM-DD), which {reply_by} renders.
+	ReplyBy string
 }
 
 // Decision is a pipeline event: what a stage decided and why.
@@ -276,7 +296,7 @@ type Decision struct {
 	DeferredStage   Stage         // EntryDeferred
 	Evidence        *Evidence     // LegalReferred
 	HeldUntil       time.Time     // ContactHeld: when the gate looks again
-	Rule            string        // ContactHeld, ContactCancelled, ContactSuppressed: the rule that holds or stops the tasks
+	Rule            string        // ContactHeld, ContactCancelled, ContactSuppressed: the rule that holds or stops the tasks; LegalBlocked: what blocks the referral
 	HoldID          string        // HoldDeadline
 	HoldLifted      bool          // HoldDeadline: the hold ended with it (breathing space)
 	PromiseID       string        // PromiseKept, PromiseBroken
@@ -310,6 +330,7 @@ func (PlanCancelled) event()     {}
 func (TimerSet) event()          {}
 func (StepFired) event()         {}
 func (Decision) event()          {}
+func (Sealed) event()            {}
 
 // Entry is an event with its position in the loan's log.
 type Entry struct {
@@ -382,6 +403,11 @@ type Case struct {
 	// AgreedHours widens the contact window, as the borrower agreed (the
 	// latest agreement; nil when none or withdrawn).
 	AgreedHours *contactrules.Hours
+	// FinalNotice is the open case's final notice before legal referral
+	// (nil: none yet); LegalBarred, what bars the referral for good
+	// ("": nothing).
+	FinalNotice *FinalNoticeSent
+	LegalBarred string
 	// Borrower holds the entries of the borrower's log written for the
 	// borrower's other loans (caps per borrower count them). The engine
 	// reads them for the release gate when the loan has a borrower key.
@@ -480,7 +506,7 @@ func (c *Case) applyDecision(d Decision) {
 		c.applyGate(d)
 		return
 	}
-	if d.Kind != KindStepCancelled && d.Kind != KindHoldDeadline && d.Kind != KindPlacementRecalled {
+	if d.Kind != KindStepCancelled && d.Kind != KindHoldDeadline && d.Kind != KindPlacementRecalled && d.Kind != KindLegalBlocked {
 		c.DPD = d.Ctx.DPD
 	}
 	if d.Kind == KindOverdueConfirmed {
@@ -508,10 +534,16 @@ func (c *Case) applyDecision(d Decision) {
 		c.Stage = StageOverdueConfirmation
 		c.PlacementID, c.AgencyID = "", ""
 		c.Entered = d.Ctx.AsOfOrDecided()
+		c.FinalNotice, c.LegalBarred = nil, ""
 	case KindContactRequested:
 		c.Stage = max(c.Stage, d.Ctx.Stage, StageFirstContact)
 		c.Contacts = append(c.Contacts, d.Tasks...)
 		c.request(d)
+		c.noticeSent(d)
+	case KindLegalBlocked:
+		if d.Rule != BlockedByHold {
+			c.LegalBarred = d.Rule
+		}
 	case KindEscalated:
 		c.Stage = StageEscalation
 		c.Contacts = append(c.Contacts, d.Tasks...)

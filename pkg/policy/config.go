@@ -53,7 +53,7 @@ var VoicemailPlaceholders = []string{"lender", "callback", "optout"}
 var VoicemailRequired = []string{"callback"}
 
 // Placeholders a template may use; the renderer fills them.
-var Placeholders = []string{"amount", "dpd", "repay", "options", "fees", "credit", "legal", "ref", "lender", "optout", "callback"}
+var Placeholders = []string{"amount", "dpd", "repay", "options", "fees", "credit", "legal", "ref", "lender", "optout", "callback", "reply_by"}
 
 // RequiredPlaceholders are what every template of a tier must mention:
 // amount, DPD, how to repay and the verification reference always; medium

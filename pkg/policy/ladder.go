@@ -136,11 +136,14 @@ func (l Ladder) nextRungStep(c *Case) *Step {
 	// A case confirmed late (say at DPD 20) enters the stage it missed at once;
 	// cadence contacts it missed are skipped. An entry deferred for its
 	// condition is evaluated again the next day.
-	d := max(r.dpd, c.DPD)
-	if last, deferred := c.Deferred[r.id(c.Number)]; deferred {
+	id, d := r.id(c.Number), max(r.dpd, c.DPD)
+	if r.stage == StageLegal {
+		id, d = l.preLegal(c, id, d)
+	}
+	if last, deferred := c.Deferred[id]; deferred {
 		d = max(d, last+1)
 	}
-	s := &Step{ID: r.id(c.Number), Stage: r.stage, Case: c.Number, DPD: d, At: l.Calendar.DPDStart(a.DueAt, loc, d)}
+	s := &Step{ID: id, Stage: r.stage, Case: c.Number, DPD: d, At: l.Calendar.DPDStart(a.DueAt, loc, d)}
 	if r.entry {
 		return l.spaced(c, a, s)
 	}
@@ -164,6 +167,8 @@ func (l Ladder) nextRung(c *Case) (rung, bool) {
 	for _, r := range l.rungs() {
 		switch {
 		case r.stage < c.Stage, c.Done[r.id(c.Number)], r.entry && r.stage == c.Stage:
+		case r.stage == StageLegal && c.LegalBarred != "":
+			// The pre-legal gate barred the referral for good (legal.go).
 		case !r.entry && (r.stage != c.Stage || r.dpd <= c.DPD):
 			// A contact of a stage the case is not in, or one it has passed.
 		default:
@@ -260,11 +265,7 @@ func (l Ladder) OnStep(c *Case, s Step, now time.Time) *Decision {
 		if d := l.deferral(c, s, ctx, ids); d != nil {
 			return d
 		}
-		ctx.Reason = fmt.Sprintf("still unpaid at DPD %d: refer for legal action", ctx.DPD)
-		return &Decision{Kind: KindLegalReferred, Ctx: ctx, Evidence: &Evidence{
-			Installments: c.Installments, Repayments: c.Repayments, Contacts: c.Contacts,
-			LogSeqs: c.Seqs, PlacementID: c.PlacementID,
-		}}
+		return l.onLegalStep(c, s, ctx)
 	}
 	return nil
 }
@@ -329,9 +330,16 @@ func (l Ladder) OnLenderFact(c *Case, ev Event, now time.Time) ([]Decision, erro
 			return nil, fmt.Errorf("installment %s is in %s but the loan is in %s: not applied", e.ID, e.Amount.Currency, cur)
 		}
 	case HoldPlaced:
+		// A hold changes nothing owed: it recalls, it stops a referral in
+		// its reply window, it closes nothing.
 		if d := l.OnHoldPlaced(c, e, now); d != nil {
-			// A hold changes nothing owed: it recalls, it closes nothing.
-			return []Decision{*d}, nil
+			out = append(out, *d)
+		}
+		if d := l.holdInReplyWindow(c, e, now); d != nil {
+			out = append(out, *d)
+		}
+		if len(out) > 0 {
+			return out, nil
 		}
 	case Settled, HoldReleased, PromiseToPay, RepaymentPlan, PlanCancelled:
 	default:

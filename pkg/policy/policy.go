@@ -60,6 +60,9 @@ type Policy struct {
 	Holds HoldRules
 	// Promises is how promises to pay are taken, kept and broken.
 	Promises PromiseRules
+	// Legal is the pre-legal gate: the final notice and its reply window,
+	// and the debt's limitation period (legal.go).
+	Legal LegalRules
 }
 
 // Default returns the shipped policy: tiers 1-15 / 16-30 / 31+, handoff at
@@ -107,6 +110,7 @@ func (p Policy) Validate() error {
 		errs = append(errs, fmt.Errorf("penalty_bps_per_day: must be >= 0, got %d", p.PenaltyBpsPerDay))
 	}
 	errs = append(errs, p.Contact.validate()...)
+	errs = append(errs, p.Legal.validate(p.Templates)...)
 	if r := p.Promises; r.GraceDays < 0 || r.ThresholdPct < 1 || r.ThresholdPct > 100 || r.MaxDays < 1 || r.MaxBroken < 0 {
 		errs = append(errs, fmt.Errorf("promises: grace_days >= 0, threshold_pct 1-100, max_days >= 1, max_broken >= 0; got %+v", r))
 	}

@@ -110,6 +110,7 @@ func (p Policy) fill(text string, t ContactTask, locale, lender string) string {
 		"{lender}", lender, "{amount}", FormatMoney(t.AmountDue), "{dpd}", fmt.Sprint(t.DPD),
 		"{repay}", repay, "{options}", ph["options"], "{fees}", FormatMoney(t.Fees),
 		"{credit}", ph["credit"], "{legal}", ph["legal"], "{ref}", t.Reference, "{optout}", ph["optout"], "{callback}", callback,
+		"{reply_by}", t.ReplyBy,
 	)
 	return r.Replace(text)
 }

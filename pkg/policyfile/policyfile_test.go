@@ -245,14 +245,16 @@ func TestConfiguredBoundaries(t *testing.T) {
 	l := policy.Ladder{Policy: p, Calendar: policy.Calendar{Day: policy.RealDay}}
 	in := policy.InstallmentDue{ID: "1", Amount: policy.Money{Currency: "CNY", Minor: 1000}, DueAt: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), Zone: "UTC"}
 	var got []string
-	for _, d := range l.Simulate(in, nil, 70) {
+	for _, d := range l.Simulate(in, nil, 100) {
 		got = append(got, fmt.Sprintf("%s@%d/%s", d.Kind, d.Ctx.DPD, d.Ctx.Tier))
 	}
 	// Every contact is decided at local midnight, held by the cn pack's
-	// window and released at the loan's slot the same morning.
+	// window and released at the loan's slot the same morning. The final
+	// notice at the legal entry (DPD 60), referral 30 days later.
 	want := []string{"overdue_confirmed@3/light", "contact_requested@3/light", "contact_held@3/light", "contact_released@3/light",
 		"contact_requested@5/light", "contact_held@5/light", "contact_released@5/light",
-		"escalated@10/medium", "contact_held@10/medium", "contact_released@10/medium", "handed_off@25/severe", "legal_referred@60/severe"}
+		"escalated@10/medium", "contact_held@10/medium", "contact_released@10/medium", "handed_off@25/severe",
+		"contact_requested@60/severe", "contact_held@60/severe", "contact_released@60/severe", "legal_referred@90/severe"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("ladder = %v\nwant %v", got, want)
 	}

@@ -612,7 +612,7 @@ func (p *parser) stages(n *yaml.Node, pol *policy.Policy) {
 	entryDPD := map[string]int{}
 	entryNode := map[string]*yaml.Node{}
 	for _, k := range stageKeys {
-		sf, _ := p.mapping(f[k], "stages."+k, "entry", "steps", "agency", "agencies")
+		sf, _ := p.mapping(f[k], "stages."+k, stageFields...)
 		path := "stages." + k + ".entry"
 		ef, _ := p.mapping(sf["entry"], path, "dpd", "min_overdue", "missed_installments")
 		var e policy.EntryCondition
@@ -662,6 +662,13 @@ func (p *parser) stages(n *yaml.Node, pol *policy.Policy) {
 				}
 			}
 		}
+		if k != "legal_referral" {
+			for _, key := range []string{"final_notice", "limitation_days"} {
+				if sf[key] != nil {
+					p.errf(sf[key], "stages."+k+"."+key, "only legal_referral has a pre-legal gate")
+				}
+			}
+		}
 	}
 	for i := 1; i < len(stageKeys); i++ {
 		prev, cur := stageKeys[i-1], stageKeys[i]
@@ -674,7 +681,7 @@ func (p *parser) stages(n *yaml.Node, pol *policy.Policy) {
 	pol.LegalDPD = entryDPD["legal_referral"]
 
 	for i, k := range stageKeys {
-		sf, _ := p.mapping(f[k], "", "entry", "steps", "agency", "agencies")
+		sf, _ := p.mapping(f[k], "", stageFields...)
 		sn := sf["steps"]
 		if sn == nil {
 			continue
@@ -715,43 +722,12 @@ func (p *parser) stages(n *yaml.Node, pol *policy.Policy) {
 			} else if sf["dpd"] == nil {
 				p.errf(c, spath+".dpd", "is required")
 			}
-			chans, cnodes := p.strings(sf["channels"], spath+".channels")
-			if sf["channels"] == nil {
-				p.errf(c, spath+".channels", "is required")
-			}
-			for ci, cname := range chans {
-				ch, ok := policy.ParseChannel(cname)
-				if !ok {
-					p.errf(cnodes[ci], fmt.Sprintf("%s.channels[%d]", spath, ci), "unknown channel %q (known: %s)", cname, strings.Join(policy.ChannelNames(), ", "))
-					continue
-				}
-				st.Channels = append(st.Channels, ch)
-			}
-			if tn, ok := p.str(sf["template"], spath+".template"); ok {
-				st.Template = tn
-				tpl, known := pol.Templates[tn]
-				if !known {
-					p.errf(sf["template"], spath+".template", "unknown template %q", tn)
-				} else {
-					for ci, ch := range st.Channels {
-						texts, has := tpl.Texts[ch]
-						if !has {
-							p.errf(cnodes[ci], fmt.Sprintf("%s.channels[%d]", spath, ci), "template %q has no %s text", tn, ch)
-							continue
-						}
-						for _, loc := range pol.Locales {
-							if _, ok := texts[loc]; !ok {
-								p.errf(sf["template"], spath+".template", "template %q has no %s text for locale %q", tn, ch, loc)
-							}
-						}
-					}
-				}
-			} else if sf["template"] == nil {
-				p.errf(c, spath+".template", "is required")
-			}
+			st.Channels, st.Template = p.contactOf(c, sf, spath, pol)
 			pol.Cadence = append(pol.Cadence, st)
 		}
 	}
+	lf, _ := p.mapping(f["legal_referral"], "", stageFields...)
+	pol.Legal = p.legal(lf, pol)
 	for _, k := range []string{"first_contact", "escalation"} {
 		if f[k] == nil {
 			continue
@@ -762,6 +738,99 @@ func (p *parser) stages(n *yaml.Node, pol *policy.Policy) {
 			p.errf(f[k], "stages."+k+".steps", "must start with a contact at the stage's entry, DPD %d", pol.Entries[st].DPD)
 		}
 	}
+}
+
+// stageFields are the keys of a stage's mapping (the agency's are
+// handoff's only, the pre-legal gate's legal referral's only).
+var stageFields = []string{"entry", "steps", "agency", "agencies", "final_notice", "limitation_days"}
+
+// contactOf reads a contact's channels and template (a cadence step's, the
+// final notice's), checking the template has a text for every channel and
+// locale.
+func (p *parser) contactOf(n *yaml.Node, f map[string]*yaml.Node, path string, pol *policy.Policy) ([]policy.Channel, string) {
+	var channels []policy.Channel
+	chans, cnodes := p.strings(f["channels"], path+".channels")
+	if f["channels"] == nil {
+		p.errf(n, path+".channels", "is required")
+	}
+	for ci, cname := range chans {
+		ch, ok := policy.ParseChannel(cname)
+		if !ok {
+			p.errf(cnodes[ci], fmt.Sprintf("%s.channels[%d]", path, ci), "unknown channel %q (known: %s)", cname, strings.Join(policy.ChannelNames(), ", "))
+			continue
+		}
+		channels = append(channels, ch)
+	}
+	tn, ok := p.str(f["template"], path+".template")
+	if !ok {
+		if f["template"] == nil {
+			p.errf(n, path+".template", "is required")
+		}
+		return channels, ""
+	}
+	tpl, known := pol.Templates[tn]
+	if !known {
+		p.errf(f["template"], path+".template", "unknown template %q", tn)
+		return channels, tn
+	}
+	for ci, ch := range channels {
+		texts, has := tpl.Texts[ch]
+		if !has {
+			p.errf(cnodes[ci], fmt.Sprintf("%s.channels[%d]", path, ci), "template %q has no %s text", tn, ch)
+			continue
+		}
+		for _, loc := range pol.Locales {
+			if _, ok := texts[loc]; !ok {
+				p.errf(f["template"], path+".template", "template %q has no %s text for locale %q", tn, ch, loc)
+			}
+		}
+	}
+	return channels, tn
+}
+
+// legal reads legal referral's pre-legal gate: final_notice {reply_days,
+// channels, template} and limitation_days.
+func (p *parser) legal(f map[string]*yaml.Node, pol *policy.Policy) policy.LegalRules {
+	const path = "stages.legal_referral"
+	var r policy.LegalRules
+	if v, ok := p.integer(f["limitation_days"], path+".limitation_days"); ok {
+		if v < 0 {
+			p.errf(f["limitation_days"], path+".limitation_days", "must be >= 0 (0: no limitation period), got %d", v)
+		}
+		r.LimitationDays = int(v)
+	}
+	n := f["final_notice"]
+	if n == nil {
+		return r
+	}
+	npath := path + ".final_notice"
+	nf, _ := p.mapping(n, npath, "reply_days", "channels", "template")
+	fn := &policy.FinalNotice{}
+	if v, ok := p.integer(nf["reply_days"], npath+".reply_days"); ok {
+		if v < 1 || v > 365 {
+			p.errf(nf["reply_days"], npath+".reply_days", "must be 1-365 days, got %d", v)
+		}
+		fn.ReplyDays = int(v)
+	} else if nf["reply_days"] == nil {
+		p.errf(n, npath+".reply_days", "is required")
+	}
+	fn.Channels, fn.Template = p.contactOf(n, nf, npath, pol)
+	if tpl, ok := pol.Templates[fn.Template]; ok {
+		// A final notice that does not say until when the borrower may
+		// reply is not one.
+		for ch, texts := range tpl.Texts {
+			if !slices.Contains(fn.Channels, ch) {
+				continue
+			}
+			for loc, text := range texts {
+				if !strings.Contains(text, "{reply_by}") {
+					p.errf(nf["template"], npath+".template", "template %q's %s text for %q must include {reply_by}, the reply deadline", fn.Template, ch, loc)
+				}
+			}
+		}
+	}
+	r.FinalNotice = fn
+	return r
 }
 
 // agencies parses the agency registry: a list of {id, name, regions, weight}.

@@ -33,7 +33,7 @@ type Behaviour interface {
 // (lo when hi < lo: a short test ladder).
 func between(r *rand.Rand, lo, hi int, p policy.Policy) int {
 	hi = max(hi, lo)
-	steps := map[int]bool{p.ConfirmDPD(): true, p.EscalationDPD(): true, p.HandoffDPD: true, p.LegalDPD: true}
+	steps := map[int]bool{p.ConfirmDPD(): true, p.EscalationDPD(): true, p.HandoffDPD: true, p.LegalDPD: true, p.ReferralDPD(): true}
 	for _, cs := range p.Cadence {
 		steps[cs.DPD] = true
 	}

@@ -141,7 +141,7 @@ func outcome(ds []policy.Decision) Outcome {
 func Plan(cfg Config, start time.Time) []Loan {
 	r := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
 	loans := make([]Loan, cfg.Loans)
-	horizon := cfg.Ladder.Policy.LegalDPD + 1
+	horizon := cfg.Ladder.Policy.ReferralDPD() + 1
 	for i := range loans {
 		b := cfg.Mix.pick(r)
 		amount := int64(10000 + r.IntN(490000))
@@ -318,7 +318,7 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 	}
 	last := start
 	for _, l := range loans {
-		end := cal.DPDStart(l.DueAt, nil, cfg.Ladder.Policy.LegalDPD)
+		end := cal.DPDStart(l.DueAt, nil, cfg.Ladder.Policy.ReferralDPD())
 		if end.After(last) {
 			last = end
 		}

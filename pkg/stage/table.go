@@ -59,7 +59,7 @@ var Table = []Stage{
 		Consumes: []*codec.Kind{codec.Due, codec.Repaid, codec.Settled, codec.Hold, codec.Unhold, codec.Promise, codec.Plan, codec.Unplan},
 		Decide:   decideLenderFact,
 		Writes: []*codec.Kind{codec.Overdue, codec.Closed, codec.Cancelled, codec.Deadline, codec.Recalled, codec.Kept, codec.Broken,
-			codec.PlanMissed, codec.PlanBroken, codec.PlanDone}},
+			codec.PlanMissed, codec.PlanBroken, codec.PlanDone, codec.LegalBlocked}},
 	{Policy: policy.StageFirstContact, Service: "contact", Consumer: "first-contact", Step: "contact",
 		Consumes: []*codec.Kind{codec.Overdue}, Decide: decideFirstContact,
 		Writes: []*codec.Kind{codec.Contact, codec.Cancelled}},
@@ -68,7 +68,8 @@ var Table = []Stage{
 	{Policy: policy.StageHandoff, Service: "handoff", Consumer: "third-party-handoff", Step: "handoff",
 		Writes: []*codec.Kind{codec.HandedOff, codec.Deferred, codec.Cancelled}},
 	{Policy: policy.StageLegal, Service: "legal", Consumer: "legal-referral", Step: "legal",
-		Writes: []*codec.Kind{codec.Legal, codec.Deferred, codec.Cancelled}},
+		// Contact: the final notice the pre-legal gate sends first.
+		Writes: []*codec.Kind{codec.Legal, codec.Contact, codec.LegalBlocked, codec.Deferred, codec.Cancelled}},
 	{Policy: policy.StageRelease, Service: "notify", Consumer: "contact-release", Step: "release",
 		Consumes: []*codec.Kind{codec.Contact, codec.Escalated, codec.Closed, codec.Outcome}, Decide: decideRelease,
 		Writes:   []*codec.Kind{codec.Held, codec.Released, codec.ContactCancelled, codec.Suppressed, codec.Cancelled},

@@ -360,6 +360,9 @@ func describe(e *Entry, l policy.Ladder, c *policy.Case, ev policy.Event, at tim
 	case policy.Decision:
 		e.Kind, e.Case, e.Stage, e.Tier, e.DPD = x.Kind.String(), x.Ctx.Case, x.Ctx.Stage.String(), x.Ctx.Tier.String(), x.Ctx.DPD
 		e.Reason = x.Ctx.Reason
+	case policy.Sealed:
+		e.Kind, e.Stage, e.Tier = "log_sealed", policy.StageNone.String(), policy.TierNone.String()
+		e.Reason = fmt.Sprintf("the log sealed through seq %d for a legal packet (chain %x), by %s", x.Through, x.Chain, x.By)
 	}
 }
 

@@ -9,6 +9,7 @@
 //	                              every rule as it applied to one contact
 //	dunctl timeline [--api URL] TENANT LOAN
 //	                              print a loan's timeline from a running pipeline
+//	dunctl legal packet|verify    export a loan's legal packet, verify one
 //	dunctl credentials ...        create, revoke and list NATS credentials
 //	dunctl provision              create the pipeline's streams and consumers (admin)
 package main
@@ -42,6 +43,9 @@ const usage = `usage:
                                 for one contact of a loan, every rule and how it applied: held (when, until when), passed, stopped
   dunctl timeline [--api URL] TENANT LOAN
                                 print a loan's timeline from the pipeline's HTTP API (default http://127.0.0.1:8080)
+  dunctl legal packet [--api URL] TENANT LOAN
+                                a loan's legal evidence packet (JSON; the key needs the legal scope), sealing its log
+  dunctl legal verify PACKET    check a packet offline: its chain, seals, content and summary; exit 1 naming what fails
   dunctl credentials create|revoke|list|config [--dir DIR] [--key PUBKEY] [IDENTITY]
                                 manage NATS credentials (IDENTITY: admin, service-NAME, lender-TENANT, agency-ID)
                                 and regenerate the server's accounts (DIR/auth.conf; default ./data/credentials)
@@ -86,6 +90,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return deadLetters(args[1:], stdout, stderr)
 		case "audit":
 			return auditCmd(args[1:], stdout, stderr)
+		case "legal":
+			return legal(args[1:], stdout, stderr)
 		}
 	}
 	if len(args) < 2 || args[0] != "policy" {
@@ -190,7 +196,7 @@ func dryrun(args []string, out io.Writer) error {
 	file := fs.String("policy", "", "policy file (default: the shipped policy)")
 	amount := fs.Int64("amount", 100000, "installment amount in minor units")
 	currency := fs.String("currency", "CNY", "currency")
-	days := fs.Int("days", 120, "days past due to play")
+	days := fs.Int("days", 0, "days past due to play (default: to the policy's legal referral)")
 	locale := fs.String("locale", "", "locale of rendered texts (default: the policy's)")
 	texts := fs.Bool("texts", false, "print each contact's rendered text")
 	var pays payments
@@ -205,6 +211,9 @@ func dryrun(args []string, out io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if *days == 0 {
+		*days = pol.ReferralDPD()
 	}
 	if *amount <= 0 || !policy.ValidCurrency(*currency) || *days < 1 {
 		return fmt.Errorf("--amount must be positive, --currency an ISO code, --days at least 1")

@@ -133,7 +133,7 @@ func TestChaos(t *testing.T) {
 		Lead: lead, Spread: spread, Settle: 90 * time.Second,
 		// The server restarts halfway through the run, when loans are at
 		// every stage of the ladder; the SIGSTOP comes a quarter of the way.
-		During: faults.run((lead + spread + time.Duration(pol.LegalDPD+1)*day) / 2),
+		During: faults.run((lead + spread + time.Duration(pol.ReferralDPD()+1)*day) / 2),
 		// Every consumer runs but notify's: no webhooks are configured.
 		Consumers: slices.DeleteFunc(pipeline.Consumers(), func(c topology.ConsumerSpec) bool { return c.Name == topology.ConsumerNotify })}
 	if testing.Verbose() {
@@ -180,8 +180,9 @@ func TestChaos(t *testing.T) {
 	}
 }
 
-// compressedPolicy is the shipped policy with the ladder compressed to 12
-// days (escalation 5, handoff 8, legal 12), as a policy file the services load.
+// compressedPolicy is the shipped policy with the ladder compressed to 14
+// days (escalation 5, handoff 8, final notice 12, referral 14), as a policy
+// file the services load.
 func compressedPolicy(t *testing.T) (policy.Policy, string) {
 	t.Helper()
 	text := strings.NewReplacer(
@@ -193,14 +194,15 @@ func compressedPolicy(t *testing.T) (policy.Policy, string) {
 		"{dpd: 16, channels:", "{dpd: 5, channels:",
 		"entry: {dpd: 31}", "entry: {dpd: 8}",
 		"entry: {dpd: 90}", "entry: {dpd: 12}",
+		"reply_days: 30", "reply_days: 2",
 	).Replace(string(policyfile.DefaultYAML))
 	pol, err := policyfile.Parse("chaos.yaml", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pol.Version != "chaos-compressed" || pol.EscalationDPD() != 5 || pol.HandoffDPD != 8 || pol.LegalDPD != 12 {
-		t.Fatalf("the shipped policy changed shape; compressing it gave %s: escalation %d, handoff %d, legal %d",
-			pol.Version, pol.EscalationDPD(), pol.HandoffDPD, pol.LegalDPD)
+	if pol.Version != "chaos-compressed" || pol.EscalationDPD() != 5 || pol.HandoffDPD != 8 || pol.LegalDPD != 12 || pol.ReferralDPD() != 14 {
+		t.Fatalf("the shipped policy changed shape; compressing it gave %s: escalation %d, handoff %d, legal %d, referral %d",
+			pol.Version, pol.EscalationDPD(), pol.HandoffDPD, pol.LegalDPD, pol.ReferralDPD())
 	}
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "chaos.yaml"), []byte(text), 0o644); err != nil {

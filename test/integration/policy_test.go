@@ -95,9 +95,9 @@ func TestTwoTenantsSideBySide(t *testing.T) {
 	due := time.Now()
 	h.send(tenantDue("acme", "L-a", "1", 1000, due))
 	h.send(tenantDue("beta", "L-b", "1", 1000, due))
-	waitFor(t, 35*day+10*time.Second, func() error {
+	waitFor(t, 55*day+10*time.Second, func() error {
 		a, b := h.decisions("acme", "L-a"), h.decisions("beta", "L-b")
-		if len(a) < 4 || len(b) < 7 {
+		if len(a) < 4 || len(b) < 8 {
 			return fmt.Errorf("acme %v; beta %v", a, b)
 		}
 		return nil
@@ -106,10 +106,13 @@ func TestTwoTenantsSideBySide(t *testing.T) {
 		{"escalated", 16, "default-v1", "phone+sms+email+app_push"}, {"handed_off", 31, "default-v1", ""}}
 	wantB := []decided{{"overdue_confirmed", 1, "beta-v1", ""}, {"contact_requested", 1, "beta-v1", "sms"},
 		{"contact_requested", 3, "beta-v1", "phone"}, {"escalated", 8, "beta-v1", "phone+sms"},
-		{"contact_requested", 9, "beta-v1", "sms"}, {"handed_off", 12, "beta-v1", ""}, {"legal_referred", 20, "beta-v1", ""}}
+		{"contact_requested", 9, "beta-v1", "sms"}, {"handed_off", 12, "beta-v1", ""},
+		// The shipped pre-legal gate: the final notice at the legal entry,
+		// the referral when its 30-day reply window has passed.
+		{"contact_requested", 20, "beta-v1", "letter+email"}, {"legal_referred", 50, "beta-v1", ""}}
 	for name, c := range map[string]struct {
 		got, want []decided
-	}{"acme": {h.decisions("acme", "L-a")[:4], wantA}, "beta": {h.decisions("beta", "L-b")[:7], wantB}} {
+	}{"acme": {h.decisions("acme", "L-a")[:4], wantA}, "beta": {h.decisions("beta", "L-b")[:8], wantB}} {
 		for i := range c.want {
 			if c.got[i] != c.want[i] {
 				t.Errorf("%s decision %d = %+v, want %+v", name, i, c.got[i], c.want[i])

@@ -21,7 +21,8 @@ import (
 
 // The README's loan climbs the whole ladder and its text timeline is the one
 // the README shows: its own ingest example, posted to the all-in-one process
-// with the README's 1 s days, until the legal referral (DPD 90, some 92 s).
+// with the README's 1 s days, until the legal referral (the final notice at DPD 90, the referral at
+// DPD 120: some 122 s).
 // Not shorter: the shipped policy holds each contact until the loan's slot
 // in the borrower's morning (08:09 local for this loan, 0.34 of a day) and
 // the window closes at 22:00 (0.92); the server fires a schedule up to
@@ -29,7 +30,7 @@ import (
 // the next morning, and the timeline would not be the README's.
 func TestReadmeTimeline(t *testing.T) {
 	if testing.Short() {
-		t.Skip("climbs the whole ladder: about 92 s")
+		t.Skip("climbs the whole ladder: about 122 s")
 	}
 	base, key := dunningd(t, "1s")
 	request := func(method, url, body string) (*http.Response, error) {

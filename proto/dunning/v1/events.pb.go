@@ -525,9 +525,13 @@ type InstallmentDue struct {
 	// Optional: the region the borrower lives in, an ISO 3166-2 code such as
 	// "CN-31" (coarse, never an address): an agency is placed only accounts
 	// in the regions it is licensed for (the policy's agency registry).
-	Region        string `protobuf:"bytes,12,opt,name=region,proto3" json:"region,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Region string `protobuf:"bytes,12,opt,name=region,proto3" json:"region,omitempty"`
+	// Optional: the day the debt's limitation period ends, as the lender's
+	// lawyers computed it (it overrides the policy's limitation_days). A loan
+	// past it is never referred for legal action; the timeline says why.
+	LimitationEndsAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=limitation_ends_at,json=limitationEndsAt,proto3" json:"limitation_ends_at,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *InstallmentDue) Reset() {
@@ -642,6 +646,13 @@ func (x *InstallmentDue) GetRegion() string {
 		return x.Region
 	}
 	return ""
+}
+
+func (x *InstallmentDue) GetLimitationEndsAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LimitationEndsAt
+	}
+	return nil
 }
 
 // Itemisation is the lender's breakdown of an amount (each part >= 0, in
@@ -2073,7 +2084,10 @@ type ContactTask struct {
 	NotBefore *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
 	NotAfter  *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
 	// How many times a vendor may try to deliver it; 0: no bound but the window.
-	MaxAttempts   int32 `protobuf:"varint,14,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	MaxAttempts int32 `protobuf:"varint,14,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	// A final notice's reply deadline, the borrower's local date
+	// (YYYY-MM-DD): legal referral waits until it has passed ({reply_by}).
+	ReplyBy       string `protobuf:"bytes,15,opt,name=reply_by,json=replyBy,proto3" json:"reply_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2204,6 +2218,13 @@ func (x *ContactTask) GetMaxAttempts() int32 {
 		return x.MaxAttempts
 	}
 	return 0
+}
+
+func (x *ContactTask) GetReplyBy() string {
+	if x != nil {
+		return x.ReplyBy
+	}
+	return ""
 }
 
 // Delivery is a contact task on its channel's subject, for the lender's
@@ -3184,6 +3205,146 @@ func (x *ContactCancelled) GetRule() string {
 	return ""
 }
 
+// LegalBlocked: a legal referral that the pre-legal gate stopped, and by
+// what: "limitation" (the debt is past its limitation period; never
+// referred), "notice" (the final notice never left the release gate; never
+// referred), or "hold" (a hold placed in the final notice's reply window;
+// the referral waits for its release).
+type LegalBlocked struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Case          *CaseContext           `protobuf:"bytes,1,opt,name=case,proto3" json:"case,omitempty"`
+	BlockedBy     string                 `protobuf:"bytes,2,opt,name=blocked_by,json=blockedBy,proto3" json:"blocked_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LegalBlocked) Reset() {
+	*x = LegalBlocked{}
+	mi := &file_dunning_v1_events_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LegalBlocked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LegalBlocked) ProtoMessage() {}
+
+func (x *LegalBlocked) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LegalBlocked.ProtoReflect.Descriptor instead.
+func (*LegalBlocked) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *LegalBlocked) GetCase() *CaseContext {
+	if x != nil {
+		return x.Case
+	}
+	return nil
+}
+
+func (x *LegalBlocked) GetBlockedBy() string {
+	if x != nil {
+		return x.BlockedBy
+	}
+	return ""
+}
+
+// LogSealed is a checkpoint of the loan's hash chain (package packet): the
+// SHA-256 chain over every entry of the loan's log before it but the timer,
+// in stream order, through through_seq, after the seal at
+// previous_seal_seq (0: the first). Written guarded by the loan's last
+// sequence, so nothing lands between what it hashed and itself; chained
+// itself, so each seal commits to the one before.
+type LogSealed struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ThroughSeq      uint64                 `protobuf:"varint,1,opt,name=through_seq,json=throughSeq,proto3" json:"through_seq,omitempty"`
+	Chain           []byte                 `protobuf:"bytes,2,opt,name=chain,proto3" json:"chain,omitempty"`
+	PreviousSealSeq uint64                 `protobuf:"varint,3,opt,name=previous_seal_seq,json=previousSealSeq,proto3" json:"previous_seal_seq,omitempty"`
+	SealedAt        *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=sealed_at,json=sealedAt,proto3" json:"sealed_at,omitempty"`
+	// Who asked for the packet it was sealed for ("apikey:<id>").
+	SealedBy      string `protobuf:"bytes,5,opt,name=sealed_by,json=sealedBy,proto3" json:"sealed_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogSealed) Reset() {
+	*x = LogSealed{}
+	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogSealed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogSealed) ProtoMessage() {}
+
+func (x *LogSealed) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogSealed.ProtoReflect.Descriptor instead.
+func (*LogSealed) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *LogSealed) GetThroughSeq() uint64 {
+	if x != nil {
+		return x.ThroughSeq
+	}
+	return 0
+}
+
+func (x *LogSealed) GetChain() []byte {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
+func (x *LogSealed) GetPreviousSealSeq() uint64 {
+	if x != nil {
+		return x.PreviousSealSeq
+	}
+	return 0
+}
+
+func (x *LogSealed) GetSealedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SealedAt
+	}
+	return nil
+}
+
+func (x *LogSealed) GetSealedBy() string {
+	if x != nil {
+		return x.SealedBy
+	}
+	return ""
+}
+
 // HoldDeadline: a hold's deadline came. A breathing space ends by itself
 // (lifted); any other hold's review is due, and it stays until the lender
 // releases it.
@@ -3198,7 +3359,7 @@ type HoldDeadline struct {
 
 func (x *HoldDeadline) Reset() {
 	*x = HoldDeadline{}
-	mi := &file_dunning_v1_events_proto_msgTypes[33]
+	mi := &file_dunning_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3210,7 +3371,7 @@ func (x *HoldDeadline) String() string {
 func (*HoldDeadline) ProtoMessage() {}
 
 func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[33]
+	mi := &file_dunning_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3223,7 +3384,7 @@ func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldDeadline.ProtoReflect.Descriptor instead.
 func (*HoldDeadline) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *HoldDeadline) GetCase() *CaseContext {
@@ -3260,7 +3421,7 @@ type PlacementRecalled struct {
 
 func (x *PlacementRecalled) Reset() {
 	*x = PlacementRecalled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	mi := &file_dunning_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3272,7 +3433,7 @@ func (x *PlacementRecalled) String() string {
 func (*PlacementRecalled) ProtoMessage() {}
 
 func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	mi := &file_dunning_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3285,7 +3446,7 @@ func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementRecalled.ProtoReflect.Descriptor instead.
 func (*PlacementRecalled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PlacementRecalled) GetCase() *CaseContext {
@@ -3323,7 +3484,7 @@ type PromiseResolved struct {
 
 func (x *PromiseResolved) Reset() {
 	*x = PromiseResolved{}
-	mi := &file_dunning_v1_events_proto_msgTypes[35]
+	mi := &file_dunning_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3335,7 +3496,7 @@ func (x *PromiseResolved) String() string {
 func (*PromiseResolved) ProtoMessage() {}
 
 func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[35]
+	mi := &file_dunning_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3348,7 +3509,7 @@ func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromiseResolved.ProtoReflect.Descriptor instead.
 func (*PromiseResolved) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PromiseResolved) GetCase() *CaseContext {
@@ -3390,7 +3551,7 @@ type PlanProgress struct {
 
 func (x *PlanProgress) Reset() {
 	*x = PlanProgress{}
-	mi := &file_dunning_v1_events_proto_msgTypes[36]
+	mi := &file_dunning_v1_events_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3402,7 +3563,7 @@ func (x *PlanProgress) String() string {
 func (*PlanProgress) ProtoMessage() {}
 
 func (x *PlanProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[36]
+	mi := &file_dunning_v1_events_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3415,7 +3576,7 @@ func (x *PlanProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanProgress.ProtoReflect.Descriptor instead.
 func (*PlanProgress) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{36}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PlanProgress) GetCase() *CaseContext {
@@ -3473,7 +3634,7 @@ type BorrowerContact struct {
 
 func (x *BorrowerContact) Reset() {
 	*x = BorrowerContact{}
-	mi := &file_dunning_v1_events_proto_msgTypes[37]
+	mi := &file_dunning_v1_events_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3485,7 +3646,7 @@ func (x *BorrowerContact) String() string {
 func (*BorrowerContact) ProtoMessage() {}
 
 func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[37]
+	mi := &file_dunning_v1_events_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3498,7 +3659,7 @@ func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowerContact.ProtoReflect.Descriptor instead.
 func (*BorrowerContact) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{37}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *BorrowerContact) GetLoanId() string {
@@ -3551,7 +3712,7 @@ type VerificationCode struct {
 
 func (x *VerificationCode) Reset() {
 	*x = VerificationCode{}
-	mi := &file_dunning_v1_events_proto_msgTypes[38]
+	mi := &file_dunning_v1_events_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3563,7 +3724,7 @@ func (x *VerificationCode) String() string {
 func (*VerificationCode) ProtoMessage() {}
 
 func (x *VerificationCode) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[38]
+	mi := &file_dunning_v1_events_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3576,7 +3737,7 @@ func (x *VerificationCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationCode.ProtoReflect.Descriptor instead.
 func (*VerificationCode) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{38}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *VerificationCode) GetTenantId() string {
@@ -3616,7 +3777,7 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x05Money\x12\x1a\n" +
 	"\bcurrency\x18\x01 \x01(\tR\bcurrency\x12\x1f\n" +
 	"\vminor_units\x18\x02 \x01(\x03R\n" +
-	"minorUnits\"\xb6\x03\n" +
+	"minorUnits\"\x80\x04\n" +
 	"\x0eInstallmentDue\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12%\n" +
@@ -3632,7 +3793,8 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\fborrower_ref\x18\n" +
 	" \x01(\tR\vborrowerRef\x129\n" +
 	"\vitemisation\x18\v \x01(\v2\x17.dunning.v1.ItemisationR\vitemisation\x12\x16\n" +
-	"\x06region\x18\f \x01(\tR\x06region\"\x94\x01\n" +
+	"\x06region\x18\f \x01(\tR\x06region\x12H\n" +
+	"\x12limitation_ends_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x10limitationEndsAt\"\x94\x01\n" +
 	"\vItemisation\x12/\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x11.dunning.v1.MoneyR\tprincipal\x12-\n" +
 	"\binterest\x18\x02 \x01(\v2\x11.dunning.v1.MoneyR\binterest\x12%\n" +
@@ -3754,7 +3916,7 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\astep_id\x18\n" +
 	" \x01(\tR\x06stepId\x12%\n" +
 	"\x0epolicy_version\x18\v \x01(\tR\rpolicyVersion\x12/\n" +
-	"\x05as_of\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\"\xa3\x04\n" +
+	"\x05as_of\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x04asOf\"\xbe\x04\n" +
 	"\vContactTask\x12\x1d\n" +
 	"\n" +
 	"contact_id\x18\x01 \x01(\tR\tcontactId\x12-\n" +
@@ -3774,7 +3936,8 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"not_before\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x127\n" +
 	"\tnot_after\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12!\n" +
-	"\fmax_attempts\x18\x0e \x01(\x05R\vmaxAttempts\"\xbf\x02\n" +
+	"\fmax_attempts\x18\x0e \x01(\x05R\vmaxAttempts\x12\x19\n" +
+	"\breply_by\x18\x0f \x01(\tR\areplyBy\"\xbf\x02\n" +
 	"\bDelivery\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1f\n" +
@@ -3845,7 +4008,18 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x10ContactCancelled\x12+\n" +
 	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12-\n" +
 	"\x05tasks\x18\x02 \x03(\v2\x17.dunning.v1.ContactTaskR\x05tasks\x12\x12\n" +
-	"\x04rule\x18\x03 \x01(\tR\x04rule\"l\n" +
+	"\x04rule\x18\x03 \x01(\tR\x04rule\"Z\n" +
+	"\fLegalBlocked\x12+\n" +
+	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12\x1d\n" +
+	"\n" +
+	"blocked_by\x18\x02 \x01(\tR\tblockedBy\"\xc4\x01\n" +
+	"\tLogSealed\x12\x1f\n" +
+	"\vthrough_seq\x18\x01 \x01(\x04R\n" +
+	"throughSeq\x12\x14\n" +
+	"\x05chain\x18\x02 \x01(\fR\x05chain\x12*\n" +
+	"\x11previous_seal_seq\x18\x03 \x01(\x04R\x0fpreviousSealSeq\x127\n" +
+	"\tsealed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bsealedAt\x12\x1b\n" +
+	"\tsealed_by\x18\x05 \x01(\tR\bsealedBy\"l\n" +
 	"\fHoldDeadline\x12+\n" +
 	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12\x17\n" +
 	"\ahold_id\x18\x02 \x01(\tR\x06holdId\x12\x16\n" +
@@ -3940,7 +4114,7 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: dunning.v1.Outcome
 	(HoldKind)(0),                 // 1: dunning.v1.HoldKind
@@ -3982,111 +4156,116 @@ var file_dunning_v1_events_proto_goTypes = []any{
 	(*ContactReleased)(nil),       // 37: dunning.v1.ContactReleased
 	(*ContactSuppressed)(nil),     // 38: dunning.v1.ContactSuppressed
 	(*ContactCancelled)(nil),      // 39: dunning.v1.ContactCancelled
-	(*HoldDeadline)(nil),          // 40: dunning.v1.HoldDeadline
-	(*PlacementRecalled)(nil),     // 41: dunning.v1.PlacementRecalled
-	(*PromiseResolved)(nil),       // 42: dunning.v1.PromiseResolved
-	(*PlanProgress)(nil),          // 43: dunning.v1.PlanProgress
-	(*BorrowerContact)(nil),       // 44: dunning.v1.BorrowerContact
-	(*VerificationCode)(nil),      // 45: dunning.v1.VerificationCode
-	(*timestamppb.Timestamp)(nil), // 46: google.protobuf.Timestamp
+	(*LegalBlocked)(nil),          // 40: dunning.v1.LegalBlocked
+	(*LogSealed)(nil),             // 41: dunning.v1.LogSealed
+	(*HoldDeadline)(nil),          // 42: dunning.v1.HoldDeadline
+	(*PlacementRecalled)(nil),     // 43: dunning.v1.PlacementRecalled
+	(*PromiseResolved)(nil),       // 44: dunning.v1.PromiseResolved
+	(*PlanProgress)(nil),          // 45: dunning.v1.PlanProgress
+	(*BorrowerContact)(nil),       // 46: dunning.v1.BorrowerContact
+	(*VerificationCode)(nil),      // 47: dunning.v1.VerificationCode
+	(*timestamppb.Timestamp)(nil), // 48: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
 	7,  // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	46, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	48, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
 	9,  // 2: dunning.v1.InstallmentDue.itemisation:type_name -> dunning.v1.Itemisation
-	7,  // 3: dunning.v1.Itemisation.principal:type_name -> dunning.v1.Money
-	7,  // 4: dunning.v1.Itemisation.interest:type_name -> dunning.v1.Money
-	7,  // 5: dunning.v1.Itemisation.fees:type_name -> dunning.v1.Money
-	9,  // 6: dunning.v1.BalanceUpdated.overdue:type_name -> dunning.v1.Itemisation
-	46, // 7: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
-	7,  // 8: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	46, // 9: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	46, // 10: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
-	0,  // 11: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	46, // 12: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
-	4,  // 13: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
-	46, // 14: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
-	46, // 15: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
-	1,  // 16: dunning.v1.HoldPlaced.kind:type_name -> dunning.v1.HoldKind
-	46, // 17: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
-	46, // 18: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
-	7,  // 19: dunning.v1.PromiseToPay.amount:type_name -> dunning.v1.Money
-	46, // 20: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
-	46, // 21: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
-	46, // 22: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
-	7,  // 23: dunning.v1.PlanInstallment.amount:type_name -> dunning.v1.Money
-	19, // 24: dunning.v1.RepaymentPlan.installments:type_name -> dunning.v1.PlanInstallment
-	46, // 25: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
-	46, // 26: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
-	8,  // 27: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
-	11, // 28: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
-	12, // 29: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
-	13, // 30: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
-	14, // 31: dunning.v1.LenderEvent.contact_preference:type_name -> dunning.v1.ContactPreference
-	15, // 32: dunning.v1.LenderEvent.contact_hours:type_name -> dunning.v1.ContactHours
-	16, // 33: dunning.v1.LenderEvent.hold_placed:type_name -> dunning.v1.HoldPlaced
-	17, // 34: dunning.v1.LenderEvent.hold_released:type_name -> dunning.v1.HoldReleased
-	18, // 35: dunning.v1.LenderEvent.promise_to_pay:type_name -> dunning.v1.PromiseToPay
-	20, // 36: dunning.v1.LenderEvent.repayment_plan:type_name -> dunning.v1.RepaymentPlan
-	21, // 37: dunning.v1.LenderEvent.plan_cancelled:type_name -> dunning.v1.PlanCancelled
-	10, // 38: dunning.v1.LenderEvent.balance_updated:type_name -> dunning.v1.BalanceUpdated
-	2,  // 39: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
-	3,  // 40: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
-	7,  // 41: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	46, // 42: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	46, // 43: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
-	4,  // 44: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
-	5,  // 45: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
-	7,  // 46: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
-	7,  // 47: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	46, // 48: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
-	46, // 49: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
-	2,  // 50: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
-	3,  // 51: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
-	24, // 52: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
-	2,  // 53: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	46, // 54: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
-	23, // 55: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
-	23, // 56: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
-	24, // 57: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
-	23, // 58: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
-	24, // 59: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
-	23, // 60: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
-	8,  // 61: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
-	11, // 62: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
-	24, // 63: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
-	23, // 64: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
-	31, // 65: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
-	23, // 66: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
-	6,  // 67: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
-	2,  // 68: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
-	23, // 69: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
-	2,  // 70: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
-	23, // 71: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
-	23, // 72: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
-	24, // 73: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
-	46, // 74: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
-	23, // 75: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
-	24, // 76: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
-	23, // 77: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
-	24, // 78: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
-	23, // 79: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
-	24, // 80: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
-	23, // 81: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
-	23, // 82: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
-	23, // 83: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
-	7,  // 84: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
-	23, // 85: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
-	46, // 86: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
-	7,  // 87: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
-	4,  // 88: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
-	46, // 89: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
-	0,  // 90: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
-	91, // [91:91] is the sub-list for method output_type
-	91, // [91:91] is the sub-list for method input_type
-	91, // [91:91] is the sub-list for extension type_name
-	91, // [91:91] is the sub-list for extension extendee
-	0,  // [0:91] is the sub-list for field type_name
+	48, // 3: dunning.v1.InstallmentDue.limitation_ends_at:type_name -> google.protobuf.Timestamp
+	7,  // 4: dunning.v1.Itemisation.principal:type_name -> dunning.v1.Money
+	7,  // 5: dunning.v1.Itemisation.interest:type_name -> dunning.v1.Money
+	7,  // 6: dunning.v1.Itemisation.fees:type_name -> dunning.v1.Money
+	9,  // 7: dunning.v1.BalanceUpdated.overdue:type_name -> dunning.v1.Itemisation
+	48, // 8: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
+	7,  // 9: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
+	48, // 10: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	48, // 11: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	0,  // 12: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
+	48, // 13: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	4,  // 14: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
+	48, // 15: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
+	48, // 16: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
+	1,  // 17: dunning.v1.HoldPlaced.kind:type_name -> dunning.v1.HoldKind
+	48, // 18: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
+	48, // 19: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	7,  // 20: dunning.v1.PromiseToPay.amount:type_name -> dunning.v1.Money
+	48, // 21: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
+	48, // 22: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
+	48, // 23: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
+	7,  // 24: dunning.v1.PlanInstallment.amount:type_name -> dunning.v1.Money
+	19, // 25: dunning.v1.RepaymentPlan.installments:type_name -> dunning.v1.PlanInstallment
+	48, // 26: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
+	48, // 27: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
+	8,  // 28: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
+	11, // 29: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
+	12, // 30: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
+	13, // 31: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
+	14, // 32: dunning.v1.LenderEvent.contact_preference:type_name -> dunning.v1.ContactPreference
+	15, // 33: dunning.v1.LenderEvent.contact_hours:type_name -> dunning.v1.ContactHours
+	16, // 34: dunning.v1.LenderEvent.hold_placed:type_name -> dunning.v1.HoldPlaced
+	17, // 35: dunning.v1.LenderEvent.hold_released:type_name -> dunning.v1.HoldReleased
+	18, // 36: dunning.v1.LenderEvent.promise_to_pay:type_name -> dunning.v1.PromiseToPay
+	20, // 37: dunning.v1.LenderEvent.repayment_plan:type_name -> dunning.v1.RepaymentPlan
+	21, // 38: dunning.v1.LenderEvent.plan_cancelled:type_name -> dunning.v1.PlanCancelled
+	10, // 39: dunning.v1.LenderEvent.balance_updated:type_name -> dunning.v1.BalanceUpdated
+	2,  // 40: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
+	3,  // 41: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
+	7,  // 42: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
+	48, // 43: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	48, // 44: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
+	4,  // 45: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
+	5,  // 46: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
+	7,  // 47: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
+	7,  // 48: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
+	48, // 49: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	48, // 50: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	2,  // 51: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
+	3,  // 52: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
+	24, // 53: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
+	2,  // 54: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
+	48, // 55: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	23, // 56: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
+	23, // 57: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
+	24, // 58: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
+	23, // 59: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
+	24, // 60: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
+	23, // 61: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
+	8,  // 62: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
+	11, // 63: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
+	24, // 64: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
+	23, // 65: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
+	31, // 66: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
+	23, // 67: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
+	6,  // 68: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
+	2,  // 69: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
+	23, // 70: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
+	2,  // 71: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
+	23, // 72: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
+	23, // 73: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
+	24, // 74: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
+	48, // 75: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	23, // 76: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
+	24, // 77: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
+	23, // 78: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
+	24, // 79: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
+	23, // 80: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
+	24, // 81: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
+	23, // 82: dunning.v1.LegalBlocked.case:type_name -> dunning.v1.CaseContext
+	48, // 83: dunning.v1.LogSealed.sealed_at:type_name -> google.protobuf.Timestamp
+	23, // 84: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
+	23, // 85: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
+	23, // 86: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
+	7,  // 87: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
+	23, // 88: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
+	48, // 89: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
+	7,  // 90: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
+	4,  // 91: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
+	48, // 92: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
+	0,  // 93: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
+	94, // [94:94] is the sub-list for method output_type
+	94, // [94:94] is the sub-list for method input_type
+	94, // [94:94] is the sub-list for extension type_name
+	94, // [94:94] is the sub-list for extension extendee
+	0,  // [0:94] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -4114,7 +4293,7 @@ func file_dunning_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   39,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
