@@ -669,19 +669,20 @@ func TestCompose(t *testing.T) {
 	d := loadDeployment(t)
 	cf := d.compose
 
-	// Every service binary but the all-in-one and the operator's CLI is deployed, once.
+	// Every service binary but the all-in-one, the operator's CLI and the
+	// reference agency client (which runs at the agency's) is deployed, once.
 	entries, err := os.ReadDir(filepath.Join(repoRoot, "services"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var want []string
 	for _, e := range entries {
-		if e.IsDir() && e.Name() != "dunningd" && e.Name() != "dunctl" {
+		if e.IsDir() && e.Name() != "dunningd" && e.Name() != "dunctl" && e.Name() != "agency" {
 			want = append(want, e.Name())
 		}
 	}
 	if !slices.Equal(d.byKind[kindDunning], want) {
-		t.Errorf("services built from deploy/Dockerfile: %v, want every service but dunningd and dunctl: %v", d.byKind[kindDunning], want)
+		t.Errorf("services built from deploy/Dockerfile: %v, want every service but dunningd, dunctl and agency: %v", d.byKind[kindDunning], want)
 	}
 
 	// Images built from deploy/Dockerfile run a binary of services/.

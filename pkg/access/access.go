@@ -201,10 +201,47 @@ func RejectionGet(tenant, loan string) string {
 	return "$JS.API.DIRECT.GET." + topology.StreamRejections + "." + topology.RejectionSubject(tenant, loan)
 }
 
-// AgencyPermissions: an agency reads its own replies; the agency feed adds
-// its subjects here.
+// AgencyPermissions: an agency reads its own feed through its own consumer
+// (the consumer's info and pull requests under the feed's API prefix, and
+// acks; imported from DUNNING), and its own replies. It creates no
+// consumer, gets no stream info and no direct get: the other agencies'
+// subjects stay out of its reach.
 func AgencyPermissions(id Identity) Permissions {
-	return Permissions{Subscribe: []string{id.Inbox() + ".>"}}
+	c := topology.AgencyConsumer(id.Name)
+	return Permissions{
+		Publish: []string{
+			topology.AgencyAPIPrefix + ".CONSUMER.INFO." + topology.StreamAgencies + "." + c,
+			topology.AgencyAPIPrefix + ".CONSUMER.MSG.NEXT." + topology.StreamAgencies + "." + c,
+			"$JS.ACK." + topology.StreamAgencies + "." + c + ".>",
+		},
+		Subscribe: []string{id.Inbox() + ".>"},
+	}
+}
+
+// AgencyImport is one subject the agencies' account imports from the
+// pipeline's: exported as Subject, seen by the agencies as To, and how it
+// answers.
+type AgencyImport struct{ Subject, To, Response string }
+
+// AgencyImports are the JetStream API subjects the pipeline's account
+// exports to the agencies' account; an agency's user permissions narrow
+// them to its own consumer. The API subjects are imported under the feed's
+// own prefix (topology.AgencyAPIPrefix), not as $JS.API: every account has
+// $JS.API of its own, which answers "JetStream not enabled" for one without
+// JetStream, and would race the import.
+func AgencyImports() []AgencyImport {
+	api := func(op string) (string, string) {
+		return "$JS.API." + op + "." + topology.StreamAgencies + ".*", topology.AgencyAPIPrefix + "." + op + "." + topology.StreamAgencies + ".*"
+	}
+	info, infoTo := api("CONSUMER.INFO")
+	next, nextTo := api("CONSUMER.MSG.NEXT")
+	ack := "$JS.ACK." + topology.StreamAgencies + ".>"
+	return []AgencyImport{
+		{info, infoTo, "singleton"},
+		// A pull request is answered by many messages.
+		{next, nextTo, "stream"},
+		{ack, ack, "singleton"},
+	}
 }
 
 func dedupe(s []string) []string {

@@ -107,8 +107,11 @@ func TestServerConfig(t *testing.T) {
 				u.Account.Name, u.Permissions.Publish.Allow, u.Permissions.Subscribe.Allow)
 		}
 	}
-	if u := users[keys[access.Agency("collect")]]; u.Permissions.Publish.Allow != nil || !slices.Equal(u.Permissions.Publish.Deny, []string{">"}) {
-		t.Errorf("agency may publish: allow %v deny %v (an empty allow list would allow everything)", u.Permissions.Publish.Allow, u.Permissions.Publish.Deny)
+	if u := users[keys[access.Agency("collect")]]; u.Account.Name != access.AccountAgencies || !slices.Equal(u.Permissions.Publish.Allow, []string{
+		"dunning.feed.api.CONSUMER.INFO.DUNNING_AGENCIES.agency-collect", "dunning.feed.api.CONSUMER.MSG.NEXT.DUNNING_AGENCIES.agency-collect",
+		"$JS.ACK.DUNNING_AGENCIES.agency-collect.>"}) || !slices.Equal(u.Permissions.Subscribe.Allow, []string{"_INBOX_agency-collect.>"}) {
+		t.Errorf("agency: account %s, publish %v, subscribe %v; want its own feed's consumer and its inbox only",
+			u.Account.Name, u.Permissions.Publish.Allow, u.Permissions.Subscribe.Allow)
 	}
 
 	// Revoking one key keeps the other; revoking the identity removes it.

@@ -240,12 +240,25 @@ func (k Keyring) ServerConfig(grants func(service string) (Grant, bool)) (string
 			// And why intake refused an event: live, and a loan's latest.
 			b.WriteString("    jetstream: enabled\n")
 			lenders := q(AccountLenders)
-			fmt.Fprintf(&b, "    exports: [\n      {service: %s, accounts: [%s]}\n      {stream: %s, accounts: [%s]}\n      {service: %s, accounts: [%s]}\n    ]\n",
+			fmt.Fprintf(&b, "    exports: [\n      {service: %s, accounts: [%s]}\n      {stream: %s, accounts: [%s]}\n      {service: %s, accounts: [%s]}\n",
 				intake, lenders, rejected, lenders, rejectionGet, lenders)
+			// The agencies' feed: each agency's consumer, to the
+			// agencies' account only; which consumer an agency reaches is
+			// its user's permission.
+			for _, e := range AgencyImports() {
+				fmt.Fprintf(&b, "      {service: %s, accounts: [%s], response_type: %s}\n", q(e.Subject), q(AccountAgencies), e.Response)
+			}
+			b.WriteString("    ]\n")
 		case AccountLenders:
 			dunning := q(AccountDunning)
 			fmt.Fprintf(&b, "    imports: [\n      {service: {account: %s, subject: %s}}\n      {stream: {account: %s, subject: %s}}\n      {service: {account: %s, subject: %s}}\n    ]\n",
 				dunning, intake, dunning, rejected, dunning, rejectionGet)
+		case AccountAgencies:
+			b.WriteString("    imports: [\n")
+			for _, e := range AgencyImports() {
+				fmt.Fprintf(&b, "      {service: {account: %s, subject: %s}, to: %s}\n", q(AccountDunning), q(e.Subject), q(e.To))
+			}
+			b.WriteString("    ]\n")
 		}
 		b.WriteString("    users: [\n")
 		for _, u := range accounts[n] {

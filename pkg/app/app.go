@@ -49,6 +49,9 @@ type Options struct {
 	// Dispatch fans committed contacts out to per-channel task subjects;
 	// Notify delivers them to the webhooks given by --webhooks.
 	Dispatch, Notify bool
+	// Feed writes placements and recalls to the agencies' feeds (the
+	// handoff service, and dunningd).
+	Feed bool
 	// Embedded starts an in-process NATS server instead of connecting to
 	// one, with StartServer (package allinone supplies both for dunningd).
 	Embedded bool
@@ -315,7 +318,7 @@ func Run(ctx context.Context, args []string, o Options) error {
 		return policy.Ladder{Policy: st.policies.Book().For(tenant, product), Calendar: st.cal}
 	}
 	p, err := pipeline.New(ctx, pipeline.Config{Name: o.Name, Topology: topo, Ladder: ladder, Now: now, Logger: log, Registry: reg,
-		Parts: pipeline.Parts{Stages: o.Stages, Intake: o.Intake, Dispatch: o.Dispatch, Notifier: st.notifier},
+		Parts: pipeline.Parts{Stages: o.Stages, Intake: o.Intake, Dispatch: o.Dispatch, Feed: o.Feed, Notifier: st.notifier},
 		Admin: nc.admin, Waiting: func(missing []string) {
 			if len(missing) > 0 {
 				log.Warn("waiting for the topology an admin provisions (dunctl provision)", "missing", strings.Join(missing, ", "))

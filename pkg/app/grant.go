@@ -6,6 +6,7 @@ import (
 	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/dispatch"
+	"github.com/opendunning/dunning/pkg/feed"
 	"github.com/opendunning/dunning/pkg/topology"
 )
 
@@ -55,6 +56,14 @@ func Grant(o Options) access.Grant {
 	}
 	if o.Notify {
 		g.Consumers = append(g.Consumers, topology.Notify)
+	}
+	if o.Feed {
+		// Reading the loan's log for the projection, writing the feeds,
+		// and creating each agency's consumer on its first placement.
+		g.Consumers = append(g.Consumers, feed.Consumer)
+		g.ReadLog = true
+		g.Publish = append(g.Publish, topology.AgencyFeedSubject("*", "*", "*"),
+			"$JS.API.CONSUMER.CREATE."+topology.StreamAgencies+".*."+topology.AgencyFeedFilter("*"))
 	}
 	return g
 }

@@ -1,18 +1,20 @@
 package app
 
 import (
+	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/stage"
 )
 
 // Service returns what the named deployable runs: dunningd (everything, on
 // an embedded server), gateway (lender API and NATS intake), notify
 // (the release gate, dispatch and webhooks), or one stage by its service name in the stage
-// table (overdue, contact, escalation, handoff, legal). Every main, and
+// table (overdue, contact, escalation, handoff with the agencies' feed,
+// legal). Every main, and
 // every test that runs a service, takes its options from here.
 func Service(name string) (Options, bool) {
 	switch name {
 	case "dunningd":
-		return Options{Name: name, Stages: stage.Table, Intake: true, Dispatch: true, Notify: true, API: true,
+		return Options{Name: name, Stages: stage.Table, Intake: true, Dispatch: true, Notify: true, Feed: true, API: true,
 			Embedded: true, DefaultHTTP: "127.0.0.1:8080"}, true
 	case "gateway":
 		return Options{Name: name, Intake: true, API: true, DefaultHTTP: ":8080"}, true
@@ -23,5 +25,6 @@ func Service(name string) (Options, bool) {
 	if !ok {
 		return Options{}, false
 	}
-	return Options{Name: name, Stages: []stage.Stage{s}, DefaultHTTP: ":9090"}, true
+	// The handoff service writes the agencies' feeds beside its placements.
+	return Options{Name: name, Stages: []stage.Stage{s}, Feed: s.Policy == policy.StageHandoff, DefaultHTTP: ":9090"}, true
 }

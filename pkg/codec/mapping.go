@@ -62,6 +62,9 @@ func moneyFromProto(m *dunningv1.Money) policy.Money {
 	return policy.Money{Currency: m.GetCurrency(), Minor: m.GetMinorUnits()}
 }
 
+// MoneyToProto maps an amount to its protobuf form.
+func MoneyToProto(m policy.Money) *dunningv1.Money { return moneyToProto(m) }
+
 func moneyToProto(m policy.Money) *dunningv1.Money {
 	return &dunningv1.Money{Currency: m.Currency, MinorUnits: m.Minor}
 }

@@ -7,7 +7,6 @@ package dispatch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -24,14 +23,9 @@ import (
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
-// Publisher is what the dispatcher needs of JetStream.
-type Publisher interface {
-	PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
-}
-
 // Dispatcher publishes contact tasks.
 type Dispatcher struct {
-	JS Publisher
+	JS bus.JSPublisher
 	// Ladder gives the tenant's policy, whose templates render the text.
 	Ladder func(tenant, product string) policy.Ladder
 }
@@ -84,14 +78,7 @@ func (d *Dispatcher) publish(ctx context.Context, t policy.ContactTask, addr top
 	m := nats.NewMsg(topology.TaskSubject(t.Channel.String(), addr.Tenant, addr.Loan, t.ID))
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, loanlog.MsgID("task", addr.Tenant, addr.Loan, t.ID))
-	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err = d.JS.PublishMsg(ctx, m)
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-		return nil // already dispatched (a redelivered decision)
-	}
-	return err
+	return bus.PublishOnce(ctx, d.JS, m) // a redelivered decision finds its tasks dispatched
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/opendunning/dunning/pkg/codec"
+	"github.com/opendunning/dunning/pkg/feed"
 	"github.com/opendunning/dunning/pkg/stage"
 	"github.com/opendunning/dunning/pkg/topology"
 )
@@ -27,7 +28,7 @@ func TestNamesArePinned(t *testing.T) {
 		streams = append(streams, sc.Name+" "+strings.Join(from, ","))
 	}
 	wantStreams := []string{"DUNNING_LOANS dunning.loan.>,dunning.borrower.>", "DUNNING_RECORD <DUNNING_LOANS", "DUNNING_INTAKE dunning.in.*.*",
-		"DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>", "DUNNING_REJECTIONS dunning.rejected.*.*", "DUNNING_VERIFY dunning.verify.*", "DUNNING_AUDIT dunning.audit.*"}
+		"DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>", "DUNNING_REJECTIONS dunning.rejected.*.*", "DUNNING_VERIFY dunning.verify.*", "DUNNING_AGENCIES dunning.agency.*.*.*", "DUNNING_AUDIT dunning.audit.*"}
 	if !reflect.DeepEqual(streams, wantStreams) {
 		t.Errorf("streams = %q\nwant %q", streams, wantStreams)
 	}
@@ -48,8 +49,9 @@ func TestNamesArePinned(t *testing.T) {
 		"legal-referral":      {"DUNNING_LOANS", "dunning.loan.*.*.step.legal.*"},
 		"contact-release": {"DUNNING_LOANS", "dunning.loan.*.*.contact.*", "dunning.loan.*.*.escalated.*",
 			"dunning.loan.*.*.closed.*", "dunning.loan.*.*.outcome.*", "dunning.loan.*.*.step.release.*"},
-		"dispatch": {"DUNNING_LOANS", "dunning.loan.*.*.released.*"},
-		"notify":   {"DUNNING_TASKS", "dunning.task.>"},
+		"dispatch":    {"DUNNING_LOANS", "dunning.loan.*.*.released.*"},
+		"notify":      {"DUNNING_TASKS", "dunning.task.>"},
+		"agency-feed": {"DUNNING_LOANS", "dunning.loan.*.*.handoff.*", "dunning.loan.*.*.recall.*", "dunning.loan.*.*.closed.*"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("consumers = %q\nwant %q", got, want)
@@ -86,7 +88,9 @@ func TestNamesArePinned(t *testing.T) {
 }
 
 // Every stream subject the consumers filter on lies in their stream, and no
-// two consumers share a filter (each event has one owner).
+// two consumers share a filter (each event has one owner), but for the
+// agencies' feed: a projection that decides nothing, it reads the closings
+// the release gate owns (a cure recalls the placement).
 func TestConsumersDeclared(t *testing.T) {
 	streams := map[string][]string{}
 	for _, sc := range topology.DefaultTopology().StreamConfigs() {
@@ -99,10 +103,12 @@ func TestConsumersDeclared(t *testing.T) {
 			t.Errorf("consumer %s on undeclared stream %s", c.Name, c.Stream)
 		}
 		for _, f := range c.Filters {
-			if other, dup := seen[f]; dup {
+			if other, dup := seen[f]; dup && c.Name != feed.Consumer.Name {
 				t.Errorf("filter %s on both %s and %s", f, other, c.Name)
 			}
-			seen[f] = c.Name
+			if c.Name != feed.Consumer.Name {
+				seen[f] = c.Name
+			}
 			if !topology.Match(subjects[0], f) {
 				t.Errorf("consumer %s filters %s, outside its stream's %s", c.Name, f, subjects[0])
 			}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/dispatch"
+	"github.com/opendunning/dunning/pkg/feed"
 	"github.com/opendunning/dunning/pkg/ingest"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/notify"
@@ -33,13 +34,14 @@ import (
 )
 
 // Consumers is every declared durable consumer, in a stable order: intake,
-// the five stages, dispatch, notify. Provision creates them all.
+// the five stages, dispatch, notify, the agencies' feed. Provision creates
+// them all (not the agencies' own consumers: the feed creates each).
 func Consumers() []topology.ConsumerSpec {
 	out := []topology.ConsumerSpec{topology.Intake}
 	for _, s := range stage.Table {
 		out = append(out, s.ConsumerSpec())
 	}
-	return append(out, dispatch.Consumer, topology.Notify)
+	return append(out, dispatch.Consumer, topology.Notify, feed.Consumer)
 }
 
 // Parts says what one process runs.
@@ -50,6 +52,8 @@ type Parts struct {
 	Intake bool
 	// Dispatch fans committed contacts out to per-channel task subjects.
 	Dispatch bool
+	// Feed writes placements and recalls to the agencies' feeds.
+	Feed bool
 	// Notifier, if set, delivers tasks to the lender's webhooks.
 	Notifier *notify.Notifier
 }
@@ -68,6 +72,9 @@ func (p Parts) consumers() []topology.ConsumerSpec {
 	}
 	if p.Dispatch {
 		out = append(out, dispatch.Consumer)
+	}
+	if p.Feed {
+		out = append(out, feed.Consumer)
 	}
 	if p.Notifier != nil {
 		out = append(out, topology.Notify)
@@ -278,6 +285,9 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeli
 	}
 	if cfg.Parts.Dispatch {
 		(&dispatch.Dispatcher{JS: rt.JetStream(), Ladder: cfg.Ladder}).Register(rt)
+	}
+	if cfg.Parts.Feed {
+		(&feed.Feed{JS: rt.JetStream(), Log: log, Topology: cfg.Topology}).Register(rt)
 	}
 	if cfg.Parts.Notifier != nil {
 		cfg.Parts.Notifier.Register(rt)

@@ -41,6 +41,9 @@ const (
 	borrowerPrefix = "dunning.borrower"
 	// verifyPrefix is the verification index: dunning.verify.<code>.
 	verifyPrefix = "dunning.verify"
+	// agencyPrefix is the agencies' feed:
+	// dunning.agency.<agency>.<placement>.<event>.
+	agencyPrefix = "dunning.agency"
 )
 
 // Kind is the subject token that says what a loan-log entry is ("due",
@@ -80,6 +83,8 @@ const (
 	// StreamVerify indexes the verification code of every released contact,
 	// for the public verification endpoint.
 	StreamVerify = "DUNNING_VERIFY"
+	// StreamAgencies holds the agencies' feeds (AgencyFeedSubject).
+	StreamAgencies = "DUNNING_AGENCIES"
 )
 
 // Streams names every declared stream.
@@ -157,6 +162,33 @@ func TimerSubject(tenant, loan string) string { return LoanSubject(tenant, loan,
 func TaskSubject(channel, tenant, loan, contactID string) string {
 	return taskPrefix + "." + channel + "." + tenant + "." + loan + "." + contactID
 }
+
+// Agency feed events: a placement, and its recall.
+const (
+	FeedPlaced   = "placed"
+	FeedRecalled = "recalled"
+)
+
+// AgencyFeedSubject is where one event of one placement goes on an
+// agency's feed; each is written once (the subject must be empty).
+func AgencyFeedSubject(agency, placement, event string) string {
+	return agencyPrefix + "." + agency + "." + placement + "." + event
+}
+
+// AgencyFeedFilter is every event of one agency's feed.
+func AgencyFeedFilter(agency string) string { return agencyPrefix + "." + agency + ".>" }
+
+// AgencyAPIPrefix is where an agency's client finds the JetStream API of
+// its feed (jetstream.NewWithAPIPrefix): the agencies' account imports its
+// consumer's info and pull requests from the pipeline's account under it.
+const AgencyAPIPrefix = "dunning.feed.api"
+
+// AgencyConsumer names an agency's durable pull consumer on its feed: the
+// only consumer it may read, which the pipeline creates (an agency creates
+// none: a consumer's deliver subject is in the stream's account, so an
+// agency allowed to create one could push the feed onto the pipeline's own
+// subjects).
+func AgencyConsumer(agency string) string { return "agency-" + agency }
 
 // BorrowerLog is the wildcard subject of a borrower's log: the contacts
 // released for the borrower's loans on channels capped per borrower, and
@@ -411,6 +443,18 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			DenyPurge:   true,
 		},
 		{
+			Name:        StreamAgencies,
+			Description: "The agencies' feeds: placements and recalls, each agency reading its own through its own consumer.",
+			Subjects:    []string{agencyPrefix + ".*.*.*"},
+			Storage:     jetstream.FileStorage,
+			Replicas:    t.Replicas,
+			// A placement lasts months; a feed read late still finds it.
+			MaxAge:     400 * 24 * time.Hour,
+			Duplicates: 2 * time.Minute,
+			DenyDelete: true,
+			DenyPurge:  true,
+		},
+		{
 			Name:        StreamAudit,
 			Description: "What operators did as admin: provisioning, dead letters replayed. Kept like the loans: no limit, nothing deleted.",
 			Subjects:    []string{auditPrefix + ".*"},
@@ -419,6 +463,21 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			DenyDelete:  true,
 			DenyPurge:   true,
 		},
+	}
+}
+
+// AgencyConsumerConfig is an agency's consumer on its feed: pull, explicit
+// acks, only its own subjects, from the start of its feed.
+func (t Topology) AgencyConsumerConfig(agency string) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       AgencyConsumer(agency),
+		Description:   "agency " + agency + "'s feed",
+		FilterSubject: AgencyFeedFilter(agency),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       t.AckWait,
+		MaxAckPending: t.MaxAckPending,
+		Replicas:      t.Replicas,
 	}
 }
 

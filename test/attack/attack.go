@@ -39,12 +39,18 @@ type Target struct {
 	Tenant, Loan string
 }
 
-// Agency is the agency identity the matrix uses.
+// Agency is the first of the agencies the matrix uses.
 const Agency = "collect"
+
+// Agencies are the three agencies whose feeds the matrix keeps apart.
+var Agencies = []string{Agency, "collect-b", "collect-c"}
 
 // Identities are the identities Run connects as, for the keyring.
 func Identities(tenant string) []access.Identity {
-	ids := []access.Identity{access.Lender(tenant), access.Agency(Agency), access.Service("gateway"), access.Service("notify")}
+	ids := []access.Identity{access.Lender(tenant), access.Service("gateway"), access.Service("notify")}
+	for _, a := range Agencies {
+		ids = append(ids, access.Agency(a))
+	}
 	for _, s := range stage.Table {
 		ids = append(ids, access.Service(s.Service))
 	}
@@ -85,7 +91,11 @@ func Run(t testing.TB, tg Target) int {
 	}
 
 	// Lenders and agencies: outside parties.
-	for _, id := range []access.Identity{access.Lender(tenant), access.Agency(Agency)} {
+	outside := []access.Identity{access.Lender(tenant)}
+	for _, a := range Agencies {
+		outside = append(outside, access.Agency(a))
+	}
+	for _, id := range outside {
 		destructive(id)
 		m.denied(id, "write a repayment into a loan's log", publish(topology.LoanSubject(tenant, ctl, codec.Repaid.Token, "forged")))
 		m.denied(id, "close a case", publish(topology.DecisionSubject(tenant, ctl, codec.Closed.Token, 1)))
@@ -98,7 +108,41 @@ func Run(t testing.TB, tg Target) int {
 		m.denied(id, "read another tenant's rejection", request(access.RejectionGet("globex", "L-1")))
 		m.denied(id, "read the rejections stream whole", request("$JS.API.DIRECT.GET."+topology.StreamRejections))
 	}
-	m.denied(access.Agency(Agency), "publish a lender event", publish(topology.IntakeSubject(tenant, "L-1")))
+	// The agencies' feeds, the full matrix: each agency reaches its own
+	// consumer only; no agency creates a consumer, reads the feed's stream
+	// or gets a message of it directly; the lender reads no feed.
+	feed := topology.StreamAgencies
+	for _, a := range Agencies {
+		id := access.Agency(a)
+		m.denied(id, "publish a lender event", publish(topology.IntakeSubject(tenant, "L-1")))
+		for _, api := range []string{topology.AgencyAPIPrefix, "$JS.API"} {
+			m.denied(id, "create a consumer on its own feed ("+api+")", request(api+".CONSUMER.CREATE."+feed+"."+topology.AgencyConsumer(a)+"."+topology.AgencyFeedFilter(a)))
+			m.denied(id, "delete its own consumer ("+api+")", request(api+".CONSUMER.DELETE."+feed+"."+topology.AgencyConsumer(a)))
+		}
+		m.denied(id, "create a consumer on the feeds", request("$JS.API.CONSUMER.CREATE."+feed))
+		m.denied(id, "list the feeds' consumers", request("$JS.API.CONSUMER.LIST."+feed))
+		m.denied(id, "the feeds' stream info", request("$JS.API.STREAM.INFO."+feed))
+		m.denied(id, "read the feeds (direct get)", request("$JS.API.DIRECT.GET."+feed))
+		m.denied(id, "read a feed message by sequence", request("$JS.API.STREAM.MSG.GET."+feed))
+		m.denied(id, "subscribe to its own feed's subjects", subscribe(topology.AgencyFeedFilter(a)))
+		m.denied(id, "write to its own feed", publish(topology.AgencyFeedSubject(a, "pl-1", topology.FeedRecalled)))
+		for _, b := range Agencies {
+			if b == a {
+				continue
+			}
+			other := topology.AgencyConsumer(b)
+			for _, api := range []string{topology.AgencyAPIPrefix, "$JS.API"} {
+				m.denied(id, "read agency "+b+"'s feed ("+api+")", request(api+".CONSUMER.MSG.NEXT."+feed+"."+other))
+				m.denied(id, "agency "+b+"'s consumer info ("+api+")", request(api+".CONSUMER.INFO."+feed+"."+other))
+			}
+			m.denied(id, "ack agency "+b+"'s messages", publish("$JS.ACK."+feed+"."+other+".1.1.1.1.0"))
+			m.denied(id, "subscribe to agency "+b+"'s feed", subscribe(topology.AgencyFeedFilter(b)))
+			m.denied(id, "write to agency "+b+"'s feed", publish(topology.AgencyFeedSubject(b, "pl-1", topology.FeedPlaced)))
+		}
+	}
+	for _, a := range Agencies {
+		m.denied(access.Lender(tenant), "read agency "+a+"'s feed", request("$JS.API.CONSUMER.MSG.NEXT."+feed+"."+topology.AgencyConsumer(a)))
+	}
 
 	// Services: each writes only its own kinds.
 	for _, s := range stage.Table {

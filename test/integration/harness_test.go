@@ -31,6 +31,7 @@ import (
 	"github.com/opendunning/dunning/pkg/stage"
 	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
+	"github.com/opendunning/dunning/test/attack"
 )
 
 const tenant = "acme"
@@ -183,7 +184,10 @@ func (h *harness) startParts(name string, id access.Identity, parts pipeline.Par
 // keyring holds a credential for every deployable and the test tenants'
 // lenders: the harness's processes connect as the service they stand for.
 func keyring(t *testing.T) string {
-	ids := []access.Identity{access.Lender(tenant), access.Lender("globex"), access.Agency("collect")}
+	ids := []access.Identity{access.Lender(tenant), access.Lender("globex")}
+	for _, a := range attack.Agencies {
+		ids = append(ids, access.Agency(a))
+	}
 	for _, name := range []string{"dunningd", "gateway", "notify"} {
 		ids = append(ids, access.Service(name))
 	}

@@ -2227,6 +2227,334 @@ func (x *ContactTask) GetReplyBy() string {
 	return ""
 }
 
+// AgencyFeed is one message of an agency's feed
+// (dunning.agency.<agency>.<placement>.<event>, stream DUNNING_AGENCIES):
+// a placement, or its recall. It carries only what an agency needs to
+// collect on the account; the borrower's contact details stay with the
+// lender, behind contact_ref, under the agency's contract.
+type AgencyFeed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*AgencyFeed_Placed
+	//	*AgencyFeed_Recalled
+	Event         isAgencyFeed_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgencyFeed) Reset() {
+	*x = AgencyFeed{}
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgencyFeed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgencyFeed) ProtoMessage() {}
+
+func (x *AgencyFeed) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgencyFeed.ProtoReflect.Descriptor instead.
+func (*AgencyFeed) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AgencyFeed) GetEvent() isAgencyFeed_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *AgencyFeed) GetPlaced() *AgencyPlacement {
+	if x != nil {
+		if x, ok := x.Event.(*AgencyFeed_Placed); ok {
+			return x.Placed
+		}
+	}
+	return nil
+}
+
+func (x *AgencyFeed) GetRecalled() *AgencyRecall {
+	if x != nil {
+		if x, ok := x.Event.(*AgencyFeed_Recalled); ok {
+			return x.Recalled
+		}
+	}
+	return nil
+}
+
+type isAgencyFeed_Event interface {
+	isAgencyFeed_Event()
+}
+
+type AgencyFeed_Placed struct {
+	Placed *AgencyPlacement `protobuf:"bytes,1,opt,name=placed,proto3,oneof"`
+}
+
+type AgencyFeed_Recalled struct {
+	Recalled *AgencyRecall `protobuf:"bytes,2,opt,name=recalled,proto3,oneof"`
+}
+
+func (*AgencyFeed_Placed) isAgencyFeed_Event() {}
+
+func (*AgencyFeed_Recalled) isAgencyFeed_Event() {}
+
+// AgencyPlacement: an account placed with the agency.
+type AgencyPlacement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unique across the system (UUIDv5 of tenant, loan and case): what the
+	// agency's outcomes name.
+	PlacementId string `protobuf:"bytes,1,opt,name=placement_id,json=placementId,proto3" json:"placement_id,omitempty"`
+	AgencyId    string `protobuf:"bytes,2,opt,name=agency_id,json=agencyId,proto3" json:"agency_id,omitempty"`
+	TenantId    string `protobuf:"bytes,3,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	LoanId      string `protobuf:"bytes,4,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	CaseNumber  int32  `protobuf:"varint,5,opt,name=case_number,json=caseNumber,proto3" json:"case_number,omitempty"`
+	// The lender's opaque reference to the borrower's contact record.
+	ContactRef string `protobuf:"bytes,6,opt,name=contact_ref,json=contactRef,proto3" json:"contact_ref,omitempty"`
+	Locale     string `protobuf:"bytes,7,opt,name=locale,proto3" json:"locale,omitempty"`
+	// ISO 3166-2, as the lender sent it ("" when it did not).
+	Region string `protobuf:"bytes,8,opt,name=region,proto3" json:"region,omitempty"`
+	// Overdue at placement, and the DPD and tier it was placed at.
+	Overdue  *Money                 `protobuf:"bytes,9,opt,name=overdue,proto3" json:"overdue,omitempty"`
+	Dpd      int32                  `protobuf:"varint,10,opt,name=dpd,proto3" json:"dpd,omitempty"`
+	Tier     Tier                   `protobuf:"varint,11,opt,name=tier,proto3,enum=dunning.v1.Tier" json:"tier,omitempty"`
+	PlacedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=placed_at,json=placedAt,proto3" json:"placed_at,omitempty"`
+	// Why this agency (the allocation's reason, as handed_off records it).
+	Reason        string `protobuf:"bytes,13,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgencyPlacement) Reset() {
+	*x = AgencyPlacement{}
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgencyPlacement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgencyPlacement) ProtoMessage() {}
+
+func (x *AgencyPlacement) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgencyPlacement.ProtoReflect.Descriptor instead.
+func (*AgencyPlacement) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *AgencyPlacement) GetPlacementId() string {
+	if x != nil {
+		return x.PlacementId
+	}
+	return ""
+}
+
+func (x *AgencyPlacement) GetAgencyId() string {
+	if x != nil {
+		return x.AgencyId
+	}
+	return ""
+}
+
+func (x *AgencyPlacement) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *AgencyPlacement) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *AgencyPlacement) GetCaseNumber() int32 {
+	if x != nil {
+		return x.CaseNumber
+	}
+	return 0
+}
+
+func (x *AgencyPlacement) GetContactRef() string {
+	if x != nil {
+		return x.ContactRef
+	}
+	return ""
+}
+
+func (x *AgencyPlacement) GetLocale() string {
+	if x != nil {
+		return x.Locale
+	}
+	return ""
+}
+
+func (x *AgencyPlacement) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *AgencyPlacement) GetOverdue() *Money {
+	if x != nil {
+		return x.Overdue
+	}
+	return nil
+}
+
+func (x *AgencyPlacement) GetDpd() int32 {
+	if x != nil {
+		return x.Dpd
+	}
+	return 0
+}
+
+func (x *AgencyPlacement) GetTier() Tier {
+	if x != nil {
+		return x.Tier
+	}
+	return Tier_TIER_UNSPECIFIED
+}
+
+func (x *AgencyPlacement) GetPlacedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PlacedAt
+	}
+	return nil
+}
+
+func (x *AgencyPlacement) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// AgencyRecall: the placement taken back. The agency stops collecting.
+type AgencyRecall struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	PlacementId string                 `protobuf:"bytes,1,opt,name=placement_id,json=placementId,proto3" json:"placement_id,omitempty"`
+	AgencyId    string                 `protobuf:"bytes,2,opt,name=agency_id,json=agencyId,proto3" json:"agency_id,omitempty"`
+	TenantId    string                 `protobuf:"bytes,3,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	LoanId      string                 `protobuf:"bytes,4,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	CaseNumber  int32                  `protobuf:"varint,5,opt,name=case_number,json=caseNumber,proto3" json:"case_number,omitempty"`
+	// cured, settled, or the hold that recalled it (e.g. "dispute hold d-1").
+	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	RecalledAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=recalled_at,json=recalledAt,proto3" json:"recalled_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgencyRecall) Reset() {
+	*x = AgencyRecall{}
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgencyRecall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgencyRecall) ProtoMessage() {}
+
+func (x *AgencyRecall) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgencyRecall.ProtoReflect.Descriptor instead.
+func (*AgencyRecall) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AgencyRecall) GetPlacementId() string {
+	if x != nil {
+		return x.PlacementId
+	}
+	return ""
+}
+
+func (x *AgencyRecall) GetAgencyId() string {
+	if x != nil {
+		return x.AgencyId
+	}
+	return ""
+}
+
+func (x *AgencyRecall) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *AgencyRecall) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *AgencyRecall) GetCaseNumber() int32 {
+	if x != nil {
+		return x.CaseNumber
+	}
+	return 0
+}
+
+func (x *AgencyRecall) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AgencyRecall) GetRecalledAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RecalledAt
+	}
+	return nil
+}
+
 // Delivery is a contact task on its channel's subject, for the lender's
 // vendor integrations and the notify service: the task, its case context and
 // the rendered text.
@@ -2252,7 +2580,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2264,7 +2592,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2277,7 +2605,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Delivery) GetTenantId() string {
@@ -2357,7 +2685,7 @@ type StepDue struct {
 
 func (x *StepDue) Reset() {
 	*x = StepDue{}
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2369,7 +2697,7 @@ func (x *StepDue) String() string {
 func (*StepDue) ProtoMessage() {}
 
 func (x *StepDue) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2382,7 +2710,7 @@ func (x *StepDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepDue.ProtoReflect.Descriptor instead.
 func (*StepDue) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StepDue) GetStepId() string {
@@ -2432,7 +2760,7 @@ type OverdueConfirmed struct {
 
 func (x *OverdueConfirmed) Reset() {
 	*x = OverdueConfirmed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2444,7 +2772,7 @@ func (x *OverdueConfirmed) String() string {
 func (*OverdueConfirmed) ProtoMessage() {}
 
 func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2457,7 +2785,7 @@ func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverdueConfirmed.ProtoReflect.Descriptor instead.
 func (*OverdueConfirmed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *OverdueConfirmed) GetCase() *CaseContext {
@@ -2485,7 +2813,7 @@ type ContactRequested struct {
 
 func (x *ContactRequested) Reset() {
 	*x = ContactRequested{}
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2497,7 +2825,7 @@ func (x *ContactRequested) String() string {
 func (*ContactRequested) ProtoMessage() {}
 
 func (x *ContactRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2510,7 +2838,7 @@ func (x *ContactRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactRequested.ProtoReflect.Descriptor instead.
 func (*ContactRequested) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ContactRequested) GetCase() *CaseContext {
@@ -2538,7 +2866,7 @@ type Escalated struct {
 
 func (x *Escalated) Reset() {
 	*x = Escalated{}
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2550,7 +2878,7 @@ func (x *Escalated) String() string {
 func (*Escalated) ProtoMessage() {}
 
 func (x *Escalated) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2563,7 +2891,7 @@ func (x *Escalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Escalated.ProtoReflect.Descriptor instead.
 func (*Escalated) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Escalated) GetCase() *CaseContext {
@@ -2593,7 +2921,7 @@ type HandedOff struct {
 
 func (x *HandedOff) Reset() {
 	*x = HandedOff{}
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2605,7 +2933,7 @@ func (x *HandedOff) String() string {
 func (*HandedOff) ProtoMessage() {}
 
 func (x *HandedOff) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2618,7 +2946,7 @@ func (x *HandedOff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandedOff.ProtoReflect.Descriptor instead.
 func (*HandedOff) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *HandedOff) GetCase() *CaseContext {
@@ -2660,7 +2988,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2672,7 +3000,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2685,7 +3013,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Evidence) GetInstallments() []*InstallmentDue {
@@ -2734,7 +3062,7 @@ type LegalReferred struct {
 
 func (x *LegalReferred) Reset() {
 	*x = LegalReferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2746,7 +3074,7 @@ func (x *LegalReferred) String() string {
 func (*LegalReferred) ProtoMessage() {}
 
 func (x *LegalReferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2759,7 +3087,7 @@ func (x *LegalReferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LegalReferred.ProtoReflect.Descriptor instead.
 func (*LegalReferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *LegalReferred) GetCase() *CaseContext {
@@ -2791,7 +3119,7 @@ type CaseClosed struct {
 
 func (x *CaseClosed) Reset() {
 	*x = CaseClosed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2803,7 +3131,7 @@ func (x *CaseClosed) String() string {
 func (*CaseClosed) ProtoMessage() {}
 
 func (x *CaseClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2816,7 +3144,7 @@ func (x *CaseClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseClosed.ProtoReflect.Descriptor instead.
 func (*CaseClosed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CaseClosed) GetCase() *CaseContext {
@@ -2860,7 +3188,7 @@ type EntryDeferred struct {
 
 func (x *EntryDeferred) Reset() {
 	*x = EntryDeferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2872,7 +3200,7 @@ func (x *EntryDeferred) String() string {
 func (*EntryDeferred) ProtoMessage() {}
 
 func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2885,7 +3213,7 @@ func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryDeferred.ProtoReflect.Descriptor instead.
 func (*EntryDeferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EntryDeferred) GetCase() *CaseContext {
@@ -2914,7 +3242,7 @@ type StepCancelled struct {
 
 func (x *StepCancelled) Reset() {
 	*x = StepCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2926,7 +3254,7 @@ func (x *StepCancelled) String() string {
 func (*StepCancelled) ProtoMessage() {}
 
 func (x *StepCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2939,7 +3267,7 @@ func (x *StepCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepCancelled.ProtoReflect.Descriptor instead.
 func (*StepCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StepCancelled) GetCase() *CaseContext {
@@ -2971,7 +3299,7 @@ type ContactHeld struct {
 
 func (x *ContactHeld) Reset() {
 	*x = ContactHeld{}
-	mi := &file_dunning_v1_events_proto_msgTypes[29]
+	mi := &file_dunning_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2983,7 +3311,7 @@ func (x *ContactHeld) String() string {
 func (*ContactHeld) ProtoMessage() {}
 
 func (x *ContactHeld) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[29]
+	mi := &file_dunning_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2996,7 +3324,7 @@ func (x *ContactHeld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactHeld.ProtoReflect.Descriptor instead.
 func (*ContactHeld) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ContactHeld) GetCase() *CaseContext {
@@ -3039,7 +3367,7 @@ type ContactReleased struct {
 
 func (x *ContactReleased) Reset() {
 	*x = ContactReleased{}
-	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	mi := &file_dunning_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3051,7 +3379,7 @@ func (x *ContactReleased) String() string {
 func (*ContactReleased) ProtoMessage() {}
 
 func (x *ContactReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	mi := &file_dunning_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3064,7 +3392,7 @@ func (x *ContactReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactReleased.ProtoReflect.Descriptor instead.
 func (*ContactReleased) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ContactReleased) GetCase() *CaseContext {
@@ -3094,7 +3422,7 @@ type ContactSuppressed struct {
 
 func (x *ContactSuppressed) Reset() {
 	*x = ContactSuppressed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[31]
+	mi := &file_dunning_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3106,7 +3434,7 @@ func (x *ContactSuppressed) String() string {
 func (*ContactSuppressed) ProtoMessage() {}
 
 func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[31]
+	mi := &file_dunning_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3119,7 +3447,7 @@ func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactSuppressed.ProtoReflect.Descriptor instead.
 func (*ContactSuppressed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ContactSuppressed) GetCase() *CaseContext {
@@ -3156,7 +3484,7 @@ type ContactCancelled struct {
 
 func (x *ContactCancelled) Reset() {
 	*x = ContactCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[32]
+	mi := &file_dunning_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3168,7 +3496,7 @@ func (x *ContactCancelled) String() string {
 func (*ContactCancelled) ProtoMessage() {}
 
 func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[32]
+	mi := &file_dunning_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3181,7 +3509,7 @@ func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactCancelled.ProtoReflect.Descriptor instead.
 func (*ContactCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ContactCancelled) GetCase() *CaseContext {
@@ -3220,7 +3548,7 @@ type LegalBlocked struct {
 
 func (x *LegalBlocked) Reset() {
 	*x = LegalBlocked{}
-	mi := &file_dunning_v1_events_proto_msgTypes[33]
+	mi := &file_dunning_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3232,7 +3560,7 @@ func (x *LegalBlocked) String() string {
 func (*LegalBlocked) ProtoMessage() {}
 
 func (x *LegalBlocked) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[33]
+	mi := &file_dunning_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3245,7 +3573,7 @@ func (x *LegalBlocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LegalBlocked.ProtoReflect.Descriptor instead.
 func (*LegalBlocked) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LegalBlocked) GetCase() *CaseContext {
@@ -3282,7 +3610,7 @@ type LogSealed struct {
 
 func (x *LogSealed) Reset() {
 	*x = LogSealed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	mi := &file_dunning_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3294,7 +3622,7 @@ func (x *LogSealed) String() string {
 func (*LogSealed) ProtoMessage() {}
 
 func (x *LogSealed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	mi := &file_dunning_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3307,7 +3635,7 @@ func (x *LogSealed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogSealed.ProtoReflect.Descriptor instead.
 func (*LogSealed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LogSealed) GetThroughSeq() uint64 {
@@ -3359,7 +3687,7 @@ type HoldDeadline struct {
 
 func (x *HoldDeadline) Reset() {
 	*x = HoldDeadline{}
-	mi := &file_dunning_v1_events_proto_msgTypes[35]
+	mi := &file_dunning_v1_events_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3371,7 +3699,7 @@ func (x *HoldDeadline) String() string {
 func (*HoldDeadline) ProtoMessage() {}
 
 func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[35]
+	mi := &file_dunning_v1_events_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3384,7 +3712,7 @@ func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldDeadline.ProtoReflect.Descriptor instead.
 func (*HoldDeadline) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *HoldDeadline) GetCase() *CaseContext {
@@ -3421,7 +3749,7 @@ type PlacementRecalled struct {
 
 func (x *PlacementRecalled) Reset() {
 	*x = PlacementRecalled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[36]
+	mi := &file_dunning_v1_events_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3433,7 +3761,7 @@ func (x *PlacementRecalled) String() string {
 func (*PlacementRecalled) ProtoMessage() {}
 
 func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[36]
+	mi := &file_dunning_v1_events_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3446,7 +3774,7 @@ func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementRecalled.ProtoReflect.Descriptor instead.
 func (*PlacementRecalled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{36}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PlacementRecalled) GetCase() *CaseContext {
@@ -3484,7 +3812,7 @@ type PromiseResolved struct {
 
 func (x *PromiseResolved) Reset() {
 	*x = PromiseResolved{}
-	mi := &file_dunning_v1_events_proto_msgTypes[37]
+	mi := &file_dunning_v1_events_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3496,7 +3824,7 @@ func (x *PromiseResolved) String() string {
 func (*PromiseResolved) ProtoMessage() {}
 
 func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[37]
+	mi := &file_dunning_v1_events_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3509,7 +3837,7 @@ func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromiseResolved.ProtoReflect.Descriptor instead.
 func (*PromiseResolved) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{37}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PromiseResolved) GetCase() *CaseContext {
@@ -3551,7 +3879,7 @@ type PlanProgress struct {
 
 func (x *PlanProgress) Reset() {
 	*x = PlanProgress{}
-	mi := &file_dunning_v1_events_proto_msgTypes[38]
+	mi := &file_dunning_v1_events_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3563,7 +3891,7 @@ func (x *PlanProgress) String() string {
 func (*PlanProgress) ProtoMessage() {}
 
 func (x *PlanProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[38]
+	mi := &file_dunning_v1_events_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3576,7 +3904,7 @@ func (x *PlanProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanProgress.ProtoReflect.Descriptor instead.
 func (*PlanProgress) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{38}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PlanProgress) GetCase() *CaseContext {
@@ -3634,7 +3962,7 @@ type BorrowerContact struct {
 
 func (x *BorrowerContact) Reset() {
 	*x = BorrowerContact{}
-	mi := &file_dunning_v1_events_proto_msgTypes[39]
+	mi := &file_dunning_v1_events_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3646,7 +3974,7 @@ func (x *BorrowerContact) String() string {
 func (*BorrowerContact) ProtoMessage() {}
 
 func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[39]
+	mi := &file_dunning_v1_events_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3659,7 +3987,7 @@ func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowerContact.ProtoReflect.Descriptor instead.
 func (*BorrowerContact) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{39}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *BorrowerContact) GetLoanId() string {
@@ -3712,7 +4040,7 @@ type VerificationCode struct {
 
 func (x *VerificationCode) Reset() {
 	*x = VerificationCode{}
-	mi := &file_dunning_v1_events_proto_msgTypes[40]
+	mi := &file_dunning_v1_events_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3724,7 +4052,7 @@ func (x *VerificationCode) String() string {
 func (*VerificationCode) ProtoMessage() {}
 
 func (x *VerificationCode) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[40]
+	mi := &file_dunning_v1_events_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3737,7 +4065,7 @@ func (x *VerificationCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationCode.ProtoReflect.Descriptor instead.
 func (*VerificationCode) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{40}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *VerificationCode) GetTenantId() string {
@@ -3937,7 +4265,39 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"not_before\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x127\n" +
 	"\tnot_after\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12!\n" +
 	"\fmax_attempts\x18\x0e \x01(\x05R\vmaxAttempts\x12\x19\n" +
-	"\breply_by\x18\x0f \x01(\tR\areplyBy\"\xbf\x02\n" +
+	"\breply_by\x18\x0f \x01(\tR\areplyBy\"\x84\x01\n" +
+	"\n" +
+	"AgencyFeed\x125\n" +
+	"\x06placed\x18\x01 \x01(\v2\x1b.dunning.v1.AgencyPlacementH\x00R\x06placed\x126\n" +
+	"\brecalled\x18\x02 \x01(\v2\x18.dunning.v1.AgencyRecallH\x00R\brecalledB\a\n" +
+	"\x05event\"\xaf\x03\n" +
+	"\x0fAgencyPlacement\x12!\n" +
+	"\fplacement_id\x18\x01 \x01(\tR\vplacementId\x12\x1b\n" +
+	"\tagency_id\x18\x02 \x01(\tR\bagencyId\x12\x1b\n" +
+	"\ttenant_id\x18\x03 \x01(\tR\btenantId\x12\x17\n" +
+	"\aloan_id\x18\x04 \x01(\tR\x06loanId\x12\x1f\n" +
+	"\vcase_number\x18\x05 \x01(\x05R\n" +
+	"caseNumber\x12\x1f\n" +
+	"\vcontact_ref\x18\x06 \x01(\tR\n" +
+	"contactRef\x12\x16\n" +
+	"\x06locale\x18\a \x01(\tR\x06locale\x12\x16\n" +
+	"\x06region\x18\b \x01(\tR\x06region\x12+\n" +
+	"\aoverdue\x18\t \x01(\v2\x11.dunning.v1.MoneyR\aoverdue\x12\x10\n" +
+	"\x03dpd\x18\n" +
+	" \x01(\x05R\x03dpd\x12$\n" +
+	"\x04tier\x18\v \x01(\x0e2\x10.dunning.v1.TierR\x04tier\x127\n" +
+	"\tplaced_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bplacedAt\x12\x16\n" +
+	"\x06reason\x18\r \x01(\tR\x06reason\"\xfa\x01\n" +
+	"\fAgencyRecall\x12!\n" +
+	"\fplacement_id\x18\x01 \x01(\tR\vplacementId\x12\x1b\n" +
+	"\tagency_id\x18\x02 \x01(\tR\bagencyId\x12\x1b\n" +
+	"\ttenant_id\x18\x03 \x01(\tR\btenantId\x12\x17\n" +
+	"\aloan_id\x18\x04 \x01(\tR\x06loanId\x12\x1f\n" +
+	"\vcase_number\x18\x05 \x01(\x05R\n" +
+	"caseNumber\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12;\n" +
+	"\vrecalled_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"recalledAt\"\xbf\x02\n" +
 	"\bDelivery\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1f\n" +
@@ -4114,7 +4474,7 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: dunning.v1.Outcome
 	(HoldKind)(0),                 // 1: dunning.v1.HoldKind
@@ -4141,131 +4501,140 @@ var file_dunning_v1_events_proto_goTypes = []any{
 	(*LenderEvent)(nil),           // 22: dunning.v1.LenderEvent
 	(*CaseContext)(nil),           // 23: dunning.v1.CaseContext
 	(*ContactTask)(nil),           // 24: dunning.v1.ContactTask
-	(*Delivery)(nil),              // 25: dunning.v1.Delivery
-	(*StepDue)(nil),               // 26: dunning.v1.StepDue
-	(*OverdueConfirmed)(nil),      // 27: dunning.v1.OverdueConfirmed
-	(*ContactRequested)(nil),      // 28: dunning.v1.ContactRequested
-	(*Escalated)(nil),             // 29: dunning.v1.Escalated
-	(*HandedOff)(nil),             // 30: dunning.v1.HandedOff
-	(*Evidence)(nil),              // 31: dunning.v1.Evidence
-	(*LegalReferred)(nil),         // 32: dunning.v1.LegalReferred
-	(*CaseClosed)(nil),            // 33: dunning.v1.CaseClosed
-	(*EntryDeferred)(nil),         // 34: dunning.v1.EntryDeferred
-	(*StepCancelled)(nil),         // 35: dunning.v1.StepCancelled
-	(*ContactHeld)(nil),           // 36: dunning.v1.ContactHeld
-	(*ContactReleased)(nil),       // 37: dunning.v1.ContactReleased
-	(*ContactSuppressed)(nil),     // 38: dunning.v1.ContactSuppressed
-	(*ContactCancelled)(nil),      // 39: dunning.v1.ContactCancelled
-	(*LegalBlocked)(nil),          // 40: dunning.v1.LegalBlocked
-	(*LogSealed)(nil),             // 41: dunning.v1.LogSealed
-	(*HoldDeadline)(nil),          // 42: dunning.v1.HoldDeadline
-	(*PlacementRecalled)(nil),     // 43: dunning.v1.PlacementRecalled
-	(*PromiseResolved)(nil),       // 44: dunning.v1.PromiseResolved
-	(*PlanProgress)(nil),          // 45: dunning.v1.PlanProgress
-	(*BorrowerContact)(nil),       // 46: dunning.v1.BorrowerContact
-	(*VerificationCode)(nil),      // 47: dunning.v1.VerificationCode
-	(*timestamppb.Timestamp)(nil), // 48: google.protobuf.Timestamp
+	(*AgencyFeed)(nil),            // 25: dunning.v1.AgencyFeed
+	(*AgencyPlacement)(nil),       // 26: dunning.v1.AgencyPlacement
+	(*AgencyRecall)(nil),          // 27: dunning.v1.AgencyRecall
+	(*Delivery)(nil),              // 28: dunning.v1.Delivery
+	(*StepDue)(nil),               // 29: dunning.v1.StepDue
+	(*OverdueConfirmed)(nil),      // 30: dunning.v1.OverdueConfirmed
+	(*ContactRequested)(nil),      // 31: dunning.v1.ContactRequested
+	(*Escalated)(nil),             // 32: dunning.v1.Escalated
+	(*HandedOff)(nil),             // 33: dunning.v1.HandedOff
+	(*Evidence)(nil),              // 34: dunning.v1.Evidence
+	(*LegalReferred)(nil),         // 35: dunning.v1.LegalReferred
+	(*CaseClosed)(nil),            // 36: dunning.v1.CaseClosed
+	(*EntryDeferred)(nil),         // 37: dunning.v1.EntryDeferred
+	(*StepCancelled)(nil),         // 38: dunning.v1.StepCancelled
+	(*ContactHeld)(nil),           // 39: dunning.v1.ContactHeld
+	(*ContactReleased)(nil),       // 40: dunning.v1.ContactReleased
+	(*ContactSuppressed)(nil),     // 41: dunning.v1.ContactSuppressed
+	(*ContactCancelled)(nil),      // 42: dunning.v1.ContactCancelled
+	(*LegalBlocked)(nil),          // 43: dunning.v1.LegalBlocked
+	(*LogSealed)(nil),             // 44: dunning.v1.LogSealed
+	(*HoldDeadline)(nil),          // 45: dunning.v1.HoldDeadline
+	(*PlacementRecalled)(nil),     // 46: dunning.v1.PlacementRecalled
+	(*PromiseResolved)(nil),       // 47: dunning.v1.PromiseResolved
+	(*PlanProgress)(nil),          // 48: dunning.v1.PlanProgress
+	(*BorrowerContact)(nil),       // 49: dunning.v1.BorrowerContact
+	(*VerificationCode)(nil),      // 50: dunning.v1.VerificationCode
+	(*timestamppb.Timestamp)(nil), // 51: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
-	7,  // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	48, // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
-	9,  // 2: dunning.v1.InstallmentDue.itemisation:type_name -> dunning.v1.Itemisation
-	48, // 3: dunning.v1.InstallmentDue.limitation_ends_at:type_name -> google.protobuf.Timestamp
-	7,  // 4: dunning.v1.Itemisation.principal:type_name -> dunning.v1.Money
-	7,  // 5: dunning.v1.Itemisation.interest:type_name -> dunning.v1.Money
-	7,  // 6: dunning.v1.Itemisation.fees:type_name -> dunning.v1.Money
-	9,  // 7: dunning.v1.BalanceUpdated.overdue:type_name -> dunning.v1.Itemisation
-	48, // 8: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
-	7,  // 9: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	48, // 10: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	48, // 11: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
-	0,  // 12: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	48, // 13: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
-	4,  // 14: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
-	48, // 15: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
-	48, // 16: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
-	1,  // 17: dunning.v1.HoldPlaced.kind:type_name -> dunning.v1.HoldKind
-	48, // 18: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
-	48, // 19: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
-	7,  // 20: dunning.v1.PromiseToPay.amount:type_name -> dunning.v1.Money
-	48, // 21: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
-	48, // 22: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
-	48, // 23: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
-	7,  // 24: dunning.v1.PlanInstallment.amount:type_name -> dunning.v1.Money
-	19, // 25: dunning.v1.RepaymentPlan.installments:type_name -> dunning.v1.PlanInstallment
-	48, // 26: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
-	48, // 27: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
-	8,  // 28: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
-	11, // 29: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
-	12, // 30: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
-	13, // 31: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
-	14, // 32: dunning.v1.LenderEvent.contact_preference:type_name -> dunning.v1.ContactPreference
-	15, // 33: dunning.v1.LenderEvent.contact_hours:type_name -> dunning.v1.ContactHours
-	16, // 34: dunning.v1.LenderEvent.hold_placed:type_name -> dunning.v1.HoldPlaced
-	17, // 35: dunning.v1.LenderEvent.hold_released:type_name -> dunning.v1.HoldReleased
-	18, // 36: dunning.v1.LenderEvent.promise_to_pay:type_name -> dunning.v1.PromiseToPay
-	20, // 37: dunning.v1.LenderEvent.repayment_plan:type_name -> dunning.v1.RepaymentPlan
-	21, // 38: dunning.v1.LenderEvent.plan_cancelled:type_name -> dunning.v1.PlanCancelled
-	10, // 39: dunning.v1.LenderEvent.balance_updated:type_name -> dunning.v1.BalanceUpdated
-	2,  // 40: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
-	3,  // 41: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
-	7,  // 42: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	48, // 43: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	48, // 44: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
-	4,  // 45: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
-	5,  // 46: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
-	7,  // 47: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
-	7,  // 48: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	48, // 49: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
-	48, // 50: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
-	2,  // 51: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
-	3,  // 52: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
-	24, // 53: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
-	2,  // 54: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	48, // 55: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
-	23, // 56: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
-	23, // 57: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
-	24, // 58: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
-	23, // 59: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
-	24, // 60: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
-	23, // 61: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
-	8,  // 62: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
-	11, // 63: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
-	24, // 64: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
-	23, // 65: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
-	31, // 66: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
-	23, // 67: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
-	6,  // 68: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
-	2,  // 69: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
-	23, // 70: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
-	2,  // 71: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
-	23, // 72: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
-	23, // 73: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
-	24, // 74: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
-	48, // 75: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
-	23, // 76: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
-	24, // 77: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
-	23, // 78: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
-	24, // 79: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
-	23, // 80: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
-	24, // 81: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
-	23, // 82: dunning.v1.LegalBlocked.case:type_name -> dunning.v1.CaseContext
-	48, // 83: dunning.v1.LogSealed.sealed_at:type_name -> google.protobuf.Timestamp
-	23, // 84: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
-	23, // 85: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
-	23, // 86: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
-	7,  // 87: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
-	23, // 88: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
-	48, // 89: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
-	7,  // 90: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
-	4,  // 91: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
-	48, // 92: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
-	0,  // 93: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
-	94, // [94:94] is the sub-list for method output_type
-	94, // [94:94] is the sub-list for method input_type
-	94, // [94:94] is the sub-list for extension type_name
-	94, // [94:94] is the sub-list for extension extendee
-	0,  // [0:94] is the sub-list for field type_name
+	7,   // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
+	51,  // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	9,   // 2: dunning.v1.InstallmentDue.itemisation:type_name -> dunning.v1.Itemisation
+	51,  // 3: dunning.v1.InstallmentDue.limitation_ends_at:type_name -> google.protobuf.Timestamp
+	7,   // 4: dunning.v1.Itemisation.principal:type_name -> dunning.v1.Money
+	7,   // 5: dunning.v1.Itemisation.interest:type_name -> dunning.v1.Money
+	7,   // 6: dunning.v1.Itemisation.fees:type_name -> dunning.v1.Money
+	9,   // 7: dunning.v1.BalanceUpdated.overdue:type_name -> dunning.v1.Itemisation
+	51,  // 8: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
+	7,   // 9: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
+	51,  // 10: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	51,  // 11: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	0,   // 12: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
+	51,  // 13: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	4,   // 14: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
+	51,  // 15: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
+	51,  // 16: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
+	1,   // 17: dunning.v1.HoldPlaced.kind:type_name -> dunning.v1.HoldKind
+	51,  // 18: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
+	51,  // 19: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	7,   // 20: dunning.v1.PromiseToPay.amount:type_name -> dunning.v1.Money
+	51,  // 21: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
+	51,  // 22: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
+	51,  // 23: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
+	7,   // 24: dunning.v1.PlanInstallment.amount:type_name -> dunning.v1.Money
+	19,  // 25: dunning.v1.RepaymentPlan.installments:type_name -> dunning.v1.PlanInstallment
+	51,  // 26: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
+	51,  // 27: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
+	8,   // 28: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
+	11,  // 29: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
+	12,  // 30: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
+	13,  // 31: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
+	14,  // 32: dunning.v1.LenderEvent.contact_preference:type_name -> dunning.v1.ContactPreference
+	15,  // 33: dunning.v1.LenderEvent.contact_hours:type_name -> dunning.v1.ContactHours
+	16,  // 34: dunning.v1.LenderEvent.hold_placed:type_name -> dunning.v1.HoldPlaced
+	17,  // 35: dunning.v1.LenderEvent.hold_released:type_name -> dunning.v1.HoldReleased
+	18,  // 36: dunning.v1.LenderEvent.promise_to_pay:type_name -> dunning.v1.PromiseToPay
+	20,  // 37: dunning.v1.LenderEvent.repayment_plan:type_name -> dunning.v1.RepaymentPlan
+	21,  // 38: dunning.v1.LenderEvent.plan_cancelled:type_name -> dunning.v1.PlanCancelled
+	10,  // 39: dunning.v1.LenderEvent.balance_updated:type_name -> dunning.v1.BalanceUpdated
+	2,   // 40: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
+	3,   // 41: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
+	7,   // 42: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
+	51,  // 43: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	51,  // 44: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
+	4,   // 45: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
+	5,   // 46: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
+	7,   // 47: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
+	7,   // 48: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
+	51,  // 49: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	51,  // 50: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	26,  // 51: dunning.v1.AgencyFeed.placed:type_name -> dunning.v1.AgencyPlacement
+	27,  // 52: dunning.v1.AgencyFeed.recalled:type_name -> dunning.v1.AgencyRecall
+	7,   // 53: dunning.v1.AgencyPlacement.overdue:type_name -> dunning.v1.Money
+	3,   // 54: dunning.v1.AgencyPlacement.tier:type_name -> dunning.v1.Tier
+	51,  // 55: dunning.v1.AgencyPlacement.placed_at:type_name -> google.protobuf.Timestamp
+	51,  // 56: dunning.v1.AgencyRecall.recalled_at:type_name -> google.protobuf.Timestamp
+	2,   // 57: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
+	3,   // 58: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
+	24,  // 59: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
+	2,   // 60: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
+	51,  // 61: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	23,  // 62: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
+	23,  // 63: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
+	24,  // 64: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 65: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
+	24,  // 66: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 67: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
+	8,   // 68: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
+	11,  // 69: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
+	24,  // 70: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
+	23,  // 71: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
+	34,  // 72: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
+	23,  // 73: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
+	6,   // 74: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
+	2,   // 75: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
+	23,  // 76: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
+	2,   // 77: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
+	23,  // 78: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
+	23,  // 79: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
+	24,  // 80: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
+	51,  // 81: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	23,  // 82: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
+	24,  // 83: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 84: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
+	24,  // 85: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 86: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
+	24,  // 87: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 88: dunning.v1.LegalBlocked.case:type_name -> dunning.v1.CaseContext
+	51,  // 89: dunning.v1.LogSealed.sealed_at:type_name -> google.protobuf.Timestamp
+	23,  // 90: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
+	23,  // 91: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
+	23,  // 92: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
+	7,   // 93: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
+	23,  // 94: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
+	51,  // 95: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
+	7,   // 96: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
+	4,   // 97: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
+	51,  // 98: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
+	0,   // 99: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
+	100, // [100:100] is the sub-list for method output_type
+	100, // [100:100] is the sub-list for method input_type
+	100, // [100:100] is the sub-list for extension type_name
+	100, // [100:100] is the sub-list for extension extendee
+	0,   // [0:100] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -4287,13 +4656,17 @@ func file_dunning_v1_events_proto_init() {
 		(*LenderEvent_PlanCancelled)(nil),
 		(*LenderEvent_BalanceUpdated)(nil),
 	}
+	file_dunning_v1_events_proto_msgTypes[18].OneofWrappers = []any{
+		(*AgencyFeed_Placed)(nil),
+		(*AgencyFeed_Recalled)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   41,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
