@@ -213,6 +213,9 @@ func AgencyPermissions(id Identity) Permissions {
 			topology.AgencyAPIPrefix + ".CONSUMER.INFO." + topology.StreamAgencies + "." + c,
 			topology.AgencyAPIPrefix + ".CONSUMER.MSG.NEXT." + topology.StreamAgencies + "." + c,
 			"$JS.ACK." + topology.StreamAgencies + "." + c + ".>",
+			// Its reports, on its own subjects (the stream's ack comes back
+			// through the import).
+			topology.OutcomeSubject(id.Name, "*", "*"),
 		},
 		Subscribe: []string{id.Inbox() + ".>"},
 	}
@@ -241,6 +244,7 @@ func AgencyImports() []AgencyImport {
 		// A pull request is answered by many messages.
 		{next, nextTo, "stream"},
 		{ack, ack, "singleton"},
+		{topology.OutcomeSubject("*", "*", "*"), topology.OutcomeSubject("*", "*", "*"), "singleton"},
 	}
 }
 

@@ -109,8 +109,8 @@ func TestServerConfig(t *testing.T) {
 	}
 	if u := users[keys[access.Agency("collect")]]; u.Account.Name != access.AccountAgencies || !slices.Equal(u.Permissions.Publish.Allow, []string{
 		"dunning.feed.api.CONSUMER.INFO.DUNNING_AGENCIES.agency-collect", "dunning.feed.api.CONSUMER.MSG.NEXT.DUNNING_AGENCIES.agency-collect",
-		"$JS.ACK.DUNNING_AGENCIES.agency-collect.>"}) || !slices.Equal(u.Permissions.Subscribe.Allow, []string{"_INBOX_agency-collect.>"}) {
-		t.Errorf("agency: account %s, publish %v, subscribe %v; want its own feed's consumer and its inbox only",
+		"$JS.ACK.DUNNING_AGENCIES.agency-collect.>", "dunning.outcome.collect.*.*"}) || !slices.Equal(u.Permissions.Subscribe.Allow, []string{"_INBOX_agency-collect.>"}) {
+		t.Errorf("agency: account %s, publish %v, subscribe %v; want its own feed's consumer, its own outcomes and its inbox only",
 			u.Account.Name, u.Permissions.Publish.Allow, u.Permissions.Subscribe.Allow)
 	}
 

@@ -3,7 +3,8 @@
 // credential, reads its one consumer on the feed (created by the pipeline
 // before the agency's first placement) and hands each placement and recall
 // to the agency's code, acking it only once that code returned without
-// error, so nothing is lost if the agency's process dies mid-way.
+// error, so nothing is lost if the agency's process dies mid-way; and it
+// posts the agency's outcomes (Report).
 package agency
 
 import (
@@ -49,6 +50,25 @@ func Connect(url, agency, seedFile string, opts ...nats.Option) (*nats.Conn, err
 		return nil, fmt.Errorf("the agency's credential: %w", err)
 	}
 	return nats.Connect(url, append(opts, auth, nats.Name("agency-"+agency), nats.MaxReconnects(-1))...)
+}
+
+// Report posts an outcome on a placement the feed handed the agency: it
+// names the placement, the tenant and loan from the placement, and the
+// agency's own outcome_id (a repeat is recorded once). The pipeline's
+// stream acknowledges it; the pipeline then checks it against the loan
+// (a recalled or unknown placement is refused, and dead-lettered with the
+// reason).
+func (c *Client) Report(ctx context.Context, m *dunningv1.AgencyOutcome) error {
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(c.Conn)
+	if err != nil {
+		return err
+	}
+	_, err = js.Publish(ctx, topology.OutcomeSubject(c.Agency, m.GetTenantId(), m.GetLoanId()), data)
+	return err
 }
 
 // Run hands every feed message to h until ctx ends.

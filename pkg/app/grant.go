@@ -7,6 +7,7 @@ import (
 	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/dispatch"
 	"github.com/opendunning/dunning/pkg/feed"
+	"github.com/opendunning/dunning/pkg/outcome"
 	"github.com/opendunning/dunning/pkg/topology"
 )
 
@@ -60,8 +61,10 @@ func Grant(o Options) access.Grant {
 	if o.Feed {
 		// Reading the loan's log for the projection, writing the feeds,
 		// and creating each agency's consumer on its first placement.
-		g.Consumers = append(g.Consumers, feed.Consumer)
+		g.Consumers = append(g.Consumers, feed.Consumer, outcome.Consumer)
 		g.ReadLog = true
+		// Recording the agencies' reports in the loans' logs.
+		g.Publish = append(g.Publish, topology.LoanFilter(codec.AgencyOutcome.Token, "*"))
 		g.Publish = append(g.Publish, topology.AgencyFeedSubject("*", "*", "*"),
 			"$JS.API.CONSUMER.CREATE."+topology.StreamAgencies+".*."+topology.AgencyFeedFilter("*"))
 	}

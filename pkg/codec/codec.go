@@ -179,6 +179,11 @@ func verify(addr topology.LoanAddress, m proto.Message) error {
 		return nil
 	}
 	switch e := m.(type) {
+	case *dunningv1.AgencyOutcome:
+		if e.GetOutcomeId() != addr.ID {
+			return errors.New("outcome_id does not match the subject")
+		}
+		return nil
 	case *dunningv1.InstallmentDue:
 		if e.GetInstallmentId() != addr.ID {
 			return errors.New("installment_id does not match the subject")

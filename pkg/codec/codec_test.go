@@ -69,6 +69,11 @@ func events() []policy.Event {
 		policy.Decision{Kind: policy.KindPlanCompleted, Ctx: ctx, PlanID: "plan-1", Paid: policy.Money{Currency: "CNY", Minor: 80000}},
 		policy.Decision{Kind: policy.KindLegalBlocked, Ctx: ctx, Rule: policy.BlockedByLimitation},
 		policy.Sealed{Through: 41, Chain: []byte{1, 2, 3}, Previous: 12, At: at, By: "apikey:legal-1"},
+		policy.AgencyOutcome{ID: "o-1", Placement: "pl-1", Agency: "collect", At: at, Kind: policy.AgencyContacted, Channel: policy.ChannelPhone, Connected: true, RightParty: true},
+		policy.AgencyOutcome{ID: "o-2", Placement: "pl-1", Agency: "collect", At: at, Kind: policy.AgencyPromised, Amount: policy.Money{Currency: "CNY", Minor: 500}, For: at.Add(time.Hour)},
+		policy.AgencyOutcome{ID: "o-3", Placement: "pl-1", Agency: "collect", At: at, Kind: policy.AgencyPaid, Amount: policy.Money{Currency: "CNY", Minor: 500}, Reference: "bank-9"},
+		policy.AgencyOutcome{ID: "o-4", Placement: "pl-1", Agency: "collect", At: at, Kind: policy.AgencyDisputed, Detail: "not mine"},
+		policy.AgencyOutcome{ID: "o-5", Placement: "pl-1", Agency: "collect", At: at, Kind: policy.AgencyReturned, Detail: "unreachable"},
 	}
 }
 
@@ -125,6 +130,8 @@ func address(k *Kind, ev policy.Event) topology.LoanAddress {
 	case policy.PlanCancelled:
 		a.ID = e.ID
 	case policy.BalanceUpdated:
+		a.ID = e.ID
+	case policy.AgencyOutcome:
 		a.ID = e.ID
 	case policy.StepFired:
 		a.ID, a.Seq = "legal", "s9"

@@ -62,6 +62,40 @@ func moneyFromProto(m *dunningv1.Money) policy.Money {
 	return policy.Money{Currency: m.GetCurrency(), Minor: m.GetMinorUnits()}
 }
 
+func agencyOutcomeFromProto(m *dunningv1.AgencyOutcome) policy.AgencyOutcome {
+	o := policy.AgencyOutcome{ID: m.GetOutcomeId(), Placement: m.GetPlacementId(), Agency: m.GetAgencyId(), At: timeOrZero(m.GetOccurredAt())}
+	switch x := m.GetOutcome().(type) {
+	case *dunningv1.AgencyOutcome_Contacted:
+		o.Kind, o.Channel, o.Connected, o.RightParty = policy.AgencyContacted, ChannelFromProto(x.Contacted.GetChannel()), x.Contacted.GetConnected(), x.Contacted.GetRightParty()
+	case *dunningv1.AgencyOutcome_Promise:
+		o.Kind, o.Amount, o.For = policy.AgencyPromised, moneyFromProto(x.Promise.GetAmount()), timeOrZero(x.Promise.GetPromisedFor())
+	case *dunningv1.AgencyOutcome_Payment:
+		o.Kind, o.Amount, o.Reference = policy.AgencyPaid, moneyFromProto(x.Payment.GetAmount()), x.Payment.GetReference()
+	case *dunningv1.AgencyOutcome_Dispute:
+		o.Kind, o.Detail = policy.AgencyDisputed, x.Dispute.GetDetail()
+	case *dunningv1.AgencyOutcome_Returned:
+		o.Kind, o.Detail = policy.AgencyReturned, x.Returned.GetReason()
+	}
+	return o
+}
+
+func agencyOutcomeToProto(tenant, loan string, o policy.AgencyOutcome) *dunningv1.AgencyOutcome {
+	m := &dunningv1.AgencyOutcome{TenantId: tenant, LoanId: loan, PlacementId: o.Placement, OutcomeId: o.ID, OccurredAt: ts(o.At), AgencyId: o.Agency}
+	switch o.Kind {
+	case policy.AgencyContacted:
+		m.Outcome = &dunningv1.AgencyOutcome_Contacted{Contacted: &dunningv1.AgencyContact{Channel: ChannelToProto(o.Channel), Connected: o.Connected, RightParty: o.RightParty}}
+	case policy.AgencyPromised:
+		m.Outcome = &dunningv1.AgencyOutcome_Promise{Promise: &dunningv1.AgencyPromise{Amount: moneyToProto(o.Amount), PromisedFor: ts(o.For)}}
+	case policy.AgencyPaid:
+		m.Outcome = &dunningv1.AgencyOutcome_Payment{Payment: &dunningv1.AgencyPayment{Amount: moneyToProto(o.Amount), Reference: o.Reference}}
+	case policy.AgencyDisputed:
+		m.Outcome = &dunningv1.AgencyOutcome_Dispute{Dispute: &dunningv1.AgencyDispute{Detail: o.Detail}}
+	case policy.AgencyReturned:
+		m.Outcome = &dunningv1.AgencyOutcome_Returned{Returned: &dunningv1.AgencyReturn{Reason: o.Detail}}
+	}
+	return m
+}
+
 // MoneyToProto maps an amount to its protobuf form.
 func MoneyToProto(m policy.Money) *dunningv1.Money { return moneyToProto(m) }
 

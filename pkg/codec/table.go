@@ -217,7 +217,8 @@ var (
 		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.LegalBlocked {
 			return &dunningv1.LegalBlocked{Case: c, BlockedBy: d.Rule}
 		}))
-	Seal = add(fact("seal", Seq, false,
+	AgencyOutcome = add(fact("agency", LenderID, false, agencyOutcomeFromProto, agencyOutcomeToProto))
+	Seal          = add(fact("seal", Seq, false,
 		func(m *dunningv1.LogSealed) policy.Sealed {
 			return policy.Sealed{Through: m.GetThroughSeq(), Chain: m.GetChain(), Previous: m.GetPreviousSealSeq(),
 				At: timeOrZero(m.GetSealedAt()), By: m.GetSealedBy()}

@@ -28,7 +28,7 @@ func TestNamesArePinned(t *testing.T) {
 		streams = append(streams, sc.Name+" "+strings.Join(from, ","))
 	}
 	wantStreams := []string{"DUNNING_LOANS dunning.loan.>,dunning.borrower.>", "DUNNING_RECORD <DUNNING_LOANS", "DUNNING_INTAKE dunning.in.*.*",
-		"DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>", "DUNNING_REJECTIONS dunning.rejected.*.*", "DUNNING_VERIFY dunning.verify.*", "DUNNING_AGENCIES dunning.agency.*.*.*", "DUNNING_AUDIT dunning.audit.*"}
+		"DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>", "DUNNING_REJECTIONS dunning.rejected.*.*", "DUNNING_VERIFY dunning.verify.*", "DUNNING_AGENCIES dunning.agency.*.*.*", "DUNNING_OUTCOMES dunning.outcome.*.*.*", "DUNNING_AUDIT dunning.audit.*"}
 	if !reflect.DeepEqual(streams, wantStreams) {
 		t.Errorf("streams = %q\nwant %q", streams, wantStreams)
 	}
@@ -49,9 +49,10 @@ func TestNamesArePinned(t *testing.T) {
 		"legal-referral":      {"DUNNING_LOANS", "dunning.loan.*.*.step.legal.*"},
 		"contact-release": {"DUNNING_LOANS", "dunning.loan.*.*.contact.*", "dunning.loan.*.*.escalated.*",
 			"dunning.loan.*.*.closed.*", "dunning.loan.*.*.outcome.*", "dunning.loan.*.*.step.release.*"},
-		"dispatch":    {"DUNNING_LOANS", "dunning.loan.*.*.released.*"},
-		"notify":      {"DUNNING_TASKS", "dunning.task.>"},
-		"agency-feed": {"DUNNING_LOANS", "dunning.loan.*.*.handoff.*", "dunning.loan.*.*.recall.*", "dunning.loan.*.*.closed.*"},
+		"dispatch":        {"DUNNING_LOANS", "dunning.loan.*.*.released.*"},
+		"notify":          {"DUNNING_TASKS", "dunning.task.>"},
+		"agency-feed":     {"DUNNING_LOANS", "dunning.loan.*.*.handoff.*", "dunning.loan.*.*.recall.*", "dunning.loan.*.*.closed.*"},
+		"agency-outcomes": {"DUNNING_OUTCOMES", "dunning.outcome.*.*.*"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("consumers = %q\nwant %q", got, want)
@@ -66,7 +67,7 @@ func TestNamesArePinned(t *testing.T) {
 	}
 	wantTokens := []string{"due", "repaid", "settled", "outcome", "preference", "hours", "hold", "unhold", "promise", "plan", "unplan", "balance", "timer", "step",
 		"overdue", "contact", "escalated", "handoff", "legal", "closed", "cancelled", "deferred",
-		"held", "released", "suppressed", "unsent", "deadline", "recall", "kept", "broken", "planmissed", "planbroken", "plandone", "legalblocked", "seal"}
+		"held", "released", "suppressed", "unsent", "deadline", "recall", "kept", "broken", "planmissed", "planbroken", "plandone", "legalblocked", "agency", "seal"}
 	if !reflect.DeepEqual(tokens, wantTokens) {
 		t.Errorf("kind tokens = %q\nwant %q", tokens, wantTokens)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/opendunning/dunning/pkg/ingest"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/notify"
+	"github.com/opendunning/dunning/pkg/outcome"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/policyfile"
 	"github.com/opendunning/dunning/pkg/stage"
@@ -41,7 +42,7 @@ func Consumers() []topology.ConsumerSpec {
 	for _, s := range stage.Table {
 		out = append(out, s.ConsumerSpec())
 	}
-	return append(out, dispatch.Consumer, topology.Notify, feed.Consumer)
+	return append(out, dispatch.Consumer, topology.Notify, feed.Consumer, outcome.Consumer)
 }
 
 // Parts says what one process runs.
@@ -52,7 +53,8 @@ type Parts struct {
 	Intake bool
 	// Dispatch fans committed contacts out to per-channel task subjects.
 	Dispatch bool
-	// Feed writes placements and recalls to the agencies' feeds.
+	// Feed writes placements and recalls to the agencies' feeds, and
+	// records what the agencies report back (package outcome).
 	Feed bool
 	// Notifier, if set, delivers tasks to the lender's webhooks.
 	Notifier *notify.Notifier
@@ -74,7 +76,7 @@ func (p Parts) consumers() []topology.ConsumerSpec {
 		out = append(out, dispatch.Consumer)
 	}
 	if p.Feed {
-		out = append(out, feed.Consumer)
+		out = append(out, feed.Consumer, outcome.Consumer)
 	}
 	if p.Notifier != nil {
 		out = append(out, topology.Notify)
@@ -288,6 +290,7 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeli
 	}
 	if cfg.Parts.Feed {
 		(&feed.Feed{JS: rt.JetStream(), Log: log, Topology: cfg.Topology}).Register(rt)
+		(&outcome.Recorder{Log: log}).Register(rt)
 	}
 	if cfg.Parts.Notifier != nil {
 		cfg.Parts.Notifier.Register(rt)

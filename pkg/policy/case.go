@@ -157,6 +157,35 @@ func (c *Case) OnHold() (Hold, bool) {
 	return Hold{}, false
 }
 
+// AgencyOutcome is what an agency reported on an account placed with it
+// (package outcome checked the placement is its, and still out). A report,
+// never money: a payment it names counts only when the lender's repayment
+// arrives.
+type AgencyOutcome struct {
+	ID, Placement, Agency string
+	At                    time.Time
+	Kind                  string // AgencyContacted, AgencyPromised, AgencyPaid, AgencyDisputed, AgencyReturned
+	// Contacted: the channel, and whether the call reached the borrower.
+	Channel               Channel
+	Connected, RightParty bool
+	// Promised and paid: the amount; promised: by when; paid: the
+	// payment's reference as the lender will report it.
+	Amount    Money
+	For       time.Time
+	Reference string
+	// Disputed and returned: what the agency said.
+	Detail string
+}
+
+// Agency outcome kinds.
+const (
+	AgencyContacted = "contacted"
+	AgencyPromised  = "promise"
+	AgencyPaid      = "payment"
+	AgencyDisputed  = "dispute"
+	AgencyReturned  = "returned"
+)
+
 // Sealed is a checkpoint of the loan's hash chain (package packet): the
 // chain over every entry before it through sequence Through, after the
 // seal at Previous. No case folds it.
@@ -331,6 +360,7 @@ func (TimerSet) event()          {}
 func (StepFired) event()         {}
 func (Decision) event()          {}
 func (Sealed) event()            {}
+func (AgencyOutcome) event()     {}
 
 // Entry is an event with its position in the loan's log.
 type Entry struct {

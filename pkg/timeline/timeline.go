@@ -360,6 +360,20 @@ func describe(e *Entry, l policy.Ladder, c *policy.Case, ev policy.Event, at tim
 	case policy.Decision:
 		e.Kind, e.Case, e.Stage, e.Tier, e.DPD = x.Kind.String(), x.Ctx.Case, x.Ctx.Stage.String(), x.Ctx.Tier.String(), x.Ctx.DPD
 		e.Reason = x.Ctx.Reason
+	case policy.AgencyOutcome:
+		e.Kind, e.Stage, e.Tier = "agency_outcome", c.Stage.String(), policy.TierNone.String()
+		what := x.Kind
+		switch x.Kind {
+		case policy.AgencyContacted:
+			what = fmt.Sprintf("contacted by %s (connected %t, right party %t)", x.Channel, x.Connected, x.RightParty)
+		case policy.AgencyPromised:
+			what = fmt.Sprintf("the borrower promised %s by %s", x.Amount, x.For.UTC().Format(time.RFC3339))
+		case policy.AgencyPaid:
+			what = fmt.Sprintf("the borrower says it paid %s (reference %s): not money until the lender reports it", x.Amount, x.Reference)
+		case policy.AgencyDisputed, policy.AgencyReturned:
+			what = x.Kind + ": " + x.Detail
+		}
+		e.Reason = fmt.Sprintf("agency %s reported on placement %s: %s", x.Agency, x.Placement, what)
 	case policy.Sealed:
 		e.Kind, e.Stage, e.Tier = "log_sealed", policy.StageNone.String(), policy.TierNone.String()
 		e.Reason = fmt.Sprintf("the log sealed through seq %d for a legal packet (chain %x), by %s", x.Through, x.Chain, x.By)

@@ -44,6 +44,9 @@ const (
 	// agencyPrefix is the agencies' feed:
 	// dunning.agency.<agency>.<placement>.<event>.
 	agencyPrefix = "dunning.agency"
+	// outcomePrefix is where agencies report:
+	// dunning.outcome.<agency>.<tenant>.<loan>.
+	outcomePrefix = "dunning.outcome"
 )
 
 // Kind is the subject token that says what a loan-log entry is ("due",
@@ -85,6 +88,8 @@ const (
 	StreamVerify = "DUNNING_VERIFY"
 	// StreamAgencies holds the agencies' feeds (AgencyFeedSubject).
 	StreamAgencies = "DUNNING_AGENCIES"
+	// StreamOutcomes holds the agencies' reports before they are checked.
+	StreamOutcomes = "DUNNING_OUTCOMES"
 )
 
 // Streams names every declared stream.
@@ -177,6 +182,20 @@ func AgencyFeedSubject(agency, placement, event string) string {
 
 // AgencyFeedFilter is every event of one agency's feed.
 func AgencyFeedFilter(agency string) string { return agencyPrefix + "." + agency + ".>" }
+
+// OutcomeSubject is where agency reports on tenant's loan.
+func OutcomeSubject(agency, tenant, loan string) string {
+	return outcomePrefix + "." + agency + "." + tenant + "." + loan
+}
+
+// ParseOutcomeSubject splits an outcome subject into agency, tenant, loan.
+func ParseOutcomeSubject(subj string) (agency, tenant, loan string, err error) {
+	t := strings.Split(subj, ".")
+	if len(t) != 5 || t[0]+"."+t[1] != outcomePrefix {
+		return "", "", "", fmt.Errorf("not an outcome subject: %q", subj)
+	}
+	return t[2], t[3], t[4], nil
+}
 
 // AgencyAPIPrefix is where an agency's client finds the JetStream API of
 // its feed (jetstream.NewWithAPIPrefix): the agencies' account imports its
@@ -453,6 +472,25 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Duplicates: 2 * time.Minute,
 			DenyDelete: true,
 			DenyPurge:  true,
+		},
+		{
+			Name:        StreamOutcomes,
+			Description: "What agencies report on their placements, before it is checked and recorded in the loan's log.",
+			Subjects:    []string{outcomePrefix + ".*.*.*"},
+			Storage:     jetstream.FileStorage,
+			Replicas:    t.Replicas,
+			MaxAge:      7 * 24 * time.Hour,
+			// Bounded by age and per loan, not bytes (a byte limit is
+			// reserved from the node's max_file_store, which the other
+			// streams' limits already fill): a flood of reports on one
+			// loan is refused, never stored over what came before.
+			MaxMsgsPerSubject:    1000,
+			Discard:              jetstream.DiscardNew,
+			DiscardNewPerSubject: true,
+			MaxMsgSize:           MaxIntakeMessage,
+			Duplicates:           2 * time.Minute,
+			DenyDelete:           true,
+			DenyPurge:            true,
 		},
 		{
 			Name:        StreamAudit,

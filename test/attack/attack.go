@@ -126,6 +126,7 @@ func Run(t testing.TB, tg Target) int {
 		m.denied(id, "read a feed message by sequence", request("$JS.API.STREAM.MSG.GET."+feed))
 		m.denied(id, "subscribe to its own feed's subjects", subscribe(topology.AgencyFeedFilter(a)))
 		m.denied(id, "write to its own feed", publish(topology.AgencyFeedSubject(a, "pl-1", topology.FeedRecalled)))
+		m.denied(id, "write its outcome into a loan's log", publish(topology.LoanSubject(tenant, ctl, codec.AgencyOutcome.Token, "forged")))
 		for _, b := range Agencies {
 			if b == a {
 				continue
@@ -138,10 +139,12 @@ func Run(t testing.TB, tg Target) int {
 			m.denied(id, "ack agency "+b+"'s messages", publish("$JS.ACK."+feed+"."+other+".1.1.1.1.0"))
 			m.denied(id, "subscribe to agency "+b+"'s feed", subscribe(topology.AgencyFeedFilter(b)))
 			m.denied(id, "write to agency "+b+"'s feed", publish(topology.AgencyFeedSubject(b, "pl-1", topology.FeedPlaced)))
+			m.denied(id, "post agency "+b+"'s outcomes", publish(topology.OutcomeSubject(b, tenant, ctl)))
 		}
 	}
 	for _, a := range Agencies {
 		m.denied(access.Lender(tenant), "read agency "+a+"'s feed", request("$JS.API.CONSUMER.MSG.NEXT."+feed+"."+topology.AgencyConsumer(a)))
+		m.denied(access.Lender(tenant), "post agency "+a+"'s outcomes", publish(topology.OutcomeSubject(a, tenant, ctl)))
 	}
 
 	// Services: each writes only its own kinds.

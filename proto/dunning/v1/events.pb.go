@@ -2555,6 +2555,452 @@ func (x *AgencyRecall) GetRecalledAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// AgencyOutcome is what an agency reports on a placed account, published
+// by the agency to dunning.outcome.<agency>.<tenant>.<loan> (its own
+// subjects only), validated against the loan's log and recorded there
+// (dunning.loan.<t>.<l>.agency.<outcome_id>) once. An outcome for a
+// placement the loan's log does not know, that another agency holds, or
+// that was recalled is refused and dead-lettered with the reason.
+type AgencyOutcome struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	TenantId    string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	LoanId      string                 `protobuf:"bytes,2,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	PlacementId string                 `protobuf:"bytes,3,opt,name=placement_id,json=placementId,proto3" json:"placement_id,omitempty"`
+	// The agency's identifier of this report, unique within the loan: a
+	// repeat is recorded once.
+	OutcomeId  string                 `protobuf:"bytes,4,opt,name=outcome_id,json=outcomeId,proto3" json:"outcome_id,omitempty"`
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// Types that are valid to be assigned to Outcome:
+	//
+	//	*AgencyOutcome_Contacted
+	//	*AgencyOutcome_Promise
+	//	*AgencyOutcome_Payment
+	//	*AgencyOutcome_Dispute
+	//	*AgencyOutcome_Returned
+	Outcome isAgencyOutcome_Outcome `protobuf_oneof:"outcome"`
+	// Set by the pipeline when it records the outcome: the reporting agency.
+	AgencyId      string `protobuf:"bytes,20,opt,name=agency_id,json=agencyId,proto3" json:"agency_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgencyOutcome) Reset() {
+	*x = AgencyOutcome{}
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgencyOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgencyOutcome) ProtoMessage() {}
+
+func (x *AgencyOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgencyOutcome.ProtoReflect.Descriptor instead.
+func (*AgencyOutcome) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AgencyOutcome) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *AgencyOutcome) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *AgencyOutcome) GetPlacementId() string {
+	if x != nil {
+		return x.PlacementId
+	}
+	return ""
+}
+
+func (x *AgencyOutcome) GetOutcomeId() string {
+	if x != nil {
+		return x.OutcomeId
+	}
+	return ""
+}
+
+func (x *AgencyOutcome) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
+func (x *AgencyOutcome) GetOutcome() isAgencyOutcome_Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+func (x *AgencyOutcome) GetContacted() *AgencyContact {
+	if x != nil {
+		if x, ok := x.Outcome.(*AgencyOutcome_Contacted); ok {
+			return x.Contacted
+		}
+	}
+	return nil
+}
+
+func (x *AgencyOutcome) GetPromise() *AgencyPromise {
+	if x != nil {
+		if x, ok := x.Outcome.(*AgencyOutcome_Promise); ok {
+			return x.Promise
+		}
+	}
+	return nil
+}
+
+func (x *AgencyOutcome) GetPayment() *AgencyPayment {
+	if x != nil {
+		if x, ok := x.Outcome.(*AgencyOutcome_Payment); ok {
+			return x.Payment
+		}
+	}
+	return nil
+}
+
+func (x *AgencyOutcome) GetDispute() *AgencyDispute {
+	if x != nil {
+		if x, ok := x.Outcome.(*AgencyOutcome_Dispute); ok {
+			return x.Dispute
+		}
+	}
+	return nil
+}
+
+func (x *AgencyOutcome) GetReturned() *AgencyReturn {
+	if x != nil {
+		if x, ok := x.Outcome.(*AgencyOutcome_Returned); ok {
+			return x.Returned
+		}
+	}
+	return nil
+}
+
+func (x *AgencyOutcome) GetAgencyId() string {
+	if x != nil {
+		return x.AgencyId
+	}
+	return ""
+}
+
+type isAgencyOutcome_Outcome interface {
+	isAgencyOutcome_Outcome()
+}
+
+type AgencyOutcome_Contacted struct {
+	Contacted *AgencyContact `protobuf:"bytes,10,opt,name=contacted,proto3,oneof"`
+}
+
+type AgencyOutcome_Promise struct {
+	Promise *AgencyPromise `protobuf:"bytes,11,opt,name=promise,proto3,oneof"`
+}
+
+type AgencyOutcome_Payment struct {
+	Payment *AgencyPayment `protobuf:"bytes,12,opt,name=payment,proto3,oneof"`
+}
+
+type AgencyOutcome_Dispute struct {
+	Dispute *AgencyDispute `protobuf:"bytes,13,opt,name=dispute,proto3,oneof"`
+}
+
+type AgencyOutcome_Returned struct {
+	Returned *AgencyReturn `protobuf:"bytes,14,opt,name=returned,proto3,oneof"`
+}
+
+func (*AgencyOutcome_Contacted) isAgencyOutcome_Outcome() {}
+
+func (*AgencyOutcome_Promise) isAgencyOutcome_Outcome() {}
+
+func (*AgencyOutcome_Payment) isAgencyOutcome_Outcome() {}
+
+func (*AgencyOutcome_Dispute) isAgencyOutcome_Outcome() {}
+
+func (*AgencyOutcome_Returned) isAgencyOutcome_Outcome() {}
+
+// AgencyContact: a contact attempt, and whether it reached the borrower.
+type AgencyContact struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Channel       Channel                `protobuf:"varint,1,opt,name=channel,proto3,enum=dunning.v1.Channel" json:"channel,omitempty"`
+	Connected     bool                   `protobuf:"varint,2,opt,name=connected,proto3" json:"connected,omitempty"`
+	RightParty    bool                   `protobuf:"varint,3,opt,name=right_party,json=rightParty,proto3" json:"right_party,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgencyContact) Reset() {
+	*x = AgencyContact{}
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgencyContact) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgencyContact) ProtoMessage() {}
+
+func (x *AgencyContact) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgencyContact.ProtoReflect.Descriptor instead.
+func (*AgencyContact) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AgencyContact) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *AgencyContact) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+func (x *AgencyContact) GetRightParty() bool {
+	if x != nil {
+		return x.RightParty
+	}
+	return false
+}
+
+// AgencyPromise: the borrower promised the agency to pay.
+type AgencyPromise struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Amount        *Money                 `protobuf:"bytes,1,opt,name=amount,proto3" json:"amount,omitempty"`
+	PromisedFor   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=promised_for,json=promisedFor,proto3" json:"promised_for,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgencyPromise) Reset() {
+	*x = AgencyPromise{}
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgencyPromise) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgencyPromise) ProtoMessage() {}
+
+func (x *AgencyPromise) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgencyPromise.ProtoReflect.Descriptor instead.
+func (*AgencyPromise) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AgencyPromise) GetAmount() *Money {
+	if x != nil {
+		return x.Amount
+	}
+	return nil
+}
+
+func (x *AgencyPromise) GetPromisedFor() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PromisedFor
+	}
+	return nil
+}
+
+// AgencyPayment: the borrower says it paid (to the lender, or the agency
+// collected it). Not money until the lender's repaymentReceived arrives.
+type AgencyPayment struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Amount *Money                 `protobuf:"bytes,1,opt,name=amount,proto3" json:"amount,omitempty"`
+	// The payment's reference, as the lender will report it.
+	Reference     string `protobuf:"bytes,2,opt,name=reference,proto3" json:"reference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgencyPayment) Reset() {
+	*x = AgencyPayment{}
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgencyPayment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgencyPayment) ProtoMessage() {}
+
+func (x *AgencyPayment) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgencyPayment.ProtoReflect.Descriptor instead.
+func (*AgencyPayment) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AgencyPayment) GetAmount() *Money {
+	if x != nil {
+		return x.Amount
+	}
+	return nil
+}
+
+func (x *AgencyPayment) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+// AgencyDispute: the borrower disputes the debt with the agency.
+type AgencyDispute struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Detail        string                 `protobuf:"bytes,1,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgencyDispute) Reset() {
+	*x = AgencyDispute{}
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgencyDispute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgencyDispute) ProtoMessage() {}
+
+func (x *AgencyDispute) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgencyDispute.ProtoReflect.Descriptor instead.
+func (*AgencyDispute) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *AgencyDispute) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+// AgencyReturn: the agency hands the account back.
+type AgencyReturn struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgencyReturn) Reset() {
+	*x = AgencyReturn{}
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgencyReturn) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgencyReturn) ProtoMessage() {}
+
+func (x *AgencyReturn) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgencyReturn.ProtoReflect.Descriptor instead.
+func (*AgencyReturn) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *AgencyReturn) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // Delivery is a contact task on its channel's subject, for the lender's
 // vendor integrations and the notify service: the task, its case context and
 // the rendered text.
@@ -2580,7 +3026,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2592,7 +3038,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2605,7 +3051,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Delivery) GetTenantId() string {
@@ -2685,7 +3131,7 @@ type StepDue struct {
 
 func (x *StepDue) Reset() {
 	*x = StepDue{}
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2697,7 +3143,7 @@ func (x *StepDue) String() string {
 func (*StepDue) ProtoMessage() {}
 
 func (x *StepDue) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2710,7 +3156,7 @@ func (x *StepDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepDue.ProtoReflect.Descriptor instead.
 func (*StepDue) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StepDue) GetStepId() string {
@@ -2760,7 +3206,7 @@ type OverdueConfirmed struct {
 
 func (x *OverdueConfirmed) Reset() {
 	*x = OverdueConfirmed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2772,7 +3218,7 @@ func (x *OverdueConfirmed) String() string {
 func (*OverdueConfirmed) ProtoMessage() {}
 
 func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2785,7 +3231,7 @@ func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverdueConfirmed.ProtoReflect.Descriptor instead.
 func (*OverdueConfirmed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *OverdueConfirmed) GetCase() *CaseContext {
@@ -2813,7 +3259,7 @@ type ContactRequested struct {
 
 func (x *ContactRequested) Reset() {
 	*x = ContactRequested{}
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2825,7 +3271,7 @@ func (x *ContactRequested) String() string {
 func (*ContactRequested) ProtoMessage() {}
 
 func (x *ContactRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2838,7 +3284,7 @@ func (x *ContactRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactRequested.ProtoReflect.Descriptor instead.
 func (*ContactRequested) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ContactRequested) GetCase() *CaseContext {
@@ -2866,7 +3312,7 @@ type Escalated struct {
 
 func (x *Escalated) Reset() {
 	*x = Escalated{}
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2878,7 +3324,7 @@ func (x *Escalated) String() string {
 func (*Escalated) ProtoMessage() {}
 
 func (x *Escalated) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2891,7 +3337,7 @@ func (x *Escalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Escalated.ProtoReflect.Descriptor instead.
 func (*Escalated) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Escalated) GetCase() *CaseContext {
@@ -2921,7 +3367,7 @@ type HandedOff struct {
 
 func (x *HandedOff) Reset() {
 	*x = HandedOff{}
-	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	mi := &file_dunning_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2933,7 +3379,7 @@ func (x *HandedOff) String() string {
 func (*HandedOff) ProtoMessage() {}
 
 func (x *HandedOff) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	mi := &file_dunning_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2946,7 +3392,7 @@ func (x *HandedOff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandedOff.ProtoReflect.Descriptor instead.
 func (*HandedOff) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *HandedOff) GetCase() *CaseContext {
@@ -2988,7 +3434,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3000,7 +3446,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3013,7 +3459,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Evidence) GetInstallments() []*InstallmentDue {
@@ -3062,7 +3508,7 @@ type LegalReferred struct {
 
 func (x *LegalReferred) Reset() {
 	*x = LegalReferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3074,7 +3520,7 @@ func (x *LegalReferred) String() string {
 func (*LegalReferred) ProtoMessage() {}
 
 func (x *LegalReferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3087,7 +3533,7 @@ func (x *LegalReferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LegalReferred.ProtoReflect.Descriptor instead.
 func (*LegalReferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *LegalReferred) GetCase() *CaseContext {
@@ -3119,7 +3565,7 @@ type CaseClosed struct {
 
 func (x *CaseClosed) Reset() {
 	*x = CaseClosed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[29]
+	mi := &file_dunning_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3131,7 +3577,7 @@ func (x *CaseClosed) String() string {
 func (*CaseClosed) ProtoMessage() {}
 
 func (x *CaseClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[29]
+	mi := &file_dunning_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3144,7 +3590,7 @@ func (x *CaseClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseClosed.ProtoReflect.Descriptor instead.
 func (*CaseClosed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CaseClosed) GetCase() *CaseContext {
@@ -3188,7 +3634,7 @@ type EntryDeferred struct {
 
 func (x *EntryDeferred) Reset() {
 	*x = EntryDeferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	mi := &file_dunning_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3200,7 +3646,7 @@ func (x *EntryDeferred) String() string {
 func (*EntryDeferred) ProtoMessage() {}
 
 func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	mi := &file_dunning_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3213,7 +3659,7 @@ func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryDeferred.ProtoReflect.Descriptor instead.
 func (*EntryDeferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *EntryDeferred) GetCase() *CaseContext {
@@ -3242,7 +3688,7 @@ type StepCancelled struct {
 
 func (x *StepCancelled) Reset() {
 	*x = StepCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[31]
+	mi := &file_dunning_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3254,7 +3700,7 @@ func (x *StepCancelled) String() string {
 func (*StepCancelled) ProtoMessage() {}
 
 func (x *StepCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[31]
+	mi := &file_dunning_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3267,7 +3713,7 @@ func (x *StepCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepCancelled.ProtoReflect.Descriptor instead.
 func (*StepCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StepCancelled) GetCase() *CaseContext {
@@ -3299,7 +3745,7 @@ type ContactHeld struct {
 
 func (x *ContactHeld) Reset() {
 	*x = ContactHeld{}
-	mi := &file_dunning_v1_events_proto_msgTypes[32]
+	mi := &file_dunning_v1_events_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3311,7 +3757,7 @@ func (x *ContactHeld) String() string {
 func (*ContactHeld) ProtoMessage() {}
 
 func (x *ContactHeld) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[32]
+	mi := &file_dunning_v1_events_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3324,7 +3770,7 @@ func (x *ContactHeld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactHeld.ProtoReflect.Descriptor instead.
 func (*ContactHeld) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ContactHeld) GetCase() *CaseContext {
@@ -3367,7 +3813,7 @@ type ContactReleased struct {
 
 func (x *ContactReleased) Reset() {
 	*x = ContactReleased{}
-	mi := &file_dunning_v1_events_proto_msgTypes[33]
+	mi := &file_dunning_v1_events_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3379,7 +3825,7 @@ func (x *ContactReleased) String() string {
 func (*ContactReleased) ProtoMessage() {}
 
 func (x *ContactReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[33]
+	mi := &file_dunning_v1_events_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3392,7 +3838,7 @@ func (x *ContactReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactReleased.ProtoReflect.Descriptor instead.
 func (*ContactReleased) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ContactReleased) GetCase() *CaseContext {
@@ -3422,7 +3868,7 @@ type ContactSuppressed struct {
 
 func (x *ContactSuppressed) Reset() {
 	*x = ContactSuppressed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	mi := &file_dunning_v1_events_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3434,7 +3880,7 @@ func (x *ContactSuppressed) String() string {
 func (*ContactSuppressed) ProtoMessage() {}
 
 func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	mi := &file_dunning_v1_events_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3447,7 +3893,7 @@ func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactSuppressed.ProtoReflect.Descriptor instead.
 func (*ContactSuppressed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ContactSuppressed) GetCase() *CaseContext {
@@ -3484,7 +3930,7 @@ type ContactCancelled struct {
 
 func (x *ContactCancelled) Reset() {
 	*x = ContactCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[35]
+	mi := &file_dunning_v1_events_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3496,7 +3942,7 @@ func (x *ContactCancelled) String() string {
 func (*ContactCancelled) ProtoMessage() {}
 
 func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[35]
+	mi := &file_dunning_v1_events_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3509,7 +3955,7 @@ func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactCancelled.ProtoReflect.Descriptor instead.
 func (*ContactCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ContactCancelled) GetCase() *CaseContext {
@@ -3548,7 +3994,7 @@ type LegalBlocked struct {
 
 func (x *LegalBlocked) Reset() {
 	*x = LegalBlocked{}
-	mi := &file_dunning_v1_events_proto_msgTypes[36]
+	mi := &file_dunning_v1_events_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3560,7 +4006,7 @@ func (x *LegalBlocked) String() string {
 func (*LegalBlocked) ProtoMessage() {}
 
 func (x *LegalBlocked) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[36]
+	mi := &file_dunning_v1_events_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3573,7 +4019,7 @@ func (x *LegalBlocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LegalBlocked.ProtoReflect.Descriptor instead.
 func (*LegalBlocked) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{36}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *LegalBlocked) GetCase() *CaseContext {
@@ -3610,7 +4056,7 @@ type LogSealed struct {
 
 func (x *LogSealed) Reset() {
 	*x = LogSealed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[37]
+	mi := &file_dunning_v1_events_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3622,7 +4068,7 @@ func (x *LogSealed) String() string {
 func (*LogSealed) ProtoMessage() {}
 
 func (x *LogSealed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[37]
+	mi := &file_dunning_v1_events_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3635,7 +4081,7 @@ func (x *LogSealed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogSealed.ProtoReflect.Descriptor instead.
 func (*LogSealed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{37}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *LogSealed) GetThroughSeq() uint64 {
@@ -3687,7 +4133,7 @@ type HoldDeadline struct {
 
 func (x *HoldDeadline) Reset() {
 	*x = HoldDeadline{}
-	mi := &file_dunning_v1_events_proto_msgTypes[38]
+	mi := &file_dunning_v1_events_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3699,7 +4145,7 @@ func (x *HoldDeadline) String() string {
 func (*HoldDeadline) ProtoMessage() {}
 
 func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[38]
+	mi := &file_dunning_v1_events_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3712,7 +4158,7 @@ func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldDeadline.ProtoReflect.Descriptor instead.
 func (*HoldDeadline) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{38}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *HoldDeadline) GetCase() *CaseContext {
@@ -3749,7 +4195,7 @@ type PlacementRecalled struct {
 
 func (x *PlacementRecalled) Reset() {
 	*x = PlacementRecalled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[39]
+	mi := &file_dunning_v1_events_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3761,7 +4207,7 @@ func (x *PlacementRecalled) String() string {
 func (*PlacementRecalled) ProtoMessage() {}
 
 func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[39]
+	mi := &file_dunning_v1_events_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3774,7 +4220,7 @@ func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementRecalled.ProtoReflect.Descriptor instead.
 func (*PlacementRecalled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{39}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *PlacementRecalled) GetCase() *CaseContext {
@@ -3812,7 +4258,7 @@ type PromiseResolved struct {
 
 func (x *PromiseResolved) Reset() {
 	*x = PromiseResolved{}
-	mi := &file_dunning_v1_events_proto_msgTypes[40]
+	mi := &file_dunning_v1_events_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3824,7 +4270,7 @@ func (x *PromiseResolved) String() string {
 func (*PromiseResolved) ProtoMessage() {}
 
 func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[40]
+	mi := &file_dunning_v1_events_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3837,7 +4283,7 @@ func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromiseResolved.ProtoReflect.Descriptor instead.
 func (*PromiseResolved) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{40}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PromiseResolved) GetCase() *CaseContext {
@@ -3879,7 +4325,7 @@ type PlanProgress struct {
 
 func (x *PlanProgress) Reset() {
 	*x = PlanProgress{}
-	mi := &file_dunning_v1_events_proto_msgTypes[41]
+	mi := &file_dunning_v1_events_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3891,7 +4337,7 @@ func (x *PlanProgress) String() string {
 func (*PlanProgress) ProtoMessage() {}
 
 func (x *PlanProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[41]
+	mi := &file_dunning_v1_events_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3904,7 +4350,7 @@ func (x *PlanProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanProgress.ProtoReflect.Descriptor instead.
 func (*PlanProgress) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{41}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PlanProgress) GetCase() *CaseContext {
@@ -3962,7 +4408,7 @@ type BorrowerContact struct {
 
 func (x *BorrowerContact) Reset() {
 	*x = BorrowerContact{}
-	mi := &file_dunning_v1_events_proto_msgTypes[42]
+	mi := &file_dunning_v1_events_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3974,7 +4420,7 @@ func (x *BorrowerContact) String() string {
 func (*BorrowerContact) ProtoMessage() {}
 
 func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[42]
+	mi := &file_dunning_v1_events_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3987,7 +4433,7 @@ func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowerContact.ProtoReflect.Descriptor instead.
 func (*BorrowerContact) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{42}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *BorrowerContact) GetLoanId() string {
@@ -4040,7 +4486,7 @@ type VerificationCode struct {
 
 func (x *VerificationCode) Reset() {
 	*x = VerificationCode{}
-	mi := &file_dunning_v1_events_proto_msgTypes[43]
+	mi := &file_dunning_v1_events_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4052,7 +4498,7 @@ func (x *VerificationCode) String() string {
 func (*VerificationCode) ProtoMessage() {}
 
 func (x *VerificationCode) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[43]
+	mi := &file_dunning_v1_events_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4065,7 +4511,7 @@ func (x *VerificationCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationCode.ProtoReflect.Descriptor instead.
 func (*VerificationCode) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{43}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *VerificationCode) GetTenantId() string {
@@ -4297,7 +4743,38 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"caseNumber\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12;\n" +
 	"\vrecalled_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"recalledAt\"\xbf\x02\n" +
+	"recalledAt\"\x84\x04\n" +
+	"\rAgencyOutcome\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12!\n" +
+	"\fplacement_id\x18\x03 \x01(\tR\vplacementId\x12\x1d\n" +
+	"\n" +
+	"outcome_id\x18\x04 \x01(\tR\toutcomeId\x12;\n" +
+	"\voccurred_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\x129\n" +
+	"\tcontacted\x18\n" +
+	" \x01(\v2\x19.dunning.v1.AgencyContactH\x00R\tcontacted\x125\n" +
+	"\apromise\x18\v \x01(\v2\x19.dunning.v1.AgencyPromiseH\x00R\apromise\x125\n" +
+	"\apayment\x18\f \x01(\v2\x19.dunning.v1.AgencyPaymentH\x00R\apayment\x125\n" +
+	"\adispute\x18\r \x01(\v2\x19.dunning.v1.AgencyDisputeH\x00R\adispute\x126\n" +
+	"\breturned\x18\x0e \x01(\v2\x18.dunning.v1.AgencyReturnH\x00R\breturned\x12\x1b\n" +
+	"\tagency_id\x18\x14 \x01(\tR\bagencyIdB\t\n" +
+	"\aoutcome\"}\n" +
+	"\rAgencyContact\x12-\n" +
+	"\achannel\x18\x01 \x01(\x0e2\x13.dunning.v1.ChannelR\achannel\x12\x1c\n" +
+	"\tconnected\x18\x02 \x01(\bR\tconnected\x12\x1f\n" +
+	"\vright_party\x18\x03 \x01(\bR\n" +
+	"rightParty\"y\n" +
+	"\rAgencyPromise\x12)\n" +
+	"\x06amount\x18\x01 \x01(\v2\x11.dunning.v1.MoneyR\x06amount\x12=\n" +
+	"\fpromised_for\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vpromisedFor\"X\n" +
+	"\rAgencyPayment\x12)\n" +
+	"\x06amount\x18\x01 \x01(\v2\x11.dunning.v1.MoneyR\x06amount\x12\x1c\n" +
+	"\treference\x18\x02 \x01(\tR\treference\"'\n" +
+	"\rAgencyDispute\x12\x16\n" +
+	"\x06detail\x18\x01 \x01(\tR\x06detail\"&\n" +
+	"\fAgencyReturn\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\xbf\x02\n" +
 	"\bDelivery\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1f\n" +
@@ -4474,7 +4951,7 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: dunning.v1.Outcome
 	(HoldKind)(0),                 // 1: dunning.v1.HoldKind
@@ -4504,60 +4981,66 @@ var file_dunning_v1_events_proto_goTypes = []any{
 	(*AgencyFeed)(nil),            // 25: dunning.v1.AgencyFeed
 	(*AgencyPlacement)(nil),       // 26: dunning.v1.AgencyPlacement
 	(*AgencyRecall)(nil),          // 27: dunning.v1.AgencyRecall
-	(*Delivery)(nil),              // 28: dunning.v1.Delivery
-	(*StepDue)(nil),               // 29: dunning.v1.StepDue
-	(*OverdueConfirmed)(nil),      // 30: dunning.v1.OverdueConfirmed
-	(*ContactRequested)(nil),      // 31: dunning.v1.ContactRequested
-	(*Escalated)(nil),             // 32: dunning.v1.Escalated
-	(*HandedOff)(nil),             // 33: dunning.v1.HandedOff
-	(*Evidence)(nil),              // 34: dunning.v1.Evidence
-	(*LegalReferred)(nil),         // 35: dunning.v1.LegalReferred
-	(*CaseClosed)(nil),            // 36: dunning.v1.CaseClosed
-	(*EntryDeferred)(nil),         // 37: dunning.v1.EntryDeferred
-	(*StepCancelled)(nil),         // 38: dunning.v1.StepCancelled
-	(*ContactHeld)(nil),           // 39: dunning.v1.ContactHeld
-	(*ContactReleased)(nil),       // 40: dunning.v1.ContactReleased
-	(*ContactSuppressed)(nil),     // 41: dunning.v1.ContactSuppressed
-	(*ContactCancelled)(nil),      // 42: dunning.v1.ContactCancelled
-	(*LegalBlocked)(nil),          // 43: dunning.v1.LegalBlocked
-	(*LogSealed)(nil),             // 44: dunning.v1.LogSealed
-	(*HoldDeadline)(nil),          // 45: dunning.v1.HoldDeadline
-	(*PlacementRecalled)(nil),     // 46: dunning.v1.PlacementRecalled
-	(*PromiseResolved)(nil),       // 47: dunning.v1.PromiseResolved
-	(*PlanProgress)(nil),          // 48: dunning.v1.PlanProgress
-	(*BorrowerContact)(nil),       // 49: dunning.v1.BorrowerContact
-	(*VerificationCode)(nil),      // 50: dunning.v1.VerificationCode
-	(*timestamppb.Timestamp)(nil), // 51: google.protobuf.Timestamp
+	(*AgencyOutcome)(nil),         // 28: dunning.v1.AgencyOutcome
+	(*AgencyContact)(nil),         // 29: dunning.v1.AgencyContact
+	(*AgencyPromise)(nil),         // 30: dunning.v1.AgencyPromise
+	(*AgencyPayment)(nil),         // 31: dunning.v1.AgencyPayment
+	(*AgencyDispute)(nil),         // 32: dunning.v1.AgencyDispute
+	(*AgencyReturn)(nil),          // 33: dunning.v1.AgencyReturn
+	(*Delivery)(nil),              // 34: dunning.v1.Delivery
+	(*StepDue)(nil),               // 35: dunning.v1.StepDue
+	(*OverdueConfirmed)(nil),      // 36: dunning.v1.OverdueConfirmed
+	(*ContactRequested)(nil),      // 37: dunning.v1.ContactRequested
+	(*Escalated)(nil),             // 38: dunning.v1.Escalated
+	(*HandedOff)(nil),             // 39: dunning.v1.HandedOff
+	(*Evidence)(nil),              // 40: dunning.v1.Evidence
+	(*LegalReferred)(nil),         // 41: dunning.v1.LegalReferred
+	(*CaseClosed)(nil),            // 42: dunning.v1.CaseClosed
+	(*EntryDeferred)(nil),         // 43: dunning.v1.EntryDeferred
+	(*StepCancelled)(nil),         // 44: dunning.v1.StepCancelled
+	(*ContactHeld)(nil),           // 45: dunning.v1.ContactHeld
+	(*ContactReleased)(nil),       // 46: dunning.v1.ContactReleased
+	(*ContactSuppressed)(nil),     // 47: dunning.v1.ContactSuppressed
+	(*ContactCancelled)(nil),      // 48: dunning.v1.ContactCancelled
+	(*LegalBlocked)(nil),          // 49: dunning.v1.LegalBlocked
+	(*LogSealed)(nil),             // 50: dunning.v1.LogSealed
+	(*HoldDeadline)(nil),          // 51: dunning.v1.HoldDeadline
+	(*PlacementRecalled)(nil),     // 52: dunning.v1.PlacementRecalled
+	(*PromiseResolved)(nil),       // 53: dunning.v1.PromiseResolved
+	(*PlanProgress)(nil),          // 54: dunning.v1.PlanProgress
+	(*BorrowerContact)(nil),       // 55: dunning.v1.BorrowerContact
+	(*VerificationCode)(nil),      // 56: dunning.v1.VerificationCode
+	(*timestamppb.Timestamp)(nil), // 57: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
 	7,   // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	51,  // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	57,  // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
 	9,   // 2: dunning.v1.InstallmentDue.itemisation:type_name -> dunning.v1.Itemisation
-	51,  // 3: dunning.v1.InstallmentDue.limitation_ends_at:type_name -> google.protobuf.Timestamp
+	57,  // 3: dunning.v1.InstallmentDue.limitation_ends_at:type_name -> google.protobuf.Timestamp
 	7,   // 4: dunning.v1.Itemisation.principal:type_name -> dunning.v1.Money
 	7,   // 5: dunning.v1.Itemisation.interest:type_name -> dunning.v1.Money
 	7,   // 6: dunning.v1.Itemisation.fees:type_name -> dunning.v1.Money
 	9,   // 7: dunning.v1.BalanceUpdated.overdue:type_name -> dunning.v1.Itemisation
-	51,  // 8: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
+	57,  // 8: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
 	7,   // 9: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	51,  // 10: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	51,  // 11: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	57,  // 10: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	57,  // 11: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
 	0,   // 12: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	51,  // 13: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	57,  // 13: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
 	4,   // 14: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
-	51,  // 15: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
-	51,  // 16: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
+	57,  // 15: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
+	57,  // 16: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
 	1,   // 17: dunning.v1.HoldPlaced.kind:type_name -> dunning.v1.HoldKind
-	51,  // 18: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
-	51,  // 19: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	57,  // 18: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
+	57,  // 19: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
 	7,   // 20: dunning.v1.PromiseToPay.amount:type_name -> dunning.v1.Money
-	51,  // 21: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
-	51,  // 22: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
-	51,  // 23: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
+	57,  // 21: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
+	57,  // 22: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
+	57,  // 23: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
 	7,   // 24: dunning.v1.PlanInstallment.amount:type_name -> dunning.v1.Money
 	19,  // 25: dunning.v1.RepaymentPlan.installments:type_name -> dunning.v1.PlanInstallment
-	51,  // 26: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
-	51,  // 27: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
+	57,  // 26: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
+	57,  // 27: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
 	8,   // 28: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
 	11,  // 29: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
 	12,  // 30: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
@@ -4573,68 +5056,78 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	2,   // 40: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
 	3,   // 41: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
 	7,   // 42: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	51,  // 43: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	51,  // 44: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
+	57,  // 43: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	57,  // 44: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
 	4,   // 45: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
 	5,   // 46: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
 	7,   // 47: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
 	7,   // 48: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	51,  // 49: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
-	51,  // 50: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	57,  // 49: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	57,  // 50: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
 	26,  // 51: dunning.v1.AgencyFeed.placed:type_name -> dunning.v1.AgencyPlacement
 	27,  // 52: dunning.v1.AgencyFeed.recalled:type_name -> dunning.v1.AgencyRecall
 	7,   // 53: dunning.v1.AgencyPlacement.overdue:type_name -> dunning.v1.Money
 	3,   // 54: dunning.v1.AgencyPlacement.tier:type_name -> dunning.v1.Tier
-	51,  // 55: dunning.v1.AgencyPlacement.placed_at:type_name -> google.protobuf.Timestamp
-	51,  // 56: dunning.v1.AgencyRecall.recalled_at:type_name -> google.protobuf.Timestamp
-	2,   // 57: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
-	3,   // 58: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
-	24,  // 59: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
-	2,   // 60: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	51,  // 61: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
-	23,  // 62: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
-	23,  // 63: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
-	24,  // 64: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 65: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
-	24,  // 66: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 67: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
-	8,   // 68: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
-	11,  // 69: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
-	24,  // 70: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
-	23,  // 71: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
-	34,  // 72: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
-	23,  // 73: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
-	6,   // 74: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
-	2,   // 75: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
-	23,  // 76: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
-	2,   // 77: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
-	23,  // 78: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
-	23,  // 79: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
-	24,  // 80: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
-	51,  // 81: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
-	23,  // 82: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
-	24,  // 83: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 84: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
-	24,  // 85: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 86: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
-	24,  // 87: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 88: dunning.v1.LegalBlocked.case:type_name -> dunning.v1.CaseContext
-	51,  // 89: dunning.v1.LogSealed.sealed_at:type_name -> google.protobuf.Timestamp
-	23,  // 90: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
-	23,  // 91: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
-	23,  // 92: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
-	7,   // 93: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
-	23,  // 94: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
-	51,  // 95: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
-	7,   // 96: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
-	4,   // 97: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
-	51,  // 98: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
-	0,   // 99: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
-	100, // [100:100] is the sub-list for method output_type
-	100, // [100:100] is the sub-list for method input_type
-	100, // [100:100] is the sub-list for extension type_name
-	100, // [100:100] is the sub-list for extension extendee
-	0,   // [0:100] is the sub-list for field type_name
+	57,  // 55: dunning.v1.AgencyPlacement.placed_at:type_name -> google.protobuf.Timestamp
+	57,  // 56: dunning.v1.AgencyRecall.recalled_at:type_name -> google.protobuf.Timestamp
+	57,  // 57: dunning.v1.AgencyOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	29,  // 58: dunning.v1.AgencyOutcome.contacted:type_name -> dunning.v1.AgencyContact
+	30,  // 59: dunning.v1.AgencyOutcome.promise:type_name -> dunning.v1.AgencyPromise
+	31,  // 60: dunning.v1.AgencyOutcome.payment:type_name -> dunning.v1.AgencyPayment
+	32,  // 61: dunning.v1.AgencyOutcome.dispute:type_name -> dunning.v1.AgencyDispute
+	33,  // 62: dunning.v1.AgencyOutcome.returned:type_name -> dunning.v1.AgencyReturn
+	4,   // 63: dunning.v1.AgencyContact.channel:type_name -> dunning.v1.Channel
+	7,   // 64: dunning.v1.AgencyPromise.amount:type_name -> dunning.v1.Money
+	57,  // 65: dunning.v1.AgencyPromise.promised_for:type_name -> google.protobuf.Timestamp
+	7,   // 66: dunning.v1.AgencyPayment.amount:type_name -> dunning.v1.Money
+	2,   // 67: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
+	3,   // 68: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
+	24,  // 69: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
+	2,   // 70: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
+	57,  // 71: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	23,  // 72: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
+	23,  // 73: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
+	24,  // 74: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 75: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
+	24,  // 76: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 77: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
+	8,   // 78: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
+	11,  // 79: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
+	24,  // 80: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
+	23,  // 81: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
+	40,  // 82: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
+	23,  // 83: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
+	6,   // 84: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
+	2,   // 85: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
+	23,  // 86: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
+	2,   // 87: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
+	23,  // 88: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
+	23,  // 89: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
+	24,  // 90: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
+	57,  // 91: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	23,  // 92: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
+	24,  // 93: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 94: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
+	24,  // 95: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 96: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
+	24,  // 97: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 98: dunning.v1.LegalBlocked.case:type_name -> dunning.v1.CaseContext
+	57,  // 99: dunning.v1.LogSealed.sealed_at:type_name -> google.protobuf.Timestamp
+	23,  // 100: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
+	23,  // 101: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
+	23,  // 102: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
+	7,   // 103: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
+	23,  // 104: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
+	57,  // 105: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
+	7,   // 106: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
+	4,   // 107: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
+	57,  // 108: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
+	0,   // 109: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
+	110, // [110:110] is the sub-list for method output_type
+	110, // [110:110] is the sub-list for method input_type
+	110, // [110:110] is the sub-list for extension type_name
+	110, // [110:110] is the sub-list for extension extendee
+	0,   // [0:110] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -4660,13 +5153,20 @@ func file_dunning_v1_events_proto_init() {
 		(*AgencyFeed_Placed)(nil),
 		(*AgencyFeed_Recalled)(nil),
 	}
+	file_dunning_v1_events_proto_msgTypes[21].OneofWrappers = []any{
+		(*AgencyOutcome_Contacted)(nil),
+		(*AgencyOutcome_Promise)(nil),
+		(*AgencyOutcome_Payment)(nil),
+		(*AgencyOutcome_Dispute)(nil),
+		(*AgencyOutcome_Returned)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   44,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,137 @@
+// Package outcome records what agencies report on the accounts placed with
+// them (dunningv1.AgencyOutcome: a contact, a promise, a payment, a
+// dispute, the account returned). An agency publishes to its own subjects
+// (dunning.outcome.<agency>.<tenant>.<loan>); the recorder checks each
+// report against the loan's log — the placement must be the loan's, this
+// agency's, and still out — and records it there once, by the agency's
+// identifier of the report. Anything else is refused with the reason and
+// dead-lettered: an outcome for an unknown, another agency's or a
+// recalled placement changes nothing.
+package outcome
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/codec"
+	"github.com/opendunning/dunning/pkg/loanlog"
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/topology"
+	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
+)
+
+// Log is what the recorder needs of the loans' logs.
+type Log interface {
+	Read(ctx context.Context, tenant, loan string) ([]policy.Entry, uint64, error)
+	AppendLender(ctx context.Context, subject string, data []byte, principal string) (uint64, error)
+}
+
+// Recorder validates and records agencies' outcomes.
+type Recorder struct {
+	Log Log
+}
+
+// Consumer is the recorder's durable consumer: every agency's reports.
+var Consumer = topology.ConsumerSpec{Name: "agency-outcomes", Stream: topology.StreamOutcomes, Filters: []string{topology.OutcomeSubject("*", "*", "*")}}
+
+// Register adds the recorder to a router.
+func (r *Recorder) Register(rt *bus.Router) { rt.Handle(Consumer, r.Handle) }
+
+// Handle records one report, or refuses it for good.
+func (r *Recorder) Handle(msg *message.Message) error {
+	agency, tenant, loan, err := topology.ParseOutcomeSubject(msg.Metadata.Get(bus.MetaSubject))
+	if err != nil {
+		return bus.Permanent(err)
+	}
+	var m dunningv1.AgencyOutcome
+	if err := proto.Unmarshal(msg.Payload, &m); err != nil {
+		return bus.Permanent(fmt.Errorf("not an agency outcome: %w", err))
+	}
+	if err := Validate(&m, tenant, loan); err != nil {
+		return bus.Permanent(err)
+	}
+	ctx, cancel := context.WithTimeout(msg.Context(), 10*time.Second)
+	defer cancel()
+	entries, _, err := r.Log.Read(ctx, tenant, loan)
+	if err != nil {
+		return err
+	}
+	if err := Placed(entries, agency, m.GetPlacementId()); err != nil {
+		return bus.Permanent(err)
+	}
+	m.AgencyId = agency
+	data, err := proto.Marshal(&m)
+	if err != nil {
+		return bus.Permanent(err)
+	}
+	_, err = r.Log.AppendLender(ctx, topology.LoanSubject(tenant, loan, codec.AgencyOutcome.Token, m.GetOutcomeId()), data, "nats:agency-"+agency)
+	if errors.Is(err, loanlog.ErrDuplicate) {
+		return nil // reported before: recorded once
+	}
+	return err
+}
+
+// Validate checks a report's fields, naming the first at fault.
+func Validate(m *dunningv1.AgencyOutcome, tenant, loan string) error {
+	switch {
+	case m.GetTenantId() != tenant || m.GetLoanId() != loan:
+		return errors.New("tenant_id and loan_id: must be the subject's")
+	case !policy.ValidID(m.GetOutcomeId()):
+		return errors.New("outcome_id: 1-64 characters of A-Z, a-z, 0-9, '-' or '_'")
+	case m.GetPlacementId() == "" || len(m.GetPlacementId()) > 64:
+		return errors.New("placement_id: required, as the feed named it")
+	case m.GetOccurredAt() == nil || m.GetOccurredAt().CheckValid() != nil:
+		return errors.New("occurred_at: required, a valid timestamp")
+	}
+	money := func(field string, a *dunningv1.Money) error {
+		if a.GetMinorUnits() <= 0 || !policy.ValidCurrency(a.GetCurrency()) {
+			return fmt.Errorf("%s: a positive amount in an ISO 4217 currency", field)
+		}
+		return nil
+	}
+	switch o := m.GetOutcome().(type) {
+	case *dunningv1.AgencyOutcome_Contacted:
+		if o.Contacted.GetChannel() == dunningv1.Channel_CHANNEL_UNSPECIFIED {
+			return errors.New("contacted.channel: required")
+		}
+	case *dunningv1.AgencyOutcome_Promise:
+		if err := money("promise.amount", o.Promise.GetAmount()); err != nil {
+			return err
+		}
+		if o.Promise.GetPromisedFor() == nil || o.Promise.GetPromisedFor().CheckValid() != nil {
+			return errors.New("promise.promised_for: required, a valid timestamp")
+		}
+	case *dunningv1.AgencyOutcome_Payment:
+		return money("payment.amount", o.Payment.GetAmount())
+	case *dunningv1.AgencyOutcome_Dispute, *dunningv1.AgencyOutcome_Returned:
+	default:
+		return errors.New("outcome: one of contacted, promise, payment, dispute, returned is required")
+	}
+	return nil
+}
+
+// Placed checks that placement is the loan's open placement with agency.
+func Placed(entries []policy.Entry, agency, placement string) error {
+	holder := ""
+	for _, e := range entries {
+		if d, ok := e.Event.(policy.Decision); ok && d.Kind == policy.KindHandedOff && d.PlacementID == placement {
+			holder = d.AgencyID
+		}
+	}
+	switch {
+	case holder == "":
+		return fmt.Errorf("unknown placement %s: the loan was never placed under it", placement)
+	case holder != agency:
+		return fmt.Errorf("placement %s is agency %s's, not %s's", placement, holder, agency)
+	}
+	if c := policy.Fold(entries); c.PlacementID != placement {
+		return fmt.Errorf("placement %s was recalled: the agency no longer holds the account", placement)
+	}
+	return nil
+}

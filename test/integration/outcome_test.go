@@ -1,0 +1,110 @@
+package integration
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/opendunning/dunning/pkg/access"
+	"github.com/opendunning/dunning/pkg/agency"
+	"github.com/opendunning/dunning/pkg/bus"
+	"github.com/opendunning/dunning/pkg/codec"
+	"github.com/opendunning/dunning/pkg/pipeline"
+	"github.com/opendunning/dunning/pkg/policy"
+	"github.com/opendunning/dunning/pkg/stage"
+	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
+	"github.com/opendunning/dunning/test/attack"
+)
+
+// Issue 12, acceptance 4: agency A, with its own credential over TCP,
+// reports on its placements. A contact on its open placement is recorded
+// in the loan's log once however often it is sent; a report naming a
+// placement the loan never had, agency B's placement, or A's placement
+// after the cure recalled it, is refused with its reason and
+// dead-lettered, and nothing of it reaches the loan's log.
+func TestAgencyOutcomes(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 60*time.Millisecond)
+	a, b := attack.Agencies[0], attack.Agencies[1]
+	l := h.ladder
+	l.Policy.Agencies = []policy.Agency{{ID: a, Regions: []string{"CN-31"}, Weight: 1}, {ID: b, Regions: []string{"CN-11"}, Weight: 1}}
+	h.ladderFor = policy.Fixed(l)
+	h.startParts("pipeline", access.Service("dunningd"), pipeline.Parts{Stages: stage.Table, Intake: true, Feed: true})
+	for loan, region := range map[string]string{"L-a": "CN-31", "L-a-cured": "CN-31", "L-b": "CN-11"} {
+		ev := dueEvent(loan, "1", 100000, time.Now())
+		ev.GetInstallmentDue().Region = region
+		h.send(ev)
+	}
+	placement := map[string]string{}
+	for _, loan := range []string{"L-a", "L-a-cured", "L-b"} {
+		h.waitKind(loan, policy.KindHandedOff, 1, 31*h.day+30*time.Second)
+		d, _ := h.decision(loan, policy.KindHandedOff)
+		placement[loan] = d.PlacementID
+	}
+	h.send(payEvent("L-a-cured", "p-1", 100000))
+	h.waitKind("L-a-cured", policy.KindCaseClosed, 1, 30*time.Second)
+
+	// The reference client's Report, as a partner posts.
+	client := &agency.Client{Agency: a, Conn: h.connectAs(access.Agency(a)).nc}
+	report := func(loan, id, pl string) {
+		t.Helper()
+		m := &dunningv1.AgencyOutcome{TenantId: tenant, LoanId: loan, PlacementId: pl, OutcomeId: id, OccurredAt: timestamppb.Now(),
+			Outcome: &dunningv1.AgencyOutcome_Contacted{Contacted: &dunningv1.AgencyContact{Channel: dunningv1.Channel_CHANNEL_PHONE, Connected: true, RightParty: true}}}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := client.Report(ctx, m); err != nil {
+			t.Fatalf("agency %s reporting on %s: %v", a, loan, err)
+		}
+	}
+	report("L-a", "o-1", placement["L-a"])
+	report("L-a", "o-1", placement["L-a"]) // the same report again
+	report("L-a", "o-2", "00000000-0000-5000-8000-000000000000")
+	report("L-b", "o-3", placement["L-b"])
+	report("L-a-cured", "o-4", placement["L-a-cured"])
+
+	waitFor(t, 30*time.Second, func() error {
+		if n := counts(h.entries("L-a"))[string(codec.AgencyOutcome.Token)]; n != 1 {
+			return errorf("L-a has %d agency outcomes", n)
+		}
+		if n := len(h.dlq()); n < 3 {
+			return errorf("%d dead letters", n)
+		}
+		return nil
+	})
+	var reasons []string
+	for _, m := range h.dlq() {
+		if m.Header.Get(bus.HeaderDLQConsumer) == "agency-outcomes" {
+			reasons = append(reasons, m.Header.Get(bus.HeaderDLQReason))
+		}
+	}
+	for _, want := range []string{"unknown placement", "placement " + placement["L-b"] + " is agency " + b + "'s, not " + a + "'s",
+		"placement " + placement["L-a-cured"] + " was recalled"} {
+		found := false
+		for _, r := range reasons {
+			found = found || strings.Contains(r, want)
+		}
+		if !found {
+			t.Errorf("no dead letter saying %q (dead letters: %q)", want, reasons)
+		}
+	}
+	if len(reasons) != 3 {
+		t.Errorf("%d outcome dead letters, want 3: %q", len(reasons), reasons)
+	}
+	for _, loan := range []string{"L-a-cured", "L-b"} {
+		if n := counts(h.entries(loan))[string(codec.AgencyOutcome.Token)]; n != 0 {
+			t.Errorf("%s's log holds %d agency outcomes after refused reports", loan, n)
+		}
+	}
+	var rec policy.AgencyOutcome
+	for _, e := range h.entries("L-a") {
+		if o, ok := e.event.(policy.AgencyOutcome); ok {
+			rec = o
+		}
+	}
+	if rec.Agency != a || rec.Placement != placement["L-a"] || rec.Kind != policy.AgencyContacted || rec.Channel != policy.ChannelPhone || !rec.RightParty {
+		t.Errorf("recorded outcome %+v", rec)
+	}
+}
