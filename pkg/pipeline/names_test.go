@@ -48,7 +48,7 @@ func TestNamesArePinned(t *testing.T) {
 		"third-party-handoff": {"DUNNING_LOANS", "dunning.loan.*.*.step.handoff.*"},
 		"legal-referral":      {"DUNNING_LOANS", "dunning.loan.*.*.step.legal.*"},
 		"contact-release": {"DUNNING_LOANS", "dunning.loan.*.*.contact.*", "dunning.loan.*.*.escalated.*",
-			"dunning.loan.*.*.closed.*", "dunning.loan.*.*.outcome.*", "dunning.loan.*.*.step.release.*"},
+			"dunning.loan.*.*.closed.*", "dunning.loan.*.*.outcome.*", "dunning.loan.*.*.agency.*", "dunning.loan.*.*.step.release.*"},
 		"dispatch":        {"DUNNING_LOANS", "dunning.loan.*.*.released.*"},
 		"notify":          {"DUNNING_TASKS", "dunning.task.>"},
 		"agency-feed":     {"DUNNING_LOANS", "dunning.loan.*.*.handoff.*", "dunning.loan.*.*.recall.*", "dunning.loan.*.*.closed.*"},

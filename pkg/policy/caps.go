@@ -103,6 +103,15 @@ func (l Ladder) capEvents(c *Case, cp *contactrules.CapSpec, ch Channel, now tim
 	for _, o := range c.Outcomes {
 		outcomes = append(outcomes, outcome{[2]string{"", o.ContactID}, o.Outcome, o.At})
 	}
+	// The agency's calls on a placed account count like the lender's own:
+	// each report is the attempt and its result.
+	for _, a := range c.AgencyCalls {
+		if a.Channel == ch {
+			k := [2]string{"", a.Task()}
+			released[k] = a.At
+			outcomes = append(outcomes, outcome{k, a.CallOutcome(), a.At})
+		}
+	}
 	if cp.Per == perBorrower {
 		for _, e := range c.Borrower {
 			if e.Channel != ch {
@@ -261,6 +270,19 @@ func (l Ladder) BorrowerAppends(c *Case, decs []Decision, own []BorrowerEntry, n
 		if ok && o.Outcome.Call() && !outcome[[2]string{o.ContactID, o.Outcome.String()}] {
 			outcome[[2]string{o.ContactID, o.Outcome.String()}] = true
 			out = append(out, BorrowerEntry{Task: o.ContactID, Channel: ch, At: o.At, Outcome: o.Outcome})
+		}
+	}
+	// The agency's calls: the attempt and its result, for the borrower's
+	// other loans to count.
+	for _, a := range c.AgencyCalls {
+		if !capped[a.Channel] {
+			continue
+		}
+		if len(called[a.Task()]) == 0 {
+			out = append(out, BorrowerEntry{Task: a.Task(), Channel: a.Channel, At: a.At})
+		}
+		if o := a.CallOutcome(); !outcome[[2]string{a.Task(), o.String()}] {
+			out = append(out, BorrowerEntry{Task: a.Task(), Channel: a.Channel, At: a.At, Outcome: o})
 		}
 	}
 	return out

@@ -177,6 +177,22 @@ type AgencyOutcome struct {
 	Detail string
 }
 
+// CallOutcome is a reported call's result as the caps count it: connected
+// to the borrower, to someone else, or not.
+func (a AgencyOutcome) CallOutcome() Outcome {
+	switch {
+	case a.Connected && a.RightParty:
+		return OutcomeCallRightParty
+	case a.Connected:
+		return OutcomeCallWrongParty
+	}
+	return OutcomeCallNoAnswer
+}
+
+// Task names a reported call where the caps count it beside the loan's
+// own tasks.
+func (a AgencyOutcome) Task() string { return "agency-" + a.ID }
+
 // Agency outcome kinds.
 const (
 	AgencyContacted = "contacted"
@@ -438,6 +454,9 @@ type Case struct {
 	// ("": nothing).
 	FinalNotice *FinalNoticeSent
 	LegalBarred string
+	// AgencyCalls are the calls the agency reported on the loan (its
+	// contacted outcomes), which the caps count like the lender's own.
+	AgencyCalls []AgencyOutcome
 	// Borrower holds the entries of the borrower's log written for the
 	// borrower's other loans (caps per borrower count them). The engine
 	// reads them for the release gate when the loan has a borrower key.
@@ -490,6 +509,10 @@ func (c *Case) Apply(e Entry) {
 		c.Settled = true
 	case ContactOutcome:
 		c.Outcomes = append(c.Outcomes, ev)
+	case AgencyOutcome:
+		if ev.Kind == AgencyContacted && !slices.ContainsFunc(c.AgencyCalls, func(a AgencyOutcome) bool { return a.ID == ev.ID }) {
+			c.AgencyCalls = append(c.AgencyCalls, ev)
+		}
 	case ContactPreference:
 		if c.OptedOut == nil {
 			c.OptedOut = map[Channel]bool{}

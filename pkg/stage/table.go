@@ -71,7 +71,7 @@ var Table = []Stage{
 		// Contact: the final notice the pre-legal gate sends first.
 		Writes: []*codec.Kind{codec.Legal, codec.Contact, codec.LegalBlocked, codec.Deferred, codec.Cancelled}},
 	{Policy: policy.StageRelease, Service: "notify", Consumer: "contact-release", Step: "release",
-		Consumes: []*codec.Kind{codec.Contact, codec.Escalated, codec.Closed, codec.Outcome}, Decide: decideRelease,
+		Consumes: []*codec.Kind{codec.Contact, codec.Escalated, codec.Closed, codec.Outcome, codec.AgencyOutcome}, Decide: decideRelease,
 		Writes:   []*codec.Kind{codec.Held, codec.Released, codec.ContactCancelled, codec.Suppressed, codec.Cancelled},
 		Borrower: true, Ignore: notACall},
 }
@@ -156,20 +156,25 @@ func decideRelease(l policy.Ladder, c *policy.Case, ev policy.Event, now time.Ti
 		case policy.KindContactRequested, policy.KindEscalated, policy.KindCaseClosed:
 			return l.Gate(c, "", now), nil
 		}
-	case policy.ContactOutcome:
+	case policy.ContactOutcome, policy.AgencyOutcome:
 		// Nothing to decide for the loan: the engine copies a capped
-		// call's outcome into the borrower's log, where the borrower's
-		// other loans count it.
+		// call's outcome (the lender's vendor's, or the agency's call)
+		// into the borrower's log, where the borrower's other loans count it.
 		return nil, nil
 	}
 	return nil, fmt.Errorf("unexpected trigger %T", ev)
 }
 
-// notACall: an outcome that is not a call's (sent, delivered, failed)
-// counts under no cap.
+// notACall: an outcome that is not a call's (sent, delivered, failed), or
+// an agency's report that is not a contact, counts under no cap.
 func notACall(ev policy.Event) bool {
-	o, ok := ev.(policy.ContactOutcome)
-	return ok && !o.Outcome.Call()
+	switch o := ev.(type) {
+	case policy.ContactOutcome:
+		return !o.Outcome.Call()
+	case policy.AgencyOutcome:
+		return o.Kind != policy.AgencyContacted
+	}
+	return false
 }
 
 // decideFirstContact asks for the gentle first contact as soon as a case is

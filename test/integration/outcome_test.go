@@ -24,7 +24,9 @@ import (
 // in the loan's log once however often it is sent; a report naming a
 // placement the loan never had, agency B's placement, or A's placement
 // after the cure recalled it, is refused with its reason and
-// dead-lettered, and nothing of it reaches the loan's log.
+// dead-lettered, and nothing of it reaches the loan's log. And (acceptance
+// 3) a payment the agency reports is not money until the lender's
+// repayment comes, which pays the balance once.
 func TestAgencyOutcomes(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 60*time.Millisecond)
@@ -33,13 +35,13 @@ func TestAgencyOutcomes(t *testing.T) {
 	l.Policy.Agencies = []policy.Agency{{ID: a, Regions: []string{"CN-31"}, Weight: 1}, {ID: b, Regions: []string{"CN-11"}, Weight: 1}}
 	h.ladderFor = policy.Fixed(l)
 	h.startParts("pipeline", access.Service("dunningd"), pipeline.Parts{Stages: stage.Table, Intake: true, Feed: true})
-	for loan, region := range map[string]string{"L-a": "CN-31", "L-a-cured": "CN-31", "L-b": "CN-11"} {
+	for loan, region := range map[string]string{"L-a": "CN-31", "L-a-cured": "CN-31", "L-b": "CN-11", "L-a-paid": "CN-31"} {
 		ev := dueEvent(loan, "1", 100000, time.Now())
 		ev.GetInstallmentDue().Region = region
 		h.send(ev)
 	}
 	placement := map[string]string{}
-	for _, loan := range []string{"L-a", "L-a-cured", "L-b"} {
+	for _, loan := range []string{"L-a", "L-a-cured", "L-b", "L-a-paid"} {
 		h.waitKind(loan, policy.KindHandedOff, 1, 31*h.day+30*time.Second)
 		d, _ := h.decision(loan, policy.KindHandedOff)
 		placement[loan] = d.PlacementID
@@ -98,6 +100,38 @@ func TestAgencyOutcomes(t *testing.T) {
 			t.Errorf("%s's log holds %d agency outcomes after refused reports", loan, n)
 		}
 	}
+	// Acceptance 3: a payment the agency reports is recorded, not money;
+	// the lender's repayment then pays the balance once and closes the
+	// case (and with it the placement).
+	pay := &dunningv1.AgencyOutcome{TenantId: tenant, LoanId: "L-a-paid", PlacementId: placement["L-a-paid"], OutcomeId: "o-5", OccurredAt: timestamppb.Now(),
+		Outcome: &dunningv1.AgencyOutcome_Payment{Payment: &dunningv1.AgencyPayment{Amount: money(100000), Reference: "bank-1"}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := client.Report(ctx, pay); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, func() error {
+		if n := counts(h.entries("L-a-paid"))[string(codec.AgencyOutcome.Token)]; n != 1 {
+			return errorf("L-a-paid has %d agency outcomes", n)
+		}
+		return nil
+	})
+	if _, closed := h.decision("L-a-paid", policy.KindCaseClosed); closed {
+		t.Fatal("an agency's reported payment closed the case: it is not money")
+	}
+	h.send(payEvent("L-a-paid", "bank-1", 100000))
+	h.waitKind("L-a-paid", policy.KindCaseClosed, 1, 30*time.Second)
+	var fold []policy.Entry
+	for _, e := range h.entries("L-a-paid") {
+		fold = append(fold, policy.Entry{Seq: e.seq, Event: e.event})
+	}
+	c := policy.Fold(fold)
+	if closed, _ := h.decision("L-a-paid", policy.KindCaseClosed); closed.CloseReason != policy.CloseCured || closed.PlacementID != placement["L-a-paid"] ||
+		c.Outstanding()[0] != 0 || c.Overpaid().Minor != 0 || len(c.Repayments) != 1 {
+		t.Errorf("after the lender's repayment: closed %s recalling %q, outstanding %v, overpaid %s, %d repayments; want cured, the placement recalled, paid once",
+			closed.CloseReason, closed.PlacementID, c.Outstanding(), c.Overpaid(), len(c.Repayments))
+	}
+
 	var rec policy.AgencyOutcome
 	for _, e := range h.entries("L-a") {
 		if o, ok := e.event.(policy.AgencyOutcome); ok {
