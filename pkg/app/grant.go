@@ -63,8 +63,10 @@ func Grant(o Options) access.Grant {
 		// and creating each agency's consumer on its first placement.
 		g.Consumers = append(g.Consumers, feed.Consumer, outcome.Consumer)
 		g.ReadLog = true
-		// Recording the agencies' reports in the loans' logs.
-		g.Publish = append(g.Publish, topology.LoanFilter(codec.AgencyOutcome.Token, "*"))
+		// Recording the agencies' reports in the loans' logs, and the
+		// promises and disputes they carry as the lender's would be.
+		g.Publish = append(g.Publish, topology.LoanFilter(codec.AgencyOutcome.Token, "*"),
+			topology.LoanFilter(codec.Promise.Token, "*"), topology.LoanFilter(codec.Hold.Token, "*"))
 		g.Publish = append(g.Publish, topology.AgencyFeedSubject("*", "*", "*"),
 			"$JS.API.CONSUMER.CREATE."+topology.StreamAgencies+".*."+topology.AgencyFeedFilter("*"))
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/codec"
+	"github.com/opendunning/dunning/pkg/ingest"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/topology"
@@ -35,6 +36,11 @@ type Log interface {
 // Recorder validates and records agencies' outcomes.
 type Recorder struct {
 	Log Log
+	// Lender records what an outcome means on the borrower's side, as the
+	// lender's own event would: a promise the agency took is the
+	// borrower's promise (the policy's checks and all), a dispute the
+	// agency heard is a dispute hold (which recalls the placement).
+	Lender *ingest.Ingestor
 }
 
 // Consumer is the recorder's durable consumer: every agency's reports.
@@ -71,8 +77,44 @@ func (r *Recorder) Handle(msg *message.Message) error {
 		return bus.Permanent(err)
 	}
 	_, err = r.Log.AppendLender(ctx, topology.LoanSubject(tenant, loan, codec.AgencyOutcome.Token, m.GetOutcomeId()), data, "nats:agency-"+agency)
-	if errors.Is(err, loanlog.ErrDuplicate) {
-		return nil // reported before: recorded once
+	if err != nil && !errors.Is(err, loanlog.ErrDuplicate) { // a duplicate was recorded before
+		return err
+	}
+	return r.onBorrowersSide(ctx, agency, &m)
+}
+
+// onBorrowersSide records, after the report itself, what a promise or a
+// dispute means for the borrower: the lender's event of the same kind,
+// through the lender's own checks, named after the report so a redelivery
+// records it once. Refused (a third promise after two broken, one already
+// open), the report stays recorded and the refusal is dead-lettered with
+// its reason.
+func (r *Recorder) onBorrowersSide(ctx context.Context, agency string, m *dunningv1.AgencyOutcome) error {
+	if r.Lender == nil {
+		return nil
+	}
+	id := "agency-" + m.GetOutcomeId()
+	var ev *dunningv1.LenderEvent
+	switch o := m.GetOutcome().(type) {
+	case *dunningv1.AgencyOutcome_Promise:
+		ev = &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_PromiseToPay{PromiseToPay: &dunningv1.PromiseToPay{
+			TenantId: m.GetTenantId(), LoanId: m.GetLoanId(), PromiseId: id, Amount: o.Promise.GetAmount(),
+			PromisedFor: o.Promise.GetPromisedFor(), ReceivedAt: m.GetOccurredAt()}}}
+	case *dunningv1.AgencyOutcome_Dispute:
+		ev = &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_HoldPlaced{HoldPlaced: &dunningv1.HoldPlaced{
+			TenantId: m.GetTenantId(), LoanId: m.GetLoanId(), HoldId: id, Kind: dunningv1.HoldKind_HOLD_KIND_DISPUTE,
+			ReceivedAt: m.GetOccurredAt()}}}
+	default:
+		return nil
+	}
+	le, err := r.Lender.Check(ev)
+	if err == nil {
+		le.Principal = "nats:agency-" + agency
+		_, err = r.Lender.Record(ctx, le)
+	}
+	var fe *ingest.FieldError
+	if errors.As(err, &fe) || errors.Is(err, ingest.ErrConflictingDuplicate) {
+		return bus.Permanent(fmt.Errorf("outcome %s recorded, but its %s refused: %w", m.GetOutcomeId(), le.Kind.Name(), err))
 	}
 	return err
 }

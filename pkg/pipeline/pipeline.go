@@ -290,7 +290,7 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeli
 	}
 	if cfg.Parts.Feed {
 		(&feed.Feed{JS: rt.JetStream(), Log: log, Topology: cfg.Topology}).Register(rt)
-		(&outcome.Recorder{Log: log}).Register(rt)
+		(&outcome.Recorder{Log: log, Lender: p.Ingestor}).Register(rt)
 	}
 	if cfg.Parts.Notifier != nil {
 		cfg.Parts.Notifier.Register(rt)

@@ -35,13 +35,13 @@ func TestAgencyOutcomes(t *testing.T) {
 	l.Policy.Agencies = []policy.Agency{{ID: a, Regions: []string{"CN-31"}, Weight: 1}, {ID: b, Regions: []string{"CN-11"}, Weight: 1}}
 	h.ladderFor = policy.Fixed(l)
 	h.startParts("pipeline", access.Service("dunningd"), pipeline.Parts{Stages: stage.Table, Intake: true, Feed: true})
-	for loan, region := range map[string]string{"L-a": "CN-31", "L-a-cured": "CN-31", "L-b": "CN-11", "L-a-paid": "CN-31"} {
+	for loan, region := range map[string]string{"L-a": "CN-31", "L-a-cured": "CN-31", "L-b": "CN-11", "L-a-paid": "CN-31", "L-a-promise": "CN-31"} {
 		ev := dueEvent(loan, "1", 100000, time.Now())
 		ev.GetInstallmentDue().Region = region
 		h.send(ev)
 	}
 	placement := map[string]string{}
-	for _, loan := range []string{"L-a", "L-a-cured", "L-b", "L-a-paid"} {
+	for _, loan := range []string{"L-a", "L-a-cured", "L-b", "L-a-paid", "L-a-promise"} {
 		h.waitKind(loan, policy.KindHandedOff, 1, 31*h.day+30*time.Second)
 		d, _ := h.decision(loan, policy.KindHandedOff)
 		placement[loan] = d.PlacementID
@@ -132,9 +132,68 @@ func TestAgencyOutcomes(t *testing.T) {
 			closed.CloseReason, closed.PlacementID, c.Outstanding(), c.Overpaid(), len(c.Repayments))
 	}
 
+	// A promise the agency took is the borrower's promise, recorded as the
+	// lender's would be (through the same checks), sent by the agency; a
+	// dispute it heard is a dispute hold, which recalls its placement.
+	promise := &dunningv1.AgencyOutcome{TenantId: tenant, LoanId: "L-a", PlacementId: placement["L-a"], OutcomeId: "o-6", OccurredAt: timestamppb.Now(),
+		Outcome: &dunningv1.AgencyOutcome_Promise{Promise: &dunningv1.AgencyPromise{Amount: money(50000), PromisedFor: timestamppb.New(time.Now().Add(10 * h.day))}}}
+	dispute := &dunningv1.AgencyOutcome{TenantId: tenant, LoanId: "L-a", PlacementId: placement["L-a"], OutcomeId: "o-7", OccurredAt: timestamppb.Now(),
+		Outcome: &dunningv1.AgencyOutcome_Dispute{Dispute: &dunningv1.AgencyDispute{Detail: "the borrower says the loan was repaid in cash"}}}
+	for _, m := range []*dunningv1.AgencyOutcome{promise, dispute} {
+		rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := client.Report(rctx, m)
+		rcancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// In order: the dispute recalls the placement the promise names.
+		waitFor(t, 30*time.Second, func() error {
+			for _, e := range h.entries("L-a") {
+				switch x := e.event.(type) {
+				case policy.PromiseToPay:
+					if m == promise && x.ID == "agency-o-6" && x.Amount.Minor == 50000 {
+						return nil
+					}
+				case policy.HoldPlaced:
+					if m == dispute && x.ID == "agency-o-7" && x.Kind == policy.HoldDispute {
+						return nil
+					}
+				}
+			}
+			return errorf("%s not recorded on the borrower's side", m.GetOutcomeId())
+		})
+	}
+	h.waitKind("L-a", policy.KindPlacementRecalled, 1, 30*time.Second)
+	// A promise the borrower's side refuses (more than is overdue): the
+	// report stays recorded, the refusal is dead-lettered with the reason.
+	big := &dunningv1.AgencyOutcome{TenantId: tenant, LoanId: "L-a-promise", PlacementId: placement["L-a-promise"], OutcomeId: "o-8", OccurredAt: timestamppb.Now(),
+		Outcome: &dunningv1.AgencyOutcome_Promise{Promise: &dunningv1.AgencyPromise{Amount: money(900000), PromisedFor: timestamppb.New(time.Now().Add(10 * h.day))}}}
+	rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rcancel()
+	if err := client.Report(rctx, big); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, func() error {
+		for _, m := range h.dlq() {
+			if r := m.Header.Get(bus.HeaderDLQReason); strings.Contains(r, "outcome o-8 recorded, but its promise refused: promise_to_pay.amount") {
+				return nil
+			}
+		}
+		var rs []string
+		for _, m := range h.dlq() {
+			rs = append(rs, m.Header.Get(bus.HeaderDLQReason))
+		}
+		return errorf("no dead letter for the refused promise: %q", rs)
+	})
+	for _, e := range h.entries("L-a-promise") {
+		if _, ok := e.event.(policy.PromiseToPay); ok {
+			t.Error("a refused promise reached the loan's log")
+		}
+	}
+
 	var rec policy.AgencyOutcome
 	for _, e := range h.entries("L-a") {
-		if o, ok := e.event.(policy.AgencyOutcome); ok {
+		if o, ok := e.event.(policy.AgencyOutcome); ok && o.ID == "o-1" {
 			rec = o
 		}
 	}
