@@ -31,6 +31,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/opendunning/dunning/pkg/access"
+	"github.com/opendunning/dunning/pkg/agency"
 	"github.com/opendunning/dunning/pkg/apikey"
 	"github.com/opendunning/dunning/pkg/app"
 	"github.com/opendunning/dunning/pkg/loanlog"
@@ -40,6 +41,7 @@ import (
 	"github.com/opendunning/dunning/pkg/policyfile"
 	"github.com/opendunning/dunning/pkg/sim"
 	"github.com/opendunning/dunning/pkg/topology"
+	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
 // Every service runs twice, so that a killed or stopped process's work has
@@ -81,7 +83,7 @@ func TestChaos(t *testing.T) {
 	// Every process has its own credential, as in production: the admin
 	// (this test: it provisions, publishes the lender events and reads the
 	// logs) and each service.
-	ids := []access.Identity{}
+	ids := []access.Identity{access.Agency(agencyID)}
 	for _, s := range services {
 		ids = append(ids, access.Service(s))
 	}
@@ -117,6 +119,10 @@ func TestChaos(t *testing.T) {
 	}
 	defer fleet.stopAll()
 	fleet.waitReady(ctx, fleet.slots)
+	// The agency reads its feed through the whole run, with its own
+	// credential, as the reference client does: across the handoff
+	// service's kills and the server's restart.
+	feed := startAgency(ctx, t, srv.url(), keys)
 
 	ladder := policy.Ladder{Policy: pol, Calendar: policy.Calendar{Day: day}}
 	lead := 3 * time.Second
@@ -175,6 +181,7 @@ func TestChaos(t *testing.T) {
 	if dlq != 0 {
 		t.Errorf("%d messages dead-lettered; every event in this run is valid", dlq)
 	}
+	feed.check(ctx, t, js, loanlog.New(nc, js), cfg, r.Loans)
 	if fleet.kills() == 0 || faults.stops == 0 || faults.restarts == 0 {
 		t.Errorf("the faults did not all happen: %d kills, %d stops, %d restarts", fleet.kills(), faults.stops, faults.restarts)
 	}
@@ -657,4 +664,100 @@ func streamMsgs(ctx context.Context, js jetstream.JetStream, name string) (int, 
 		return 0, err
 	}
 	return int(info.State.Msgs), nil
+}
+
+// agencyID is the compressed shipped policy's one agency.
+const agencyID = "agency-default"
+
+// agencyFeed is what the agency's client was handed, by subject.
+type agencyFeed struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func startAgency(ctx context.Context, t *testing.T, url string, keys access.Keyring) *agencyFeed {
+	t.Helper()
+	nc, err := agency.Connect(url, agencyID, keys.SeedFile(access.Agency(agencyID)), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	f := &agencyFeed{seen: map[string]int{}}
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	c := &agency.Client{Agency: agencyID, Conn: nc, Wait: 200 * time.Millisecond}
+	go func() {
+		done <- c.Run(actx, func(_ context.Context, subject string, _ *dunningv1.AgencyFeed) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.seen[subject]++
+			return nil
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("the agency's client: %v", err)
+		}
+	})
+	return f
+}
+
+// check compares the feed with the loans' logs: every placement and every
+// recall in them is on the feed exactly once (one message per subject, and
+// as many as the logs hold), and the agency's client was handed each.
+func (f *agencyFeed) check(ctx context.Context, t *testing.T, js jetstream.JetStream, log *loanlog.Log, cfg sim.Config, loans int) {
+	t.Helper()
+	want := map[string]bool{}
+	for i := range loans {
+		entries, _, err := log.Read(ctx, cfg.Tenant, fmt.Sprintf("sim-%d-%d", cfg.Seed, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			d, ok := e.Event.(policy.Decision)
+			if !ok {
+				continue
+			}
+			switch {
+			case d.Kind == policy.KindHandedOff:
+				want[topology.AgencyFeedSubject(d.AgencyID, d.PlacementID, topology.FeedPlaced)] = true
+			case d.Kind == policy.KindPlacementRecalled || (d.Kind == policy.KindCaseClosed && d.PlacementID != ""):
+				want[topology.AgencyFeedSubject(agencyID, d.PlacementID, topology.FeedRecalled)] = true
+			}
+		}
+	}
+	stored, err := streamMsgs(ctx, js, topology.StreamAgencies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	natstest.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		missing = missing[:0]
+		for s := range want {
+			if f.seen[s] == 0 {
+				missing = append(missing, s)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("%d of %d feed messages not yet handed to the agency", len(missing), len(want))
+		}
+		return nil
+	})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	again := 0
+	for s, n := range f.seen {
+		if !want[s] {
+			t.Errorf("the agency was handed %s, which no loan's log holds", s)
+		}
+		again += n - 1
+	}
+	t.Logf("agency feed: %d placements and recalls in the logs, %d stored on the feed, all handed to the agency's client (%d redelivered to it)",
+		len(want), stored, again)
+	if stored != len(want) {
+		t.Errorf("the feed holds %d messages, the logs %d placements and recalls: lost or duplicated", stored, len(want))
+	}
 }
