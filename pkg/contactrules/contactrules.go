@@ -359,6 +359,13 @@ type Slot struct {
 // ending at 22:00) widens nothing.
 type Hours struct{ From, To time.Duration }
 
+// Hours is the borrower's local contact window: the pack's, widened by the
+// borrower's agreement (what an agency placed with the account must keep to).
+func (s Slot) Hours() (from, to time.Duration) {
+	from, to, _, _ = s.window()
+	return from, to
+}
+
 // window is the pack's window, widened by the borrower's agreement, and
 // the pack's own opening (where the slot is counted from).
 func (s Slot) window() (from, to, opening time.Duration, rule string) {

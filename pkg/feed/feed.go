@@ -45,6 +45,9 @@ type Feed struct {
 	JS       JetStream
 	Log      Reader
 	Topology topology.Topology
+	// Ladder gives the loan's policy, whose contact rules the placement
+	// tells the agency (nil: none told).
+	Ladder func(tenant, product string) policy.Ladder
 	// ensured holds the agencies whose consumer this process has created.
 	ensured sync.Map
 }
@@ -81,7 +84,7 @@ func (f *Feed) Handle(msg *message.Message) error {
 	if err != nil {
 		return err
 	}
-	out, agency, event, err := project(addr, d, entries)
+	out, agency, event, err := project(addr, d, entries, f.Ladder)
 	if err != nil {
 		return bus.Permanent(err)
 	}
@@ -89,8 +92,9 @@ func (f *Feed) Handle(msg *message.Message) error {
 }
 
 // project builds the feed message of a decision from the loan's log.
-func project(addr topology.LoanAddress, d policy.Decision, entries []policy.Entry) (*dunningv1.AgencyFeed, string, string, error) {
+func project(addr topology.LoanAddress, d policy.Decision, entries []policy.Entry, ladder func(tenant, product string) policy.Ladder) (*dunningv1.AgencyFeed, string, string, error) {
 	c := policy.Fold(entries)
+	c.Key = policy.LoanKey(addr.Tenant, addr.Loan)
 	if d.Kind == policy.KindHandedOff {
 		p := &dunningv1.AgencyPlacement{PlacementId: d.PlacementID, AgencyId: d.AgencyID, TenantId: addr.Tenant, LoanId: addr.Loan,
 			CaseNumber: int32(d.Ctx.Case), Overdue: codec.MoneyToProto(d.Ctx.Overdue), Dpd: int32(d.Ctx.DPD), Tier: codec.TierToProto(d.Ctx.Tier),
@@ -99,7 +103,21 @@ func project(addr topology.LoanAddress, d policy.Decision, entries []policy.Entr
 		// case: the one its DPD counts from.
 		if len(c.Installments) > 0 {
 			in := c.Installments[0]
-			p.ContactRef, p.Locale, p.Region = in.ContactRef, in.Locale, in.Region
+			p.ContactRef, p.Locale, p.Region, p.TimeZone = in.ContactRef, in.Locale, in.Region, in.Zone
+		}
+		// The rules the agency collects under, as of the placement.
+		for _, ch := range policy.ChannelNames() {
+			if v, ok := policy.ParseChannel(ch); ok && c.OptedOut[v] {
+				p.OptedOut = append(p.OptedOut, codec.ChannelToProto(v))
+			}
+		}
+		if ladder != nil {
+			l := ladder(addr.Tenant, c.Product())
+			p.WindowFrom, p.WindowTo = l.ContactWindow(c)
+			p.RecentContacts = map[string]int32{}
+			for ch, n := range l.RecentContacts(c, d.Ctx.AsOfOrDecided()) {
+				p.RecentContacts[ch.String()] = int32(n)
+			}
 		}
 		return &dunningv1.AgencyFeed{Event: &dunningv1.AgencyFeed_Placed{Placed: p}}, d.AgencyID, topology.FeedPlaced, nil
 	}

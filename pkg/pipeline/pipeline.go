@@ -289,7 +289,7 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeli
 		(&dispatch.Dispatcher{JS: rt.JetStream(), Ladder: cfg.Ladder}).Register(rt)
 	}
 	if cfg.Parts.Feed {
-		(&feed.Feed{JS: rt.JetStream(), Log: log, Topology: cfg.Topology}).Register(rt)
+		(&feed.Feed{JS: rt.JetStream(), Log: log, Topology: cfg.Topology, Ladder: cfg.Ladder}).Register(rt)
 		(&outcome.Recorder{Log: log, Lender: p.Ingestor}).Register(rt)
 	}
 	if cfg.Parts.Notifier != nil {

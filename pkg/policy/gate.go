@@ -408,6 +408,26 @@ func (l Ladder) clock(c *Case) contactrules.Clock {
 	return contactrules.AcceleratedClock{Origin: a.DueAt, OriginDate: contactrules.Date{Year: y, Month: m, Day: d}, Day: l.Calendar.Day}
 }
 
+// ContactWindow is the borrower's local contact window ("HH:MM"), as the
+// gate keeps to it: the jurisdiction's, widened where the borrower agreed.
+func (l Ladder) ContactWindow(c *Case) (from, to string) {
+	f, t := l.slot(c).Hours()
+	return contactrules.FormatWall(f), contactrules.FormatWall(t)
+}
+
+// RecentContacts counts, per channel, the contacts released for the loan in
+// the seven days before at.
+func (l Ladder) RecentContacts(c *Case, at time.Time) map[Channel]int {
+	out := map[Channel]int{}
+	since := at.Add(-7 * l.Calendar.Day)
+	for _, g := range c.Gate {
+		if g.State == GateReleased && g.Task.NotBefore.After(since) && !g.Task.NotBefore.After(at) {
+			out[g.Task.Channel]++
+		}
+	}
+	return out
+}
+
 // slot is the case's loan's place in the policy's send window.
 func (l Ladder) slot(c *Case) contactrules.Slot {
 	r := l.Policy.Contact

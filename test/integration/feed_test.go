@@ -121,7 +121,8 @@ func TestAgencyFeeds(t *testing.T) {
 				d := placements[p.LoanId]
 				seen[p.LoanId+" placed"]++
 				if p.AgencyId != a || p.PlacementId != d.PlacementID || e.subject != topology.AgencyFeedSubject(a, d.PlacementID, topology.FeedPlaced) ||
-					p.ContactRef != "contact-"+p.LoanId || p.Region != loans[p.LoanId] || p.TenantId != tenant || p.Overdue.GetMinorUnits() != 100000 || p.Dpd < 31 {
+					p.ContactRef != "contact-"+p.LoanId || p.Region != loans[p.LoanId] || p.TenantId != tenant || p.Overdue.GetMinorUnits() != 100000 || p.Dpd < 31 ||
+					p.TimeZone != "Asia/Shanghai" || p.WindowFrom == "" || p.WindowTo == "" || p.RecentContacts["sms"] != 0 {
 					t.Errorf("agency %s: placement %+v on %s; want %s's, placement %s, on its own subject", a, p, e.subject, p.LoanId, d.PlacementID)
 				}
 			case *dunningv1.AgencyFeed_Recalled:

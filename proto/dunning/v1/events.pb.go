@@ -2335,9 +2335,20 @@ type AgencyPlacement struct {
 	Tier     Tier                   `protobuf:"varint,11,opt,name=tier,proto3,enum=dunning.v1.Tier" json:"tier,omitempty"`
 	PlacedAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=placed_at,json=placedAt,proto3" json:"placed_at,omitempty"`
 	// Why this agency (the allocation's reason, as handed_off records it).
-	Reason        string `protobuf:"bytes,13,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Reason string `protobuf:"bytes,13,opt,name=reason,proto3" json:"reason,omitempty"`
+	// What the agency must respect when it contacts the borrower (it
+	// collects under the lender's rules, and its calls count toward the
+	// borrower's caps): the borrower's time zone and local contact window
+	// ("HH:MM", the jurisdiction's, or wider where the borrower agreed),
+	// the channels the borrower opted out of, and the contacts released in
+	// the seven days before placement, per channel.
+	TimeZone       string           `protobuf:"bytes,14,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	WindowFrom     string           `protobuf:"bytes,15,opt,name=window_from,json=windowFrom,proto3" json:"window_from,omitempty"`
+	WindowTo       string           `protobuf:"bytes,16,opt,name=window_to,json=windowTo,proto3" json:"window_to,omitempty"`
+	OptedOut       []Channel        `protobuf:"varint,17,rep,packed,name=opted_out,json=optedOut,proto3,enum=dunning.v1.Channel" json:"opted_out,omitempty"`
+	RecentContacts map[string]int32 `protobuf:"bytes,18,rep,name=recent_contacts,json=recentContacts,proto3" json:"recent_contacts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AgencyPlacement) Reset() {
@@ -2459,6 +2470,41 @@ func (x *AgencyPlacement) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *AgencyPlacement) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *AgencyPlacement) GetWindowFrom() string {
+	if x != nil {
+		return x.WindowFrom
+	}
+	return ""
+}
+
+func (x *AgencyPlacement) GetWindowTo() string {
+	if x != nil {
+		return x.WindowTo
+	}
+	return ""
+}
+
+func (x *AgencyPlacement) GetOptedOut() []Channel {
+	if x != nil {
+		return x.OptedOut
+	}
+	return nil
+}
+
+func (x *AgencyPlacement) GetRecentContacts() map[string]int32 {
+	if x != nil {
+		return x.RecentContacts
+	}
+	return nil
 }
 
 // AgencyRecall: the placement taken back. The agency stops collecting.
@@ -4716,7 +4762,7 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"AgencyFeed\x125\n" +
 	"\x06placed\x18\x01 \x01(\v2\x1b.dunning.v1.AgencyPlacementH\x00R\x06placed\x126\n" +
 	"\brecalled\x18\x02 \x01(\v2\x18.dunning.v1.AgencyRecallH\x00R\brecalledB\a\n" +
-	"\x05event\"\xaf\x03\n" +
+	"\x05event\"\xd9\x05\n" +
 	"\x0fAgencyPlacement\x12!\n" +
 	"\fplacement_id\x18\x01 \x01(\tR\vplacementId\x12\x1b\n" +
 	"\tagency_id\x18\x02 \x01(\tR\bagencyId\x12\x1b\n" +
@@ -4733,7 +4779,16 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	" \x01(\x05R\x03dpd\x12$\n" +
 	"\x04tier\x18\v \x01(\x0e2\x10.dunning.v1.TierR\x04tier\x127\n" +
 	"\tplaced_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\bplacedAt\x12\x16\n" +
-	"\x06reason\x18\r \x01(\tR\x06reason\"\xfa\x01\n" +
+	"\x06reason\x18\r \x01(\tR\x06reason\x12\x1b\n" +
+	"\ttime_zone\x18\x0e \x01(\tR\btimeZone\x12\x1f\n" +
+	"\vwindow_from\x18\x0f \x01(\tR\n" +
+	"windowFrom\x12\x1b\n" +
+	"\twindow_to\x18\x10 \x01(\tR\bwindowTo\x120\n" +
+	"\topted_out\x18\x11 \x03(\x0e2\x13.dunning.v1.ChannelR\boptedOut\x12X\n" +
+	"\x0frecent_contacts\x18\x12 \x03(\v2/.dunning.v1.AgencyPlacement.RecentContactsEntryR\x0erecentContacts\x1aA\n" +
+	"\x13RecentContactsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xfa\x01\n" +
 	"\fAgencyRecall\x12!\n" +
 	"\fplacement_id\x18\x01 \x01(\tR\vplacementId\x12\x1b\n" +
 	"\tagency_id\x18\x02 \x01(\tR\bagencyId\x12\x1b\n" +
@@ -4951,7 +5006,7 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: dunning.v1.Outcome
 	(HoldKind)(0),                 // 1: dunning.v1.HoldKind
@@ -5010,37 +5065,38 @@ var file_dunning_v1_events_proto_goTypes = []any{
 	(*PlanProgress)(nil),          // 54: dunning.v1.PlanProgress
 	(*BorrowerContact)(nil),       // 55: dunning.v1.BorrowerContact
 	(*VerificationCode)(nil),      // 56: dunning.v1.VerificationCode
-	(*timestamppb.Timestamp)(nil), // 57: google.protobuf.Timestamp
+	nil,                           // 57: dunning.v1.AgencyPlacement.RecentContactsEntry
+	(*timestamppb.Timestamp)(nil), // 58: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
 	7,   // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	57,  // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	58,  // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
 	9,   // 2: dunning.v1.InstallmentDue.itemisation:type_name -> dunning.v1.Itemisation
-	57,  // 3: dunning.v1.InstallmentDue.limitation_ends_at:type_name -> google.protobuf.Timestamp
+	58,  // 3: dunning.v1.InstallmentDue.limitation_ends_at:type_name -> google.protobuf.Timestamp
 	7,   // 4: dunning.v1.Itemisation.principal:type_name -> dunning.v1.Money
 	7,   // 5: dunning.v1.Itemisation.interest:type_name -> dunning.v1.Money
 	7,   // 6: dunning.v1.Itemisation.fees:type_name -> dunning.v1.Money
 	9,   // 7: dunning.v1.BalanceUpdated.overdue:type_name -> dunning.v1.Itemisation
-	57,  // 8: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
+	58,  // 8: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
 	7,   // 9: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	57,  // 10: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	57,  // 11: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	58,  // 10: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	58,  // 11: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
 	0,   // 12: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	57,  // 13: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	58,  // 13: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
 	4,   // 14: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
-	57,  // 15: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
-	57,  // 16: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
+	58,  // 15: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
+	58,  // 16: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
 	1,   // 17: dunning.v1.HoldPlaced.kind:type_name -> dunning.v1.HoldKind
-	57,  // 18: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
-	57,  // 19: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	58,  // 18: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
+	58,  // 19: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
 	7,   // 20: dunning.v1.PromiseToPay.amount:type_name -> dunning.v1.Money
-	57,  // 21: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
-	57,  // 22: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
-	57,  // 23: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
+	58,  // 21: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
+	58,  // 22: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
+	58,  // 23: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
 	7,   // 24: dunning.v1.PlanInstallment.amount:type_name -> dunning.v1.Money
 	19,  // 25: dunning.v1.RepaymentPlan.installments:type_name -> dunning.v1.PlanInstallment
-	57,  // 26: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
-	57,  // 27: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
+	58,  // 26: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
+	58,  // 27: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
 	8,   // 28: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
 	11,  // 29: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
 	12,  // 30: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
@@ -5056,78 +5112,80 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	2,   // 40: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
 	3,   // 41: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
 	7,   // 42: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	57,  // 43: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	57,  // 44: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
+	58,  // 43: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	58,  // 44: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
 	4,   // 45: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
 	5,   // 46: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
 	7,   // 47: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
 	7,   // 48: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	57,  // 49: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
-	57,  // 50: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	58,  // 49: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	58,  // 50: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
 	26,  // 51: dunning.v1.AgencyFeed.placed:type_name -> dunning.v1.AgencyPlacement
 	27,  // 52: dunning.v1.AgencyFeed.recalled:type_name -> dunning.v1.AgencyRecall
 	7,   // 53: dunning.v1.AgencyPlacement.overdue:type_name -> dunning.v1.Money
 	3,   // 54: dunning.v1.AgencyPlacement.tier:type_name -> dunning.v1.Tier
-	57,  // 55: dunning.v1.AgencyPlacement.placed_at:type_name -> google.protobuf.Timestamp
-	57,  // 56: dunning.v1.AgencyRecall.recalled_at:type_name -> google.protobuf.Timestamp
-	57,  // 57: dunning.v1.AgencyOutcome.occurred_at:type_name -> google.protobuf.Timestamp
-	29,  // 58: dunning.v1.AgencyOutcome.contacted:type_name -> dunning.v1.AgencyContact
-	30,  // 59: dunning.v1.AgencyOutcome.promise:type_name -> dunning.v1.AgencyPromise
-	31,  // 60: dunning.v1.AgencyOutcome.payment:type_name -> dunning.v1.AgencyPayment
-	32,  // 61: dunning.v1.AgencyOutcome.dispute:type_name -> dunning.v1.AgencyDispute
-	33,  // 62: dunning.v1.AgencyOutcome.returned:type_name -> dunning.v1.AgencyReturn
-	4,   // 63: dunning.v1.AgencyContact.channel:type_name -> dunning.v1.Channel
-	7,   // 64: dunning.v1.AgencyPromise.amount:type_name -> dunning.v1.Money
-	57,  // 65: dunning.v1.AgencyPromise.promised_for:type_name -> google.protobuf.Timestamp
-	7,   // 66: dunning.v1.AgencyPayment.amount:type_name -> dunning.v1.Money
-	2,   // 67: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
-	3,   // 68: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
-	24,  // 69: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
-	2,   // 70: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	57,  // 71: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
-	23,  // 72: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
-	23,  // 73: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
-	24,  // 74: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 75: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
-	24,  // 76: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 77: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
-	8,   // 78: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
-	11,  // 79: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
-	24,  // 80: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
-	23,  // 81: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
-	40,  // 82: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
-	23,  // 83: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
-	6,   // 84: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
-	2,   // 85: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
-	23,  // 86: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
-	2,   // 87: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
-	23,  // 88: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
-	23,  // 89: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
-	24,  // 90: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
-	57,  // 91: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
-	23,  // 92: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
-	24,  // 93: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 94: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
-	24,  // 95: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 96: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
-	24,  // 97: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 98: dunning.v1.LegalBlocked.case:type_name -> dunning.v1.CaseContext
-	57,  // 99: dunning.v1.LogSealed.sealed_at:type_name -> google.protobuf.Timestamp
-	23,  // 100: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
-	23,  // 101: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
-	23,  // 102: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
-	7,   // 103: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
-	23,  // 104: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
-	57,  // 105: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
-	7,   // 106: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
-	4,   // 107: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
-	57,  // 108: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
-	0,   // 109: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
-	110, // [110:110] is the sub-list for method output_type
-	110, // [110:110] is the sub-list for method input_type
-	110, // [110:110] is the sub-list for extension type_name
-	110, // [110:110] is the sub-list for extension extendee
-	0,   // [0:110] is the sub-list for field type_name
+	58,  // 55: dunning.v1.AgencyPlacement.placed_at:type_name -> google.protobuf.Timestamp
+	4,   // 56: dunning.v1.AgencyPlacement.opted_out:type_name -> dunning.v1.Channel
+	57,  // 57: dunning.v1.AgencyPlacement.recent_contacts:type_name -> dunning.v1.AgencyPlacement.RecentContactsEntry
+	58,  // 58: dunning.v1.AgencyRecall.recalled_at:type_name -> google.protobuf.Timestamp
+	58,  // 59: dunning.v1.AgencyOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	29,  // 60: dunning.v1.AgencyOutcome.contacted:type_name -> dunning.v1.AgencyContact
+	30,  // 61: dunning.v1.AgencyOutcome.promise:type_name -> dunning.v1.AgencyPromise
+	31,  // 62: dunning.v1.AgencyOutcome.payment:type_name -> dunning.v1.AgencyPayment
+	32,  // 63: dunning.v1.AgencyOutcome.dispute:type_name -> dunning.v1.AgencyDispute
+	33,  // 64: dunning.v1.AgencyOutcome.returned:type_name -> dunning.v1.AgencyReturn
+	4,   // 65: dunning.v1.AgencyContact.channel:type_name -> dunning.v1.Channel
+	7,   // 66: dunning.v1.AgencyPromise.amount:type_name -> dunning.v1.Money
+	58,  // 67: dunning.v1.AgencyPromise.promised_for:type_name -> google.protobuf.Timestamp
+	7,   // 68: dunning.v1.AgencyPayment.amount:type_name -> dunning.v1.Money
+	2,   // 69: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
+	3,   // 70: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
+	24,  // 71: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
+	2,   // 72: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
+	58,  // 73: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	23,  // 74: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
+	23,  // 75: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
+	24,  // 76: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 77: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
+	24,  // 78: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 79: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
+	8,   // 80: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
+	11,  // 81: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
+	24,  // 82: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
+	23,  // 83: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
+	40,  // 84: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
+	23,  // 85: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
+	6,   // 86: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
+	2,   // 87: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
+	23,  // 88: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
+	2,   // 89: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
+	23,  // 90: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
+	23,  // 91: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
+	24,  // 92: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
+	58,  // 93: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	23,  // 94: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
+	24,  // 95: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 96: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
+	24,  // 97: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 98: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
+	24,  // 99: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 100: dunning.v1.LegalBlocked.case:type_name -> dunning.v1.CaseContext
+	58,  // 101: dunning.v1.LogSealed.sealed_at:type_name -> google.protobuf.Timestamp
+	23,  // 102: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
+	23,  // 103: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
+	23,  // 104: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
+	7,   // 105: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
+	23,  // 106: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
+	58,  // 107: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
+	7,   // 108: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
+	4,   // 109: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
+	58,  // 110: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
+	0,   // 111: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
+	112, // [112:112] is the sub-list for method output_type
+	112, // [112:112] is the sub-list for method input_type
+	112, // [112:112] is the sub-list for extension type_name
+	112, // [112:112] is the sub-list for extension extendee
+	0,   // [0:112] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -5166,7 +5224,7 @@ func file_dunning_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   50,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
