@@ -88,7 +88,7 @@ func (f *Feed) Handle(msg *message.Message) error {
 	if err != nil {
 		return bus.Permanent(err)
 	}
-	return f.publish(ctx, agency, d.PlacementID, event, out)
+	return f.Publish(ctx, agency, d.PlacementID, event, out)
 }
 
 // project builds the feed message of a decision from the loan's log.
@@ -143,10 +143,10 @@ func project(addr topology.LoanAddress, d policy.Decision, entries []policy.Entr
 	return &dunningv1.AgencyFeed{Event: &dunningv1.AgencyFeed_Recalled{Recalled: r}}, agency, topology.FeedRecalled, nil
 }
 
-// publish writes one event of a placement once: a repeat (a redelivered
+// Publish writes one event of a placement once: a repeat (a redelivered
 // decision, or a closing after the hold that already recalled it) finds
 // its subject taken and is done.
-func (f *Feed) publish(ctx context.Context, agency, placement, event string, m *dunningv1.AgencyFeed) error {
+func (f *Feed) Publish(ctx context.Context, agency, placement, event string, m *dunningv1.AgencyFeed) error {
 	if !policy.ValidID(agency) {
 		return bus.Permanent(fmt.Errorf("agency %q is not a valid identifier", agency))
 	}

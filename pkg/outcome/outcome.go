@@ -13,13 +13,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/codec"
+	"github.com/opendunning/dunning/pkg/feed"
 	"github.com/opendunning/dunning/pkg/ingest"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/policy"
@@ -41,6 +44,10 @@ type Recorder struct {
 	// borrower's promise (the policy's checks and all), a dispute the
 	// agency heard is a dispute hold (which recalls the placement).
 	Lender *ingest.Ingestor
+	// Feed tells the agency, on its own feed, why a report was refused
+	// (nil: nobody is told). Telling it failing is transient: the report
+	// is redelivered, so no refusal goes untold.
+	Feed *feed.Feed
 }
 
 // Consumer is the recorder's durable consumer: every agency's reports.
@@ -49,17 +56,39 @@ var Consumer = topology.ConsumerSpec{Name: "agency-outcomes", Stream: topology.S
 // Register adds the recorder to a router.
 func (r *Recorder) Register(rt *bus.Router) { rt.Handle(Consumer, r.Handle) }
 
-// Handle records one report, or refuses it for good.
+// Handle records one report, or refuses it for good, telling the agency.
 func (r *Recorder) Handle(msg *message.Message) error {
 	agency, tenant, loan, err := topology.ParseOutcomeSubject(msg.Metadata.Get(bus.MetaSubject))
 	if err != nil {
 		return bus.Permanent(err)
 	}
 	var m dunningv1.AgencyOutcome
-	if err := proto.Unmarshal(msg.Payload, &m); err != nil {
+	err = r.record(msg, agency, tenant, loan, &m)
+	if !bus.IsPermanent(err) || r.Feed == nil {
+		return err
+	}
+	seq, _ := strconv.ParseUint(msg.Metadata.Get(bus.MetaStreamSeq), 10, 64)
+	placement := m.GetPlacementId()
+	if !policy.ValidID(placement) {
+		placement = "unknown"
+	}
+	rej := &dunningv1.AgencyRejection{ReportSeq: seq, OutcomeId: m.GetOutcomeId(), PlacementId: m.GetPlacementId(), TenantId: tenant, LoanId: loan,
+		Reason: err.Error(), RejectedAt: timestamppb.Now()}
+	ctx, cancel := context.WithTimeout(msg.Context(), 10*time.Second)
+	defer cancel()
+	if terr := r.Feed.Publish(ctx, agency, placement, topology.FeedRejected(seq),
+		&dunningv1.AgencyFeed{Event: &dunningv1.AgencyFeed_Rejected{Rejected: rej}}); terr != nil && !bus.IsPermanent(terr) {
+		return fmt.Errorf("telling agency %s its report was refused: %w", agency, terr)
+	}
+	return err
+}
+
+// record checks one report into m and records it.
+func (r *Recorder) record(msg *message.Message, agency, tenant, loan string, m *dunningv1.AgencyOutcome) error {
+	if err := proto.Unmarshal(msg.Payload, m); err != nil {
 		return bus.Permanent(fmt.Errorf("not an agency outcome: %w", err))
 	}
-	if err := Validate(&m, tenant, loan); err != nil {
+	if err := Validate(m, tenant, loan); err != nil {
 		return bus.Permanent(err)
 	}
 	ctx, cancel := context.WithTimeout(msg.Context(), 10*time.Second)
@@ -72,7 +101,7 @@ func (r *Recorder) Handle(msg *message.Message) error {
 		return bus.Permanent(err)
 	}
 	m.AgencyId = agency
-	data, err := proto.Marshal(&m)
+	data, err := proto.Marshal(m)
 	if err != nil {
 		return bus.Permanent(err)
 	}
@@ -80,7 +109,7 @@ func (r *Recorder) Handle(msg *message.Message) error {
 	if err != nil && !errors.Is(err, loanlog.ErrDuplicate) { // a duplicate was recorded before
 		return err
 	}
-	return r.onBorrowersSide(ctx, agency, &m)
+	return r.onBorrowersSide(ctx, agency, m)
 }
 
 // onBorrowersSide records, after the report itself, what a promise or a

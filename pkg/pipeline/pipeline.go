@@ -289,8 +289,9 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeli
 		(&dispatch.Dispatcher{JS: rt.JetStream(), Ladder: cfg.Ladder}).Register(rt)
 	}
 	if cfg.Parts.Feed {
-		(&feed.Feed{JS: rt.JetStream(), Log: log, Topology: cfg.Topology, Ladder: cfg.Ladder}).Register(rt)
-		(&outcome.Recorder{Log: log, Lender: p.Ingestor}).Register(rt)
+		f := &feed.Feed{JS: rt.JetStream(), Log: log, Topology: cfg.Topology, Ladder: cfg.Ladder}
+		f.Register(rt)
+		(&outcome.Recorder{Log: log, Lender: p.Ingestor, Feed: f}).Register(rt)
 	}
 	if cfg.Parts.Notifier != nil {
 		cfg.Parts.Notifier.Register(rt)

@@ -174,6 +174,10 @@ const (
 	FeedRecalled = "recalled"
 )
 
+// FeedRejected is the event token of a report the agency sent that was
+// refused: the report's sequence in the outcomes stream makes it unique.
+func FeedRejected(reportSeq uint64) string { return "rejected-" + strconv.FormatUint(reportSeq, 10) }
+
 // AgencyFeedSubject is where one event of one placement goes on an
 // agency's feed; each is written once (the subject must be empty).
 func AgencyFeedSubject(agency, placement, event string) string {

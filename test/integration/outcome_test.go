@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -188,6 +189,26 @@ func TestAgencyOutcomes(t *testing.T) {
 	for _, e := range h.entries("L-a-promise") {
 		if _, ok := e.event.(policy.PromiseToPay); ok {
 			t.Error("a refused promise reached the loan's log")
+		}
+	}
+
+	// The agency learns why, on its own feed: each refused report once,
+	// with its reason, beside its 4 placements and 3 recalls.
+	var rejected []string
+	for _, e := range h.readFeed(a, 11) {
+		if r := e.msg.GetRejected(); r != nil {
+			rejected = append(rejected, r.GetOutcomeId()+": "+r.GetReason())
+		}
+	}
+	slices.Sort(rejected)
+	want := []string{"o-2: unknown placement", "o-3: placement " + placement["L-b"] + " is agency " + b + "'s", "o-4: placement " + placement["L-a-cured"] + " was recalled",
+		"o-8: outcome o-8 recorded, but its promise refused"}
+	if len(rejected) != len(want) {
+		t.Errorf("refusals on the agency's feed: %q, want %d", rejected, len(want))
+	}
+	for i := range min(len(rejected), len(want)) {
+		if !strings.HasPrefix(rejected[i], want[i]) {
+			t.Errorf("refusal %d on the agency's feed: %q, want %q...", i, rejected[i], want[i])
 		}
 	}
 

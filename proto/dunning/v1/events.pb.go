@@ -2238,6 +2238,7 @@ type AgencyFeed struct {
 	//
 	//	*AgencyFeed_Placed
 	//	*AgencyFeed_Recalled
+	//	*AgencyFeed_Rejected
 	Event         isAgencyFeed_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2298,6 +2299,15 @@ func (x *AgencyFeed) GetRecalled() *AgencyRecall {
 	return nil
 }
 
+func (x *AgencyFeed) GetRejected() *AgencyRejection {
+	if x != nil {
+		if x, ok := x.Event.(*AgencyFeed_Rejected); ok {
+			return x.Rejected
+		}
+	}
+	return nil
+}
+
 type isAgencyFeed_Event interface {
 	isAgencyFeed_Event()
 }
@@ -2310,9 +2320,113 @@ type AgencyFeed_Recalled struct {
 	Recalled *AgencyRecall `protobuf:"bytes,2,opt,name=recalled,proto3,oneof"`
 }
 
+type AgencyFeed_Rejected struct {
+	Rejected *AgencyRejection `protobuf:"bytes,3,opt,name=rejected,proto3,oneof"`
+}
+
 func (*AgencyFeed_Placed) isAgencyFeed_Event() {}
 
 func (*AgencyFeed_Recalled) isAgencyFeed_Event() {}
+
+func (*AgencyFeed_Rejected) isAgencyFeed_Event() {}
+
+// AgencyRejection: a report the agency sent was refused, and why (on
+// dunning.agency.<agency>.<placement>.rejected-<seq>, where seq is the
+// sequence the report's publish was acknowledged with, and placement
+// "unknown" when the report named none usable). Nothing of the report
+// reached the loan, but a promise or dispute refused on the borrower's
+// side, after the report itself was recorded.
+type AgencyRejection struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ReportSeq     uint64                 `protobuf:"varint,1,opt,name=report_seq,json=reportSeq,proto3" json:"report_seq,omitempty"`
+	OutcomeId     string                 `protobuf:"bytes,2,opt,name=outcome_id,json=outcomeId,proto3" json:"outcome_id,omitempty"`
+	PlacementId   string                 `protobuf:"bytes,3,opt,name=placement_id,json=placementId,proto3" json:"placement_id,omitempty"`
+	TenantId      string                 `protobuf:"bytes,4,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	LoanId        string                 `protobuf:"bytes,5,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	RejectedAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=rejected_at,json=rejectedAt,proto3" json:"rejected_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgencyRejection) Reset() {
+	*x = AgencyRejection{}
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgencyRejection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgencyRejection) ProtoMessage() {}
+
+func (x *AgencyRejection) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgencyRejection.ProtoReflect.Descriptor instead.
+func (*AgencyRejection) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *AgencyRejection) GetReportSeq() uint64 {
+	if x != nil {
+		return x.ReportSeq
+	}
+	return 0
+}
+
+func (x *AgencyRejection) GetOutcomeId() string {
+	if x != nil {
+		return x.OutcomeId
+	}
+	return ""
+}
+
+func (x *AgencyRejection) GetPlacementId() string {
+	if x != nil {
+		return x.PlacementId
+	}
+	return ""
+}
+
+func (x *AgencyRejection) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *AgencyRejection) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *AgencyRejection) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AgencyRejection) GetRejectedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RejectedAt
+	}
+	return nil
+}
 
 // AgencyPlacement: an account placed with the agency.
 type AgencyPlacement struct {
@@ -2353,7 +2467,7 @@ type AgencyPlacement struct {
 
 func (x *AgencyPlacement) Reset() {
 	*x = AgencyPlacement{}
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2365,7 +2479,7 @@ func (x *AgencyPlacement) String() string {
 func (*AgencyPlacement) ProtoMessage() {}
 
 func (x *AgencyPlacement) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2378,7 +2492,7 @@ func (x *AgencyPlacement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyPlacement.ProtoReflect.Descriptor instead.
 func (*AgencyPlacement) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AgencyPlacement) GetPlacementId() string {
@@ -2524,7 +2638,7 @@ type AgencyRecall struct {
 
 func (x *AgencyRecall) Reset() {
 	*x = AgencyRecall{}
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2536,7 +2650,7 @@ func (x *AgencyRecall) String() string {
 func (*AgencyRecall) ProtoMessage() {}
 
 func (x *AgencyRecall) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2549,7 +2663,7 @@ func (x *AgencyRecall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyRecall.ProtoReflect.Descriptor instead.
 func (*AgencyRecall) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AgencyRecall) GetPlacementId() string {
@@ -2632,7 +2746,7 @@ type AgencyOutcome struct {
 
 func (x *AgencyOutcome) Reset() {
 	*x = AgencyOutcome{}
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2644,7 +2758,7 @@ func (x *AgencyOutcome) String() string {
 func (*AgencyOutcome) ProtoMessage() {}
 
 func (x *AgencyOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2657,7 +2771,7 @@ func (x *AgencyOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyOutcome.ProtoReflect.Descriptor instead.
 func (*AgencyOutcome) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AgencyOutcome) GetTenantId() string {
@@ -2800,7 +2914,7 @@ type AgencyContact struct {
 
 func (x *AgencyContact) Reset() {
 	*x = AgencyContact{}
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2812,7 +2926,7 @@ func (x *AgencyContact) String() string {
 func (*AgencyContact) ProtoMessage() {}
 
 func (x *AgencyContact) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2825,7 +2939,7 @@ func (x *AgencyContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyContact.ProtoReflect.Descriptor instead.
 func (*AgencyContact) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AgencyContact) GetChannel() Channel {
@@ -2860,7 +2974,7 @@ type AgencyPromise struct {
 
 func (x *AgencyPromise) Reset() {
 	*x = AgencyPromise{}
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2872,7 +2986,7 @@ func (x *AgencyPromise) String() string {
 func (*AgencyPromise) ProtoMessage() {}
 
 func (x *AgencyPromise) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2885,7 +2999,7 @@ func (x *AgencyPromise) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyPromise.ProtoReflect.Descriptor instead.
 func (*AgencyPromise) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AgencyPromise) GetAmount() *Money {
@@ -2915,7 +3029,7 @@ type AgencyPayment struct {
 
 func (x *AgencyPayment) Reset() {
 	*x = AgencyPayment{}
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2927,7 +3041,7 @@ func (x *AgencyPayment) String() string {
 func (*AgencyPayment) ProtoMessage() {}
 
 func (x *AgencyPayment) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2940,7 +3054,7 @@ func (x *AgencyPayment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyPayment.ProtoReflect.Descriptor instead.
 func (*AgencyPayment) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AgencyPayment) GetAmount() *Money {
@@ -2967,7 +3081,7 @@ type AgencyDispute struct {
 
 func (x *AgencyDispute) Reset() {
 	*x = AgencyDispute{}
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2979,7 +3093,7 @@ func (x *AgencyDispute) String() string {
 func (*AgencyDispute) ProtoMessage() {}
 
 func (x *AgencyDispute) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2992,7 +3106,7 @@ func (x *AgencyDispute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyDispute.ProtoReflect.Descriptor instead.
 func (*AgencyDispute) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AgencyDispute) GetDetail() string {
@@ -3012,7 +3126,7 @@ type AgencyReturn struct {
 
 func (x *AgencyReturn) Reset() {
 	*x = AgencyReturn{}
-	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3024,7 +3138,7 @@ func (x *AgencyReturn) String() string {
 func (*AgencyReturn) ProtoMessage() {}
 
 func (x *AgencyReturn) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3037,7 +3151,7 @@ func (x *AgencyReturn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyReturn.ProtoReflect.Descriptor instead.
 func (*AgencyReturn) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AgencyReturn) GetReason() string {
@@ -3072,7 +3186,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3084,7 +3198,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3097,7 +3211,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Delivery) GetTenantId() string {
@@ -3177,7 +3291,7 @@ type StepDue struct {
 
 func (x *StepDue) Reset() {
 	*x = StepDue{}
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3189,7 +3303,7 @@ func (x *StepDue) String() string {
 func (*StepDue) ProtoMessage() {}
 
 func (x *StepDue) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3202,7 +3316,7 @@ func (x *StepDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepDue.ProtoReflect.Descriptor instead.
 func (*StepDue) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StepDue) GetStepId() string {
@@ -3252,7 +3366,7 @@ type OverdueConfirmed struct {
 
 func (x *OverdueConfirmed) Reset() {
 	*x = OverdueConfirmed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[29]
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3264,7 +3378,7 @@ func (x *OverdueConfirmed) String() string {
 func (*OverdueConfirmed) ProtoMessage() {}
 
 func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[29]
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3277,7 +3391,7 @@ func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverdueConfirmed.ProtoReflect.Descriptor instead.
 func (*OverdueConfirmed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *OverdueConfirmed) GetCase() *CaseContext {
@@ -3305,7 +3419,7 @@ type ContactRequested struct {
 
 func (x *ContactRequested) Reset() {
 	*x = ContactRequested{}
-	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	mi := &file_dunning_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3317,7 +3431,7 @@ func (x *ContactRequested) String() string {
 func (*ContactRequested) ProtoMessage() {}
 
 func (x *ContactRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	mi := &file_dunning_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3330,7 +3444,7 @@ func (x *ContactRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactRequested.ProtoReflect.Descriptor instead.
 func (*ContactRequested) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ContactRequested) GetCase() *CaseContext {
@@ -3358,7 +3472,7 @@ type Escalated struct {
 
 func (x *Escalated) Reset() {
 	*x = Escalated{}
-	mi := &file_dunning_v1_events_proto_msgTypes[31]
+	mi := &file_dunning_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3370,7 +3484,7 @@ func (x *Escalated) String() string {
 func (*Escalated) ProtoMessage() {}
 
 func (x *Escalated) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[31]
+	mi := &file_dunning_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3383,7 +3497,7 @@ func (x *Escalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Escalated.ProtoReflect.Descriptor instead.
 func (*Escalated) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Escalated) GetCase() *CaseContext {
@@ -3413,7 +3527,7 @@ type HandedOff struct {
 
 func (x *HandedOff) Reset() {
 	*x = HandedOff{}
-	mi := &file_dunning_v1_events_proto_msgTypes[32]
+	mi := &file_dunning_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3425,7 +3539,7 @@ func (x *HandedOff) String() string {
 func (*HandedOff) ProtoMessage() {}
 
 func (x *HandedOff) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[32]
+	mi := &file_dunning_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3438,7 +3552,7 @@ func (x *HandedOff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandedOff.ProtoReflect.Descriptor instead.
 func (*HandedOff) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *HandedOff) GetCase() *CaseContext {
@@ -3480,7 +3594,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_dunning_v1_events_proto_msgTypes[33]
+	mi := &file_dunning_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3492,7 +3606,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[33]
+	mi := &file_dunning_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3505,7 +3619,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Evidence) GetInstallments() []*InstallmentDue {
@@ -3554,7 +3668,7 @@ type LegalReferred struct {
 
 func (x *LegalReferred) Reset() {
 	*x = LegalReferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	mi := &file_dunning_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3566,7 +3680,7 @@ func (x *LegalReferred) String() string {
 func (*LegalReferred) ProtoMessage() {}
 
 func (x *LegalReferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	mi := &file_dunning_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3579,7 +3693,7 @@ func (x *LegalReferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LegalReferred.ProtoReflect.Descriptor instead.
 func (*LegalReferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *LegalReferred) GetCase() *CaseContext {
@@ -3611,7 +3725,7 @@ type CaseClosed struct {
 
 func (x *CaseClosed) Reset() {
 	*x = CaseClosed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[35]
+	mi := &file_dunning_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3623,7 +3737,7 @@ func (x *CaseClosed) String() string {
 func (*CaseClosed) ProtoMessage() {}
 
 func (x *CaseClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[35]
+	mi := &file_dunning_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3636,7 +3750,7 @@ func (x *CaseClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseClosed.ProtoReflect.Descriptor instead.
 func (*CaseClosed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CaseClosed) GetCase() *CaseContext {
@@ -3680,7 +3794,7 @@ type EntryDeferred struct {
 
 func (x *EntryDeferred) Reset() {
 	*x = EntryDeferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[36]
+	mi := &file_dunning_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3692,7 +3806,7 @@ func (x *EntryDeferred) String() string {
 func (*EntryDeferred) ProtoMessage() {}
 
 func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[36]
+	mi := &file_dunning_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3705,7 +3819,7 @@ func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryDeferred.ProtoReflect.Descriptor instead.
 func (*EntryDeferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{36}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *EntryDeferred) GetCase() *CaseContext {
@@ -3734,7 +3848,7 @@ type StepCancelled struct {
 
 func (x *StepCancelled) Reset() {
 	*x = StepCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[37]
+	mi := &file_dunning_v1_events_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3746,7 +3860,7 @@ func (x *StepCancelled) String() string {
 func (*StepCancelled) ProtoMessage() {}
 
 func (x *StepCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[37]
+	mi := &file_dunning_v1_events_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3759,7 +3873,7 @@ func (x *StepCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepCancelled.ProtoReflect.Descriptor instead.
 func (*StepCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{37}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *StepCancelled) GetCase() *CaseContext {
@@ -3791,7 +3905,7 @@ type ContactHeld struct {
 
 func (x *ContactHeld) Reset() {
 	*x = ContactHeld{}
-	mi := &file_dunning_v1_events_proto_msgTypes[38]
+	mi := &file_dunning_v1_events_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3803,7 +3917,7 @@ func (x *ContactHeld) String() string {
 func (*ContactHeld) ProtoMessage() {}
 
 func (x *ContactHeld) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[38]
+	mi := &file_dunning_v1_events_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3816,7 +3930,7 @@ func (x *ContactHeld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactHeld.ProtoReflect.Descriptor instead.
 func (*ContactHeld) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{38}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ContactHeld) GetCase() *CaseContext {
@@ -3859,7 +3973,7 @@ type ContactReleased struct {
 
 func (x *ContactReleased) Reset() {
 	*x = ContactReleased{}
-	mi := &file_dunning_v1_events_proto_msgTypes[39]
+	mi := &file_dunning_v1_events_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3871,7 +3985,7 @@ func (x *ContactReleased) String() string {
 func (*ContactReleased) ProtoMessage() {}
 
 func (x *ContactReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[39]
+	mi := &file_dunning_v1_events_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3884,7 +3998,7 @@ func (x *ContactReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactReleased.ProtoReflect.Descriptor instead.
 func (*ContactReleased) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{39}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ContactReleased) GetCase() *CaseContext {
@@ -3914,7 +4028,7 @@ type ContactSuppressed struct {
 
 func (x *ContactSuppressed) Reset() {
 	*x = ContactSuppressed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[40]
+	mi := &file_dunning_v1_events_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3926,7 +4040,7 @@ func (x *ContactSuppressed) String() string {
 func (*ContactSuppressed) ProtoMessage() {}
 
 func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[40]
+	mi := &file_dunning_v1_events_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3939,7 +4053,7 @@ func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactSuppressed.ProtoReflect.Descriptor instead.
 func (*ContactSuppressed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{40}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ContactSuppressed) GetCase() *CaseContext {
@@ -3976,7 +4090,7 @@ type ContactCancelled struct {
 
 func (x *ContactCancelled) Reset() {
 	*x = ContactCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[41]
+	mi := &file_dunning_v1_events_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3988,7 +4102,7 @@ func (x *ContactCancelled) String() string {
 func (*ContactCancelled) ProtoMessage() {}
 
 func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[41]
+	mi := &file_dunning_v1_events_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4001,7 +4115,7 @@ func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactCancelled.ProtoReflect.Descriptor instead.
 func (*ContactCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{41}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ContactCancelled) GetCase() *CaseContext {
@@ -4040,7 +4154,7 @@ type LegalBlocked struct {
 
 func (x *LegalBlocked) Reset() {
 	*x = LegalBlocked{}
-	mi := &file_dunning_v1_events_proto_msgTypes[42]
+	mi := &file_dunning_v1_events_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4052,7 +4166,7 @@ func (x *LegalBlocked) String() string {
 func (*LegalBlocked) ProtoMessage() {}
 
 func (x *LegalBlocked) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[42]
+	mi := &file_dunning_v1_events_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4065,7 +4179,7 @@ func (x *LegalBlocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LegalBlocked.ProtoReflect.Descriptor instead.
 func (*LegalBlocked) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{42}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *LegalBlocked) GetCase() *CaseContext {
@@ -4102,7 +4216,7 @@ type LogSealed struct {
 
 func (x *LogSealed) Reset() {
 	*x = LogSealed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[43]
+	mi := &file_dunning_v1_events_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4114,7 +4228,7 @@ func (x *LogSealed) String() string {
 func (*LogSealed) ProtoMessage() {}
 
 func (x *LogSealed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[43]
+	mi := &file_dunning_v1_events_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4127,7 +4241,7 @@ func (x *LogSealed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogSealed.ProtoReflect.Descriptor instead.
 func (*LogSealed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{43}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *LogSealed) GetThroughSeq() uint64 {
@@ -4179,7 +4293,7 @@ type HoldDeadline struct {
 
 func (x *HoldDeadline) Reset() {
 	*x = HoldDeadline{}
-	mi := &file_dunning_v1_events_proto_msgTypes[44]
+	mi := &file_dunning_v1_events_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4191,7 +4305,7 @@ func (x *HoldDeadline) String() string {
 func (*HoldDeadline) ProtoMessage() {}
 
 func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[44]
+	mi := &file_dunning_v1_events_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4204,7 +4318,7 @@ func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldDeadline.ProtoReflect.Descriptor instead.
 func (*HoldDeadline) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{44}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *HoldDeadline) GetCase() *CaseContext {
@@ -4241,7 +4355,7 @@ type PlacementRecalled struct {
 
 func (x *PlacementRecalled) Reset() {
 	*x = PlacementRecalled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[45]
+	mi := &file_dunning_v1_events_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4253,7 +4367,7 @@ func (x *PlacementRecalled) String() string {
 func (*PlacementRecalled) ProtoMessage() {}
 
 func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[45]
+	mi := &file_dunning_v1_events_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4266,7 +4380,7 @@ func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementRecalled.ProtoReflect.Descriptor instead.
 func (*PlacementRecalled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{45}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *PlacementRecalled) GetCase() *CaseContext {
@@ -4304,7 +4418,7 @@ type PromiseResolved struct {
 
 func (x *PromiseResolved) Reset() {
 	*x = PromiseResolved{}
-	mi := &file_dunning_v1_events_proto_msgTypes[46]
+	mi := &file_dunning_v1_events_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4316,7 +4430,7 @@ func (x *PromiseResolved) String() string {
 func (*PromiseResolved) ProtoMessage() {}
 
 func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[46]
+	mi := &file_dunning_v1_events_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4329,7 +4443,7 @@ func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromiseResolved.ProtoReflect.Descriptor instead.
 func (*PromiseResolved) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{46}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PromiseResolved) GetCase() *CaseContext {
@@ -4371,7 +4485,7 @@ type PlanProgress struct {
 
 func (x *PlanProgress) Reset() {
 	*x = PlanProgress{}
-	mi := &file_dunning_v1_events_proto_msgTypes[47]
+	mi := &file_dunning_v1_events_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4383,7 +4497,7 @@ func (x *PlanProgress) String() string {
 func (*PlanProgress) ProtoMessage() {}
 
 func (x *PlanProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[47]
+	mi := &file_dunning_v1_events_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4396,7 +4510,7 @@ func (x *PlanProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanProgress.ProtoReflect.Descriptor instead.
 func (*PlanProgress) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{47}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PlanProgress) GetCase() *CaseContext {
@@ -4454,7 +4568,7 @@ type BorrowerContact struct {
 
 func (x *BorrowerContact) Reset() {
 	*x = BorrowerContact{}
-	mi := &file_dunning_v1_events_proto_msgTypes[48]
+	mi := &file_dunning_v1_events_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4466,7 +4580,7 @@ func (x *BorrowerContact) String() string {
 func (*BorrowerContact) ProtoMessage() {}
 
 func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[48]
+	mi := &file_dunning_v1_events_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4479,7 +4593,7 @@ func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowerContact.ProtoReflect.Descriptor instead.
 func (*BorrowerContact) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{48}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *BorrowerContact) GetLoanId() string {
@@ -4532,7 +4646,7 @@ type VerificationCode struct {
 
 func (x *VerificationCode) Reset() {
 	*x = VerificationCode{}
-	mi := &file_dunning_v1_events_proto_msgTypes[49]
+	mi := &file_dunning_v1_events_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4544,7 +4658,7 @@ func (x *VerificationCode) String() string {
 func (*VerificationCode) ProtoMessage() {}
 
 func (x *VerificationCode) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[49]
+	mi := &file_dunning_v1_events_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4557,7 +4671,7 @@ func (x *VerificationCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationCode.ProtoReflect.Descriptor instead.
 func (*VerificationCode) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{49}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *VerificationCode) GetTenantId() string {
@@ -4757,12 +4871,24 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"not_before\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x127\n" +
 	"\tnot_after\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x12!\n" +
 	"\fmax_attempts\x18\x0e \x01(\x05R\vmaxAttempts\x12\x19\n" +
-	"\breply_by\x18\x0f \x01(\tR\areplyBy\"\x84\x01\n" +
+	"\breply_by\x18\x0f \x01(\tR\areplyBy\"\xbf\x01\n" +
 	"\n" +
 	"AgencyFeed\x125\n" +
 	"\x06placed\x18\x01 \x01(\v2\x1b.dunning.v1.AgencyPlacementH\x00R\x06placed\x126\n" +
-	"\brecalled\x18\x02 \x01(\v2\x18.dunning.v1.AgencyRecallH\x00R\brecalledB\a\n" +
-	"\x05event\"\xd9\x05\n" +
+	"\brecalled\x18\x02 \x01(\v2\x18.dunning.v1.AgencyRecallH\x00R\brecalled\x129\n" +
+	"\brejected\x18\x03 \x01(\v2\x1b.dunning.v1.AgencyRejectionH\x00R\brejectedB\a\n" +
+	"\x05event\"\xfd\x01\n" +
+	"\x0fAgencyRejection\x12\x1d\n" +
+	"\n" +
+	"report_seq\x18\x01 \x01(\x04R\treportSeq\x12\x1d\n" +
+	"\n" +
+	"outcome_id\x18\x02 \x01(\tR\toutcomeId\x12!\n" +
+	"\fplacement_id\x18\x03 \x01(\tR\vplacementId\x12\x1b\n" +
+	"\ttenant_id\x18\x04 \x01(\tR\btenantId\x12\x17\n" +
+	"\aloan_id\x18\x05 \x01(\tR\x06loanId\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12;\n" +
+	"\vrejected_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"rejectedAt\"\xd9\x05\n" +
 	"\x0fAgencyPlacement\x12!\n" +
 	"\fplacement_id\x18\x01 \x01(\tR\vplacementId\x12\x1b\n" +
 	"\tagency_id\x18\x02 \x01(\tR\bagencyId\x12\x1b\n" +
@@ -5006,7 +5132,7 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: dunning.v1.Outcome
 	(HoldKind)(0),                 // 1: dunning.v1.HoldKind
@@ -5034,69 +5160,70 @@ var file_dunning_v1_events_proto_goTypes = []any{
 	(*CaseContext)(nil),           // 23: dunning.v1.CaseContext
 	(*ContactTask)(nil),           // 24: dunning.v1.ContactTask
 	(*AgencyFeed)(nil),            // 25: dunning.v1.AgencyFeed
-	(*AgencyPlacement)(nil),       // 26: dunning.v1.AgencyPlacement
-	(*AgencyRecall)(nil),          // 27: dunning.v1.AgencyRecall
-	(*AgencyOutcome)(nil),         // 28: dunning.v1.AgencyOutcome
-	(*AgencyContact)(nil),         // 29: dunning.v1.AgencyContact
-	(*AgencyPromise)(nil),         // 30: dunning.v1.AgencyPromise
-	(*AgencyPayment)(nil),         // 31: dunning.v1.AgencyPayment
-	(*AgencyDispute)(nil),         // 32: dunning.v1.AgencyDispute
-	(*AgencyReturn)(nil),          // 33: dunning.v1.AgencyReturn
-	(*Delivery)(nil),              // 34: dunning.v1.Delivery
-	(*StepDue)(nil),               // 35: dunning.v1.StepDue
-	(*OverdueConfirmed)(nil),      // 36: dunning.v1.OverdueConfirmed
-	(*ContactRequested)(nil),      // 37: dunning.v1.ContactRequested
-	(*Escalated)(nil),             // 38: dunning.v1.Escalated
-	(*HandedOff)(nil),             // 39: dunning.v1.HandedOff
-	(*Evidence)(nil),              // 40: dunning.v1.Evidence
-	(*LegalReferred)(nil),         // 41: dunning.v1.LegalReferred
-	(*CaseClosed)(nil),            // 42: dunning.v1.CaseClosed
-	(*EntryDeferred)(nil),         // 43: dunning.v1.EntryDeferred
-	(*StepCancelled)(nil),         // 44: dunning.v1.StepCancelled
-	(*ContactHeld)(nil),           // 45: dunning.v1.ContactHeld
-	(*ContactReleased)(nil),       // 46: dunning.v1.ContactReleased
-	(*ContactSuppressed)(nil),     // 47: dunning.v1.ContactSuppressed
-	(*ContactCancelled)(nil),      // 48: dunning.v1.ContactCancelled
-	(*LegalBlocked)(nil),          // 49: dunning.v1.LegalBlocked
-	(*LogSealed)(nil),             // 50: dunning.v1.LogSealed
-	(*HoldDeadline)(nil),          // 51: dunning.v1.HoldDeadline
-	(*PlacementRecalled)(nil),     // 52: dunning.v1.PlacementRecalled
-	(*PromiseResolved)(nil),       // 53: dunning.v1.PromiseResolved
-	(*PlanProgress)(nil),          // 54: dunning.v1.PlanProgress
-	(*BorrowerContact)(nil),       // 55: dunning.v1.BorrowerContact
-	(*VerificationCode)(nil),      // 56: dunning.v1.VerificationCode
-	nil,                           // 57: dunning.v1.AgencyPlacement.RecentContactsEntry
-	(*timestamppb.Timestamp)(nil), // 58: google.protobuf.Timestamp
+	(*AgencyRejection)(nil),       // 26: dunning.v1.AgencyRejection
+	(*AgencyPlacement)(nil),       // 27: dunning.v1.AgencyPlacement
+	(*AgencyRecall)(nil),          // 28: dunning.v1.AgencyRecall
+	(*AgencyOutcome)(nil),         // 29: dunning.v1.AgencyOutcome
+	(*AgencyContact)(nil),         // 30: dunning.v1.AgencyContact
+	(*AgencyPromise)(nil),         // 31: dunning.v1.AgencyPromise
+	(*AgencyPayment)(nil),         // 32: dunning.v1.AgencyPayment
+	(*AgencyDispute)(nil),         // 33: dunning.v1.AgencyDispute
+	(*AgencyReturn)(nil),          // 34: dunning.v1.AgencyReturn
+	(*Delivery)(nil),              // 35: dunning.v1.Delivery
+	(*StepDue)(nil),               // 36: dunning.v1.StepDue
+	(*OverdueConfirmed)(nil),      // 37: dunning.v1.OverdueConfirmed
+	(*ContactRequested)(nil),      // 38: dunning.v1.ContactRequested
+	(*Escalated)(nil),             // 39: dunning.v1.Escalated
+	(*HandedOff)(nil),             // 40: dunning.v1.HandedOff
+	(*Evidence)(nil),              // 41: dunning.v1.Evidence
+	(*LegalReferred)(nil),         // 42: dunning.v1.LegalReferred
+	(*CaseClosed)(nil),            // 43: dunning.v1.CaseClosed
+	(*EntryDeferred)(nil),         // 44: dunning.v1.EntryDeferred
+	(*StepCancelled)(nil),         // 45: dunning.v1.StepCancelled
+	(*ContactHeld)(nil),           // 46: dunning.v1.ContactHeld
+	(*ContactReleased)(nil),       // 47: dunning.v1.ContactReleased
+	(*ContactSuppressed)(nil),     // 48: dunning.v1.ContactSuppressed
+	(*ContactCancelled)(nil),      // 49: dunning.v1.ContactCancelled
+	(*LegalBlocked)(nil),          // 50: dunning.v1.LegalBlocked
+	(*LogSealed)(nil),             // 51: dunning.v1.LogSealed
+	(*HoldDeadline)(nil),          // 52: dunning.v1.HoldDeadline
+	(*PlacementRecalled)(nil),     // 53: dunning.v1.PlacementRecalled
+	(*PromiseResolved)(nil),       // 54: dunning.v1.PromiseResolved
+	(*PlanProgress)(nil),          // 55: dunning.v1.PlanProgress
+	(*BorrowerContact)(nil),       // 56: dunning.v1.BorrowerContact
+	(*VerificationCode)(nil),      // 57: dunning.v1.VerificationCode
+	nil,                           // 58: dunning.v1.AgencyPlacement.RecentContactsEntry
+	(*timestamppb.Timestamp)(nil), // 59: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
 	7,   // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	58,  // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	59,  // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
 	9,   // 2: dunning.v1.InstallmentDue.itemisation:type_name -> dunning.v1.Itemisation
-	58,  // 3: dunning.v1.InstallmentDue.limitation_ends_at:type_name -> google.protobuf.Timestamp
+	59,  // 3: dunning.v1.InstallmentDue.limitation_ends_at:type_name -> google.protobuf.Timestamp
 	7,   // 4: dunning.v1.Itemisation.principal:type_name -> dunning.v1.Money
 	7,   // 5: dunning.v1.Itemisation.interest:type_name -> dunning.v1.Money
 	7,   // 6: dunning.v1.Itemisation.fees:type_name -> dunning.v1.Money
 	9,   // 7: dunning.v1.BalanceUpdated.overdue:type_name -> dunning.v1.Itemisation
-	58,  // 8: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
+	59,  // 8: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
 	7,   // 9: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	58,  // 10: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	58,  // 11: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	59,  // 10: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	59,  // 11: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
 	0,   // 12: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	58,  // 13: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	59,  // 13: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
 	4,   // 14: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
-	58,  // 15: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
-	58,  // 16: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
+	59,  // 15: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
+	59,  // 16: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
 	1,   // 17: dunning.v1.HoldPlaced.kind:type_name -> dunning.v1.HoldKind
-	58,  // 18: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
-	58,  // 19: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	59,  // 18: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
+	59,  // 19: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
 	7,   // 20: dunning.v1.PromiseToPay.amount:type_name -> dunning.v1.Money
-	58,  // 21: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
-	58,  // 22: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
-	58,  // 23: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
+	59,  // 21: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
+	59,  // 22: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
+	59,  // 23: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
 	7,   // 24: dunning.v1.PlanInstallment.amount:type_name -> dunning.v1.Money
 	19,  // 25: dunning.v1.RepaymentPlan.installments:type_name -> dunning.v1.PlanInstallment
-	58,  // 26: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
-	58,  // 27: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
+	59,  // 26: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
+	59,  // 27: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
 	8,   // 28: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
 	11,  // 29: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
 	12,  // 30: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
@@ -5112,80 +5239,82 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	2,   // 40: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
 	3,   // 41: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
 	7,   // 42: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	58,  // 43: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	58,  // 44: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
+	59,  // 43: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	59,  // 44: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
 	4,   // 45: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
 	5,   // 46: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
 	7,   // 47: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
 	7,   // 48: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	58,  // 49: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
-	58,  // 50: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
-	26,  // 51: dunning.v1.AgencyFeed.placed:type_name -> dunning.v1.AgencyPlacement
-	27,  // 52: dunning.v1.AgencyFeed.recalled:type_name -> dunning.v1.AgencyRecall
-	7,   // 53: dunning.v1.AgencyPlacement.overdue:type_name -> dunning.v1.Money
-	3,   // 54: dunning.v1.AgencyPlacement.tier:type_name -> dunning.v1.Tier
-	58,  // 55: dunning.v1.AgencyPlacement.placed_at:type_name -> google.protobuf.Timestamp
-	4,   // 56: dunning.v1.AgencyPlacement.opted_out:type_name -> dunning.v1.Channel
-	57,  // 57: dunning.v1.AgencyPlacement.recent_contacts:type_name -> dunning.v1.AgencyPlacement.RecentContactsEntry
-	58,  // 58: dunning.v1.AgencyRecall.recalled_at:type_name -> google.protobuf.Timestamp
-	58,  // 59: dunning.v1.AgencyOutcome.occurred_at:type_name -> google.protobuf.Timestamp
-	29,  // 60: dunning.v1.AgencyOutcome.contacted:type_name -> dunning.v1.AgencyContact
-	30,  // 61: dunning.v1.AgencyOutcome.promise:type_name -> dunning.v1.AgencyPromise
-	31,  // 62: dunning.v1.AgencyOutcome.payment:type_name -> dunning.v1.AgencyPayment
-	32,  // 63: dunning.v1.AgencyOutcome.dispute:type_name -> dunning.v1.AgencyDispute
-	33,  // 64: dunning.v1.AgencyOutcome.returned:type_name -> dunning.v1.AgencyReturn
-	4,   // 65: dunning.v1.AgencyContact.channel:type_name -> dunning.v1.Channel
-	7,   // 66: dunning.v1.AgencyPromise.amount:type_name -> dunning.v1.Money
-	58,  // 67: dunning.v1.AgencyPromise.promised_for:type_name -> google.protobuf.Timestamp
-	7,   // 68: dunning.v1.AgencyPayment.amount:type_name -> dunning.v1.Money
-	2,   // 69: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
-	3,   // 70: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
-	24,  // 71: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
-	2,   // 72: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	58,  // 73: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
-	23,  // 74: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
-	23,  // 75: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
-	24,  // 76: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 77: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
-	24,  // 78: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 79: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
-	8,   // 80: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
-	11,  // 81: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
-	24,  // 82: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
-	23,  // 83: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
-	40,  // 84: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
-	23,  // 85: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
-	6,   // 86: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
-	2,   // 87: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
-	23,  // 88: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
-	2,   // 89: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
-	23,  // 90: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
-	23,  // 91: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
-	24,  // 92: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
-	58,  // 93: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
-	23,  // 94: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
-	24,  // 95: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 96: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
-	24,  // 97: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 98: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
-	24,  // 99: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 100: dunning.v1.LegalBlocked.case:type_name -> dunning.v1.CaseContext
-	58,  // 101: dunning.v1.LogSealed.sealed_at:type_name -> google.protobuf.Timestamp
-	23,  // 102: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
-	23,  // 103: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
-	23,  // 104: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
-	7,   // 105: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
-	23,  // 106: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
-	58,  // 107: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
-	7,   // 108: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
-	4,   // 109: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
-	58,  // 110: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
-	0,   // 111: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
-	112, // [112:112] is the sub-list for method output_type
-	112, // [112:112] is the sub-list for method input_type
-	112, // [112:112] is the sub-list for extension type_name
-	112, // [112:112] is the sub-list for extension extendee
-	0,   // [0:112] is the sub-list for field type_name
+	59,  // 49: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	59,  // 50: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	27,  // 51: dunning.v1.AgencyFeed.placed:type_name -> dunning.v1.AgencyPlacement
+	28,  // 52: dunning.v1.AgencyFeed.recalled:type_name -> dunning.v1.AgencyRecall
+	26,  // 53: dunning.v1.AgencyFeed.rejected:type_name -> dunning.v1.AgencyRejection
+	59,  // 54: dunning.v1.AgencyRejection.rejected_at:type_name -> google.protobuf.Timestamp
+	7,   // 55: dunning.v1.AgencyPlacement.overdue:type_name -> dunning.v1.Money
+	3,   // 56: dunning.v1.AgencyPlacement.tier:type_name -> dunning.v1.Tier
+	59,  // 57: dunning.v1.AgencyPlacement.placed_at:type_name -> google.protobuf.Timestamp
+	4,   // 58: dunning.v1.AgencyPlacement.opted_out:type_name -> dunning.v1.Channel
+	58,  // 59: dunning.v1.AgencyPlacement.recent_contacts:type_name -> dunning.v1.AgencyPlacement.RecentContactsEntry
+	59,  // 60: dunning.v1.AgencyRecall.recalled_at:type_name -> google.protobuf.Timestamp
+	59,  // 61: dunning.v1.AgencyOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	30,  // 62: dunning.v1.AgencyOutcome.contacted:type_name -> dunning.v1.AgencyContact
+	31,  // 63: dunning.v1.AgencyOutcome.promise:type_name -> dunning.v1.AgencyPromise
+	32,  // 64: dunning.v1.AgencyOutcome.payment:type_name -> dunning.v1.AgencyPayment
+	33,  // 65: dunning.v1.AgencyOutcome.dispute:type_name -> dunning.v1.AgencyDispute
+	34,  // 66: dunning.v1.AgencyOutcome.returned:type_name -> dunning.v1.AgencyReturn
+	4,   // 67: dunning.v1.AgencyContact.channel:type_name -> dunning.v1.Channel
+	7,   // 68: dunning.v1.AgencyPromise.amount:type_name -> dunning.v1.Money
+	59,  // 69: dunning.v1.AgencyPromise.promised_for:type_name -> google.protobuf.Timestamp
+	7,   // 70: dunning.v1.AgencyPayment.amount:type_name -> dunning.v1.Money
+	2,   // 71: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
+	3,   // 72: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
+	24,  // 73: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
+	2,   // 74: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
+	59,  // 75: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	23,  // 76: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
+	23,  // 77: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
+	24,  // 78: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 79: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
+	24,  // 80: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 81: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
+	8,   // 82: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
+	11,  // 83: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
+	24,  // 84: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
+	23,  // 85: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
+	41,  // 86: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
+	23,  // 87: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
+	6,   // 88: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
+	2,   // 89: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
+	23,  // 90: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
+	2,   // 91: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
+	23,  // 92: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
+	23,  // 93: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
+	24,  // 94: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
+	59,  // 95: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	23,  // 96: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
+	24,  // 97: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 98: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
+	24,  // 99: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 100: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
+	24,  // 101: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
+	23,  // 102: dunning.v1.LegalBlocked.case:type_name -> dunning.v1.CaseContext
+	59,  // 103: dunning.v1.LogSealed.sealed_at:type_name -> google.protobuf.Timestamp
+	23,  // 104: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
+	23,  // 105: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
+	23,  // 106: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
+	7,   // 107: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
+	23,  // 108: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
+	59,  // 109: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
+	7,   // 110: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
+	4,   // 111: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
+	59,  // 112: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
+	0,   // 113: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
+	114, // [114:114] is the sub-list for method output_type
+	114, // [114:114] is the sub-list for method input_type
+	114, // [114:114] is the sub-list for extension type_name
+	114, // [114:114] is the sub-list for extension extendee
+	0,   // [0:114] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -5210,8 +5339,9 @@ func file_dunning_v1_events_proto_init() {
 	file_dunning_v1_events_proto_msgTypes[18].OneofWrappers = []any{
 		(*AgencyFeed_Placed)(nil),
 		(*AgencyFeed_Recalled)(nil),
+		(*AgencyFeed_Rejected)(nil),
 	}
-	file_dunning_v1_events_proto_msgTypes[21].OneofWrappers = []any{
+	file_dunning_v1_events_proto_msgTypes[22].OneofWrappers = []any{
 		(*AgencyOutcome_Contacted)(nil),
 		(*AgencyOutcome_Promise)(nil),
 		(*AgencyOutcome_Payment)(nil),
@@ -5224,7 +5354,7 @@ func file_dunning_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   51,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
