@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"slices"
 	"testing"
 	"time"
 
@@ -95,9 +96,12 @@ func TestTwoTenantsSideBySide(t *testing.T) {
 	due := time.Now()
 	h.send(tenantDue("acme", "L-a", "1", 1000, due))
 	h.send(tenantDue("beta", "L-b", "1", 1000, due))
-	waitFor(t, 55*day+10*time.Second, func() error {
+	referred := func(ds []decided) bool {
+		return slices.ContainsFunc(ds, func(d decided) bool { return d.kind == "legal_referred" })
+	}
+	waitFor(t, 60*day+10*time.Second, func() error {
 		a, b := h.decisions("acme", "L-a"), h.decisions("beta", "L-b")
-		if len(a) < 4 || len(b) < 8 {
+		if len(a) < 4 || len(b) < 8 || !referred(b) {
 			return fmt.Errorf("acme %v; beta %v", a, b)
 		}
 		return nil
@@ -107,16 +111,30 @@ func TestTwoTenantsSideBySide(t *testing.T) {
 	wantB := []decided{{"overdue_confirmed", 1, "beta-v1", ""}, {"contact_requested", 1, "beta-v1", "sms"},
 		{"contact_requested", 3, "beta-v1", "phone"}, {"escalated", 8, "beta-v1", "phone+sms"},
 		{"contact_requested", 9, "beta-v1", "sms"}, {"handed_off", 12, "beta-v1", ""},
-		// The shipped pre-legal gate: the final notice at the legal entry,
-		// the referral when its 30-day reply window has passed.
-		{"contact_requested", 20, "beta-v1", "letter+email"}, {"legal_referred", 50, "beta-v1", ""}}
+		// The shipped pre-legal gate: the final notice at the legal entry.
+		{"contact_requested", 20, "beta-v1", "letter+email"}}
+	b := h.decisions("beta", "L-b")
 	for name, c := range map[string]struct {
 		got, want []decided
-	}{"acme": {h.decisions("acme", "L-a")[:4], wantA}, "beta": {h.decisions("beta", "L-b")[:8], wantB}} {
+	}{"acme": {h.decisions("acme", "L-a")[:4], wantA}, "beta": {b[:7], wantB}} {
 		for i := range c.want {
 			if c.got[i] != c.want[i] {
 				t.Errorf("%s decision %d = %+v, want %+v", name, i, c.got[i], c.want[i])
 			}
+		}
+	}
+	// Then the referral, when the notice's 30-day reply window has passed
+	// (DPD 50), or a day later for each day the notice still waited at
+	// the release gate (entry_deferred: a gate lagging under load; never
+	// a referral before the notice left).
+	for _, d := range b[7:] {
+		switch {
+		case d.kind == "entry_deferred" && d.dpd >= 50:
+		case d.kind == "legal_referred" && d.dpd >= 50:
+			return
+		default:
+			t.Errorf("beta after the final notice: %+v, want the referral at DPD 50 or later (decisions %v)", d, b)
+			return
 		}
 	}
 }
