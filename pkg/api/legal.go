@@ -40,33 +40,36 @@ func (s *Server) getLegalPacket(w http.ResponseWriter, r *http.Request) {
 			writeRefusal(w, &refusal{http.StatusNotFound, "no events for this loan", "loan"})
 			return
 		}
-		chain, lastSeal, through, err := packet.Chain(tenant, loan, raws)
-		if errors.Is(err, packet.ErrBroken) {
-			writeRefusal(w, &refusal{http.StatusConflict, err.Error(), ""})
-			return
-		}
-		if err != nil {
-			s.Logger.Error("chaining a loan's log", "tenant", tenant, "loan", loan, "err", err)
-			writeRefusal(w, &refusal{http.StatusInternalServerError, "could not chain the loan's log", ""})
-			return
-		}
 		if !packet.Sealed(raws) {
-			_, err := s.Log.AppendSeal(ctx, tenant, loan, last, policy.Sealed{Through: through, Chain: chain, Previous: lastSeal, At: s.Now(), By: p.String()})
+			chain, lastSeal, through, err := packet.Chain(tenant, loan, raws)
+			if err == nil {
+				_, err = s.Log.AppendSeal(ctx, tenant, loan, last, policy.Sealed{Through: through, Chain: chain, Previous: lastSeal, At: s.Now(), By: p.String()})
+			}
 			if err != nil && !errors.Is(err, stage.ErrConflict) {
-				s.Logger.Error("sealing a loan's log", "err", err)
-				writeRefusal(w, &refusal{http.StatusServiceUnavailable, "could not seal the loan's log", ""})
+				s.packetError(w, tenant, loan, err)
 				return
 			}
 			continue // sealed, or another write came first: read again
 		}
+		// Build checks every seal on the way, as Chain does.
 		pk, err := packet.Build(tenant, loan, raws, s.Now())
 		if err != nil {
-			s.Logger.Error("building a legal packet", "tenant", tenant, "loan", loan, "err", err)
-			writeRefusal(w, &refusal{http.StatusInternalServerError, "could not build the packet", ""})
+			s.packetError(w, tenant, loan, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, pk)
 		return
 	}
 	writeRefusal(w, &refusal{http.StatusServiceUnavailable, "the loan's log kept changing while it was sealed; try again", ""})
+}
+
+// packetError answers a packet that cannot be made: 409 when the log no
+// longer holds what a seal sealed, 503 otherwise (logged).
+func (s *Server) packetError(w http.ResponseWriter, tenant, loan string, err error) {
+	if errors.Is(err, packet.ErrBroken) {
+		writeRefusal(w, &refusal{http.StatusConflict, err.Error(), ""})
+		return
+	}
+	s.Logger.Error("making a legal packet", "tenant", tenant, "loan", loan, "err", err)
+	writeRefusal(w, &refusal{http.StatusServiceUnavailable, "could not seal the loan's log or build its packet", ""})
 }

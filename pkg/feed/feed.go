@@ -10,6 +10,7 @@ package feed
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -106,11 +107,12 @@ func project(addr topology.LoanAddress, d policy.Decision, entries []policy.Entr
 			p.ContactRef, p.Locale, p.Region, p.TimeZone = in.ContactRef, in.Locale, in.Region, in.Zone
 		}
 		// The rules the agency collects under, as of the placement.
-		for _, ch := range policy.ChannelNames() {
-			if v, ok := policy.ParseChannel(ch); ok && c.OptedOut[v] {
-				p.OptedOut = append(p.OptedOut, codec.ChannelToProto(v))
+		for ch, out := range c.OptedOut {
+			if out {
+				p.OptedOut = append(p.OptedOut, codec.ChannelToProto(ch))
 			}
 		}
+		slices.Sort(p.OptedOut)
 		if ladder != nil {
 			l := ladder(addr.Tenant, c.Product())
 			p.WindowFrom, p.WindowTo = l.ContactWindow(c)

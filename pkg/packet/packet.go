@@ -115,31 +115,54 @@ func chained(a topology.LoanAddress) bool { return a.Kind != topology.KindTimer 
 // entry before it was deleted or changed in the stream.
 var ErrBroken = errors.New("the loan's log does not match its seal")
 
+// walk is a chain walked entry by entry, as the log, a packet's build and
+// its verification all walk it: the hash so far, the last chained
+// sequence and the last seal's (0: none).
+type walk struct {
+	chain          []byte
+	last, lastSeal uint64
+}
+
+func start(tenant, loan string) *walk { return &walk{chain: genesis(tenant, loan)} }
+
+// add checks an entry that is a seal (seal non-nil) against the chain so
+// far, then extends the chain by the entry.
+func (w *walk) add(seq uint64, at time.Time, subject, principal string, data []byte, seal *policy.Sealed) error {
+	if seal != nil {
+		if !bytes.Equal(seal.Chain, w.chain) || seal.Through != w.last || seal.Previous != w.lastSeal {
+			return fmt.Errorf("the seal at seq %d holds the chain through seq %d after seal %d; the entries before it give seq %d after seal %d",
+				seq, seal.Through, seal.Previous, w.last, w.lastSeal)
+		}
+		w.lastSeal = seq
+	}
+	w.chain = link(w.chain, seq, at, subject, principal, data)
+	w.last = seq
+	return nil
+}
+
 // Chain walks a loan's log: the chain over it, the last seal's sequence
 // (0: none), and the sequence of the last chained entry. Every seal on the
 // way must hold the chain before it (ErrBroken otherwise).
 func Chain(tenant, loan string, raws []loanlog.Raw) (chain []byte, lastSeal, last uint64, err error) {
-	chain = genesis(tenant, loan)
+	w := start(tenant, loan)
 	for _, r := range raws {
 		a, perr := topology.ParseLoanSubject(r.Subject)
 		if perr != nil || !chained(a) {
 			continue
 		}
+		var seal *policy.Sealed
 		if a.Kind == codec.Seal.Token {
 			s, derr := decodeSeal(r.Data)
 			if derr != nil {
 				return nil, 0, 0, fmt.Errorf("seal at seq %d: %w", r.Seq, derr)
 			}
-			if !bytes.Equal(s.Chain, chain) || s.Through != last || s.Previous != lastSeal {
-				return nil, 0, 0, fmt.Errorf("%w: the seal at seq %d sealed seq %d after seal %d, chain %x; the log now gives seq %d after seal %d, chain %x",
-					ErrBroken, r.Seq, s.Through, s.Previous, s.Chain, last, lastSeal, chain)
-			}
-			lastSeal = r.Seq
+			seal = &s
 		}
-		chain = link(chain, r.Seq, r.Time, r.Subject, r.Header.Get(loanlog.HeaderPrincipal), r.Data)
-		last = r.Seq
+		if err := w.add(r.Seq, r.Time, r.Subject, r.Header.Get(loanlog.HeaderPrincipal), r.Data, seal); err != nil {
+			return nil, 0, 0, fmt.Errorf("%w: %w", ErrBroken, err)
+		}
 	}
-	return chain, lastSeal, last, nil
+	return w.chain, w.lastSeal, w.last, nil
 }
 
 func decodeSeal(data []byte) (policy.Sealed, error) {
@@ -163,10 +186,11 @@ func Sealed(raws []loanlog.Raw) bool {
 	return false
 }
 
-// Build makes the packet of a sealed log (its last chained entry a seal).
+// Build makes the packet of a sealed log (its last chained entry a seal),
+// checking every seal on the way as Chain does (ErrBroken).
 func Build(tenant, loan string, raws []loanlog.Raw, now time.Time) (Packet, error) {
 	p := Packet{Format: Format, Tenant: tenant, Loan: loan, Generated: now, Entries: []Entry{}}
-	chain := genesis(tenant, loan)
+	w := start(tenant, loan)
 	var entries []policy.Entry
 	for _, r := range raws {
 		a, err := topology.ParseLoanSubject(r.Subject)
@@ -177,13 +201,18 @@ func Build(tenant, loan string, raws []loanlog.Raw, now time.Time) (Packet, erro
 		if err != nil {
 			return Packet{}, fmt.Errorf("seq %d: %w", r.Seq, err)
 		}
-		chain = link(chain, r.Seq, r.Time, r.Subject, e.Principal, r.Data)
-		e.Chain = hex.EncodeToString(chain)
-		p.Entries = append(p.Entries, e)
-		entries = append(entries, policy.Entry{Seq: r.Seq, Time: r.Time, Event: ev})
-		if s, ok := ev.(policy.Sealed); ok {
+		s, isSeal := ev.(policy.Sealed)
+		var seal *policy.Sealed
+		if isSeal {
+			seal = &s
 			p.Seal = Seal{Seq: r.Seq, Through: s.Through, Chain: hex.EncodeToString(s.Chain), Previous: s.Previous}
 		}
+		if err := w.add(r.Seq, r.Time, r.Subject, e.Principal, r.Data, seal); err != nil {
+			return Packet{}, fmt.Errorf("%w: %w", ErrBroken, err)
+		}
+		e.Chain = hex.EncodeToString(w.chain)
+		p.Entries = append(p.Entries, e)
+		entries = append(entries, policy.Entry{Seq: r.Seq, Time: r.Time, Event: ev})
 	}
 	if n := len(p.Entries); n == 0 || p.Seal.Seq != p.Entries[n-1].Seq {
 		return Packet{}, errors.New("the log is not sealed at its last entry")

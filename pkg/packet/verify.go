@@ -43,13 +43,12 @@ func Verify(p Packet) error {
 	if len(p.Entries) == 0 {
 		return errors.New("the packet has no entries")
 	}
-	chain := genesis(p.Tenant, p.Loan)
-	var last, lastSeal uint64
+	w := start(p.Tenant, p.Loan)
 	entries := make([]policy.Entry, 0, len(p.Entries))
 	for i, e := range p.Entries {
 		at := fmt.Sprintf("entry %d (seq %d)", i+1, e.Seq)
-		if e.Seq <= last {
-			return fmt.Errorf("%s: out of order after seq %d (an entry moved or repeated)", at, last)
+		if e.Seq <= w.last {
+			return fmt.Errorf("%s: out of order after seq %d (an entry moved or repeated)", at, w.last)
 		}
 		a, err := topology.ParseLoanSubject(e.Subject)
 		if err != nil || a.Tenant != p.Tenant || a.Loan != p.Loan || !chained(a) {
@@ -66,22 +65,20 @@ func Verify(p Packet) error {
 		if err := sameContent(k, e); err != nil {
 			return fmt.Errorf("%s: %w", at, err)
 		}
+		var seal *policy.Sealed
 		if s, ok := ev.(policy.Sealed); ok {
-			if !bytes.Equal(s.Chain, chain) || s.Through != last || s.Previous != lastSeal {
-				return fmt.Errorf("%s: the seal holds the chain through seq %d after seal %d; the entries before it give seq %d after seal %d (an entry before it was altered, removed or moved)",
-					at, s.Through, s.Previous, last, lastSeal)
-			}
-			lastSeal = e.Seq
+			seal = &s
 		}
-		chain = link(chain, e.Seq, e.Time, e.Subject, e.Principal, e.Data)
-		if e.Chain != hex.EncodeToString(chain) {
-			return fmt.Errorf("%s: chain %s, recomputed %x (this entry or one before it was altered, removed or moved)", at, e.Chain, chain)
+		if err := w.add(e.Seq, e.Time, e.Subject, e.Principal, e.Data, seal); err != nil {
+			return fmt.Errorf("%s: %w (an entry before it was altered, removed or moved)", at, err)
 		}
-		last = e.Seq
+		if e.Chain != hex.EncodeToString(w.chain) {
+			return fmt.Errorf("%s: chain %s, recomputed %x (this entry or one before it was altered, removed or moved)", at, e.Chain, w.chain)
+		}
 		entries = append(entries, policy.Entry{Seq: e.Seq, Time: e.Time, Event: ev})
 	}
-	if lastSeal != last {
-		return fmt.Errorf("the packet ends at seq %d, which is not a seal (the last seal is at seq %d): entries were added after it or it was removed", last, lastSeal)
+	if w.lastSeal != w.last {
+		return fmt.Errorf("the packet ends at seq %d, which is not a seal (the last seal is at seq %d): entries were added after it or it was removed", w.last, w.lastSeal)
 	}
 	end := p.Entries[len(p.Entries)-1]
 	s, _ := entries[len(entries)-1].Event.(policy.Sealed)
