@@ -59,6 +59,9 @@ type Log struct {
 	muxMu     sync.Mutex
 	muxNext   uint64
 	waiting   map[string]func(*nats.Msg)
+
+	// batches bounds this process's open atomic batches (placements.go).
+	batches chan struct{}
 }
 
 // replies registers h for the replies to one request and returns the
@@ -98,7 +101,7 @@ func (l *Log) replies(h func(*nats.Msg)) (string, func(), error) {
 
 // New returns a Log over a connection.
 func New(nc *nats.Conn, js jetstream.JetStream) *Log {
-	return &Log{nc: nc, js: js, Timeout: 10 * time.Second}
+	return &Log{nc: nc, js: js, Timeout: 10 * time.Second, batches: make(chan struct{}, maxOpenBatches)}
 }
 
 // namespace for deterministic message identifiers.
@@ -287,13 +290,22 @@ func seqOf(ack *jetstream.PubAck, err error) (uint64, error) {
 // expect. A case-closing or step-cancelling decision also cancels the
 // loan's pending timer in the same write. It returns the new last sequence.
 func (l *Log) AppendDecision(ctx context.Context, tenant, loan string, expect uint64, d policy.Decision) (uint64, error) {
-	k, pm, err := codec.Encode(tenant, loan, d)
+	m, err := decisionMsg(tenant, loan, expect, d)
 	if err != nil {
 		return 0, err
 	}
+	return seqOf(l.publish(ctx, m))
+}
+
+// decisionMsg is a decision's guarded write.
+func decisionMsg(tenant, loan string, expect uint64, d policy.Decision) (*nats.Msg, error) {
+	k, pm, err := codec.Encode(tenant, loan, d)
+	if err != nil {
+		return nil, err
+	}
 	data, err := proto.Marshal(pm)
 	if err != nil {
-		return 0, fmt.Errorf("encoding %s: %w", d.Kind, err)
+		return nil, fmt.Errorf("encoding %s: %w", d.Kind, err)
 	}
 	m := nats.NewMsg(topology.DecisionSubject(tenant, loan, k.Token, expect))
 	m.Data = data
@@ -304,7 +316,7 @@ func (l *Log) AppendDecision(ctx context.Context, tenant, loan string, expect ui
 		m.Header.Set(jetstream.SchedulerHeader, topology.TimerSubject(tenant, loan))
 		m.Header.Set(jetstream.ScheduleNextHeader, "purge")
 	}
-	return seqOf(l.publish(ctx, m))
+	return m, nil
 }
 
 // AppendSeal appends a checkpoint of the loan's hash chain (package

@@ -27,7 +27,8 @@ func TestConformance(t *testing.T) {
 		n++
 		tenant := "t" + string(rune('a'+n))
 		return logtest.Env{
-			Log: tenantLog{l, tenant},
+			Log:        tenantLog{l, tenant},
+			Placements: tenantPlacements{l, tenant},
 			AppendLender: func(ctx context.Context, _, loan, id string, ev policy.Event) (uint64, bool, error) {
 				k, m, err := codec.Encode(tenant, loan, ev)
 				if err != nil {
@@ -104,4 +105,19 @@ func (l tenantLog) AppendDecision(ctx context.Context, _, loan string, expect ui
 
 func (l tenantLog) SetTimer(ctx context.Context, _, loan string, expect uint64, s policy.Step) (uint64, error) {
 	return l.Log.SetTimer(ctx, l.tenant, loan, expect, s)
+}
+
+// tenantPlacements is tenantLog's agency counters.
+type tenantPlacements struct {
+	*loanlog.Log
+	tenant string
+}
+
+func (l tenantPlacements) Loads(ctx context.Context, _ string) (map[string]policy.AgencyLoad, error) {
+	return l.Log.Loads(ctx, l.tenant)
+}
+
+func (l tenantPlacements) AppendPlacement(ctx context.Context, _, loan string, expect uint64, d policy.Decision,
+	agency string, load policy.AgencyLoad, delta int) (uint64, policy.AgencyLoad, error) {
+	return l.Log.AppendPlacement(ctx, l.tenant, loan, expect, d, agency, load, delta)
 }

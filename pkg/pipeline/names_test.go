@@ -27,7 +27,7 @@ func TestNamesArePinned(t *testing.T) {
 		}
 		streams = append(streams, sc.Name+" "+strings.Join(from, ","))
 	}
-	wantStreams := []string{"DUNNING_LOANS dunning.loan.>,dunning.borrower.>", "DUNNING_RECORD <DUNNING_LOANS", "DUNNING_INTAKE dunning.in.*.*",
+	wantStreams := []string{"DUNNING_LOANS dunning.loan.>,dunning.borrower.>,dunning.capacity.>", "DUNNING_RECORD <DUNNING_LOANS", "DUNNING_INTAKE dunning.in.*.*",
 		"DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>", "DUNNING_REJECTIONS dunning.rejected.*.*", "DUNNING_VERIFY dunning.verify.*", "DUNNING_AGENCIES dunning.agency.*.*.*", "DUNNING_OUTCOMES dunning.outcome.*.*.*", "DUNNING_AUDIT dunning.audit.*"}
 	if !reflect.DeepEqual(streams, wantStreams) {
 		t.Errorf("streams = %q\nwant %q", streams, wantStreams)

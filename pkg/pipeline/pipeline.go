@@ -278,7 +278,8 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeli
 	if err != nil {
 		return nil, err
 	}
-	deps := stage.Deps{Log: log, Ladder: cfg.Ladder, Now: cfg.Now, Metrics: metrics.Stage, Borrowers: log, Codes: log}
+	deps := stage.Deps{Log: log, Ladder: cfg.Ladder, Now: cfg.Now, Metrics: metrics.Stage, Borrowers: log, Codes: log,
+		Placements: log, Turns: &stage.Turns{}}
 	for _, s := range cfg.Parts.Stages {
 		rt.Handle(s.ConsumerSpec(), stageHandler(s, deps))
 	}

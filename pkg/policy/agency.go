@@ -25,6 +25,42 @@ type Agency struct {
 	// Weight is the agency's share of placements among the agencies that
 	// may take an account (>= 1).
 	Weight int
+	// Capacity is how many open placements the contract allows (0: no
+	// limit). The count is kept in NATS, a counter per contract written
+	// atomically with each handoff and each closure or recall, guarded so
+	// that concurrent handoffs cannot overshoot (stage.Placements).
+	Capacity int
+}
+
+// AgencyLoad is one contract's counter: its open placements and the
+// counter's last sequence (0: never written), which guards the next write.
+type AgencyLoad struct {
+	Open int
+	Seq  uint64
+}
+
+// Counted reports whether the policy counts placements: it does for a
+// registry (Agencies), whose contracts may bound them; a policy naming a
+// single agency places without counting. Counting costs an atomic write
+// per placement opened or ended, so a lender who sets no registry pays
+// nothing for it.
+func (p Policy) Counted() bool { return len(p.Agencies) > 0 }
+
+// PlacementChange is how a decision moves an agency's count of open
+// placements: a handoff opens one, a recall or the closure of a placed case
+// ends it. agency is "" for a decision that moves none.
+func PlacementChange(c *Case, d Decision) (agency string, delta int) {
+	switch d.Kind {
+	case KindHandedOff:
+		return d.AgencyID, 1
+	case KindPlacementRecalled:
+		return d.AgencyID, -1
+	case KindCaseClosed:
+		if c.PlacementID != "" && c.AgencyID != "" {
+			return c.AgencyID, -1
+		}
+	}
+	return "", 0
 }
 
 // covers reports whether the agency may take an account in region.
@@ -88,13 +124,17 @@ func (p Policy) Allocate(c *Case, n int) (a Agency, reason string, ok bool) {
 			excluded = append(excluded, fmt.Sprintf("%s is not licensed for %s", a.ID, regionName(region)))
 			continue
 		}
+		if open := c.AgencyLoad[a.ID]; a.Capacity > 0 && open >= a.Capacity {
+			excluded = append(excluded, fmt.Sprintf("%s is full (%d of %d placed)", a.ID, open, a.Capacity))
+			continue
+		}
 		eligible = append(eligible, a)
 		total += a.Weight
 	}
 	if len(eligible) == 0 {
 		return Agency{}, "no agency may take it: " + strings.Join(excluded, "; "), false
 	}
-	if len(reg) == 1 {
+	if len(reg) == 1 && eligible[0].Capacity == 0 {
 		return eligible[0], "", true
 	}
 	x := allocationDraw(c.Key, n) * float64(total)
@@ -111,6 +151,9 @@ func (p Policy) Allocate(c *Case, n int) (a Agency, reason string, ok bool) {
 		ids[i] = e.ID
 	}
 	reason = fmt.Sprintf("weight %d of %d among %s for %s", chosen.Weight, total, strings.Join(ids, ", "), regionName(region))
+	if chosen.Capacity > 0 {
+		reason += fmt.Sprintf(", %d of %d placed", c.AgencyLoad[chosen.ID], chosen.Capacity)
+	}
 	if len(excluded) > 0 {
 		reason += "; " + strings.Join(excluded, "; ")
 	}
@@ -136,6 +179,9 @@ func validateAgencies(as []Agency) []error {
 			errs = append(errs, fmt.Errorf("%s.id: %q is listed twice", p, a.ID))
 		}
 		seen[a.ID] = true
+		if a.Capacity < 0 {
+			errs = append(errs, fmt.Errorf("%s.capacity: must be >= 0 (0: no limit), got %d", p, a.Capacity))
+		}
 		if a.Weight < 1 {
 			errs = append(errs, fmt.Errorf("%s.weight: must be >= 1, got %d", p, a.Weight))
 		}

@@ -461,6 +461,10 @@ type Case struct {
 	// borrower's other loans (caps per borrower count them). The engine
 	// reads them for the release gate when the loan has a borrower key.
 	Borrower []BorrowerEntry
+	// AgencyLoad is each agency's open placements under the tenant's
+	// contracts, which allocation weighs against capacity. The engine reads
+	// the counters for handoff (stage.Placements); nil: none read.
+	AgencyLoad map[string]int
 }
 
 // Fold builds a case from a loan's log in order.

@@ -118,8 +118,10 @@ func TestInvalidPolicies(t *testing.T) {
 			"{id: agency-a, weight: 0}", "stages.third_party_handoff.agencies[0].weight", "must be 1-1000, got 0"},
 		{"agency without id", []string{"agency: agency-default", "agencies:\n      - {name: A}"},
 			"{name: A}", "stages.third_party_handoff.agencies[0].id", "is required"},
-		{"agency unknown field", []string{"agency: agency-default", "agencies:\n      - {id: agency-a, capacity: 10}"},
-			"capacity: 10", "stages.third_party_handoff.agencies[0].capacity", "unknown field"},
+		{"agency unknown field", []string{"agency: agency-default", "agencies:\n      - {id: agency-a, capacty: 10}"},
+			"capacty: 10", "stages.third_party_handoff.agencies[0].capacty", "unknown field"},
+		{"agency negative capacity", []string{"agency: agency-default", "agencies:\n      - {id: agency-a, capacity: -1}"},
+			"capacity: -1", "stages.third_party_handoff.agencies[0].capacity", "must be >= 0"},
 		{"bad ladder clock", []string{"ladder_clock: calendar", "ladder_clock: stop"},
 			"ladder_clock: stop", "holds.ladder_clock", `"stop" is neither pause`},
 		{"unknown hold kind", []string{"review_days: {dispute: 30,", "review_days: {disputes: 30,"},
@@ -553,15 +555,15 @@ func TestWeekdayHours(t *testing.T) {
 }
 
 // The agency registry is read from the handoff stage: ids, names, regions
-// and weights, a weight defaulting to 1.
+// weights and capacities, a weight defaulting to 1, a capacity to none.
 func TestAgencyRegistry(t *testing.T) {
 	data := mutate(t, "agency: agency-default",
-		"agencies:\n      - {id: agency-a, name: \"Agency A\", regions: [CN-31, CN-11], weight: 3}\n      - {id: agency-b}")
+		"agencies:\n      - {id: agency-a, name: \"Agency A\", regions: [CN-31, CN-11], weight: 3, capacity: 500}\n      - {id: agency-b}")
 	p, err := Parse("acme.yaml", data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []policy.Agency{{ID: "agency-a", Name: "Agency A", Regions: []string{"CN-31", "CN-11"}, Weight: 3}, {ID: "agency-b", Weight: 1}}
+	want := []policy.Agency{{ID: "agency-a", Name: "Agency A", Regions: []string{"CN-31", "CN-11"}, Weight: 3, Capacity: 500}, {ID: "agency-b", Weight: 1}}
 	if fmt.Sprint(p.Agencies) != fmt.Sprint(want) {
 		t.Errorf("agencies = %+v, want %+v", p.Agencies, want)
 	}

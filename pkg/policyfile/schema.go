@@ -833,19 +833,19 @@ func (p *parser) legal(f map[string]*yaml.Node, pol *policy.Policy) policy.Legal
 	return r
 }
 
-// agencies parses the agency registry: a list of {id, name, regions, weight}.
+// agencies parses the agency registry: a list of {id, name, regions, weight, capacity}.
 func (p *parser) agencies(n *yaml.Node, path string) []policy.Agency {
 	if n == nil {
 		return nil
 	}
 	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
-		p.errf(n, path, "must be a non-empty list of {id, name, regions, weight}")
+		p.errf(n, path, "must be a non-empty list of {id, name, regions, weight, capacity}")
 		return nil
 	}
 	var out []policy.Agency
 	for i, c := range n.Content {
 		ap := fmt.Sprintf("%s[%d]", path, i)
-		f, _ := p.mapping(c, ap, "id", "name", "regions", "weight")
+		f, _ := p.mapping(c, ap, "id", "name", "regions", "weight", "capacity")
 		var a policy.Agency
 		if id, ok := p.str(f["id"], ap+".id"); ok {
 			if !policy.ValidID(id) {
@@ -872,6 +872,12 @@ func (p *parser) agencies(n *yaml.Node, path string) []policy.Agency {
 				p.errf(f["weight"], ap+".weight", "must be 1-1000, got %d", v)
 			}
 			a.Weight = int(v)
+		}
+		if v, ok := p.integer(f["capacity"], ap+".capacity"); ok {
+			if v < 0 {
+				p.errf(f["capacity"], ap+".capacity", "must be >= 0 (0: no limit), got %d", v)
+			}
+			a.Capacity = int(v)
 		}
 		out = append(out, a)
 	}

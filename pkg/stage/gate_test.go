@@ -46,7 +46,7 @@ func gateWorld(t *testing.T, zone, pack string, sendAt, spread time.Duration, du
 	m := stage.NewMetrics(prometheus.NewRegistry())
 	ladder := policy.Fixed(policy.Ladder{Policy: pol, Calendar: policy.Calendar{Day: policy.RealDay}})
 	return &world{t: t, clock: c, log: l, metrics: m, due: d, loc: loc,
-		deps: stage.Deps{Log: l, Ladder: ladder, Now: c.Now, Metrics: m, Borrowers: &memlog.Borrowers{}, Codes: &memlog.Codes{}}}
+		deps: stage.Deps{Log: l, Ladder: ladder, Now: c.Now, Metrics: m, Borrowers: &memlog.Borrowers{}, Codes: &memlog.Codes{}, Placements: l}}
 }
 
 // gated returns the loan's gate records and contact decisions in order.

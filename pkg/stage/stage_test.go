@@ -50,13 +50,23 @@ func newWorld(t *testing.T) *world {
 	m := stage.NewMetrics(prometheus.NewRegistry())
 	ladder := policy.Fixed(policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: policy.RealDay}})
 	return &world{t: t, clock: c, log: l, metrics: m, due: due, loc: loc,
-		deps: stage.Deps{Log: l, Ladder: ladder, Now: c.Now, Metrics: m}}
+		deps: stage.Deps{Log: l, Ladder: ladder, Now: c.Now, Metrics: m, Placements: l}}
 }
 
 // dpd is the start of a DPD, plus an offset into that day.
 func (w *world) dpd(n int, into time.Duration) time.Time {
 	return policy.Calendar{Day: policy.RealDay}.DPDStart(w.due, w.loc, n).Add(into)
 }
+
+// tableFilters are each stage's consumer filters, built once: drain
+// matches every message against them.
+var tableFilters = func() [][]string {
+	out := make([][]string, len(stage.Table))
+	for i, s := range stage.Table {
+		out[i] = s.ConsumerSpec().Filters
+	}
+	return out
+}()
 
 // drain hands every message stored since the last drain to the stages
 // that consume it, until nothing new is stored.
@@ -69,8 +79,8 @@ func (w *world) drain() {
 		}
 		for _, m := range msgs {
 			w.seen = m.Seq
-			for _, s := range stage.Table {
-				for _, f := range s.ConsumerSpec().Filters {
+			for i, s := range stage.Table {
+				for _, f := range tableFilters[i] {
 					if topology.Match(f, m.Subject) {
 						if err := s.Handle(ctx, w.deps, m.Tenant, m.Loan, m.Seq, m.Event); err != nil {
 							w.t.Fatalf("%s on %s: %v", s.Consumer, m.Subject, err)

@@ -31,6 +31,10 @@ type Stage struct {
 	// Borrower: the stage reads the borrower's log and appends to it (the
 	// release gate, where caps per borrower are decided).
 	Borrower bool
+	// Placements: the stage opens or ends agency placements, moving the
+	// agency's counter of open placements with the decision (handoff, and
+	// the closure or recall of a placed case).
+	Placements bool
 	// Ignore, if set, passes over a consumed trigger without reading the
 	// loan's log: one the stage never has anything to do for. The gate
 	// consumes contact outcomes only for the calls the caps count, and a
@@ -59,14 +63,15 @@ var Table = []Stage{
 		Consumes: []*codec.Kind{codec.Due, codec.Repaid, codec.Settled, codec.Hold, codec.Unhold, codec.Promise, codec.Plan, codec.Unplan},
 		Decide:   decideLenderFact,
 		Writes: []*codec.Kind{codec.Overdue, codec.Closed, codec.Cancelled, codec.Deadline, codec.Recalled, codec.Kept, codec.Broken,
-			codec.PlanMissed, codec.PlanBroken, codec.PlanDone, codec.LegalBlocked}},
+			codec.PlanMissed, codec.PlanBroken, codec.PlanDone, codec.LegalBlocked},
+		Placements: true},
 	{Policy: policy.StageFirstContact, Service: "contact", Consumer: "first-contact", Step: "contact",
 		Consumes: []*codec.Kind{codec.Overdue}, Decide: decideFirstContact,
 		Writes: []*codec.Kind{codec.Contact, codec.Cancelled}},
 	{Policy: policy.StageEscalation, Service: "escalation", Consumer: "escalation", Step: "escalate",
 		Writes: []*codec.Kind{codec.Contact, codec.Escalated, codec.Deferred, codec.Cancelled}},
 	{Policy: policy.StageHandoff, Service: "handoff", Consumer: "third-party-handoff", Step: "handoff",
-		Writes: []*codec.Kind{codec.HandedOff, codec.Deferred, codec.Cancelled}},
+		Writes: []*codec.Kind{codec.HandedOff, codec.Deferred, codec.Cancelled}, Placements: true},
 	{Policy: policy.StageLegal, Service: "legal", Consumer: "legal-referral", Step: "legal",
 		// Contact: the final notice the pre-legal gate sends first.
 		Writes: []*codec.Kind{codec.Legal, codec.Contact, codec.LegalBlocked, codec.Deferred, codec.Cancelled}},
@@ -127,6 +132,9 @@ func (s Stage) Publishes() []string {
 	}
 	if s.Borrower {
 		out = append(out, topology.BorrowerFilter())
+	}
+	if s.Placements {
+		out = append(out, topology.CapacityFilter())
 	}
 	return out
 }

@@ -47,6 +47,9 @@ const (
 	// outcomePrefix is where agencies report:
 	// dunning.outcome.<agency>.<tenant>.<loan>.
 	outcomePrefix = "dunning.outcome"
+	// capacityPrefix is the agencies' counters of open placements, in the
+	// loans stream: dunning.capacity.<tenant>.<agency>.
+	capacityPrefix = "dunning.capacity"
 )
 
 // Kind is the subject token that says what a loan-log entry is ("due",
@@ -249,6 +252,29 @@ func BorrowerSlot(subject string) int {
 // BorrowerFilter matches every borrower's log.
 func BorrowerFilter() string { return borrowerPrefix + ".>" }
 
+// CapacitySubject is the counter of open placements of a tenant's contract
+// with an agency: dunning.capacity.<tenant>.<agency>. Each message holds the
+// count after one placement opened or ended, written in one atomic batch
+// with that decision.
+func CapacitySubject(tenant, agency string) string {
+	return capacityPrefix + "." + tenant + "." + agency
+}
+
+// CapacityTenant matches every counter of a tenant's contracts.
+func CapacityTenant(tenant string) string { return capacityPrefix + "." + tenant + ".*" }
+
+// CapacityFilter matches every contract's counter.
+func CapacityFilter() string { return capacityPrefix + ".>" }
+
+// CapacityAgency is the agency of a counter's subject ("" if none).
+func CapacityAgency(subject string) string {
+	parts := strings.Split(subject, ".")
+	if len(parts) != 4 || parts[0]+"."+parts[1] != capacityPrefix {
+		return ""
+	}
+	return parts[3]
+}
+
 // VerifySubject is one verification code's entry in the index.
 func VerifySubject(code string) string { return verifyPrefix + "." + code }
 
@@ -356,7 +382,10 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			// Borrowers' logs live beside the loans': written and kept the
 			// same way, and copied to the record with them (the evidence
 			// that a cap per borrower held).
-			Subjects: []string{loanPrefix + ".>", borrowerPrefix + ".>"},
+			// So do the agencies' counters of open placements, which move
+			// in one atomic batch with the decision that opens or ends a
+			// placement (AllowAtomicPublish).
+			Subjects: []string{loanPrefix + ".>", borrowerPrefix + ".>", capacityPrefix + ".>"},
 			Storage:  jetstream.FileStorage,
 			Replicas: t.Replicas,
 			// Schedules are the pipeline's timers; they need rollups (and
@@ -364,11 +393,12 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			// any replica serve a loan's log. No age or size limit: a
 			// collection record is kept for years, and a full store refuses
 			// writes rather than drop one (alerted at 80 %).
-			AllowMsgSchedules: true,
-			AllowRollup:       true,
-			AllowDirect:       true,
-			DenyDelete:        true,
-			Duplicates:        2 * time.Minute,
+			AllowMsgSchedules:  true,
+			AllowAtomicPublish: true,
+			AllowRollup:        true,
+			AllowDirect:        true,
+			DenyDelete:         true,
+			Duplicates:         2 * time.Minute,
 		},
 		{
 			Name:        StreamRecord,
@@ -647,16 +677,23 @@ func retry(ctx context.Context, f func(context.Context) error) error {
 // Match reports whether a subject matches a filter with NATS wildcards
 // ("*" one token, ">" one or more trailing tokens).
 func Match(filter, subject string) bool {
-	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
-	for i, ft := range f {
-		switch {
-		case ft == ">":
-			return len(s) > i
-		case i >= len(s):
-			return false
-		case ft != "*" && ft != s[i]:
+	// Token by token without splitting: tests route every stored message
+	// through it for each stage's filters.
+	for {
+		ft, frest, fmore := strings.Cut(filter, ".")
+		if ft == ">" {
+			return subject != ""
+		}
+		if subject == "" {
 			return false
 		}
+		st, srest, smore := strings.Cut(subject, ".")
+		if ft != "*" && ft != st {
+			return false
+		}
+		if !fmore || !smore {
+			return fmore == smore
+		}
+		filter, subject = frest, srest
 	}
-	return len(f) == len(s)
 }

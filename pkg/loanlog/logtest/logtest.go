@@ -30,6 +30,8 @@ type Env struct {
 	// Eventually checks f after Advance: at once for a log that fires
 	// synchronously, by polling (natstest.CheckFor) for a real server.
 	Eventually func(t *testing.T, f func() error)
+	// Placements is the same log's agency counters.
+	Placements stage.Placements
 }
 
 // Run runs every case of the suite on envs made by newEnv.
@@ -47,6 +49,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 		{"TimerFiresItsStep", timerFires},
 		{"LenderFactOnce", lenderFactOnce},
 		{"LogLongerThanOneRead", logLongerThanOneRead},
+		{"PlacementMovesItsCounterAtomically", placementAtomic},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.f(t, newEnv(t)) })
@@ -252,5 +255,71 @@ func logLongerThanOneRead(t *testing.T, e Env) {
 	mustLender(t, e, "L-short", "1", due("1", e.Now()))
 	if es, _ := read(t, e, "L-short"); len(es) != 1 {
 		t.Errorf("Read(L-short) = %d entries, want 1", len(es))
+	}
+}
+
+// A placement's decision and its agency's counter are written together or
+// not at all: a stale counter refuses the decision, a stale loan refuses
+// the counter, and a counter never goes below 0.
+func placementAtomic(t *testing.T, e Env) {
+	p := e.Placements
+	loads := func() map[string]policy.AgencyLoad {
+		t.Helper()
+		l, err := p.Loads(ctx, tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	if l := loads(); len(l) != 0 {
+		t.Fatalf("Loads of a new tenant = %v, want none", l)
+	}
+	s1 := mustLender(t, e, "L-1", "1", due("1", e.Now()))
+	s2 := mustLender(t, e, "L-2", "1", due("1", e.Now()))
+	placed := policy.Decision{Kind: policy.KindHandedOff, Ctx: policy.Context{Case: 1, StepID: "c1-third_party_handoff"}, AgencyID: "ag-a", PlacementID: "p-1"}
+	last, c, err := p.AppendPlacement(ctx, tenant, "L-1", s1, placed, "ag-a", policy.AgencyLoad{}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Open != 1 || c.Seq == 0 || c.Seq >= last {
+		t.Errorf("counter after the first placement = %+v (decision at %d), want 1 open, written just before it", c, last)
+	}
+	if got := loads()["ag-a"]; got != c {
+		t.Errorf("Loads = %+v, want %+v", got, c)
+	}
+	// A stale counter: L-2's handoff read the counter before L-1's. Neither
+	// written.
+	placed2 := placed
+	placed2.PlacementID = "p-2"
+	if _, _, err := p.AppendPlacement(ctx, tenant, "L-2", s2, placed2, "ag-a", policy.AgencyLoad{}, 1); !errors.Is(err, stage.ErrConflict) {
+		t.Fatalf("AppendPlacement with a stale counter = %v, want ErrConflict", err)
+	}
+	if es, l := read(t, e, "L-2"); len(es) != 1 || l != s2 {
+		t.Errorf("L-2 after the refused placement: %d entries, last %d; want its installment alone", len(es), l)
+	}
+	// A stale loan: the counter is not moved either.
+	if _, _, err := p.AppendPlacement(ctx, tenant, "L-2", s2+1000, placed2, "ag-a", c, 1); !errors.Is(err, stage.ErrConflict) {
+		t.Fatalf("AppendPlacement on a stale loan = %v, want ErrConflict", err)
+	}
+	if got := loads()["ag-a"]; got != c {
+		t.Errorf("counter after refused writes = %+v, want %+v", got, c)
+	}
+	// With both current: written.
+	if _, c2, err := p.AppendPlacement(ctx, tenant, "L-2", s2, placed2, "ag-a", c, 1); err != nil || c2.Open != 2 {
+		t.Fatalf("AppendPlacement = %+v, %v; want 2 open", c2, err)
+	} else {
+		c = c2
+	}
+	// Closures end placements; a counter never goes below 0.
+	_, l1 := read(t, e, "L-1")
+	closed := policy.Decision{Kind: policy.KindCaseClosed, Ctx: policy.Context{Case: 1}, CloseReason: policy.CloseCured, PlacementID: "p-1"}
+	if _, c, err = p.AppendPlacement(ctx, tenant, "L-1", l1, closed, "ag-a", policy.AgencyLoad{Open: 0, Seq: c.Seq}, -1); err != nil || c.Open != 0 {
+		t.Fatalf("closing from 0 open = %+v, %v; want 0 open", c, err)
+	}
+	if got := loads()["ag-a"]; got.Open != 0 {
+		t.Errorf("Loads after the closure = %+v, want 0 open", got)
+	}
+	if es, _ := read(t, e, "L-1"); len(es) != 3 {
+		t.Errorf("L-1 has %d entries, want installment, handed_off, case_closed", len(es))
 	}
 }

@@ -55,6 +55,9 @@ type Log struct {
 	seq   uint64
 	all   []Msg // every message ever stored, in order (what consumers see)
 	loans map[string]*loan
+	// counters are the agencies' counters of open placements, by tenant
+	// and agency (placements.go).
+	counters map[string]policy.AgencyLoad
 
 	// BeforeWrite, if set, runs before every conditional write (decision or
 	// timer), outside the log's lock: a test lands a payment there to race

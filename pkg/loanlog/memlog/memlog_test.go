@@ -21,7 +21,8 @@ func TestConformance(t *testing.T) {
 		c := memlog.NewClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
 		l := memlog.New(c.Now)
 		return logtest.Env{
-			Log: l,
+			Log:        l,
+			Placements: l,
 			AppendLender: func(_ context.Context, tenant, loan, id string, ev policy.Event) (uint64, bool, error) {
 				seq, err := l.AppendLender(tenant, loan, id, ev)
 				if errors.Is(err, memlog.ErrDuplicate) {

@@ -4631,6 +4631,80 @@ func (x *BorrowerContact) GetOutcome() Outcome {
 	return Outcome_OUTCOME_UNSPECIFIED
 }
 
+// AgencyCounter is a contract's count of open placements after one
+// placement opened (delta 1: a handoff) or ended (delta -1: a recall, or the
+// closure of a placed case), on dunning.capacity.<tenant>.<agency> in the
+// loans stream. The stage writes it in one atomic batch with that decision,
+// guarded by the counter's last sequence: two handoffs racing for the last
+// place cannot both take it.
+type AgencyCounter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Open          int64                  `protobuf:"varint,1,opt,name=open,proto3" json:"open,omitempty"`
+	Delta         int32                  `protobuf:"varint,2,opt,name=delta,proto3" json:"delta,omitempty"`
+	LoanId        string                 `protobuf:"bytes,3,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	PlacementId   string                 `protobuf:"bytes,4,opt,name=placement_id,json=placementId,proto3" json:"placement_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgencyCounter) Reset() {
+	*x = AgencyCounter{}
+	mi := &file_dunning_v1_events_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgencyCounter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgencyCounter) ProtoMessage() {}
+
+func (x *AgencyCounter) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgencyCounter.ProtoReflect.Descriptor instead.
+func (*AgencyCounter) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *AgencyCounter) GetOpen() int64 {
+	if x != nil {
+		return x.Open
+	}
+	return 0
+}
+
+func (x *AgencyCounter) GetDelta() int32 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *AgencyCounter) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *AgencyCounter) GetPlacementId() string {
+	if x != nil {
+		return x.PlacementId
+	}
+	return ""
+}
+
 // VerificationCode is the verification index's entry for one code
 // (dunning.verify.<code>): whose released contact carried it. Written once,
 // when the contact is released; a code already taken draws a new one.
@@ -4646,7 +4720,7 @@ type VerificationCode struct {
 
 func (x *VerificationCode) Reset() {
 	*x = VerificationCode{}
-	mi := &file_dunning_v1_events_proto_msgTypes[50]
+	mi := &file_dunning_v1_events_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4658,7 +4732,7 @@ func (x *VerificationCode) String() string {
 func (*VerificationCode) ProtoMessage() {}
 
 func (x *VerificationCode) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[50]
+	mi := &file_dunning_v1_events_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4671,7 +4745,7 @@ func (x *VerificationCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationCode.ProtoReflect.Descriptor instead.
 func (*VerificationCode) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{50}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *VerificationCode) GetTenantId() string {
@@ -5063,7 +5137,12 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"contact_id\x18\x02 \x01(\tR\tcontactId\x12-\n" +
 	"\achannel\x18\x03 \x01(\x0e2\x13.dunning.v1.ChannelR\achannel\x12*\n" +
 	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12-\n" +
-	"\aoutcome\x18\x05 \x01(\x0e2\x13.dunning.v1.OutcomeR\aoutcome\"{\n" +
+	"\aoutcome\x18\x05 \x01(\x0e2\x13.dunning.v1.OutcomeR\aoutcome\"u\n" +
+	"\rAgencyCounter\x12\x12\n" +
+	"\x04open\x18\x01 \x01(\x03R\x04open\x12\x14\n" +
+	"\x05delta\x18\x02 \x01(\x05R\x05delta\x12\x17\n" +
+	"\aloan_id\x18\x03 \x01(\tR\x06loanId\x12!\n" +
+	"\fplacement_id\x18\x04 \x01(\tR\vplacementId\"{\n" +
 	"\x10VerificationCode\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1d\n" +
@@ -5132,7 +5211,7 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: dunning.v1.Outcome
 	(HoldKind)(0),                 // 1: dunning.v1.HoldKind
@@ -5191,39 +5270,40 @@ var file_dunning_v1_events_proto_goTypes = []any{
 	(*PromiseResolved)(nil),       // 54: dunning.v1.PromiseResolved
 	(*PlanProgress)(nil),          // 55: dunning.v1.PlanProgress
 	(*BorrowerContact)(nil),       // 56: dunning.v1.BorrowerContact
-	(*VerificationCode)(nil),      // 57: dunning.v1.VerificationCode
-	nil,                           // 58: dunning.v1.AgencyPlacement.RecentContactsEntry
-	(*timestamppb.Timestamp)(nil), // 59: google.protobuf.Timestamp
+	(*AgencyCounter)(nil),         // 57: dunning.v1.AgencyCounter
+	(*VerificationCode)(nil),      // 58: dunning.v1.VerificationCode
+	nil,                           // 59: dunning.v1.AgencyPlacement.RecentContactsEntry
+	(*timestamppb.Timestamp)(nil), // 60: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
 	7,   // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	59,  // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	60,  // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
 	9,   // 2: dunning.v1.InstallmentDue.itemisation:type_name -> dunning.v1.Itemisation
-	59,  // 3: dunning.v1.InstallmentDue.limitation_ends_at:type_name -> google.protobuf.Timestamp
+	60,  // 3: dunning.v1.InstallmentDue.limitation_ends_at:type_name -> google.protobuf.Timestamp
 	7,   // 4: dunning.v1.Itemisation.principal:type_name -> dunning.v1.Money
 	7,   // 5: dunning.v1.Itemisation.interest:type_name -> dunning.v1.Money
 	7,   // 6: dunning.v1.Itemisation.fees:type_name -> dunning.v1.Money
 	9,   // 7: dunning.v1.BalanceUpdated.overdue:type_name -> dunning.v1.Itemisation
-	59,  // 8: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
+	60,  // 8: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
 	7,   // 9: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	59,  // 10: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	59,  // 11: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	60,  // 10: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	60,  // 11: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
 	0,   // 12: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	59,  // 13: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	60,  // 13: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
 	4,   // 14: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
-	59,  // 15: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
-	59,  // 16: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
+	60,  // 15: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
+	60,  // 16: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
 	1,   // 17: dunning.v1.HoldPlaced.kind:type_name -> dunning.v1.HoldKind
-	59,  // 18: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
-	59,  // 19: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	60,  // 18: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
+	60,  // 19: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
 	7,   // 20: dunning.v1.PromiseToPay.amount:type_name -> dunning.v1.Money
-	59,  // 21: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
-	59,  // 22: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
-	59,  // 23: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
+	60,  // 21: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
+	60,  // 22: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
+	60,  // 23: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
 	7,   // 24: dunning.v1.PlanInstallment.amount:type_name -> dunning.v1.Money
 	19,  // 25: dunning.v1.RepaymentPlan.installments:type_name -> dunning.v1.PlanInstallment
-	59,  // 26: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
-	59,  // 27: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
+	60,  // 26: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
+	60,  // 27: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
 	8,   // 28: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
 	11,  // 29: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
 	12,  // 30: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
@@ -5239,25 +5319,25 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	2,   // 40: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
 	3,   // 41: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
 	7,   // 42: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	59,  // 43: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	59,  // 44: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
+	60,  // 43: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	60,  // 44: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
 	4,   // 45: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
 	5,   // 46: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
 	7,   // 47: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
 	7,   // 48: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	59,  // 49: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
-	59,  // 50: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	60,  // 49: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	60,  // 50: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
 	27,  // 51: dunning.v1.AgencyFeed.placed:type_name -> dunning.v1.AgencyPlacement
 	28,  // 52: dunning.v1.AgencyFeed.recalled:type_name -> dunning.v1.AgencyRecall
 	26,  // 53: dunning.v1.AgencyFeed.rejected:type_name -> dunning.v1.AgencyRejection
-	59,  // 54: dunning.v1.AgencyRejection.rejected_at:type_name -> google.protobuf.Timestamp
+	60,  // 54: dunning.v1.AgencyRejection.rejected_at:type_name -> google.protobuf.Timestamp
 	7,   // 55: dunning.v1.AgencyPlacement.overdue:type_name -> dunning.v1.Money
 	3,   // 56: dunning.v1.AgencyPlacement.tier:type_name -> dunning.v1.Tier
-	59,  // 57: dunning.v1.AgencyPlacement.placed_at:type_name -> google.protobuf.Timestamp
+	60,  // 57: dunning.v1.AgencyPlacement.placed_at:type_name -> google.protobuf.Timestamp
 	4,   // 58: dunning.v1.AgencyPlacement.opted_out:type_name -> dunning.v1.Channel
-	58,  // 59: dunning.v1.AgencyPlacement.recent_contacts:type_name -> dunning.v1.AgencyPlacement.RecentContactsEntry
-	59,  // 60: dunning.v1.AgencyRecall.recalled_at:type_name -> google.protobuf.Timestamp
-	59,  // 61: dunning.v1.AgencyOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	59,  // 59: dunning.v1.AgencyPlacement.recent_contacts:type_name -> dunning.v1.AgencyPlacement.RecentContactsEntry
+	60,  // 60: dunning.v1.AgencyRecall.recalled_at:type_name -> google.protobuf.Timestamp
+	60,  // 61: dunning.v1.AgencyOutcome.occurred_at:type_name -> google.protobuf.Timestamp
 	30,  // 62: dunning.v1.AgencyOutcome.contacted:type_name -> dunning.v1.AgencyContact
 	31,  // 63: dunning.v1.AgencyOutcome.promise:type_name -> dunning.v1.AgencyPromise
 	32,  // 64: dunning.v1.AgencyOutcome.payment:type_name -> dunning.v1.AgencyPayment
@@ -5265,13 +5345,13 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	34,  // 66: dunning.v1.AgencyOutcome.returned:type_name -> dunning.v1.AgencyReturn
 	4,   // 67: dunning.v1.AgencyContact.channel:type_name -> dunning.v1.Channel
 	7,   // 68: dunning.v1.AgencyPromise.amount:type_name -> dunning.v1.Money
-	59,  // 69: dunning.v1.AgencyPromise.promised_for:type_name -> google.protobuf.Timestamp
+	60,  // 69: dunning.v1.AgencyPromise.promised_for:type_name -> google.protobuf.Timestamp
 	7,   // 70: dunning.v1.AgencyPayment.amount:type_name -> dunning.v1.Money
 	2,   // 71: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
 	3,   // 72: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
 	24,  // 73: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
 	2,   // 74: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	59,  // 75: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	60,  // 75: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
 	23,  // 76: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
 	23,  // 77: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
 	24,  // 78: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
@@ -5291,7 +5371,7 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	23,  // 92: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
 	23,  // 93: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
 	24,  // 94: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
-	59,  // 95: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	60,  // 95: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
 	23,  // 96: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
 	24,  // 97: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
 	23,  // 98: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
@@ -5299,16 +5379,16 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	23,  // 100: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
 	24,  // 101: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
 	23,  // 102: dunning.v1.LegalBlocked.case:type_name -> dunning.v1.CaseContext
-	59,  // 103: dunning.v1.LogSealed.sealed_at:type_name -> google.protobuf.Timestamp
+	60,  // 103: dunning.v1.LogSealed.sealed_at:type_name -> google.protobuf.Timestamp
 	23,  // 104: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
 	23,  // 105: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
 	23,  // 106: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
 	7,   // 107: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
 	23,  // 108: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
-	59,  // 109: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
+	60,  // 109: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
 	7,   // 110: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
 	4,   // 111: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
-	59,  // 112: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
+	60,  // 112: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
 	0,   // 113: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
 	114, // [114:114] is the sub-list for method output_type
 	114, // [114:114] is the sub-list for method input_type
@@ -5354,7 +5434,7 @@ func file_dunning_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   52,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
