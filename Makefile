@@ -37,9 +37,6 @@ run:
 ## test: lint, generated-code check, every test with the race detector (TestPromtool
 ## runs for real: promtool is installed and required; the fuzz corpora run as seeds)
 test: export DUNNING_REQUIRE_PROMTOOL := 1
-# The short chaos run (a dozen processes SIGKILLed on 2 cores) goes after the
-# rest, not beside the simulation: beside it, the simulation's clock slipped
-# and it repeated with longer days, which took make test from 3 to 7 minutes.
 # -timeout 20m: beside another build the simulation may repeat with longer
 # days, and test/integration then ran 595 s, a hair under go test's default
 # 10 minutes (2026-12-02).
@@ -47,10 +44,15 @@ test: export DUNNING_REQUIRE_PROMTOOL := 1
 # packages its first attempt did not keep time and it repeated with 6 s days,
 # which took test/integration from 132 s to 308 s and make test to 9.5 minutes
 # on a fresh clone (2026-12-02).
+# The chaos run (a dozen processes SIGKILLed on 2 cores) is not in make test:
+# make chaos runs it (make test-slow too) before an issue is resolved, and
+# make chaos CHAOS_LOANS=300 CHAOS_DAY_MS=6000 is the short form make test ran
+# until it took 113 s of make test's 7 m 15 s, over the 6 minutes CI allows
+# (2026-12-02). It must not run beside the simulation either: there the
+# simulation's clock slipped and it repeated with longer days.
 test: lint proto-check promtool
 	$(GO) test -race -count=1 -timeout 20m -skip '^TestSimulation$$' $$($(GO) list ./... | grep -v /test/chaos)
 	$(GO) test -race -count=1 -timeout 20m -run '^TestSimulation$$' ./test/integration/
-	$(GO) test -race -count=1 ./test/chaos/
 
 ## test-slow: what runs before an issue is resolved, beyond make test: the cluster on real
 ## nats-server processes, watermill's full Pub/Sub suite, 10 minutes of each fuzz target,

@@ -16,7 +16,7 @@ import (
 
 // A simulated portfolio with the default behaviour mix through the whole
 // pipeline; every loan's log matches the oracle. By default (make test)
-// 1,000 loans fall due at 25 a second, with days of at least 3 s, longer
+// 600 loans fall due at 25 a second, with days of at least 3 s, longer
 // when the machine is busy (see below); DUNNING_SIM_LOANS, DUNNING_SIM_RATE
 // (loans falling due per second) and DUNNING_SIM_DAY change that (make sim).
 func TestSimulation(t *testing.T) {
@@ -53,7 +53,7 @@ func TestSimulation(t *testing.T) {
 	// a second on its own left release steps firing 2.7 s late (p99) in
 	// 3 s days, and the run was repeated with 6 s days: 242 s in all
 	// (2026-12-02).
-	loans, rate := 1000, 25
+	loans, rate := 600, 25
 	if n, err := strconv.Atoi(os.Getenv("DUNNING_SIM_LOANS")); err == nil && n > 0 {
 		loans = n
 	}
