@@ -68,6 +68,7 @@ func events() []policy.Event {
 		policy.Decision{Kind: policy.KindPlanBroken, Ctx: ctx, PlanID: "plan-1", PlanInstallment: 1, Paid: policy.Money{Currency: "CNY", Minor: 40000}},
 		policy.Decision{Kind: policy.KindPlanCompleted, Ctx: ctx, PlanID: "plan-1", Paid: policy.Money{Currency: "CNY", Minor: 80000}},
 		policy.Decision{Kind: policy.KindLegalBlocked, Ctx: ctx, Rule: policy.BlockedByLimitation},
+		policy.Decision{Kind: policy.KindAgencyPaymentUnconfirmed, Ctx: ctx, AgencyID: "collect", PlacementID: "pl-1", ReportID: "o-3", Rule: "BANK-7", Paid: policy.Money{Currency: "CNY", Minor: 500}},
 		policy.Sealed{Through: 41, Chain: []byte{1, 2, 3}, Previous: 12, At: at, By: "apikey:legal-1"},
 		policy.AgencyOutcome{ID: "o-1", Placement: "pl-1", Agency: "collect", At: at, Kind: policy.AgencyContacted, Channel: policy.ChannelPhone, Connected: true, RightParty: true},
 		policy.AgencyOutcome{ID: "o-2", Placement: "pl-1", Agency: "collect", At: at, Kind: policy.AgencyPromised, Amount: policy.Money{Currency: "CNY", Minor: 500}, For: at.Add(time.Hour)},

@@ -217,6 +217,15 @@ var (
 		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.LegalBlocked {
 			return &dunningv1.LegalBlocked{Case: c, BlockedBy: d.Rule}
 		}))
+	Unconfirmed = add(decision("unconfirmed", policy.KindAgencyPaymentUnconfirmed,
+		func(m *dunningv1.AgencyPaymentUnconfirmed, d *policy.Decision) {
+			d.AgencyID, d.PlacementID, d.ReportID, d.Rule = m.GetAgencyId(), m.GetPlacementId(), m.GetReportId(), m.GetReference()
+			d.Paid = moneyFromProto(m.GetAmount())
+		},
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.AgencyPaymentUnconfirmed {
+			return &dunningv1.AgencyPaymentUnconfirmed{Case: c, AgencyId: d.AgencyID, PlacementId: d.PlacementID, ReportId: d.ReportID,
+				Reference: d.Rule, Amount: moneyToProto(d.Paid)}
+		}))
 	AgencyOutcome = add(fact("agency", LenderID, false, agencyOutcomeFromProto, agencyOutcomeToProto))
 	Seal          = add(fact("seal", Seq, false,
 		func(m *dunningv1.LogSealed) policy.Sealed {

@@ -275,11 +275,14 @@ const (
 	// KindLegalBlocked is a legal referral the pre-legal gate stopped,
 	// with what stopped it (legal.go).
 	KindLegalBlocked
+	// KindAgencyPaymentUnconfirmed is an agency's payment report that no
+	// lender repayment confirmed in time (reports.go).
+	KindAgencyPaymentUnconfirmed
 )
 
 var kindNames = [...]string{"none", "overdue_confirmed", "contact_requested", "escalated", "handed_off", "legal_referred", "case_closed", "step_cancelled", "entry_deferred",
 	"contact_held", "contact_released", "contact_cancelled", "contact_suppressed", "hold_deadline", "placement_recalled", "promise_kept", "promise_broken",
-	"plan_installment_missed", "plan_broken", "plan_completed", "legal_blocked"}
+	"plan_installment_missed", "plan_broken", "plan_completed", "legal_blocked", "agency_payment_unconfirmed"}
 
 func (k DecisionKind) String() string { return enumName(kindNames[:], int(k), "decision_kind") }
 
@@ -341,11 +344,12 @@ type Decision struct {
 	DeferredStage   Stage         // EntryDeferred
 	Evidence        *Evidence     // LegalReferred
 	HeldUntil       time.Time     // ContactHeld: when the gate looks again
-	Rule            string        // ContactHeld, ContactCancelled, ContactSuppressed: the rule that holds or stops the tasks; LegalBlocked: what blocks the referral
+	Rule            string        // ContactHeld, ContactCancelled, ContactSuppressed: the rule that holds or stops the tasks; LegalBlocked: what blocks the referral; AgencyPaymentUnconfirmed: the report's reference
 	HoldID          string        // HoldDeadline
 	HoldLifted      bool          // HoldDeadline: the hold ended with it (breathing space)
 	PromiseID       string        // PromiseKept, PromiseBroken
-	Paid            Money         // PromiseKept, PromiseBroken, Plan*: paid toward the promise or plan
+	Paid            Money         // PromiseKept, PromiseBroken, Plan*: paid toward the promise or plan; AgencyPaymentUnconfirmed: the amount reported
+	ReportID        string        // AgencyPaymentUnconfirmed: the agency's report
 	PlanID          string        // Plan*
 	PlanInstallment int           // PlanMissed, PlanBroken: its position in the plan as it stood
 	MovedTo         time.Time     // PlanMissed: the missed installment's new day, at the plan's end
@@ -465,6 +469,9 @@ type Case struct {
 	// contracts, which allocation weighs against capacity. The engine reads
 	// the counters for handoff (stage.Placements); nil: none read.
 	AgencyLoad map[string]int
+	// PaymentReports are the payments agencies reported on the loan, each
+	// watched until a lender repayment confirms it (reports.go).
+	PaymentReports []PaymentReport
 }
 
 // Fold builds a case from a loan's log in order.
@@ -494,6 +501,7 @@ func (c *Case) Apply(e Entry) {
 			return
 		}
 		c.Repayments = append(c.Repayments, ev)
+		c.confirmReports(ev)
 		// The lender's itemised balance is stale once money comes in:
 		// texts go back to the itemisation until it sends a new one.
 		c.Balance = nil
@@ -514,6 +522,7 @@ func (c *Case) Apply(e Entry) {
 	case ContactOutcome:
 		c.Outcomes = append(c.Outcomes, ev)
 	case AgencyOutcome:
+		c.applyReport(ev)
 		if ev.Kind == AgencyContacted && !slices.ContainsFunc(c.AgencyCalls, func(a AgencyOutcome) bool { return a.ID == ev.ID }) {
 			c.AgencyCalls = append(c.AgencyCalls, ev)
 		}
@@ -563,7 +572,8 @@ func (c *Case) applyDecision(d Decision) {
 		c.applyGate(d)
 		return
 	}
-	if d.Kind != KindStepCancelled && d.Kind != KindHoldDeadline && d.Kind != KindPlacementRecalled && d.Kind != KindLegalBlocked {
+	if d.Kind != KindStepCancelled && d.Kind != KindHoldDeadline && d.Kind != KindPlacementRecalled && d.Kind != KindLegalBlocked &&
+		d.Kind != KindAgencyPaymentUnconfirmed {
 		c.DPD = d.Ctx.DPD
 	}
 	if d.Kind == KindOverdueConfirmed {
@@ -597,6 +607,8 @@ func (c *Case) applyDecision(d Decision) {
 		c.Contacts = append(c.Contacts, d.Tasks...)
 		c.request(d)
 		c.noticeSent(d)
+	case KindAgencyPaymentUnconfirmed:
+		c.flagReport(d.ReportID)
 	case KindLegalBlocked:
 		if d.Rule != BlockedByHold {
 			c.LegalBarred = d.Rule

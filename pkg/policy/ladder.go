@@ -75,13 +75,15 @@ func (l Ladder) rungs() []rung {
 // held contact. It depends only on the case, so any stage can recompute it
 // after any event and put the timer right (replace it, or cancel it).
 func (l Ladder) NextStep(c *Case) *Step {
-	rung, release := l.nextRungStep(c), l.releaseStep(c)
-	if rung == nil || (release != nil && !release.At.After(rung.At)) {
-		if release != nil {
-			return release
+	next := l.nextRungStep(c)
+	// The gate's release and a payment report's deadline come before a
+	// rung due at the same instant.
+	for _, s := range []*Step{l.releaseStep(c), l.reportStep(c)} {
+		if s != nil && (next == nil || !s.At.After(next.At)) {
+			next = s
 		}
 	}
-	return rung
+	return next
 }
 
 func (l Ladder) nextRungStep(c *Case) *Step {
@@ -204,6 +206,9 @@ func (l Ladder) OnStep(c *Case, s Step, now time.Time) *Decision {
 	}
 	if strings.HasPrefix(s.ID, "plan") {
 		return l.onPlanStep(c, s, now)
+	}
+	if strings.HasPrefix(s.ID, reportStepPrefix) {
+		return l.onReportDeadline(c, s, now)
 	}
 	// A step that fires a day or more late (an outage, an installment
 	// announced after its due date) is decided at today's DPD, so that the

@@ -26,6 +26,10 @@ type Policy struct {
 	// Agencies is the agency registry: handoff allocates among them by
 	// region and weight (agency.go). Empty: every account goes to Agency.
 	Agencies []Agency
+	// AgencyPaymentConfirmDays is how many days a payment an agency reports
+	// may wait for the lender's repayment with its reference before it is
+	// recorded unconfirmed and alerted on (0: not watched).
+	AgencyPaymentConfirmDays int
 	// PenaltyBpsPerDay is the late fee accrued per day past due, in basis
 	// points of the overdue balance (5 = 0.05% a day).
 	PenaltyBpsPerDay int64
@@ -106,6 +110,9 @@ func (p Policy) Validate() error {
 		errs = append(errs, fmt.Errorf("agency: %q is not a valid identifier", p.Agency))
 	}
 	errs = append(errs, validateAgencies(p.Agencies)...)
+	if p.AgencyPaymentConfirmDays < 0 {
+		errs = append(errs, fmt.Errorf("confirm_payment_days: must be >= 0 (0: not watched), got %d", p.AgencyPaymentConfirmDays))
+	}
 	if p.PenaltyBpsPerDay < 0 {
 		errs = append(errs, fmt.Errorf("penalty_bps_per_day: must be >= 0, got %d", p.PenaltyBpsPerDay))
 	}

@@ -655,8 +655,14 @@ func (p *parser) stages(n *yaml.Node, pol *policy.Policy) {
 			if sf["agency"] != nil && sf["agencies"] != nil {
 				p.errf(sf["agency"], "stages.third_party_handoff.agency", "name one agency or list the registry under agencies, not both")
 			}
+			if v, ok := p.integer(sf["confirm_payment_days"], "stages.third_party_handoff.confirm_payment_days"); ok {
+				if v < 0 || v > 365 {
+					p.errf(sf["confirm_payment_days"], "stages.third_party_handoff.confirm_payment_days", "must be 0-365 (0: not watched), got %d", v)
+				}
+				pol.AgencyPaymentConfirmDays = int(v)
+			}
 		} else {
-			for _, key := range []string{"agency", "agencies"} {
+			for _, key := range []string{"agency", "agencies", "confirm_payment_days"} {
 				if sf[key] != nil {
 					p.errf(sf[key], "stages."+k+"."+key, "only third_party_handoff places accounts with an agency")
 				}
@@ -742,7 +748,7 @@ func (p *parser) stages(n *yaml.Node, pol *policy.Policy) {
 
 // stageFields are the keys of a stage's mapping (the agency's are
 // handoff's only, the pre-legal gate's legal referral's only).
-var stageFields = []string{"entry", "steps", "agency", "agencies", "final_notice", "limitation_days"}
+var stageFields = []string{"entry", "steps", "agency", "agencies", "confirm_payment_days", "final_notice", "limitation_days"}
 
 // contactOf reads a contact's channels and template (a cadence step's, the
 // final notice's), checking the template has a text for every channel and

@@ -71,7 +71,9 @@ var Table = []Stage{
 	{Policy: policy.StageEscalation, Service: "escalation", Consumer: "escalation", Step: "escalate",
 		Writes: []*codec.Kind{codec.Contact, codec.Escalated, codec.Deferred, codec.Cancelled}},
 	{Policy: policy.StageHandoff, Service: "handoff", Consumer: "third-party-handoff", Step: "handoff",
-		Writes: []*codec.Kind{codec.HandedOff, codec.Deferred, codec.Cancelled}, Placements: true},
+		// Unconfirmed: an agency's payment report past its confirmation
+		// deadline, a step of the stage that placed the account.
+		Writes: []*codec.Kind{codec.HandedOff, codec.Unconfirmed, codec.Deferred, codec.Cancelled}, Placements: true},
 	{Policy: policy.StageLegal, Service: "legal", Consumer: "legal-referral", Step: "legal",
 		// Contact: the final notice the pre-legal gate sends first.
 		Writes: []*codec.Kind{codec.Legal, codec.Contact, codec.LegalBlocked, codec.Deferred, codec.Cancelled}},
@@ -174,13 +176,16 @@ func decideRelease(l policy.Ladder, c *policy.Case, ev policy.Event, now time.Ti
 }
 
 // notACall: an outcome that is not a call's (sent, delivered, failed), or
-// an agency's report that is not a contact, counts under no cap.
+// an agency's report that is not a contact, counts under no cap. An
+// agency's payment report is taken all the same: nothing is decided on it,
+// but the engine's timer reconciliation after it gives the loan's timer
+// the report's confirmation deadline (policy.PaymentReport).
 func notACall(ev policy.Event) bool {
 	switch o := ev.(type) {
 	case policy.ContactOutcome:
 		return !o.Outcome.Call()
 	case policy.AgencyOutcome:
-		return o.Kind != policy.AgencyContacted
+		return o.Kind != policy.AgencyContacted && o.Kind != policy.AgencyPaid
 	}
 	return false
 }

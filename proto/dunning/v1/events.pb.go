@@ -4196,6 +4196,95 @@ func (x *LegalBlocked) GetBlockedBy() string {
 	return ""
 }
 
+// AgencyPaymentUnconfirmed: a payment an agency reported (report_id, on
+// placement_id) that no lender repayment with its reference as payment ID
+// confirmed within the policy's confirm_payment_days. Written once per
+// report by the handoff stage; dunning_decisions_total counts it and
+// DunningAgencyPaymentUnconfirmed alerts on it.
+type AgencyPaymentUnconfirmed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Case          *CaseContext           `protobuf:"bytes,1,opt,name=case,proto3" json:"case,omitempty"`
+	AgencyId      string                 `protobuf:"bytes,2,opt,name=agency_id,json=agencyId,proto3" json:"agency_id,omitempty"`
+	PlacementId   string                 `protobuf:"bytes,3,opt,name=placement_id,json=placementId,proto3" json:"placement_id,omitempty"`
+	ReportId      string                 `protobuf:"bytes,4,opt,name=report_id,json=reportId,proto3" json:"report_id,omitempty"`
+	Reference     string                 `protobuf:"bytes,5,opt,name=reference,proto3" json:"reference,omitempty"`
+	Amount        *Money                 `protobuf:"bytes,6,opt,name=amount,proto3" json:"amount,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgencyPaymentUnconfirmed) Reset() {
+	*x = AgencyPaymentUnconfirmed{}
+	mi := &file_dunning_v1_events_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgencyPaymentUnconfirmed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgencyPaymentUnconfirmed) ProtoMessage() {}
+
+func (x *AgencyPaymentUnconfirmed) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgencyPaymentUnconfirmed.ProtoReflect.Descriptor instead.
+func (*AgencyPaymentUnconfirmed) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *AgencyPaymentUnconfirmed) GetCase() *CaseContext {
+	if x != nil {
+		return x.Case
+	}
+	return nil
+}
+
+func (x *AgencyPaymentUnconfirmed) GetAgencyId() string {
+	if x != nil {
+		return x.AgencyId
+	}
+	return ""
+}
+
+func (x *AgencyPaymentUnconfirmed) GetPlacementId() string {
+	if x != nil {
+		return x.PlacementId
+	}
+	return ""
+}
+
+func (x *AgencyPaymentUnconfirmed) GetReportId() string {
+	if x != nil {
+		return x.ReportId
+	}
+	return ""
+}
+
+func (x *AgencyPaymentUnconfirmed) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
+
+func (x *AgencyPaymentUnconfirmed) GetAmount() *Money {
+	if x != nil {
+		return x.Amount
+	}
+	return nil
+}
+
 // LogSealed is a checkpoint of the loan's hash chain (package packet): the
 // SHA-256 chain over every entry of the loan's log before it but the timer,
 // in stream order, through through_seq, after the seal at
@@ -4216,7 +4305,7 @@ type LogSealed struct {
 
 func (x *LogSealed) Reset() {
 	*x = LogSealed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[44]
+	mi := &file_dunning_v1_events_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4228,7 +4317,7 @@ func (x *LogSealed) String() string {
 func (*LogSealed) ProtoMessage() {}
 
 func (x *LogSealed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[44]
+	mi := &file_dunning_v1_events_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4241,7 +4330,7 @@ func (x *LogSealed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogSealed.ProtoReflect.Descriptor instead.
 func (*LogSealed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{44}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *LogSealed) GetThroughSeq() uint64 {
@@ -4293,7 +4382,7 @@ type HoldDeadline struct {
 
 func (x *HoldDeadline) Reset() {
 	*x = HoldDeadline{}
-	mi := &file_dunning_v1_events_proto_msgTypes[45]
+	mi := &file_dunning_v1_events_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4305,7 +4394,7 @@ func (x *HoldDeadline) String() string {
 func (*HoldDeadline) ProtoMessage() {}
 
 func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[45]
+	mi := &file_dunning_v1_events_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4318,7 +4407,7 @@ func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldDeadline.ProtoReflect.Descriptor instead.
 func (*HoldDeadline) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{45}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *HoldDeadline) GetCase() *CaseContext {
@@ -4355,7 +4444,7 @@ type PlacementRecalled struct {
 
 func (x *PlacementRecalled) Reset() {
 	*x = PlacementRecalled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[46]
+	mi := &file_dunning_v1_events_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4367,7 +4456,7 @@ func (x *PlacementRecalled) String() string {
 func (*PlacementRecalled) ProtoMessage() {}
 
 func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[46]
+	mi := &file_dunning_v1_events_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4380,7 +4469,7 @@ func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementRecalled.ProtoReflect.Descriptor instead.
 func (*PlacementRecalled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{46}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PlacementRecalled) GetCase() *CaseContext {
@@ -4418,7 +4507,7 @@ type PromiseResolved struct {
 
 func (x *PromiseResolved) Reset() {
 	*x = PromiseResolved{}
-	mi := &file_dunning_v1_events_proto_msgTypes[47]
+	mi := &file_dunning_v1_events_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4430,7 +4519,7 @@ func (x *PromiseResolved) String() string {
 func (*PromiseResolved) ProtoMessage() {}
 
 func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[47]
+	mi := &file_dunning_v1_events_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4443,7 +4532,7 @@ func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromiseResolved.ProtoReflect.Descriptor instead.
 func (*PromiseResolved) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{47}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PromiseResolved) GetCase() *CaseContext {
@@ -4485,7 +4574,7 @@ type PlanProgress struct {
 
 func (x *PlanProgress) Reset() {
 	*x = PlanProgress{}
-	mi := &file_dunning_v1_events_proto_msgTypes[48]
+	mi := &file_dunning_v1_events_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4497,7 +4586,7 @@ func (x *PlanProgress) String() string {
 func (*PlanProgress) ProtoMessage() {}
 
 func (x *PlanProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[48]
+	mi := &file_dunning_v1_events_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4510,7 +4599,7 @@ func (x *PlanProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanProgress.ProtoReflect.Descriptor instead.
 func (*PlanProgress) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{48}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *PlanProgress) GetCase() *CaseContext {
@@ -4568,7 +4657,7 @@ type BorrowerContact struct {
 
 func (x *BorrowerContact) Reset() {
 	*x = BorrowerContact{}
-	mi := &file_dunning_v1_events_proto_msgTypes[49]
+	mi := &file_dunning_v1_events_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4580,7 +4669,7 @@ func (x *BorrowerContact) String() string {
 func (*BorrowerContact) ProtoMessage() {}
 
 func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[49]
+	mi := &file_dunning_v1_events_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4593,7 +4682,7 @@ func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowerContact.ProtoReflect.Descriptor instead.
 func (*BorrowerContact) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{49}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *BorrowerContact) GetLoanId() string {
@@ -4649,7 +4738,7 @@ type AgencyCounter struct {
 
 func (x *AgencyCounter) Reset() {
 	*x = AgencyCounter{}
-	mi := &file_dunning_v1_events_proto_msgTypes[50]
+	mi := &file_dunning_v1_events_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4661,7 +4750,7 @@ func (x *AgencyCounter) String() string {
 func (*AgencyCounter) ProtoMessage() {}
 
 func (x *AgencyCounter) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[50]
+	mi := &file_dunning_v1_events_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4674,7 +4763,7 @@ func (x *AgencyCounter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyCounter.ProtoReflect.Descriptor instead.
 func (*AgencyCounter) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{50}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AgencyCounter) GetOpen() int64 {
@@ -4720,7 +4809,7 @@ type VerificationCode struct {
 
 func (x *VerificationCode) Reset() {
 	*x = VerificationCode{}
-	mi := &file_dunning_v1_events_proto_msgTypes[51]
+	mi := &file_dunning_v1_events_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4732,7 +4821,7 @@ func (x *VerificationCode) String() string {
 func (*VerificationCode) ProtoMessage() {}
 
 func (x *VerificationCode) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[51]
+	mi := &file_dunning_v1_events_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4745,7 +4834,7 @@ func (x *VerificationCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationCode.ProtoReflect.Descriptor instead.
 func (*VerificationCode) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{51}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *VerificationCode) GetTenantId() string {
@@ -5104,7 +5193,14 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\fLegalBlocked\x12+\n" +
 	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12\x1d\n" +
 	"\n" +
-	"blocked_by\x18\x02 \x01(\tR\tblockedBy\"\xc4\x01\n" +
+	"blocked_by\x18\x02 \x01(\tR\tblockedBy\"\xed\x01\n" +
+	"\x18AgencyPaymentUnconfirmed\x12+\n" +
+	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12\x1b\n" +
+	"\tagency_id\x18\x02 \x01(\tR\bagencyId\x12!\n" +
+	"\fplacement_id\x18\x03 \x01(\tR\vplacementId\x12\x1b\n" +
+	"\treport_id\x18\x04 \x01(\tR\breportId\x12\x1c\n" +
+	"\treference\x18\x05 \x01(\tR\treference\x12)\n" +
+	"\x06amount\x18\x06 \x01(\v2\x11.dunning.v1.MoneyR\x06amount\"\xc4\x01\n" +
 	"\tLogSealed\x12\x1f\n" +
 	"\vthrough_seq\x18\x01 \x01(\x04R\n" +
 	"throughSeq\x12\x14\n" +
@@ -5211,99 +5307,100 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_dunning_v1_events_proto_goTypes = []any{
-	(Outcome)(0),                  // 0: dunning.v1.Outcome
-	(HoldKind)(0),                 // 1: dunning.v1.HoldKind
-	(Stage)(0),                    // 2: dunning.v1.Stage
-	(Tier)(0),                     // 3: dunning.v1.Tier
-	(Channel)(0),                  // 4: dunning.v1.Channel
-	(Tone)(0),                     // 5: dunning.v1.Tone
-	(CloseReason)(0),              // 6: dunning.v1.CloseReason
-	(*Money)(nil),                 // 7: dunning.v1.Money
-	(*InstallmentDue)(nil),        // 8: dunning.v1.InstallmentDue
-	(*Itemisation)(nil),           // 9: dunning.v1.Itemisation
-	(*BalanceUpdated)(nil),        // 10: dunning.v1.BalanceUpdated
-	(*RepaymentReceived)(nil),     // 11: dunning.v1.RepaymentReceived
-	(*LoanSettled)(nil),           // 12: dunning.v1.LoanSettled
-	(*ContactOutcome)(nil),        // 13: dunning.v1.ContactOutcome
-	(*ContactPreference)(nil),     // 14: dunning.v1.ContactPreference
-	(*ContactHours)(nil),          // 15: dunning.v1.ContactHours
-	(*HoldPlaced)(nil),            // 16: dunning.v1.HoldPlaced
-	(*HoldReleased)(nil),          // 17: dunning.v1.HoldReleased
-	(*PromiseToPay)(nil),          // 18: dunning.v1.PromiseToPay
-	(*PlanInstallment)(nil),       // 19: dunning.v1.PlanInstallment
-	(*RepaymentPlan)(nil),         // 20: dunning.v1.RepaymentPlan
-	(*PlanCancelled)(nil),         // 21: dunning.v1.PlanCancelled
-	(*LenderEvent)(nil),           // 22: dunning.v1.LenderEvent
-	(*CaseContext)(nil),           // 23: dunning.v1.CaseContext
-	(*ContactTask)(nil),           // 24: dunning.v1.ContactTask
-	(*AgencyFeed)(nil),            // 25: dunning.v1.AgencyFeed
-	(*AgencyRejection)(nil),       // 26: dunning.v1.AgencyRejection
-	(*AgencyPlacement)(nil),       // 27: dunning.v1.AgencyPlacement
-	(*AgencyRecall)(nil),          // 28: dunning.v1.AgencyRecall
-	(*AgencyOutcome)(nil),         // 29: dunning.v1.AgencyOutcome
-	(*AgencyContact)(nil),         // 30: dunning.v1.AgencyContact
-	(*AgencyPromise)(nil),         // 31: dunning.v1.AgencyPromise
-	(*AgencyPayment)(nil),         // 32: dunning.v1.AgencyPayment
-	(*AgencyDispute)(nil),         // 33: dunning.v1.AgencyDispute
-	(*AgencyReturn)(nil),          // 34: dunning.v1.AgencyReturn
-	(*Delivery)(nil),              // 35: dunning.v1.Delivery
-	(*StepDue)(nil),               // 36: dunning.v1.StepDue
-	(*OverdueConfirmed)(nil),      // 37: dunning.v1.OverdueConfirmed
-	(*ContactRequested)(nil),      // 38: dunning.v1.ContactRequested
-	(*Escalated)(nil),             // 39: dunning.v1.Escalated
-	(*HandedOff)(nil),             // 40: dunning.v1.HandedOff
-	(*Evidence)(nil),              // 41: dunning.v1.Evidence
-	(*LegalReferred)(nil),         // 42: dunning.v1.LegalReferred
-	(*CaseClosed)(nil),            // 43: dunning.v1.CaseClosed
-	(*EntryDeferred)(nil),         // 44: dunning.v1.EntryDeferred
-	(*StepCancelled)(nil),         // 45: dunning.v1.StepCancelled
-	(*ContactHeld)(nil),           // 46: dunning.v1.ContactHeld
-	(*ContactReleased)(nil),       // 47: dunning.v1.ContactReleased
-	(*ContactSuppressed)(nil),     // 48: dunning.v1.ContactSuppressed
-	(*ContactCancelled)(nil),      // 49: dunning.v1.ContactCancelled
-	(*LegalBlocked)(nil),          // 50: dunning.v1.LegalBlocked
-	(*LogSealed)(nil),             // 51: dunning.v1.LogSealed
-	(*HoldDeadline)(nil),          // 52: dunning.v1.HoldDeadline
-	(*PlacementRecalled)(nil),     // 53: dunning.v1.PlacementRecalled
-	(*PromiseResolved)(nil),       // 54: dunning.v1.PromiseResolved
-	(*PlanProgress)(nil),          // 55: dunning.v1.PlanProgress
-	(*BorrowerContact)(nil),       // 56: dunning.v1.BorrowerContact
-	(*AgencyCounter)(nil),         // 57: dunning.v1.AgencyCounter
-	(*VerificationCode)(nil),      // 58: dunning.v1.VerificationCode
-	nil,                           // 59: dunning.v1.AgencyPlacement.RecentContactsEntry
-	(*timestamppb.Timestamp)(nil), // 60: google.protobuf.Timestamp
+	(Outcome)(0),                     // 0: dunning.v1.Outcome
+	(HoldKind)(0),                    // 1: dunning.v1.HoldKind
+	(Stage)(0),                       // 2: dunning.v1.Stage
+	(Tier)(0),                        // 3: dunning.v1.Tier
+	(Channel)(0),                     // 4: dunning.v1.Channel
+	(Tone)(0),                        // 5: dunning.v1.Tone
+	(CloseReason)(0),                 // 6: dunning.v1.CloseReason
+	(*Money)(nil),                    // 7: dunning.v1.Money
+	(*InstallmentDue)(nil),           // 8: dunning.v1.InstallmentDue
+	(*Itemisation)(nil),              // 9: dunning.v1.Itemisation
+	(*BalanceUpdated)(nil),           // 10: dunning.v1.BalanceUpdated
+	(*RepaymentReceived)(nil),        // 11: dunning.v1.RepaymentReceived
+	(*LoanSettled)(nil),              // 12: dunning.v1.LoanSettled
+	(*ContactOutcome)(nil),           // 13: dunning.v1.ContactOutcome
+	(*ContactPreference)(nil),        // 14: dunning.v1.ContactPreference
+	(*ContactHours)(nil),             // 15: dunning.v1.ContactHours
+	(*HoldPlaced)(nil),               // 16: dunning.v1.HoldPlaced
+	(*HoldReleased)(nil),             // 17: dunning.v1.HoldReleased
+	(*PromiseToPay)(nil),             // 18: dunning.v1.PromiseToPay
+	(*PlanInstallment)(nil),          // 19: dunning.v1.PlanInstallment
+	(*RepaymentPlan)(nil),            // 20: dunning.v1.RepaymentPlan
+	(*PlanCancelled)(nil),            // 21: dunning.v1.PlanCancelled
+	(*LenderEvent)(nil),              // 22: dunning.v1.LenderEvent
+	(*CaseContext)(nil),              // 23: dunning.v1.CaseContext
+	(*ContactTask)(nil),              // 24: dunning.v1.ContactTask
+	(*AgencyFeed)(nil),               // 25: dunning.v1.AgencyFeed
+	(*AgencyRejection)(nil),          // 26: dunning.v1.AgencyRejection
+	(*AgencyPlacement)(nil),          // 27: dunning.v1.AgencyPlacement
+	(*AgencyRecall)(nil),             // 28: dunning.v1.AgencyRecall
+	(*AgencyOutcome)(nil),            // 29: dunning.v1.AgencyOutcome
+	(*AgencyContact)(nil),            // 30: dunning.v1.AgencyContact
+	(*AgencyPromise)(nil),            // 31: dunning.v1.AgencyPromise
+	(*AgencyPayment)(nil),            // 32: dunning.v1.AgencyPayment
+	(*AgencyDispute)(nil),            // 33: dunning.v1.AgencyDispute
+	(*AgencyReturn)(nil),             // 34: dunning.v1.AgencyReturn
+	(*Delivery)(nil),                 // 35: dunning.v1.Delivery
+	(*StepDue)(nil),                  // 36: dunning.v1.StepDue
+	(*OverdueConfirmed)(nil),         // 37: dunning.v1.OverdueConfirmed
+	(*ContactRequested)(nil),         // 38: dunning.v1.ContactRequested
+	(*Escalated)(nil),                // 39: dunning.v1.Escalated
+	(*HandedOff)(nil),                // 40: dunning.v1.HandedOff
+	(*Evidence)(nil),                 // 41: dunning.v1.Evidence
+	(*LegalReferred)(nil),            // 42: dunning.v1.LegalReferred
+	(*CaseClosed)(nil),               // 43: dunning.v1.CaseClosed
+	(*EntryDeferred)(nil),            // 44: dunning.v1.EntryDeferred
+	(*StepCancelled)(nil),            // 45: dunning.v1.StepCancelled
+	(*ContactHeld)(nil),              // 46: dunning.v1.ContactHeld
+	(*ContactReleased)(nil),          // 47: dunning.v1.ContactReleased
+	(*ContactSuppressed)(nil),        // 48: dunning.v1.ContactSuppressed
+	(*ContactCancelled)(nil),         // 49: dunning.v1.ContactCancelled
+	(*LegalBlocked)(nil),             // 50: dunning.v1.LegalBlocked
+	(*AgencyPaymentUnconfirmed)(nil), // 51: dunning.v1.AgencyPaymentUnconfirmed
+	(*LogSealed)(nil),                // 52: dunning.v1.LogSealed
+	(*HoldDeadline)(nil),             // 53: dunning.v1.HoldDeadline
+	(*PlacementRecalled)(nil),        // 54: dunning.v1.PlacementRecalled
+	(*PromiseResolved)(nil),          // 55: dunning.v1.PromiseResolved
+	(*PlanProgress)(nil),             // 56: dunning.v1.PlanProgress
+	(*BorrowerContact)(nil),          // 57: dunning.v1.BorrowerContact
+	(*AgencyCounter)(nil),            // 58: dunning.v1.AgencyCounter
+	(*VerificationCode)(nil),         // 59: dunning.v1.VerificationCode
+	nil,                              // 60: dunning.v1.AgencyPlacement.RecentContactsEntry
+	(*timestamppb.Timestamp)(nil),    // 61: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
 	7,   // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	60,  // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	61,  // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
 	9,   // 2: dunning.v1.InstallmentDue.itemisation:type_name -> dunning.v1.Itemisation
-	60,  // 3: dunning.v1.InstallmentDue.limitation_ends_at:type_name -> google.protobuf.Timestamp
+	61,  // 3: dunning.v1.InstallmentDue.limitation_ends_at:type_name -> google.protobuf.Timestamp
 	7,   // 4: dunning.v1.Itemisation.principal:type_name -> dunning.v1.Money
 	7,   // 5: dunning.v1.Itemisation.interest:type_name -> dunning.v1.Money
 	7,   // 6: dunning.v1.Itemisation.fees:type_name -> dunning.v1.Money
 	9,   // 7: dunning.v1.BalanceUpdated.overdue:type_name -> dunning.v1.Itemisation
-	60,  // 8: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
+	61,  // 8: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
 	7,   // 9: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	60,  // 10: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	60,  // 11: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	61,  // 10: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	61,  // 11: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
 	0,   // 12: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	60,  // 13: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	61,  // 13: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
 	4,   // 14: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
-	60,  // 15: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
-	60,  // 16: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
+	61,  // 15: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
+	61,  // 16: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
 	1,   // 17: dunning.v1.HoldPlaced.kind:type_name -> dunning.v1.HoldKind
-	60,  // 18: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
-	60,  // 19: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	61,  // 18: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
+	61,  // 19: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
 	7,   // 20: dunning.v1.PromiseToPay.amount:type_name -> dunning.v1.Money
-	60,  // 21: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
-	60,  // 22: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
-	60,  // 23: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
+	61,  // 21: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
+	61,  // 22: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
+	61,  // 23: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
 	7,   // 24: dunning.v1.PlanInstallment.amount:type_name -> dunning.v1.Money
 	19,  // 25: dunning.v1.RepaymentPlan.installments:type_name -> dunning.v1.PlanInstallment
-	60,  // 26: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
-	60,  // 27: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
+	61,  // 26: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
+	61,  // 27: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
 	8,   // 28: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
 	11,  // 29: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
 	12,  // 30: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
@@ -5319,25 +5416,25 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	2,   // 40: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
 	3,   // 41: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
 	7,   // 42: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	60,  // 43: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	60,  // 44: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
+	61,  // 43: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	61,  // 44: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
 	4,   // 45: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
 	5,   // 46: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
 	7,   // 47: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
 	7,   // 48: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	60,  // 49: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
-	60,  // 50: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	61,  // 49: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	61,  // 50: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
 	27,  // 51: dunning.v1.AgencyFeed.placed:type_name -> dunning.v1.AgencyPlacement
 	28,  // 52: dunning.v1.AgencyFeed.recalled:type_name -> dunning.v1.AgencyRecall
 	26,  // 53: dunning.v1.AgencyFeed.rejected:type_name -> dunning.v1.AgencyRejection
-	60,  // 54: dunning.v1.AgencyRejection.rejected_at:type_name -> google.protobuf.Timestamp
+	61,  // 54: dunning.v1.AgencyRejection.rejected_at:type_name -> google.protobuf.Timestamp
 	7,   // 55: dunning.v1.AgencyPlacement.overdue:type_name -> dunning.v1.Money
 	3,   // 56: dunning.v1.AgencyPlacement.tier:type_name -> dunning.v1.Tier
-	60,  // 57: dunning.v1.AgencyPlacement.placed_at:type_name -> google.protobuf.Timestamp
+	61,  // 57: dunning.v1.AgencyPlacement.placed_at:type_name -> google.protobuf.Timestamp
 	4,   // 58: dunning.v1.AgencyPlacement.opted_out:type_name -> dunning.v1.Channel
-	59,  // 59: dunning.v1.AgencyPlacement.recent_contacts:type_name -> dunning.v1.AgencyPlacement.RecentContactsEntry
-	60,  // 60: dunning.v1.AgencyRecall.recalled_at:type_name -> google.protobuf.Timestamp
-	60,  // 61: dunning.v1.AgencyOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	60,  // 59: dunning.v1.AgencyPlacement.recent_contacts:type_name -> dunning.v1.AgencyPlacement.RecentContactsEntry
+	61,  // 60: dunning.v1.AgencyRecall.recalled_at:type_name -> google.protobuf.Timestamp
+	61,  // 61: dunning.v1.AgencyOutcome.occurred_at:type_name -> google.protobuf.Timestamp
 	30,  // 62: dunning.v1.AgencyOutcome.contacted:type_name -> dunning.v1.AgencyContact
 	31,  // 63: dunning.v1.AgencyOutcome.promise:type_name -> dunning.v1.AgencyPromise
 	32,  // 64: dunning.v1.AgencyOutcome.payment:type_name -> dunning.v1.AgencyPayment
@@ -5345,13 +5442,13 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	34,  // 66: dunning.v1.AgencyOutcome.returned:type_name -> dunning.v1.AgencyReturn
 	4,   // 67: dunning.v1.AgencyContact.channel:type_name -> dunning.v1.Channel
 	7,   // 68: dunning.v1.AgencyPromise.amount:type_name -> dunning.v1.Money
-	60,  // 69: dunning.v1.AgencyPromise.promised_for:type_name -> google.protobuf.Timestamp
+	61,  // 69: dunning.v1.AgencyPromise.promised_for:type_name -> google.protobuf.Timestamp
 	7,   // 70: dunning.v1.AgencyPayment.amount:type_name -> dunning.v1.Money
 	2,   // 71: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
 	3,   // 72: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
 	24,  // 73: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
 	2,   // 74: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	60,  // 75: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	61,  // 75: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
 	23,  // 76: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
 	23,  // 77: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
 	24,  // 78: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
@@ -5371,7 +5468,7 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	23,  // 92: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
 	23,  // 93: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
 	24,  // 94: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
-	60,  // 95: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	61,  // 95: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
 	23,  // 96: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
 	24,  // 97: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
 	23,  // 98: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
@@ -5379,22 +5476,24 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	23,  // 100: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
 	24,  // 101: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
 	23,  // 102: dunning.v1.LegalBlocked.case:type_name -> dunning.v1.CaseContext
-	60,  // 103: dunning.v1.LogSealed.sealed_at:type_name -> google.protobuf.Timestamp
-	23,  // 104: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
-	23,  // 105: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
-	23,  // 106: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
-	7,   // 107: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
-	23,  // 108: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
-	60,  // 109: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
-	7,   // 110: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
-	4,   // 111: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
-	60,  // 112: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
-	0,   // 113: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
-	114, // [114:114] is the sub-list for method output_type
-	114, // [114:114] is the sub-list for method input_type
-	114, // [114:114] is the sub-list for extension type_name
-	114, // [114:114] is the sub-list for extension extendee
-	0,   // [0:114] is the sub-list for field type_name
+	23,  // 103: dunning.v1.AgencyPaymentUnconfirmed.case:type_name -> dunning.v1.CaseContext
+	7,   // 104: dunning.v1.AgencyPaymentUnconfirmed.amount:type_name -> dunning.v1.Money
+	61,  // 105: dunning.v1.LogSealed.sealed_at:type_name -> google.protobuf.Timestamp
+	23,  // 106: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
+	23,  // 107: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
+	23,  // 108: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
+	7,   // 109: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
+	23,  // 110: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
+	61,  // 111: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
+	7,   // 112: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
+	4,   // 113: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
+	61,  // 114: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
+	0,   // 115: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
+	116, // [116:116] is the sub-list for method output_type
+	116, // [116:116] is the sub-list for method input_type
+	116, // [116:116] is the sub-list for extension type_name
+	116, // [116:116] is the sub-list for extension extendee
+	0,   // [0:116] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -5434,7 +5533,7 @@ func file_dunning_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   53,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
