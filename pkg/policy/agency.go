@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -30,6 +31,9 @@ type Agency struct {
 	// atomically with each handoff and each closure or recall, guarded so
 	// that concurrent handoffs cannot overshoot (stage.Placements).
 	Capacity int
+	// PlacementDays is how long a placement with the agency lasts before it
+	// is recalled (0: until the case ends).
+	PlacementDays int
 }
 
 // AgencyLoad is one contract's counter: its open placements and the
@@ -182,6 +186,9 @@ func validateAgencies(as []Agency) []error {
 		if a.Capacity < 0 {
 			errs = append(errs, fmt.Errorf("%s.capacity: must be >= 0 (0: no limit), got %d", p, a.Capacity))
 		}
+		if a.PlacementDays < 0 {
+			errs = append(errs, fmt.Errorf("%s.placement_days: must be >= 0 (0: no expiry), got %d", p, a.PlacementDays))
+		}
 		if a.Weight < 1 {
 			errs = append(errs, fmt.Errorf("%s.weight: must be >= 1, got %d", p, a.Weight))
 		}
@@ -211,4 +218,35 @@ func ValidRegion(r string) bool {
 		}
 	}
 	return true
+}
+
+// expiryStepPrefix names a placement's expiry.
+const expiryStepPrefix = "expire-"
+
+// expiryStep is the open placement's expiry, if its agency's contract
+// limits placements (nil: none). The handoff stage, which placed it,
+// recalls it then.
+func (l Ladder) expiryStep(c *Case) *Step {
+	if !c.Open || c.PlacementID == "" || c.PlacedAt.IsZero() {
+		return nil
+	}
+	i := slices.IndexFunc(l.Policy.Agencies, func(a Agency) bool { return a.ID == c.AgencyID })
+	if i < 0 || l.Policy.Agencies[i].PlacementDays <= 0 {
+		return nil
+	}
+	return &Step{ID: expiryStepPrefix + c.PlacementID, Stage: StageHandoff, Case: c.Number,
+		At: c.PlacedAt.Add(time.Duration(l.Policy.Agencies[i].PlacementDays) * l.Calendar.Day)}
+}
+
+// onPlacementExpiry recalls a placement whose time is up.
+func (l Ladder) onPlacementExpiry(c *Case, s Step, now time.Time) *Decision {
+	if c.PlacementID == "" || s.ID != expiryStepPrefix+c.PlacementID {
+		return nil
+	}
+	overdue, _ := c.Overdue(l.Calendar, now)
+	ctx := l.context(c, c.Number, c.Stage, l.DPDAt(c, now), overdue, now)
+	ctx.StepID, ctx.AsOf = s.ID, s.At
+	days := int(s.At.Sub(c.PlacedAt) / l.Calendar.Day)
+	ctx.Reason = fmt.Sprintf("placement %s with agency %s expired after %d days (the contract's placement_days): recalled", c.PlacementID, c.AgencyID, days)
+	return &Decision{Kind: KindPlacementRecalled, Ctx: ctx, AgencyID: c.AgencyID, PlacementID: c.PlacementID}
 }

@@ -409,6 +409,7 @@ type Case struct {
 	DPD         int    // DPD of the last decision
 	PlacementID string // the open case's placement with an agency, until recalled
 	AgencyID    string
+	PlacedAt    time.Time // when the open placement was made (its expiry counts from it)
 	// Entered is when the open case last entered a stage (confirmation,
 	// escalation, handoff, legal referral): the next entry comes a day
 	// after it at the earliest.
@@ -622,6 +623,7 @@ func (c *Case) applyDecision(d Decision) {
 		c.Stage = StageHandoff
 		c.PlacementID, c.AgencyID = d.PlacementID, d.AgencyID
 		c.Entered = d.Ctx.AsOfOrDecided()
+		c.PlacedAt = c.Entered
 	case KindLegalReferred:
 		c.Stage = StageLegal
 		c.Entered = d.Ctx.AsOfOrDecided()

@@ -76,9 +76,9 @@ func (l Ladder) rungs() []rung {
 // after any event and put the timer right (replace it, or cancel it).
 func (l Ladder) NextStep(c *Case) *Step {
 	next := l.nextRungStep(c)
-	// The gate's release and a payment report's deadline come before a
-	// rung due at the same instant.
-	for _, s := range []*Step{l.releaseStep(c), l.reportStep(c)} {
+	// The gate's release, a payment report's deadline and a placement's
+	// expiry come before a rung due at the same instant.
+	for _, s := range []*Step{l.releaseStep(c), l.reportStep(c), l.expiryStep(c)} {
 		if s != nil && (next == nil || !s.At.After(next.At)) {
 			next = s
 		}
@@ -209,6 +209,9 @@ func (l Ladder) OnStep(c *Case, s Step, now time.Time) *Decision {
 	}
 	if strings.HasPrefix(s.ID, reportStepPrefix) {
 		return l.onReportDeadline(c, s, now)
+	}
+	if strings.HasPrefix(s.ID, expiryStepPrefix) {
+		return l.onPlacementExpiry(c, s, now)
 	}
 	// A step that fires a day or more late (an outage, an installment
 	// announced after its due date) is decided at today's DPD, so that the

@@ -122,6 +122,10 @@ func TestInvalidPolicies(t *testing.T) {
 			"capacty: 10", "stages.third_party_handoff.agencies[0].capacty", "unknown field"},
 		{"agency negative capacity", []string{"agency: agency-default", "agencies:\n      - {id: agency-a, capacity: -1}"},
 			"capacity: -1", "stages.third_party_handoff.agencies[0].capacity", "must be >= 0"},
+		{"agency negative placement days", []string{"agency: agency-default", "agencies:\n      - {id: agency-a, placement_days: -30}"},
+			"placement_days: -30", "stages.third_party_handoff.agencies[0].placement_days", "must be 0-3650"},
+		{"confirm payment days outside the handoff", []string{"limitation_days: 1095", "limitation_days: 1095\n    confirm_payment_days: 7"},
+			"confirm_payment_days: 7", "stages.legal_referral.confirm_payment_days", "only third_party_handoff"},
 		{"bad ladder clock", []string{"ladder_clock: calendar", "ladder_clock: stop"},
 			"ladder_clock: stop", "holds.ladder_clock", `"stop" is neither pause`},
 		{"unknown hold kind", []string{"review_days: {dispute: 30,", "review_days: {disputes: 30,"},
@@ -558,12 +562,12 @@ func TestWeekdayHours(t *testing.T) {
 // weights and capacities, a weight defaulting to 1, a capacity to none.
 func TestAgencyRegistry(t *testing.T) {
 	data := mutate(t, "agency: agency-default",
-		"agencies:\n      - {id: agency-a, name: \"Agency A\", regions: [CN-31, CN-11], weight: 3, capacity: 500}\n      - {id: agency-b}")
+		"agencies:\n      - {id: agency-a, name: \"Agency A\", regions: [CN-31, CN-11], weight: 3, capacity: 500, placement_days: 90}\n      - {id: agency-b}")
 	p, err := Parse("acme.yaml", data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []policy.Agency{{ID: "agency-a", Name: "Agency A", Regions: []string{"CN-31", "CN-11"}, Weight: 3, Capacity: 500}, {ID: "agency-b", Weight: 1}}
+	want := []policy.Agency{{ID: "agency-a", Name: "Agency A", Regions: []string{"CN-31", "CN-11"}, Weight: 3, Capacity: 500, PlacementDays: 90}, {ID: "agency-b", Weight: 1}}
 	if fmt.Sprint(p.Agencies) != fmt.Sprint(want) {
 		t.Errorf("agencies = %+v, want %+v", p.Agencies, want)
 	}

@@ -839,19 +839,19 @@ func (p *parser) legal(f map[string]*yaml.Node, pol *policy.Policy) policy.Legal
 	return r
 }
 
-// agencies parses the agency registry: a list of {id, name, regions, weight, capacity}.
+// agencies parses the agency registry: a list of {id, name, regions, weight, capacity, placement_days}.
 func (p *parser) agencies(n *yaml.Node, path string) []policy.Agency {
 	if n == nil {
 		return nil
 	}
 	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
-		p.errf(n, path, "must be a non-empty list of {id, name, regions, weight, capacity}")
+		p.errf(n, path, "must be a non-empty list of {id, name, regions, weight, capacity, placement_days}")
 		return nil
 	}
 	var out []policy.Agency
 	for i, c := range n.Content {
 		ap := fmt.Sprintf("%s[%d]", path, i)
-		f, _ := p.mapping(c, ap, "id", "name", "regions", "weight", "capacity")
+		f, _ := p.mapping(c, ap, "id", "name", "regions", "weight", "capacity", "placement_days")
 		var a policy.Agency
 		if id, ok := p.str(f["id"], ap+".id"); ok {
 			if !policy.ValidID(id) {
@@ -884,6 +884,12 @@ func (p *parser) agencies(n *yaml.Node, path string) []policy.Agency {
 				p.errf(f["capacity"], ap+".capacity", "must be >= 0 (0: no limit), got %d", v)
 			}
 			a.Capacity = int(v)
+		}
+		if v, ok := p.integer(f["placement_days"], ap+".placement_days"); ok {
+			if v < 0 || v > 3650 {
+				p.errf(f["placement_days"], ap+".placement_days", "must be 0-3650 (0: no expiry), got %d", v)
+			}
+			a.PlacementDays = int(v)
 		}
 		out = append(out, a)
 	}

@@ -237,3 +237,42 @@ func (p watchedPlacements) AppendPlacement(ctx context.Context, tenant, loan str
 	}
 	return last, c, err
 }
+
+// A contract's placement_days: the placement is recalled when its time is
+// up, once, by the handoff stage, which frees its place under the
+// capacity; the case goes on up the ladder.
+func TestPlacementExpires(t *testing.T) {
+	w := holdWorld(t, func(p *policy.Policy) {
+		p.Agencies = []policy.Agency{{ID: "agency-a", Weight: 1, Capacity: 5, PlacementDays: 30}}
+	})
+	w.installment("L-1", 100000)
+	w.drain()
+	w.until(w.dpd(60, 23*time.Hour))
+	placed := w.decided("L-1", policy.KindHandedOff)
+	if len(placed) != 1 {
+		t.Fatalf("placements %+v, want one", placed)
+	}
+	if r := w.decided("L-1", policy.KindPlacementRecalled); len(r) != 0 {
+		t.Fatalf("recalled before its 30 days: %+v", r)
+	}
+	w.until(w.dpd(100, 0))
+	recalls := w.decided("L-1", policy.KindPlacementRecalled)
+	if len(recalls) != 1 {
+		t.Fatalf("recalls %+v, want one", recalls)
+	}
+	r := recalls[0]
+	if want := placed[0].Ctx.AsOfOrDecided().Add(30 * policy.RealDay); !r.Ctx.AsOf.Equal(want) || r.PlacementID != placed[0].PlacementID ||
+		r.AgencyID != "agency-a" || !strings.Contains(r.Ctx.Reason, "expired after 30 days") {
+		t.Errorf("recall %+v at %s, want placement %s recalled at %s for expiry", r, r.Ctx.AsOf.In(w.loc), placed[0].PlacementID, want.In(w.loc))
+	}
+	loads, err := w.log.Loads(ctx, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loads["agency-a"].Open != 0 {
+		t.Errorf("agency-a's counter after the expiry = %+v, want 0 open", loads["agency-a"])
+	}
+	if len(w.decided("L-1", policy.KindLegalReferred)) != 1 {
+		t.Errorf("no legal referral after the expiry: the case must go on up the ladder")
+	}
+}

@@ -71,9 +71,10 @@ var Table = []Stage{
 	{Policy: policy.StageEscalation, Service: "escalation", Consumer: "escalation", Step: "escalate",
 		Writes: []*codec.Kind{codec.Contact, codec.Escalated, codec.Deferred, codec.Cancelled}},
 	{Policy: policy.StageHandoff, Service: "handoff", Consumer: "third-party-handoff", Step: "handoff",
-		// Unconfirmed: an agency's payment report past its confirmation
-		// deadline, a step of the stage that placed the account.
-		Writes: []*codec.Kind{codec.HandedOff, codec.Unconfirmed, codec.Deferred, codec.Cancelled}, Placements: true},
+		// Unconfirmed and Recalled: an agency's payment report past its
+		// confirmation deadline, a placement past its contract's
+		// placement_days; steps of the stage that placed the account.
+		Writes: []*codec.Kind{codec.HandedOff, codec.Unconfirmed, codec.Recalled, codec.Deferred, codec.Cancelled}, Placements: true},
 	{Policy: policy.StageLegal, Service: "legal", Consumer: "legal-referral", Step: "legal",
 		// Contact: the final notice the pre-legal gate sends first.
 		Writes: []*codec.Kind{codec.Legal, codec.Contact, codec.LegalBlocked, codec.Deferred, codec.Cancelled}},
