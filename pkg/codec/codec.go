@@ -192,6 +192,10 @@ func verify(addr topology.LoanAddress, m proto.Message) error {
 			return errors.New("itemisation must add up to amount, in its currency")
 		}
 		return money(e.GetAmount())
+	case *dunningv1.LegalOutcome:
+		if e.GetOutcomeId() != addr.ID {
+			return errors.New("outcome_id does not match the subject")
+		}
 	case *dunningv1.BalanceUpdated:
 		if e.GetBalanceId() != addr.ID {
 			return errors.New("balance_id does not match the subject")

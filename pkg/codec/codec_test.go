@@ -69,6 +69,7 @@ func events() []policy.Event {
 		policy.Decision{Kind: policy.KindPlanCompleted, Ctx: ctx, PlanID: "plan-1", Paid: policy.Money{Currency: "CNY", Minor: 80000}},
 		policy.Decision{Kind: policy.KindLegalBlocked, Ctx: ctx, Rule: policy.BlockedByLimitation},
 		policy.Decision{Kind: policy.KindAgencyPaymentUnconfirmed, Ctx: ctx, AgencyID: "collect", PlacementID: "pl-1", ReportID: "o-3", Rule: "BANK-7", Paid: policy.Money{Currency: "CNY", Minor: 500}},
+		policy.LegalOutcome{ID: "lo-1", Status: policy.LegalJudgment, At: at, Reference: "(2026)沪0115民初1234号"},
 		policy.Sealed{Through: 41, Chain: []byte{1, 2, 3}, Previous: 12, At: at, By: "apikey:legal-1"},
 		policy.AgencyOutcome{ID: "o-1", Placement: "pl-1", Agency: "collect", At: at, Kind: policy.AgencyContacted, Channel: policy.ChannelPhone, Connected: true, RightParty: true},
 		policy.AgencyOutcome{ID: "o-2", Placement: "pl-1", Agency: "collect", At: at, Kind: policy.AgencyPromised, Amount: policy.Money{Currency: "CNY", Minor: 500}, For: at.Add(time.Hour)},
@@ -131,6 +132,8 @@ func address(k *Kind, ev policy.Event) topology.LoanAddress {
 	case policy.PlanCancelled:
 		a.ID = e.ID
 	case policy.BalanceUpdated:
+		a.ID = e.ID
+	case policy.LegalOutcome:
 		a.ID = e.ID
 	case policy.AgencyOutcome:
 		a.ID = e.ID
@@ -250,4 +253,5 @@ func TestEnumsAgree(t *testing.T) {
 	enumCase(t, "TONE_", ToneToProto, ToneFromProto, dunningv1.Tone_name)
 	enumCase(t, "CLOSE_REASON_", CloseReasonToProto, CloseReasonFromProto, dunningv1.CloseReason_name)
 	enumCase(t, "OUTCOME_", OutcomeToProto, OutcomeFromProto, dunningv1.Outcome_name)
+	enumCase(t, "LEGAL_STATUS_", LegalStatusToProto, LegalStatusFromProto, dunningv1.LegalStatus_name)
 }

@@ -67,6 +67,13 @@ var (
 		policy.HoldDeceased:       dunningv1.HoldKind_HOLD_KIND_DECEASED,
 		policy.HoldBankruptcy:     dunningv1.HoldKind_HOLD_KIND_BANKRUPTCY,
 	})
+	legalStatuses = newEnum(map[policy.LegalStatus]dunningv1.LegalStatus{
+		policy.LegalStatusNone: dunningv1.LegalStatus_LEGAL_STATUS_UNSPECIFIED,
+		policy.LegalFiled:      dunningv1.LegalStatus_LEGAL_STATUS_FILED,
+		policy.LegalJudgment:   dunningv1.LegalStatus_LEGAL_STATUS_JUDGMENT,
+		policy.LegalSettled:    dunningv1.LegalStatus_LEGAL_STATUS_SETTLED,
+		policy.LegalWithdrawn:  dunningv1.LegalStatus_LEGAL_STATUS_WITHDRAWN,
+	})
 	outcomes = newEnum(map[policy.Outcome]dunningv1.Outcome{
 		policy.OutcomeNone:           dunningv1.Outcome_OUTCOME_UNSPECIFIED,
 		policy.OutcomeSent:           dunningv1.Outcome_OUTCOME_SENT,
@@ -125,6 +132,15 @@ func KnownOutcome(o dunningv1.Outcome) bool {
 
 // HoldKindToProto maps a hold kind.
 func HoldKindToProto(k policy.HoldKind) dunningv1.HoldKind { return holdKinds.toProto[k] }
+
+// LegalStatusToProto maps a legal referral's status.
+func LegalStatusToProto(s policy.LegalStatus) dunningv1.LegalStatus { return legalStatuses.toProto[s] }
+
+// LegalStatusFromProto maps a legal referral's status; an unknown value
+// becomes LegalStatusNone (validation rejects it).
+func LegalStatusFromProto(s dunningv1.LegalStatus) policy.LegalStatus {
+	return legalStatuses.toModel[s]
+}
 
 // HoldKindFromProto maps a hold kind; an unknown value becomes HoldNone.
 func HoldKindFromProto(k dunningv1.HoldKind) policy.HoldKind { return holdKinds.toModel[k] }

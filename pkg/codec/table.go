@@ -112,6 +112,13 @@ var (
 		func(tenant, loan string, e policy.BalanceUpdated) *dunningv1.BalanceUpdated {
 			return &dunningv1.BalanceUpdated{TenantId: tenant, LoanId: loan, BalanceId: e.ID, Overdue: itemsToProto(e.Overdue), AsOf: ts(e.At)}
 		}))
+	LegalOutcome = add(fact("legalout", LenderID, true,
+		func(m *dunningv1.LegalOutcome) policy.LegalOutcome {
+			return policy.LegalOutcome{ID: m.GetOutcomeId(), Status: LegalStatusFromProto(m.GetStatus()), At: m.GetAt().AsTime(), Reference: m.GetReference()}
+		},
+		func(tenant, loan string, e policy.LegalOutcome) *dunningv1.LegalOutcome {
+			return &dunningv1.LegalOutcome{TenantId: tenant, LoanId: loan, OutcomeId: e.ID, Status: LegalStatusToProto(e.Status), At: ts(e.At), Reference: e.Reference}
+		}))
 	Timer = add(fact(topology.KindTimer, Bare, false,
 		func(m *dunningv1.StepDue) policy.TimerSet { return policy.TimerSet{Step: stepFromProto(m)} },
 		func(_, _ string, e policy.TimerSet) *dunningv1.StepDue { return StepToProto(e.Step) }))

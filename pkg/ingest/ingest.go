@@ -158,8 +158,8 @@ func (in *Ingestor) currency(ctx context.Context, ev Event) error {
 }
 
 // knownTarget refuses an outcome whose contact the pipeline never made for
-// this loan, a release of a hold the loan never had, and a cancellation of
-// a plan it never had.
+// this loan, a release of a hold the loan never had, a cancellation of a
+// plan it never had, and a legal outcome of a loan never referred.
 func (in *Ingestor) knownTarget(ctx context.Context, ev Event) error {
 	if r, ok := ev.Msg.(*dunningv1.HoldReleased); ok {
 		return in.knownHold(ctx, ev, r.GetHoldId())
@@ -171,6 +171,16 @@ func (in *Ingestor) knownTarget(ctx context.Context, ev Event) error {
 		}
 		if !found {
 			return fmt.Errorf("%w: %w", ErrUnknownTarget, &FieldError{"plan_cancelled.plan_id", "names no plan agreed on this loan"})
+		}
+		return nil
+	}
+	if _, ok := ev.Msg.(*dunningv1.LegalOutcome); ok {
+		_, found, err := in.Log.Last(ctx, topology.LoanSubject(ev.Tenant, ev.Loan, codec.Legal.Token, "*"))
+		if err != nil {
+			return fmt.Errorf("reading the loan's legal referral: %w", err)
+		}
+		if !found {
+			return fmt.Errorf("%w: %w", ErrUnknownTarget, &FieldError{"legal_outcome", "the pipeline never referred this loan for legal action"})
 		}
 		return nil
 	}

@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -216,9 +219,19 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			return Event{}, err
 		}
 		return Event{m.TenantId, m.LoanId, codec.Balance, m.BalanceId, m, "", false}, nil
+	case *dunningv1.LenderEvent_LegalOutcome:
+		m, p := e.LegalOutcome, "legal_outcome."
+		if m == nil {
+			return Event{}, &FieldError{"legal_outcome", "is required"}
+		}
+		if err := firstErr(id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), id(p+"outcome_id", m.OutcomeId),
+			legalStatus(p+"status", m.Status), timestamp(p+"at", m.At), caseReference(p+"reference", m.Reference)); err != nil {
+			return Event{}, err
+		}
+		return Event{m.TenantId, m.LoanId, codec.LegalOutcome, m.OutcomeId, m, "", false}, nil
 	}
 	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled, contact_outcome, contact_preference, contact_hours, " +
-		"hold_placed, hold_released, promise_to_pay, repayment_plan, plan_cancelled, balance_updated is required"}
+		"hold_placed, hold_released, promise_to_pay, repayment_plan, plan_cancelled, balance_updated, legal_outcome is required"}
 }
 
 // itemisation checks the lender's breakdown of an amount: principal,
@@ -346,6 +359,29 @@ func money(field string, m *dunningv1.Money) error {
 	}
 	if m.MinorUnits > maxAmount {
 		return &FieldError{field + ".minor_units", fmt.Sprintf("must be at most %d", int64(maxAmount))}
+	}
+	return nil
+}
+
+func legalStatus(field string, v dunningv1.LegalStatus) error {
+	if codec.LegalStatusFromProto(v) == policy.LegalStatusNone {
+		return &FieldError{field, "must be one of LEGAL_STATUS_FILED, LEGAL_STATUS_JUDGMENT, LEGAL_STATUS_SETTLED, LEGAL_STATUS_WITHDRAWN"}
+	}
+	return nil
+}
+
+// caseReference checks a court's or law firm's case reference: optional,
+// free text as courts write it (a Chinese court's "(2026)沪0115民初1234号"),
+// but short, printable, and never personal data.
+func caseReference(field, v string) error {
+	if v == "" {
+		return nil
+	}
+	if !utf8.ValidString(v) || utf8.RuneCountInString(v) > 128 || strings.IndexFunc(v, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return &FieldError{field, "must be at most 128 printable characters"}
+	}
+	if shape := personalShape(v); shape != "" {
+		return &FieldError{field, "must be the case's reference, not personal data (it has the shape of " + shape + ")"}
 	}
 	return nil
 }

@@ -84,6 +84,13 @@ func balance(it *dunningv1.Itemisation) *dunningv1.LenderEvent {
 		TenantId: "acme", LoanId: "L-1", BalanceId: "bal-1", Overdue: it, AsOf: timestamppb.New(time.Date(2026, 1, 3, 0, 0, 0, 0, time.UTC))}}}
 }
 
+func legalOutcome(set func(*dunningv1.LegalOutcome)) *dunningv1.LenderEvent {
+	m := &dunningv1.LegalOutcome{TenantId: "acme", LoanId: "L-1", OutcomeId: "lo-1", Status: dunningv1.LegalStatus_LEGAL_STATUS_FILED,
+		At: timestamppb.New(time.Date(2026, 6, 3, 0, 0, 0, 0, time.UTC))}
+	set(m)
+	return &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_LegalOutcome{LegalOutcome: m}}
+}
+
 func TestValidate(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -161,6 +168,14 @@ func TestValidate(t *testing.T) {
 			"installment_due.itemisation.interest.minor_units"},
 		{"valid balance", balance(items(1000, 20, 10)), ""},
 		{"balance without its figures", balance(nil), "balance_updated.overdue"},
+		{"a legal outcome", legalOutcome(func(*dunningv1.LegalOutcome) {}), ""},
+		{"a legal outcome with a court's reference", legalOutcome(func(m *dunningv1.LegalOutcome) { m.Reference = "(2026)沪0115民初1234号" }), ""},
+		{"a legal outcome without a status", legalOutcome(func(m *dunningv1.LegalOutcome) { m.Status = 0 }), "legal_outcome.status"},
+		{"a legal outcome with an unknown status", legalOutcome(func(m *dunningv1.LegalOutcome) { m.Status = 99 }), "legal_outcome.status"},
+		{"a legal outcome without a time", legalOutcome(func(m *dunningv1.LegalOutcome) { m.At = nil }), "legal_outcome.at"},
+		{"a legal outcome without an ID", legalOutcome(func(m *dunningv1.LegalOutcome) { m.OutcomeId = "" }), "legal_outcome.outcome_id"},
+		{"a legal reference with a line break", legalOutcome(func(m *dunningv1.LegalOutcome) { m.Reference = "case\n12" }), "legal_outcome.reference"},
+		{"a legal reference that is a phone number", legalOutcome(func(m *dunningv1.LegalOutcome) { m.Reference = "+8613812345678" }), "legal_outcome.reference"},
 		{"valid promise", promise(func(*dunningv1.PromiseToPay) {}), ""},
 		{"promise without an amount", promise(func(m *dunningv1.PromiseToPay) { m.Amount = nil }), "promise_to_pay.amount"},
 		{"promise without a day", promise(func(m *dunningv1.PromiseToPay) { m.PromisedFor = nil }), "promise_to_pay.promised_for"},

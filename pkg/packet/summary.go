@@ -1,6 +1,7 @@
 package packet
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -130,6 +131,8 @@ func Summarize(entries []policy.Entry) Summary {
 			if _, seen := seqOf["due/"+x.ID]; !seen {
 				seqOf["due/"+x.ID] = e.Seq
 			}
+		case policy.LegalOutcome:
+			s.Legal = append(s.Legal, Legal{Seq: e.Seq, Kind: "legal_" + x.Status.String(), Reason: legalOutcomeReason(x)})
 		case policy.Repayment:
 			s.Statement.Payments = append(s.Statement.Payments, Payment{Seq: e.Seq, ID: x.PaymentID, PaidAt: x.PaidAt.UTC(),
 				Amount: x.Amount.String(), Installment: x.InstallmentID})
@@ -224,4 +227,12 @@ func planState(p policy.Plan) string {
 		return "ended"
 	}
 	return "in force"
+}
+
+func legalOutcomeReason(o policy.LegalOutcome) string {
+	r := fmt.Sprintf("the lender reported the referral %s at %s", o.Status, o.At.UTC().Format(time.RFC3339))
+	if o.Reference != "" {
+		r += " (case " + o.Reference + ")"
+	}
+	return r
 }

@@ -65,7 +65,7 @@ func TestNamesArePinned(t *testing.T) {
 	for _, k := range codec.Kinds {
 		tokens = append(tokens, string(k.Token))
 	}
-	wantTokens := []string{"due", "repaid", "settled", "outcome", "preference", "hours", "hold", "unhold", "promise", "plan", "unplan", "balance", "timer", "step",
+	wantTokens := []string{"due", "repaid", "settled", "outcome", "preference", "hours", "hold", "unhold", "promise", "plan", "unplan", "balance", "legalout", "timer", "step",
 		"overdue", "contact", "escalated", "handoff", "legal", "closed", "cancelled", "deferred",
 		"held", "released", "suppressed", "unsent", "deadline", "recall", "kept", "broken", "planmissed", "planbroken", "plandone", "legalblocked", "unconfirmed", "agency", "seal"}
 	if !reflect.DeepEqual(tokens, wantTokens) {

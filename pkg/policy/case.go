@@ -470,6 +470,9 @@ type Case struct {
 	// contracts, which allocation weighs against capacity. The engine reads
 	// the counters for handoff (stage.Placements); nil: none read.
 	AgencyLoad map[string]int
+	// LegalOutcomes are what the lender reported of the loan's legal
+	// referral, in order (recorded once each).
+	LegalOutcomes []LegalOutcome
 	// PaymentReports are the payments agencies reported on the loan, each
 	// watched until a lender repayment confirms it (reports.go).
 	PaymentReports []PaymentReport
@@ -522,6 +525,10 @@ func (c *Case) Apply(e Entry) {
 		c.Settled = true
 	case ContactOutcome:
 		c.Outcomes = append(c.Outcomes, ev)
+	case LegalOutcome:
+		if !slices.ContainsFunc(c.LegalOutcomes, func(o LegalOutcome) bool { return o.ID == ev.ID }) {
+			c.LegalOutcomes = append(c.LegalOutcomes, ev)
+		}
 	case AgencyOutcome:
 		c.applyReport(ev)
 		if ev.Kind == AgencyContacted && !slices.ContainsFunc(c.AgencyCalls, func(a AgencyOutcome) bool { return a.ID == ev.ID }) {

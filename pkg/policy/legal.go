@@ -235,3 +235,31 @@ func (l Ladder) holdInReplyWindow(c *Case, h HoldPlaced, now time.Time) *Decisio
 		h.Kind, h.ID, n.DPD, n.ReplyBy)
 	return &Decision{Kind: KindLegalBlocked, Ctx: ctx, Rule: BlockedByHold}
 }
+
+// LegalOutcome is what became of a legal referral, as the lender reports
+// it. A record: money moves only by the lender's repayments and
+// settlement.
+type LegalOutcome struct {
+	ID        string
+	Status    LegalStatus
+	At        time.Time
+	Reference string
+}
+
+func (LegalOutcome) event() {}
+
+// LegalStatus is where a legal referral stands.
+type LegalStatus int
+
+// Legal statuses.
+const (
+	LegalStatusNone LegalStatus = iota
+	LegalFiled
+	LegalJudgment
+	LegalSettled
+	LegalWithdrawn
+)
+
+var legalStatusNames = [...]string{"none", "filed", "judgment", "settled", "withdrawn"}
+
+func (s LegalStatus) String() string { return enumName(legalStatusNames[:], int(s), "legal_status") }

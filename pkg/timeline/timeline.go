@@ -341,6 +341,12 @@ func describe(e *Entry, l policy.Ladder, c *policy.Case, ev policy.Event, at tim
 	case policy.BalanceUpdated:
 		lender("balance_updated", fmt.Sprintf("the lender's overdue balance as of %s: principal %s, interest %s, fees %s (texts show these charges)",
 			x.At.UTC().Format(time.RFC3339), x.Overdue.Principal, x.Overdue.Interest, x.Overdue.Fees))
+	case policy.LegalOutcome:
+		reason := fmt.Sprintf("legal referral %s at %s", x.Status, x.At.UTC().Format(time.RFC3339))
+		if x.Reference != "" {
+			reason += " (case " + x.Reference + ")"
+		}
+		lender("legal_outcome", reason)
 	case policy.PlanCancelled:
 		lender("plan_cancelled", fmt.Sprintf("repayment plan %s cancelled by the lender: the ladder resumes", x.ID))
 	case policy.ContactHours:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/opendunning/dunning/pkg/api"
 	"github.com/opendunning/dunning/pkg/apikey"
+	"github.com/opendunning/dunning/pkg/ingest"
 	"github.com/opendunning/dunning/pkg/packet"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/topology"
@@ -45,14 +47,55 @@ func TestLegalPacket(t *testing.T) {
 		return k
 	}
 	legal, read, otherLegal := key(tenant, apikey.ScopeLegal), key(tenant, apikey.ScopeRead), key("globex", apikey.ScopeLegal)
+	lender := key(tenant, apikey.ScopeIngest)
 	keys, err := apikey.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &api.Server{Log: h.log, Now: time.Now, Keys: keys, Ladder: func(string, string) policy.Ladder { return h.ladder },
+	ladder := func(string, string) policy.Ladder { return h.ladder }
+	s := &api.Server{Log: h.log, Now: time.Now, Keys: keys, Ladder: ladder, Ingestor: &ingest.Ingestor{Log: h.log, Ladder: ladder},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
+
+	// Legal outcomes come back as lender events: accepted for the referred
+	// loan (a resend recorded once), refused for a loan never referred
+	// (422 naming legal_outcome) and with a bad status (400 naming it).
+	postOutcome := func(loan, id, status, ref string) (int, string) {
+		t.Helper()
+		body := fmt.Sprintf(`{"legal_outcome": {"tenant_id": %q, "loan_id": %q, "outcome_id": %q, "status": %q, "at": %q, "reference": %q}}`,
+			tenant, loan, id, status, time.Now().UTC().Format(time.RFC3339), ref)
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/events", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+lender)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	h.send(dueEvent("L-young", "1", 1000, time.Now()))
+	h.waitKind("L-young", policy.KindOverdueConfirmed, 1, 10*time.Second)
+	if code, body := postOutcome("L-young", "lo-1", "LEGAL_STATUS_FILED", ""); code != http.StatusUnprocessableEntity ||
+		!strings.Contains(body, `"legal_outcome"`) || !strings.Contains(body, "never referred") {
+		t.Errorf("legal outcome of a loan never referred: %d %s, want 422 naming legal_outcome", code, body)
+	}
+	if code, body := postOutcome("L-packet", "lo-0", "LEGAL_STATUS_UNSPECIFIED", ""); code != http.StatusBadRequest || !strings.Contains(body, "legal_outcome.status") {
+		t.Errorf("legal outcome without a status: %d %s, want 400 naming legal_outcome.status", code, body)
+	}
+	for _, o := range []struct{ id, status string }{{"lo-1", "LEGAL_STATUS_FILED"}, {"lo-2", "LEGAL_STATUS_JUDGMENT"}, {"lo-2", "LEGAL_STATUS_JUDGMENT"}} {
+		if code, body := postOutcome("L-packet", o.id, o.status, "(2026)沪0115民初1234号"); code != http.StatusAccepted && code != http.StatusOK {
+			t.Fatalf("legal outcome %s: %d %s", o.id, code, body)
+		}
+	}
+	waitFor(t, 10*time.Second, func() error {
+		if n := counts(h.entries("L-packet"))["legalout"]; n != 2 {
+			return fmt.Errorf("%d legal outcomes in the log, want 2", n)
+		}
+		return nil
+	})
 	get := func(k string) (int, []byte) {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/tenants/"+tenant+"/loans/L-packet/legal-packet", nil)
@@ -108,8 +151,16 @@ func TestLegalPacket(t *testing.T) {
 	if st := p.Summary.Statement; st.Due != "1200.00 CNY" || st.Paid != "200.00 CNY" || st.Outstanding != "1000.00 CNY" {
 		t.Errorf("statement due %s, paid %s, outstanding %s; want 1200.00, 200.00, 1000.00 CNY", st.Due, st.Paid, st.Outstanding)
 	}
-	if len(p.Summary.Legal) != 1 || len(p.Summary.Agency) != 1 || len(p.Summary.Notices) == 0 {
-		t.Errorf("summary: %d legal, %d placements, %d notices; want 1, 1, some", len(p.Summary.Legal), len(p.Summary.Agency), len(p.Summary.Notices))
+	var legalKinds []string
+	for _, l := range p.Summary.Legal {
+		legalKinds = append(legalKinds, l.Kind)
+	}
+	if fmt.Sprint(legalKinds) != "[legal_referred legal_filed legal_judgment]" || len(p.Summary.Agency) != 1 || len(p.Summary.Notices) == 0 {
+		t.Errorf("summary: legal %v, %d placements, %d notices; want the referral, then filed and judgment; 1; some",
+			legalKinds, len(p.Summary.Agency), len(p.Summary.Notices))
+	}
+	if kinds["legalout"] != 2 {
+		t.Errorf("the packet has %d legal outcome entries, want 2 (kinds %v)", kinds["legalout"], kinds)
 	}
 
 	// Sealed already: a second export writes no second seal.

@@ -159,6 +159,62 @@ func (HoldKind) EnumDescriptor() ([]byte, []int) {
 	return file_dunning_v1_events_proto_rawDescGZIP(), []int{1}
 }
 
+// LegalStatus is where a legal referral stands.
+type LegalStatus int32
+
+const (
+	LegalStatus_LEGAL_STATUS_UNSPECIFIED LegalStatus = 0
+	LegalStatus_LEGAL_STATUS_FILED       LegalStatus = 1
+	LegalStatus_LEGAL_STATUS_JUDGMENT    LegalStatus = 2
+	LegalStatus_LEGAL_STATUS_SETTLED     LegalStatus = 3
+	LegalStatus_LEGAL_STATUS_WITHDRAWN   LegalStatus = 4
+)
+
+// Enum value maps for LegalStatus.
+var (
+	LegalStatus_name = map[int32]string{
+		0: "LEGAL_STATUS_UNSPECIFIED",
+		1: "LEGAL_STATUS_FILED",
+		2: "LEGAL_STATUS_JUDGMENT",
+		3: "LEGAL_STATUS_SETTLED",
+		4: "LEGAL_STATUS_WITHDRAWN",
+	}
+	LegalStatus_value = map[string]int32{
+		"LEGAL_STATUS_UNSPECIFIED": 0,
+		"LEGAL_STATUS_FILED":       1,
+		"LEGAL_STATUS_JUDGMENT":    2,
+		"LEGAL_STATUS_SETTLED":     3,
+		"LEGAL_STATUS_WITHDRAWN":   4,
+	}
+)
+
+func (x LegalStatus) Enum() *LegalStatus {
+	p := new(LegalStatus)
+	*p = x
+	return p
+}
+
+func (x LegalStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LegalStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_dunning_v1_events_proto_enumTypes[2].Descriptor()
+}
+
+func (LegalStatus) Type() protoreflect.EnumType {
+	return &file_dunning_v1_events_proto_enumTypes[2]
+}
+
+func (x LegalStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LegalStatus.Descriptor instead.
+func (LegalStatus) EnumDescriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
 // Stage of the dunning ladder.
 type Stage int32
 
@@ -207,11 +263,11 @@ func (x Stage) String() string {
 }
 
 func (Stage) Descriptor() protoreflect.EnumDescriptor {
-	return file_dunning_v1_events_proto_enumTypes[2].Descriptor()
+	return file_dunning_v1_events_proto_enumTypes[3].Descriptor()
 }
 
 func (Stage) Type() protoreflect.EnumType {
-	return &file_dunning_v1_events_proto_enumTypes[2]
+	return &file_dunning_v1_events_proto_enumTypes[3]
 }
 
 func (x Stage) Number() protoreflect.EnumNumber {
@@ -220,7 +276,7 @@ func (x Stage) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Stage.Descriptor instead.
 func (Stage) EnumDescriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{2}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{3}
 }
 
 // Tier by days past due.
@@ -260,11 +316,11 @@ func (x Tier) String() string {
 }
 
 func (Tier) Descriptor() protoreflect.EnumDescriptor {
-	return file_dunning_v1_events_proto_enumTypes[3].Descriptor()
+	return file_dunning_v1_events_proto_enumTypes[4].Descriptor()
 }
 
 func (Tier) Type() protoreflect.EnumType {
-	return &file_dunning_v1_events_proto_enumTypes[3]
+	return &file_dunning_v1_events_proto_enumTypes[4]
 }
 
 func (x Tier) Number() protoreflect.EnumNumber {
@@ -273,7 +329,7 @@ func (x Tier) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tier.Descriptor instead.
 func (Tier) EnumDescriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{3}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{4}
 }
 
 // Channel of an outbound contact.
@@ -319,11 +375,11 @@ func (x Channel) String() string {
 }
 
 func (Channel) Descriptor() protoreflect.EnumDescriptor {
-	return file_dunning_v1_events_proto_enumTypes[4].Descriptor()
+	return file_dunning_v1_events_proto_enumTypes[5].Descriptor()
 }
 
 func (Channel) Type() protoreflect.EnumType {
-	return &file_dunning_v1_events_proto_enumTypes[4]
+	return &file_dunning_v1_events_proto_enumTypes[5]
 }
 
 func (x Channel) Number() protoreflect.EnumNumber {
@@ -332,7 +388,7 @@ func (x Channel) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Channel.Descriptor instead.
 func (Channel) EnumDescriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{4}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{5}
 }
 
 // Tone of a contact. There is deliberately no threatening tone.
@@ -372,11 +428,11 @@ func (x Tone) String() string {
 }
 
 func (Tone) Descriptor() protoreflect.EnumDescriptor {
-	return file_dunning_v1_events_proto_enumTypes[5].Descriptor()
+	return file_dunning_v1_events_proto_enumTypes[6].Descriptor()
 }
 
 func (Tone) Type() protoreflect.EnumType {
-	return &file_dunning_v1_events_proto_enumTypes[5]
+	return &file_dunning_v1_events_proto_enumTypes[6]
 }
 
 func (x Tone) Number() protoreflect.EnumNumber {
@@ -385,7 +441,7 @@ func (x Tone) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tone.Descriptor instead.
 func (Tone) EnumDescriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{5}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{6}
 }
 
 // CloseReason says why a case ended.
@@ -424,11 +480,11 @@ func (x CloseReason) String() string {
 }
 
 func (CloseReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_dunning_v1_events_proto_enumTypes[6].Descriptor()
+	return file_dunning_v1_events_proto_enumTypes[7].Descriptor()
 }
 
 func (CloseReason) Type() protoreflect.EnumType {
-	return &file_dunning_v1_events_proto_enumTypes[6]
+	return &file_dunning_v1_events_proto_enumTypes[7]
 }
 
 func (x CloseReason) Number() protoreflect.EnumNumber {
@@ -437,7 +493,7 @@ func (x CloseReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CloseReason.Descriptor instead.
 func (CloseReason) EnumDescriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{6}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{7}
 }
 
 // Money is an amount in the currency's minor units (fen, cents). Floating point
@@ -1688,6 +1744,7 @@ type LenderEvent struct {
 	//	*LenderEvent_RepaymentPlan
 	//	*LenderEvent_PlanCancelled
 	//	*LenderEvent_BalanceUpdated
+	//	*LenderEvent_LegalOutcome
 	Event         isLenderEvent_Event `protobuf_oneof:"event"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1838,6 +1895,15 @@ func (x *LenderEvent) GetBalanceUpdated() *BalanceUpdated {
 	return nil
 }
 
+func (x *LenderEvent) GetLegalOutcome() *LegalOutcome {
+	if x != nil {
+		if x, ok := x.Event.(*LenderEvent_LegalOutcome); ok {
+			return x.LegalOutcome
+		}
+	}
+	return nil
+}
+
 type isLenderEvent_Event interface {
 	isLenderEvent_Event()
 }
@@ -1890,6 +1956,10 @@ type LenderEvent_BalanceUpdated struct {
 	BalanceUpdated *BalanceUpdated `protobuf:"bytes,12,opt,name=balance_updated,json=balanceUpdated,proto3,oneof"`
 }
 
+type LenderEvent_LegalOutcome struct {
+	LegalOutcome *LegalOutcome `protobuf:"bytes,13,opt,name=legal_outcome,json=legalOutcome,proto3,oneof"`
+}
+
 func (*LenderEvent_InstallmentDue) isLenderEvent_Event() {}
 
 func (*LenderEvent_RepaymentReceived) isLenderEvent_Event() {}
@@ -1913,6 +1983,100 @@ func (*LenderEvent_RepaymentPlan) isLenderEvent_Event() {}
 func (*LenderEvent_PlanCancelled) isLenderEvent_Event() {}
 
 func (*LenderEvent_BalanceUpdated) isLenderEvent_Event() {}
+
+func (*LenderEvent_LegalOutcome) isLenderEvent_Event() {}
+
+// LegalOutcome is what became of a loan's legal referral, as the lender's
+// lawyers report it: filed, a judgment, settled (the lender still sends
+// loan_settled or the repayments when money moves: this is the record), or
+// withdrawn. Accepted only for a loan the pipeline referred; recorded in
+// the loan's log, its timeline and its legal packet.
+type LegalOutcome struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	LoanId   string                 `protobuf:"bytes,2,opt,name=loan_id,json=loanId,proto3" json:"loan_id,omitempty"`
+	// The lender's ID of this outcome, unique within the loan: a resend of
+	// the same outcome is recorded once.
+	OutcomeId string                 `protobuf:"bytes,3,opt,name=outcome_id,json=outcomeId,proto3" json:"outcome_id,omitempty"`
+	Status    LegalStatus            `protobuf:"varint,4,opt,name=status,proto3,enum=dunning.v1.LegalStatus" json:"status,omitempty"`
+	At        *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=at,proto3" json:"at,omitempty"`
+	// Optional: the court's or the law firm's case reference (opaque).
+	Reference     string `protobuf:"bytes,6,opt,name=reference,proto3" json:"reference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LegalOutcome) Reset() {
+	*x = LegalOutcome{}
+	mi := &file_dunning_v1_events_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LegalOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LegalOutcome) ProtoMessage() {}
+
+func (x *LegalOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LegalOutcome.ProtoReflect.Descriptor instead.
+func (*LegalOutcome) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *LegalOutcome) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *LegalOutcome) GetLoanId() string {
+	if x != nil {
+		return x.LoanId
+	}
+	return ""
+}
+
+func (x *LegalOutcome) GetOutcomeId() string {
+	if x != nil {
+		return x.OutcomeId
+	}
+	return ""
+}
+
+func (x *LegalOutcome) GetStatus() LegalStatus {
+	if x != nil {
+		return x.Status
+	}
+	return LegalStatus_LEGAL_STATUS_UNSPECIFIED
+}
+
+func (x *LegalOutcome) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *LegalOutcome) GetReference() string {
+	if x != nil {
+		return x.Reference
+	}
+	return ""
+}
 
 // CaseContext is the common part of every decision: where the case stood when
 // the decision was made, and why.
@@ -1945,7 +2109,7 @@ type CaseContext struct {
 
 func (x *CaseContext) Reset() {
 	*x = CaseContext{}
-	mi := &file_dunning_v1_events_proto_msgTypes[16]
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1957,7 +2121,7 @@ func (x *CaseContext) String() string {
 func (*CaseContext) ProtoMessage() {}
 
 func (x *CaseContext) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[16]
+	mi := &file_dunning_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1970,7 +2134,7 @@ func (x *CaseContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseContext.ProtoReflect.Descriptor instead.
 func (*CaseContext) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CaseContext) GetTenantId() string {
@@ -2094,7 +2258,7 @@ type ContactTask struct {
 
 func (x *ContactTask) Reset() {
 	*x = ContactTask{}
-	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2106,7 +2270,7 @@ func (x *ContactTask) String() string {
 func (*ContactTask) ProtoMessage() {}
 
 func (x *ContactTask) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[17]
+	mi := &file_dunning_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2119,7 +2283,7 @@ func (x *ContactTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactTask.ProtoReflect.Descriptor instead.
 func (*ContactTask) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ContactTask) GetContactId() string {
@@ -2246,7 +2410,7 @@ type AgencyFeed struct {
 
 func (x *AgencyFeed) Reset() {
 	*x = AgencyFeed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2258,7 +2422,7 @@ func (x *AgencyFeed) String() string {
 func (*AgencyFeed) ProtoMessage() {}
 
 func (x *AgencyFeed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[18]
+	mi := &file_dunning_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2271,7 +2435,7 @@ func (x *AgencyFeed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyFeed.ProtoReflect.Descriptor instead.
 func (*AgencyFeed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *AgencyFeed) GetEvent() isAgencyFeed_Event {
@@ -2351,7 +2515,7 @@ type AgencyRejection struct {
 
 func (x *AgencyRejection) Reset() {
 	*x = AgencyRejection{}
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2363,7 +2527,7 @@ func (x *AgencyRejection) String() string {
 func (*AgencyRejection) ProtoMessage() {}
 
 func (x *AgencyRejection) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[19]
+	mi := &file_dunning_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2376,7 +2540,7 @@ func (x *AgencyRejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyRejection.ProtoReflect.Descriptor instead.
 func (*AgencyRejection) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AgencyRejection) GetReportSeq() uint64 {
@@ -2467,7 +2631,7 @@ type AgencyPlacement struct {
 
 func (x *AgencyPlacement) Reset() {
 	*x = AgencyPlacement{}
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2643,7 @@ func (x *AgencyPlacement) String() string {
 func (*AgencyPlacement) ProtoMessage() {}
 
 func (x *AgencyPlacement) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[20]
+	mi := &file_dunning_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2656,7 @@ func (x *AgencyPlacement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyPlacement.ProtoReflect.Descriptor instead.
 func (*AgencyPlacement) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AgencyPlacement) GetPlacementId() string {
@@ -2638,7 +2802,7 @@ type AgencyRecall struct {
 
 func (x *AgencyRecall) Reset() {
 	*x = AgencyRecall{}
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2650,7 +2814,7 @@ func (x *AgencyRecall) String() string {
 func (*AgencyRecall) ProtoMessage() {}
 
 func (x *AgencyRecall) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[21]
+	mi := &file_dunning_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2663,7 +2827,7 @@ func (x *AgencyRecall) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyRecall.ProtoReflect.Descriptor instead.
 func (*AgencyRecall) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AgencyRecall) GetPlacementId() string {
@@ -2746,7 +2910,7 @@ type AgencyOutcome struct {
 
 func (x *AgencyOutcome) Reset() {
 	*x = AgencyOutcome{}
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2758,7 +2922,7 @@ func (x *AgencyOutcome) String() string {
 func (*AgencyOutcome) ProtoMessage() {}
 
 func (x *AgencyOutcome) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[22]
+	mi := &file_dunning_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2771,7 +2935,7 @@ func (x *AgencyOutcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyOutcome.ProtoReflect.Descriptor instead.
 func (*AgencyOutcome) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AgencyOutcome) GetTenantId() string {
@@ -2914,7 +3078,7 @@ type AgencyContact struct {
 
 func (x *AgencyContact) Reset() {
 	*x = AgencyContact{}
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2926,7 +3090,7 @@ func (x *AgencyContact) String() string {
 func (*AgencyContact) ProtoMessage() {}
 
 func (x *AgencyContact) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[23]
+	mi := &file_dunning_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2939,7 +3103,7 @@ func (x *AgencyContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyContact.ProtoReflect.Descriptor instead.
 func (*AgencyContact) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AgencyContact) GetChannel() Channel {
@@ -2974,7 +3138,7 @@ type AgencyPromise struct {
 
 func (x *AgencyPromise) Reset() {
 	*x = AgencyPromise{}
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2986,7 +3150,7 @@ func (x *AgencyPromise) String() string {
 func (*AgencyPromise) ProtoMessage() {}
 
 func (x *AgencyPromise) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[24]
+	mi := &file_dunning_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2999,7 +3163,7 @@ func (x *AgencyPromise) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyPromise.ProtoReflect.Descriptor instead.
 func (*AgencyPromise) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AgencyPromise) GetAmount() *Money {
@@ -3029,7 +3193,7 @@ type AgencyPayment struct {
 
 func (x *AgencyPayment) Reset() {
 	*x = AgencyPayment{}
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3041,7 +3205,7 @@ func (x *AgencyPayment) String() string {
 func (*AgencyPayment) ProtoMessage() {}
 
 func (x *AgencyPayment) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[25]
+	mi := &file_dunning_v1_events_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3054,7 +3218,7 @@ func (x *AgencyPayment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyPayment.ProtoReflect.Descriptor instead.
 func (*AgencyPayment) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{25}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *AgencyPayment) GetAmount() *Money {
@@ -3081,7 +3245,7 @@ type AgencyDispute struct {
 
 func (x *AgencyDispute) Reset() {
 	*x = AgencyDispute{}
-	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3093,7 +3257,7 @@ func (x *AgencyDispute) String() string {
 func (*AgencyDispute) ProtoMessage() {}
 
 func (x *AgencyDispute) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[26]
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3106,7 +3270,7 @@ func (x *AgencyDispute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyDispute.ProtoReflect.Descriptor instead.
 func (*AgencyDispute) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{26}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AgencyDispute) GetDetail() string {
@@ -3126,7 +3290,7 @@ type AgencyReturn struct {
 
 func (x *AgencyReturn) Reset() {
 	*x = AgencyReturn{}
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3138,7 +3302,7 @@ func (x *AgencyReturn) String() string {
 func (*AgencyReturn) ProtoMessage() {}
 
 func (x *AgencyReturn) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3151,7 +3315,7 @@ func (x *AgencyReturn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyReturn.ProtoReflect.Descriptor instead.
 func (*AgencyReturn) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AgencyReturn) GetReason() string {
@@ -3186,7 +3350,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3198,7 +3362,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3211,7 +3375,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Delivery) GetTenantId() string {
@@ -3291,7 +3455,7 @@ type StepDue struct {
 
 func (x *StepDue) Reset() {
 	*x = StepDue{}
-	mi := &file_dunning_v1_events_proto_msgTypes[29]
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3303,7 +3467,7 @@ func (x *StepDue) String() string {
 func (*StepDue) ProtoMessage() {}
 
 func (x *StepDue) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[29]
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3316,7 +3480,7 @@ func (x *StepDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepDue.ProtoReflect.Descriptor instead.
 func (*StepDue) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StepDue) GetStepId() string {
@@ -3366,7 +3530,7 @@ type OverdueConfirmed struct {
 
 func (x *OverdueConfirmed) Reset() {
 	*x = OverdueConfirmed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	mi := &file_dunning_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3378,7 +3542,7 @@ func (x *OverdueConfirmed) String() string {
 func (*OverdueConfirmed) ProtoMessage() {}
 
 func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	mi := &file_dunning_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3391,7 +3555,7 @@ func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverdueConfirmed.ProtoReflect.Descriptor instead.
 func (*OverdueConfirmed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *OverdueConfirmed) GetCase() *CaseContext {
@@ -3419,7 +3583,7 @@ type ContactRequested struct {
 
 func (x *ContactRequested) Reset() {
 	*x = ContactRequested{}
-	mi := &file_dunning_v1_events_proto_msgTypes[31]
+	mi := &file_dunning_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3431,7 +3595,7 @@ func (x *ContactRequested) String() string {
 func (*ContactRequested) ProtoMessage() {}
 
 func (x *ContactRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[31]
+	mi := &file_dunning_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3444,7 +3608,7 @@ func (x *ContactRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactRequested.ProtoReflect.Descriptor instead.
 func (*ContactRequested) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ContactRequested) GetCase() *CaseContext {
@@ -3472,7 +3636,7 @@ type Escalated struct {
 
 func (x *Escalated) Reset() {
 	*x = Escalated{}
-	mi := &file_dunning_v1_events_proto_msgTypes[32]
+	mi := &file_dunning_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3484,7 +3648,7 @@ func (x *Escalated) String() string {
 func (*Escalated) ProtoMessage() {}
 
 func (x *Escalated) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[32]
+	mi := &file_dunning_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3497,7 +3661,7 @@ func (x *Escalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Escalated.ProtoReflect.Descriptor instead.
 func (*Escalated) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Escalated) GetCase() *CaseContext {
@@ -3527,7 +3691,7 @@ type HandedOff struct {
 
 func (x *HandedOff) Reset() {
 	*x = HandedOff{}
-	mi := &file_dunning_v1_events_proto_msgTypes[33]
+	mi := &file_dunning_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3539,7 +3703,7 @@ func (x *HandedOff) String() string {
 func (*HandedOff) ProtoMessage() {}
 
 func (x *HandedOff) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[33]
+	mi := &file_dunning_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3552,7 +3716,7 @@ func (x *HandedOff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandedOff.ProtoReflect.Descriptor instead.
 func (*HandedOff) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *HandedOff) GetCase() *CaseContext {
@@ -3594,7 +3758,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	mi := &file_dunning_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3606,7 +3770,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	mi := &file_dunning_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3619,7 +3783,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Evidence) GetInstallments() []*InstallmentDue {
@@ -3668,7 +3832,7 @@ type LegalReferred struct {
 
 func (x *LegalReferred) Reset() {
 	*x = LegalReferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[35]
+	mi := &file_dunning_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3680,7 +3844,7 @@ func (x *LegalReferred) String() string {
 func (*LegalReferred) ProtoMessage() {}
 
 func (x *LegalReferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[35]
+	mi := &file_dunning_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3693,7 +3857,7 @@ func (x *LegalReferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LegalReferred.ProtoReflect.Descriptor instead.
 func (*LegalReferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *LegalReferred) GetCase() *CaseContext {
@@ -3725,7 +3889,7 @@ type CaseClosed struct {
 
 func (x *CaseClosed) Reset() {
 	*x = CaseClosed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[36]
+	mi := &file_dunning_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3737,7 +3901,7 @@ func (x *CaseClosed) String() string {
 func (*CaseClosed) ProtoMessage() {}
 
 func (x *CaseClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[36]
+	mi := &file_dunning_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3750,7 +3914,7 @@ func (x *CaseClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseClosed.ProtoReflect.Descriptor instead.
 func (*CaseClosed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{36}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CaseClosed) GetCase() *CaseContext {
@@ -3794,7 +3958,7 @@ type EntryDeferred struct {
 
 func (x *EntryDeferred) Reset() {
 	*x = EntryDeferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[37]
+	mi := &file_dunning_v1_events_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3806,7 +3970,7 @@ func (x *EntryDeferred) String() string {
 func (*EntryDeferred) ProtoMessage() {}
 
 func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[37]
+	mi := &file_dunning_v1_events_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3819,7 +3983,7 @@ func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryDeferred.ProtoReflect.Descriptor instead.
 func (*EntryDeferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{37}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *EntryDeferred) GetCase() *CaseContext {
@@ -3848,7 +4012,7 @@ type StepCancelled struct {
 
 func (x *StepCancelled) Reset() {
 	*x = StepCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[38]
+	mi := &file_dunning_v1_events_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3860,7 +4024,7 @@ func (x *StepCancelled) String() string {
 func (*StepCancelled) ProtoMessage() {}
 
 func (x *StepCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[38]
+	mi := &file_dunning_v1_events_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3873,7 +4037,7 @@ func (x *StepCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepCancelled.ProtoReflect.Descriptor instead.
 func (*StepCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{38}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StepCancelled) GetCase() *CaseContext {
@@ -3905,7 +4069,7 @@ type ContactHeld struct {
 
 func (x *ContactHeld) Reset() {
 	*x = ContactHeld{}
-	mi := &file_dunning_v1_events_proto_msgTypes[39]
+	mi := &file_dunning_v1_events_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3917,7 +4081,7 @@ func (x *ContactHeld) String() string {
 func (*ContactHeld) ProtoMessage() {}
 
 func (x *ContactHeld) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[39]
+	mi := &file_dunning_v1_events_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3930,7 +4094,7 @@ func (x *ContactHeld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactHeld.ProtoReflect.Descriptor instead.
 func (*ContactHeld) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{39}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ContactHeld) GetCase() *CaseContext {
@@ -3973,7 +4137,7 @@ type ContactReleased struct {
 
 func (x *ContactReleased) Reset() {
 	*x = ContactReleased{}
-	mi := &file_dunning_v1_events_proto_msgTypes[40]
+	mi := &file_dunning_v1_events_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3985,7 +4149,7 @@ func (x *ContactReleased) String() string {
 func (*ContactReleased) ProtoMessage() {}
 
 func (x *ContactReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[40]
+	mi := &file_dunning_v1_events_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3998,7 +4162,7 @@ func (x *ContactReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactReleased.ProtoReflect.Descriptor instead.
 func (*ContactReleased) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{40}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ContactReleased) GetCase() *CaseContext {
@@ -4028,7 +4192,7 @@ type ContactSuppressed struct {
 
 func (x *ContactSuppressed) Reset() {
 	*x = ContactSuppressed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[41]
+	mi := &file_dunning_v1_events_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4040,7 +4204,7 @@ func (x *ContactSuppressed) String() string {
 func (*ContactSuppressed) ProtoMessage() {}
 
 func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[41]
+	mi := &file_dunning_v1_events_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4053,7 +4217,7 @@ func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactSuppressed.ProtoReflect.Descriptor instead.
 func (*ContactSuppressed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{41}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ContactSuppressed) GetCase() *CaseContext {
@@ -4090,7 +4254,7 @@ type ContactCancelled struct {
 
 func (x *ContactCancelled) Reset() {
 	*x = ContactCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[42]
+	mi := &file_dunning_v1_events_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4102,7 +4266,7 @@ func (x *ContactCancelled) String() string {
 func (*ContactCancelled) ProtoMessage() {}
 
 func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[42]
+	mi := &file_dunning_v1_events_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4115,7 +4279,7 @@ func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactCancelled.ProtoReflect.Descriptor instead.
 func (*ContactCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{42}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ContactCancelled) GetCase() *CaseContext {
@@ -4154,7 +4318,7 @@ type LegalBlocked struct {
 
 func (x *LegalBlocked) Reset() {
 	*x = LegalBlocked{}
-	mi := &file_dunning_v1_events_proto_msgTypes[43]
+	mi := &file_dunning_v1_events_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4166,7 +4330,7 @@ func (x *LegalBlocked) String() string {
 func (*LegalBlocked) ProtoMessage() {}
 
 func (x *LegalBlocked) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[43]
+	mi := &file_dunning_v1_events_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4179,7 +4343,7 @@ func (x *LegalBlocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LegalBlocked.ProtoReflect.Descriptor instead.
 func (*LegalBlocked) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{43}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *LegalBlocked) GetCase() *CaseContext {
@@ -4215,7 +4379,7 @@ type AgencyPaymentUnconfirmed struct {
 
 func (x *AgencyPaymentUnconfirmed) Reset() {
 	*x = AgencyPaymentUnconfirmed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[44]
+	mi := &file_dunning_v1_events_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4227,7 +4391,7 @@ func (x *AgencyPaymentUnconfirmed) String() string {
 func (*AgencyPaymentUnconfirmed) ProtoMessage() {}
 
 func (x *AgencyPaymentUnconfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[44]
+	mi := &file_dunning_v1_events_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4240,7 +4404,7 @@ func (x *AgencyPaymentUnconfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyPaymentUnconfirmed.ProtoReflect.Descriptor instead.
 func (*AgencyPaymentUnconfirmed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{44}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AgencyPaymentUnconfirmed) GetCase() *CaseContext {
@@ -4305,7 +4469,7 @@ type LogSealed struct {
 
 func (x *LogSealed) Reset() {
 	*x = LogSealed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[45]
+	mi := &file_dunning_v1_events_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4317,7 +4481,7 @@ func (x *LogSealed) String() string {
 func (*LogSealed) ProtoMessage() {}
 
 func (x *LogSealed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[45]
+	mi := &file_dunning_v1_events_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4330,7 +4494,7 @@ func (x *LogSealed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogSealed.ProtoReflect.Descriptor instead.
 func (*LogSealed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{45}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *LogSealed) GetThroughSeq() uint64 {
@@ -4382,7 +4546,7 @@ type HoldDeadline struct {
 
 func (x *HoldDeadline) Reset() {
 	*x = HoldDeadline{}
-	mi := &file_dunning_v1_events_proto_msgTypes[46]
+	mi := &file_dunning_v1_events_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4394,7 +4558,7 @@ func (x *HoldDeadline) String() string {
 func (*HoldDeadline) ProtoMessage() {}
 
 func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[46]
+	mi := &file_dunning_v1_events_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4407,7 +4571,7 @@ func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldDeadline.ProtoReflect.Descriptor instead.
 func (*HoldDeadline) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{46}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *HoldDeadline) GetCase() *CaseContext {
@@ -4444,7 +4608,7 @@ type PlacementRecalled struct {
 
 func (x *PlacementRecalled) Reset() {
 	*x = PlacementRecalled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[47]
+	mi := &file_dunning_v1_events_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4456,7 +4620,7 @@ func (x *PlacementRecalled) String() string {
 func (*PlacementRecalled) ProtoMessage() {}
 
 func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[47]
+	mi := &file_dunning_v1_events_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4469,7 +4633,7 @@ func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementRecalled.ProtoReflect.Descriptor instead.
 func (*PlacementRecalled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{47}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PlacementRecalled) GetCase() *CaseContext {
@@ -4507,7 +4671,7 @@ type PromiseResolved struct {
 
 func (x *PromiseResolved) Reset() {
 	*x = PromiseResolved{}
-	mi := &file_dunning_v1_events_proto_msgTypes[48]
+	mi := &file_dunning_v1_events_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4519,7 +4683,7 @@ func (x *PromiseResolved) String() string {
 func (*PromiseResolved) ProtoMessage() {}
 
 func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[48]
+	mi := &file_dunning_v1_events_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4532,7 +4696,7 @@ func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromiseResolved.ProtoReflect.Descriptor instead.
 func (*PromiseResolved) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{48}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *PromiseResolved) GetCase() *CaseContext {
@@ -4574,7 +4738,7 @@ type PlanProgress struct {
 
 func (x *PlanProgress) Reset() {
 	*x = PlanProgress{}
-	mi := &file_dunning_v1_events_proto_msgTypes[49]
+	mi := &file_dunning_v1_events_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4586,7 +4750,7 @@ func (x *PlanProgress) String() string {
 func (*PlanProgress) ProtoMessage() {}
 
 func (x *PlanProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[49]
+	mi := &file_dunning_v1_events_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4599,7 +4763,7 @@ func (x *PlanProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanProgress.ProtoReflect.Descriptor instead.
 func (*PlanProgress) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{49}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *PlanProgress) GetCase() *CaseContext {
@@ -4657,7 +4821,7 @@ type BorrowerContact struct {
 
 func (x *BorrowerContact) Reset() {
 	*x = BorrowerContact{}
-	mi := &file_dunning_v1_events_proto_msgTypes[50]
+	mi := &file_dunning_v1_events_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4669,7 +4833,7 @@ func (x *BorrowerContact) String() string {
 func (*BorrowerContact) ProtoMessage() {}
 
 func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[50]
+	mi := &file_dunning_v1_events_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4682,7 +4846,7 @@ func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowerContact.ProtoReflect.Descriptor instead.
 func (*BorrowerContact) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{50}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *BorrowerContact) GetLoanId() string {
@@ -4738,7 +4902,7 @@ type AgencyCounter struct {
 
 func (x *AgencyCounter) Reset() {
 	*x = AgencyCounter{}
-	mi := &file_dunning_v1_events_proto_msgTypes[51]
+	mi := &file_dunning_v1_events_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4750,7 +4914,7 @@ func (x *AgencyCounter) String() string {
 func (*AgencyCounter) ProtoMessage() {}
 
 func (x *AgencyCounter) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[51]
+	mi := &file_dunning_v1_events_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4763,7 +4927,7 @@ func (x *AgencyCounter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyCounter.ProtoReflect.Descriptor instead.
 func (*AgencyCounter) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{51}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *AgencyCounter) GetOpen() int64 {
@@ -4809,7 +4973,7 @@ type VerificationCode struct {
 
 func (x *VerificationCode) Reset() {
 	*x = VerificationCode{}
-	mi := &file_dunning_v1_events_proto_msgTypes[52]
+	mi := &file_dunning_v1_events_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4821,7 +4985,7 @@ func (x *VerificationCode) String() string {
 func (*VerificationCode) ProtoMessage() {}
 
 func (x *VerificationCode) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[52]
+	mi := &file_dunning_v1_events_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4834,7 +4998,7 @@ func (x *VerificationCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationCode.ProtoReflect.Descriptor instead.
 func (*VerificationCode) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{52}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *VerificationCode) GetTenantId() string {
@@ -4981,7 +5145,7 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x17\n" +
 	"\aplan_id\x18\x03 \x01(\tR\x06planId\x12=\n" +
-	"\fcancelled_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcancelledAt\"\xd0\x06\n" +
+	"\fcancelled_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcancelledAt\"\x91\a\n" +
 	"\vLenderEvent\x12E\n" +
 	"\x0finstallment_due\x18\x01 \x01(\v2\x1a.dunning.v1.InstallmentDueH\x00R\x0einstallmentDue\x12N\n" +
 	"\x12repayment_received\x18\x02 \x01(\v2\x1d.dunning.v1.RepaymentReceivedH\x00R\x11repaymentReceived\x12<\n" +
@@ -4996,8 +5160,17 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x0erepayment_plan\x18\n" +
 	" \x01(\v2\x19.dunning.v1.RepaymentPlanH\x00R\rrepaymentPlan\x12B\n" +
 	"\x0eplan_cancelled\x18\v \x01(\v2\x19.dunning.v1.PlanCancelledH\x00R\rplanCancelled\x12E\n" +
-	"\x0fbalance_updated\x18\f \x01(\v2\x1a.dunning.v1.BalanceUpdatedH\x00R\x0ebalanceUpdatedB\a\n" +
-	"\x05event\"\xb6\x03\n" +
+	"\x0fbalance_updated\x18\f \x01(\v2\x1a.dunning.v1.BalanceUpdatedH\x00R\x0ebalanceUpdated\x12?\n" +
+	"\rlegal_outcome\x18\r \x01(\v2\x18.dunning.v1.LegalOutcomeH\x00R\flegalOutcomeB\a\n" +
+	"\x05event\"\xde\x01\n" +
+	"\fLegalOutcome\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1d\n" +
+	"\n" +
+	"outcome_id\x18\x03 \x01(\tR\toutcomeId\x12/\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x17.dunning.v1.LegalStatusR\x06status\x12*\n" +
+	"\x02at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x1c\n" +
+	"\treference\x18\x06 \x01(\tR\treference\"\xb6\x03\n" +
 	"\vCaseContext\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12\x1f\n" +
@@ -5262,7 +5435,13 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\x13HOLD_KIND_CEASE_ALL\x10\x04\x12\x1d\n" +
 	"\x19HOLD_KIND_BREATHING_SPACE\x10\x05\x12\x16\n" +
 	"\x12HOLD_KIND_DECEASED\x10\x06\x12\x18\n" +
-	"\x14HOLD_KIND_BANKRUPTCY\x10\a*\xc1\x01\n" +
+	"\x14HOLD_KIND_BANKRUPTCY\x10\a*\x94\x01\n" +
+	"\vLegalStatus\x12\x1c\n" +
+	"\x18LEGAL_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12LEGAL_STATUS_FILED\x10\x01\x12\x19\n" +
+	"\x15LEGAL_STATUS_JUDGMENT\x10\x02\x12\x18\n" +
+	"\x14LEGAL_STATUS_SETTLED\x10\x03\x12\x1a\n" +
+	"\x16LEGAL_STATUS_WITHDRAWN\x10\x04*\xc1\x01\n" +
 	"\x05Stage\x12\x15\n" +
 	"\x11STAGE_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aSTAGE_OVERDUE_CONFIRMATION\x10\x01\x12\x17\n" +
@@ -5306,194 +5485,199 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 	return file_dunning_v1_events_proto_rawDescData
 }
 
-var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                     // 0: dunning.v1.Outcome
 	(HoldKind)(0),                    // 1: dunning.v1.HoldKind
-	(Stage)(0),                       // 2: dunning.v1.Stage
-	(Tier)(0),                        // 3: dunning.v1.Tier
-	(Channel)(0),                     // 4: dunning.v1.Channel
-	(Tone)(0),                        // 5: dunning.v1.Tone
-	(CloseReason)(0),                 // 6: dunning.v1.CloseReason
-	(*Money)(nil),                    // 7: dunning.v1.Money
-	(*InstallmentDue)(nil),           // 8: dunning.v1.InstallmentDue
-	(*Itemisation)(nil),              // 9: dunning.v1.Itemisation
-	(*BalanceUpdated)(nil),           // 10: dunning.v1.BalanceUpdated
-	(*RepaymentReceived)(nil),        // 11: dunning.v1.RepaymentReceived
-	(*LoanSettled)(nil),              // 12: dunning.v1.LoanSettled
-	(*ContactOutcome)(nil),           // 13: dunning.v1.ContactOutcome
-	(*ContactPreference)(nil),        // 14: dunning.v1.ContactPreference
-	(*ContactHours)(nil),             // 15: dunning.v1.ContactHours
-	(*HoldPlaced)(nil),               // 16: dunning.v1.HoldPlaced
-	(*HoldReleased)(nil),             // 17: dunning.v1.HoldReleased
-	(*PromiseToPay)(nil),             // 18: dunning.v1.PromiseToPay
-	(*PlanInstallment)(nil),          // 19: dunning.v1.PlanInstallment
-	(*RepaymentPlan)(nil),            // 20: dunning.v1.RepaymentPlan
-	(*PlanCancelled)(nil),            // 21: dunning.v1.PlanCancelled
-	(*LenderEvent)(nil),              // 22: dunning.v1.LenderEvent
-	(*CaseContext)(nil),              // 23: dunning.v1.CaseContext
-	(*ContactTask)(nil),              // 24: dunning.v1.ContactTask
-	(*AgencyFeed)(nil),               // 25: dunning.v1.AgencyFeed
-	(*AgencyRejection)(nil),          // 26: dunning.v1.AgencyRejection
-	(*AgencyPlacement)(nil),          // 27: dunning.v1.AgencyPlacement
-	(*AgencyRecall)(nil),             // 28: dunning.v1.AgencyRecall
-	(*AgencyOutcome)(nil),            // 29: dunning.v1.AgencyOutcome
-	(*AgencyContact)(nil),            // 30: dunning.v1.AgencyContact
-	(*AgencyPromise)(nil),            // 31: dunning.v1.AgencyPromise
-	(*AgencyPayment)(nil),            // 32: dunning.v1.AgencyPayment
-	(*AgencyDispute)(nil),            // 33: dunning.v1.AgencyDispute
-	(*AgencyReturn)(nil),             // 34: dunning.v1.AgencyReturn
-	(*Delivery)(nil),                 // 35: dunning.v1.Delivery
-	(*StepDue)(nil),                  // 36: dunning.v1.StepDue
-	(*OverdueConfirmed)(nil),         // 37: dunning.v1.OverdueConfirmed
-	(*ContactRequested)(nil),         // 38: dunning.v1.ContactRequested
-	(*Escalated)(nil),                // 39: dunning.v1.Escalated
-	(*HandedOff)(nil),                // 40: dunning.v1.HandedOff
-	(*Evidence)(nil),                 // 41: dunning.v1.Evidence
-	(*LegalReferred)(nil),            // 42: dunning.v1.LegalReferred
-	(*CaseClosed)(nil),               // 43: dunning.v1.CaseClosed
-	(*EntryDeferred)(nil),            // 44: dunning.v1.EntryDeferred
-	(*StepCancelled)(nil),            // 45: dunning.v1.StepCancelled
-	(*ContactHeld)(nil),              // 46: dunning.v1.ContactHeld
-	(*ContactReleased)(nil),          // 47: dunning.v1.ContactReleased
-	(*ContactSuppressed)(nil),        // 48: dunning.v1.ContactSuppressed
-	(*ContactCancelled)(nil),         // 49: dunning.v1.ContactCancelled
-	(*LegalBlocked)(nil),             // 50: dunning.v1.LegalBlocked
-	(*AgencyPaymentUnconfirmed)(nil), // 51: dunning.v1.AgencyPaymentUnconfirmed
-	(*LogSealed)(nil),                // 52: dunning.v1.LogSealed
-	(*HoldDeadline)(nil),             // 53: dunning.v1.HoldDeadline
-	(*PlacementRecalled)(nil),        // 54: dunning.v1.PlacementRecalled
-	(*PromiseResolved)(nil),          // 55: dunning.v1.PromiseResolved
-	(*PlanProgress)(nil),             // 56: dunning.v1.PlanProgress
-	(*BorrowerContact)(nil),          // 57: dunning.v1.BorrowerContact
-	(*AgencyCounter)(nil),            // 58: dunning.v1.AgencyCounter
-	(*VerificationCode)(nil),         // 59: dunning.v1.VerificationCode
-	nil,                              // 60: dunning.v1.AgencyPlacement.RecentContactsEntry
-	(*timestamppb.Timestamp)(nil),    // 61: google.protobuf.Timestamp
+	(LegalStatus)(0),                 // 2: dunning.v1.LegalStatus
+	(Stage)(0),                       // 3: dunning.v1.Stage
+	(Tier)(0),                        // 4: dunning.v1.Tier
+	(Channel)(0),                     // 5: dunning.v1.Channel
+	(Tone)(0),                        // 6: dunning.v1.Tone
+	(CloseReason)(0),                 // 7: dunning.v1.CloseReason
+	(*Money)(nil),                    // 8: dunning.v1.Money
+	(*InstallmentDue)(nil),           // 9: dunning.v1.InstallmentDue
+	(*Itemisation)(nil),              // 10: dunning.v1.Itemisation
+	(*BalanceUpdated)(nil),           // 11: dunning.v1.BalanceUpdated
+	(*RepaymentReceived)(nil),        // 12: dunning.v1.RepaymentReceived
+	(*LoanSettled)(nil),              // 13: dunning.v1.LoanSettled
+	(*ContactOutcome)(nil),           // 14: dunning.v1.ContactOutcome
+	(*ContactPreference)(nil),        // 15: dunning.v1.ContactPreference
+	(*ContactHours)(nil),             // 16: dunning.v1.ContactHours
+	(*HoldPlaced)(nil),               // 17: dunning.v1.HoldPlaced
+	(*HoldReleased)(nil),             // 18: dunning.v1.HoldReleased
+	(*PromiseToPay)(nil),             // 19: dunning.v1.PromiseToPay
+	(*PlanInstallment)(nil),          // 20: dunning.v1.PlanInstallment
+	(*RepaymentPlan)(nil),            // 21: dunning.v1.RepaymentPlan
+	(*PlanCancelled)(nil),            // 22: dunning.v1.PlanCancelled
+	(*LenderEvent)(nil),              // 23: dunning.v1.LenderEvent
+	(*LegalOutcome)(nil),             // 24: dunning.v1.LegalOutcome
+	(*CaseContext)(nil),              // 25: dunning.v1.CaseContext
+	(*ContactTask)(nil),              // 26: dunning.v1.ContactTask
+	(*AgencyFeed)(nil),               // 27: dunning.v1.AgencyFeed
+	(*AgencyRejection)(nil),          // 28: dunning.v1.AgencyRejection
+	(*AgencyPlacement)(nil),          // 29: dunning.v1.AgencyPlacement
+	(*AgencyRecall)(nil),             // 30: dunning.v1.AgencyRecall
+	(*AgencyOutcome)(nil),            // 31: dunning.v1.AgencyOutcome
+	(*AgencyContact)(nil),            // 32: dunning.v1.AgencyContact
+	(*AgencyPromise)(nil),            // 33: dunning.v1.AgencyPromise
+	(*AgencyPayment)(nil),            // 34: dunning.v1.AgencyPayment
+	(*AgencyDispute)(nil),            // 35: dunning.v1.AgencyDispute
+	(*AgencyReturn)(nil),             // 36: dunning.v1.AgencyReturn
+	(*Delivery)(nil),                 // 37: dunning.v1.Delivery
+	(*StepDue)(nil),                  // 38: dunning.v1.StepDue
+	(*OverdueConfirmed)(nil),         // 39: dunning.v1.OverdueConfirmed
+	(*ContactRequested)(nil),         // 40: dunning.v1.ContactRequested
+	(*Escalated)(nil),                // 41: dunning.v1.Escalated
+	(*HandedOff)(nil),                // 42: dunning.v1.HandedOff
+	(*Evidence)(nil),                 // 43: dunning.v1.Evidence
+	(*LegalReferred)(nil),            // 44: dunning.v1.LegalReferred
+	(*CaseClosed)(nil),               // 45: dunning.v1.CaseClosed
+	(*EntryDeferred)(nil),            // 46: dunning.v1.EntryDeferred
+	(*StepCancelled)(nil),            // 47: dunning.v1.StepCancelled
+	(*ContactHeld)(nil),              // 48: dunning.v1.ContactHeld
+	(*ContactReleased)(nil),          // 49: dunning.v1.ContactReleased
+	(*ContactSuppressed)(nil),        // 50: dunning.v1.ContactSuppressed
+	(*ContactCancelled)(nil),         // 51: dunning.v1.ContactCancelled
+	(*LegalBlocked)(nil),             // 52: dunning.v1.LegalBlocked
+	(*AgencyPaymentUnconfirmed)(nil), // 53: dunning.v1.AgencyPaymentUnconfirmed
+	(*LogSealed)(nil),                // 54: dunning.v1.LogSealed
+	(*HoldDeadline)(nil),             // 55: dunning.v1.HoldDeadline
+	(*PlacementRecalled)(nil),        // 56: dunning.v1.PlacementRecalled
+	(*PromiseResolved)(nil),          // 57: dunning.v1.PromiseResolved
+	(*PlanProgress)(nil),             // 58: dunning.v1.PlanProgress
+	(*BorrowerContact)(nil),          // 59: dunning.v1.BorrowerContact
+	(*AgencyCounter)(nil),            // 60: dunning.v1.AgencyCounter
+	(*VerificationCode)(nil),         // 61: dunning.v1.VerificationCode
+	nil,                              // 62: dunning.v1.AgencyPlacement.RecentContactsEntry
+	(*timestamppb.Timestamp)(nil),    // 63: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
-	7,   // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	61,  // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
-	9,   // 2: dunning.v1.InstallmentDue.itemisation:type_name -> dunning.v1.Itemisation
-	61,  // 3: dunning.v1.InstallmentDue.limitation_ends_at:type_name -> google.protobuf.Timestamp
-	7,   // 4: dunning.v1.Itemisation.principal:type_name -> dunning.v1.Money
-	7,   // 5: dunning.v1.Itemisation.interest:type_name -> dunning.v1.Money
-	7,   // 6: dunning.v1.Itemisation.fees:type_name -> dunning.v1.Money
-	9,   // 7: dunning.v1.BalanceUpdated.overdue:type_name -> dunning.v1.Itemisation
-	61,  // 8: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
-	7,   // 9: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	61,  // 10: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	61,  // 11: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	8,   // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
+	63,  // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	10,  // 2: dunning.v1.InstallmentDue.itemisation:type_name -> dunning.v1.Itemisation
+	63,  // 3: dunning.v1.InstallmentDue.limitation_ends_at:type_name -> google.protobuf.Timestamp
+	8,   // 4: dunning.v1.Itemisation.principal:type_name -> dunning.v1.Money
+	8,   // 5: dunning.v1.Itemisation.interest:type_name -> dunning.v1.Money
+	8,   // 6: dunning.v1.Itemisation.fees:type_name -> dunning.v1.Money
+	10,  // 7: dunning.v1.BalanceUpdated.overdue:type_name -> dunning.v1.Itemisation
+	63,  // 8: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
+	8,   // 9: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
+	63,  // 10: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	63,  // 11: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
 	0,   // 12: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	61,  // 13: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
-	4,   // 14: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
-	61,  // 15: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
-	61,  // 16: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
+	63,  // 13: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	5,   // 14: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
+	63,  // 15: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
+	63,  // 16: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
 	1,   // 17: dunning.v1.HoldPlaced.kind:type_name -> dunning.v1.HoldKind
-	61,  // 18: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
-	61,  // 19: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
-	7,   // 20: dunning.v1.PromiseToPay.amount:type_name -> dunning.v1.Money
-	61,  // 21: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
-	61,  // 22: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
-	61,  // 23: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
-	7,   // 24: dunning.v1.PlanInstallment.amount:type_name -> dunning.v1.Money
-	19,  // 25: dunning.v1.RepaymentPlan.installments:type_name -> dunning.v1.PlanInstallment
-	61,  // 26: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
-	61,  // 27: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
-	8,   // 28: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
-	11,  // 29: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
-	12,  // 30: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
-	13,  // 31: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
-	14,  // 32: dunning.v1.LenderEvent.contact_preference:type_name -> dunning.v1.ContactPreference
-	15,  // 33: dunning.v1.LenderEvent.contact_hours:type_name -> dunning.v1.ContactHours
-	16,  // 34: dunning.v1.LenderEvent.hold_placed:type_name -> dunning.v1.HoldPlaced
-	17,  // 35: dunning.v1.LenderEvent.hold_released:type_name -> dunning.v1.HoldReleased
-	18,  // 36: dunning.v1.LenderEvent.promise_to_pay:type_name -> dunning.v1.PromiseToPay
-	20,  // 37: dunning.v1.LenderEvent.repayment_plan:type_name -> dunning.v1.RepaymentPlan
-	21,  // 38: dunning.v1.LenderEvent.plan_cancelled:type_name -> dunning.v1.PlanCancelled
-	10,  // 39: dunning.v1.LenderEvent.balance_updated:type_name -> dunning.v1.BalanceUpdated
-	2,   // 40: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
-	3,   // 41: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
-	7,   // 42: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	61,  // 43: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	61,  // 44: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
-	4,   // 45: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
-	5,   // 46: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
-	7,   // 47: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
-	7,   // 48: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	61,  // 49: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
-	61,  // 50: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
-	27,  // 51: dunning.v1.AgencyFeed.placed:type_name -> dunning.v1.AgencyPlacement
-	28,  // 52: dunning.v1.AgencyFeed.recalled:type_name -> dunning.v1.AgencyRecall
-	26,  // 53: dunning.v1.AgencyFeed.rejected:type_name -> dunning.v1.AgencyRejection
-	61,  // 54: dunning.v1.AgencyRejection.rejected_at:type_name -> google.protobuf.Timestamp
-	7,   // 55: dunning.v1.AgencyPlacement.overdue:type_name -> dunning.v1.Money
-	3,   // 56: dunning.v1.AgencyPlacement.tier:type_name -> dunning.v1.Tier
-	61,  // 57: dunning.v1.AgencyPlacement.placed_at:type_name -> google.protobuf.Timestamp
-	4,   // 58: dunning.v1.AgencyPlacement.opted_out:type_name -> dunning.v1.Channel
-	60,  // 59: dunning.v1.AgencyPlacement.recent_contacts:type_name -> dunning.v1.AgencyPlacement.RecentContactsEntry
-	61,  // 60: dunning.v1.AgencyRecall.recalled_at:type_name -> google.protobuf.Timestamp
-	61,  // 61: dunning.v1.AgencyOutcome.occurred_at:type_name -> google.protobuf.Timestamp
-	30,  // 62: dunning.v1.AgencyOutcome.contacted:type_name -> dunning.v1.AgencyContact
-	31,  // 63: dunning.v1.AgencyOutcome.promise:type_name -> dunning.v1.AgencyPromise
-	32,  // 64: dunning.v1.AgencyOutcome.payment:type_name -> dunning.v1.AgencyPayment
-	33,  // 65: dunning.v1.AgencyOutcome.dispute:type_name -> dunning.v1.AgencyDispute
-	34,  // 66: dunning.v1.AgencyOutcome.returned:type_name -> dunning.v1.AgencyReturn
-	4,   // 67: dunning.v1.AgencyContact.channel:type_name -> dunning.v1.Channel
-	7,   // 68: dunning.v1.AgencyPromise.amount:type_name -> dunning.v1.Money
-	61,  // 69: dunning.v1.AgencyPromise.promised_for:type_name -> google.protobuf.Timestamp
-	7,   // 70: dunning.v1.AgencyPayment.amount:type_name -> dunning.v1.Money
-	2,   // 71: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
-	3,   // 72: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
-	24,  // 73: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
-	2,   // 74: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	61,  // 75: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
-	23,  // 76: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
-	23,  // 77: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
-	24,  // 78: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 79: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
-	24,  // 80: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 81: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
-	8,   // 82: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
-	11,  // 83: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
-	24,  // 84: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
-	23,  // 85: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
-	41,  // 86: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
-	23,  // 87: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
-	6,   // 88: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
-	2,   // 89: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
-	23,  // 90: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
-	2,   // 91: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
-	23,  // 92: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
-	23,  // 93: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
-	24,  // 94: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
-	61,  // 95: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
-	23,  // 96: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
-	24,  // 97: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 98: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
-	24,  // 99: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 100: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
-	24,  // 101: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
-	23,  // 102: dunning.v1.LegalBlocked.case:type_name -> dunning.v1.CaseContext
-	23,  // 103: dunning.v1.AgencyPaymentUnconfirmed.case:type_name -> dunning.v1.CaseContext
-	7,   // 104: dunning.v1.AgencyPaymentUnconfirmed.amount:type_name -> dunning.v1.Money
-	61,  // 105: dunning.v1.LogSealed.sealed_at:type_name -> google.protobuf.Timestamp
-	23,  // 106: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
-	23,  // 107: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
-	23,  // 108: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
-	7,   // 109: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
-	23,  // 110: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
-	61,  // 111: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
-	7,   // 112: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
-	4,   // 113: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
-	61,  // 114: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
-	0,   // 115: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
-	116, // [116:116] is the sub-list for method output_type
-	116, // [116:116] is the sub-list for method input_type
-	116, // [116:116] is the sub-list for extension type_name
-	116, // [116:116] is the sub-list for extension extendee
-	0,   // [0:116] is the sub-list for field type_name
+	63,  // 18: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
+	63,  // 19: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	8,   // 20: dunning.v1.PromiseToPay.amount:type_name -> dunning.v1.Money
+	63,  // 21: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
+	63,  // 22: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
+	63,  // 23: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
+	8,   // 24: dunning.v1.PlanInstallment.amount:type_name -> dunning.v1.Money
+	20,  // 25: dunning.v1.RepaymentPlan.installments:type_name -> dunning.v1.PlanInstallment
+	63,  // 26: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
+	63,  // 27: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
+	9,   // 28: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
+	12,  // 29: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
+	13,  // 30: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
+	14,  // 31: dunning.v1.LenderEvent.contact_outcome:type_name -> dunning.v1.ContactOutcome
+	15,  // 32: dunning.v1.LenderEvent.contact_preference:type_name -> dunning.v1.ContactPreference
+	16,  // 33: dunning.v1.LenderEvent.contact_hours:type_name -> dunning.v1.ContactHours
+	17,  // 34: dunning.v1.LenderEvent.hold_placed:type_name -> dunning.v1.HoldPlaced
+	18,  // 35: dunning.v1.LenderEvent.hold_released:type_name -> dunning.v1.HoldReleased
+	19,  // 36: dunning.v1.LenderEvent.promise_to_pay:type_name -> dunning.v1.PromiseToPay
+	21,  // 37: dunning.v1.LenderEvent.repayment_plan:type_name -> dunning.v1.RepaymentPlan
+	22,  // 38: dunning.v1.LenderEvent.plan_cancelled:type_name -> dunning.v1.PlanCancelled
+	11,  // 39: dunning.v1.LenderEvent.balance_updated:type_name -> dunning.v1.BalanceUpdated
+	24,  // 40: dunning.v1.LenderEvent.legal_outcome:type_name -> dunning.v1.LegalOutcome
+	2,   // 41: dunning.v1.LegalOutcome.status:type_name -> dunning.v1.LegalStatus
+	63,  // 42: dunning.v1.LegalOutcome.at:type_name -> google.protobuf.Timestamp
+	3,   // 43: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
+	4,   // 44: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
+	8,   // 45: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
+	63,  // 46: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	63,  // 47: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
+	5,   // 48: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
+	6,   // 49: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
+	8,   // 50: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
+	8,   // 51: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
+	63,  // 52: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	63,  // 53: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	29,  // 54: dunning.v1.AgencyFeed.placed:type_name -> dunning.v1.AgencyPlacement
+	30,  // 55: dunning.v1.AgencyFeed.recalled:type_name -> dunning.v1.AgencyRecall
+	28,  // 56: dunning.v1.AgencyFeed.rejected:type_name -> dunning.v1.AgencyRejection
+	63,  // 57: dunning.v1.AgencyRejection.rejected_at:type_name -> google.protobuf.Timestamp
+	8,   // 58: dunning.v1.AgencyPlacement.overdue:type_name -> dunning.v1.Money
+	4,   // 59: dunning.v1.AgencyPlacement.tier:type_name -> dunning.v1.Tier
+	63,  // 60: dunning.v1.AgencyPlacement.placed_at:type_name -> google.protobuf.Timestamp
+	5,   // 61: dunning.v1.AgencyPlacement.opted_out:type_name -> dunning.v1.Channel
+	62,  // 62: dunning.v1.AgencyPlacement.recent_contacts:type_name -> dunning.v1.AgencyPlacement.RecentContactsEntry
+	63,  // 63: dunning.v1.AgencyRecall.recalled_at:type_name -> google.protobuf.Timestamp
+	63,  // 64: dunning.v1.AgencyOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	32,  // 65: dunning.v1.AgencyOutcome.contacted:type_name -> dunning.v1.AgencyContact
+	33,  // 66: dunning.v1.AgencyOutcome.promise:type_name -> dunning.v1.AgencyPromise
+	34,  // 67: dunning.v1.AgencyOutcome.payment:type_name -> dunning.v1.AgencyPayment
+	35,  // 68: dunning.v1.AgencyOutcome.dispute:type_name -> dunning.v1.AgencyDispute
+	36,  // 69: dunning.v1.AgencyOutcome.returned:type_name -> dunning.v1.AgencyReturn
+	5,   // 70: dunning.v1.AgencyContact.channel:type_name -> dunning.v1.Channel
+	8,   // 71: dunning.v1.AgencyPromise.amount:type_name -> dunning.v1.Money
+	63,  // 72: dunning.v1.AgencyPromise.promised_for:type_name -> google.protobuf.Timestamp
+	8,   // 73: dunning.v1.AgencyPayment.amount:type_name -> dunning.v1.Money
+	3,   // 74: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
+	4,   // 75: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
+	26,  // 76: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
+	3,   // 77: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
+	63,  // 78: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	25,  // 79: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
+	25,  // 80: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
+	26,  // 81: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
+	25,  // 82: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
+	26,  // 83: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
+	25,  // 84: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
+	9,   // 85: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
+	12,  // 86: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
+	26,  // 87: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
+	25,  // 88: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
+	43,  // 89: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
+	25,  // 90: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
+	7,   // 91: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
+	3,   // 92: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
+	25,  // 93: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
+	3,   // 94: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
+	25,  // 95: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
+	25,  // 96: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
+	26,  // 97: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
+	63,  // 98: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	25,  // 99: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
+	26,  // 100: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
+	25,  // 101: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
+	26,  // 102: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
+	25,  // 103: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
+	26,  // 104: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
+	25,  // 105: dunning.v1.LegalBlocked.case:type_name -> dunning.v1.CaseContext
+	25,  // 106: dunning.v1.AgencyPaymentUnconfirmed.case:type_name -> dunning.v1.CaseContext
+	8,   // 107: dunning.v1.AgencyPaymentUnconfirmed.amount:type_name -> dunning.v1.Money
+	63,  // 108: dunning.v1.LogSealed.sealed_at:type_name -> google.protobuf.Timestamp
+	25,  // 109: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
+	25,  // 110: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
+	25,  // 111: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
+	8,   // 112: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
+	25,  // 113: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
+	63,  // 114: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
+	8,   // 115: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
+	5,   // 116: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
+	63,  // 117: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
+	0,   // 118: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
+	119, // [119:119] is the sub-list for method output_type
+	119, // [119:119] is the sub-list for method input_type
+	119, // [119:119] is the sub-list for extension type_name
+	119, // [119:119] is the sub-list for extension extendee
+	0,   // [0:119] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -5514,13 +5698,14 @@ func file_dunning_v1_events_proto_init() {
 		(*LenderEvent_RepaymentPlan)(nil),
 		(*LenderEvent_PlanCancelled)(nil),
 		(*LenderEvent_BalanceUpdated)(nil),
+		(*LenderEvent_LegalOutcome)(nil),
 	}
-	file_dunning_v1_events_proto_msgTypes[18].OneofWrappers = []any{
+	file_dunning_v1_events_proto_msgTypes[19].OneofWrappers = []any{
 		(*AgencyFeed_Placed)(nil),
 		(*AgencyFeed_Recalled)(nil),
 		(*AgencyFeed_Rejected)(nil),
 	}
-	file_dunning_v1_events_proto_msgTypes[22].OneofWrappers = []any{
+	file_dunning_v1_events_proto_msgTypes[23].OneofWrappers = []any{
 		(*AgencyOutcome_Contacted)(nil),
 		(*AgencyOutcome_Promise)(nil),
 		(*AgencyOutcome_Payment)(nil),
@@ -5532,8 +5717,8 @@ func file_dunning_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   54,
+			NumEnums:      8,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
