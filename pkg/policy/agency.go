@@ -224,21 +224,31 @@ func ValidRegion(r string) bool {
 const expiryStepPrefix = "expire-"
 
 // expiryStep is the open placement's expiry, if its agency's contract
-// limits placements (nil: none). The handoff stage, which placed it,
-// recalls it then.
+// limits placements, or at once if the contract has ended (the agency is
+// no longer in the registry) (nil: none). The handoff stage, which placed
+// it, recalls it then. A registry reload touches no loan: a placement of
+// an ended contract is recalled when its loan's timer is next put right
+// (its next event or step).
 func (l Ladder) expiryStep(c *Case) *Step {
 	if !c.Open || c.PlacementID == "" || c.PlacedAt.IsZero() {
 		return nil
 	}
-	i := slices.IndexFunc(l.Policy.Agencies, func(a Agency) bool { return a.ID == c.AgencyID })
-	if i < 0 || l.Policy.Agencies[i].PlacementDays <= 0 {
+	reg := l.Policy.Registry()
+	i := slices.IndexFunc(reg, func(a Agency) bool { return a.ID == c.AgencyID })
+	var at time.Time
+	switch {
+	case i < 0:
+		at = c.PlacedAt
+	case reg[i].PlacementDays > 0:
+		at = c.PlacedAt.Add(time.Duration(reg[i].PlacementDays) * l.Calendar.Day)
+	default:
 		return nil
 	}
-	return &Step{ID: expiryStepPrefix + c.PlacementID, Stage: StageHandoff, Case: c.Number,
-		At: c.PlacedAt.Add(time.Duration(l.Policy.Agencies[i].PlacementDays) * l.Calendar.Day)}
+	return &Step{ID: expiryStepPrefix + c.PlacementID, Stage: StageHandoff, Case: c.Number, At: at}
 }
 
-// onPlacementExpiry recalls a placement whose time is up.
+// onPlacementExpiry recalls a placement whose time is up, or whose
+// agency's contract has ended.
 func (l Ladder) onPlacementExpiry(c *Case, s Step, now time.Time) *Decision {
 	if c.PlacementID == "" || s.ID != expiryStepPrefix+c.PlacementID {
 		return nil
@@ -246,7 +256,12 @@ func (l Ladder) onPlacementExpiry(c *Case, s Step, now time.Time) *Decision {
 	overdue, _ := c.Overdue(l.Calendar, now)
 	ctx := l.context(c, c.Number, c.Stage, l.DPDAt(c, now), overdue, now)
 	ctx.StepID, ctx.AsOf = s.ID, s.At
-	days := int(s.At.Sub(c.PlacedAt) / l.Calendar.Day)
-	ctx.Reason = fmt.Sprintf("placement %s with agency %s expired after %d days (the contract's placement_days): recalled", c.PlacementID, c.AgencyID, days)
+	if !slices.ContainsFunc(l.Policy.Registry(), func(a Agency) bool { return a.ID == c.AgencyID }) {
+		ctx.AsOf = now
+		ctx.Reason = fmt.Sprintf("the contract with agency %s has ended (it is no longer in the policy's registry): placement %s recalled", c.AgencyID, c.PlacementID)
+	} else {
+		days := int(s.At.Sub(c.PlacedAt) / l.Calendar.Day)
+		ctx.Reason = fmt.Sprintf("placement %s with agency %s expired after %d days (the contract's placement_days): recalled", c.PlacementID, c.AgencyID, days)
+	}
 	return &Decision{Kind: KindPlacementRecalled, Ctx: ctx, AgencyID: c.AgencyID, PlacementID: c.PlacementID}
 }

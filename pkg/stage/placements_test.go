@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -274,5 +275,36 @@ func TestPlacementExpires(t *testing.T) {
 	}
 	if len(w.decided("L-1", policy.KindLegalReferred)) != 1 {
 		t.Errorf("no legal referral after the expiry: the case must go on up the ladder")
+	}
+}
+
+// Ending a contract: an agency taken out of the registry (a reloaded
+// policy) has its open placement recalled when the loan's timer is next
+// put right, here by a part payment; the recall names the ended contract.
+func TestEndedContractRecallsPlacements(t *testing.T) {
+	w := holdWorld(t, func(p *policy.Policy) {
+		p.Agencies = []policy.Agency{{ID: "agency-a", Weight: 1}, {ID: "agency-b", Weight: 1}}
+	})
+	w.installment("L-1", 100000)
+	w.drain()
+	w.until(w.dpd(40, 0))
+	placed := w.decided("L-1", policy.KindHandedOff)
+	if len(placed) != 1 {
+		t.Fatalf("placements %+v, want one", placed)
+	}
+	// The contract with the loan's agency ends: the registry keeps the other.
+	l := w.deps.Ladder("", "")
+	l.Policy.Agencies = slices.DeleteFunc(slices.Clone(l.Policy.Agencies), func(a policy.Agency) bool { return a.ID == placed[0].AgencyID })
+	w.deps.Ladder = policy.Fixed(l)
+	w.until(w.dpd(41, 10*time.Hour))
+	if r := w.decided("L-1", policy.KindPlacementRecalled); len(r) != 0 {
+		t.Fatalf("recalled before anything happened to the loan: %+v", r)
+	}
+	w.pay("L-1", "p-1", 1000)
+	w.drain()
+	w.until(w.dpd(42, 0))
+	recalls := w.decided("L-1", policy.KindPlacementRecalled)
+	if len(recalls) != 1 || recalls[0].PlacementID != placed[0].PlacementID || !strings.Contains(recalls[0].Ctx.Reason, "has ended") {
+		t.Fatalf("recalls %+v, want one naming the ended contract", recalls)
 	}
 }
