@@ -75,6 +75,11 @@ func agencyOutcomeFromProto(m *dunningv1.AgencyOutcome) policy.AgencyOutcome {
 		o.Kind, o.Detail = policy.AgencyDisputed, x.Dispute.GetDetail()
 	case *dunningv1.AgencyOutcome_Returned:
 		o.Kind, o.Detail = policy.AgencyReturned, x.Returned.GetReason()
+	case *dunningv1.AgencyOutcome_Plan:
+		o.Kind = policy.AgencyPlanned
+		for _, in := range x.Plan.GetInstallments() {
+			o.Plan = append(o.Plan, policy.PlanInstallment{DueAt: timeOrZero(in.GetDueAt()), Amount: moneyFromProto(in.GetAmount())})
+		}
 	}
 	return o
 }
@@ -92,6 +97,12 @@ func agencyOutcomeToProto(tenant, loan string, o policy.AgencyOutcome) *dunningv
 		m.Outcome = &dunningv1.AgencyOutcome_Dispute{Dispute: &dunningv1.AgencyDispute{Detail: o.Detail}}
 	case policy.AgencyReturned:
 		m.Outcome = &dunningv1.AgencyOutcome_Returned{Returned: &dunningv1.AgencyReturn{Reason: o.Detail}}
+	case policy.AgencyPlanned:
+		p := &dunningv1.AgencyPlan{}
+		for _, in := range o.Plan {
+			p.Installments = append(p.Installments, &dunningv1.PlanInstallment{DueAt: ts(in.DueAt), Amount: moneyToProto(in.Amount)})
+		}
+		m.Outcome = &dunningv1.AgencyOutcome_Plan{Plan: p}
 	}
 	return m
 }

@@ -233,6 +233,13 @@ var (
 			return &dunningv1.AgencyPaymentUnconfirmed{Case: c, AgencyId: d.AgencyID, PlacementId: d.PlacementID, ReportId: d.ReportID,
 				Reference: d.Rule, Amount: moneyToProto(d.Paid)}
 		}))
+	RecallRefused = add(decision("recallrefused", policy.KindRecallRefused,
+		func(m *dunningv1.RecallRefused, d *policy.Decision) {
+			d.AgencyID, d.PlacementID, d.Rule, d.PlanID = m.GetAgencyId(), m.GetPlacementId(), m.GetRule(), m.GetPlanId()
+		},
+		func(c *dunningv1.CaseContext, _, _ string, d policy.Decision) *dunningv1.RecallRefused {
+			return &dunningv1.RecallRefused{Case: c, AgencyId: d.AgencyID, PlacementId: d.PlacementID, Rule: d.Rule, PlanId: d.PlanID}
+		}))
 	AgencyOutcome = add(fact("agency", LenderID, false, agencyOutcomeFromProto, agencyOutcomeToProto))
 	Seal          = add(fact("seal", Seq, false,
 		func(m *dunningv1.LogSealed) policy.Sealed {

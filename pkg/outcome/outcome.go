@@ -112,8 +112,8 @@ func (r *Recorder) record(msg *message.Message, agency, tenant, loan string, m *
 	return r.onBorrowersSide(ctx, agency, m)
 }
 
-// onBorrowersSide records, after the report itself, what a promise or a
-// dispute means for the borrower: the lender's event of the same kind,
+// onBorrowersSide records, after the report itself, what a promise, a plan
+// or a dispute means for the borrower: the lender's event of the same kind,
 // through the lender's own checks, named after the report so a redelivery
 // records it once. Refused (a third promise after two broken, one already
 // open), the report stays recorded and the refusal is dead-lettered with
@@ -122,13 +122,17 @@ func (r *Recorder) onBorrowersSide(ctx context.Context, agency string, m *dunnin
 	if r.Lender == nil {
 		return nil
 	}
-	id := "agency-" + m.GetOutcomeId()
+	id := policy.AgencyPlanPrefix + m.GetOutcomeId()
 	var ev *dunningv1.LenderEvent
 	switch o := m.GetOutcome().(type) {
 	case *dunningv1.AgencyOutcome_Promise:
 		ev = &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_PromiseToPay{PromiseToPay: &dunningv1.PromiseToPay{
 			TenantId: m.GetTenantId(), LoanId: m.GetLoanId(), PromiseId: id, Amount: o.Promise.GetAmount(),
 			PromisedFor: o.Promise.GetPromisedFor(), ReceivedAt: m.GetOccurredAt()}}}
+	case *dunningv1.AgencyOutcome_Plan:
+		ev = &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_RepaymentPlan{RepaymentPlan: &dunningv1.RepaymentPlan{
+			TenantId: m.GetTenantId(), LoanId: m.GetLoanId(), PlanId: policy.AgencyPlanPrefix + m.GetOutcomeId(),
+			Installments: o.Plan.GetInstallments(), ReceivedAt: m.GetOccurredAt()}}}
 	case *dunningv1.AgencyOutcome_Dispute:
 		ev = &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_HoldPlaced{HoldPlaced: &dunningv1.HoldPlaced{
 			TenantId: m.GetTenantId(), LoanId: m.GetLoanId(), HoldId: id, Kind: dunningv1.HoldKind_HOLD_KIND_DISPUTE,
@@ -180,9 +184,21 @@ func Validate(m *dunningv1.AgencyOutcome, tenant, loan string) error {
 		}
 	case *dunningv1.AgencyOutcome_Payment:
 		return money("payment.amount", o.Payment.GetAmount())
+	case *dunningv1.AgencyOutcome_Plan:
+		if len(o.Plan.GetInstallments()) == 0 {
+			return errors.New("plan.installments: at least one")
+		}
+		for i, in := range o.Plan.GetInstallments() {
+			if err := money(fmt.Sprintf("plan.installments[%d].amount", i), in.GetAmount()); err != nil {
+				return err
+			}
+			if in.GetDueAt() == nil || in.GetDueAt().CheckValid() != nil {
+				return fmt.Errorf("plan.installments[%d].due_at: required, a valid timestamp", i)
+			}
+		}
 	case *dunningv1.AgencyOutcome_Dispute, *dunningv1.AgencyOutcome_Returned:
 	default:
-		return errors.New("outcome: one of contacted, promise, payment, dispute, returned is required")
+		return errors.New("outcome: one of contacted, promise, payment, dispute, returned, plan is required")
 	}
 	return nil
 }

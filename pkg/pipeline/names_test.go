@@ -67,7 +67,7 @@ func TestNamesArePinned(t *testing.T) {
 	}
 	wantTokens := []string{"due", "repaid", "settled", "outcome", "preference", "hours", "hold", "unhold", "promise", "plan", "unplan", "balance", "legalout", "timer", "step",
 		"overdue", "contact", "escalated", "handoff", "legal", "closed", "cancelled", "deferred",
-		"held", "released", "suppressed", "unsent", "deadline", "recall", "kept", "broken", "planmissed", "planbroken", "plandone", "legalblocked", "unconfirmed", "agency", "seal"}
+		"held", "released", "suppressed", "unsent", "deadline", "recall", "kept", "broken", "planmissed", "planbroken", "plandone", "legalblocked", "unconfirmed", "recallrefused", "agency", "seal"}
 	if !reflect.DeepEqual(tokens, wantTokens) {
 		t.Errorf("kind tokens = %q\nwant %q", tokens, wantTokens)
 	}

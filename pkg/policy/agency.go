@@ -241,6 +241,11 @@ func (l Ladder) expiryStep(c *Case) *Step {
 		at = c.PlacedAt
 	case reg[i].PlacementDays > 0:
 		at = c.PlacedAt.Add(time.Duration(reg[i].PlacementDays) * l.Calendar.Day)
+		// An agency's plan in force stops the expiry: refused once
+		// (recorded), then not looked at again until the plan ends.
+		if _, ok := c.AgencyPlan(); ok && slices.Contains(c.RecallsRefused, "expiry/"+c.PlacementID) {
+			return nil
+		}
 	default:
 		return nil
 	}
@@ -259,6 +264,10 @@ func (l Ladder) onPlacementExpiry(c *Case, s Step, now time.Time) *Decision {
 	if !slices.ContainsFunc(l.Policy.Registry(), func(a Agency) bool { return a.ID == c.AgencyID }) {
 		ctx.AsOf = now
 		ctx.Reason = fmt.Sprintf("the contract with agency %s has ended (it is no longer in the policy's registry): placement %s recalled", c.AgencyID, c.PlacementID)
+	} else if p, ok := c.AgencyPlan(); ok {
+		ctx.Reason = fmt.Sprintf("placement %s with agency %s is due to expire, but the agency's plan %s is in force: recall refused until the plan ends",
+			c.PlacementID, c.AgencyID, p.ID)
+		return &Decision{Kind: KindRecallRefused, Ctx: ctx, AgencyID: c.AgencyID, PlacementID: c.PlacementID, PlanID: p.ID, Rule: "expiry"}
 	} else {
 		days := int(s.At.Sub(c.PlacedAt) / l.Calendar.Day)
 		ctx.Reason = fmt.Sprintf("placement %s with agency %s expired after %d days (the contract's placement_days): recalled", c.PlacementID, c.AgencyID, days)

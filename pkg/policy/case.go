@@ -175,6 +175,9 @@ type AgencyOutcome struct {
 	Reference string
 	// Disputed and returned: what the agency said.
 	Detail string
+	// Planned: the plan's installments (the Recorder records it as the
+	// borrower's plan agency-<ID>).
+	Plan []PlanInstallment
 }
 
 // CallOutcome is a reported call's result as the caps count it: connected
@@ -200,6 +203,7 @@ const (
 	AgencyPaid      = "payment"
 	AgencyDisputed  = "dispute"
 	AgencyReturned  = "returned"
+	AgencyPlanned   = "plan"
 )
 
 // Sealed is a checkpoint of the loan's hash chain (package packet): the
@@ -278,11 +282,14 @@ const (
 	// KindAgencyPaymentUnconfirmed is an agency's payment report that no
 	// lender repayment confirmed in time (reports.go).
 	KindAgencyPaymentUnconfirmed
+	// KindRecallRefused is a recall an agency-arranged plan in force
+	// stopped (agency.go).
+	KindRecallRefused
 )
 
 var kindNames = [...]string{"none", "overdue_confirmed", "contact_requested", "escalated", "handed_off", "legal_referred", "case_closed", "step_cancelled", "entry_deferred",
 	"contact_held", "contact_released", "contact_cancelled", "contact_suppressed", "hold_deadline", "placement_recalled", "promise_kept", "promise_broken",
-	"plan_installment_missed", "plan_broken", "plan_completed", "legal_blocked", "agency_payment_unconfirmed"}
+	"plan_installment_missed", "plan_broken", "plan_completed", "legal_blocked", "agency_payment_unconfirmed", "recall_refused"}
 
 func (k DecisionKind) String() string { return enumName(kindNames[:], int(k), "decision_kind") }
 
@@ -350,7 +357,7 @@ type Decision struct {
 	PromiseID       string        // PromiseKept, PromiseBroken
 	Paid            Money         // PromiseKept, PromiseBroken, Plan*: paid toward the promise or plan; AgencyPaymentUnconfirmed: the amount reported
 	ReportID        string        // AgencyPaymentUnconfirmed: the agency's report
-	PlanID          string        // Plan*
+	PlanID          string        // Plan*; RecallRefused: the agency's plan in force
 	PlanInstallment int           // PlanMissed, PlanBroken: its position in the plan as it stood
 	MovedTo         time.Time     // PlanMissed: the missed installment's new day, at the plan's end
 }
@@ -410,6 +417,9 @@ type Case struct {
 	PlacementID string // the open case's placement with an agency, until recalled
 	AgencyID    string
 	PlacedAt    time.Time // when the open placement was made (its expiry counts from it)
+	// RecallsRefused are the recalls an agency's plan stopped, as
+	// "<rule>/<placement>": each is recorded once.
+	RecallsRefused []string
 	// Entered is when the open case last entered a stage (confirmation,
 	// escalation, handoff, legal referral): the next entry comes a day
 	// after it at the earliest.
@@ -581,7 +591,7 @@ func (c *Case) applyDecision(d Decision) {
 		return
 	}
 	if d.Kind != KindStepCancelled && d.Kind != KindHoldDeadline && d.Kind != KindPlacementRecalled && d.Kind != KindLegalBlocked &&
-		d.Kind != KindAgencyPaymentUnconfirmed {
+		d.Kind != KindAgencyPaymentUnconfirmed && d.Kind != KindRecallRefused {
 		c.DPD = d.Ctx.DPD
 	}
 	if d.Kind == KindOverdueConfirmed {
@@ -617,6 +627,8 @@ func (c *Case) applyDecision(d Decision) {
 		c.noticeSent(d)
 	case KindAgencyPaymentUnconfirmed:
 		c.flagReport(d.ReportID)
+	case KindRecallRefused:
+		c.RecallsRefused = append(c.RecallsRefused, d.Rule+"/"+d.PlacementID)
 	case KindLegalBlocked:
 		if d.Rule != BlockedByHold {
 			c.LegalBarred = d.Rule

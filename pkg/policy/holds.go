@@ -106,6 +106,14 @@ func (l Ladder) OnHoldPlaced(c *Case, h HoldPlaced, now time.Time) *Decision {
 	}
 	overdue, _ := c.Overdue(l.Calendar, now)
 	ctx := l.context(c, c.Number, c.Stage, l.DPDAt(c, now), overdue, now)
+	if p, ok := c.AgencyPlan(); ok && h.Kind != HoldDeceased && h.Kind != HoldBankruptcy {
+		if slices.Contains(c.RecallsRefused, "hold:"+h.ID+"/"+c.PlacementID) {
+			return nil // recorded already (a redelivered hold)
+		}
+		ctx.Reason = fmt.Sprintf("%s hold %s on a placed account: recall of placement %s refused, agency %s's plan %s is in force (only a deceased or bankruptcy hold forces it)",
+			h.Kind, h.ID, c.PlacementID, c.AgencyID, p.ID)
+		return &Decision{Kind: KindRecallRefused, Ctx: ctx, AgencyID: c.AgencyID, PlacementID: c.PlacementID, PlanID: p.ID, Rule: "hold:" + h.ID}
+	}
 	ctx.Reason = fmt.Sprintf("%s hold %s on a placed account: placement %s recalled from agency %s", h.Kind, h.ID, c.PlacementID, c.AgencyID)
 	return &Decision{Kind: KindPlacementRecalled, Ctx: ctx, AgencyID: c.AgencyID, PlacementID: c.PlacementID}
 }

@@ -78,6 +78,21 @@ const PlanReminderTemplate = "plan_reminder"
 const RulePlan = "case.plan"
 
 // ActivePlan returns the loan's plan in force.
+// AgencyPlanPrefix starts the ID of a plan an agency arranged (the
+// outcome Recorder names it agency-<outcome>).
+const AgencyPlanPrefix = "agency-"
+
+// AgencyPlan is the plan in force if the placed account's agency arranged
+// it: while it is, the placement is recalled only by force (a deceased or
+// bankruptcy hold, the case's end, the contract's end).
+func (c *Case) AgencyPlan() (*Plan, bool) {
+	p, ok := c.ActivePlan()
+	if !ok || c.PlacementID == "" || !strings.HasPrefix(p.ID, AgencyPlanPrefix) {
+		return nil, false
+	}
+	return p, true
+}
+
 func (c *Case) ActivePlan() (*Plan, bool) {
 	for i := range c.Plans {
 		if c.Plans[i].Active() {

@@ -308,3 +308,74 @@ func TestEndedContractRecallsPlacements(t *testing.T) {
 		t.Fatalf("recalls %+v, want one naming the ended contract", recalls)
 	}
 }
+
+// Recall refused while an agency-arranged plan is in force: the agency's
+// plan (the borrower's plan agency-<outcome>) keeps the placement through a
+// dispute hold and past the contract's placement_days, each refusal
+// recorded once; a deceased hold forces the recall.
+func TestAgencyPlanRefusesRecall(t *testing.T) {
+	w := holdWorld(t, func(p *policy.Policy) {
+		p.Agencies = []policy.Agency{{ID: "agency-a", Weight: 1, PlacementDays: 20}}
+	})
+	loans := []string{"L-dispute", "L-deceased"}
+	for _, loan := range loans {
+		w.installment(loan, 120000)
+	}
+	w.drain()
+	w.until(w.dpd(32, 10*time.Hour))
+	plan := policy.RepaymentPlan{ID: policy.AgencyPlanPrefix + "o-1", At: w.clock.Now()}
+	for _, d := range []int{45, 60, 75} {
+		plan.Installments = append(plan.Installments, policy.PlanInstallment{DueAt: w.dpd(d, 12*time.Hour), Amount: policy.Money{Currency: "CNY", Minor: 40000}})
+	}
+	for _, loan := range loans {
+		if len(w.decided(loan, policy.KindHandedOff)) != 1 {
+			t.Fatalf("%s not placed", loan)
+		}
+		w.lender(loan, plan.ID, plan)
+	}
+	w.drain()
+	w.until(w.dpd(33, 10*time.Hour))
+	w.lender("L-dispute", "h-1", policy.HoldPlaced{ID: "h-1", Kind: policy.HoldDispute, At: w.clock.Now()})
+	w.lender("L-deceased", "h-2", policy.HoldPlaced{ID: "h-2", Kind: policy.HoldDeceased, At: w.clock.Now()})
+	w.drain()
+	w.until(w.dpd(35, 10*time.Hour))
+	w.lender("L-dispute", "h-1-release", policy.HoldReleased{ID: "h-1", At: w.clock.Now()})
+	w.drain()
+	// The borrower keeps the agency's plan; its placement outlives its 20 days.
+	for d := 36; d <= 62; d++ {
+		w.until(w.dpd(d, 15*time.Hour))
+		if d == 45 || d == 60 {
+			w.pay("L-dispute", "p-"+strconv.Itoa(d), 40000)
+			w.drain()
+		}
+	}
+	refused := w.decided("L-dispute", policy.KindRecallRefused)
+	var rules []string
+	for _, r := range refused {
+		rules = append(rules, r.Rule)
+		if r.PlanID != plan.ID || !strings.Contains(r.Ctx.Reason, "refused") {
+			t.Errorf("refusal %+v, want it naming the agency's plan", r)
+		}
+	}
+	if fmt.Sprint(rules) != "[hold:h-1 expiry]" {
+		t.Errorf("L-dispute's refused recalls %v, want the dispute hold's, then the expiry's, once each", rules)
+	}
+	if r := w.decided("L-dispute", policy.KindPlacementRecalled); len(r) != 0 {
+		t.Errorf("L-dispute recalled while the agency's plan was in force: %+v", r)
+	}
+	if at := refused[len(refused)-1].Ctx.AsOf; !at.Equal(w.decided("L-dispute", policy.KindHandedOff)[0].Ctx.AsOfOrDecided().Add(20*policy.RealDay)) {
+		t.Errorf("expiry refused at %s, want the placement's 20th day", at.In(w.loc))
+	}
+	if r := w.decided("L-deceased", policy.KindPlacementRecalled); len(r) != 1 || len(w.decided("L-deceased", policy.KindRecallRefused)) != 0 {
+		t.Errorf("L-deceased: recalls %+v, want one, forced by the deceased hold", r)
+	}
+	// The borrower stops paying: once the plan is broken, the placement,
+	// long past its 20 days, is recalled.
+	w.until(w.dpd(120, 0))
+	broken := w.decided("L-dispute", policy.KindPlanBroken)
+	recalls := w.decided("L-dispute", policy.KindPlacementRecalled)
+	if len(broken) != 1 || len(recalls) != 1 || recalls[0].Ctx.DecidedAt.Before(broken[0].Ctx.DecidedAt) ||
+		!strings.Contains(recalls[0].Ctx.Reason, "expired") {
+		t.Errorf("L-dispute after the plan: broken %d, recalls %+v; want the expiry's recall once the plan broke", len(broken), recalls)
+	}
+}

@@ -63,7 +63,7 @@ var Table = []Stage{
 		Consumes: []*codec.Kind{codec.Due, codec.Repaid, codec.Settled, codec.Hold, codec.Unhold, codec.Promise, codec.Plan, codec.Unplan},
 		Decide:   decideLenderFact,
 		Writes: []*codec.Kind{codec.Overdue, codec.Closed, codec.Cancelled, codec.Deadline, codec.Recalled, codec.Kept, codec.Broken,
-			codec.PlanMissed, codec.PlanBroken, codec.PlanDone, codec.LegalBlocked},
+			codec.PlanMissed, codec.PlanBroken, codec.PlanDone, codec.LegalBlocked, codec.RecallRefused},
 		Placements: true},
 	{Policy: policy.StageFirstContact, Service: "contact", Consumer: "first-contact", Step: "contact",
 		Consumes: []*codec.Kind{codec.Overdue}, Decide: decideFirstContact,
@@ -74,7 +74,7 @@ var Table = []Stage{
 		// Unconfirmed and Recalled: an agency's payment report past its
 		// confirmation deadline, a placement past its contract's
 		// placement_days; steps of the stage that placed the account.
-		Writes: []*codec.Kind{codec.HandedOff, codec.Unconfirmed, codec.Recalled, codec.Deferred, codec.Cancelled}, Placements: true},
+		Writes: []*codec.Kind{codec.HandedOff, codec.Unconfirmed, codec.Recalled, codec.RecallRefused, codec.Deferred, codec.Cancelled}, Placements: true},
 	{Policy: policy.StageLegal, Service: "legal", Consumer: "legal-referral", Step: "legal",
 		// Contact: the final notice the pre-legal gate sends first.
 		Writes: []*codec.Kind{codec.Legal, codec.Contact, codec.LegalBlocked, codec.Deferred, codec.Cancelled}},

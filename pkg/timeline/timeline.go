@@ -378,6 +378,8 @@ func describe(e *Entry, l policy.Ladder, c *policy.Case, ev policy.Event, at tim
 			what = fmt.Sprintf("the borrower says it paid %s (reference %s): not money until the lender reports it", x.Amount, x.Reference)
 		case policy.AgencyDisputed, policy.AgencyReturned:
 			what = x.Kind + ": " + x.Detail
+		case policy.AgencyPlanned:
+			what = fmt.Sprintf("the borrower agreed a plan of %d installments (the borrower's plan %s%s)", len(x.Plan), policy.AgencyPlanPrefix, x.ID)
 		}
 		e.Reason = fmt.Sprintf("agency %s reported on placement %s: %s", x.Agency, x.Placement, what)
 	case policy.Sealed:

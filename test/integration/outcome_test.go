@@ -36,13 +36,13 @@ func TestAgencyOutcomes(t *testing.T) {
 	l.Policy.Agencies = []policy.Agency{{ID: a, Regions: []string{"CN-31"}, Weight: 1}, {ID: b, Regions: []string{"CN-11"}, Weight: 1}}
 	h.ladderFor = policy.Fixed(l)
 	h.startParts("pipeline", access.Service("dunningd"), pipeline.Parts{Stages: stage.Table, Intake: true, Feed: true})
-	for loan, region := range map[string]string{"L-a": "CN-31", "L-a-cured": "CN-31", "L-b": "CN-11", "L-a-paid": "CN-31", "L-a-promise": "CN-31"} {
+	for loan, region := range map[string]string{"L-a": "CN-31", "L-a-cured": "CN-31", "L-b": "CN-11", "L-a-paid": "CN-31", "L-a-promise": "CN-31", "L-a-plan": "CN-31"} {
 		ev := dueEvent(loan, "1", 100000, time.Now())
 		ev.GetInstallmentDue().Region = region
 		h.send(ev)
 	}
 	placement := map[string]string{}
-	for _, loan := range []string{"L-a", "L-a-cured", "L-b", "L-a-paid", "L-a-promise"} {
+	for _, loan := range []string{"L-a", "L-a-cured", "L-b", "L-a-paid", "L-a-promise", "L-a-plan"} {
 		h.waitKind(loan, policy.KindHandedOff, 1, 31*h.day+30*time.Second)
 		d, _ := h.decision(loan, policy.KindHandedOff)
 		placement[loan] = d.PlacementID
@@ -165,6 +165,37 @@ func TestAgencyOutcomes(t *testing.T) {
 		})
 	}
 	h.waitKind("L-a", policy.KindPlacementRecalled, 1, 30*time.Second)
+	// A plan the agency arranged is the borrower's plan (agency-<outcome>);
+	// while it is in force, the lender's dispute hold does not recall the
+	// placement: the refusal is recorded, the placement stays.
+	var installments []*dunningv1.PlanInstallment
+	for _, d := range []int{5, 10} {
+		installments = append(installments, &dunningv1.PlanInstallment{Amount: money(50000), DueAt: timestamppb.New(time.Now().Add(time.Duration(d) * h.day))})
+	}
+	plan := &dunningv1.AgencyOutcome{TenantId: tenant, LoanId: "L-a-plan", PlacementId: placement["L-a-plan"], OutcomeId: "o-10", OccurredAt: timestamppb.Now(),
+		Outcome: &dunningv1.AgencyOutcome_Plan{Plan: &dunningv1.AgencyPlan{Installments: installments}}}
+	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err := client.Report(pctx, plan)
+	pcancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, func() error {
+		for _, e := range h.entries("L-a-plan") {
+			if x, ok := e.event.(policy.RepaymentPlan); ok && x.ID == "agency-o-10" && len(x.Installments) == 2 {
+				return nil
+			}
+		}
+		return errorf("the agency's plan is not the borrower's plan")
+	})
+	h.send(holdEvent("L-a-plan", "h-plan", dunningv1.HoldKind_HOLD_KIND_DISPUTE))
+	h.waitKind("L-a-plan", policy.KindRecallRefused, 1, 30*time.Second)
+	if refused, _ := h.decision("L-a-plan", policy.KindRecallRefused); refused.PlanID != "agency-o-10" || refused.Rule != "hold:h-plan" {
+		t.Errorf("recall refused %+v, want the agency's plan and the hold named", refused)
+	}
+	if c := counts(h.entries("L-a-plan")); c[policy.KindPlacementRecalled.String()] != 0 {
+		t.Errorf("L-a-plan recalled while the agency's plan is in force")
+	}
 	// A promise the borrower's side refuses (more than is overdue): the
 	// report stays recorded, the refusal is dead-lettered with the reason.
 	big := &dunningv1.AgencyOutcome{TenantId: tenant, LoanId: "L-a-promise", PlacementId: placement["L-a-promise"], OutcomeId: "o-8", OccurredAt: timestamppb.Now(),
@@ -193,9 +224,9 @@ func TestAgencyOutcomes(t *testing.T) {
 	}
 
 	// The agency learns why, on its own feed: each refused report once,
-	// with its reason, beside its 4 placements and 3 recalls.
+	// with its reason, beside its 5 placements and 3 recalls.
 	var rejected []string
-	for _, e := range h.readFeed(a, 11) {
+	for _, e := range h.readFeed(a, 12) {
 		if r := e.msg.GetRejected(); r != nil {
 			rejected = append(rejected, r.GetOutcomeId()+": "+r.GetReason())
 		}

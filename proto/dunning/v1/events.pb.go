@@ -2901,6 +2901,7 @@ type AgencyOutcome struct {
 	//	*AgencyOutcome_Payment
 	//	*AgencyOutcome_Dispute
 	//	*AgencyOutcome_Returned
+	//	*AgencyOutcome_Plan
 	Outcome isAgencyOutcome_Outcome `protobuf_oneof:"outcome"`
 	// Set by the pipeline when it records the outcome: the reporting agency.
 	AgencyId      string `protobuf:"bytes,20,opt,name=agency_id,json=agencyId,proto3" json:"agency_id,omitempty"`
@@ -3025,6 +3026,15 @@ func (x *AgencyOutcome) GetReturned() *AgencyReturn {
 	return nil
 }
 
+func (x *AgencyOutcome) GetPlan() *AgencyPlan {
+	if x != nil {
+		if x, ok := x.Outcome.(*AgencyOutcome_Plan); ok {
+			return x.Plan
+		}
+	}
+	return nil
+}
+
 func (x *AgencyOutcome) GetAgencyId() string {
 	if x != nil {
 		return x.AgencyId
@@ -3056,6 +3066,10 @@ type AgencyOutcome_Returned struct {
 	Returned *AgencyReturn `protobuf:"bytes,14,opt,name=returned,proto3,oneof"`
 }
 
+type AgencyOutcome_Plan struct {
+	Plan *AgencyPlan `protobuf:"bytes,15,opt,name=plan,proto3,oneof"`
+}
+
 func (*AgencyOutcome_Contacted) isAgencyOutcome_Outcome() {}
 
 func (*AgencyOutcome_Promise) isAgencyOutcome_Outcome() {}
@@ -3065,6 +3079,8 @@ func (*AgencyOutcome_Payment) isAgencyOutcome_Outcome() {}
 func (*AgencyOutcome_Dispute) isAgencyOutcome_Outcome() {}
 
 func (*AgencyOutcome_Returned) isAgencyOutcome_Outcome() {}
+
+func (*AgencyOutcome_Plan) isAgencyOutcome_Outcome() {}
 
 // AgencyContact: a contact attempt, and whether it reached the borrower.
 type AgencyContact struct {
@@ -3235,6 +3251,55 @@ func (x *AgencyPayment) GetReference() string {
 	return ""
 }
 
+// AgencyPlan: the agency arranged a repayment plan with the borrower. It
+// becomes the borrower's plan (plan_id agency-<outcome_id>), through the
+// lender's own checks; while it is active the placement is not recalled
+// by a hold or its expiry (only a deceased or bankruptcy hold forces it),
+// each refusal recorded (recall_refused).
+type AgencyPlan struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Installments  []*PlanInstallment     `protobuf:"bytes,1,rep,name=installments,proto3" json:"installments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgencyPlan) Reset() {
+	*x = AgencyPlan{}
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgencyPlan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgencyPlan) ProtoMessage() {}
+
+func (x *AgencyPlan) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgencyPlan.ProtoReflect.Descriptor instead.
+func (*AgencyPlan) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *AgencyPlan) GetInstallments() []*PlanInstallment {
+	if x != nil {
+		return x.Installments
+	}
+	return nil
+}
+
 // AgencyDispute: the borrower disputes the debt with the agency.
 type AgencyDispute struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3245,7 +3310,7 @@ type AgencyDispute struct {
 
 func (x *AgencyDispute) Reset() {
 	*x = AgencyDispute{}
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3257,7 +3322,7 @@ func (x *AgencyDispute) String() string {
 func (*AgencyDispute) ProtoMessage() {}
 
 func (x *AgencyDispute) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[27]
+	mi := &file_dunning_v1_events_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3270,7 +3335,7 @@ func (x *AgencyDispute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyDispute.ProtoReflect.Descriptor instead.
 func (*AgencyDispute) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{27}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AgencyDispute) GetDetail() string {
@@ -3290,7 +3355,7 @@ type AgencyReturn struct {
 
 func (x *AgencyReturn) Reset() {
 	*x = AgencyReturn{}
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3302,7 +3367,7 @@ func (x *AgencyReturn) String() string {
 func (*AgencyReturn) ProtoMessage() {}
 
 func (x *AgencyReturn) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[28]
+	mi := &file_dunning_v1_events_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3315,7 +3380,7 @@ func (x *AgencyReturn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyReturn.ProtoReflect.Descriptor instead.
 func (*AgencyReturn) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{28}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *AgencyReturn) GetReason() string {
@@ -3350,7 +3415,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_dunning_v1_events_proto_msgTypes[29]
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3362,7 +3427,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[29]
+	mi := &file_dunning_v1_events_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3375,7 +3440,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Delivery) GetTenantId() string {
@@ -3455,7 +3520,7 @@ type StepDue struct {
 
 func (x *StepDue) Reset() {
 	*x = StepDue{}
-	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	mi := &file_dunning_v1_events_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3467,7 +3532,7 @@ func (x *StepDue) String() string {
 func (*StepDue) ProtoMessage() {}
 
 func (x *StepDue) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[30]
+	mi := &file_dunning_v1_events_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3480,7 +3545,7 @@ func (x *StepDue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepDue.ProtoReflect.Descriptor instead.
 func (*StepDue) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StepDue) GetStepId() string {
@@ -3530,7 +3595,7 @@ type OverdueConfirmed struct {
 
 func (x *OverdueConfirmed) Reset() {
 	*x = OverdueConfirmed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[31]
+	mi := &file_dunning_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3542,7 +3607,7 @@ func (x *OverdueConfirmed) String() string {
 func (*OverdueConfirmed) ProtoMessage() {}
 
 func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[31]
+	mi := &file_dunning_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3555,7 +3620,7 @@ func (x *OverdueConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OverdueConfirmed.ProtoReflect.Descriptor instead.
 func (*OverdueConfirmed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *OverdueConfirmed) GetCase() *CaseContext {
@@ -3583,7 +3648,7 @@ type ContactRequested struct {
 
 func (x *ContactRequested) Reset() {
 	*x = ContactRequested{}
-	mi := &file_dunning_v1_events_proto_msgTypes[32]
+	mi := &file_dunning_v1_events_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3595,7 +3660,7 @@ func (x *ContactRequested) String() string {
 func (*ContactRequested) ProtoMessage() {}
 
 func (x *ContactRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[32]
+	mi := &file_dunning_v1_events_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3608,7 +3673,7 @@ func (x *ContactRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactRequested.ProtoReflect.Descriptor instead.
 func (*ContactRequested) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ContactRequested) GetCase() *CaseContext {
@@ -3636,7 +3701,7 @@ type Escalated struct {
 
 func (x *Escalated) Reset() {
 	*x = Escalated{}
-	mi := &file_dunning_v1_events_proto_msgTypes[33]
+	mi := &file_dunning_v1_events_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3648,7 +3713,7 @@ func (x *Escalated) String() string {
 func (*Escalated) ProtoMessage() {}
 
 func (x *Escalated) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[33]
+	mi := &file_dunning_v1_events_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3661,7 +3726,7 @@ func (x *Escalated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Escalated.ProtoReflect.Descriptor instead.
 func (*Escalated) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Escalated) GetCase() *CaseContext {
@@ -3691,7 +3756,7 @@ type HandedOff struct {
 
 func (x *HandedOff) Reset() {
 	*x = HandedOff{}
-	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	mi := &file_dunning_v1_events_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3703,7 +3768,7 @@ func (x *HandedOff) String() string {
 func (*HandedOff) ProtoMessage() {}
 
 func (x *HandedOff) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[34]
+	mi := &file_dunning_v1_events_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3716,7 +3781,7 @@ func (x *HandedOff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandedOff.ProtoReflect.Descriptor instead.
 func (*HandedOff) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *HandedOff) GetCase() *CaseContext {
@@ -3758,7 +3823,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_dunning_v1_events_proto_msgTypes[35]
+	mi := &file_dunning_v1_events_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3770,7 +3835,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[35]
+	mi := &file_dunning_v1_events_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3783,7 +3848,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Evidence) GetInstallments() []*InstallmentDue {
@@ -3832,7 +3897,7 @@ type LegalReferred struct {
 
 func (x *LegalReferred) Reset() {
 	*x = LegalReferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[36]
+	mi := &file_dunning_v1_events_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3844,7 +3909,7 @@ func (x *LegalReferred) String() string {
 func (*LegalReferred) ProtoMessage() {}
 
 func (x *LegalReferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[36]
+	mi := &file_dunning_v1_events_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3857,7 +3922,7 @@ func (x *LegalReferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LegalReferred.ProtoReflect.Descriptor instead.
 func (*LegalReferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{36}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *LegalReferred) GetCase() *CaseContext {
@@ -3889,7 +3954,7 @@ type CaseClosed struct {
 
 func (x *CaseClosed) Reset() {
 	*x = CaseClosed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[37]
+	mi := &file_dunning_v1_events_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3901,7 +3966,7 @@ func (x *CaseClosed) String() string {
 func (*CaseClosed) ProtoMessage() {}
 
 func (x *CaseClosed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[37]
+	mi := &file_dunning_v1_events_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3914,7 +3979,7 @@ func (x *CaseClosed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CaseClosed.ProtoReflect.Descriptor instead.
 func (*CaseClosed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{37}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CaseClosed) GetCase() *CaseContext {
@@ -3958,7 +4023,7 @@ type EntryDeferred struct {
 
 func (x *EntryDeferred) Reset() {
 	*x = EntryDeferred{}
-	mi := &file_dunning_v1_events_proto_msgTypes[38]
+	mi := &file_dunning_v1_events_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3970,7 +4035,7 @@ func (x *EntryDeferred) String() string {
 func (*EntryDeferred) ProtoMessage() {}
 
 func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[38]
+	mi := &file_dunning_v1_events_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3983,7 +4048,7 @@ func (x *EntryDeferred) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntryDeferred.ProtoReflect.Descriptor instead.
 func (*EntryDeferred) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{38}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *EntryDeferred) GetCase() *CaseContext {
@@ -4012,7 +4077,7 @@ type StepCancelled struct {
 
 func (x *StepCancelled) Reset() {
 	*x = StepCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[39]
+	mi := &file_dunning_v1_events_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4024,7 +4089,7 @@ func (x *StepCancelled) String() string {
 func (*StepCancelled) ProtoMessage() {}
 
 func (x *StepCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[39]
+	mi := &file_dunning_v1_events_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4037,7 +4102,7 @@ func (x *StepCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepCancelled.ProtoReflect.Descriptor instead.
 func (*StepCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{39}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *StepCancelled) GetCase() *CaseContext {
@@ -4069,7 +4134,7 @@ type ContactHeld struct {
 
 func (x *ContactHeld) Reset() {
 	*x = ContactHeld{}
-	mi := &file_dunning_v1_events_proto_msgTypes[40]
+	mi := &file_dunning_v1_events_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4081,7 +4146,7 @@ func (x *ContactHeld) String() string {
 func (*ContactHeld) ProtoMessage() {}
 
 func (x *ContactHeld) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[40]
+	mi := &file_dunning_v1_events_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4094,7 +4159,7 @@ func (x *ContactHeld) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactHeld.ProtoReflect.Descriptor instead.
 func (*ContactHeld) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{40}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ContactHeld) GetCase() *CaseContext {
@@ -4137,7 +4202,7 @@ type ContactReleased struct {
 
 func (x *ContactReleased) Reset() {
 	*x = ContactReleased{}
-	mi := &file_dunning_v1_events_proto_msgTypes[41]
+	mi := &file_dunning_v1_events_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4149,7 +4214,7 @@ func (x *ContactReleased) String() string {
 func (*ContactReleased) ProtoMessage() {}
 
 func (x *ContactReleased) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[41]
+	mi := &file_dunning_v1_events_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4162,7 +4227,7 @@ func (x *ContactReleased) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactReleased.ProtoReflect.Descriptor instead.
 func (*ContactReleased) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{41}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ContactReleased) GetCase() *CaseContext {
@@ -4192,7 +4257,7 @@ type ContactSuppressed struct {
 
 func (x *ContactSuppressed) Reset() {
 	*x = ContactSuppressed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[42]
+	mi := &file_dunning_v1_events_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4204,7 +4269,7 @@ func (x *ContactSuppressed) String() string {
 func (*ContactSuppressed) ProtoMessage() {}
 
 func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[42]
+	mi := &file_dunning_v1_events_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4217,7 +4282,7 @@ func (x *ContactSuppressed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactSuppressed.ProtoReflect.Descriptor instead.
 func (*ContactSuppressed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{42}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ContactSuppressed) GetCase() *CaseContext {
@@ -4254,7 +4319,7 @@ type ContactCancelled struct {
 
 func (x *ContactCancelled) Reset() {
 	*x = ContactCancelled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[43]
+	mi := &file_dunning_v1_events_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4266,7 +4331,7 @@ func (x *ContactCancelled) String() string {
 func (*ContactCancelled) ProtoMessage() {}
 
 func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[43]
+	mi := &file_dunning_v1_events_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4279,7 +4344,7 @@ func (x *ContactCancelled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContactCancelled.ProtoReflect.Descriptor instead.
 func (*ContactCancelled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{43}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ContactCancelled) GetCase() *CaseContext {
@@ -4318,7 +4383,7 @@ type LegalBlocked struct {
 
 func (x *LegalBlocked) Reset() {
 	*x = LegalBlocked{}
-	mi := &file_dunning_v1_events_proto_msgTypes[44]
+	mi := &file_dunning_v1_events_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4330,7 +4395,7 @@ func (x *LegalBlocked) String() string {
 func (*LegalBlocked) ProtoMessage() {}
 
 func (x *LegalBlocked) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[44]
+	mi := &file_dunning_v1_events_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4343,7 +4408,7 @@ func (x *LegalBlocked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LegalBlocked.ProtoReflect.Descriptor instead.
 func (*LegalBlocked) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{44}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *LegalBlocked) GetCase() *CaseContext {
@@ -4356,6 +4421,85 @@ func (x *LegalBlocked) GetCase() *CaseContext {
 func (x *LegalBlocked) GetBlockedBy() string {
 	if x != nil {
 		return x.BlockedBy
+	}
+	return ""
+}
+
+// RecallRefused: a recall that an agency-arranged plan in force stopped:
+// the hold or the expiry that would have recalled the placement, in rule
+// ("hold:<hold_id>" or "expiry"). The placement stays with the agency.
+type RecallRefused struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Case          *CaseContext           `protobuf:"bytes,1,opt,name=case,proto3" json:"case,omitempty"`
+	AgencyId      string                 `protobuf:"bytes,2,opt,name=agency_id,json=agencyId,proto3" json:"agency_id,omitempty"`
+	PlacementId   string                 `protobuf:"bytes,3,opt,name=placement_id,json=placementId,proto3" json:"placement_id,omitempty"`
+	Rule          string                 `protobuf:"bytes,4,opt,name=rule,proto3" json:"rule,omitempty"`
+	PlanId        string                 `protobuf:"bytes,5,opt,name=plan_id,json=planId,proto3" json:"plan_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecallRefused) Reset() {
+	*x = RecallRefused{}
+	mi := &file_dunning_v1_events_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecallRefused) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecallRefused) ProtoMessage() {}
+
+func (x *RecallRefused) ProtoReflect() protoreflect.Message {
+	mi := &file_dunning_v1_events_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecallRefused.ProtoReflect.Descriptor instead.
+func (*RecallRefused) Descriptor() ([]byte, []int) {
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *RecallRefused) GetCase() *CaseContext {
+	if x != nil {
+		return x.Case
+	}
+	return nil
+}
+
+func (x *RecallRefused) GetAgencyId() string {
+	if x != nil {
+		return x.AgencyId
+	}
+	return ""
+}
+
+func (x *RecallRefused) GetPlacementId() string {
+	if x != nil {
+		return x.PlacementId
+	}
+	return ""
+}
+
+func (x *RecallRefused) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *RecallRefused) GetPlanId() string {
+	if x != nil {
+		return x.PlanId
 	}
 	return ""
 }
@@ -4379,7 +4523,7 @@ type AgencyPaymentUnconfirmed struct {
 
 func (x *AgencyPaymentUnconfirmed) Reset() {
 	*x = AgencyPaymentUnconfirmed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[45]
+	mi := &file_dunning_v1_events_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4391,7 +4535,7 @@ func (x *AgencyPaymentUnconfirmed) String() string {
 func (*AgencyPaymentUnconfirmed) ProtoMessage() {}
 
 func (x *AgencyPaymentUnconfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[45]
+	mi := &file_dunning_v1_events_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4404,7 +4548,7 @@ func (x *AgencyPaymentUnconfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyPaymentUnconfirmed.ProtoReflect.Descriptor instead.
 func (*AgencyPaymentUnconfirmed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{45}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *AgencyPaymentUnconfirmed) GetCase() *CaseContext {
@@ -4469,7 +4613,7 @@ type LogSealed struct {
 
 func (x *LogSealed) Reset() {
 	*x = LogSealed{}
-	mi := &file_dunning_v1_events_proto_msgTypes[46]
+	mi := &file_dunning_v1_events_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4481,7 +4625,7 @@ func (x *LogSealed) String() string {
 func (*LogSealed) ProtoMessage() {}
 
 func (x *LogSealed) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[46]
+	mi := &file_dunning_v1_events_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4494,7 +4638,7 @@ func (x *LogSealed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogSealed.ProtoReflect.Descriptor instead.
 func (*LogSealed) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{46}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *LogSealed) GetThroughSeq() uint64 {
@@ -4546,7 +4690,7 @@ type HoldDeadline struct {
 
 func (x *HoldDeadline) Reset() {
 	*x = HoldDeadline{}
-	mi := &file_dunning_v1_events_proto_msgTypes[47]
+	mi := &file_dunning_v1_events_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4558,7 +4702,7 @@ func (x *HoldDeadline) String() string {
 func (*HoldDeadline) ProtoMessage() {}
 
 func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[47]
+	mi := &file_dunning_v1_events_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4571,7 +4715,7 @@ func (x *HoldDeadline) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldDeadline.ProtoReflect.Descriptor instead.
 func (*HoldDeadline) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{47}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *HoldDeadline) GetCase() *CaseContext {
@@ -4608,7 +4752,7 @@ type PlacementRecalled struct {
 
 func (x *PlacementRecalled) Reset() {
 	*x = PlacementRecalled{}
-	mi := &file_dunning_v1_events_proto_msgTypes[48]
+	mi := &file_dunning_v1_events_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4620,7 +4764,7 @@ func (x *PlacementRecalled) String() string {
 func (*PlacementRecalled) ProtoMessage() {}
 
 func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[48]
+	mi := &file_dunning_v1_events_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4633,7 +4777,7 @@ func (x *PlacementRecalled) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementRecalled.ProtoReflect.Descriptor instead.
 func (*PlacementRecalled) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{48}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *PlacementRecalled) GetCase() *CaseContext {
@@ -4671,7 +4815,7 @@ type PromiseResolved struct {
 
 func (x *PromiseResolved) Reset() {
 	*x = PromiseResolved{}
-	mi := &file_dunning_v1_events_proto_msgTypes[49]
+	mi := &file_dunning_v1_events_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4683,7 +4827,7 @@ func (x *PromiseResolved) String() string {
 func (*PromiseResolved) ProtoMessage() {}
 
 func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[49]
+	mi := &file_dunning_v1_events_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4696,7 +4840,7 @@ func (x *PromiseResolved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromiseResolved.ProtoReflect.Descriptor instead.
 func (*PromiseResolved) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{49}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *PromiseResolved) GetCase() *CaseContext {
@@ -4738,7 +4882,7 @@ type PlanProgress struct {
 
 func (x *PlanProgress) Reset() {
 	*x = PlanProgress{}
-	mi := &file_dunning_v1_events_proto_msgTypes[50]
+	mi := &file_dunning_v1_events_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4750,7 +4894,7 @@ func (x *PlanProgress) String() string {
 func (*PlanProgress) ProtoMessage() {}
 
 func (x *PlanProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[50]
+	mi := &file_dunning_v1_events_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4763,7 +4907,7 @@ func (x *PlanProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanProgress.ProtoReflect.Descriptor instead.
 func (*PlanProgress) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{50}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PlanProgress) GetCase() *CaseContext {
@@ -4821,7 +4965,7 @@ type BorrowerContact struct {
 
 func (x *BorrowerContact) Reset() {
 	*x = BorrowerContact{}
-	mi := &file_dunning_v1_events_proto_msgTypes[51]
+	mi := &file_dunning_v1_events_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4833,7 +4977,7 @@ func (x *BorrowerContact) String() string {
 func (*BorrowerContact) ProtoMessage() {}
 
 func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[51]
+	mi := &file_dunning_v1_events_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4846,7 +4990,7 @@ func (x *BorrowerContact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowerContact.ProtoReflect.Descriptor instead.
 func (*BorrowerContact) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{51}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *BorrowerContact) GetLoanId() string {
@@ -4902,7 +5046,7 @@ type AgencyCounter struct {
 
 func (x *AgencyCounter) Reset() {
 	*x = AgencyCounter{}
-	mi := &file_dunning_v1_events_proto_msgTypes[52]
+	mi := &file_dunning_v1_events_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4914,7 +5058,7 @@ func (x *AgencyCounter) String() string {
 func (*AgencyCounter) ProtoMessage() {}
 
 func (x *AgencyCounter) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[52]
+	mi := &file_dunning_v1_events_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4927,7 +5071,7 @@ func (x *AgencyCounter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgencyCounter.ProtoReflect.Descriptor instead.
 func (*AgencyCounter) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{52}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *AgencyCounter) GetOpen() int64 {
@@ -4973,7 +5117,7 @@ type VerificationCode struct {
 
 func (x *VerificationCode) Reset() {
 	*x = VerificationCode{}
-	mi := &file_dunning_v1_events_proto_msgTypes[53]
+	mi := &file_dunning_v1_events_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4985,7 +5129,7 @@ func (x *VerificationCode) String() string {
 func (*VerificationCode) ProtoMessage() {}
 
 func (x *VerificationCode) ProtoReflect() protoreflect.Message {
-	mi := &file_dunning_v1_events_proto_msgTypes[53]
+	mi := &file_dunning_v1_events_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4998,7 +5142,7 @@ func (x *VerificationCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerificationCode.ProtoReflect.Descriptor instead.
 func (*VerificationCode) Descriptor() ([]byte, []int) {
-	return file_dunning_v1_events_proto_rawDescGZIP(), []int{53}
+	return file_dunning_v1_events_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *VerificationCode) GetTenantId() string {
@@ -5260,7 +5404,7 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"caseNumber\x12\x16\n" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12;\n" +
 	"\vrecalled_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"recalledAt\"\x84\x04\n" +
+	"recalledAt\"\xb2\x04\n" +
 	"\rAgencyOutcome\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\aloan_id\x18\x02 \x01(\tR\x06loanId\x12!\n" +
@@ -5274,7 +5418,8 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\apromise\x18\v \x01(\v2\x19.dunning.v1.AgencyPromiseH\x00R\apromise\x125\n" +
 	"\apayment\x18\f \x01(\v2\x19.dunning.v1.AgencyPaymentH\x00R\apayment\x125\n" +
 	"\adispute\x18\r \x01(\v2\x19.dunning.v1.AgencyDisputeH\x00R\adispute\x126\n" +
-	"\breturned\x18\x0e \x01(\v2\x18.dunning.v1.AgencyReturnH\x00R\breturned\x12\x1b\n" +
+	"\breturned\x18\x0e \x01(\v2\x18.dunning.v1.AgencyReturnH\x00R\breturned\x12,\n" +
+	"\x04plan\x18\x0f \x01(\v2\x16.dunning.v1.AgencyPlanH\x00R\x04plan\x12\x1b\n" +
 	"\tagency_id\x18\x14 \x01(\tR\bagencyIdB\t\n" +
 	"\aoutcome\"}\n" +
 	"\rAgencyContact\x12-\n" +
@@ -5287,7 +5432,10 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\fpromised_for\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vpromisedFor\"X\n" +
 	"\rAgencyPayment\x12)\n" +
 	"\x06amount\x18\x01 \x01(\v2\x11.dunning.v1.MoneyR\x06amount\x12\x1c\n" +
-	"\treference\x18\x02 \x01(\tR\treference\"'\n" +
+	"\treference\x18\x02 \x01(\tR\treference\"M\n" +
+	"\n" +
+	"AgencyPlan\x12?\n" +
+	"\finstallments\x18\x01 \x03(\v2\x1b.dunning.v1.PlanInstallmentR\finstallments\"'\n" +
 	"\rAgencyDispute\x12\x16\n" +
 	"\x06detail\x18\x01 \x01(\tR\x06detail\"&\n" +
 	"\fAgencyReturn\x12\x16\n" +
@@ -5366,7 +5514,13 @@ const file_dunning_v1_events_proto_rawDesc = "" +
 	"\fLegalBlocked\x12+\n" +
 	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12\x1d\n" +
 	"\n" +
-	"blocked_by\x18\x02 \x01(\tR\tblockedBy\"\xed\x01\n" +
+	"blocked_by\x18\x02 \x01(\tR\tblockedBy\"\xa9\x01\n" +
+	"\rRecallRefused\x12+\n" +
+	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12\x1b\n" +
+	"\tagency_id\x18\x02 \x01(\tR\bagencyId\x12!\n" +
+	"\fplacement_id\x18\x03 \x01(\tR\vplacementId\x12\x12\n" +
+	"\x04rule\x18\x04 \x01(\tR\x04rule\x12\x17\n" +
+	"\aplan_id\x18\x05 \x01(\tR\x06planId\"\xed\x01\n" +
 	"\x18AgencyPaymentUnconfirmed\x12+\n" +
 	"\x04case\x18\x01 \x01(\v2\x17.dunning.v1.CaseContextR\x04case\x12\x1b\n" +
 	"\tagency_id\x18\x02 \x01(\tR\bagencyId\x12!\n" +
@@ -5486,7 +5640,7 @@ func file_dunning_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_dunning_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_dunning_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_dunning_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                     // 0: dunning.v1.Outcome
 	(HoldKind)(0),                    // 1: dunning.v1.HoldKind
@@ -5523,65 +5677,67 @@ var file_dunning_v1_events_proto_goTypes = []any{
 	(*AgencyContact)(nil),            // 32: dunning.v1.AgencyContact
 	(*AgencyPromise)(nil),            // 33: dunning.v1.AgencyPromise
 	(*AgencyPayment)(nil),            // 34: dunning.v1.AgencyPayment
-	(*AgencyDispute)(nil),            // 35: dunning.v1.AgencyDispute
-	(*AgencyReturn)(nil),             // 36: dunning.v1.AgencyReturn
-	(*Delivery)(nil),                 // 37: dunning.v1.Delivery
-	(*StepDue)(nil),                  // 38: dunning.v1.StepDue
-	(*OverdueConfirmed)(nil),         // 39: dunning.v1.OverdueConfirmed
-	(*ContactRequested)(nil),         // 40: dunning.v1.ContactRequested
-	(*Escalated)(nil),                // 41: dunning.v1.Escalated
-	(*HandedOff)(nil),                // 42: dunning.v1.HandedOff
-	(*Evidence)(nil),                 // 43: dunning.v1.Evidence
-	(*LegalReferred)(nil),            // 44: dunning.v1.LegalReferred
-	(*CaseClosed)(nil),               // 45: dunning.v1.CaseClosed
-	(*EntryDeferred)(nil),            // 46: dunning.v1.EntryDeferred
-	(*StepCancelled)(nil),            // 47: dunning.v1.StepCancelled
-	(*ContactHeld)(nil),              // 48: dunning.v1.ContactHeld
-	(*ContactReleased)(nil),          // 49: dunning.v1.ContactReleased
-	(*ContactSuppressed)(nil),        // 50: dunning.v1.ContactSuppressed
-	(*ContactCancelled)(nil),         // 51: dunning.v1.ContactCancelled
-	(*LegalBlocked)(nil),             // 52: dunning.v1.LegalBlocked
-	(*AgencyPaymentUnconfirmed)(nil), // 53: dunning.v1.AgencyPaymentUnconfirmed
-	(*LogSealed)(nil),                // 54: dunning.v1.LogSealed
-	(*HoldDeadline)(nil),             // 55: dunning.v1.HoldDeadline
-	(*PlacementRecalled)(nil),        // 56: dunning.v1.PlacementRecalled
-	(*PromiseResolved)(nil),          // 57: dunning.v1.PromiseResolved
-	(*PlanProgress)(nil),             // 58: dunning.v1.PlanProgress
-	(*BorrowerContact)(nil),          // 59: dunning.v1.BorrowerContact
-	(*AgencyCounter)(nil),            // 60: dunning.v1.AgencyCounter
-	(*VerificationCode)(nil),         // 61: dunning.v1.VerificationCode
-	nil,                              // 62: dunning.v1.AgencyPlacement.RecentContactsEntry
-	(*timestamppb.Timestamp)(nil),    // 63: google.protobuf.Timestamp
+	(*AgencyPlan)(nil),               // 35: dunning.v1.AgencyPlan
+	(*AgencyDispute)(nil),            // 36: dunning.v1.AgencyDispute
+	(*AgencyReturn)(nil),             // 37: dunning.v1.AgencyReturn
+	(*Delivery)(nil),                 // 38: dunning.v1.Delivery
+	(*StepDue)(nil),                  // 39: dunning.v1.StepDue
+	(*OverdueConfirmed)(nil),         // 40: dunning.v1.OverdueConfirmed
+	(*ContactRequested)(nil),         // 41: dunning.v1.ContactRequested
+	(*Escalated)(nil),                // 42: dunning.v1.Escalated
+	(*HandedOff)(nil),                // 43: dunning.v1.HandedOff
+	(*Evidence)(nil),                 // 44: dunning.v1.Evidence
+	(*LegalReferred)(nil),            // 45: dunning.v1.LegalReferred
+	(*CaseClosed)(nil),               // 46: dunning.v1.CaseClosed
+	(*EntryDeferred)(nil),            // 47: dunning.v1.EntryDeferred
+	(*StepCancelled)(nil),            // 48: dunning.v1.StepCancelled
+	(*ContactHeld)(nil),              // 49: dunning.v1.ContactHeld
+	(*ContactReleased)(nil),          // 50: dunning.v1.ContactReleased
+	(*ContactSuppressed)(nil),        // 51: dunning.v1.ContactSuppressed
+	(*ContactCancelled)(nil),         // 52: dunning.v1.ContactCancelled
+	(*LegalBlocked)(nil),             // 53: dunning.v1.LegalBlocked
+	(*RecallRefused)(nil),            // 54: dunning.v1.RecallRefused
+	(*AgencyPaymentUnconfirmed)(nil), // 55: dunning.v1.AgencyPaymentUnconfirmed
+	(*LogSealed)(nil),                // 56: dunning.v1.LogSealed
+	(*HoldDeadline)(nil),             // 57: dunning.v1.HoldDeadline
+	(*PlacementRecalled)(nil),        // 58: dunning.v1.PlacementRecalled
+	(*PromiseResolved)(nil),          // 59: dunning.v1.PromiseResolved
+	(*PlanProgress)(nil),             // 60: dunning.v1.PlanProgress
+	(*BorrowerContact)(nil),          // 61: dunning.v1.BorrowerContact
+	(*AgencyCounter)(nil),            // 62: dunning.v1.AgencyCounter
+	(*VerificationCode)(nil),         // 63: dunning.v1.VerificationCode
+	nil,                              // 64: dunning.v1.AgencyPlacement.RecentContactsEntry
+	(*timestamppb.Timestamp)(nil),    // 65: google.protobuf.Timestamp
 }
 var file_dunning_v1_events_proto_depIdxs = []int32{
 	8,   // 0: dunning.v1.InstallmentDue.amount:type_name -> dunning.v1.Money
-	63,  // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
+	65,  // 1: dunning.v1.InstallmentDue.due_at:type_name -> google.protobuf.Timestamp
 	10,  // 2: dunning.v1.InstallmentDue.itemisation:type_name -> dunning.v1.Itemisation
-	63,  // 3: dunning.v1.InstallmentDue.limitation_ends_at:type_name -> google.protobuf.Timestamp
+	65,  // 3: dunning.v1.InstallmentDue.limitation_ends_at:type_name -> google.protobuf.Timestamp
 	8,   // 4: dunning.v1.Itemisation.principal:type_name -> dunning.v1.Money
 	8,   // 5: dunning.v1.Itemisation.interest:type_name -> dunning.v1.Money
 	8,   // 6: dunning.v1.Itemisation.fees:type_name -> dunning.v1.Money
 	10,  // 7: dunning.v1.BalanceUpdated.overdue:type_name -> dunning.v1.Itemisation
-	63,  // 8: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
+	65,  // 8: dunning.v1.BalanceUpdated.as_of:type_name -> google.protobuf.Timestamp
 	8,   // 9: dunning.v1.RepaymentReceived.amount:type_name -> dunning.v1.Money
-	63,  // 10: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
-	63,  // 11: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
+	65,  // 10: dunning.v1.RepaymentReceived.paid_at:type_name -> google.protobuf.Timestamp
+	65,  // 11: dunning.v1.LoanSettled.settled_at:type_name -> google.protobuf.Timestamp
 	0,   // 12: dunning.v1.ContactOutcome.outcome:type_name -> dunning.v1.Outcome
-	63,  // 13: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	65,  // 13: dunning.v1.ContactOutcome.occurred_at:type_name -> google.protobuf.Timestamp
 	5,   // 14: dunning.v1.ContactPreference.channel:type_name -> dunning.v1.Channel
-	63,  // 15: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
-	63,  // 16: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
+	65,  // 15: dunning.v1.ContactPreference.received_at:type_name -> google.protobuf.Timestamp
+	65,  // 16: dunning.v1.ContactHours.received_at:type_name -> google.protobuf.Timestamp
 	1,   // 17: dunning.v1.HoldPlaced.kind:type_name -> dunning.v1.HoldKind
-	63,  // 18: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
-	63,  // 19: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
+	65,  // 18: dunning.v1.HoldPlaced.received_at:type_name -> google.protobuf.Timestamp
+	65,  // 19: dunning.v1.HoldReleased.released_at:type_name -> google.protobuf.Timestamp
 	8,   // 20: dunning.v1.PromiseToPay.amount:type_name -> dunning.v1.Money
-	63,  // 21: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
-	63,  // 22: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
-	63,  // 23: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
+	65,  // 21: dunning.v1.PromiseToPay.promised_for:type_name -> google.protobuf.Timestamp
+	65,  // 22: dunning.v1.PromiseToPay.received_at:type_name -> google.protobuf.Timestamp
+	65,  // 23: dunning.v1.PlanInstallment.due_at:type_name -> google.protobuf.Timestamp
 	8,   // 24: dunning.v1.PlanInstallment.amount:type_name -> dunning.v1.Money
 	20,  // 25: dunning.v1.RepaymentPlan.installments:type_name -> dunning.v1.PlanInstallment
-	63,  // 26: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
-	63,  // 27: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
+	65,  // 26: dunning.v1.RepaymentPlan.received_at:type_name -> google.protobuf.Timestamp
+	65,  // 27: dunning.v1.PlanCancelled.cancelled_at:type_name -> google.protobuf.Timestamp
 	9,   // 28: dunning.v1.LenderEvent.installment_due:type_name -> dunning.v1.InstallmentDue
 	12,  // 29: dunning.v1.LenderEvent.repayment_received:type_name -> dunning.v1.RepaymentReceived
 	13,  // 30: dunning.v1.LenderEvent.loan_settled:type_name -> dunning.v1.LoanSettled
@@ -5596,88 +5752,91 @@ var file_dunning_v1_events_proto_depIdxs = []int32{
 	11,  // 39: dunning.v1.LenderEvent.balance_updated:type_name -> dunning.v1.BalanceUpdated
 	24,  // 40: dunning.v1.LenderEvent.legal_outcome:type_name -> dunning.v1.LegalOutcome
 	2,   // 41: dunning.v1.LegalOutcome.status:type_name -> dunning.v1.LegalStatus
-	63,  // 42: dunning.v1.LegalOutcome.at:type_name -> google.protobuf.Timestamp
+	65,  // 42: dunning.v1.LegalOutcome.at:type_name -> google.protobuf.Timestamp
 	3,   // 43: dunning.v1.CaseContext.stage:type_name -> dunning.v1.Stage
 	4,   // 44: dunning.v1.CaseContext.tier:type_name -> dunning.v1.Tier
 	8,   // 45: dunning.v1.CaseContext.overdue:type_name -> dunning.v1.Money
-	63,  // 46: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
-	63,  // 47: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
+	65,  // 46: dunning.v1.CaseContext.decided_at:type_name -> google.protobuf.Timestamp
+	65,  // 47: dunning.v1.CaseContext.as_of:type_name -> google.protobuf.Timestamp
 	5,   // 48: dunning.v1.ContactTask.channel:type_name -> dunning.v1.Channel
 	6,   // 49: dunning.v1.ContactTask.tone:type_name -> dunning.v1.Tone
 	8,   // 50: dunning.v1.ContactTask.amount_due:type_name -> dunning.v1.Money
 	8,   // 51: dunning.v1.ContactTask.fees:type_name -> dunning.v1.Money
-	63,  // 52: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
-	63,  // 53: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
+	65,  // 52: dunning.v1.ContactTask.not_before:type_name -> google.protobuf.Timestamp
+	65,  // 53: dunning.v1.ContactTask.not_after:type_name -> google.protobuf.Timestamp
 	29,  // 54: dunning.v1.AgencyFeed.placed:type_name -> dunning.v1.AgencyPlacement
 	30,  // 55: dunning.v1.AgencyFeed.recalled:type_name -> dunning.v1.AgencyRecall
 	28,  // 56: dunning.v1.AgencyFeed.rejected:type_name -> dunning.v1.AgencyRejection
-	63,  // 57: dunning.v1.AgencyRejection.rejected_at:type_name -> google.protobuf.Timestamp
+	65,  // 57: dunning.v1.AgencyRejection.rejected_at:type_name -> google.protobuf.Timestamp
 	8,   // 58: dunning.v1.AgencyPlacement.overdue:type_name -> dunning.v1.Money
 	4,   // 59: dunning.v1.AgencyPlacement.tier:type_name -> dunning.v1.Tier
-	63,  // 60: dunning.v1.AgencyPlacement.placed_at:type_name -> google.protobuf.Timestamp
+	65,  // 60: dunning.v1.AgencyPlacement.placed_at:type_name -> google.protobuf.Timestamp
 	5,   // 61: dunning.v1.AgencyPlacement.opted_out:type_name -> dunning.v1.Channel
-	62,  // 62: dunning.v1.AgencyPlacement.recent_contacts:type_name -> dunning.v1.AgencyPlacement.RecentContactsEntry
-	63,  // 63: dunning.v1.AgencyRecall.recalled_at:type_name -> google.protobuf.Timestamp
-	63,  // 64: dunning.v1.AgencyOutcome.occurred_at:type_name -> google.protobuf.Timestamp
+	64,  // 62: dunning.v1.AgencyPlacement.recent_contacts:type_name -> dunning.v1.AgencyPlacement.RecentContactsEntry
+	65,  // 63: dunning.v1.AgencyRecall.recalled_at:type_name -> google.protobuf.Timestamp
+	65,  // 64: dunning.v1.AgencyOutcome.occurred_at:type_name -> google.protobuf.Timestamp
 	32,  // 65: dunning.v1.AgencyOutcome.contacted:type_name -> dunning.v1.AgencyContact
 	33,  // 66: dunning.v1.AgencyOutcome.promise:type_name -> dunning.v1.AgencyPromise
 	34,  // 67: dunning.v1.AgencyOutcome.payment:type_name -> dunning.v1.AgencyPayment
-	35,  // 68: dunning.v1.AgencyOutcome.dispute:type_name -> dunning.v1.AgencyDispute
-	36,  // 69: dunning.v1.AgencyOutcome.returned:type_name -> dunning.v1.AgencyReturn
-	5,   // 70: dunning.v1.AgencyContact.channel:type_name -> dunning.v1.Channel
-	8,   // 71: dunning.v1.AgencyPromise.amount:type_name -> dunning.v1.Money
-	63,  // 72: dunning.v1.AgencyPromise.promised_for:type_name -> google.protobuf.Timestamp
-	8,   // 73: dunning.v1.AgencyPayment.amount:type_name -> dunning.v1.Money
-	3,   // 74: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
-	4,   // 75: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
-	26,  // 76: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
-	3,   // 77: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
-	63,  // 78: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
-	25,  // 79: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
-	25,  // 80: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
-	26,  // 81: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
-	25,  // 82: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
-	26,  // 83: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
-	25,  // 84: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
-	9,   // 85: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
-	12,  // 86: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
-	26,  // 87: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
-	25,  // 88: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
-	43,  // 89: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
-	25,  // 90: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
-	7,   // 91: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
-	3,   // 92: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
-	25,  // 93: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
-	3,   // 94: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
-	25,  // 95: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
-	25,  // 96: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
-	26,  // 97: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
-	63,  // 98: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
-	25,  // 99: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
-	26,  // 100: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
-	25,  // 101: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
-	26,  // 102: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
-	25,  // 103: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
-	26,  // 104: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
-	25,  // 105: dunning.v1.LegalBlocked.case:type_name -> dunning.v1.CaseContext
-	25,  // 106: dunning.v1.AgencyPaymentUnconfirmed.case:type_name -> dunning.v1.CaseContext
-	8,   // 107: dunning.v1.AgencyPaymentUnconfirmed.amount:type_name -> dunning.v1.Money
-	63,  // 108: dunning.v1.LogSealed.sealed_at:type_name -> google.protobuf.Timestamp
-	25,  // 109: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
-	25,  // 110: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
-	25,  // 111: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
-	8,   // 112: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
-	25,  // 113: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
-	63,  // 114: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
-	8,   // 115: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
-	5,   // 116: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
-	63,  // 117: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
-	0,   // 118: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
-	119, // [119:119] is the sub-list for method output_type
-	119, // [119:119] is the sub-list for method input_type
-	119, // [119:119] is the sub-list for extension type_name
-	119, // [119:119] is the sub-list for extension extendee
-	0,   // [0:119] is the sub-list for field type_name
+	36,  // 68: dunning.v1.AgencyOutcome.dispute:type_name -> dunning.v1.AgencyDispute
+	37,  // 69: dunning.v1.AgencyOutcome.returned:type_name -> dunning.v1.AgencyReturn
+	35,  // 70: dunning.v1.AgencyOutcome.plan:type_name -> dunning.v1.AgencyPlan
+	5,   // 71: dunning.v1.AgencyContact.channel:type_name -> dunning.v1.Channel
+	8,   // 72: dunning.v1.AgencyPromise.amount:type_name -> dunning.v1.Money
+	65,  // 73: dunning.v1.AgencyPromise.promised_for:type_name -> google.protobuf.Timestamp
+	8,   // 74: dunning.v1.AgencyPayment.amount:type_name -> dunning.v1.Money
+	20,  // 75: dunning.v1.AgencyPlan.installments:type_name -> dunning.v1.PlanInstallment
+	3,   // 76: dunning.v1.Delivery.stage:type_name -> dunning.v1.Stage
+	4,   // 77: dunning.v1.Delivery.tier:type_name -> dunning.v1.Tier
+	26,  // 78: dunning.v1.Delivery.task:type_name -> dunning.v1.ContactTask
+	3,   // 79: dunning.v1.StepDue.stage:type_name -> dunning.v1.Stage
+	65,  // 80: dunning.v1.StepDue.due_at:type_name -> google.protobuf.Timestamp
+	25,  // 81: dunning.v1.OverdueConfirmed.case:type_name -> dunning.v1.CaseContext
+	25,  // 82: dunning.v1.ContactRequested.case:type_name -> dunning.v1.CaseContext
+	26,  // 83: dunning.v1.ContactRequested.tasks:type_name -> dunning.v1.ContactTask
+	25,  // 84: dunning.v1.Escalated.case:type_name -> dunning.v1.CaseContext
+	26,  // 85: dunning.v1.Escalated.tasks:type_name -> dunning.v1.ContactTask
+	25,  // 86: dunning.v1.HandedOff.case:type_name -> dunning.v1.CaseContext
+	9,   // 87: dunning.v1.Evidence.installments:type_name -> dunning.v1.InstallmentDue
+	12,  // 88: dunning.v1.Evidence.repayments:type_name -> dunning.v1.RepaymentReceived
+	26,  // 89: dunning.v1.Evidence.contacts:type_name -> dunning.v1.ContactTask
+	25,  // 90: dunning.v1.LegalReferred.case:type_name -> dunning.v1.CaseContext
+	44,  // 91: dunning.v1.LegalReferred.evidence:type_name -> dunning.v1.Evidence
+	25,  // 92: dunning.v1.CaseClosed.case:type_name -> dunning.v1.CaseContext
+	7,   // 93: dunning.v1.CaseClosed.close_reason:type_name -> dunning.v1.CloseReason
+	3,   // 94: dunning.v1.CaseClosed.closed_at_stage:type_name -> dunning.v1.Stage
+	25,  // 95: dunning.v1.EntryDeferred.case:type_name -> dunning.v1.CaseContext
+	3,   // 96: dunning.v1.EntryDeferred.deferred_stage:type_name -> dunning.v1.Stage
+	25,  // 97: dunning.v1.StepCancelled.case:type_name -> dunning.v1.CaseContext
+	25,  // 98: dunning.v1.ContactHeld.case:type_name -> dunning.v1.CaseContext
+	26,  // 99: dunning.v1.ContactHeld.tasks:type_name -> dunning.v1.ContactTask
+	65,  // 100: dunning.v1.ContactHeld.held_until:type_name -> google.protobuf.Timestamp
+	25,  // 101: dunning.v1.ContactReleased.case:type_name -> dunning.v1.CaseContext
+	26,  // 102: dunning.v1.ContactReleased.tasks:type_name -> dunning.v1.ContactTask
+	25,  // 103: dunning.v1.ContactSuppressed.case:type_name -> dunning.v1.CaseContext
+	26,  // 104: dunning.v1.ContactSuppressed.tasks:type_name -> dunning.v1.ContactTask
+	25,  // 105: dunning.v1.ContactCancelled.case:type_name -> dunning.v1.CaseContext
+	26,  // 106: dunning.v1.ContactCancelled.tasks:type_name -> dunning.v1.ContactTask
+	25,  // 107: dunning.v1.LegalBlocked.case:type_name -> dunning.v1.CaseContext
+	25,  // 108: dunning.v1.RecallRefused.case:type_name -> dunning.v1.CaseContext
+	25,  // 109: dunning.v1.AgencyPaymentUnconfirmed.case:type_name -> dunning.v1.CaseContext
+	8,   // 110: dunning.v1.AgencyPaymentUnconfirmed.amount:type_name -> dunning.v1.Money
+	65,  // 111: dunning.v1.LogSealed.sealed_at:type_name -> google.protobuf.Timestamp
+	25,  // 112: dunning.v1.HoldDeadline.case:type_name -> dunning.v1.CaseContext
+	25,  // 113: dunning.v1.PlacementRecalled.case:type_name -> dunning.v1.CaseContext
+	25,  // 114: dunning.v1.PromiseResolved.case:type_name -> dunning.v1.CaseContext
+	8,   // 115: dunning.v1.PromiseResolved.paid:type_name -> dunning.v1.Money
+	25,  // 116: dunning.v1.PlanProgress.case:type_name -> dunning.v1.CaseContext
+	65,  // 117: dunning.v1.PlanProgress.moved_to:type_name -> google.protobuf.Timestamp
+	8,   // 118: dunning.v1.PlanProgress.paid:type_name -> dunning.v1.Money
+	5,   // 119: dunning.v1.BorrowerContact.channel:type_name -> dunning.v1.Channel
+	65,  // 120: dunning.v1.BorrowerContact.at:type_name -> google.protobuf.Timestamp
+	0,   // 121: dunning.v1.BorrowerContact.outcome:type_name -> dunning.v1.Outcome
+	122, // [122:122] is the sub-list for method output_type
+	122, // [122:122] is the sub-list for method input_type
+	122, // [122:122] is the sub-list for extension type_name
+	122, // [122:122] is the sub-list for extension extendee
+	0,   // [0:122] is the sub-list for field type_name
 }
 
 func init() { file_dunning_v1_events_proto_init() }
@@ -5711,6 +5870,7 @@ func file_dunning_v1_events_proto_init() {
 		(*AgencyOutcome_Payment)(nil),
 		(*AgencyOutcome_Dispute)(nil),
 		(*AgencyOutcome_Returned)(nil),
+		(*AgencyOutcome_Plan)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -5718,7 +5878,7 @@ func file_dunning_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_dunning_v1_events_proto_rawDesc), len(file_dunning_v1_events_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   55,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
