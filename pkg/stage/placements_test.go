@@ -363,7 +363,7 @@ func TestAgencyPlanRefusesRecall(t *testing.T) {
 	if r := w.decided("L-dispute", policy.KindPlacementRecalled); len(r) != 0 {
 		t.Errorf("L-dispute recalled while the agency's plan was in force: %+v", r)
 	}
-	if at := refused[len(refused)-1].Ctx.AsOf; !at.Equal(w.decided("L-dispute", policy.KindHandedOff)[0].Ctx.AsOfOrDecided().Add(20*policy.RealDay)) {
+	if at := refused[len(refused)-1].Ctx.AsOf; !at.Equal(w.decided("L-dispute", policy.KindHandedOff)[0].Ctx.AsOfOrDecided().Add(20 * policy.RealDay)) {
 		t.Errorf("expiry refused at %s, want the placement's 20th day", at.In(w.loc))
 	}
 	if r := w.decided("L-deceased", policy.KindPlacementRecalled); len(r) != 1 || len(w.decided("L-deceased", policy.KindRecallRefused)) != 0 {
