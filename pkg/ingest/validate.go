@@ -380,7 +380,7 @@ func caseReference(field, v string) error {
 	if !utf8.ValidString(v) || utf8.RuneCountInString(v) > 128 || strings.IndexFunc(v, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
 		return &FieldError{field, "must be at most 128 printable characters"}
 	}
-	if shape := personalShape(v); shape != "" {
+	if shape := personalShape(strings.TrimPrefix(v, "+")); shape != "" {
 		return &FieldError{field, "must be the case's reference, not personal data (it has the shape of " + shape + ")"}
 	}
 	return nil
