@@ -155,15 +155,13 @@ type Grant struct {
 // cannot process; it may create, update or delete nothing.
 func ServicePermissions(id Identity, g Grant) Permissions {
 	p := Permissions{Subscribe: []string{id.Inbox() + ".>"}}
-	for _, c := range g.Consumers {
-		// A message its consumer ran out of deliveries for without an ack
-		// is announced here; the service dead-letters it (bus).
-		p.Subscribe = append(p.Subscribe, topology.MaxDeliveriesAdvisory(c.Stream, c.Name))
-	}
 	for _, s := range topology.Streams() {
 		p.Publish = append(p.Publish, "$JS.API.STREAM.INFO."+s)
 	}
-	for _, c := range g.Consumers {
+	// Each consumer with the consumer of its max-deliveries advisories: a
+	// message it ran out of deliveries for without an ack is announced
+	// there, and the service dead-letters it (bus).
+	for _, c := range topology.WithAbandoned(g.Consumers) {
 		p.Publish = append(p.Publish,
 			"$JS.API.CONSUMER.INFO."+c.Stream+"."+c.Name,
 			"$JS.API.CONSUMER.MSG.NEXT."+c.Stream+"."+c.Name,

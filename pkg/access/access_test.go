@@ -92,11 +92,16 @@ func TestServerConfig(t *testing.T) {
 			t.Errorf("escalation may publish %s", s)
 		}
 	}
-	// Its inbox, and the advisory of its own consumer's messages that ran
-	// out of deliveries (which it dead-letters).
-	if sub := svc.Permissions.Subscribe.Allow; !slices.Equal(sub, []string{"_INBOX_service-escalation.>",
-		"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.DUNNING_LOANS.escalation"}) {
-		t.Errorf("escalation may subscribe %v, want only its inbox and its consumer's max-deliveries advisory", sub)
+	// Its inbox only: the advisories of its consumer's messages that ran
+	// out of deliveries (which it dead-letters) it pulls from their stream,
+	// through its own consumer there.
+	if sub := svc.Permissions.Subscribe.Allow; !slices.Equal(sub, []string{"_INBOX_service-escalation.>"}) {
+		t.Errorf("escalation may subscribe %v, want only its inbox", sub)
+	}
+	for _, want := range []string{"$JS.API.CONSUMER.MSG.NEXT.DUNNING_ADVISORIES.abandoned-escalation", "$JS.ACK.DUNNING_ADVISORIES.abandoned-escalation.>"} {
+		if !slices.Contains(pub, want) {
+			t.Errorf("escalation may not publish %s (its advisories' consumer); allowed: %v", want, pub)
+		}
 	}
 	for _, key := range []string{keys[access.Lender("acme")], second} {
 		u := users[key]

@@ -29,6 +29,7 @@ import (
 	"github.com/opendunning/dunning/pkg/access"
 	"github.com/opendunning/dunning/pkg/api"
 	"github.com/opendunning/dunning/pkg/apikey"
+	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/notify"
 	"github.com/opendunning/dunning/pkg/pipeline"
 	"github.com/opendunning/dunning/pkg/policy"
@@ -118,6 +119,10 @@ type Config struct {
 	AckWait                 time.Duration
 	MaxDeliver              int
 	Replicas                int
+	// MaxKeepAlive bounds how long a message is kept from redelivery while
+	// its handler runs (a hung handler is then redelivered, and one hung on
+	// every delivery dead-lettered as abandoned).
+	MaxKeepAlive time.Duration
 	// MetricsHTTP, when set, serves /metrics there instead of on HTTP.
 	MetricsHTTP string
 	// APIKeys is the file of the HTTP API's keys (package apikey).
@@ -167,6 +172,8 @@ func parse(name string, args []string, o Options) (Config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	topo := topology.DefaultTopology()
 	c.AckWait, c.Replicas, c.MaxDeliver = topo.AckWait, topo.Replicas, topo.MaxDeliver
+	fs.DurationVar(&c.MaxKeepAlive, "max-keepalive", bus.DefaultMaxKeepAlive,
+		"keep a message from redelivery at most this long while its handler runs; one hung on every delivery is dead-lettered as abandoned")
 	if o.Embedded {
 		// Only dunningd provisions; a service runs on its consumers as the
 		// admin provisioned them (dunctl provision takes these flags).
@@ -188,6 +195,9 @@ func parse(name string, args []string, o Options) (Config, error) {
 	}
 	if c.MaxDeliver < 2 {
 		return Config{}, fmt.Errorf("--max-deliver must be at least 2, got %d", c.MaxDeliver)
+	}
+	if c.MaxKeepAlive < time.Second {
+		return Config{}, fmt.Errorf("--max-keepalive must be at least 1s, got %s", c.MaxKeepAlive)
 	}
 	if c.MaxConns < 1 || c.MaxConnsPerIP < 1 || c.MaxConnsPerIP > c.MaxConns {
 		return Config{}, fmt.Errorf("--http-max-conns and --http-max-conns-per-ip must be positive, the second at most the first; got %d and %d", c.MaxConns, c.MaxConnsPerIP)
@@ -319,7 +329,7 @@ func Run(ctx context.Context, args []string, o Options) error {
 	}
 	p, err := pipeline.New(ctx, pipeline.Config{Name: o.Name, Topology: topo, Ladder: ladder, Now: now, Logger: log, Registry: reg,
 		Parts: pipeline.Parts{Stages: o.Stages, Intake: o.Intake, Dispatch: o.Dispatch, Feed: o.Feed, Notifier: st.notifier},
-		Admin: nc.admin, Waiting: func(missing []string) {
+		Admin: nc.admin, MaxKeepAlive: cfg.MaxKeepAlive, Waiting: func(missing []string) {
 			if len(missing) > 0 {
 				log.Warn("waiting for the topology an admin provisions (dunctl provision)", "missing", strings.Join(missing, ", "))
 			}

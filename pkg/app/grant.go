@@ -64,9 +64,9 @@ func Grant(o Options) access.Grant {
 		g.Consumers = append(g.Consumers, feed.Consumer, outcome.Consumer)
 		g.ReadLog = true
 		// Recording the agencies' reports in the loans' logs, and the
-		// promises and disputes they carry as the lender's would be.
+		// promises, plans and disputes they carry as the lender's would be.
 		g.Publish = append(g.Publish, topology.LoanFilter(codec.AgencyOutcome.Token, "*"),
-			topology.LoanFilter(codec.Promise.Token, "*"), topology.LoanFilter(codec.Hold.Token, "*"))
+			topology.LoanFilter(codec.Promise.Token, "*"), topology.LoanFilter(codec.Hold.Token, "*"), topology.LoanFilter(codec.Plan.Token, "*"))
 		g.Publish = append(g.Publish, topology.AgencyFeedSubject("*", "*", "*"),
 			"$JS.API.CONSUMER.CREATE."+topology.StreamAgencies+".*."+topology.AgencyFeedFilter("*"))
 	}

@@ -8,23 +8,24 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/opendunning/dunning/pkg/topology"
 )
 
 // A handler that fails dead-letters its message on the next-to-last
 // delivery (deadLetter). A message whose handler never finishes (its
-// process SIGKILLed, or hung past the ack wait, on every delivery) reaches
-// MaxDeliver with no handler having seen it fail, and JetStream stops
-// delivering it: without this it would vanish with no trace but a server
-// advisory. Every router listens to its consumers' max-deliveries
-// advisories, reads the message back by its stream sequence and
-// dead-letters it as abandoned. Each replica of a service hears the same
-// advisory; the dead letter's message ID is the one deadLetter uses, so the
-// DLQ stream keeps one. An advisory sent while no replica runs is not
-// heard (advisories are not stored).
+// process SIGKILLed, or hung past the keep-alive limit, on every delivery)
+// reaches MaxDeliver with no handler having seen it fail, and JetStream
+// stops delivering it: without this it would vanish with no trace but a
+// server advisory. The advisories are kept in a stream
+// (topology.StreamAdvisories), and each consumer's service runs, beside
+// it, the consumer of its advisories (topology.Abandoned): it reads the
+// message back by its stream sequence and dead-letters it as abandoned.
+// One replica takes each advisory (a durable pull consumer), and one sent
+// while no replica ran waits in the stream for the next to start. The
+// dead letter's message ID is the one deadLetter uses, so the DLQ stream
+// keeps one however often an advisory is redelivered.
 
 // maxDeliveriesAdvisory is the part of the server's advisory
 // (io.nats.jetstream.advisory.v1.max_deliver) read here.
@@ -35,39 +36,17 @@ type maxDeliveriesAdvisory struct {
 	Deliveries int    `json:"deliveries"`
 }
 
-func (rt *Router) watchMaxDeliveries() error {
-	rt.mu.Lock()
-	specs := make([]topology.ConsumerSpec, 0, len(rt.specs))
-	for _, s := range rt.specs {
-		specs = append(specs, s)
-	}
-	rt.mu.Unlock()
-	for _, s := range specs {
-		if _, err := rt.nc.Subscribe(topology.MaxDeliveriesAdvisory(s.Stream, s.Name), rt.onMaxDeliveries); err != nil {
-			return fmt.Errorf("listening for %s's max-deliveries advisories: %w", s.Name, err)
-		}
-	}
-	return nil
-}
-
-func (rt *Router) onMaxDeliveries(m *nats.Msg) {
+// onAbandoned handles one advisory from the advisories stream.
+func (rt *Router) onAbandoned(msg *message.Message) error {
 	var a maxDeliveriesAdvisory
-	if err := json.Unmarshal(m.Data, &a); err != nil || a.StreamSeq == 0 || a.Consumer == "" {
-		rt.cfg.Logger.Error("unreadable max-deliveries advisory", "subject", m.Subject, "err", err)
-		return
+	if err := json.Unmarshal(msg.Payload, &a); err != nil || a.StreamSeq == 0 || a.Consumer == "" || a.Stream == "" {
+		return Permanent(fmt.Errorf("unreadable max-deliveries advisory %q: %v", msg.Payload, err))
 	}
-	// Not in the subscription's goroutine: reading the message back and
-	// publishing the dead letter are round trips.
-	go func() {
-		if err := rt.deadLetterAbandoned(a); err != nil {
-			rt.cfg.Logger.Error("a message ran out of deliveries and could not be dead-lettered", "consumer", a.Consumer,
-				"stream_seq", a.StreamSeq, "err", err)
-		}
-	}()
+	return rt.deadLetterAbandoned(msg.Context(), a)
 }
 
-func (rt *Router) deadLetterAbandoned(a maxDeliveriesAdvisory) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+func (rt *Router) deadLetterAbandoned(ctx context.Context, a maxDeliveriesAdvisory) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	dl := nats.NewMsg("")
 	var subject string

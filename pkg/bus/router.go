@@ -115,6 +115,11 @@ type RouterConfig struct {
 	// throughput under load is bound by messages in flight: at 64, 10,000
 	// loans due within 3 s fell 2.5 s behind (p99); at 256, 0.4 s.
 	Concurrency int
+	// MaxKeepAlive bounds how long a message is kept from redelivery while
+	// its handler runs (default 5 minutes): a handler hung longer lets the
+	// ack wait run out, and one hung on every delivery is dead-lettered as
+	// abandoned once the deliveries run out.
+	MaxKeepAlive time.Duration
 }
 
 // Router runs stage handlers against their durable consumers with one
@@ -158,6 +163,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	})
 	sub := NewSubscriber(js, cfg.Concurrency, 250*time.Millisecond)
 	sub.Logger = cfg.Logger
+	sub.MaxKeepAlive = cfg.MaxKeepAlive
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
 	if err != nil {
 		return nil, fmt.Errorf("creating router: %w", err)
@@ -187,8 +193,17 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 // JetStream is the router's JetStream context.
 func (rt *Router) JetStream() jetstream.JetStream { return rt.js }
 
-// Handle registers a handler on a declared durable consumer.
+// Handle registers a handler on a declared durable consumer, and beside it
+// the handler of that consumer's max-deliveries advisories
+// (topology.Abandoned, maxdeliveries.go).
 func (rt *Router) Handle(c topology.ConsumerSpec, h message.NoPublishHandlerFunc) {
+	rt.handle(c, h)
+	if c.Stream != topology.StreamAdvisories {
+		rt.handle(topology.Abandoned(c), rt.onAbandoned)
+	}
+}
+
+func (rt *Router) handle(c topology.ConsumerSpec, h message.NoPublishHandlerFunc) {
 	rt.mu.Lock()
 	rt.specs[c.Name] = c
 	rt.mu.Unlock()
@@ -229,9 +244,6 @@ func (rt *Router) lastDelivery(consumer string) int {
 // Run runs the handlers until ctx ends.
 func (rt *Router) Run(ctx context.Context) error {
 	defer rt.nc.Close()
-	if err := rt.watchMaxDeliveries(); err != nil {
-		return fmt.Errorf("router %s: %w", rt.cfg.Name, err)
-	}
 	if err := rt.r.Run(ctx); err != nil {
 		return fmt.Errorf("router %s: %w", rt.cfg.Name, err)
 	}

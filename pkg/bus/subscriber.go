@@ -35,6 +35,9 @@ type Subscriber struct {
 	// Logger, when set, hears of failing pulls (a deleted consumer, a lost
 	// connection), at most every 10 s per subscription; they are retried.
 	Logger *slog.Logger
+	// MaxKeepAlive bounds how long a message is kept from redelivery while
+	// its handler runs (0: DefaultMaxKeepAlive).
+	MaxKeepAlive time.Duration
 
 	mu      sync.Mutex
 	closed  bool
@@ -84,7 +87,11 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		}
 		cancel()
 	}()
-	keeper := newKeeper(ackWait)
+	limit := s.MaxKeepAlive
+	if limit <= 0 {
+		limit = DefaultMaxKeepAlive
+	}
+	keeper := newKeeper(ackWait, limit)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -258,9 +265,11 @@ func (s *Subscriber) SubscribeInitialize(topic string) error {
 	return err
 }
 
-// maxKeepAlive bounds how long a message is kept from redelivery while its
-// handler runs: a handler stuck longer than this lets another process try.
-const maxKeepAlive = 5 * time.Minute
+// DefaultMaxKeepAlive bounds how long a message is kept from redelivery
+// while its handler runs: a handler stuck longer than this lets another
+// process try, and one stuck on every delivery is dead-lettered as
+// abandoned when its deliveries run out.
+const DefaultMaxKeepAlive = 5 * time.Minute
 
 // keeper tells the server, at a third of the ack wait, that the messages in
 // hand are being worked on. One goroutine per subscription, not per message:
@@ -270,12 +279,13 @@ const maxKeepAlive = 5 * time.Minute
 // full ack wait).
 type keeper struct {
 	every time.Duration
+	limit time.Duration
 	mu    sync.Mutex
 	msgs  map[jetstream.Msg]time.Time // message -> when it was taken
 }
 
-func newKeeper(ackWait time.Duration) *keeper {
-	return &keeper{every: max(ackWait/3, 10*time.Millisecond), msgs: map[jetstream.Msg]time.Time{}}
+func newKeeper(ackWait, limit time.Duration) *keeper {
+	return &keeper{every: max(ackWait/3, 10*time.Millisecond), limit: limit, msgs: map[jetstream.Msg]time.Time{}}
 }
 
 // add keeps m alive until the returned stop is called; stop may be called
@@ -304,7 +314,7 @@ func (k *keeper) run(ctx context.Context) {
 				// Every tick, however young the message: its ack wait began
 				// when the server sent it, maybe a while before it was taken.
 				// A stuck one gets no more.
-				if now.Sub(since) < maxKeepAlive {
+				if now.Sub(since) < k.limit {
 					_ = m.InProgress() // a buffered publish: cheap under the lock
 				}
 			}

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -28,7 +29,8 @@ func TestNamesArePinned(t *testing.T) {
 		streams = append(streams, sc.Name+" "+strings.Join(from, ","))
 	}
 	wantStreams := []string{"DUNNING_LOANS dunning.loan.>,dunning.borrower.>,dunning.capacity.>", "DUNNING_RECORD <DUNNING_LOANS", "DUNNING_INTAKE dunning.in.*.*",
-		"DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>", "DUNNING_REJECTIONS dunning.rejected.*.*", "DUNNING_VERIFY dunning.verify.*", "DUNNING_AGENCIES dunning.agency.*.*.*", "DUNNING_OUTCOMES dunning.outcome.*.*.*", "DUNNING_AUDIT dunning.audit.*"}
+		"DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>", "DUNNING_REJECTIONS dunning.rejected.*.*", "DUNNING_VERIFY dunning.verify.*", "DUNNING_AGENCIES dunning.agency.*.*.*", "DUNNING_OUTCOMES dunning.outcome.*.*.*",
+		"DUNNING_ADVISORIES $JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.*", "DUNNING_AUDIT dunning.audit.*"}
 	if !reflect.DeepEqual(streams, wantStreams) {
 		t.Errorf("streams = %q\nwant %q", streams, wantStreams)
 	}
@@ -53,6 +55,10 @@ func TestNamesArePinned(t *testing.T) {
 		"notify":          {"DUNNING_TASKS", "dunning.task.>"},
 		"agency-feed":     {"DUNNING_LOANS", "dunning.loan.*.*.handoff.*", "dunning.loan.*.*.recall.*", "dunning.loan.*.*.closed.*"},
 		"agency-outcomes": {"DUNNING_OUTCOMES", "dunning.outcome.*.*.*"},
+	}
+	// Each with the consumer of its max-deliveries advisories.
+	for name, w := range maps.Clone(want) {
+		want["abandoned-"+name] = []string{"DUNNING_ADVISORIES", "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + w[0] + "." + name}
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("consumers = %q\nwant %q", got, want)

@@ -42,7 +42,7 @@ func Consumers() []topology.ConsumerSpec {
 	for _, s := range stage.Table {
 		out = append(out, s.ConsumerSpec())
 	}
-	return append(out, dispatch.Consumer, topology.Notify, feed.Consumer, outcome.Consumer)
+	return topology.WithAbandoned(append(out, dispatch.Consumer, topology.Notify, feed.Consumer, outcome.Consumer))
 }
 
 // Parts says what one process runs.
@@ -81,7 +81,9 @@ func (p Parts) consumers() []topology.ConsumerSpec {
 	if p.Notifier != nil {
 		out = append(out, topology.Notify)
 	}
-	return out
+	// Each with the consumer of its max-deliveries advisories, which the
+	// router runs beside it (bus.Router.Handle).
+	return topology.WithAbandoned(out)
 }
 
 // Config is what New needs, parsed and validated.
@@ -99,6 +101,9 @@ type Config struct {
 	Registry prometheus.Registerer
 	// Concurrency is how many messages each consumer handles at once (0: the router's default).
 	Concurrency int
+	// MaxKeepAlive bounds how long a message is kept from redelivery while
+	// its handler runs (0: bus.DefaultMaxKeepAlive).
+	MaxKeepAlive time.Duration
 	// Admin, if set, dials as the admin identity, and New provisions the
 	// declared topology over it (dunningd, which owns its server). Without
 	// it the process may create nothing: New waits until the topology an
@@ -133,6 +138,9 @@ func NewMetrics(reg prometheus.Registerer) Metrics {
 // and a panel with no series reads as "no data", not as none.
 func (m Metrics) initSeries(parts Parts) {
 	for _, c := range parts.consumers() {
+		if c.Stream == topology.StreamAdvisories {
+			continue // what they dead-letter is counted under the consumer the advisory names
+		}
 		m.Router.DeadLetters.WithLabelValues(c.Name, bus.ClassPermanent)
 		m.Router.DeadLetters.WithLabelValues(c.Name, bus.ClassExhausted)
 		m.Router.DeadLetters.WithLabelValues(c.Name, bus.ClassAbandoned)
@@ -274,7 +282,7 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeli
 		}
 	}
 	rt, err := bus.NewRouter(bus.RouterConfig{Dial: dial, MaxDeliver: cfg.Topology.MaxDeliver, Registry: cfg.Registry,
-		Metrics: metrics.Router, Logger: cfg.Logger, Name: cfg.Name + "-router", Concurrency: cfg.Concurrency})
+		Metrics: metrics.Router, Logger: cfg.Logger, Name: cfg.Name + "-router", Concurrency: cfg.Concurrency, MaxKeepAlive: cfg.MaxKeepAlive})
 	if err != nil {
 		return nil, err
 	}

@@ -93,7 +93,15 @@ const (
 	StreamAgencies = "DUNNING_AGENCIES"
 	// StreamOutcomes holds the agencies' reports before they are checked.
 	StreamOutcomes = "DUNNING_OUTCOMES"
+	// StreamAdvisories keeps JetStream's max-deliveries advisories: a
+	// message no handler finished (its process crashed or hung on every
+	// delivery) is announced there, and its consumer's service dead-letters
+	// it (package bus), even one that was not running when it was sent.
+	StreamAdvisories = "DUNNING_ADVISORIES"
 )
+
+// AdvisoryMaxAge bounds how long an advisory waits for its service.
+const AdvisoryMaxAge = 7 * 24 * time.Hour
 
 // Streams names every declared stream.
 func Streams() []string {
@@ -344,6 +352,24 @@ type ConsumerSpec struct {
 	Filters []string
 }
 
+// Abandoned is the consumer of c's max-deliveries advisories in
+// StreamAdvisories, which c's service runs beside c (package bus).
+func Abandoned(c ConsumerSpec) ConsumerSpec {
+	return ConsumerSpec{Name: "abandoned-" + c.Name, Stream: StreamAdvisories, Filters: []string{MaxDeliveriesAdvisory(c.Stream, c.Name)}}
+}
+
+// WithAbandoned is cs and, after each, its advisories' consumer.
+func WithAbandoned(cs []ConsumerSpec) []ConsumerSpec {
+	out := make([]ConsumerSpec, 0, 2*len(cs))
+	for _, c := range cs {
+		out = append(out, c)
+		if c.Stream != StreamAdvisories {
+			out = append(out, Abandoned(c))
+		}
+	}
+	return out
+}
+
 // Intake and Notify are the declared consumers outside the loans stream.
 var (
 	Intake = ConsumerSpec{ConsumerIntake, StreamIntake, []string{intakePrefix + ".*.*"}}
@@ -525,6 +551,17 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			Duplicates:           2 * time.Minute,
 			DenyDelete:           true,
 			DenyPurge:            true,
+		},
+		{
+			Name: StreamAdvisories,
+			Description: "JetStream's max-deliveries advisories of every consumer: each pipeline consumer's service turns those of its " +
+				"consumer into dead letters (its abandoned-<consumer> consumer), even after a restart.",
+			Subjects:  []string{MaxDeliveriesAdvisory("*", "*")},
+			Storage:   jetstream.FileStorage,
+			Replicas:  t.Replicas,
+			MaxAge:    AdvisoryMaxAge,
+			Discard:   jetstream.DiscardOld,
+			Retention: jetstream.LimitsPolicy,
 		},
 		{
 			Name:        StreamAudit,

@@ -214,9 +214,11 @@ func TestForgedFactsAreNeverApplied(t *testing.T) {
 // seeing it fail, so the router's own dead-lettering never runs: the
 // server's max-deliveries advisory is turned into a dead letter instead
 // (issue 13). Here a process that takes the lender event twice and dies
-// each time is played by raw pulls that never ack; the gateway, running
-// with its own credential, hears the advisory and dead-letters the event
-// with its body, its headers and the reason.
+// each time is played by raw pulls that never ack. The advisory is kept in
+// the advisories stream while no service runs; the gateway, started after
+// it, with its own credential, reads it through its abandoned-intake
+// consumer and dead-letters the event with its body, its headers and the
+// reason.
 func TestAbandonedMessageDeadLettered(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 100*time.Millisecond)
@@ -255,8 +257,31 @@ func TestAbandonedMessageDeadLettered(t *testing.T) {
 			t.Fatalf("delivery %d: %d messages fetched, want 1 (%v)", delivery, got, batch.Error())
 		}
 	}
-	// The gateway starts while the last delivery is still out: no delivery
-	// is left for it, and the advisory comes when that one's ack wait ends.
+	// The server announces the message when a pull finds its deliveries
+	// run out, after the last one's ack wait: here a third pull, while no
+	// service runs. The advisories stream keeps the advisory.
+	advisory := topology.MaxDeliveriesAdvisory(topology.StreamIntake, topology.ConsumerIntake)
+	st, err := h.js.Stream(ctx, topology.StreamAdvisories)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, func() error {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(500*time.Millisecond))
+		if err != nil {
+			return err
+		}
+		for msg := range batch.Messages() {
+			t.Fatalf("a third delivery of a message allowed two: %s", msg.Subject())
+		}
+		if _, err := st.GetLastMsgForSubject(ctx, advisory); err != nil {
+			return errorf("no advisory in %s yet: %v", topology.StreamAdvisories, err)
+		}
+		return nil
+	})
+	if d := h.dlq(); len(d) != 0 {
+		t.Fatalf("dead letters before any service ran: %d", len(d))
+	}
+	// The gateway starts after it was sent, and dead-letters the event.
 	h.start("gateway", true)
 	var dl *jetstream.RawStreamMsg
 	waitFor(t, 20*time.Second, func() error {
