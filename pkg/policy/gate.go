@@ -30,6 +30,12 @@ type ContactRules struct {
 	// opening); SendSpread spreads loans over that much time after it,
 	// each loan at an offset of its own.
 	SendAt, SendSpread time.Duration
+	// DecideSpread spreads the ladder's steps of loans reaching a DPD the
+	// same night over that much time from the local day's start, each
+	// loan's step at an offset of its own (0: every one at 00:00), so that
+	// a portfolio is not decided in one burst at midnight; the decisions
+	// only need to be made before contacts may leave in the morning.
+	DecideSpread time.Duration
 	// MaxAttempts bounds a vendor's tries at one task (0: unbounded but
 	// for the window).
 	MaxAttempts int

@@ -113,8 +113,9 @@ func (l Ladder) nextRungStep(c *Case) *Step {
 	if !c.Open {
 		n := c.Number + 1
 		d := l.Policy.ConfirmDPD()
-		return &Step{ID: stepID(n, StageOverdueConfirmation), Stage: StageOverdueConfirmation, Case: n, DPD: d,
-			At: l.Calendar.DPDStart(a.DueAt, loc, d)}
+		id := stepID(n, StageOverdueConfirmation)
+		return &Step{ID: id, Stage: StageOverdueConfirmation, Case: n, DPD: d,
+			At: l.Calendar.DPDStart(a.DueAt, loc, d).Add(l.decideOffset(c, id))}
 	}
 	if c.Stage == StageOverdueConfirmation {
 		// First contact comes first, on the confirmation event; if a hold
@@ -145,11 +146,26 @@ func (l Ladder) nextRungStep(c *Case) *Step {
 	if last, deferred := c.Deferred[id]; deferred {
 		d = max(d, last+1)
 	}
-	s := &Step{ID: id, Stage: r.stage, Case: c.Number, DPD: d, At: l.Calendar.DPDStart(a.DueAt, loc, d)}
+	s := &Step{ID: id, Stage: r.stage, Case: c.Number, DPD: d, At: l.Calendar.DPDStart(a.DueAt, loc, d).Add(l.decideOffset(c, id))}
 	if r.entry {
 		return l.spaced(c, a, s)
 	}
 	return s
+}
+
+// decideOffset is where in the night a loan's ladder step falls: an offset
+// within the policy's DecideSpread fixed by the loan and the step, scaled
+// to the calendar's day (a 24 h day's 6 h spread is a quarter of any day).
+func (l Ladder) decideOffset(c *Case, stepID string) time.Duration {
+	spread := l.Policy.Contact.DecideSpread
+	if spread <= 0 {
+		return 0
+	}
+	off := SpreadOffset(c.Key+"/"+stepID, spread)
+	if l.Calendar.Day == RealDay {
+		return off
+	}
+	return time.Duration(float64(off) * float64(l.Calendar.Day) / float64(RealDay))
 }
 
 // spaced puts a stage entry a day after the case's last one at the

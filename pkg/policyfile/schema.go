@@ -232,7 +232,7 @@ func (p *parser) contact(n *yaml.Node, jurisdiction string, jnode *yaml.Node) po
 	if packs, err := contactrules.Packs(); err == nil {
 		r.Pack = packs[jurisdiction]
 	}
-	f, _ := p.mapping(n, "contact", "send_at", "send_spread", "max_attempts", "closed_on", "blackouts", "hours")
+	f, _ := p.mapping(n, "contact", "send_at", "send_spread", "decide_spread", "max_attempts", "closed_on", "blackouts", "hours")
 	from, to, rule, _ := r.Pack.Window()
 	window := fmt.Sprintf("%s's window %s-%s (%s)", jurisdiction, contactrules.FormatWall(from), contactrules.FormatWall(to), rule)
 	at := from
@@ -259,6 +259,17 @@ func (p *parser) contact(n *yaml.Node, jurisdiction string, jnode *yaml.Node) po
 		}
 	} else if at+r.SendSpread > to {
 		r.SendSpread = to - at // the default spread, cut to the window
+	}
+	if v, ok := p.str(f["decide_spread"], "contact.decide_spread"); ok {
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil || d < 0:
+			p.errf(f["decide_spread"], "contact.decide_spread", "%q is not a duration like 6h or 90m", v)
+		case d > from:
+			p.errf(f["decide_spread"], "contact.decide_spread", "%s from the day's start ends after %s opens: decisions must be made before contacts may leave", v, window)
+		default:
+			r.DecideSpread = d
+		}
 	}
 	if v, ok := p.integer(f["max_attempts"], "contact.max_attempts"); ok {
 		if v < 1 || v > 50 {
