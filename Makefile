@@ -96,9 +96,11 @@ bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=3x -count=1 ./test/bench/...
 
 ## bench-open: OPEN=1000000 open cases held by NATS: resident memory, and how fast their steps fire
+## (OPEN_SPREAD=60s: due over a minute, each loan at its own offset, as contact.decide_spread spreads a night)
 OPEN ?= 1000000
+OPEN_SPREAD ?= 0s
 bench-open:
-	DUNNING_OPEN_CASES=$(OPEN) $(GO) test -run='^$$' -bench=BenchmarkOpenCases -benchtime=1x -count=1 -timeout 60m ./test/bench/...
+	DUNNING_OPEN_CASES=$(OPEN) DUNNING_OPEN_SPREAD=$(OPEN_SPREAD) $(GO) test -run='^$$' -bench=BenchmarkOpenCases -benchtime=1x -count=1 -timeout 60m ./test/bench/...
 
 ## sim: a simulated portfolio through the pipeline, checked against the oracle
 ## (LOANS=2000 falling due at RATE=2500 a second, SIM_DAY=4s: a contact held to its morning slot must

@@ -19,6 +19,7 @@ import (
 	"github.com/opendunning/dunning/pkg/embedded"
 	"github.com/opendunning/dunning/pkg/natstest"
 	"github.com/opendunning/dunning/pkg/pipeline"
+	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/sim"
 	"github.com/opendunning/dunning/pkg/topology"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
@@ -31,11 +32,19 @@ import (
 // It reports the resident memory of this process (embedded server included)
 // holding them, and how fast the server fires the N schedules into step
 // messages. DUNNING_OPEN_CASES sets N (default 100,000; make bench-open
-// runs 1,000,000). Default sync interval, in-process client.
+// runs 1,000,000), DUNNING_OPEN_SPREAD how long after the first they fall
+// due (default: all at once). Default sync interval, in-process client.
 func BenchmarkOpenCases(b *testing.B) {
 	n := 100_000
 	if v, err := strconv.Atoi(os.Getenv("DUNNING_OPEN_CASES")); err == nil && v > 0 {
 		n = v
+	}
+	// DUNNING_OPEN_SPREAD spreads the schedules over that long after the
+	// fire time, each loan at its own offset, as contact.decide_spread
+	// spreads a night's steps (0: all at once, the midnight cliff).
+	var spread time.Duration
+	if v, err := time.ParseDuration(os.Getenv("DUNNING_OPEN_SPREAD")); err == nil && v > 0 {
+		spread = v
 	}
 	for b.Loop() {
 		b.StopTimer()
@@ -55,12 +64,15 @@ func BenchmarkOpenCases(b *testing.B) {
 		// Fire far enough ahead that seeding finishes first.
 		fireAt := time.Now().Add(time.Duration(n/8_000+15) * time.Second)
 		seedStart := time.Now()
-		if err := seedOpen(js, n, fireAt); err != nil {
+		if err := seedOpen(js, n, fireAt, spread); err != nil {
 			b.Fatal(err)
 		}
 		seeded := time.Since(seedStart)
 		runtime.GC()
 		debug.FreeOSMemory()
+		// The peak from here on is the firing's, not the seeding's:
+		// writing 5 to clear_refs resets VmHWM (Linux).
+		_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 		rss, _ := sim.Resident()
 		steps, err := js.CreateConsumer(ctx, topology.StreamLoans, jetstream.ConsumerConfig{
 			Durable: "open-steps", FilterSubject: "dunning.loan." + tenant + ".*.step.>", AckPolicy: jetstream.AckNonePolicy})
@@ -98,16 +110,17 @@ func BenchmarkOpenCases(b *testing.B) {
 		srv.Shutdown()
 		b.ReportMetric(float64(n)/elapsed.Seconds(), "steps/s")
 		b.ReportMetric(float64(rss>>20), "MiB-rss-open")
+		b.ReportMetric(float64(peak>>20), "MiB-rss-peak-firing")
 		fmt.Printf("\nopen cases: %d loans (4 messages and a pending schedule each) seeded in %s; RSS holding them %d MiB (peak %d MiB while firing); "+
-			"all %d schedules fired in %s after their time: %.0f steps/s (consumer-info requests that timed out meanwhile: %d)\n",
-			n, seeded.Round(time.Millisecond), rss>>20, peak>>20, n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), infoTimeouts)
+			"all %d schedules, due over %s, fired in %s after the first was due: %.0f steps/s (consumer-info requests that timed out meanwhile: %d)\n",
+			n, seeded.Round(time.Millisecond), rss>>20, peak>>20, n, spread, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), infoTimeouts)
 		b.StartTimer()
 	}
 }
 
 // seedOpen publishes, asynchronously and without conditions (seeding, not
 // the pipeline's path), each loan's open-case messages and its schedule.
-func seedOpen(js jetstream.JetStream, n int, fireAt time.Time) error {
+func seedOpen(js jetstream.JetStream, n int, fireAt time.Time, spread time.Duration) error {
 	due := &dunningv1.InstallmentDue{TenantId: tenant, InstallmentId: "1", Amount: &dunningv1.Money{Currency: "CNY", MinorUnits: 120000},
 		DueAt: timestamppb.New(fireAt.Add(-48 * time.Hour)), TimeZone: "Asia/Shanghai", ContactRef: "crm"}
 	decision := make([]byte, 320) // about a contact_requested decision
@@ -125,7 +138,8 @@ func seedOpen(js jetstream.JetStream, n int, fireAt time.Time) error {
 		}
 		timer := nats.NewMsg(topology.TimerSubject(tenant, loan))
 		timer.Data = decision[:80]
-		timer.Header.Set(jetstream.ScheduleHeader, "@at "+fireAt.UTC().Format(time.RFC3339Nano))
+		at := fireAt.Add(policy.SpreadOffset(policy.LoanKey(tenant, loan), spread))
+		timer.Header.Set(jetstream.ScheduleHeader, "@at "+at.UTC().Format(time.RFC3339Nano))
 		timer.Header.Set(jetstream.ScheduleTargetHeader, topology.StepSubject(tenant, loan, "escalate", 4))
 		msgs = append(msgs, timer)
 		for _, m := range msgs {
