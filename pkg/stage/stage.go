@@ -261,11 +261,18 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 	if err != nil {
 		return err
 	}
-	loads, release, err := d.readLoads(ctx, s, l, c, tenant)
-	if err != nil {
-		return err
+	// Handoff allocates by free capacity, so it reads the counters before
+	// deciding; any other stage only when one of its decisions ends a
+	// placement (below): a lender's payment on a placed loan that closes
+	// nothing reads no counter and waits for no turn.
+	var loads map[string]policy.AgencyLoad
+	release := func() {}
+	defer func() { release() }()
+	if s.Policy == policy.StageHandoff {
+		if loads, release, err = d.readLoads(ctx, s, l, c, tenant); err != nil {
+			return err
+		}
 	}
-	defer release()
 	decs, err := decide(l, c, now)
 	if errors.Is(err, errEarlyStep) {
 		// A forged step carries the purge of the loan's timer, which the
@@ -307,7 +314,13 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 				return err
 			}
 		}
-		if agency, delta := policy.PlacementChange(c, dec); agency != "" && loads != nil {
+		agency, delta := policy.PlacementChange(c, dec)
+		if agency != "" && loads == nil {
+			if loads, release, err = d.readLoads(ctx, s, l, c, tenant); err != nil {
+				return err
+			}
+		}
+		if agency != "" && loads != nil {
 			var load policy.AgencyLoad
 			if last, load, err = d.appendPlacement(ctx, s, tenant, loan, last, dec, agency, loads[agency], delta); err != nil {
 				return err
@@ -323,10 +336,10 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 
 // readLoads reads the tenant's agency counters when the stage counts
 // placements (its row's Placements), the policy keeps a registry, and the
-// stage may open or end a placement now: handoff, or any decision on a
-// case that is placed. nil: not read, and the stage's decisions move no
-// counter. While they are read and until the decisions are written, this
-// process's other placements for the tenant wait their turn (release).
+// stage may open or end a placement: handoff, or a decision on a case that
+// is placed. nil: not read, and the decision moves no counter. While they
+// are read and until the decisions are written, this process's other
+// placements for the tenant wait their turn (release).
 func (d Deps) readLoads(ctx context.Context, s Stage, l policy.Ladder, c *policy.Case, tenant string) (map[string]policy.AgencyLoad, func(), error) {
 	if !s.Placements || d.Placements == nil || !l.Policy.Counted() || (s.Policy != policy.StageHandoff && c.PlacementID == "") {
 		return nil, func() {}, nil
