@@ -687,8 +687,16 @@ func (t Topology) Missing(ctx context.Context, js jetstream.JetStream, consumers
 	return missing, nil
 }
 
+// errNoPeers is JetStream's "no suitable peers for placement" (nats-server's
+// JSClusterNoPeersErrF): on a cluster just started it answers until every
+// node's statistics have reached the meta leader, which can be a moment after
+// the meta group agrees on its peers (seen in CI: "peer offline" for the
+// fourth stream of a provisioning). On a running cluster it means too few
+// nodes for the replicas, and the deadline ends the wait.
+const errNoPeers jetstream.ErrorCode = 10005
+
 // retry runs f with a 5s timeout per attempt until it succeeds or ctx ends.
-// Only time-outs and unavailability are retried; a refused configuration is not.
+// Only time-outs and unavailability (and a placement without peers yet) are retried; a refused configuration is not.
 func retry(ctx context.Context, f func(context.Context) error) error {
 	backoff := 100 * time.Millisecond
 	for {
@@ -699,7 +707,7 @@ func retry(ctx context.Context, f func(context.Context) error) error {
 			return nil
 		}
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.Code != 503 {
+		if errors.As(err, &apiErr) && apiErr.Code != 503 && apiErr.ErrorCode != errNoPeers {
 			return err
 		}
 		select {

@@ -1,9 +1,12 @@
 package topology
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestLoanSubjects(t *testing.T) {
@@ -56,5 +59,37 @@ func TestMatch(t *testing.T) {
 		if got := Match(tt.filter, tt.subject); got != tt.want {
 			t.Errorf("Match(%q, %q) = %v, want %v", tt.filter, tt.subject, got, tt.want)
 		}
+	}
+}
+
+// TestRetryWaitsForPeers: a placement without peers (a cluster just started)
+// and unavailability are tried again; a refused configuration is not.
+func TestRetryWaitsForPeers(t *testing.T) {
+	tests := []struct {
+		name      string
+		err       error
+		wantCalls int
+	}{
+		{"no peers yet", &jetstream.APIError{Code: 400, ErrorCode: errNoPeers, Description: "no suitable peers for placement, peer offline"}, 3},
+		{"unavailable", &jetstream.APIError{Code: 503, Description: "JetStream system temporarily unavailable"}, 3},
+		{"refused", &jetstream.APIError{Code: 400, ErrorCode: 10058, Description: "stream name already in use"}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			err := retry(context.Background(), func(context.Context) error {
+				calls++
+				if calls < 3 {
+					return tt.err
+				}
+				return nil
+			})
+			if calls != tt.wantCalls {
+				t.Fatalf("%d calls, want %d", calls, tt.wantCalls)
+			}
+			if (err != nil) != (tt.wantCalls == 1) {
+				t.Fatalf("err = %v", err)
+			}
+		})
 	}
 }
