@@ -108,8 +108,10 @@ bench-open:
 LOANS ?= 2000
 RATE  ?= 2500
 SIM_DAY ?= 4s
+# how long the stages may take after the last step before the logs are compared
+SIM_SETTLE ?= 60s
 sim:
-	DUNNING_SIM_LOANS=$(LOANS) DUNNING_SIM_RATE=$(RATE) DUNNING_SIM_DAY=$(SIM_DAY) $(GO) test -count=1 -run '^TestSimulation$$' -v -timeout 30m ./test/integration/
+	DUNNING_SIM_LOANS=$(LOANS) DUNNING_SIM_RATE=$(RATE) DUNNING_SIM_DAY=$(SIM_DAY) DUNNING_SIM_SETTLE=$(SIM_SETTLE) $(GO) test -count=1 -run '^TestSimulation$$' -v -timeout 30m ./test/integration/
 
 ## chaos: CHAOS_LOANS=20000 loans through the services as processes on a real nats-server, with processes
 ## SIGKILLed every ~2 s, one SIGSTOPped past its ack wait and the server restarted; 0 lost, 0 duplicated

@@ -147,6 +147,9 @@ type Grant struct {
 	ReadLog bool
 	// ReadCodes allows direct gets on the verification index.
 	ReadCodes bool
+	// WatchIntake allows reading the intake consumer's info: a process whose
+	// work gives way to lender facts watches its backlog (bus.Yield).
+	WatchIntake bool
 }
 
 // ServicePermissions turns a service's grant into subjects. Every service
@@ -175,6 +178,9 @@ func ServicePermissions(id Identity, g Grant) Permissions {
 	}
 	if g.ReadCodes {
 		p.Publish = append(p.Publish, "$JS.API.DIRECT.GET."+topology.StreamVerify, "$JS.API.DIRECT.GET."+topology.StreamVerify+".>")
+	}
+	if g.WatchIntake {
+		p.Publish = append(p.Publish, "$JS.API.CONSUMER.INFO."+topology.Intake.Stream+"."+topology.Intake.Name)
 	}
 	p.Publish = append(p.Publish, g.Publish...)
 	p.Publish = dedupe(p.Publish)

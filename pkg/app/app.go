@@ -123,6 +123,9 @@ type Config struct {
 	// its handler runs (a hung handler is then redelivered, and one hung on
 	// every delivery dead-lettered as abandoned).
 	MaxKeepAlive time.Duration
+	// YieldFloor is how many messages the process's own consumers handle at
+	// once while lender events wait on the intake (0: off).
+	YieldFloor int
 	// MetricsHTTP, when set, serves /metrics there instead of on HTTP.
 	MetricsHTTP string
 	// APIKeys is the file of the HTTP API's keys (package apikey).
@@ -174,6 +177,8 @@ func parse(name string, args []string, o Options) (Config, error) {
 	c.AckWait, c.Replicas, c.MaxDeliver = topo.AckWait, topo.Replicas, topo.MaxDeliver
 	fs.DurationVar(&c.MaxKeepAlive, "max-keepalive", bus.DefaultMaxKeepAlive,
 		"keep a message from redelivery at most this long while its handler runs; one hung on every delivery is dead-lettered as abandoned")
+	fs.IntVar(&c.YieldFloor, "yield-floor", bus.DefaultYieldFloor,
+		"while lender events wait on the intake, handle at most this many of the pipeline's own messages at once (0: never yield)")
 	if o.Embedded {
 		// Only dunningd provisions; a service runs on its consumers as the
 		// admin provisioned them (dunctl provision takes these flags).
@@ -195,6 +200,9 @@ func parse(name string, args []string, o Options) (Config, error) {
 	}
 	if c.MaxDeliver < 2 {
 		return Config{}, fmt.Errorf("--max-deliver must be at least 2, got %d", c.MaxDeliver)
+	}
+	if c.YieldFloor < 0 {
+		return Config{}, fmt.Errorf("--yield-floor must be 0 (off) or more, got %d", c.YieldFloor)
 	}
 	if c.MaxKeepAlive < time.Second {
 		return Config{}, fmt.Errorf("--max-keepalive must be at least 1s, got %s", c.MaxKeepAlive)
@@ -329,7 +337,7 @@ func Run(ctx context.Context, args []string, o Options) error {
 	}
 	p, err := pipeline.New(ctx, pipeline.Config{Name: o.Name, Topology: topo, Ladder: ladder, Now: now, Logger: log, Registry: reg,
 		Parts: pipeline.Parts{Stages: o.Stages, Intake: o.Intake, Dispatch: o.Dispatch, Feed: o.Feed, Notifier: st.notifier},
-		Admin: nc.admin, MaxKeepAlive: cfg.MaxKeepAlive, Waiting: func(missing []string) {
+		Admin: nc.admin, MaxKeepAlive: cfg.MaxKeepAlive, YieldFloor: yieldFloor(cfg.YieldFloor), Waiting: func(missing []string) {
 			if len(missing) > 0 {
 				log.Warn("waiting for the topology an admin provisions (dunctl provision)", "missing", strings.Join(missing, ", "))
 			}
@@ -777,4 +785,12 @@ func MainOptions(o Options) {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", o.Name, err)
 		os.Exit(1)
 	}
+}
+
+// yieldFloor turns the flag (0: off) into pipeline.Config's (negative: off).
+func yieldFloor(flag int) int {
+	if flag == 0 {
+		return -1
+	}
+	return flag
 }

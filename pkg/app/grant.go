@@ -70,6 +70,10 @@ func Grant(o Options) access.Grant {
 		g.Publish = append(g.Publish, topology.AgencyFeedSubject("*", "*", "*"),
 			"$JS.API.CONSUMER.CREATE."+topology.StreamAgencies+".*."+topology.AgencyFeedFilter("*"))
 	}
+	// Its own work gives way while lender facts wait (pipeline, bus.Yield).
+	g.WatchIntake = slices.ContainsFunc(g.Consumers, func(c topology.ConsumerSpec) bool {
+		return !topology.LenderFacts(c) && c.Stream != topology.StreamAdvisories
+	})
 	return g
 }
 

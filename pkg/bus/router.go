@@ -94,6 +94,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// DefaultConcurrency is how many messages each consumer handles at once
+// unless configured (RouterConfig.Concurrency).
+const DefaultConcurrency = 256
+
 // RouterConfig configures the one router a process runs.
 type RouterConfig struct {
 	// Dial opens a NATS connection; each router owns its connection because
@@ -120,6 +124,10 @@ type RouterConfig struct {
 	// ack wait run out, and one hung on every delivery is dead-lettered as
 	// abandoned once the deliveries run out.
 	MaxKeepAlive time.Duration
+	// Yield, when set, holds the router's consumers to a few messages at
+	// once while lender facts wait, but for the consumers of lender facts
+	// (topology.LenderFacts) and of advisories (yield.go).
+	Yield *Yield
 }
 
 // Router runs stage handlers against their durable consumers with one
@@ -146,7 +154,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Concurrency == 0 {
-		cfg.Concurrency = 256
+		cfg.Concurrency = DefaultConcurrency
 	}
 	nc, err := cfg.Dial(cfg.Name)
 	if err != nil {
@@ -164,6 +172,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	sub := NewSubscriber(js, cfg.Concurrency, 250*time.Millisecond)
 	sub.Logger = cfg.Logger
 	sub.MaxKeepAlive = cfg.MaxKeepAlive
+	sub.Yield = cfg.Yield
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 10 * time.Second}, wlog)
 	if err != nil {
 		return nil, fmt.Errorf("creating router: %w", err)
@@ -173,6 +182,7 @@ func NewRouter(cfg RouterConfig) (*Router, error) {
 	}
 	rt := &Router{cfg: cfg, r: r, sub: sub, nc: nc, js: js, specs: map[string]topology.ConsumerSpec{}, maxDeliver: map[string]int{}}
 	sub.Resolve = rt.resolve
+	sub.Yields = rt.yields
 	// The first middleware is the outermost: dead-lettering sees every
 	// failure, a recovered panic included.
 	r.AddMiddleware(
@@ -208,6 +218,14 @@ func (rt *Router) handle(c topology.ConsumerSpec, h message.NoPublishHandlerFunc
 	rt.specs[c.Name] = c
 	rt.mu.Unlock()
 	rt.r.AddConsumerHandler(c.Name, c.Name, rt.sub, h)
+}
+
+// yields reports whether a topic's consumer gives way to lender facts.
+func (rt *Router) yields(topic string) bool {
+	rt.mu.Lock()
+	spec, ok := rt.specs[topic]
+	rt.mu.Unlock()
+	return ok && !topology.LenderFacts(spec) && spec.Stream != topology.StreamAdvisories
 }
 
 // resolve opens the provisioned durable consumer a handler was registered on.

@@ -38,6 +38,10 @@ type Subscriber struct {
 	// MaxKeepAlive bounds how long a message is kept from redelivery while
 	// its handler runs (0: DefaultMaxKeepAlive).
 	MaxKeepAlive time.Duration
+	// Yield, when set, holds back the topics Yields names while lender
+	// facts wait (yield.go).
+	Yield  *Yield
+	Yields func(topic string) bool
 
 	mu      sync.Mutex
 	closed  bool
@@ -68,6 +72,10 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		return nil, err
 	}
 	concurrency := max(s.Concurrency, 1)
+	var yield *Yield
+	if s.Yield != nil && s.Yields != nil && s.Yields(topic) {
+		yield = s.Yield
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -115,7 +123,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 			go func() {
 				defer workers.Done()
 				for t := range queue {
+					// A closing subscription's enter fails and deliver
+					// gives the message back.
+					entered := yield != nil && yield.enter(ctx) == nil
 					s.deliver(ctx, t.m, out, t.stop)
+					if entered {
+						yield.leave()
+					}
 					t.stop()
 					<-held
 				}
@@ -129,6 +143,11 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 			}
 		}
 		for ctx.Err() == nil {
+			// While lender facts wait, hold no more than the yield's floor:
+			// messages held back would only be kept alive for nothing.
+			if yield != nil {
+				yield.room(ctx, func() int { return len(held) })
+			}
 			// Ask for exactly as many messages as can be taken now: none
 			// waits in a client buffer where nothing keeps it alive.
 			select {
@@ -144,6 +163,11 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 					n++
 				default:
 					break free
+				}
+			}
+			if yield != nil {
+				for ; n > 1 && yield.over(len(held)); n-- {
+					<-held
 				}
 			}
 			// While disconnected a pull would only fill the reconnect buffer

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -104,6 +105,10 @@ type Config struct {
 	// MaxKeepAlive bounds how long a message is kept from redelivery while
 	// its handler runs (0: bus.DefaultMaxKeepAlive).
 	MaxKeepAlive time.Duration
+	// YieldFloor is how many messages the process's own consumers handle at
+	// once while the intake has a backlog (lender facts first, bus.Yield):
+	// 0 means bus's default, a negative value turns yielding off.
+	YieldFloor int
 	// Admin, if set, dials as the admin identity, and New provisions the
 	// declared topology over it (dunningd, which owns its server). Without
 	// it the process may create nothing: New waits until the topology an
@@ -167,10 +172,21 @@ type Pipeline struct {
 	Ingestor *ingest.Ingestor
 	Metrics  Metrics
 
-	router    *bus.Router // nil when the process runs no consumer
-	js        jetstream.JetStream
-	topo      topology.Topology
-	consumers []topology.ConsumerSpec
+	router     *bus.Router // nil when the process runs no consumer
+	yield      *bus.Yield  // nil when the process yields to no one
+	lenderConn *nats.Conn  // lender facts' own connection, if any
+	intakeC    int         // the intake's concurrency, for reading its backlog
+	js         jetstream.JetStream
+	topo       topology.Topology
+	consumers  []topology.ConsumerSpec
+}
+
+// yielding reports whether the process runs any of the pipeline's own
+// consumers: work that gives way to lender facts (bus.Yield).
+func (p *Pipeline) yielding() bool {
+	return slices.ContainsFunc(p.consumers, func(c topology.ConsumerSpec) bool {
+		return !topology.LenderFacts(c) && c.Stream != topology.StreamAdvisories
+	})
 }
 
 // provision creates or updates the declared topology as the admin.
@@ -251,7 +267,7 @@ func New(ctx context.Context, cfg Config, dial Dialer) (*Pipeline, error) {
 	return p, nil
 }
 
-func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeline, error) {
+func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (_ *Pipeline, err error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -269,7 +285,29 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeli
 	metrics.initSeries(cfg.Parts)
 	log := loanlog.New(nc, js)
 	p.Log, p.Metrics = log, metrics
-	p.Ingestor = &ingest.Ingestor{Log: log, Metrics: metrics.Ingest, Now: cfg.Now, Ladder: cfg.Ladder, Reject: rejecter(js)}
+	// Lender facts first: where intake shares the process with the
+	// pipeline's own work, the facts it records (and the API's) go out on
+	// a connection of their own, not queued behind the stages' writes on
+	// one connection's lock and buffer.
+	lenderLog := log
+	if cfg.Parts.Intake && p.yielding() {
+		lnc, err := dial(cfg.Name + "-lender-facts")
+		if err != nil {
+			return nil, fmt.Errorf("connecting for lender facts: %w", err)
+		}
+		ljs, err := jetstream.New(lnc)
+		if err != nil {
+			lnc.Close()
+			return nil, fmt.Errorf("jetstream: %w", err)
+		}
+		p.lenderConn, lenderLog = lnc, loanlog.New(lnc, ljs)
+		defer func() {
+			if err != nil {
+				lnc.Close()
+			}
+		}()
+	}
+	p.Ingestor = &ingest.Ingestor{Log: lenderLog, Metrics: metrics.Ingest, Now: cfg.Now, Ladder: cfg.Ladder, Reject: rejecter(js)}
 	if !cfg.Parts.consumes() {
 		return p, nil
 	}
@@ -281,8 +319,19 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (*Pipeli
 			return nil, fmt.Errorf("registering the consumer lag collector: %w", err)
 		}
 	}
+	// Lender facts first: the process's own work gives way while the
+	// intake, in this process or another, has a backlog.
+	if cfg.YieldFloor >= 0 && p.yielding() {
+		p.yield = bus.NewYield(cfg.YieldFloor, cfg.Registry)
+		p.yield.Logger = cfg.Logger
+		p.intakeC = cfg.Concurrency
+		if p.intakeC == 0 {
+			p.intakeC = bus.DefaultConcurrency
+		}
+	}
 	rt, err := bus.NewRouter(bus.RouterConfig{Dial: dial, MaxDeliver: cfg.Topology.MaxDeliver, Registry: cfg.Registry,
-		Metrics: metrics.Router, Logger: cfg.Logger, Name: cfg.Name + "-router", Concurrency: cfg.Concurrency, MaxKeepAlive: cfg.MaxKeepAlive})
+		Metrics: metrics.Router, Logger: cfg.Logger, Name: cfg.Name + "-router", Concurrency: cfg.Concurrency, MaxKeepAlive: cfg.MaxKeepAlive,
+		Yield: p.yield})
 	if err != nil {
 		return nil, err
 	}
@@ -331,9 +380,15 @@ func stageHandler(s stage.Stage, d stage.Deps) message.NoPublishHandlerFunc {
 // Run runs the process's consumers until ctx ends, then closes its connections.
 func (p *Pipeline) Run(ctx context.Context) error {
 	defer p.Conn.Close()
+	if p.lenderConn != nil {
+		defer p.lenderConn.Close()
+	}
 	if p.router == nil {
 		<-ctx.Done()
 		return nil
+	}
+	if p.yield != nil {
+		go p.yield.Watch(ctx, p.js, topology.Intake.Stream, topology.Intake.Name, p.intakeC, 100*time.Millisecond)
 	}
 	return p.router.Run(ctx)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/opendunning/dunning/pkg/bus"
 	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/loanlog"
 	"github.com/opendunning/dunning/pkg/policy"
@@ -81,6 +83,24 @@ func (o Outcome) equal(p Outcome) bool {
 	}
 	for k, v := range o.Counts {
 		if p.Counts[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// moot reports whether o, the pipeline's outcome, differs from want, the
+// oracle's, only by decisions a payment made moot: a loan that paid, with
+// the same final state, no decision the oracle does not expect and none
+// repeated, some of the oracle's missing. The oracle decides every step on
+// time; a pipeline late to a step that a payment reached first rightly
+// skips it (contacting a borrower who paid is what must not happen).
+func (o Outcome) moot(want Outcome, paid bool) bool {
+	if !paid || o.Final != want.Final || o.Repeats != 0 || o.equal(want) {
+		return false
+	}
+	for k, v := range o.Counts {
+		if v > want.Counts[k] {
 			return false
 		}
 	}
@@ -163,8 +183,12 @@ func Plan(cfg Config, start time.Time) []Loan {
 
 // Report is what a run measured.
 type Report struct {
-	Loans           int
-	Matched         int
+	Loans   int
+	Matched int
+	// Moot counts loans that differ from the oracle only by steps a payment
+	// made moot (Outcome.moot): the pipeline reached the step after the
+	// payment and rightly skipped it. Not among Matched nor Mismatches.
+	Moot            int
 	Mismatches      []string
 	ByFinal         map[string][2]int // final state -> expected, actual
 	Decisions       int
@@ -197,6 +221,14 @@ type Report struct {
 	// firing delays of any loan, matching or not (see Overloaded).
 	RecordedMax, FireMax time.Duration
 	// OutsideWindow counts released tasks released outside the borrower's
+	// ContactsAfterPayment counts contacts released in a loan's log after a
+	// payment the lender had published (the intake acknowledged it) before
+	// the release, but which stands after it in the log: a payment that
+	// waited behind the pipeline's own work. It must be 0.
+	ContactsAfterPayment int
+	// DeadLetterReasons counts the run's dead letters by consumer, class
+	// and reason: the malformed events, and anything else.
+	DeadLetterReasons map[string]int
 	// window, in local time computed here from the due time and the day
 	// (hour h of day n is due + n·day + h·day/24), not with the gate's
 	// code. It must be 0.
@@ -222,7 +254,7 @@ func (r Report) Overloaded(day time.Duration) bool {
 // String renders the report as a table.
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "loans %d, matching the oracle %d, mismatches %d\n", r.Loans, r.Matched, len(r.Mismatches))
+	fmt.Fprintf(&b, "loans %d, matching the oracle %d, differing only by steps a payment made moot %d, mismatches %d\n", r.Loans, r.Matched, r.Moot, len(r.Mismatches))
 	finals := make([]string, 0, len(r.ByFinal))
 	for k := range r.ByFinal {
 		finals = append(finals, k)
@@ -240,9 +272,19 @@ func (r Report) String() string {
 	fmt.Fprintf(&b, "worst delays: a payment reached its loan's log %s after its time, a step fired %s after its due time\n",
 		r.RecordedMax.Round(time.Millisecond), r.FireMax.Round(time.Millisecond))
 	fmt.Fprintf(&b, "decisions lost %d, unexpected %d, duplicated %d\n", r.Lost, r.Unexpected, r.Duplicates)
-	fmt.Fprintf(&b, "contact tasks released %d, outside the borrower's window %d; loan-days over the daily call cap %d\n", r.Tasks, r.OutsideWindow, r.CapViolations)
+	fmt.Fprintf(&b, "contact tasks released %d, outside the borrower's window %d; loan-days over the daily call cap %d; contacts released after a payment the lender had published %d\n",
+		r.Tasks, r.OutsideWindow, r.CapViolations, r.ContactsAfterPayment)
 	if r.MalformedSent > 0 {
 		fmt.Fprintf(&b, "malformed events sent %d, dead-lettered %d\n", r.MalformedSent, r.DeadLettered)
+	}
+	reasons := slices.Collect(maps.Keys(r.DeadLetterReasons))
+	slices.SortFunc(reasons, func(a, b string) int { return r.DeadLetterReasons[b] - r.DeadLetterReasons[a] })
+	for i, k := range reasons {
+		if i == 6 {
+			fmt.Fprintf(&b, "dead letters: ... %d more reasons\n", len(reasons)-6)
+			break
+		}
+		fmt.Fprintf(&b, "dead letters: %d %s\n", r.DeadLetterReasons[k], k)
 	}
 	for i, m := range r.Mismatches {
 		if i == 10 {
@@ -262,7 +304,8 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 	loans := Plan(cfg, start)
 	var published, retries atomic.Int64
 	var pubMu sync.Mutex
-	var pubLat []time.Duration // how long each lender event took to publish, retries included
+	var pubLat []time.Duration      // how long each lender event took to publish, retries included
+	acked := map[string]time.Time{} // loan and payment ID -> when the intake acknowledged the repayment
 	// A lender retries a publish that got no acknowledgement (the server
 	// restarting) with the same message ID, which the intake stream dedupes.
 	send := func(ev *dunningv1.LenderEvent, tenant, loan, id string) error {
@@ -292,6 +335,9 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 		published.Add(1)
 		pubMu.Lock()
 		pubLat = append(pubLat, time.Since(t0))
+		if r := ev.GetRepaymentReceived(); r != nil {
+			acked[loan+"/"+r.GetPaymentId()] = time.Now()
+		}
 		pubMu.Unlock()
 		return nil
 	}
@@ -300,6 +346,10 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 	// from one timer heap. Announcing all installments at once would queue
 	// early payments behind the burst on the intake.
 	dlqBefore, err := deadLettered(ctx, js)
+	if err != nil {
+		return Report{}, err
+	}
+	dlqSeq, err := lastSeq(ctx, js, topology.StreamDLQ)
 	if err != nil {
 		return Report{}, err
 	}
@@ -393,10 +443,10 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 			consumers = append(consumers, st.ConsumerSpec())
 		}
 	}
-	if err := waitQuiet(ctx, js, consumers, last.Add(cfg.Settle)); err != nil {
+	if err := waitQuiet(ctx, js, consumers, last.Add(cfg.Settle), cfg.Progress); err != nil {
 		return Report{}, err
 	}
-	r, err := check(ctx, cfg, loans, log, start, last.Add(cfg.Settle), int(published.Load()))
+	r, err := check(ctx, cfg, loans, log, start, last.Add(cfg.Settle), int(published.Load()), acked)
 	if err != nil {
 		return r, err
 	}
@@ -415,7 +465,44 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
+	if err == nil {
+		r.DeadLetterReasons, err = deadLetterReasons(ctx, js, dlqSeq)
+	}
 	return r, err
+}
+
+// deadLetterReasons groups the dead letters written after seq by consumer,
+// class and reason (its first 100 characters).
+func deadLetterReasons(ctx context.Context, js jetstream.JetStream, seq uint64) (map[string]int, error) {
+	s, err := js.Stream(ctx, topology.StreamDLQ)
+	if err != nil {
+		return nil, err
+	}
+	last := s.CachedInfo().State.LastSeq
+	out := map[string]int{}
+	if last <= seq {
+		return out, nil
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq + 1})
+	if err != nil {
+		return nil, err
+	}
+	for {
+		m, err := c.Next(jetstream.FetchMaxWait(2 * time.Second))
+		if err != nil {
+			return out, fmt.Errorf("reading the dead letters: %w", err)
+		}
+		h := m.Headers()
+		reason := h.Get(bus.HeaderDLQReason)
+		if len(reason) > 100 {
+			reason = reason[:100]
+		}
+		out[h.Get(bus.HeaderDLQConsumer)+" "+h.Get(bus.HeaderDLQClass)+": "+reason]++
+		md, err := m.Metadata()
+		if err != nil || md.Sequence.Stream >= last {
+			return out, err
+		}
+	}
 }
 
 // lenderEvent wraps a borrower's-side event (a promise, a plan, a hold
@@ -441,10 +528,15 @@ func lenderEvent(tenant, loan string, ev policy.Event) (*dunningv1.LenderEvent, 
 // waitQuiet waits until none of the consumers has a message to deliver or
 // one delivered and not yet acknowledged, on two looks 200 ms apart (a step
 // the server publishes between them shows on the second), or until deadline.
-func waitQuiet(ctx context.Context, js jetstream.JetStream, consumers []topology.ConsumerSpec, deadline time.Time) error {
+func waitQuiet(ctx context.Context, js jetstream.JetStream, consumers []topology.ConsumerSpec, deadline time.Time, out io.Writer) error {
 	quietBefore := false
+	var told time.Time
 	for {
 		busy, err := backlog(ctx, js, consumers)
+		if out != nil && busy != "" && time.Since(told) >= 5*time.Second {
+			told = time.Now()
+			fmt.Fprintf(out, "waiting for the pipeline: %s\n", busy)
+		}
 		if err == nil && busy == "" {
 			if quietBefore {
 				return nil
@@ -476,7 +568,7 @@ func backlog(ctx context.Context, js jetstream.JetStream, consumers []topology.C
 			return "", err
 		}
 		if ci := cons.CachedInfo(); ci.NumPending > 0 || ci.NumAckPending > 0 {
-			return c.Name, nil
+			return fmt.Sprintf("%s (%d pending, %d unacknowledged)", c.Name, ci.NumPending, ci.NumAckPending), nil
 		}
 	}
 	return "", nil
@@ -517,6 +609,14 @@ func sendMalformed(ctx context.Context, cfg Config, loans []Loan, js jetstream.J
 }
 
 // deadLettered counts the intake's dead letters.
+func lastSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	return s.CachedInfo().State.LastSeq, nil
+}
+
 func deadLettered(ctx context.Context, js jetstream.JetStream) (int, error) {
 	s, err := js.Stream(ctx, topology.StreamDLQ)
 	if err != nil {
@@ -530,10 +630,10 @@ func deadLettered(ctx context.Context, js jetstream.JetStream) (int, error) {
 }
 
 // check reads every loan's log until it matches the oracle or the deadline passes.
-func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, start, deadline time.Time, published int) (Report, error) {
+func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, start, deadline time.Time, published int, acked map[string]time.Time) (Report, error) {
 	got := make([]Outcome, len(loans))
 	msgs := make([]int, len(loans))
-	outside, overCap := make([]int, len(loans)), make([]int, len(loans))
+	outside, overCap, afterPay := make([]int, len(loans)), make([]int, len(loans)), make([]int, len(loans))
 	from, to, _, _ := cfg.Ladder.Policy.Contact.Pack.Window()
 	callsPerDay := 0 // no cap
 	if p := cfg.Ladder.Policy.Contact.Pack; p != nil {
@@ -576,18 +676,29 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 				fired := map[string]time.Time{}
 				var l, f, rec []time.Duration
 				var lastAt time.Time
-				var out int
-				calls := map[int]int{} // released calls per simulated day
+				var out, late int
+				calls := map[int]int{}   // released calls per simulated day
+				var releases []time.Time // when each contact so far was released
 				for _, e := range entries {
 					switch ev := e.Event.(type) {
 					case policy.Repayment:
 						rec = append(rec, e.Time.Sub(ev.PaidAt))
+						// A contact released before this payment in the log
+						// but after the lender had it acknowledged.
+						if at, ok := acked[loans[i].ID+"/"+ev.PaymentID]; ok {
+							for _, r := range releases {
+								if r.After(at) {
+									late++
+								}
+							}
+						}
 					case policy.StepFired:
 						fired[ev.Step.ID] = ev.Step.At
 						f = append(f, e.Time.Sub(ev.Step.At))
 					case policy.Decision:
 						ds = append(ds, ev)
 						if ev.Kind == policy.KindContactReleased {
+							releases = append(releases, e.Time)
 							for _, t := range ev.Tasks {
 								if t.Channel == policy.ChannelPhone {
 									calls[int(ev.Ctx.DecidedAt.Sub(loans[i].DueAt)/cfg.Ladder.Calendar.Day)]++
@@ -608,7 +719,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 				defer mu.Unlock()
 				got[i], msgs[i], recs[i], fires[i] = o, len(entries), rec, f
 				gates[i] = gateRecords(ds, loans[i].DueAt, cfg.Ladder.Calendar.Day)
-				outside[i] = out
+				outside[i], afterPay[i] = out, late
 				overCap[i] = 0
 				for _, n := range calls {
 					if callsPerDay > 0 && n > callsPerDay {
@@ -664,10 +775,13 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 		}
 		r.Duplicates += got[i].Repeats
 		r.OutsideWindow += outside[i]
+		r.ContactsAfterPayment += afterPay[i]
 		r.CapViolations += overCap[i]
 		r.Tasks += got[i].Tasks
 		if got[i].equal(l.Want) {
 			r.Matched++
+		} else if got[i].moot(l.Want, len(recs[i]) > 0) {
+			r.Moot++
 		} else {
 			r.Mismatches = append(r.Mismatches, fmt.Sprintf("%s (%s, pays %v): want %v, got %v; gate: %s", l.ID, l.Behaviour, l.Payments, l.Want, got[i], gates[i]))
 		}

@@ -376,6 +376,12 @@ var (
 	Notify = ConsumerSpec{ConsumerNotify, StreamTasks, []string{taskPrefix + ".>"}}
 )
 
+// LenderFacts reports whether c carries the lender's facts to the loans'
+// logs (intake): the pipeline's own consumers give way to it while it has a
+// backlog (bus.Yield), so a payment never waits behind the contacts it may
+// make moot.
+func LenderFacts(c ConsumerSpec) bool { return c.Name == ConsumerIntake && c.Stream == StreamIntake }
+
 // MaxIntakeMessage bounds a lender event published over NATS, as the HTTP
 // API bounds a body.
 const MaxIntakeMessage = 64 << 10

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -88,6 +91,13 @@ type row struct {
 	// contact: three handled messages, four log writes per loan).
 	pipeline      float64
 	decisionBytes int
+	// CPU per handled message (user and system time of the process, the
+	// embedded server included, over the timed part) for the raw loop, the
+	// stage and the pipeline; the pipeline's handled messages (deliveries
+	// to its consumers) and loans-stream writes per loan.
+	rawCPU, stageCPU, pipeCPU      time.Duration
+	handledPerLoan, writtenPerLoan float64
+	writtenKinds                   string
 }
 
 var (
@@ -124,19 +134,45 @@ func printSummary(w io.Writer) {
 		server.VERSION, payloadSize, stageLoans)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "mode\tconn\traw loop msgs/s\tstage events/s\tstage/raw\tpipeline loans/s\tpipeline msgs/s\tpipeline/raw\traw sync publish/s\tdecision bytes\t")
+	var cpu strings.Builder
 	for _, md := range modes {
 		for _, tr := range md.transports {
 			r, ok := results[key(md, tr)]
 			if !ok {
 				continue
 			}
-			// The pipeline handles three messages per loan; its ratio
-			// compares handled messages with the raw loop's.
+			// The pipeline's ratio compares the messages it handled (as
+			// its consumers counted their deliveries) with the raw loop's.
+			msgs := r.handledPerLoan * r.pipeline
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", md.name, tr.name, rate(r.rawLoop), rate(r.stage),
-				ratio(r.stage, r.rawLoop), rate(r.pipeline), rate(3*r.pipeline), ratio(3*r.pipeline, r.rawLoop), rate(r.syncPub), r.decisionBytes)
+				ratio(r.stage, r.rawLoop), rate(r.pipeline), rate(msgs), ratio(msgs, r.rawLoop), rate(r.syncPub), r.decisionBytes)
+			fmt.Fprintf(&cpu, "%s\t%s\t%s\t%s\t%s\t%.2f\t%.2f\t%s\t\n", md.name, tr.name, micros(r.rawCPU), micros(r.stageCPU), micros(r.pipeCPU),
+				r.handledPerLoan, r.writtenPerLoan, r.writtenKinds)
 		}
 	}
 	_ = tw.Flush()
+	fmt.Fprintln(w, "\nCPU per handled message (the process: measured clients and the embedded server), and the pipeline's work per loan:")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "mode\tconn\traw loop µs/msg\tstage µs/msg\tpipeline µs/msg\thandled/loan\twritten/loan\twritten by kind (per loan)\t")
+	fmt.Fprint(tw, cpu.String())
+	_ = tw.Flush()
+}
+
+func micros(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", float64(d.Nanoseconds())/1e3)
+}
+
+// cpuTime is the process's user and system CPU time so far: the measured
+// clients and the embedded server share the process, so it is both.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func ratio(a, b float64) string {
@@ -260,6 +296,7 @@ func benchRawLoop(b *testing.B, md mode, tr transport) {
 	payload := make([]byte, payloadSize)
 	n := md.rawMsgs
 	i := 0
+	var cpu time.Duration
 	for b.Loop() {
 		b.StopTimer()
 		for k := range n {
@@ -289,10 +326,12 @@ func benchRawLoop(b *testing.B, md mode, tr transport) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
+		c0 := cpuTime()
 		if err := rawLoop(wjs, wcons, n, payload); err != nil {
 			b.Fatal(err)
 		}
 		natstest.CheckFor(b, time.Minute, pollEvery, holding(ctx, cons, 0))
+		cpu += cpuTime() - c0
 		b.StopTimer()
 		if got := countSubjects(b, e.js, rawStream, fmt.Sprintf("raw.out.%d.*", i), ""); got != n {
 			b.Fatalf("raw loop wrote %d outputs, want %d", got, n)
@@ -305,7 +344,9 @@ func benchRawLoop(b *testing.B, md mode, tr transport) {
 	}
 	r := float64(n*i) / b.Elapsed().Seconds()
 	b.ReportMetric(r, "events/s")
-	record(key(md, tr), func(x *row) { x.rawLoop = r })
+	perMsg := cpu / time.Duration(n*i)
+	b.ReportMetric(float64(perMsg.Nanoseconds())/1e3, "cpu-µs/msg")
+	record(key(md, tr), func(x *row) { x.rawLoop, x.rawCPU = r, perMsg })
 }
 
 // rawLoop consumes n messages; each is answered by an async publish, and
@@ -383,6 +424,7 @@ func benchStage(b *testing.B, md mode, tr transport) {
 		b.Fatal(err)
 	}
 	i := 0
+	var cpu time.Duration
 	for b.Loop() {
 		b.StopTimer()
 		prefix := fmt.Sprintf("i%d-", i)
@@ -393,15 +435,18 @@ func benchStage(b *testing.B, md mode, tr transport) {
 		}
 		// The server counts a consumer's pending messages asynchronously.
 		natstest.CheckFor(b, 10*time.Second, pollEvery, holding(ctx, contactCons, stageLoans))
-		metrics := e.timedPipeline(b, "bench-contact", topo, ladder, pipeline.Parts{Stages: []stage.Stage{contact}},
+		metrics, c := e.timedPipeline(b, "bench-contact", topo, ladder, pipeline.Parts{Stages: []stage.Stage{contact}},
 			func(pipeline.Metrics) { natstest.CheckFor(b, 2*time.Minute, pollEvery, holding(ctx, contactCons, 0)) })
+		cpu += c
 		verifyStage(b, e, seedLog, metrics, prefix, key(md, tr))
 		i++
 		b.StartTimer() // b.Loop must be called with the timer running
 	}
 	r := float64(stageLoans*i) / b.Elapsed().Seconds()
 	b.ReportMetric(r, "events/s")
-	record(key(md, tr), func(x *row) { x.stage = r })
+	perMsg := cpu / time.Duration(stageLoans*i)
+	b.ReportMetric(float64(perMsg.Nanoseconds())/1e3, "cpu-µs/msg")
+	record(key(md, tr), func(x *row) { x.stage, x.stageCPU = r, perMsg })
 }
 
 // timedPipeline runs one process's parts, built by pipeline.New as a
@@ -409,7 +454,7 @@ func benchStage(b *testing.B, md mode, tr transport) {
 // until done returns (done fails the benchmark if its condition never
 // holds); then stops it. It returns the process's metrics.
 func (e *env) timedPipeline(b *testing.B, name string, topo topology.Topology, ladder policy.Ladder, parts pipeline.Parts,
-	done func(pipeline.Metrics)) pipeline.Metrics {
+	done func(pipeline.Metrics)) (pipeline.Metrics, time.Duration) {
 	b.Helper()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -421,14 +466,16 @@ func (e *env) timedPipeline(b *testing.B, name string, topo topology.Topology, l
 	}
 	exited := make(chan error, 1)
 	b.StartTimer()
+	c0 := cpuTime()
 	go func() { exited <- p.Run(ctx) }()
 	done(p.Metrics)
+	cpu := cpuTime() - c0
 	b.StopTimer()
 	cancel()
 	if err := <-exited; err != nil {
 		b.Fatal(err)
 	}
-	return p.Metrics
+	return p.Metrics, cpu
 }
 
 // seed stores, for each of n loans, an installment due at dueAt and the
@@ -585,6 +632,9 @@ func benchPipelineRun(b *testing.B, md mode, tr transport) {
 	}
 	n := pipelineLoans(md)
 	i := 0
+	var cpu time.Duration
+	var handled, written uint64
+	var kinds string
 	for b.Loop() {
 		b.StopTimer()
 		prefix := fmt.Sprintf("p%d-", i)
@@ -610,7 +660,8 @@ func benchPipelineRun(b *testing.B, md mode, tr transport) {
 		contactsOf := func(m pipeline.Metrics) float64 {
 			return testutil.ToFloat64(m.Stage.Decisions.WithLabelValues("first-contact", policy.KindContactRequested.String()))
 		}
-		metrics := e.timedPipeline(b, "bench-pipeline", topo, ladder, pipeline.Parts{Stages: stage.Table, Intake: true}, func(m pipeline.Metrics) {
+		delivered0, written0 := deliveries(b, e.js), lastSeq(b, e.js, topology.StreamLoans)
+		metrics, c := e.timedPipeline(b, "bench-pipeline", topo, ladder, pipeline.Parts{Stages: stage.Table, Intake: true}, func(m pipeline.Metrics) {
 			natstest.CheckFor(b, 2*time.Minute, pollEvery, func() error {
 				if got := contactsOf(m); got != float64(n) {
 					return fmt.Errorf("%s: %v first contacts, want %d", prefix, got, n)
@@ -618,6 +669,10 @@ func benchPipelineRun(b *testing.B, md mode, tr transport) {
 				return nil
 			})
 		})
+		cpu += c
+		handled += deliveries(b, e.js) - delivered0
+		written += lastSeq(b, e.js, topology.StreamLoans) - written0
+		kinds = keptByKind(b, e.js, prefix, n)
 		if got := testutil.ToFloat64(metrics.Stage.Decisions.WithLabelValues("overdue-confirmation", policy.KindOverdueConfirmed.String())); got != float64(n) {
 			b.Fatalf("%s: %v overdue confirmations, want %d", prefix, got, n)
 		}
@@ -633,7 +688,68 @@ func benchPipelineRun(b *testing.B, md mode, tr transport) {
 	}
 	r := float64(n*i) / b.Elapsed().Seconds()
 	b.ReportMetric(r, "loans/s")
-	record(key(md, tr), func(x *row) { x.pipeline = r })
+	perMsg := cpu / time.Duration(max(handled, 1))
+	perLoanHandled, perLoanWritten := float64(handled)/float64(n*i), float64(written)/float64(n*i)
+	b.ReportMetric(float64(perMsg.Nanoseconds())/1e3, "cpu-µs/msg")
+	b.ReportMetric(perLoanHandled, "handled/loan")
+	b.ReportMetric(perLoanWritten, "written/loan")
+	record(key(md, tr), func(x *row) {
+		x.pipeline, x.pipeCPU, x.handledPerLoan, x.writtenPerLoan, x.writtenKinds = r, perMsg, perLoanHandled, perLoanWritten, kinds
+	})
+}
+
+// deliveries is how many messages the pipeline's consumers have been
+// given, redeliveries included: the messages it handled.
+func deliveries(b *testing.B, js jetstream.JetStream) uint64 {
+	b.Helper()
+	var n uint64
+	for _, c := range pipeline.Consumers() {
+		if c.Stream == topology.StreamAdvisories {
+			continue
+		}
+		cons, err := js.Consumer(context.Background(), c.Stream, c.Name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n += cons.CachedInfo().Delivered.Consumer
+	}
+	return n
+}
+
+// lastSeq is the stream's last sequence: what was written to it so far.
+func lastSeq(b *testing.B, js jetstream.JetStream, stream string) uint64 {
+	b.Helper()
+	s, err := js.Stream(context.Background(), stream)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s.CachedInfo().State.LastSeq
+}
+
+// keptByKind is what the iteration's loans' logs hold, per loan and kind
+// (a timer's rollup keeps one of its writes).
+func keptByKind(b *testing.B, js jetstream.JetStream, prefix string, n int) string {
+	b.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, topology.StreamLoans)
+	if err != nil {
+		b.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter("dunning.loan."+tenant+".>"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	byKind := map[string]uint64{}
+	for subj, c := range info.State.Subjects {
+		if addr, err := topology.ParseLoanSubject(subj); err == nil && strings.HasPrefix(addr.Loan, prefix) {
+			byKind[string(addr.Kind)] += c
+		}
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(byKind)) {
+		parts = append(parts, fmt.Sprintf("%s %.2f", k, float64(byKind[k])/float64(n)))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // pipelineLoans keeps an iteration near a few seconds in each mode.

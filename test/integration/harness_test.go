@@ -51,6 +51,9 @@ type harness struct {
 	// load (see loadFactor).
 	day time.Duration
 
+	// yieldFloor is pipeline.Config's (0: the default; negative: off).
+	yieldFloor int
+
 	// ladderFor, when set before start, chooses each loan's ladder (per-tenant policies).
 	ladderFor func(tenant, product string) policy.Ladder
 
@@ -154,7 +157,7 @@ func (h *harness) startParts(name string, id access.Identity, parts pipeline.Par
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := pipeline.New(ctx, pipeline.Config{Name: name, Topology: h.topo, Ladder: ladder, Logger: logger,
-		Parts: parts}, h.srv.Dialer(id))
+		Parts: parts, YieldFloor: h.yieldFloor}, h.srv.Dialer(id))
 	if err != nil {
 		cancel()
 		h.t.Fatal(err)
