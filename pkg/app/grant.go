@@ -71,9 +71,7 @@ func Grant(o Options) access.Grant {
 			"$JS.API.CONSUMER.CREATE."+topology.StreamAgencies+".*."+topology.AgencyFeedFilter("*"))
 	}
 	// Its own work gives way while lender facts wait (pipeline, bus.Yield).
-	g.WatchIntake = slices.ContainsFunc(g.Consumers, func(c topology.ConsumerSpec) bool {
-		return !topology.LenderFacts(c) && c.Stream != topology.StreamAdvisories
-	})
+	g.WatchIntake = slices.ContainsFunc(g.Consumers, topology.Yields)
 	return g
 }
 

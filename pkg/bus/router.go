@@ -126,7 +126,7 @@ type RouterConfig struct {
 	MaxKeepAlive time.Duration
 	// Yield, when set, holds the router's consumers to a few messages at
 	// once while lender facts wait, but for the consumers of lender facts
-	// (topology.LenderFacts) and of advisories (yield.go).
+	// and of advisories (topology.Yields, yield.go).
 	Yield *Yield
 }
 
@@ -225,7 +225,7 @@ func (rt *Router) yields(topic string) bool {
 	rt.mu.Lock()
 	spec, ok := rt.specs[topic]
 	rt.mu.Unlock()
-	return ok && !topology.LenderFacts(spec) && spec.Stream != topology.StreamAdvisories
+	return ok && topology.Yields(spec)
 }
 
 // resolve opens the provisioned durable consumer a handler was registered on.

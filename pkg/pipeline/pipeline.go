@@ -184,9 +184,7 @@ type Pipeline struct {
 // yielding reports whether the process runs any of the pipeline's own
 // consumers: work that gives way to lender facts (bus.Yield).
 func (p *Pipeline) yielding() bool {
-	return slices.ContainsFunc(p.consumers, func(c topology.ConsumerSpec) bool {
-		return !topology.LenderFacts(c) && c.Stream != topology.StreamAdvisories
-	})
+	return slices.ContainsFunc(p.consumers, topology.Yields)
 }
 
 // provision creates or updates the declared topology as the admin.
@@ -291,16 +289,17 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (_ *Pipe
 	// one connection's lock and buffer.
 	lenderLog := log
 	if cfg.Parts.Intake && p.yielding() {
-		lnc, err := dial(cfg.Name + "-lender-facts")
-		if err != nil {
-			return nil, fmt.Errorf("connecting for lender facts: %w", err)
+		lnc, derr := dial(cfg.Name + "-lender-facts")
+		if derr != nil {
+			return nil, fmt.Errorf("connecting for lender facts: %w", derr)
 		}
-		ljs, err := jetstream.New(lnc)
-		if err != nil {
+		ljs, jerr := jetstream.New(lnc)
+		if jerr != nil {
 			lnc.Close()
-			return nil, fmt.Errorf("jetstream: %w", err)
+			return nil, fmt.Errorf("jetstream: %w", jerr)
 		}
 		p.lenderConn, lenderLog = lnc, loanlog.New(lnc, ljs)
+		// Closed if build fails after this: err is build's named result.
 		defer func() {
 			if err != nil {
 				lnc.Close()

@@ -221,6 +221,10 @@ type Report struct {
 	// firing delays of any loan, matching or not (see Overloaded).
 	RecordedMax, FireMax time.Duration
 	// OutsideWindow counts released tasks released outside the borrower's
+	// window, in local time computed here from the due time and the day
+	// (hour h of day n is due + n·day + h·day/24), not with the gate's
+	// code. It must be 0.
+	OutsideWindow int
 	// ContactsAfterPayment counts contacts released in a loan's log after a
 	// payment the lender had published (the intake acknowledged it) before
 	// the release, but which stands after it in the log: a payment that
@@ -229,10 +233,6 @@ type Report struct {
 	// DeadLetterReasons counts the run's dead letters by consumer, class
 	// and reason: the malformed events, and anything else.
 	DeadLetterReasons map[string]int
-	// window, in local time computed here from the due time and the day
-	// (hour h of day n is due + n·day + h·day/24), not with the gate's
-	// code. It must be 0.
-	OutsideWindow int
 	// CapViolations counts loan-days with more calls released than the
 	// pack's per-day cap on connected calls allows (cn: 3): the simulation
 	// reports no outcomes, so every released call counts as connected. It

@@ -382,6 +382,10 @@ var (
 // make moot.
 func LenderFacts(c ConsumerSpec) bool { return c.Name == ConsumerIntake && c.Stream == StreamIntake }
 
+// Yields reports whether c is the pipeline's own work, which gives way to
+// lender facts: neither their consumer nor an advisories' consumer.
+func Yields(c ConsumerSpec) bool { return !LenderFacts(c) && c.Stream != StreamAdvisories }
+
 // MaxIntakeMessage bounds a lender event published over NATS, as the HTTP
 // API bounds a body.
 const MaxIntakeMessage = 64 << 10
