@@ -36,6 +36,8 @@ type Client struct {
 	// Wait is how often to look again for the agency's consumer before its
 	// first placement (default 2 s).
 	Wait time.Duration
+	// Logf, if set, is told why the feed is not read yet.
+	Logf func(format string, args ...any)
 }
 
 // Connect connects to url as the agency, with its seed file (what `dunctl
@@ -83,14 +85,27 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 	}
 	var cons jetstream.Consumer
 	for {
-		cons, err = js.Consumer(ctx, topology.StreamAgencies, topology.AgencyConsumer(c.Agency))
+		// Each look has a deadline of its own: a request whose answer is
+		// lost (its server died meanwhile) is asked again, not waited on
+		// for as long as the caller's context lasts.
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		cons, err = js.Consumer(lctx, topology.StreamAgencies, topology.AgencyConsumer(c.Agency))
+		cancel()
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, context.DeadlineExceeded) &&
+			!errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, nats.ErrTimeout) {
 			return fmt.Errorf("agency %s's feed: %w", c.Agency, err)
 		}
-		// Not created yet: the pipeline creates it with the first placement.
+		if c.Logf != nil {
+			c.Logf("agency %s: its feed is not there yet (%v); looking again in %s", c.Agency, err, wait)
+		}
+		// Not created yet (the pipeline creates it with the first
+		// placement), or the cluster did not answer.
 		select {
 		case <-ctx.Done():
 			return nil

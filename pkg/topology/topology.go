@@ -596,7 +596,12 @@ func (t Topology) AgencyConsumerConfig(agency string) jetstream.ConsumerConfig {
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckWait:       t.AckWait,
 		MaxAckPending: t.MaxAckPending,
-		Replicas:      t.Replicas,
+		// 0: as many as the stream has. The feed service creates this
+		// consumer with the first placement, and a service is not told the
+		// replicas the admin provisioned: given its default of 1, an
+		// agency's consumer on a cluster lived on one node, and its client
+		// found none while that node was down (make test-cluster).
+		Replicas: 0,
 	}
 }
 

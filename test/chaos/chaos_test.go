@@ -64,7 +64,13 @@ func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs service processes")
 	}
-	loans := envInt("DUNNING_CHAOS_LOANS", 300)
+	runChaos(t, func(keys access.Keyring) natsServer { return startNATS(t, keys) }, "DUNNING_CHAOS_")
+}
+
+// runChaos is the run on the server start gives it; env prefixes the
+// variables that size it (LOANS, DAY_MS, RATE).
+func runChaos(t *testing.T, start func(access.Keyring) natsServer, env string) {
+	loans := envInt(env+"LOANS", 300)
 	// A payment lands half a day from a step and never the day before one
 	// (pkg/sim), so a day of 6 s leaves 9 s for any fault to delay a payment
 	// or a step: an ack wait (2 s) plus a server restart and reconnect, and
@@ -74,7 +80,7 @@ func TestChaos(t *testing.T) {
 	// the log before their first contact was decided, so the contact was
 	// rightly skipped and the oracle, which assumes the day's order, counted
 	// it lost (decided after due p99 3.2 s).
-	day := time.Duration(envInt("DUNNING_CHAOS_DAY_MS", 6000)) * time.Millisecond
+	day := time.Duration(envInt(env+"DAY_MS", 6000)) * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 
@@ -92,9 +98,9 @@ func TestChaos(t *testing.T) {
 	if _, _, err := apikey.Create(filepath.Join(keys.Dir, "api-keys"), "chaos", []apikey.Scope{apikey.ScopeIngest}); err != nil {
 		t.Fatal(err)
 	}
-	srv := startNATS(t, keys)
+	srv := start(keys)
 
-	nc, err := nats.Connect(srv.url(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), srv.admin)
+	nc, err := nats.Connect(srv.url(), append(srv.clientOptions(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,11 +113,12 @@ func TestChaos(t *testing.T) {
 	// with the quick redelivery the faults need.
 	topo := topology.DefaultTopology()
 	topo.AckWait = ackWait
+	topo.Replicas = srv.replicas()
 	if err := topo.Provision(ctx, js, pipeline.Consumers()); err != nil {
 		t.Fatal(err)
 	}
-	fleet := &fleet{t: t, bin: bin, logDir: t.TempDir(), keys: keys, args: []string{"--nats", srv.url(), "--day", day.String(),
-		"--policies", policyDir, "--log-level", "warn"}}
+	fleet := &fleet{t: t, bin: bin, logDir: t.TempDir(), keys: keys, args: append([]string{"--nats", srv.url(), "--day", day.String(),
+		"--policies", policyDir, "--log-level", "warn"}, srv.serviceArgs()...)}
 	for _, s := range services {
 		for range replicas {
 			fleet.add(s)
@@ -122,7 +129,7 @@ func TestChaos(t *testing.T) {
 	// The agency reads its feed through the whole run, with its own
 	// credential, as the reference client does: across the handoff
 	// service's kills and the server's restart.
-	feed := startAgency(ctx, t, srv.url(), keys)
+	feed := startAgency(ctx, t, srv, keys)
 
 	ladder := policy.Ladder{Policy: pol, Calendar: policy.Calendar{Day: day}}
 	lead := 3 * time.Second
@@ -132,7 +139,7 @@ func TestChaos(t *testing.T) {
 	// 20,000 loans then decided a step 8.3 s after its due time (p99, against
 	// 2.4 s without the record), more than a 4 s day allows. This run tests
 	// faults, not throughput (make bench measures that).
-	rate := envInt("DUNNING_CHAOS_RATE", 500)
+	rate := envInt(env+"RATE", 500)
 	spread := max(3*time.Second, time.Duration(loans)*time.Second/time.Duration(rate))
 	faults := &faults{fleet: fleet, srv: srv, r: rand.New(rand.NewPCG(7, 7))}
 	cfg := sim.Config{Loans: loans, Seed: 7, Mix: sim.DefaultMix(), Tenant: "chaos", Ladder: ladder,
@@ -185,6 +192,14 @@ func TestChaos(t *testing.T) {
 	if fleet.kills() == 0 || faults.stops == 0 || faults.restarts == 0 {
 		t.Errorf("the faults did not all happen: %d kills, %d stops, %d restarts", fleet.kills(), faults.stops, faults.restarts)
 	}
+	if c, ok := srv.(*clusterServer); ok {
+		t.Logf("cluster: node %s SIGKILLed and restarted (it led %s), %s leadership moved %v",
+			strings.Join(c.killed, ", "), topology.StreamLoans, topology.StreamLoans, faults.moved)
+		if len(faults.moved) == 0 {
+			t.Error("the leader was not moved")
+		}
+		c.checkReplicas(ctx, t, js)
+	}
 }
 
 // compressedPolicy is the shipped policy with the ladder compressed to 14
@@ -236,9 +251,18 @@ func buildServices(t *testing.T) string {
 	return dir
 }
 
-// natsServer is the server under test.
+// natsServer is the server under test: one process, or a cluster of three.
 type natsServer interface {
 	url() string
+	// clientOptions connect the admin (this test); tlsOptions only verify
+	// the servers, for a client with credentials of its own.
+	clientOptions() []nats.Option
+	tlsOptions() []nats.Option
+	// serviceArgs are what each service needs beyond --nats to connect.
+	serviceArgs() []string
+	replicas() int
+	// restart is the server's fault halfway through the run: the one
+	// server restarted, or one node of the cluster killed and restarted.
 	restart() error
 }
 
@@ -250,13 +274,7 @@ type natsServer interface {
 // ConsumerStore) that services provisioning at once trigger.
 func startNATS(t *testing.T, keys access.Keyring) *procServer {
 	t.Helper()
-	bin := os.Getenv("NATS_SERVER_BIN")
-	if bin == "" {
-		bin = filepath.Join(t.TempDir(), "nats-server")
-		if out, err := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2").CombinedOutput(); err != nil {
-			t.Fatalf("building nats-server: %v\n%s", err, out)
-		}
-	}
+	bin := natsServerBin(t)
 	admin, err := keys.Option(access.Admin)
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +301,11 @@ type procServer struct {
 	cmd                     *exec.Cmd
 }
 
-func (s *procServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+func (s *procServer) url() string                  { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+func (s *procServer) clientOptions() []nats.Option { return []nats.Option{s.admin} }
+func (s *procServer) tlsOptions() []nats.Option    { return nil }
+func (s *procServer) serviceArgs() []string        { return nil }
+func (s *procServer) replicas() int                { return 1 }
 
 func (s *procServer) start() error {
 	out, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -587,6 +609,12 @@ type faults struct {
 	stops    int
 	restarts int
 	down     time.Duration
+	moved    []string // leaderships moved by hand (cluster)
+}
+
+// leaderMover is a cluster: it moves a stream's leadership.
+type leaderMover interface {
+	moveLeader(ctx context.Context) (from, to string, err error)
 }
 
 func (fs *faults) run(restartAfter time.Duration) func(ctx context.Context) {
@@ -628,6 +656,25 @@ func (fs *faults) run(restartAfter time.Duration) func(ctx context.Context) {
 			fs.mu.Lock()
 			fs.restarts++
 			fs.down = time.Since(t0)
+			fs.mu.Unlock()
+			// On a cluster, a quarter of the run later, the loans stream's
+			// leadership is moved by hand, as an operator does before
+			// maintenance.
+			m, ok := fs.srv.(leaderMover)
+			if !ok {
+				return nil
+			}
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-time.After(time.Until(start.Add(restartAfter * 3 / 2))):
+			}
+			from, to, err := m.moveLeader(gctx)
+			if err != nil {
+				return fmt.Errorf("moving the %s leader: %w", topology.StreamLoans, err)
+			}
+			fs.mu.Lock()
+			fs.moved = append(fs.moved, from+" -> "+to)
 			fs.mu.Unlock()
 			return nil
 		})
@@ -675,9 +722,9 @@ type agencyFeed struct {
 	seen map[string]int
 }
 
-func startAgency(ctx context.Context, t *testing.T, url string, keys access.Keyring) *agencyFeed {
+func startAgency(ctx context.Context, t *testing.T, srv natsServer, keys access.Keyring) *agencyFeed {
 	t.Helper()
-	nc, err := agency.Connect(url, agencyID, keys.SeedFile(access.Agency(agencyID)), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := agency.Connect(srv.url(), agencyID, keys.SeedFile(access.Agency(agencyID)), append(srv.tlsOptions(), nats.ReconnectWait(100*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -685,7 +732,11 @@ func startAgency(ctx context.Context, t *testing.T, url string, keys access.Keyr
 	f := &agencyFeed{seen: map[string]int{}}
 	actx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	c := &agency.Client{Agency: agencyID, Conn: nc, Wait: 200 * time.Millisecond}
+	c := &agency.Client{Agency: agencyID, Conn: nc, Wait: 200 * time.Millisecond, Logf: func(format string, args ...any) {
+		if testing.Verbose() {
+			fmt.Fprintf(os.Stderr, format+"\n", args...)
+		}
+	}}
 	go func() {
 		done <- c.Run(actx, func(_ context.Context, subject string, _ *dunningv1.AgencyFeed) error {
 			f.mu.Lock()
