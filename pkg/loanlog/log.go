@@ -263,9 +263,14 @@ func guard(m *nats.Msg, tenant, loan string, expect uint64) {
 	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, topology.LoanLog(tenant, loan))
 }
 
-// publish sends a conditional write. A duplicate ack (same Nats-Msg-Id
-// within the dedup window: a retry after a lost ack) reports the original
-// sequence.
+// publish sends a conditional write.
+//
+// The loan log's writes carry no Nats-Msg-Id: each is guarded (the loan's
+// last sequence, or an empty subject), so a retry after a lost ack is
+// refused by the guard and the caller re-reads and finds its write. An ID
+// would only add an entry to the stream's duplicate window for each of a
+// loan's writes, which the server keeps two minutes (memory and a lookup
+// per write: issue 13, less work per loan).
 func (l *Log) publish(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
 	ack, err := l.js.PublishMsg(ctx, m)
 	if err != nil {
@@ -309,7 +314,6 @@ func decisionMsg(tenant, loan string, expect uint64, d policy.Decision) (*nats.M
 	}
 	m := nats.NewMsg(topology.DecisionSubject(tenant, loan, k.Token, expect))
 	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, MsgID(tenant, loan, string(k.Token), strconv.Itoa(d.Ctx.Case), d.Ctx.StepID, strconv.FormatUint(expect, 10)))
 	guard(m, tenant, loan, expect)
 	if d.Kind == policy.KindCaseClosed || d.Kind == policy.KindStepCancelled {
 		// Atomically purge the schedule with recording why.
@@ -333,7 +337,6 @@ func (l *Log) AppendSeal(ctx context.Context, tenant, loan string, expect uint64
 	}
 	m := nats.NewMsg(topology.DecisionSubject(tenant, loan, k.Token, expect))
 	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, MsgID(tenant, loan, string(k.Token), strconv.FormatUint(expect, 10)))
 	guard(m, tenant, loan, expect)
 	return seqOf(l.publish(ctx, m))
 }
@@ -372,7 +375,6 @@ func (l *Log) AppendLender(ctx context.Context, subject string, data []byte, pri
 	if principal != "" {
 		m.Header.Set(HeaderPrincipal, principal)
 	}
-	m.Header.Set(jetstream.MsgIDHeader, MsgID(subject))
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
 	ack, err := l.publish(ctx, m)
 	switch {
@@ -380,8 +382,6 @@ func (l *Log) AppendLender(ctx context.Context, subject string, data []byte, pri
 		return 0, fmt.Errorf("%w: %s", ErrDuplicate, subject)
 	case err != nil:
 		return 0, err
-	case ack.Duplicate:
-		return ack.Sequence, fmt.Errorf("%w: %s", ErrDuplicate, subject)
 	}
 	return ack.Sequence, nil
 }
