@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"runtime/debug"
 	"strconv"
 	"testing"
@@ -87,8 +88,10 @@ func BenchmarkOpenCases(b *testing.B) {
 		var fired uint64
 		infoTimeouts := 0
 		deadline := time.Now().Add(10 * time.Minute)
+		heap := heapAtPeak(os.Getenv("DUNNING_OPEN_HEAPPROFILE"))
 		for fired < uint64(n) && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
+			heap()
 			// While the server collects a million due schedules it holds
 			// the stream's lock and API requests time out: ask again.
 			ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -153,5 +156,36 @@ func seedOpen(js jetstream.JetStream, n int, fireAt time.Time, spread time.Durat
 		return nil
 	case <-time.After(5 * time.Minute):
 		return fmt.Errorf("seeding %d open cases did not complete", n)
+	}
+}
+
+// heapAtPeak returns a function to call while the schedules fire: when
+// path is set, it writes a heap profile there each time the heap in use is
+// the largest seen so far (at most every 500 ms), so that what holds the
+// peak can be read with go tool pprof.
+func heapAtPeak(path string) func() {
+	if path == "" {
+		return func() {}
+	}
+	var most uint64
+	var last time.Time
+	return func() {
+		if time.Since(last) < 500*time.Millisecond {
+			return
+		}
+		last = time.Now()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		if ms.HeapInuse <= most {
+			return
+		}
+		most = ms.HeapInuse
+		f, err := os.Create(path)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		_ = pprof.Lookup("heap").WriteTo(f, 0)
+		fmt.Printf("heap in use %d MiB: profile written to %s\n", most>>20, path)
 	}
 }
