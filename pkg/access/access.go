@@ -150,6 +150,10 @@ type Grant struct {
 	// WatchIntake allows reading the intake consumer's info: a process whose
 	// work gives way to lender facts watches its backlog (bus.Yield).
 	WatchIntake bool
+	// ReadIntake allows direct gets on the intake stream and reading the
+	// intake consumer's info: the release gate waits for a loan's lender
+	// events still there (loanlog.Intake).
+	ReadIntake bool
 }
 
 // ServicePermissions turns a service's grant into subjects. Every service
@@ -179,8 +183,11 @@ func ServicePermissions(id Identity, g Grant) Permissions {
 	if g.ReadCodes {
 		p.Publish = append(p.Publish, "$JS.API.DIRECT.GET."+topology.StreamVerify, "$JS.API.DIRECT.GET."+topology.StreamVerify+".>")
 	}
-	if g.WatchIntake {
+	if g.WatchIntake || g.ReadIntake {
 		p.Publish = append(p.Publish, "$JS.API.CONSUMER.INFO."+topology.Intake.Stream+"."+topology.Intake.Name)
+	}
+	if g.ReadIntake {
+		p.Publish = append(p.Publish, "$JS.API.DIRECT.GET."+topology.StreamIntake)
 	}
 	p.Publish = append(p.Publish, g.Publish...)
 	p.Publish = dedupe(p.Publish)

@@ -24,6 +24,8 @@ func Grant(o Options) access.Grant {
 		g.ReadLog = true
 		// Claiming a verification code reads whose it is on a collision.
 		g.ReadCodes = g.ReadCodes || slices.Contains(s.Writes, codec.Released)
+		// Releasing a contact waits for lender events still in the intake.
+		g.ReadIntake = g.ReadIntake || slices.Contains(s.Writes, codec.Released)
 	}
 	if o.Intake || o.API {
 		// Recording lender events, and reading logs for timelines and

@@ -25,6 +25,9 @@ const (
 	MetaSubject   = "nats_subject"
 	MetaStreamSeq = "nats_stream_seq"
 	MetaDelivered = "nats_delivered"
+	// MetaStreamTime is when the stream stored the message (RFC 3339,
+	// nanoseconds): for a lender's event, when the lender published it.
+	MetaStreamTime = "nats_stream_time"
 )
 
 // Dead-letter headers: why a message was set aside and where it came from.
@@ -313,7 +316,7 @@ func (rt *Router) publishDLQ(msg *message.Message, consumer, class string, cause
 	m.Data = msg.Payload
 	for k, v := range msg.Metadata {
 		switch k {
-		case MetaSubject, MetaStreamSeq, MetaDelivered:
+		case MetaSubject, MetaStreamSeq, MetaDelivered, MetaStreamTime:
 		default:
 			m.Header.Set(origHeaderPrefix+k, v)
 		}

@@ -414,6 +414,7 @@ func toWatermill(m jetstream.Msg) *message.Message {
 	if meta, err := m.Metadata(); err == nil {
 		md.Set(MetaStreamSeq, strconv.FormatUint(meta.Sequence.Stream, 10))
 		md.Set(MetaDelivered, strconv.FormatUint(meta.NumDelivered, 10))
+		md.Set(MetaStreamTime, meta.Timestamp.UTC().Format(time.RFC3339Nano))
 		id = meta.Stream + "-" + strconv.FormatUint(meta.Sequence.Stream, 10)
 	}
 	if u := m.Headers().Get(HeaderUUID); u != "" {

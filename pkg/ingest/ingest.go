@@ -97,15 +97,30 @@ type Rejection struct {
 	Reason    string    `json:"reason"`
 }
 
+// at is when ev was received (Event.Received), or now.
+func (in *Ingestor) at(ev Event) time.Time {
+	if !ev.Received.IsZero() {
+		return ev.Received
+	}
+	return in.now()
+}
+
 // Check validates a lender event (Validate) and checks what depends on the
 // time: an installment's due date within the horizon.
 func (in *Ingestor) Check(pev *dunningv1.LenderEvent) (Event, error) {
+	return in.CheckReceived(pev, time.Time{})
+}
+
+// CheckReceived is Check for an event received at received (zero: now),
+// which the returned Event carries.
+func (in *Ingestor) CheckReceived(pev *dunningv1.LenderEvent, received time.Time) (Event, error) {
 	ev, err := Validate(pev)
+	ev.Received = received
 	if err != nil {
 		return ev, err
 	}
 	if d, ok := ev.Msg.(*dunningv1.InstallmentDue); ok {
-		now, h := in.now(), in.Horizon
+		now, h := in.at(ev), in.Horizon
 		if h == (Horizon{}) {
 			h = DefaultHorizon
 		}
@@ -363,9 +378,9 @@ func (in *Ingestor) append(ctx context.Context, ev Event, subj string, data []by
 		var field, reason string
 		switch e := pe.(type) {
 		case policy.PromiseToPay:
-			field, reason = l.CheckPromise(c, e, in.now())
+			field, reason = l.CheckPromise(c, e, in.at(ev))
 		case policy.RepaymentPlan:
-			field, reason = l.CheckPlan(c, e, in.now())
+			field, reason = l.CheckPlan(c, e, in.at(ev))
 		}
 		if field != "" {
 			return 0, &FieldError{field, reason}
@@ -418,7 +433,7 @@ func (in *Ingestor) Intake() message.NoPublishHandlerFunc {
 		if err != nil {
 			return refuse(err)
 		}
-		ev, err := in.Check(pev)
+		ev, err := in.CheckReceived(pev, in.received(msg))
 		if err != nil {
 			return refuse(err)
 		}
@@ -442,6 +457,20 @@ func (in *Ingestor) Intake() message.NoPublishHandlerFunc {
 		}
 		return nil
 	}
+}
+
+// received is when the intake stream stored msg (the lender's publish), on
+// the intake's clock: now, less how long it waited.
+func (in *Ingestor) received(msg *message.Message) time.Time {
+	now := in.now()
+	stored, err := time.Parse(time.RFC3339Nano, msg.Metadata.Get(bus.MetaStreamTime))
+	if err != nil {
+		return now
+	}
+	if waited := time.Since(stored); waited > 0 {
+		return now.Add(-waited)
+	}
+	return now
 }
 
 // Register adds the intake handler to a router.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -42,6 +43,17 @@ type Event struct {
 	// Admin: the sender holds the admin scope, the only one that may lift
 	// a deceased or bankruptcy hold (policy.HoldKind.AdminRelease).
 	Admin bool
+	// Received is when the lender sent it, on the intake's clock: what
+	// its dates are checked against (zero: now). An event published over
+	// NATS may wait in the intake stream while the pipeline is
+	// overloaded; a promise that was in the future when the borrower made
+	// it is not refused as past because intake reached it late.
+	Received time.Time
+}
+
+// newEvent is a validated event, its sender not yet known.
+func newEvent(tenant, loan string, kind *codec.Kind, id string, msg proto.Message) Event {
+	return Event{Tenant: tenant, Loan: loan, Kind: kind, ID: id, Msg: msg}
 }
 
 // Subject is where the event is recorded in the loan's log.
@@ -67,7 +79,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 		); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Due, m.InstallmentId, m, "", false}, nil
+		return newEvent(m.TenantId, m.LoanId, codec.Due, m.InstallmentId, m), nil
 	case *dunningv1.LenderEvent_RepaymentReceived:
 		m, p := e.RepaymentReceived, "repayment_received."
 		if m == nil {
@@ -83,7 +95,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 		); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Repaid, m.PaymentId, m, "", false}, nil
+		return newEvent(m.TenantId, m.LoanId, codec.Repaid, m.PaymentId, m), nil
 	case *dunningv1.LenderEvent_LoanSettled:
 		m, p := e.LoanSettled, "loan_settled."
 		if m == nil {
@@ -92,7 +104,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 		if err := firstErr(id(p+"tenant_id", m.TenantId), id(p+"loan_id", m.LoanId), timestamp(p+"settled_at", m.SettledAt)); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Settled, "", m, "", false}, nil
+		return newEvent(m.TenantId, m.LoanId, codec.Settled, "", m), nil
 	case *dunningv1.LenderEvent_ContactOutcome:
 		m, p := e.ContactOutcome, "contact_outcome."
 		if m == nil {
@@ -111,7 +123,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			outcome, timestamp(p+"occurred_at", m.OccurredAt), detail); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Outcome, m.ContactId + "_" + codec.OutcomeFromProto(m.Outcome).String(), m, "", false}, nil
+		return newEvent(m.TenantId, m.LoanId, codec.Outcome, m.ContactId+"_"+codec.OutcomeFromProto(m.Outcome).String(), m), nil
 	case *dunningv1.LenderEvent_ContactPreference:
 		m, p := e.ContactPreference, "contact_preference."
 		if m == nil {
@@ -125,7 +137,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			channel, timestamp(p+"received_at", m.ReceivedAt)); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Preference, m.PreferenceId, m, "", false}, nil
+		return newEvent(m.TenantId, m.LoanId, codec.Preference, m.PreferenceId, m), nil
 	case *dunningv1.LenderEvent_ContactHours:
 		m, p := e.ContactHours, "contact_hours."
 		if m == nil {
@@ -148,7 +160,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			hours, timestamp(p+"received_at", m.ReceivedAt)); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Hours, m.HoursId, m, "", false}, nil
+		return newEvent(m.TenantId, m.LoanId, codec.Hours, m.HoursId, m), nil
 	case *dunningv1.LenderEvent_HoldPlaced:
 		m, p := e.HoldPlaced, "hold_placed."
 		if m == nil {
@@ -168,7 +180,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			kind, contact, timestamp(p+"received_at", m.ReceivedAt)); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Hold, m.HoldId, m, "", false}, nil
+		return newEvent(m.TenantId, m.LoanId, codec.Hold, m.HoldId, m), nil
 	case *dunningv1.LenderEvent_HoldReleased:
 		m, p := e.HoldReleased, "hold_released."
 		if m == nil {
@@ -178,7 +190,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			timestamp(p+"released_at", m.ReleasedAt)); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Unhold, m.HoldId, m, "", false}, nil
+		return newEvent(m.TenantId, m.LoanId, codec.Unhold, m.HoldId, m), nil
 	case *dunningv1.LenderEvent_PromiseToPay:
 		m, p := e.PromiseToPay, "promise_to_pay."
 		if m == nil {
@@ -188,7 +200,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			money(p+"amount", m.Amount), timestamp(p+"promised_for", m.PromisedFor), timestamp(p+"received_at", m.ReceivedAt)); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Promise, m.PromiseId, m, "", false}, nil
+		return newEvent(m.TenantId, m.LoanId, codec.Promise, m.PromiseId, m), nil
 	case *dunningv1.LenderEvent_RepaymentPlan:
 		m, p := e.RepaymentPlan, "repayment_plan."
 		if m == nil {
@@ -198,7 +210,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			planInstallments(p+"installments", m.Installments), timestamp(p+"received_at", m.ReceivedAt)); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Plan, m.PlanId, m, "", false}, nil
+		return newEvent(m.TenantId, m.LoanId, codec.Plan, m.PlanId, m), nil
 	case *dunningv1.LenderEvent_PlanCancelled:
 		m, p := e.PlanCancelled, "plan_cancelled."
 		if m == nil {
@@ -208,7 +220,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			timestamp(p+"cancelled_at", m.CancelledAt)); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Unplan, m.PlanId, m, "", false}, nil
+		return newEvent(m.TenantId, m.LoanId, codec.Unplan, m.PlanId, m), nil
 	case *dunningv1.LenderEvent_BalanceUpdated:
 		m, p := e.BalanceUpdated, "balance_updated."
 		if m == nil {
@@ -218,7 +230,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			itemisation(p+"overdue", m.Overdue, nil, true), timestamp(p+"as_of", m.AsOf)); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.Balance, m.BalanceId, m, "", false}, nil
+		return newEvent(m.TenantId, m.LoanId, codec.Balance, m.BalanceId, m), nil
 	case *dunningv1.LenderEvent_LegalOutcome:
 		m, p := e.LegalOutcome, "legal_outcome."
 		if m == nil {
@@ -228,7 +240,7 @@ func Validate(ev *dunningv1.LenderEvent) (Event, error) {
 			legalStatus(p+"status", m.Status), timestamp(p+"at", m.At), caseReference(p+"reference", m.Reference)); err != nil {
 			return Event{}, err
 		}
-		return Event{m.TenantId, m.LoanId, codec.LegalOutcome, m.OutcomeId, m, "", false}, nil
+		return newEvent(m.TenantId, m.LoanId, codec.LegalOutcome, m.OutcomeId, m), nil
 	}
 	return Event{}, &FieldError{"event", "one of installment_due, repayment_received, loan_settled, contact_outcome, contact_preference, contact_hours, " +
 		"hold_placed, hold_released, promise_to_pay, repayment_plan, plan_cancelled, balance_updated, legal_outcome is required"}

@@ -5,8 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/opendunning/dunning/pkg/bus"
 	dunningv1 "github.com/opendunning/dunning/proto/dunning/v1"
 )
 
@@ -329,5 +331,37 @@ func TestDueDateHorizon(t *testing.T) {
 		if c.ok != (err == nil) || (!c.ok && (!isField || fe.Field != "installment_due.due_at")) {
 			t.Errorf("due %s: Check = %v, want ok %v", c.due.Format(time.DateOnly), err, c.ok)
 		}
+	}
+}
+
+// An event's dates are judged when it was received: an installment within
+// the horizon when the lender sent it is accepted however late intake
+// reaches it, and received is the intake's clock less the time the event
+// waited in the stream.
+func TestDatesJudgedWhenReceived(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	in := &Ingestor{Now: func() time.Time { return now }}
+	m := validDue()
+	m.DueAt = timestamppb.New(now.AddDate(-6, 0, -1)) // past the six-year horizon now, not a week ago
+	ev := &dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_InstallmentDue{InstallmentDue: m}}
+	if _, err := in.Check(ev); err == nil {
+		t.Fatal("Check accepted a due date past the horizon")
+	}
+	got, err := in.CheckReceived(ev, now.AddDate(0, 0, -7))
+	if err != nil {
+		t.Fatalf("received a week ago, within the horizon then: %v", err)
+	}
+	if !got.Received.Equal(now.AddDate(0, 0, -7)) {
+		t.Errorf("Received = %s", got.Received)
+	}
+
+	msg := message.NewMessage("1", nil)
+	msg.Metadata.Set(bus.MetaStreamTime, time.Now().Add(-90*time.Second).UTC().Format(time.RFC3339Nano))
+	if d := now.Sub(in.received(msg)); d < 90*time.Second || d > 100*time.Second {
+		t.Errorf("stored 90 s ago: received %s before the intake's now", d)
+	}
+	msg.Metadata.Set(bus.MetaStreamTime, "")
+	if r := in.received(msg); !r.Equal(now) {
+		t.Errorf("no stream time: received %s, want now", r)
 	}
 }

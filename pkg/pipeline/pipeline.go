@@ -335,7 +335,7 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (_ *Pipe
 		return nil, err
 	}
 	deps := stage.Deps{Log: log, Ladder: cfg.Ladder, Now: cfg.Now, Metrics: metrics.Stage, Borrowers: log, Codes: log,
-		Placements: log, Turns: &stage.Turns{}}
+		Placements: log, Turns: &stage.Turns{}, Facts: &loanlog.Intake{Log: log}}
 	for _, s := range cfg.Parts.Stages {
 		rt.Handle(s.ConsumerSpec(), stageHandler(s, deps))
 	}

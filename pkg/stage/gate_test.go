@@ -548,3 +548,59 @@ func TestHoldStopsTheLadder(t *testing.T) {
 		t.Errorf("L-2's held escalation contact: %s %q, want contact_cancelled by %s", last.Kind, last.Rule, policy.RuleHold)
 	}
 }
+
+// pendingFacts stands for the NATS intake (loanlog.Intake): the first time
+// the gate asks, the lender's payment is still waiting there; it is then
+// recorded, and nothing waits any more.
+type pendingFacts struct {
+	asked   atomic.Int32
+	arrives func()
+}
+
+func (p *pendingFacts) Waiting(context.Context, string, string) (bool, error) {
+	if p.asked.Add(1) == 1 {
+		p.arrives()
+		return true, nil
+	}
+	return false, nil
+}
+
+// Lender facts first, at the gate (issue 13, acceptance 3): a contact due
+// for release while the lender's payment in full still waits in the intake
+// is not released; the gate waits for it to be recorded, decides again,
+// and the paid loan's contact is cancelled, not sent. Without the check the
+// contact leaves before the payment is in the log.
+func TestReleaseWaitsForLenderFacts(t *testing.T) {
+	for _, check := range []bool{true, false} {
+		w := gateWorld(t, "Asia/Shanghai", "cn", 0, 0, func(l *time.Location) time.Time { return time.Date(2026, 3, 2, 18, 0, 0, 0, l) })
+		facts := &pendingFacts{arrives: func() { w.pay("L-1", "p1", 100000) }}
+		if check {
+			w.deps.Facts = facts
+		}
+		w.installment("L-1", 100000)
+		w.drain()
+		w.until(w.dpd(1, 3*time.Hour)) // decided at midnight, held to 08:00
+		if !check {
+			// Recorded only after the release, as an intake far behind.
+			w.until(w.dpd(1, 9*time.Hour))
+			w.pay("L-1", "p1", 100000)
+		}
+		w.drain()
+		w.until(w.dpd(2, 0))
+		var released, cancelled int
+		for _, d := range w.gated("L-1") {
+			switch d.Kind {
+			case policy.KindContactReleased:
+				released++
+			case policy.KindContactCancelled:
+				cancelled++
+			}
+		}
+		if check && (facts.asked.Load() < 1 || released != 0 || cancelled != 1) {
+			t.Errorf("with the intake checked: asked %d times, %d released, %d cancelled; want at least 1, 0 and 1", facts.asked.Load(), released, cancelled)
+		}
+		if !check && released != 1 {
+			t.Errorf("without the check: %d released, want 1 (the payment was not yet recorded)", released)
+		}
+	}
+}

@@ -123,6 +123,17 @@ type Deps struct {
 	// tests of other stages); Turns orders this process's placements.
 	Placements Placements
 	Turns      *Turns
+	// Facts, if set, tells the release gate whether a lender event for the
+	// loan still waits in the NATS intake (package loanlog reads it): no
+	// contact is released meanwhile, so none goes out after a payment the
+	// lender had already published (nil: not checked, as in tests of the
+	// stages alone, which have no intake).
+	Facts Facts
+}
+
+// Facts knows whether lender events wait to reach a loan's log.
+type Facts interface {
+	Waiting(ctx context.Context, tenant, loan string) (bool, error)
 }
 
 // Metrics are the engine's counters. Labels are bounded: consumer and kind,
@@ -229,6 +240,17 @@ func (d Deps) process(ctx context.Context, s Stage, tenant, loan string, trigger
 			}
 			continue
 		}
+		if errors.Is(err, errFactsWaiting) {
+			// Wait for intake to record it, then decide again from the
+			// log that holds it (a payment then cancels the contact).
+			// Past maxAttempts (about 20 s) the message is redelivered.
+			select {
+			case <-time.After(min(time.Duration(attempt+1)*50*time.Millisecond, 500*time.Millisecond)):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			continue
+		}
 		if errors.Is(err, ErrConflict) {
 			if d.Metrics != nil {
 				d.Metrics.Conflicts.WithLabelValues(s.Consumer).Inc()
@@ -239,6 +261,10 @@ func (d Deps) process(ctx context.Context, s Stage, tenant, loan string, trigger
 	}
 	return fmt.Errorf("loan %s/%s: still conflicting after %d attempts", tenant, loan, maxAttempts)
 }
+
+// errFactsWaiting: a contact would be released while a lender event for
+// the loan waits in the intake.
+var errFactsWaiting = errors.New("a lender event for the loan waits in the intake")
 
 // errStale: the read did not reach the message being handled (it came from
 // a lagging replica) and must not be decided on.
@@ -285,6 +311,17 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	// No contact goes out while a lender event for the loan waits to be
+	// recorded: it may be the payment that makes the contact moot.
+	if d.Facts != nil && slices.ContainsFunc(decs, func(dec policy.Decision) bool { return dec.Kind == policy.KindContactReleased }) {
+		waiting, err := d.Facts.Waiting(ctx, tenant, loan)
+		if err != nil {
+			return err
+		}
+		if waiting {
+			return errFactsWaiting
+		}
 	}
 	if b.ref != "" {
 		// The borrower's log first: the release of a capped contact is

@@ -468,9 +468,12 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			// A lender event is a few hundred bytes; the server refuses a
 			// bigger publish before storing it.
 			MaxMsgSize: MaxIntakeMessage,
-			Duplicates: 2 * time.Minute,
-			DenyDelete: true,
-			DenyPurge:  true,
+			// The release gate reads a loan's last event here to know
+			// whether one still waits (loanlog.Intake).
+			AllowDirect: true,
+			Duplicates:  2 * time.Minute,
+			DenyDelete:  true,
+			DenyPurge:   true,
 		},
 		{
 			Name:        StreamTasks,

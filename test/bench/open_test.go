@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"testing"
 	"time"
@@ -75,6 +75,9 @@ func BenchmarkOpenCases(b *testing.B) {
 		// writing 5 to clear_refs resets VmHWM (Linux).
 		_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 		rss, _ := sim.Resident()
+		if path := os.Getenv("DUNNING_OPEN_HEAPPROFILE"); path != "" {
+			writeHeap(path + ".open") // what holds the open cases
+		}
 		steps, err := js.CreateConsumer(ctx, topology.StreamLoans, jetstream.ConsumerConfig{
 			Durable: "open-steps", FilterSubject: "dunning.loan." + tenant + ".*.step.>", AckPolicy: jetstream.AckNonePolicy})
 		if err != nil {
@@ -162,7 +165,8 @@ func seedOpen(js jetstream.JetStream, n int, fireAt time.Time, spread time.Durat
 // heapAtPeak returns a function to call while the schedules fire: when
 // path is set, it writes a heap profile there each time the heap in use is
 // the largest seen so far (at most every 500 ms), so that what holds the
-// peak can be read with go tool pprof.
+// peak can be read with go tool pprof (path.open: what holds the open
+// cases before they fire).
 func heapAtPeak(path string) func() {
 	if path == "" {
 		return func() {}
@@ -180,12 +184,16 @@ func heapAtPeak(path string) func() {
 			return
 		}
 		most = ms.HeapInuse
-		f, err := os.Create(path)
-		if err != nil {
-			return
-		}
-		defer f.Close()
-		_ = pprof.Lookup("heap").WriteTo(f, 0)
+		writeHeap(path)
 		fmt.Printf("heap in use %d MiB: profile written to %s\n", most>>20, path)
 	}
+}
+
+func writeHeap(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = pprof.Lookup("heap").WriteTo(f, 0)
 }
