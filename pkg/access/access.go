@@ -173,8 +173,9 @@ func ServicePermissions(id Identity, g Grant) Permissions {
 			"$JS.API.CONSUMER.INFO."+c.Stream+"."+c.Name,
 			"$JS.API.CONSUMER.MSG.NEXT."+c.Stream+"."+c.Name,
 			"$JS.ACK."+c.Stream+"."+c.Name+".>",
-			// Reading such a message back by its sequence, to dead-letter it.
-			"$JS.API.STREAM.MSG.GET."+c.Stream,
+			// Reading such a message back by its sequence, to dead-letter it
+			// (nats.go sends it as a direct get where the stream allows those).
+			"$JS.API.STREAM.MSG.GET."+c.Stream, "$JS.API.DIRECT.GET."+c.Stream,
 			topology.DLQSubject(c.Name))
 	}
 	if g.ReadLog {
