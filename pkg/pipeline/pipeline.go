@@ -204,9 +204,15 @@ func provision(ctx context.Context, topo topology.Topology, admin Dialer) error 
 }
 
 // Missing names what of the declared streams and of this process's
-// consumers does not exist ("stream DUNNING_LOANS", "consumer escalation").
+// consumers does not exist ("stream DUNNING_LOANS", "consumer escalation"),
+// and what exists as an older release provisioned it (topology.Stale).
 func (p *Pipeline) Missing(ctx context.Context) ([]string, error) {
-	return p.topo.Missing(ctx, p.js, p.consumers)
+	missing, err := p.topo.Missing(ctx, p.js, p.consumers)
+	if err != nil {
+		return nil, err
+	}
+	stale, err := p.topo.Stale(ctx, p.js)
+	return append(missing, stale...), err
 }
 
 // waitTopology returns once the declared topology exists, checking every

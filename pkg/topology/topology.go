@@ -705,6 +705,40 @@ func (t Topology) Missing(ctx context.Context, js jetstream.JetStream, consumers
 	return missing, nil
 }
 
+// Stale names the declared streams that exist without a property this
+// release's services rely on: provisioned by an older release, and not yet
+// updated by `dunctl provision` (which does). Today that is direct gets: the
+// release gate reads a loan's last intake event with one, and without them
+// every release would fail its check until dead-lettered. A service reports
+// these as missing (it waits for them at start, and /readyz names them)
+// instead of failing message by message.
+func (t Topology) Stale(ctx context.Context, js jetstream.JetStream) ([]string, error) {
+	var stale []string
+	for _, sc := range t.StreamConfigs() {
+		if !sc.AllowDirect {
+			continue
+		}
+		var info *jetstream.StreamInfo
+		err := retry(ctx, func(rctx context.Context) error {
+			s, err := js.Stream(rctx, sc.Name)
+			if err == nil {
+				info = s.CachedInfo()
+			}
+			return err
+		})
+		switch {
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			continue // Missing names it
+		case err != nil:
+			return nil, fmt.Errorf("checking stream %s: %w", sc.Name, err)
+		}
+		if !info.Config.AllowDirect {
+			stale = append(stale, "direct gets on stream "+sc.Name+" (provisioned by an older release: run dunctl provision)")
+		}
+	}
+	return stale, nil
+}
+
 // errNoPeers is JetStream's "no suitable peers for placement" (nats-server's
 // JSClusterNoPeersErrF): on a cluster just started it answers until every
 // node's statistics have reached the meta leader, which can be a moment after

@@ -681,3 +681,35 @@ func TestLenderLearnsWhyOverNATS(t *testing.T) {
 	attack.Denied(t, h.target(""), access.Lender("globex"), "listen to another tenant's rejections", attack.Subscribe(topology.RejectionSubject(tenant, "*")))
 	attack.Denied(t, h.target(""), access.Lender("globex"), "read another tenant's rejection", attack.Request(access.RejectionGet(tenant, "L-why")))
 }
+
+// A stream an older release provisioned without direct gets (the intake,
+// which the release gate reads) is named by the check every service runs at
+// start and in /readyz, until dunctl provision updates it.
+func TestStaleStreamNamedUntilProvisioned(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := h.js.Stream(ctx, topology.StreamIntake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := s.CachedInfo().Config
+	old.AllowDirect = false
+	if _, err := h.js.UpdateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := h.topo.Stale(ctx, h.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stale) != 1 || !strings.Contains(stale[0], topology.StreamIntake) || !strings.Contains(stale[0], "dunctl provision") {
+		t.Fatalf("Stale = %q, want the intake stream named, and what to run", stale)
+	}
+	if err := h.topo.Provision(ctx, h.js, pipeline.Consumers()); err != nil {
+		t.Fatal(err)
+	}
+	if stale, err := h.topo.Stale(ctx, h.js); err != nil || len(stale) != 0 {
+		t.Fatalf("after provisioning: Stale = %q, %v; want none", stale, err)
+	}
+}
