@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/opendunning/dunning/pkg/stage"
 	"github.com/opendunning/dunning/pkg/topology"
 )
@@ -65,7 +63,6 @@ func (in *Intake) ackFloor(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading the intake consumer: %w", err)
 	}
-	var info *jetstream.ConsumerInfo = c.CachedInfo()
-	in.floor, in.read = info.AckFloor.Stream, time.Now()
+	in.floor, in.read = c.CachedInfo().AckFloor.Stream, time.Now()
 	return in.floor, nil
 }
