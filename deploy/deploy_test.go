@@ -1528,7 +1528,7 @@ func exercise(t *testing.T, d *deployment, nodes []node) {
 	// only wait for it.
 	topo := topology.DefaultTopology()
 	topo.Replicas = 3
-	if err := topo.Provision(ctx, js, pipeline.Consumers()); err != nil {
+	if err := topo.Provision(ctx, js, pipeline.Consumers(1)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -1566,7 +1566,7 @@ func exercise(t *testing.T, d *deployment, nodes []node) {
 			return replicasCurrent(info.Config.Replicas, info.Cluster)
 		}))
 	}
-	for _, c := range pipeline.Consumers() {
+	for _, c := range pipeline.Consumers(1) {
 		natstest.CheckFor(t, 30*time.Second, 50*time.Millisecond, described("consumer "+c.Name+" with 3 current replicas", func() error {
 			cons, err := js.Consumer(ctx, c.Stream, c.Name)
 			if err != nil {

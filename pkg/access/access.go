@@ -143,7 +143,7 @@ type Grant struct {
 	Consumers []topology.ConsumerSpec
 	// Publish lists the data subjects (filters) it may write.
 	Publish []string
-	// ReadLog allows direct gets on the loans stream (reading a loan's log).
+	// ReadLog allows direct gets on the loans streams (reading a loan's log).
 	ReadLog bool
 	// ReadCodes allows direct gets on the verification index.
 	ReadCodes bool
@@ -156,19 +156,21 @@ type Grant struct {
 	ReadIntake bool
 }
 
-// ServicePermissions turns a service's grant into subjects. Every service
-// may also look up the declared streams' and its consumers' info (to check
-// the topology at start and for /readyz) and dead-letter what its consumers
-// cannot process; it may create, update or delete nothing.
-func ServicePermissions(id Identity, g Grant) Permissions {
+// ServicePermissions turns a service's grant into subjects, with the loans
+// spread over parts partitions (each loans-stream consumer on each
+// partition's stream). Every service may also look up the declared
+// streams' and its consumers' info (to check the topology at start and for
+// /readyz) and dead-letter what its consumers cannot process; it may
+// create, update or delete nothing.
+func ServicePermissions(id Identity, g Grant, parts topology.Partitions) Permissions {
 	p := Permissions{Subscribe: []string{id.Inbox() + ".>"}}
-	for _, s := range topology.Streams() {
+	for _, s := range (topology.Topology{Partitions: parts}).Streams() {
 		p.Publish = append(p.Publish, "$JS.API.STREAM.INFO."+s)
 	}
 	// Each consumer with the consumer of its max-deliveries advisories: a
 	// message it ran out of deliveries for without an ack is announced
 	// there, and the service dead-letters it (bus).
-	for _, c := range topology.WithAbandoned(g.Consumers) {
+	for _, c := range topology.WithAbandoned(parts.Spread(g.Consumers)) {
 		p.Publish = append(p.Publish,
 			"$JS.API.CONSUMER.INFO."+c.Stream+"."+c.Name,
 			"$JS.API.CONSUMER.MSG.NEXT."+c.Stream+"."+c.Name,
@@ -179,7 +181,9 @@ func ServicePermissions(id Identity, g Grant) Permissions {
 			topology.DLQSubject(c.Name))
 	}
 	if g.ReadLog {
-		p.Publish = append(p.Publish, "$JS.API.DIRECT.GET."+topology.StreamLoans, "$JS.API.DIRECT.GET."+topology.StreamLoans+".>")
+		for _, s := range parts.Streams() {
+			p.Publish = append(p.Publish, "$JS.API.DIRECT.GET."+s, "$JS.API.DIRECT.GET."+s+".>")
+		}
 	}
 	if g.ReadCodes {
 		p.Publish = append(p.Publish, "$JS.API.DIRECT.GET."+topology.StreamVerify, "$JS.API.DIRECT.GET."+topology.StreamVerify+".>")

@@ -35,6 +35,41 @@ type Keyring struct {
 // the keyring's directory, included by the cluster's and dunningd's.
 const ServerConfigFile = "auth.conf"
 
+// PartitionsFile records, in the keyring's directory, how many partitions
+// the deployment's loans are spread over (K; absent: one). The server's
+// configuration depends on it: each service's permissions name every
+// partition's stream and consumers, and the lenders' intake subjects are
+// mapped to their loan's partition.
+const PartitionsFile = "partitions"
+
+// Partitions is the deployment's K (1 when never set).
+func (k Keyring) Partitions() (topology.Partitions, error) {
+	b, err := os.ReadFile(filepath.Join(k.Dir, PartitionsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 1, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err == nil {
+		err = topology.Partitions(n).Validate()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", filepath.Join(k.Dir, PartitionsFile), err)
+	}
+	return topology.Partitions(n), nil
+}
+
+// SetPartitions records the deployment's K (ServerConfig writes it into
+// the server's configuration; dunctl provision must be given the same).
+func (k Keyring) SetPartitions(n topology.Partitions) error {
+	if err := n.Validate(); err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(k.Dir, PartitionsFile), []byte(strconv.Itoa(int(n))+"\n"), 0o644)
+}
+
 // ErrUnknownIdentity is returned for an identity without keys.
 var ErrUnknownIdentity = errors.New("no such identity")
 
@@ -184,6 +219,10 @@ func (k Keyring) ServerConfig(grants func(service string) (Grant, bool)) (string
 	if err != nil {
 		return "", err
 	}
+	parts, err := k.Partitions()
+	if err != nil {
+		return "", err
+	}
 	type user struct {
 		key  string
 		perm *Permissions
@@ -207,7 +246,7 @@ func (k Keyring) ServerConfig(grants func(service string) (Grant, bool)) (string
 			if !ok {
 				return "", fmt.Errorf("identity %s: no service named %q", id, id.Name)
 			}
-			p := ServicePermissions(id, g)
+			p := ServicePermissions(id, g, parts)
 			perm = &p
 		case RoleLender:
 			p := LenderPermissions(id)

@@ -76,7 +76,7 @@ func TestConnectLenderService(t *testing.T) {
 	if ct := res.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/grpc") {
 		t.Errorf("response Content-Type %q: not gRPC", ct)
 	}
-	if res.Msg.Sequence == 0 || res.Msg.Duplicate || !strings.HasPrefix(res.Msg.Subject, "dunning.loan.acme.L-1.due.") {
+	if res.Msg.Sequence == 0 || res.Msg.Duplicate || !strings.HasPrefix(res.Msg.Subject, "dunning.loan.0.acme.L-1.due.") {
 		t.Errorf("SubmitEvent = %v, want a new entry of acme's L-1", res.Msg)
 	}
 	if again, err := submit(acme, due("acme", "L-1", "CNY")); err != nil || !again.Msg.Duplicate || again.Msg.Sequence != res.Msg.Sequence {
@@ -144,7 +144,7 @@ func TestConnectLenderService(t *testing.T) {
 	body := `{"event": {"installmentDue": {"tenantId": "acme", "loanId": "L-3", "installmentId": "1",
 		"amount": {"currency": "CNY", "minorUnits": "5000"}, "dueAt": "` + time.Now().UTC().Format(time.RFC3339) + `",
 		"timeZone": "Asia/Shanghai", "contactRef": "crm-9"}}}`
-	if status, out := post(acme, body); status != http.StatusOK || !strings.Contains(out, `"subject":"dunning.loan.acme.L-3.due.1"`) {
+	if status, out := post(acme, body); status != http.StatusOK || !strings.Contains(out, `"subject":"dunning.loan.0.acme.L-3.due.1"`) {
 		t.Errorf("Connect JSON POST: %d %s", status, out)
 	}
 	if status, out := post(globex, body); status != http.StatusForbidden || !strings.Contains(out, `"code":"permission_denied"`) {

@@ -119,6 +119,9 @@ type Config struct {
 	AckWait                 time.Duration
 	MaxDeliver              int
 	Replicas                int
+	// Partitions is how many loans streams dunningd provisions (fixed once
+	// provisioned).
+	Partitions int
 	// MaxKeepAlive bounds how long a message is kept from redelivery while
 	// its handler runs (a hung handler is then redelivered, and one hung on
 	// every delivery dead-lettered as abandoned).
@@ -185,6 +188,7 @@ func parse(name string, args []string, o Options) (Config, error) {
 		fs.DurationVar(&c.AckWait, "ack-wait", topo.AckWait, "redeliver a message not acknowledged within this time (a crashed stage's work resumes after it)")
 		fs.IntVar(&c.Replicas, "replicas", topo.Replicas, "stream and consumer replicas (3 on a NATS cluster)")
 		fs.IntVar(&c.MaxDeliver, "max-deliver", topo.MaxDeliver, "deliveries of a failing message before it is dead-lettered")
+		fs.IntVar(&c.Partitions, "partitions", 1, "how many loans streams the loans are spread over (fixed once provisioned)")
 	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -194,6 +198,9 @@ func parse(name string, args []string, o Options) (Config, error) {
 	}
 	if c.AckWait < time.Second {
 		return Config{}, fmt.Errorf("--ack-wait must be at least 1s, got %s", c.AckWait)
+	}
+	if err := topology.Partitions(c.Partitions).Validate(); o.Embedded && err != nil {
+		return Config{}, fmt.Errorf("--%w", err)
 	}
 	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
 		return Config{}, fmt.Errorf("--replicas must be 1, 3 or 5, got %d", c.Replicas)
@@ -330,6 +337,7 @@ func Run(ctx context.Context, args []string, o Options) error {
 	defer nc.stop()
 	topo := topology.DefaultTopology()
 	topo.AckWait, topo.MaxDeliver, topo.Replicas = cfg.AckWait, cfg.MaxDeliver, cfg.Replicas
+	topo.Partitions = topology.Partitions(cfg.Partitions)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ladder := func(tenant, product string) policy.Ladder {
@@ -507,6 +515,11 @@ func connect(o Options, st setup) (natsConns, error) {
 	keys := access.Keyring{Dir: filepath.Join(st.dataDir, "credentials")}
 	self := access.Service(o.Name)
 	if err := devCredentials(keys, log, access.Admin, self); err != nil {
+		return natsConns{}, err
+	}
+	// The server's configuration names each partition's streams and
+	// consumers; provisioning refuses another K over stored loans.
+	if err := keys.SetPartitions(topology.Partitions(cfg.Partitions)); err != nil {
 		return natsConns{}, err
 	}
 	stamp := keyringStamp(keys.Dir)

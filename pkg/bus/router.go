@@ -131,6 +131,10 @@ type RouterConfig struct {
 	// once while lender facts wait, but for the consumers of lender facts
 	// and of advisories (topology.Yields, yield.go).
 	Yield *Yield
+	// Partitions is how many loans streams the loans are spread over: a
+	// handler of a loans-stream consumer runs on each partition's copy of
+	// it (topology.Partitions.Spread). The zero value is one.
+	Partitions topology.Partitions
 }
 
 // Router runs stage handlers against their durable consumers with one
@@ -210,9 +214,11 @@ func (rt *Router) JetStream() jetstream.JetStream { return rt.js }
 // the handler of that consumer's max-deliveries advisories
 // (topology.Abandoned, maxdeliveries.go).
 func (rt *Router) Handle(c topology.ConsumerSpec, h message.NoPublishHandlerFunc) {
-	rt.handle(c, h)
-	if c.Stream != topology.StreamAdvisories {
-		rt.handle(topology.Abandoned(c), rt.onAbandoned)
+	for _, c := range rt.cfg.Partitions.Spread([]topology.ConsumerSpec{c}) {
+		rt.handle(c, h)
+		if c.Stream != topology.StreamAdvisories {
+			rt.handle(topology.Abandoned(c), rt.onAbandoned)
+		}
 	}
 }
 

@@ -25,7 +25,7 @@ var ErrForgedHeaders = errors.New("forged loan-log entry")
 // or pass for a step. Header names are compared without case, whatever the
 // server honours.
 func CheckHeaders(addr topology.LoanAddress, headers iter.Seq2[string, string]) error {
-	timer := topology.TimerSubject(addr.Tenant, addr.Loan)
+	timer := addr.Ref().Timer()
 	scheduler := ""
 	for k, v := range headers {
 		lk := strings.ToLower(k)
@@ -72,7 +72,7 @@ func allowedHeader(addr topology.LoanAddress, timer, key, value string) bool {
 			return value == "sub"
 		case "nats-schedule-target":
 			t, err := topology.ParseLoanSubject(value)
-			return err == nil && t.Kind == topology.KindStep && t.Tenant == addr.Tenant && t.Loan == addr.Loan
+			return err == nil && t.Kind == topology.KindStep && t.Ref() == addr.Ref()
 		}
 	case topology.KindStep, Closed.Token, Cancelled.Token:
 		switch key {

@@ -73,7 +73,7 @@ func TestEscalationFansOut(t *testing.T) {
 	}
 	dec := policy.Decision{Kind: policy.KindContactReleased, Tasks: tasks, Ctx: policy.Context{Case: 1, Stage: policy.StageEscalation,
 		Tier: policy.TierMedium, DPD: 16, Overdue: amount, DecidedAt: time.Now(), PolicyVersion: "default-v1"}}
-	msg := loanMessage(t, topology.DecisionSubject("acme", "L-1", codec.Released.Token, 7), dec)
+	msg := loanMessage(t, topology.LoanRef{Tenant: "acme", Loan: "L-1"}.Decision(codec.Released.Token, 7), dec)
 	for range 2 {
 		if err := d.Handle(msg); err != nil {
 			t.Fatalf("Handle = %v", err)
@@ -120,12 +120,12 @@ func TestUnexpectedEntriesAreRejected(t *testing.T) {
 	d := &Dispatcher{JS: &stream{msgs: map[string]*nats.Msg{}},
 		Ladder: policy.Fixed(policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: policy.RealDay}})}
 	cases := []*message.Message{
-		loanMessage(t, topology.DecisionSubject("acme", "L-1", codec.HandedOff.Token, 9), policy.Decision{Kind: policy.KindHandedOff}),
-		loanMessage(t, topology.DecisionSubject("acme", "L-1", codec.Escalated.Token, 9), policy.Decision{Kind: policy.KindEscalated}),
-		loanMessage(t, topology.LoanSubject("acme", "L-1", codec.Due.Token, "1"), policy.InstallmentDue{ID: "1"}),
+		loanMessage(t, topology.LoanRef{Tenant: "acme", Loan: "L-1"}.Decision(codec.HandedOff.Token, 9), policy.Decision{Kind: policy.KindHandedOff}),
+		loanMessage(t, topology.LoanRef{Tenant: "acme", Loan: "L-1"}.Decision(codec.Escalated.Token, 9), policy.Decision{Kind: policy.KindEscalated}),
+		loanMessage(t, topology.LoanRef{Tenant: "acme", Loan: "L-1"}.Subject(codec.Due.Token, "1"), policy.InstallmentDue{ID: "1"}),
 		func() *message.Message {
 			m := message.NewMessage("x", []byte("junk"))
-			m.Metadata.Set(bus.MetaSubject, topology.DecisionSubject("acme", "L-1", codec.Contact.Token, 3))
+			m.Metadata.Set(bus.MetaSubject, topology.LoanRef{Tenant: "acme", Loan: "L-1"}.Decision(codec.Contact.Token, 3))
 			return m
 		}(),
 	}

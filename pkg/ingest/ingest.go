@@ -155,7 +155,7 @@ func (in *Ingestor) currency(ctx context.Context, ev Event) error {
 	default:
 		return nil
 	}
-	last, found, err := in.Log.Last(ctx, topology.LoanSubject(ev.Tenant, ev.Loan, codec.Due.Token, "*"))
+	last, found, err := in.Log.Last(ctx, in.Log.Loan(ev.Tenant, ev.Loan).Subject(codec.Due.Token, "*"))
 	if err != nil {
 		return fmt.Errorf("reading the loan's currency: %w", err)
 	}
@@ -180,7 +180,7 @@ func (in *Ingestor) knownTarget(ctx context.Context, ev Event) error {
 		return in.knownHold(ctx, ev, r.GetHoldId())
 	}
 	if r, ok := ev.Msg.(*dunningv1.PlanCancelled); ok {
-		_, found, err := in.Log.Last(ctx, topology.LoanSubject(ev.Tenant, ev.Loan, codec.Plan.Token, r.GetPlanId()))
+		_, found, err := in.Log.Last(ctx, in.Log.Loan(ev.Tenant, ev.Loan).Subject(codec.Plan.Token, r.GetPlanId()))
 		if err != nil {
 			return fmt.Errorf("reading the loan's plans: %w", err)
 		}
@@ -190,7 +190,7 @@ func (in *Ingestor) knownTarget(ctx context.Context, ev Event) error {
 		return nil
 	}
 	if _, ok := ev.Msg.(*dunningv1.LegalOutcome); ok {
-		_, found, err := in.Log.Last(ctx, topology.LoanSubject(ev.Tenant, ev.Loan, codec.Legal.Token, "*"))
+		_, found, err := in.Log.Last(ctx, in.Log.Loan(ev.Tenant, ev.Loan).Subject(codec.Legal.Token, "*"))
 		if err != nil {
 			return fmt.Errorf("reading the loan's legal referral: %w", err)
 		}
@@ -223,7 +223,7 @@ func (in *Ingestor) knownTarget(ctx context.Context, ev Event) error {
 // of a deceased or bankruptcy hold unless the sender is an admin (lifting
 // one entered by mistake; the release records who did it).
 func (in *Ingestor) knownHold(ctx context.Context, ev Event, id string) error {
-	subj := topology.LoanSubject(ev.Tenant, ev.Loan, codec.Hold.Token, id)
+	subj := in.Log.Loan(ev.Tenant, ev.Loan).Subject(codec.Hold.Token, id)
 	raw, found, err := in.Log.Last(ctx, subj)
 	if err != nil {
 		return fmt.Errorf("reading the loan's holds: %w", err)
@@ -319,7 +319,7 @@ func (in *Ingestor) Record(ctx context.Context, ev Event) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("encoding event: %w", err)
 	}
-	subj := ev.Subject()
+	subj := ev.Subject(in.Log.Parts)
 	seq, err := in.append(ctx, ev, subj, data)
 	if errors.Is(err, loanlog.ErrDuplicate) {
 		prev, found, gerr := in.Log.Last(ctx, subj)

@@ -56,8 +56,11 @@ func newEvent(tenant, loan string, kind *codec.Kind, id string, msg proto.Messag
 	return Event{Tenant: tenant, Loan: loan, Kind: kind, ID: id, Msg: msg}
 }
 
-// Subject is where the event is recorded in the loan's log.
-func (e Event) Subject() string { return topology.LoanSubject(e.Tenant, e.Loan, e.Kind.Token, e.ID) }
+// Subject is where the event is recorded in the loan's log, the loans
+// spread over parts partitions.
+func (e Event) Subject(parts topology.Partitions) string {
+	return parts.Loan(e.Tenant, e.Loan).Subject(e.Kind.Token, e.ID)
+}
 
 // maxAmount bounds amounts to keep sums far from overflow (10^15 minor units).
 const maxAmount = 1_000_000_000_000_000

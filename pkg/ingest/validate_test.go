@@ -217,14 +217,14 @@ func TestValidateSubjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := ev.Subject(), "dunning.loan.acme.L-1.due.i-1"; got != want {
+	if got, want := ev.Subject(1), "dunning.loan.0.acme.L-1.due.i-1"; got != want {
 		t.Errorf("Subject() = %q, want %q", got, want)
 	}
 	pev, err := Validate(&dunningv1.LenderEvent{Event: &dunningv1.LenderEvent_RepaymentReceived{RepaymentReceived: validPay()}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := pev.Subject(), "dunning.loan.acme.L-1.repaid.p-1"; got != want {
+	if got, want := pev.Subject(1), "dunning.loan.0.acme.L-1.repaid.p-1"; got != want {
 		t.Errorf("Subject() = %q, want %q", got, want)
 	}
 }

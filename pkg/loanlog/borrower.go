@@ -32,7 +32,8 @@ var (
 func (l *Log) ReadBorrower(ctx context.Context, tenant, borrower string) ([]policy.BorrowerEntry, uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
-	raws, _, err := l.batch(ctx, topology.StreamLoans, map[string]any{"multi_last": []string{topology.BorrowerLog(tenant, borrower)}, "batch": topology.BorrowerRing + 1}, topology.BorrowerRing+1)
+	ref := l.Parts.Borrower(tenant, borrower)
+	raws, _, err := l.batch(ctx, ref.Stream(), map[string]any{"multi_last": []string{ref.Log()}, "batch": topology.BorrowerRing + 1}, topology.BorrowerRing+1)
 	if err == nil && len(raws) > topology.BorrowerRing {
 		err = fmt.Errorf("borrower %s/%s: more than %d subjects in its log: not written by this pipeline", tenant, borrower, topology.BorrowerRing)
 	}
@@ -57,9 +58,10 @@ func (l *Log) ReadBorrower(ctx context.Context, tenant, borrower string) ([]poli
 // AppendBorrower appends one entry to a borrower's log if its last sequence
 // is still expect, on the ring's subject after the last entry's.
 func (l *Log) AppendBorrower(ctx context.Context, tenant, borrower string, expect uint64, e policy.BorrowerEntry) (uint64, error) {
+	ref := l.Parts.Borrower(tenant, borrower)
 	slot := 0
 	if expect > 0 {
-		last, found, err := l.Last(ctx, topology.BorrowerLog(tenant, borrower))
+		last, found, err := l.Last(ctx, ref.Log())
 		if err != nil {
 			return 0, err
 		}
@@ -73,12 +75,12 @@ func (l *Log) AppendBorrower(ctx context.Context, tenant, borrower string, expec
 	if err != nil {
 		return 0, fmt.Errorf("encoding borrower entry: %w", err)
 	}
-	m := nats.NewMsg(topology.BorrowerSubject(tenant, borrower, slot))
+	m := nats.NewMsg(ref.Slot(slot))
 	m.Data = data
 	// No message ID: a retried publish whose first went through meets the
 	// guard and fails, and the caller re-reads and finds its entry.
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expect, 10))
-	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, topology.BorrowerLog(tenant, borrower))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, ref.Log())
 	return seqOf(l.publish(ctx, m))
 }
 

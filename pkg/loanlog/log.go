@@ -1,6 +1,6 @@
 // Package loanlog is the NATS implementation of the engine's stage.Log: it
-// reads and writes a loan's log, the subjects dunning.loan.<tenant>.<loan>.>
-// of one stream. The log is the loan's state
+// reads and writes a loan's log, the subjects dunning.loan.<p>.<tenant>.<loan>.>
+// of its partition's stream. The log is the loan's state
 // (folded on every decision), its timeline, and its lock: a writer that
 // decided from the log as of sequence S appends only if S is still the loan's
 // last sequence, so a payment racing a step makes the later writer re-read.
@@ -43,12 +43,15 @@ type Raw struct {
 	Data    []byte
 }
 
-// Log reads and writes loans' logs in the loans stream.
+// Log reads and writes loans' logs in the loans streams.
 type Log struct {
 	nc *nats.Conn
 	js jetstream.JetStream
 	// Timeout bounds one read of a loan's log.
 	Timeout time.Duration
+	// Parts is how many partitions the loans are spread over (the zero
+	// value: one): each loan is read and written in its own.
+	Parts topology.Partitions
 
 	// Replies to every read arrive on one wildcard subscription and are
 	// routed by their inbox's last token: a subscription per read cost a
@@ -104,6 +107,9 @@ func New(nc *nats.Conn, js jetstream.JetStream) *Log {
 	return &Log{nc: nc, js: js, Timeout: 10 * time.Second, batches: make(chan struct{}, maxOpenBatches)}
 }
 
+// Loan is a tenant's loan in its partition: where its log is.
+func (l *Log) Loan(tenant, loan string) topology.LoanRef { return l.Parts.Loan(tenant, loan) }
+
 // namespace for deterministic message identifiers.
 var namespace = uuid.MustParse("6f1c2b9e-5d0a-4c43-9a57-2f3e8f1d7c10")
 
@@ -127,10 +133,11 @@ func MsgID(parts ...string) string {
 func (l *Log) ReadRaw(ctx context.Context, tenant, loan string) ([]Raw, uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
-	out, _, err := l.batch(ctx, topology.StreamLoans, map[string]any{"multi_last": []string{topology.LoanLog(tenant, loan)}, "batch": maxLog}, maxLog)
+	ref := l.Loan(tenant, loan)
+	out, _, err := l.batch(ctx, ref.Stream(), map[string]any{"multi_last": []string{ref.Log()}, "batch": maxLog}, maxLog)
 	if errors.Is(err, errTooMany) || (err == nil && len(out) >= maxLog) {
 		// A log longer than one read: page through it in stream order.
-		out, err = l.pages(ctx, tenant, loan)
+		out, err = l.pages(ctx, ref)
 	}
 	if err != nil {
 		return nil, 0, err
@@ -156,11 +163,11 @@ var errTooMany = errors.New("too many subjects for one read")
 // answers from the subject index: the server walks the stream from each
 // page's first sequence. Every message of a loan has a subject of its own
 // (the timer's schedule replaces the last), so both reads return the same.
-func (l *Log) pages(ctx context.Context, tenant, loan string) ([]Raw, error) {
+func (l *Log) pages(ctx context.Context, ref topology.LoanRef) ([]Raw, error) {
 	var out []Raw
 	next := uint64(1)
 	for {
-		page, pending, err := l.batch(ctx, topology.StreamLoans, map[string]any{"seq": next, "next_by_subj": topology.LoanLog(tenant, loan), "batch": maxLog}, maxLog)
+		page, pending, err := l.batch(ctx, ref.Stream(), map[string]any{"seq": next, "next_by_subj": ref.Log(), "batch": maxLog}, maxLog)
 		if err != nil {
 			return nil, err
 		}
@@ -258,9 +265,9 @@ func (l *Log) Read(ctx context.Context, tenant, loan string) ([]policy.Entry, ui
 }
 
 // guard makes a publish conditional on the loan's last sequence.
-func guard(m *nats.Msg, tenant, loan string, expect uint64) {
+func guard(m *nats.Msg, ref topology.LoanRef, expect uint64) {
 	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(expect, 10))
-	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, topology.LoanLog(tenant, loan))
+	m.Header.Set(jetstream.ExpectedLastSubjSeqSubjHeader, ref.Log())
 }
 
 // publish sends a conditional write.
@@ -295,7 +302,7 @@ func seqOf(ack *jetstream.PubAck, err error) (uint64, error) {
 // expect. A case-closing or step-cancelling decision also cancels the
 // loan's pending timer in the same write. It returns the new last sequence.
 func (l *Log) AppendDecision(ctx context.Context, tenant, loan string, expect uint64, d policy.Decision) (uint64, error) {
-	m, err := decisionMsg(tenant, loan, expect, d)
+	m, err := decisionMsg(l.Loan(tenant, loan), expect, d)
 	if err != nil {
 		return 0, err
 	}
@@ -303,8 +310,8 @@ func (l *Log) AppendDecision(ctx context.Context, tenant, loan string, expect ui
 }
 
 // decisionMsg is a decision's guarded write.
-func decisionMsg(tenant, loan string, expect uint64, d policy.Decision) (*nats.Msg, error) {
-	k, pm, err := codec.Encode(tenant, loan, d)
+func decisionMsg(ref topology.LoanRef, expect uint64, d policy.Decision) (*nats.Msg, error) {
+	k, pm, err := codec.Encode(ref.Tenant, ref.Loan, d)
 	if err != nil {
 		return nil, err
 	}
@@ -312,12 +319,12 @@ func decisionMsg(tenant, loan string, expect uint64, d policy.Decision) (*nats.M
 	if err != nil {
 		return nil, fmt.Errorf("encoding %s: %w", d.Kind, err)
 	}
-	m := nats.NewMsg(topology.DecisionSubject(tenant, loan, k.Token, expect))
+	m := nats.NewMsg(ref.Decision(k.Token, expect))
 	m.Data = data
-	guard(m, tenant, loan, expect)
+	guard(m, ref, expect)
 	if d.Kind == policy.KindCaseClosed || d.Kind == policy.KindStepCancelled {
 		// Atomically purge the schedule with recording why.
-		m.Header.Set(jetstream.SchedulerHeader, topology.TimerSubject(tenant, loan))
+		m.Header.Set(jetstream.SchedulerHeader, ref.Timer())
 		m.Header.Set(jetstream.ScheduleNextHeader, "purge")
 	}
 	return m, nil
@@ -335,9 +342,10 @@ func (l *Log) AppendSeal(ctx context.Context, tenant, loan string, expect uint64
 	if err != nil {
 		return 0, fmt.Errorf("encoding the seal: %w", err)
 	}
-	m := nats.NewMsg(topology.DecisionSubject(tenant, loan, k.Token, expect))
+	ref := l.Loan(tenant, loan)
+	m := nats.NewMsg(ref.Decision(k.Token, expect))
 	m.Data = data
-	guard(m, tenant, loan, expect)
+	guard(m, ref, expect)
 	return seqOf(l.publish(ctx, m))
 }
 
@@ -352,13 +360,14 @@ func (l *Log) SetTimer(ctx context.Context, tenant, loan string, expect uint64, 
 	if err != nil {
 		return 0, fmt.Errorf("encoding step: %w", err)
 	}
-	m := nats.NewMsg(topology.TimerSubject(tenant, loan))
+	ref := l.Loan(tenant, loan)
+	m := nats.NewMsg(ref.Timer())
 	m.Data = data
 	// The raw header keeps sub-second precision; WithScheduleAt drops it and
 	// could fire up to a second early, which matters under an accelerated day.
 	m.Header.Set(jetstream.ScheduleHeader, "@at "+s.At.UTC().Format(time.RFC3339Nano))
-	m.Header.Set(jetstream.ScheduleTargetHeader, topology.StepSubject(tenant, loan, st.Step, expect))
-	guard(m, tenant, loan, expect)
+	m.Header.Set(jetstream.ScheduleTargetHeader, ref.Step(st.Step, expect))
+	guard(m, ref, expect)
 	return seqOf(l.publish(ctx, m))
 }
 
@@ -399,7 +408,7 @@ func (l *Log) AppendLenderAfter(ctx context.Context, tenant, loan, subject strin
 		m.Header.Set(HeaderPrincipal, principal)
 	}
 	m.Header.Set(jetstream.MsgIDHeader, MsgID(subject))
-	guard(m, tenant, loan, expect)
+	guard(m, l.Loan(tenant, loan), expect)
 	ack, err := l.publish(ctx, m)
 	switch {
 	case err != nil:
@@ -410,13 +419,18 @@ func (l *Log) AppendLenderAfter(ctx context.Context, tenant, loan, subject strin
 	return ack.Sequence, nil
 }
 
-// Last returns the stored message on one subject (or the last of a filter
-// with wildcards); found is false
-// when the subject holds none. One direct get, as reads of the log are.
+// Last returns the stored message on one subject of a loan's or a
+// borrower's log (or the last of a filter with wildcards, within one
+// partition); found is false when the subject holds none. One direct get,
+// as reads of the log are.
 func (l *Log) Last(ctx context.Context, subject string) (msg Raw, found bool, err error) {
+	stream := topology.StreamOf(subject)
+	if stream == "" {
+		return Raw{}, false, fmt.Errorf("reading %q: not a subject of a loans stream", subject)
+	}
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
-	out, _, err := l.batch(ctx, topology.StreamLoans, map[string]any{"last_by_subj": subject}, 1)
+	out, _, err := l.batch(ctx, stream, map[string]any{"last_by_subj": subject}, 1)
 	if err != nil || len(out) == 0 {
 		return Raw{}, false, err
 	}

@@ -38,7 +38,7 @@ func TestConformance(t *testing.T) {
 				if err != nil {
 					return 0, false, err
 				}
-				seq, err := l.AppendLender(ctx, topology.LoanSubject(tenant, loan, k.Token, id), data, "")
+				seq, err := l.AppendLender(ctx, topology.LoanRef{Tenant: tenant, Loan: loan}.Subject(k.Token, id), data, "")
 				if errors.Is(err, loanlog.ErrDuplicate) {
 					return seq, true, nil
 				}
@@ -113,8 +113,8 @@ type tenantPlacements struct {
 	tenant string
 }
 
-func (l tenantPlacements) Loads(ctx context.Context, _ string) (map[string]policy.AgencyLoad, error) {
-	return l.Log.Loads(ctx, l.tenant)
+func (l tenantPlacements) Loads(ctx context.Context, _, loan string) (map[string]policy.AgencyLoad, policy.Share, error) {
+	return l.Log.Loads(ctx, l.tenant, loan)
 }
 
 func (l tenantPlacements) AppendPlacement(ctx context.Context, _, loan string, expect uint64, d policy.Decision,

@@ -26,14 +26,16 @@ var _ stage.Placements = (*Log)(nil)
 // with agencies (multi_last serves at most 1,024 subjects).
 const maxContracts = 1024
 
-// Loads reads every counter of a tenant's contracts in one multi_last
-// direct get.
-func (l *Log) Loads(ctx context.Context, tenant string) (map[string]policy.AgencyLoad, error) {
+// Loads reads every counter of a tenant's contracts in the loan's
+// partition, in one multi_last direct get.
+func (l *Log) Loads(ctx context.Context, tenant, loan string) (map[string]policy.AgencyLoad, policy.Share, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.Timeout)
 	defer cancel()
-	raws, _, err := l.batch(ctx, topology.StreamLoans, map[string]any{"multi_last": []string{topology.CapacityTenant(tenant)}, "batch": maxContracts}, maxContracts)
+	ref := l.Loan(tenant, loan)
+	share := policy.Share{Part: ref.P, Parts: l.Parts.Count()}
+	raws, _, err := l.batch(ctx, ref.Stream(), map[string]any{"multi_last": []string{topology.CapacityTenant(ref.P, tenant)}, "batch": maxContracts}, maxContracts)
 	if err != nil {
-		return nil, fmt.Errorf("agency counters of %s: %w", tenant, err)
+		return nil, share, fmt.Errorf("agency counters of %s: %w", tenant, err)
 	}
 	out := make(map[string]policy.AgencyLoad, len(raws))
 	for _, r := range raws {
@@ -41,11 +43,11 @@ func (l *Log) Loads(ctx context.Context, tenant string) (map[string]policy.Agenc
 		if err := proto.Unmarshal(r.Data, &m); err != nil {
 			// A counter that cannot be read cannot be trusted to bound
 			// placements: retried (and alerted on) rather than read as 0.
-			return nil, fmt.Errorf("agency counter %s at %d: %w", r.Subject, r.Seq, err)
+			return nil, share, fmt.Errorf("agency counter %s at %d: %w", r.Subject, r.Seq, err)
 		}
 		out[topology.CapacityAgency(r.Subject)] = policy.AgencyLoad{Open: int(m.GetOpen()), Seq: r.Seq}
 	}
-	return out, nil
+	return out, share, nil
 }
 
 // AppendPlacement writes the agency's counter and the decision as one
@@ -55,7 +57,8 @@ func (l *Log) Loads(ctx context.Context, tenant string) (map[string]policy.Agenc
 // on the last, and a publish acknowledgement for the commit only.
 func (l *Log) AppendPlacement(ctx context.Context, tenant, loan string, expect uint64, d policy.Decision,
 	agency string, load policy.AgencyLoad, delta int) (uint64, policy.AgencyLoad, error) {
-	dm, err := decisionMsg(tenant, loan, expect, d)
+	ref := l.Loan(tenant, loan)
+	dm, err := decisionMsg(ref, expect, d)
 	if err != nil {
 		return 0, load, err
 	}
@@ -65,7 +68,7 @@ func (l *Log) AppendPlacement(ctx context.Context, tenant, loan string, expect u
 	if err != nil {
 		return 0, load, fmt.Errorf("encoding agency counter: %w", err)
 	}
-	cm := nats.NewMsg(topology.CapacitySubject(tenant, agency))
+	cm := nats.NewMsg(ref.Capacity(agency))
 	cm.Data = data
 	cm.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(load.Seq, 10))
 	for attempt := 0; ; attempt++ {

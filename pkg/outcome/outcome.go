@@ -34,6 +34,8 @@ import (
 type Log interface {
 	Read(ctx context.Context, tenant, loan string) ([]policy.Entry, uint64, error)
 	AppendLender(ctx context.Context, subject string, data []byte, principal string) (uint64, error)
+	// Loan is where a tenant's loan's log is.
+	Loan(tenant, loan string) topology.LoanRef
 }
 
 // Recorder validates and records agencies' outcomes.
@@ -105,7 +107,7 @@ func (r *Recorder) record(msg *message.Message, agency, tenant, loan string, m *
 	if err != nil {
 		return bus.Permanent(err)
 	}
-	_, err = r.Log.AppendLender(ctx, topology.LoanSubject(tenant, loan, codec.AgencyOutcome.Token, m.GetOutcomeId()), data, "nats:agency-"+agency)
+	_, err = r.Log.AppendLender(ctx, r.Log.Loan(tenant, loan).Subject(codec.AgencyOutcome.Token, m.GetOutcomeId()), data, "nats:agency-"+agency)
 	if err != nil && !errors.Is(err, loanlog.ErrDuplicate) { // a duplicate was recorded before
 		return err
 	}

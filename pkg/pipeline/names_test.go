@@ -28,7 +28,7 @@ func TestNamesArePinned(t *testing.T) {
 		}
 		streams = append(streams, sc.Name+" "+strings.Join(from, ","))
 	}
-	wantStreams := []string{"DUNNING_LOANS dunning.loan.>,dunning.borrower.>,dunning.capacity.>", "DUNNING_RECORD <DUNNING_LOANS", "DUNNING_INTAKE dunning.in.*.*",
+	wantStreams := []string{"DUNNING_LOANS dunning.loan.0.>,dunning.borrower.0.>,dunning.capacity.0.>", "DUNNING_RECORD <DUNNING_LOANS", "DUNNING_INTAKE dunning.in.*.*",
 		"DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>", "DUNNING_REJECTIONS dunning.rejected.*.*", "DUNNING_VERIFY dunning.verify.*", "DUNNING_AGENCIES dunning.agency.*.*.*", "DUNNING_OUTCOMES dunning.outcome.*.*.*",
 		"DUNNING_ADVISORIES $JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.*", "DUNNING_AUDIT dunning.audit.*"}
 	if !reflect.DeepEqual(streams, wantStreams) {
@@ -37,23 +37,23 @@ func TestNamesArePinned(t *testing.T) {
 
 	got := map[string][]string{}
 	var names []string
-	for _, c := range Consumers() {
+	for _, c := range Consumers(1) {
 		names = append(names, c.Name)
 		got[c.Name] = append([]string{c.Stream}, c.Filters...)
 	}
 	want := map[string][]string{
 		"intake": {"DUNNING_INTAKE", "dunning.in.*.*"},
-		"overdue-confirmation": {"DUNNING_LOANS", "dunning.loan.*.*.due.*", "dunning.loan.*.*.repaid.*",
-			"dunning.loan.*.*.settled", "dunning.loan.*.*.hold.*", "dunning.loan.*.*.unhold.*", "dunning.loan.*.*.promise.*", "dunning.loan.*.*.plan.*", "dunning.loan.*.*.unplan.*", "dunning.loan.*.*.step.confirm.*"},
-		"first-contact":       {"DUNNING_LOANS", "dunning.loan.*.*.overdue.*", "dunning.loan.*.*.step.contact.*"},
-		"escalation":          {"DUNNING_LOANS", "dunning.loan.*.*.step.escalate.*"},
-		"third-party-handoff": {"DUNNING_LOANS", "dunning.loan.*.*.step.handoff.*"},
-		"legal-referral":      {"DUNNING_LOANS", "dunning.loan.*.*.step.legal.*"},
-		"contact-release": {"DUNNING_LOANS", "dunning.loan.*.*.contact.*", "dunning.loan.*.*.escalated.*",
-			"dunning.loan.*.*.closed.*", "dunning.loan.*.*.outcome.*", "dunning.loan.*.*.agency.*", "dunning.loan.*.*.step.release.*"},
-		"dispatch":        {"DUNNING_LOANS", "dunning.loan.*.*.released.*"},
+		"overdue-confirmation": {"DUNNING_LOANS", "dunning.loan.0.*.*.due.*", "dunning.loan.0.*.*.repaid.*",
+			"dunning.loan.0.*.*.settled", "dunning.loan.0.*.*.hold.*", "dunning.loan.0.*.*.unhold.*", "dunning.loan.0.*.*.promise.*", "dunning.loan.0.*.*.plan.*", "dunning.loan.0.*.*.unplan.*", "dunning.loan.0.*.*.step.confirm.*"},
+		"first-contact":       {"DUNNING_LOANS", "dunning.loan.0.*.*.overdue.*", "dunning.loan.0.*.*.step.contact.*"},
+		"escalation":          {"DUNNING_LOANS", "dunning.loan.0.*.*.step.escalate.*"},
+		"third-party-handoff": {"DUNNING_LOANS", "dunning.loan.0.*.*.step.handoff.*"},
+		"legal-referral":      {"DUNNING_LOANS", "dunning.loan.0.*.*.step.legal.*"},
+		"contact-release": {"DUNNING_LOANS", "dunning.loan.0.*.*.contact.*", "dunning.loan.0.*.*.escalated.*",
+			"dunning.loan.0.*.*.closed.*", "dunning.loan.0.*.*.outcome.*", "dunning.loan.0.*.*.agency.*", "dunning.loan.0.*.*.step.release.*"},
+		"dispatch":        {"DUNNING_LOANS", "dunning.loan.0.*.*.released.*"},
 		"notify":          {"DUNNING_TASKS", "dunning.task.>"},
-		"agency-feed":     {"DUNNING_LOANS", "dunning.loan.*.*.handoff.*", "dunning.loan.*.*.recall.*", "dunning.loan.*.*.closed.*"},
+		"agency-feed":     {"DUNNING_LOANS", "dunning.loan.0.*.*.handoff.*", "dunning.loan.0.*.*.recall.*", "dunning.loan.0.*.*.closed.*"},
 		"agency-outcomes": {"DUNNING_OUTCOMES", "dunning.outcome.*.*.*"},
 	}
 	// Each with the consumer of its max-deliveries advisories.
@@ -79,16 +79,16 @@ func TestNamesArePinned(t *testing.T) {
 	}
 
 	subjects := []string{
-		topology.LoanSubject("acme", "L-1", codec.Due.Token, "i1"),
-		topology.DecisionSubject("acme", "L-1", codec.Escalated.Token, 7),
-		topology.TimerSubject("acme", "L-1"),
-		topology.StepSubject("acme", "L-1", "legal", 9),
+		topology.LoanRef{Tenant: "acme", Loan: "L-1"}.Subject(codec.Due.Token, "i1"),
+		topology.LoanRef{Tenant: "acme", Loan: "L-1"}.Decision(codec.Escalated.Token, 7),
+		topology.LoanRef{Tenant: "acme", Loan: "L-1"}.Timer(),
+		topology.LoanRef{Tenant: "acme", Loan: "L-1"}.Step("legal", 9),
 		topology.IntakeSubject("acme", "L-1"),
 		topology.TaskSubject("sms", "acme", "L-1", "c1"),
 		topology.DLQSubject("intake"),
 	}
-	wantSubjects := []string{"dunning.loan.acme.L-1.due.i1", "dunning.loan.acme.L-1.escalated.s7", "dunning.loan.acme.L-1.timer",
-		"dunning.loan.acme.L-1.step.legal.s9", "dunning.in.acme.L-1", "dunning.task.sms.acme.L-1.c1", "dunning.dlq.intake"}
+	wantSubjects := []string{"dunning.loan.0.acme.L-1.due.i1", "dunning.loan.0.acme.L-1.escalated.s7", "dunning.loan.0.acme.L-1.timer",
+		"dunning.loan.0.acme.L-1.step.legal.s9", "dunning.in.acme.L-1", "dunning.task.sms.acme.L-1.c1", "dunning.dlq.intake"}
 	if !reflect.DeepEqual(subjects, wantSubjects) {
 		t.Errorf("subjects = %q\nwant %q", subjects, wantSubjects)
 	}
@@ -99,25 +99,31 @@ func TestNamesArePinned(t *testing.T) {
 // agencies' feed: a projection that decides nothing, it reads the closings
 // the release gate owns (a cure recalls the placement).
 func TestConsumersDeclared(t *testing.T) {
+	for _, k := range []topology.Partitions{1, 3} {
+		consumersDeclared(t, k)
+	}
+}
+
+func consumersDeclared(t *testing.T, k topology.Partitions) {
 	streams := map[string][]string{}
-	for _, sc := range topology.DefaultTopology().StreamConfigs() {
+	for _, sc := range (topology.Topology{Partitions: k}).StreamConfigs() {
 		streams[sc.Name] = sc.Subjects
 	}
 	seen := map[string]string{}
-	for _, c := range Consumers() {
+	for _, c := range Consumers(k) {
 		subjects, ok := streams[c.Stream]
 		if !ok {
 			t.Errorf("consumer %s on undeclared stream %s", c.Name, c.Stream)
 		}
 		for _, f := range c.Filters {
-			if other, dup := seen[f]; dup && c.Name != feed.Consumer.Name {
+			if other, dup := seen[f]; dup && !strings.HasPrefix(c.Name, feed.Consumer.Name) {
 				t.Errorf("filter %s on both %s and %s", f, other, c.Name)
 			}
-			if c.Name != feed.Consumer.Name {
+			if !strings.HasPrefix(c.Name, feed.Consumer.Name) {
 				seen[f] = c.Name
 			}
 			if !topology.Match(subjects[0], f) {
-				t.Errorf("consumer %s filters %s, outside its stream's %s", c.Name, f, subjects[0])
+				t.Errorf("%d partitions: consumer %s filters %s, outside its stream's %s", k, c.Name, f, subjects[0])
 			}
 		}
 	}
@@ -129,7 +135,7 @@ func TestConsumersDeclared(t *testing.T) {
 func TestSeriesStartAtZero(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	m.initSeries(Parts{Stages: []stage.Stage{stage.Table[2]}, Intake: true})
+	m.initSeries(Parts{Stages: []stage.Stage{stage.Table[2]}, Intake: true}, 1)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -35,15 +35,17 @@ import (
 	"github.com/opendunning/dunning/pkg/topology"
 )
 
-// Consumers is every declared durable consumer, in a stable order: intake,
-// the five stages, dispatch, notify, the agencies' feed. Provision creates
-// them all (not the agencies' own consumers: the feed creates each).
-func Consumers() []topology.ConsumerSpec {
+// Consumers is every declared durable consumer with the loans spread over
+// parts partitions, in a stable order: intake, the five stages, dispatch,
+// notify, the agencies' feed (those of the loans streams on each partition,
+// topology.Partitions.Spread). Provision creates them all (not the
+// agencies' own consumers: the feed creates each).
+func Consumers(parts topology.Partitions) []topology.ConsumerSpec {
 	out := []topology.ConsumerSpec{topology.Intake}
 	for _, s := range stage.Table {
 		out = append(out, s.ConsumerSpec())
 	}
-	return topology.WithAbandoned(append(out, dispatch.Consumer, topology.Notify, feed.Consumer, outcome.Consumer))
+	return topology.WithAbandoned(parts.Spread(append(out, dispatch.Consumer, topology.Notify, feed.Consumer, outcome.Consumer)))
 }
 
 // Parts says what one process runs.
@@ -62,10 +64,11 @@ type Parts struct {
 }
 
 // consumes reports whether the process runs any consumer.
-func (p Parts) consumes() bool { return len(p.consumers()) > 0 }
+func (p Parts) consumes() bool { return len(p.consumers(1)) > 0 }
 
-// consumers are the durable consumers the parts run.
-func (p Parts) consumers() []topology.ConsumerSpec {
+// consumers are the durable consumers the parts run, the loans spread over
+// parts partitions.
+func (p Parts) consumers(parts topology.Partitions) []topology.ConsumerSpec {
 	var out []topology.ConsumerSpec
 	if p.Intake {
 		out = append(out, topology.Intake)
@@ -84,7 +87,7 @@ func (p Parts) consumers() []topology.ConsumerSpec {
 	}
 	// Each with the consumer of its max-deliveries advisories, which the
 	// router runs beside it (bus.Router.Handle).
-	return topology.WithAbandoned(out)
+	return topology.WithAbandoned(parts.Spread(out))
 }
 
 // Config is what New needs, parsed and validated.
@@ -141,8 +144,8 @@ func NewMetrics(reg prometheus.Registerer) Metrics {
 // that a dashboard or an alert sees it before its first event: a rate over
 // a series that appears with its first increment misses that increment,
 // and a panel with no series reads as "no data", not as none.
-func (m Metrics) initSeries(parts Parts) {
-	for _, c := range parts.consumers() {
+func (m Metrics) initSeries(parts Parts, k topology.Partitions) {
+	for _, c := range parts.consumers(k) {
 		if c.Stream == topology.StreamAdvisories {
 			continue // what they dead-letter is counted under the consumer the advisory names
 		}
@@ -178,6 +181,7 @@ type Pipeline struct {
 	intakeC    int         // the intake's concurrency, for reading its backlog
 	js         jetstream.JetStream
 	topo       topology.Topology
+	parts      Parts
 	consumers  []topology.ConsumerSpec
 }
 
@@ -200,7 +204,7 @@ func provision(ctx context.Context, topo topology.Topology, admin Dialer) error 
 	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return topo.Provision(pctx, js, Consumers())
+	return topo.Provision(pctx, js, Consumers(topo.Partitions))
 }
 
 // Missing names what of the declared streams and of this process's
@@ -216,12 +220,23 @@ func (p *Pipeline) Missing(ctx context.Context) ([]string, error) {
 }
 
 // waitTopology returns once the declared topology exists, checking every
-// second and telling waiting what is missing whenever that changes.
+// second and telling waiting what is missing whenever that changes. It
+// first reads how many partitions the loans were provisioned with (the
+// first loans stream's metadata): the process's consumers are its parts'
+// on every partition.
 func (p *Pipeline) waitTopology(ctx context.Context, waiting func([]string)) error {
 	var last string
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		missing, err := p.Missing(cctx)
+		k, err := topology.ReadPartitions(cctx, p.js)
+		if errors.Is(err, topology.ErrUnprovisioned) {
+			k, err = 1, nil // Missing or Stale names what is wrong
+		}
+		var missing []string
+		if err == nil {
+			p.topo.Partitions, p.consumers = k, p.parts.consumers(k)
+			missing, err = p.Missing(cctx)
+		}
 		cancel()
 		if err == nil && len(missing) == 0 {
 			if waiting != nil && last != "" {
@@ -281,13 +296,14 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (_ *Pipe
 			return nil, err
 		}
 	}
-	p := &Pipeline{Conn: nc, js: js, topo: cfg.Topology, consumers: cfg.Parts.consumers()}
+	p := &Pipeline{Conn: nc, js: js, topo: cfg.Topology, parts: cfg.Parts}
 	if err := p.waitTopology(ctx, cfg.Waiting); err != nil {
 		return nil, err
 	}
 	metrics := NewMetrics(cfg.Registry)
-	metrics.initSeries(cfg.Parts)
+	metrics.initSeries(cfg.Parts, p.topo.Partitions)
 	log := loanlog.New(nc, js)
+	log.Parts = p.topo.Partitions
 	p.Log, p.Metrics = log, metrics
 	// Lender facts first: where intake shares the process with the
 	// pipeline's own work, the facts it records (and the API's) go out on
@@ -305,6 +321,7 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (_ *Pipe
 			return nil, fmt.Errorf("jetstream: %w", jerr)
 		}
 		p.lenderConn, lenderLog = lnc, loanlog.New(lnc, ljs)
+		lenderLog.Parts = p.topo.Partitions
 		// Closed if build fails after this: err is build's named result.
 		defer func() {
 			if err != nil {
@@ -336,7 +353,7 @@ func build(ctx context.Context, cfg Config, dial Dialer, nc *nats.Conn) (_ *Pipe
 	}
 	rt, err := bus.NewRouter(bus.RouterConfig{Dial: dial, MaxDeliver: cfg.Topology.MaxDeliver, Registry: cfg.Registry,
 		Metrics: metrics.Router, Logger: cfg.Logger, Name: cfg.Name + "-router", Concurrency: cfg.Concurrency, MaxKeepAlive: cfg.MaxKeepAlive,
-		Yield: p.yield})
+		Yield: p.yield, Partitions: p.topo.Partitions})
 	if err != nil {
 		return nil, err
 	}

@@ -43,6 +43,28 @@ type AgencyLoad struct {
 	Seq  uint64
 }
 
+// Share is the part of each contract's capacity a case's placements count
+// against: the loans are spread over Parts partitions (streams), and a
+// contract's counter moves in one atomic write with the decision that
+// opens or ends a placement, which one stream stores; so each partition
+// keeps its own counter against its share of the capacity. The zero value
+// is the whole capacity (one partition).
+type Share struct{ Part, Parts int }
+
+// Of is the share of capacity: split as evenly as whole placements allow,
+// the shares adding up to it. A positive capacity smaller than Parts gives
+// some partitions a share of 0 (full); 0 (no limit) stays 0.
+func (s Share) Of(capacity int) int {
+	if capacity <= 0 || s.Parts <= 1 {
+		return capacity
+	}
+	share := capacity / s.Parts
+	if s.Part < capacity%s.Parts {
+		share++
+	}
+	return share
+}
+
 // Counted reports whether the policy counts placements: it does for a
 // registry (Agencies), whose contracts may bound them; a policy naming a
 // single agency places without counting. Counting costs an atomic write
@@ -128,8 +150,8 @@ func (p Policy) Allocate(c *Case, n int) (a Agency, reason string, ok bool) {
 			excluded = append(excluded, fmt.Sprintf("%s is not licensed for %s", a.ID, regionName(region)))
 			continue
 		}
-		if open := c.AgencyLoad[a.ID]; a.Capacity > 0 && open >= a.Capacity {
-			excluded = append(excluded, fmt.Sprintf("%s is full (%d of %d placed)", a.ID, open, a.Capacity))
+		if open, limit := c.AgencyLoad[a.ID], c.Share.Of(a.Capacity); a.Capacity > 0 && open >= limit {
+			excluded = append(excluded, fmt.Sprintf("%s is full (%d of %d placed%s)", a.ID, open, limit, c.Share.partial()))
 			continue
 		}
 		eligible = append(eligible, a)
@@ -156,12 +178,20 @@ func (p Policy) Allocate(c *Case, n int) (a Agency, reason string, ok bool) {
 	}
 	reason = fmt.Sprintf("weight %d of %d among %s for %s", chosen.Weight, total, strings.Join(ids, ", "), regionName(region))
 	if chosen.Capacity > 0 {
-		reason += fmt.Sprintf(", %d of %d placed", c.AgencyLoad[chosen.ID], chosen.Capacity)
+		reason += fmt.Sprintf(", %d of %d placed%s", c.AgencyLoad[chosen.ID], c.Share.Of(chosen.Capacity), c.Share.partial())
 	}
 	if len(excluded) > 0 {
 		reason += "; " + strings.Join(excluded, "; ")
 	}
 	return chosen, reason, true
+}
+
+// partial says, in a reason, that the counts are one partition's share.
+func (s Share) partial() string {
+	if s.Parts <= 1 {
+		return ""
+	}
+	return fmt.Sprintf(" in partition %d of %d", s.Part, s.Parts)
 }
 
 func regionName(r string) string {

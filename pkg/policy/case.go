@@ -480,6 +480,9 @@ type Case struct {
 	// contracts, which allocation weighs against capacity. The engine reads
 	// the counters for handoff (stage.Placements); nil: none read.
 	AgencyLoad map[string]int
+	// Share is the part of each contract's capacity AgencyLoad counts
+	// against: the loan's partition's (Share).
+	Share Share
 	// LegalOutcomes are what the lender reported of the loan's legal
 	// referral, in order (recorded once each).
 	LegalOutcomes []LegalOutcome

@@ -46,7 +46,7 @@ func TestCapacityBoundsPlacements(t *testing.T) {
 		return out
 	}
 	counters := func() map[string]int {
-		loads, err := w.log.Loads(ctx, tenant)
+		loads, _, err := w.log.Loads(ctx, tenant, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +200,7 @@ func TestTenThousandHandoffs(t *testing.T) {
 			}
 		}
 	}
-	loads, err := w.log.Loads(ctx, tenant)
+	loads, _, err := w.log.Loads(ctx, tenant, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestPlacementExpires(t *testing.T) {
 		r.AgencyID != "agency-a" || !strings.Contains(r.Ctx.Reason, "expired after 30 days") {
 		t.Errorf("recall %+v at %s, want placement %s recalled at %s for expiry", r, r.Ctx.AsOf.In(w.loc), placed[0].PlacementID, want.In(w.loc))
 	}
-	loads, err := w.log.Loads(ctx, tenant)
+	loads, _, err := w.log.Loads(ctx, tenant, "")
 	if err != nil {
 		t.Fatal(err)
 	}

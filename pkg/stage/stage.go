@@ -59,9 +59,11 @@ type Borrowers interface {
 // by its own last sequence as well as the loan's, so that concurrent
 // handoffs to one agency cannot overshoot its capacity.
 type Placements interface {
-	// Loads returns the counters of a tenant's contracts by agency (an
-	// agency never written is absent: 0 open, sequence 0).
-	Loads(ctx context.Context, tenant string) (map[string]policy.AgencyLoad, error)
+	// Loads returns the counters of a tenant's contracts by agency that a
+	// placement of the loan counts against (an agency never written is
+	// absent: 0 open, sequence 0), and the share of each contract's
+	// capacity they hold (the loan's partition's).
+	Loads(ctx context.Context, tenant, loan string) (map[string]policy.AgencyLoad, policy.Share, error)
 	// AppendPlacement appends d if the loan's last sequence is still
 	// expect and, in the same write, sets agency's counter to
 	// load.Open+delta (never below 0) if its last sequence is still
@@ -295,7 +297,7 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 	release := func() {}
 	defer func() { release() }()
 	if s.Policy == policy.StageHandoff {
-		if loads, release, err = d.readLoads(ctx, s, l, c, tenant); err != nil {
+		if loads, release, err = d.readLoads(ctx, s, l, c, tenant, loan); err != nil {
 			return err
 		}
 	}
@@ -353,7 +355,7 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 		}
 		agency, delta := policy.PlacementChange(c, dec)
 		if agency != "" && loads == nil {
-			if loads, release, err = d.readLoads(ctx, s, l, c, tenant); err != nil {
+			if loads, release, err = d.readLoads(ctx, s, l, c, tenant, loan); err != nil {
 				return err
 			}
 		}
@@ -377,16 +379,17 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 // is placed. nil: not read, and the decision moves no counter. While they
 // are read and until the decisions are written, this process's other
 // placements for the tenant wait their turn (release).
-func (d Deps) readLoads(ctx context.Context, s Stage, l policy.Ladder, c *policy.Case, tenant string) (map[string]policy.AgencyLoad, func(), error) {
+func (d Deps) readLoads(ctx context.Context, s Stage, l policy.Ladder, c *policy.Case, tenant, loan string) (map[string]policy.AgencyLoad, func(), error) {
 	if !s.Placements || d.Placements == nil || !l.Policy.Counted() || (s.Policy != policy.StageHandoff && c.PlacementID == "") {
 		return nil, func() {}, nil
 	}
 	release := d.Turns.take(tenant)
-	loads, err := d.Placements.Loads(ctx, tenant)
+	loads, share, err := d.Placements.Loads(ctx, tenant, loan)
 	if err != nil {
 		release()
 		return nil, nil, err
 	}
+	c.Share = share
 	if loads == nil {
 		loads = map[string]policy.AgencyLoad{}
 	}

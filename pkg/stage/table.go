@@ -20,7 +20,7 @@ type Stage struct {
 	// Consumer is its durable consumer. Stored data: never rename one.
 	Consumer string
 	// Step is the subject token of its fired steps
-	// (dunning.loan.<t>.<l>.step.<Step>.s<seq>). Stored data too.
+	// (dunning.loan.<p>.<t>.<l>.step.<Step>.s<seq>). Stored data too.
 	Step string
 	// Consumes lists the loan-log kinds it handles besides its own fired steps.
 	Consumes []*codec.Kind
@@ -125,7 +125,7 @@ func (s Stage) ConsumerSpec() topology.ConsumerSpec {
 // Publishes is every loan-log subject the stage may write: its decision
 // kinds and the loan's timer.
 func (s Stage) Publishes() []string {
-	out := []string{topology.TimerSubject("*", "*")}
+	out := []string{topology.TimerFilter()}
 	for _, k := range s.Writes {
 		out = append(out, topology.LoanFilter(k.Token, "*"))
 		if k == codec.Released {

@@ -93,7 +93,7 @@ func TestOverpaymentFlagged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		raws = append(raws, loanlog.Raw{Seq: uint64(i + 1), Subject: topology.LoanSubject("acme", "L-1", k.Token, ids[i]), Time: due, Data: b})
+		raws = append(raws, loanlog.Raw{Seq: uint64(i + 1), Subject: topology.LoanRef{Tenant: "acme", Loan: "L-1"}.Subject(k.Token, ids[i]), Time: due, Data: b})
 	}
 	l := policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: policy.RealDay}}
 	tl := Build(l, "acme", "L-1", raws, due)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,8 +19,15 @@ import (
 )
 
 // Subject layout. Tenant and loan are subject tokens (identifiers, never
-// personal data), so one loan's events are `dunning.loan.<tenant>.<loan>.>`:
+// personal data), and each loan lives in one partition p of the loans
+// (Partitions), so one loan's events are `dunning.loan.<p>.<tenant>.<loan>.>`:
 // that wildcard is the loan's log, its timeline and its lock.
+//
+// The partition is a token of the subject even with one partition (p = 0):
+// the server's conditional writes and schedules use the subjects they are
+// sent (an expected-last-subject guard, a schedule's target), which no
+// subject mapping rewrites, so every writer computes the partition itself
+// (Partitions.Of), as the server's partition() mapping does for the lenders.
 //
 // Every message of a loan has a subject of its own (lender events carry
 // their ID, decisions and steps the loan sequence they were decided from,
@@ -36,8 +44,9 @@ const (
 	// rejectedPrefix is where a lender learns why intake refused an event
 	// it published: dunning.rejected.<tenant>.<loan>.
 	rejectedPrefix = "dunning.rejected"
-	// borrowerPrefix is the borrowers' logs, in the loans stream:
-	// dunning.borrower.<tenant>.<borrower>.r<slot> (BorrowerRing).
+	// borrowerPrefix is the borrowers' logs, in the loans streams:
+	// dunning.borrower.<p>.<tenant>.<borrower>.r<slot> (BorrowerRing), p
+	// the borrower's own partition.
 	borrowerPrefix = "dunning.borrower"
 	// verifyPrefix is the verification index: dunning.verify.<code>.
 	verifyPrefix = "dunning.verify"
@@ -48,7 +57,8 @@ const (
 	// dunning.outcome.<agency>.<tenant>.<loan>.
 	outcomePrefix = "dunning.outcome"
 	// capacityPrefix is the agencies' counters of open placements, in the
-	// loans stream: dunning.capacity.<tenant>.<agency>.
+	// loans streams: dunning.capacity.<p>.<tenant>.<agency>, one per
+	// partition (CapacitySubject).
 	capacityPrefix = "dunning.capacity"
 )
 
@@ -59,10 +69,10 @@ const (
 type Kind string
 
 const (
-	// KindTimer is the loan's one pending schedule: dunning.loan.<t>.<l>.timer.
+	// KindTimer is the loan's one pending schedule: dunning.loan.<p>.<t>.<l>.timer.
 	KindTimer Kind = "timer"
 	// KindStep is what a schedule publishes when it comes due:
-	// dunning.loan.<t>.<l>.step.<step token>.s<seq>.
+	// dunning.loan.<p>.<t>.<l>.step.<step token>.s<seq>.
 	KindStep Kind = "step"
 )
 
@@ -104,11 +114,11 @@ const (
 const AdvisoryMaxAge = 7 * 24 * time.Hour
 
 // Streams names every declared stream.
-func Streams() []string {
+func (t Topology) Streams() []string {
 	// Derived from the declarations, so a stream added there is provisioned,
 	// checked by /readyz and granted STREAM.INFO without a second list.
 	var names []string
-	for _, sc := range DefaultTopology().StreamConfigs() {
+	for _, sc := range t.StreamConfigs() {
 		names = append(names, sc.Name)
 	}
 	return names
@@ -135,13 +145,89 @@ func IntakeSubject(tenant, loan string) string {
 	return intakePrefix + "." + tenant + "." + loan
 }
 
-// LoanLog is the wildcard subject of every event of one loan.
-func LoanLog(tenant, loan string) string { return loanPrefix + "." + tenant + "." + loan + ".>" }
+// Partitions is how many loans streams the loans are spread over, K: a
+// loan lives in partition Of(tenant, loan), in stream LoansStream(p), so a
+// cluster spreads the loans' writes over K stream leaders. Fixed when the
+// streams are provisioned (it decides where every stored loan is found) and
+// recorded in the first loans stream's metadata, which every service reads
+// at start (ReadPartitions). The zero value is one partition.
+type Partitions int
 
-// LoanSubject is the subject of one event in a loan's log; id is the
+// MaxPartitions bounds K: each partition is a stream and a set of
+// consumers per stage, and permissions name each partition's stream.
+const MaxPartitions = 16
+
+// Count is K (at least 1).
+func (k Partitions) Count() int { return max(int(k), 1) }
+
+// Validate checks K is within 1..MaxPartitions.
+func (k Partitions) Validate() error {
+	if k < 1 || k > MaxPartitions {
+		return fmt.Errorf("partitions: must be 1 to %d, got %d", MaxPartitions, int(k))
+	}
+	return nil
+}
+
+// Of is the partition of a tenant's loan (or borrower): FNV-1a (32 bits)
+// over the two tokens concatenated, modulo K, exactly as the server's
+// subject mapping partition(K,1,2) computes it (getHashPartition in
+// nats-server), so a lender's event mapped by the server lands in the
+// partition the pipeline writes the loan to (TestPartitionMatchesServer).
+func (k Partitions) Of(tenant, key string) int {
+	h := fnv.New32a()
+	h.Write([]byte(tenant))
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(k.Count()))
+}
+
+// Loan is a tenant's loan in its partition.
+func (k Partitions) Loan(tenant, loan string) LoanRef {
+	return LoanRef{P: k.Of(tenant, loan), Tenant: tenant, Loan: loan}
+}
+
+// Borrower is a tenant's borrower in its partition.
+func (k Partitions) Borrower(tenant, borrower string) BorrowerRef {
+	return BorrowerRef{P: k.Of(tenant, borrower), Tenant: tenant, Borrower: borrower}
+}
+
+// Streams names the K loans streams.
+func (k Partitions) Streams() []string {
+	out := make([]string, k.Count())
+	for p := range out {
+		out[p] = LoansStream(p)
+	}
+	return out
+}
+
+// LoansStream names partition p's loans stream: DUNNING_LOANS for the
+// first (the one stream of a single partition), DUNNING_LOANS_<p> after.
+func LoansStream(p int) string {
+	if p == 0 {
+		return StreamLoans
+	}
+	return StreamLoans + "_" + strconv.Itoa(p)
+}
+
+// LoanRef is one loan and the partition it lives in (Partitions.Loan).
+type LoanRef struct {
+	P            int
+	Tenant, Loan string
+}
+
+func (r LoanRef) prefix() string {
+	return loanPrefix + "." + strconv.Itoa(r.P) + "." + r.Tenant + "." + r.Loan
+}
+
+// Log is the wildcard subject of every event of the loan.
+func (r LoanRef) Log() string { return r.prefix() + ".>" }
+
+// Stream is the loans stream the loan lives in.
+func (r LoanRef) Stream() string { return LoansStream(r.P) }
+
+// Subject is the subject of one event in the loan's log; id is the
 // installment, payment or outcome identifier of a lender event.
-func LoanSubject(tenant, loan string, k Kind, id string) string {
-	s := loanPrefix + "." + tenant + "." + loan + "." + string(k)
+func (r LoanRef) Subject(k Kind, id string) string {
+	s := r.prefix() + "." + string(k)
 	if id != "" {
 		s += "." + id
 	}
@@ -151,26 +237,38 @@ func LoanSubject(tenant, loan string, k Kind, id string) string {
 // SeqToken names a write by the loan sequence it was decided from.
 func SeqToken(seq uint64) string { return "s" + strconv.FormatUint(seq, 10) }
 
-// DecisionSubject is the subject of a decision decided from the loan's log as
-// of sequence seq: unique, since only one write can succeed from it.
-func DecisionSubject(tenant, loan string, k Kind, seq uint64) string {
-	return LoanSubject(tenant, loan, k, SeqToken(seq))
+// Decision is the subject of a decision decided from the loan's log as of
+// sequence seq: unique, since only one write can succeed from it.
+func (r LoanRef) Decision(k Kind, seq uint64) string { return r.Subject(k, SeqToken(seq)) }
+
+// Step is where a timer set from sequence seq publishes its step.
+func (r LoanRef) Step(token string, seq uint64) string {
+	return r.Subject(KindStep, token) + "." + SeqToken(seq)
 }
 
-// StepSubject is where a timer set from sequence seq publishes its step.
-func StepSubject(tenant, loan, token string, seq uint64) string {
-	return LoanSubject(tenant, loan, KindStep, token) + "." + SeqToken(seq)
-}
+// Timer holds the loan's single pending schedule.
+func (r LoanRef) Timer() string { return r.Subject(KindTimer, "") }
 
-// LoanFilter matches one kind of entry in every loan's log; id is "*" for
-// kinds whose subject carries an identifier, "" for those that do not.
-func LoanFilter(k Kind, id string) string { return LoanSubject("*", "*", k, id) }
+// Capacity is the counter, in the loan's partition, of the open placements
+// of the tenant's contract with agency (CapacitySubject).
+func (r LoanRef) Capacity(agency string) string { return CapacitySubject(r.P, r.Tenant, agency) }
+
+// LoanFilter matches one kind of entry in every loan's log, in every
+// partition; id is "*" for kinds whose subject carries an identifier, ""
+// for those that do not.
+func LoanFilter(k Kind, id string) string {
+	s := loanPrefix + ".*.*.*." + string(k)
+	if id != "" {
+		s += "." + id
+	}
+	return s
+}
 
 // StepFilter matches every fired step of one step token.
-func StepFilter(token string) string { return LoanSubject("*", "*", KindStep, token) + ".*" }
+func StepFilter(token string) string { return LoanFilter(KindStep, token) + ".*" }
 
-// TimerSubject holds the loan's single pending schedule.
-func TimerSubject(tenant, loan string) string { return LoanSubject(tenant, loan, KindTimer, "") }
+// TimerFilter matches every loan's pending schedule.
+func TimerFilter() string { return LoanFilter(KindTimer, "") }
 
 // TaskSubject is where one contact task waits for its channel's vendor:
 // dunning.task.<channel>.<tenant>.<loan>.<contact id>. A vendor integration
@@ -224,12 +322,26 @@ const AgencyAPIPrefix = "dunning.feed.api"
 // subjects).
 func AgencyConsumer(agency string) string { return "agency-" + agency }
 
-// BorrowerLog is the wildcard subject of a borrower's log: the contacts
-// released for the borrower's loans on channels capped per borrower, and
-// their outcomes. Like a loan's log, it is its own lock.
-func BorrowerLog(tenant, borrower string) string {
-	return borrowerPrefix + "." + tenant + "." + borrower + ".>"
+// BorrowerRef is one borrower of a tenant and the partition its log lives
+// in (Partitions.Borrower): the borrower's own, whatever its loans'. Its
+// log is written on its own guard, never in a loan's batch, so it need not
+// share a stream with them.
+type BorrowerRef struct {
+	P                int
+	Tenant, Borrower string
 }
+
+// Log is the wildcard subject of a borrower's log: the contacts released
+// for the borrower's loans on channels capped per borrower, and their
+// outcomes. Like a loan's log, it is its own lock.
+func (b BorrowerRef) Log() string { return b.prefix() + ".>" }
+
+func (b BorrowerRef) prefix() string {
+	return borrowerPrefix + "." + strconv.Itoa(b.P) + "." + b.Tenant + "." + b.Borrower
+}
+
+// Stream is the loans stream the borrower's log lives in.
+func (b BorrowerRef) Stream() string { return LoansStream(b.P) }
 
 // BorrowerRing is how many of a borrower's latest entries a read returns.
 // Entries go round a ring of that many subjects, each new one on the
@@ -239,10 +351,8 @@ func BorrowerLog(tenant, borrower string) string {
 // 256 entries are weeks of a borrower's capped calls and their outcomes.
 const BorrowerRing = 256
 
-// BorrowerSubject is the subject of slot i of a borrower's ring.
-func BorrowerSubject(tenant, borrower string, i int) string {
-	return borrowerPrefix + "." + tenant + "." + borrower + ".r" + strconv.Itoa(i)
-}
+// Slot is the subject of slot i of the borrower's ring.
+func (b BorrowerRef) Slot(i int) string { return b.prefix() + ".r" + strconv.Itoa(i) }
 
 // BorrowerSlot is the ring slot of a borrower-log subject (-1 if none).
 func BorrowerSlot(subject string) int {
@@ -260,16 +370,19 @@ func BorrowerSlot(subject string) int {
 // BorrowerFilter matches every borrower's log.
 func BorrowerFilter() string { return borrowerPrefix + ".>" }
 
-// CapacitySubject is the counter of open placements of a tenant's contract
-// with an agency: dunning.capacity.<tenant>.<agency>. Each message holds the
-// count after one placement opened or ended, written in one atomic batch
-// with that decision.
-func CapacitySubject(tenant, agency string) string {
-	return capacityPrefix + "." + tenant + "." + agency
+// CapacitySubject is partition p's counter of open placements of a
+// tenant's contract with an agency: dunning.capacity.<p>.<tenant>.<agency>.
+// Each message holds the count after one placement opened or ended,
+// written in one atomic batch with that decision; an atomic batch is
+// stored by one stream, so each partition counts its own loans' placements
+// against its share of the contract's capacity (policy.Share).
+func CapacitySubject(p int, tenant, agency string) string {
+	return capacityPrefix + "." + strconv.Itoa(p) + "." + tenant + "." + agency
 }
 
-// CapacityTenant matches every counter of a tenant's contracts.
-func CapacityTenant(tenant string) string { return capacityPrefix + "." + tenant + ".*" }
+// CapacityTenant matches every counter of a tenant's contracts in
+// partition p.
+func CapacityTenant(p int, tenant string) string { return CapacitySubject(p, tenant, "*") }
 
 // CapacityFilter matches every contract's counter.
 func CapacityFilter() string { return capacityPrefix + ".>" }
@@ -277,10 +390,10 @@ func CapacityFilter() string { return capacityPrefix + ".>" }
 // CapacityAgency is the agency of a counter's subject ("" if none).
 func CapacityAgency(subject string) string {
 	parts := strings.Split(subject, ".")
-	if len(parts) != 4 || parts[0]+"."+parts[1] != capacityPrefix {
+	if len(parts) != 5 || parts[0]+"."+parts[1] != capacityPrefix {
 		return ""
 	}
-	return parts[3]
+	return parts[4]
 }
 
 // VerifySubject is one verification code's entry in the index.
@@ -306,11 +419,28 @@ func RejectionSubject(tenant, loan string) string { return rejectedPrefix + "." 
 // dunning.audit.provision, dunning.audit.deadletter_replay.
 func AuditSubject(action string) string { return auditPrefix + "." + action }
 
+// StreamOf is the loans stream that holds a subject of a loan's log, a
+// borrower's log or a capacity counter (by its partition token), "" for
+// any other subject.
+func StreamOf(subject string) string {
+	t := strings.SplitN(subject, ".", 4)
+	if len(t) < 4 || t[0] != "dunning" || (t[1] != "loan" && t[1] != "borrower" && t[1] != "capacity") {
+		return ""
+	}
+	p, err := strconv.Atoi(t[2])
+	if err != nil || p < 0 || p >= MaxPartitions || strconv.Itoa(p) != t[2] {
+		return ""
+	}
+	return LoansStream(p)
+}
+
 // ErrNotLoanSubject is returned for a subject outside the loan log layout.
 var ErrNotLoanSubject = errors.New("not a loan-log subject")
 
 // LoanAddress is a parsed loan-log subject.
 type LoanAddress struct {
+	// P is the loan's partition.
+	P            int
 	Tenant, Loan string
 	Kind         Kind
 	// ID is the lender event's identifier, a decision's sequence token, or a
@@ -320,18 +450,25 @@ type LoanAddress struct {
 	Seq string
 }
 
+// Ref is the loan the subject belongs to.
+func (a LoanAddress) Ref() LoanRef { return LoanRef{P: a.P, Tenant: a.Tenant, Loan: a.Loan} }
+
 // ParseLoanSubject splits a loan-log subject into its tokens.
 func ParseLoanSubject(subj string) (LoanAddress, error) {
 	t := strings.Split(subj, ".")
-	if len(t) < 5 || len(t) > 7 || t[0]+"."+t[1] != loanPrefix || (len(t) == 7 && Kind(t[4]) != KindStep) {
+	if len(t) < 6 || len(t) > 8 || t[0]+"."+t[1] != loanPrefix || (len(t) == 8 && Kind(t[5]) != KindStep) {
 		return LoanAddress{}, fmt.Errorf("%w: %q", ErrNotLoanSubject, subj)
 	}
-	a := LoanAddress{Tenant: t[2], Loan: t[3], Kind: Kind(t[4])}
-	if len(t) >= 6 {
-		a.ID = t[5]
+	p, err := strconv.Atoi(t[2])
+	if err != nil || p < 0 || p >= MaxPartitions || strconv.Itoa(p) != t[2] {
+		return LoanAddress{}, fmt.Errorf("%w: partition %q: %q", ErrNotLoanSubject, t[2], subj)
 	}
-	if len(t) == 7 {
-		a.Seq = t[6]
+	a := LoanAddress{P: p, Tenant: t[3], Loan: t[4], Kind: Kind(t[5])}
+	if len(t) >= 7 {
+		a.ID = t[6]
+	}
+	if len(t) == 8 {
+		a.Seq = t[7]
 	}
 	return a, nil
 }
@@ -356,6 +493,46 @@ type ConsumerSpec struct {
 // StreamAdvisories, which c's service runs beside c (package bus).
 func Abandoned(c ConsumerSpec) ConsumerSpec {
 	return ConsumerSpec{Name: "abandoned-" + c.Name, Stream: StreamAdvisories, Filters: []string{MaxDeliveriesAdvisory(c.Stream, c.Name)}}
+}
+
+// Spread is cs with each consumer of the loans stream repeated on every
+// partition's stream, its filters narrowed to that partition's subjects:
+// the first keeps its name, the one on partition p is named <name>-p<p>, so
+// that every durable (and its advisories' consumer, its metrics and its
+// handler) has a name of its own.
+func (k Partitions) Spread(cs []ConsumerSpec) []ConsumerSpec {
+	out := make([]ConsumerSpec, 0, len(cs))
+	for _, c := range cs {
+		if c.Stream != StreamLoans {
+			out = append(out, c)
+			continue
+		}
+		for p := range k.Count() {
+			filters := make([]string, len(c.Filters))
+			for i, f := range c.Filters {
+				filters[i] = inPartition(f, p)
+			}
+			out = append(out, ConsumerSpec{Name: PartitionConsumer(c.Name, p), Stream: LoansStream(p), Filters: filters})
+		}
+	}
+	return out
+}
+
+// inPartition narrows a filter of every partition's loan subjects
+// (LoanFilter) to partition p's.
+func inPartition(filter string, p int) string {
+	if rest, ok := strings.CutPrefix(filter, loanPrefix+".*."); ok {
+		return loanPrefix + "." + strconv.Itoa(p) + "." + rest
+	}
+	return filter
+}
+
+// PartitionConsumer names consumer name's copy on partition p.
+func PartitionConsumer(name string, p int) string {
+	if p == 0 {
+		return name
+	}
+	return name + "-p" + strconv.Itoa(p)
 }
 
 // WithAbandoned is cs and, after each, its advisories' consumer.
@@ -402,49 +579,33 @@ type Topology struct {
 	// RecreateLoans lets Provision create an empty loans stream where one
 	// existed (see ErrLoansMissing).
 	RecreateLoans bool
+	// Partitions is K, how many loans streams the loans are spread over.
+	Partitions Partitions
 }
 
 // DefaultTopology is single-node with conservative redelivery.
 func DefaultTopology() Topology {
-	return Topology{Replicas: 1, AckWait: 30 * time.Second, MaxDeliver: 10, MaxAckPending: 1024}
+	return Topology{Replicas: 1, AckWait: 30 * time.Second, MaxDeliver: 10, MaxAckPending: 1024, Partitions: 1}
 }
 
 // StreamConfigs returns the declared streams.
 func (t Topology) StreamConfigs() []jetstream.StreamConfig {
-	return []jetstream.StreamConfig{
-		{
-			Name:        StreamLoans,
-			Description: "Every loan's log: lender facts, pipeline decisions, schedules and fired steps.",
-			// Borrowers' logs live beside the loans': written and kept the
-			// same way, and copied to the record with them (the evidence
-			// that a cap per borrower held).
-			// So do the agencies' counters of open placements, which move
-			// in one atomic batch with the decision that opens or ends a
-			// placement (AllowAtomicPublish).
-			Subjects: []string{loanPrefix + ".>", borrowerPrefix + ".>", capacityPrefix + ".>"},
-			Storage:  jetstream.FileStorage,
-			Replicas: t.Replicas,
-			// Schedules are the pipeline's timers; they need rollups (and
-			// the server forbids deny_purge with them), and direct gets let
-			// any replica serve a loan's log. No age or size limit: a
-			// collection record is kept for years, and a full store refuses
-			// writes rather than drop one (alerted at 80 %).
-			AllowMsgSchedules:  true,
-			AllowAtomicPublish: true,
-			AllowRollup:        true,
-			AllowDirect:        true,
-			DenyDelete:         true,
-			Duplicates:         2 * time.Minute,
-		},
+	var loans []jetstream.StreamConfig
+	var sources []*jetstream.StreamSource
+	for p := range t.Partitions.Count() {
+		loans = append(loans, t.loansStream(p))
+		sources = append(sources, &jetstream.StreamSource{Name: LoansStream(p)})
+	}
+	return append(loans, []jetstream.StreamConfig{
 		{
 			Name:        StreamRecord,
-			Description: "The loans stream's protected copy: every message ever written to it, whatever is later purged there.",
+			Description: "The loans streams' protected copy: every message ever written to them, whatever is later purged there.",
 			// Sourced, not mirrored: a mirror in the origin's account
 			// inherits its direct gets (nats-server stream.go, "inheriting
 			// direct gets") and would answer reads of the live log with
 			// messages the live log no longer holds. Each copy carries its
-			// origin sequence in the Nats-Stream-Source header.
-			Sources:  []*jetstream.StreamSource{{Name: StreamLoans}},
+			// origin stream and sequence in the Nats-Stream-Source header.
+			Sources:  sources,
 			Storage:  jetstream.FileStorage,
 			Replicas: t.Replicas,
 			// No rollups: a copied Nats-Rollup is stored, never applied.
@@ -585,7 +746,47 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			DenyDelete:  true,
 			DenyPurge:   true,
 		},
+	}...)
+}
+
+// MetaPartitions is the first loans stream's metadata key that records K
+// (ReadPartitions). A loans stream without it was provisioned by a release
+// whose subjects carried no partition token (Stale).
+const MetaPartitions = "dunning_partitions"
+
+// loansStream is partition p's loans stream.
+func (t Topology) loansStream(p int) jetstream.StreamConfig {
+	sc := jetstream.StreamConfig{
+		Name:        LoansStream(p),
+		Description: "Every loan's log: lender facts, pipeline decisions, schedules and fired steps.",
+		// Borrowers' logs live beside the loans': written and kept the
+		// same way, and copied to the record with them (the evidence
+		// that a cap per borrower held).
+		// So do the agencies' counters of open placements, which move
+		// in one atomic batch with the decision that opens or ends a
+		// placement (AllowAtomicPublish).
+		Subjects: []string{loanPrefix + "." + strconv.Itoa(p) + ".>", borrowerPrefix + "." + strconv.Itoa(p) + ".>", capacityPrefix + "." + strconv.Itoa(p) + ".>"},
+		Storage:  jetstream.FileStorage,
+		Replicas: t.Replicas,
+		// Schedules are the pipeline's timers; they need rollups (and
+		// the server forbids deny_purge with them), and direct gets let
+		// any replica serve a loan's log. No age or size limit: a
+		// collection record is kept for years, and a full store refuses
+		// writes rather than drop one (alerted at 80 %).
+		AllowMsgSchedules:  true,
+		AllowAtomicPublish: true,
+		AllowRollup:        true,
+		AllowDirect:        true,
+		DenyDelete:         true,
+		Duplicates:         2 * time.Minute,
 	}
+	if p == 0 {
+		sc.Metadata = map[string]string{MetaPartitions: strconv.Itoa(t.Partitions.Count())}
+	}
+	if t.Partitions.Count() > 1 {
+		sc.Description = fmt.Sprintf("Partition %d of %d of the loans' logs: lender facts, pipeline decisions, schedules and fired steps.", p, t.Partitions.Count())
+	}
+	return sc
 }
 
 // AgencyConsumerConfig is an agency's consumer on its feed: pull, explicit
@@ -638,13 +839,37 @@ func (t Topology) ConsumerConfig(c ConsumerSpec) jetstream.ConsumerConfig {
 // several services create the same replicated stream at once, a NATS cluster
 // may answer none of the racing requests (nats-server#3677), though the
 // stream was created; the retry then finds it.
+//
+// K, the loans' partitions, is fixed by the first provisioning: a loan is
+// found in the partition its ID hashes to, so provisioning another K over
+// stored loans is refused (ErrPartitionsFixed), as is provisioning over a
+// loans stream an earlier release wrote without partition tokens
+// (ErrOldLayout).
 func (t Topology) Provision(ctx context.Context, js jetstream.JetStream, consumers []ConsumerSpec) error {
+	if err := t.Partitions.Validate(); t.Partitions != 0 && err != nil {
+		return err // 0 is one partition
+	}
+	info, err := loansInfo(ctx, js)
+	if err != nil {
+		return err
+	}
+	if info != nil {
+		k, set := info.Config.Metadata[MetaPartitions]
+		switch {
+		case !set && info.State.Msgs > 0:
+			return ErrOldLayout
+		case set && k != strconv.Itoa(t.Partitions.Count()):
+			return fmt.Errorf("%w: the loans are in %s partitions, asked for %d", ErrPartitionsFixed, k, t.Partitions.Count())
+		}
+	}
 	missing, err := t.Missing(ctx, js, nil)
 	if err != nil {
 		return err
 	}
-	if slices.Contains(missing, "stream "+StreamLoans) && len(missing) < len(Streams()) && !t.RecreateLoans {
-		return fmt.Errorf("%w (missing: %s)", ErrLoansMissing, strings.Join(missing, ", "))
+	for _, loans := range t.Partitions.Streams() {
+		if slices.Contains(missing, "stream "+loans) && len(missing) < len(t.Streams()) && !t.RecreateLoans {
+			return fmt.Errorf("%w (missing: %s)", ErrLoansMissing, strings.Join(missing, ", "))
+		}
 	}
 	for _, sc := range t.StreamConfigs() {
 		if err := retry(ctx, func(rctx context.Context) error {
@@ -665,6 +890,63 @@ func (t Topology) Provision(ctx context.Context, js jetstream.JetStream, consume
 	return nil
 }
 
+// ErrPartitionsFixed: provisioning asked for another K than the stored
+// loans' (Topology.Partitions).
+var ErrPartitionsFixed = errors.New("the number of partitions is fixed when the loans streams are first provisioned")
+
+// ErrOldLayout: the loans stream holds loans an earlier release wrote, in
+// subjects without the partition token this release reads them by.
+var ErrOldLayout = errors.New("stream " + StreamLoans + " holds loans written by an earlier release, whose subjects carry no partition token: " +
+	"this release cannot read them; keep the earlier release for them (README, \"Partitions\")")
+
+// loansInfo is the first loans stream's info, nil if it does not exist.
+func loansInfo(ctx context.Context, js jetstream.JetStream) (*jetstream.StreamInfo, error) {
+	var info *jetstream.StreamInfo
+	err := retry(ctx, func(rctx context.Context) error {
+		s, err := js.Stream(rctx, StreamLoans)
+		if err == nil {
+			info = s.CachedInfo()
+		}
+		return err
+	})
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("checking stream %s: %w", StreamLoans, err)
+	}
+	return info, nil
+}
+
+// ErrUnprovisioned: the first loans stream does not exist, or does not say
+// how many partitions there are (Missing and Stale name it).
+var ErrUnprovisioned = errors.New("the loans' partitions are not provisioned")
+
+// ReadPartitions is the K the loans streams were provisioned with, from
+// the first loans stream's metadata: every service reads it at start, and
+// writes each loan to the partition it hashes to.
+func ReadPartitions(ctx context.Context, js jetstream.JetStream) (Partitions, error) {
+	info, err := loansInfo(ctx, js)
+	if err != nil {
+		return 0, err
+	}
+	if info == nil {
+		return 0, fmt.Errorf("%w: stream %s does not exist: run dunctl provision", ErrUnprovisioned, StreamLoans)
+	}
+	v, set := info.Config.Metadata[MetaPartitions]
+	if !set {
+		return 0, fmt.Errorf("%w: stream %s does not say how many partitions the loans have (provisioned by an earlier release): run dunctl provision", ErrUnprovisioned, StreamLoans)
+	}
+	k, err := strconv.Atoi(v)
+	if err == nil {
+		err = Partitions(k).Validate()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stream %s metadata %s=%q: %w", StreamLoans, MetaPartitions, v, err)
+	}
+	return Partitions(k), nil
+}
+
 // ErrLoansMissing: the loans stream is gone while the rest of the
 // pipeline's streams exist.
 var ErrLoansMissing = errors.New("stream " + StreamLoans + " is missing while other pipeline streams exist: its loans were deleted; " +
@@ -674,7 +956,7 @@ var ErrLoansMissing = errors.New("stream " + StreamLoans + " is missing while ot
 // and the given consumers that do not exist. It needs only read access.
 func (t Topology) Missing(ctx context.Context, js jetstream.JetStream, consumers []ConsumerSpec) ([]string, error) {
 	var missing []string
-	for _, name := range Streams() {
+	for _, name := range t.Streams() {
 		err := retry(ctx, func(rctx context.Context) error {
 			_, err := js.Stream(rctx, name)
 			return err
@@ -707,9 +989,10 @@ func (t Topology) Missing(ctx context.Context, js jetstream.JetStream, consumers
 
 // Stale names the declared streams that exist without a property this
 // release's services rely on: provisioned by an older release, and not yet
-// updated by `dunctl provision` (which does). Today that is direct gets: the
+// updated by `dunctl provision` (which does). Today that is direct gets (the
 // release gate reads a loan's last intake event with one, and without them
-// every release would fail its check until dead-lettered. A service reports
+// every release would fail its check until dead-lettered) and the loans'
+// partitions recorded in the first loans stream. A service reports
 // these as missing (it waits for them at start, and /readyz names them)
 // instead of failing message by message.
 func (t Topology) Stale(ctx context.Context, js jetstream.JetStream) ([]string, error) {
@@ -734,6 +1017,9 @@ func (t Topology) Stale(ctx context.Context, js jetstream.JetStream) ([]string, 
 		}
 		if !info.Config.AllowDirect {
 			stale = append(stale, "direct gets on stream "+sc.Name+" (provisioned by an older release: run dunctl provision)")
+		}
+		if k, ok := sc.Metadata[MetaPartitions]; ok && info.Config.Metadata[MetaPartitions] != k {
+			stale = append(stale, "partitions of stream "+sc.Name+" (provisioned by an older release: run dunctl provision)")
 		}
 	}
 	return stale, nil

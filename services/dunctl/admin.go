@@ -37,6 +37,8 @@ func credentials(args []string, stdout, stderr io.Writer) int {
 	key := fs.String("key", "", "revoke: only this public key (default: every key of the identity)")
 	hosts := fs.String("hosts", "localhost,127.0.0.1", "tls: other names and addresses each node's certificate covers, besides the node's own name")
 	renew := fs.Bool("renew", false, "tls: issue the named nodes' certificates again although they exist")
+	parts := fs.Int("partitions", 0, "create, revoke, config: record how many loans streams the loans are spread over (as dunctl provision --partitions; "+
+		"the server's configuration names each partition's streams and consumers, and maps the lenders' events to them); 0: as recorded (1 if never)")
 	if err := fs.Parse(args[1:]); errors.Is(err, flag.ErrHelp) {
 		return 0
 	} else if err != nil {
@@ -46,6 +48,11 @@ func credentials(args []string, stdout, stderr io.Writer) int {
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "dunctl credentials %s: %v\n", cmd, err)
 		return 1
+	}
+	if *parts != 0 {
+		if err := k.SetPartitions(topology.Partitions(*parts)); err != nil {
+			return fail(err)
+		}
 	}
 	ident := func() (access.Identity, bool) {
 		if fs.NArg() != 1 {
@@ -215,24 +222,26 @@ func provision(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&topo.AckWait, "ack-wait", topo.AckWait, "redeliver a message not acknowledged within this time")
 	fs.IntVar(&topo.MaxDeliver, "max-deliver", topo.MaxDeliver, "deliveries of a failing message before it is dead-lettered")
 	fs.BoolVar(&topo.RecreateLoans, "recreate-loans", false, "create an empty "+topology.StreamLoans+" although other streams exist (its loans are lost)")
+	parts := fs.Int("partitions", 1, "how many loans streams the loans are spread over (fixed once provisioned; the same as dunctl credentials partitions)")
 	nc, js, code, ok := a.start(fs, args, stderr)
 	if !ok {
 		return code
 	}
 	defer nc.Close()
+	topo.Partitions = topology.Partitions(*parts)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := topo.Provision(ctx, js, pipeline.Consumers()); err != nil {
+	if err := topo.Provision(ctx, js, pipeline.Consumers(topo.Partitions)); err != nil {
 		fmt.Fprintln(stderr, "dunctl provision:", err)
 		return 1
 	}
 	// Recorded once the audit stream exists, which provisioning creates.
 	if err := audit(ctx, js, "provision", map[string]string{"replicas": strconv.Itoa(topo.Replicas),
-		"ack_wait": topo.AckWait.String(), "max_deliver": strconv.Itoa(topo.MaxDeliver), "recreate_loans": strconv.FormatBool(topo.RecreateLoans)}); err != nil {
+		"ack_wait": topo.AckWait.String(), "max_deliver": strconv.Itoa(topo.MaxDeliver), "recreate_loans": strconv.FormatBool(topo.RecreateLoans), "partitions": strconv.Itoa(topo.Partitions.Count())}); err != nil {
 		fmt.Fprintln(stderr, "dunctl provision:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "provisioned %d streams and %d consumers (replicas %d)\n", len(topology.Streams()), len(pipeline.Consumers()), topo.Replicas)
+	fmt.Fprintf(stdout, "provisioned %d streams and %d consumers (replicas %d)\n", len(topo.Streams()), len(pipeline.Consumers(topo.Partitions)), topo.Replicas)
 	return 0
 }
 
@@ -320,7 +329,14 @@ func status(args []string, stdout, stderr io.Writer) int {
 	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "stream\tmessages\tbytes\tmax bytes\tconsumers")
 	bad := false
-	for _, name := range topology.Streams() {
+	topo := topology.DefaultTopology()
+	if k, err := topology.ReadPartitions(ctx, js); err == nil {
+		topo.Partitions = k
+	} else {
+		fmt.Fprintf(stderr, "dunctl status: %v (listing one partition)\n", err)
+		bad = true
+	}
+	for _, name := range topo.Streams() {
 		s, err := js.Stream(ctx, name)
 		if err != nil {
 			fmt.Fprintf(w, "%s\tMISSING (%v)\t\t\t\n", name, err)
@@ -335,7 +351,7 @@ func status(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(w, "%s\t%d\t%d\t%s\t%d\n", name, info.State.Msgs, info.State.Bytes, limit, info.State.Consumers)
 	}
 	fmt.Fprintln(w, "\nconsumer\tstream\tpending\tack pending\tredelivered")
-	for _, c := range pipeline.Consumers() {
+	for _, c := range pipeline.Consumers(topo.Partitions) {
 		cons, err := js.Consumer(ctx, c.Stream, c.Name)
 		if err != nil {
 			fmt.Fprintf(w, "%s\t%s\tMISSING (%v)\t\t\n", c.Name, c.Stream, err)

@@ -73,13 +73,13 @@ func Run(t testing.TB, tg Target) int {
 
 	// What no party but the admin may do to the system of record.
 	destructive := func(id access.Identity) {
-		for _, s := range topology.Streams() {
+		for _, s := range topology.DefaultTopology().Streams() {
 			m.denied(id, "delete stream "+s, request("$JS.API.STREAM.DELETE."+s))
 			m.denied(id, "purge stream "+s, request("$JS.API.STREAM.PURGE."+s))
 			m.denied(id, "delete a message of "+s, request("$JS.API.STREAM.MSG.DELETE."+s))
 			m.denied(id, "update stream "+s, request("$JS.API.STREAM.UPDATE."+s))
 		}
-		for _, c := range pipeline.Consumers() {
+		for _, c := range pipeline.Consumers(1) {
 			m.denied(id, "delete consumer "+c.Name, request("$JS.API.CONSUMER.DELETE."+c.Stream+"."+c.Name))
 		}
 		m.denied(id, "create a consumer", request("$JS.API.CONSUMER.CREATE."+topology.StreamLoans))
@@ -97,10 +97,10 @@ func Run(t testing.TB, tg Target) int {
 	}
 	for _, id := range outside {
 		destructive(id)
-		m.denied(id, "write a repayment into a loan's log", publish(topology.LoanSubject(tenant, ctl, codec.Repaid.Token, "forged")))
-		m.denied(id, "close a case", publish(topology.DecisionSubject(tenant, ctl, codec.Closed.Token, 1)))
+		m.denied(id, "write a repayment into a loan's log", publish(topology.LoanRef{Tenant: tenant, Loan: ctl}.Subject(codec.Repaid.Token, "forged")))
+		m.denied(id, "close a case", publish(topology.LoanRef{Tenant: tenant, Loan: ctl}.Decision(codec.Closed.Token, 1)))
 		m.denied(id, "publish to another tenant's intake", publish(topology.IntakeSubject("globex", "L-1")))
-		m.denied(id, "read a loan (direct get)", request("$JS.API.DIRECT.GET."+topology.StreamLoans+"."+topology.LoanSubject(tenant, ctl, codec.Due.Token, "1")))
+		m.denied(id, "read a loan (direct get)", request("$JS.API.DIRECT.GET."+topology.StreamLoans+"."+topology.LoanRef{Tenant: tenant, Loan: ctl}.Subject(codec.Due.Token, "1")))
 		m.denied(id, "read a loan's log (batch direct get)", request("$JS.API.DIRECT.GET."+topology.StreamLoans))
 		m.denied(id, "stream info", request("$JS.API.STREAM.INFO."+topology.StreamLoans))
 		m.denied(id, "account info", request("$JS.API.INFO"))
@@ -126,7 +126,7 @@ func Run(t testing.TB, tg Target) int {
 		m.denied(id, "read a feed message by sequence", request("$JS.API.STREAM.MSG.GET."+feed))
 		m.denied(id, "subscribe to its own feed's subjects", subscribe(topology.AgencyFeedFilter(a)))
 		m.denied(id, "write to its own feed", publish(topology.AgencyFeedSubject(a, "pl-1", topology.FeedRecalled)))
-		m.denied(id, "write its outcome into a loan's log", publish(topology.LoanSubject(tenant, ctl, codec.AgencyOutcome.Token, "forged")))
+		m.denied(id, "write its outcome into a loan's log", publish(topology.LoanRef{Tenant: tenant, Loan: ctl}.Subject(codec.AgencyOutcome.Token, "forged")))
 		for _, b := range Agencies {
 			if b == a {
 				continue
@@ -155,9 +155,9 @@ func Run(t testing.TB, tg Target) int {
 			if k.Decision == 0 || slices.Contains(s.Writes, k) {
 				continue
 			}
-			m.denied(id, "write a "+string(k.Token)+" decision", publish(topology.DecisionSubject(tenant, ctl, k.Token, 1)))
+			m.denied(id, "write a "+string(k.Token)+" decision", publish(topology.LoanRef{Tenant: tenant, Loan: ctl}.Decision(k.Token, 1)))
 		}
-		m.denied(id, "write a repayment", publish(topology.LoanSubject(tenant, ctl, codec.Repaid.Token, "forged")))
+		m.denied(id, "write a repayment", publish(topology.LoanRef{Tenant: tenant, Loan: ctl}.Subject(codec.Repaid.Token, "forged")))
 		if s.Service != stage.Release.Service { // notify runs the gate beside dispatch, which publishes tasks
 			m.denied(id, "publish a contact task", publish(topology.TaskSubject("sms", tenant, ctl, "c-1")))
 		}
@@ -165,10 +165,10 @@ func Run(t testing.TB, tg Target) int {
 	}
 	id := access.Service("gateway")
 	destructive(id)
-	m.denied(id, "close a case", publish(topology.DecisionSubject(tenant, ctl, codec.Closed.Token, 1)))
-	m.denied(id, "set a timer", publish(topology.TimerSubject(tenant, ctl)))
+	m.denied(id, "close a case", publish(topology.LoanRef{Tenant: tenant, Loan: ctl}.Decision(codec.Closed.Token, 1)))
+	m.denied(id, "set a timer", publish(topology.LoanRef{Tenant: tenant, Loan: ctl}.Timer()))
 	m.denied(id, "publish a contact task", publish(topology.TaskSubject("sms", tenant, ctl, "c-1")))
-	m.denied(access.Service("notify"), "write a repayment", publish(topology.LoanSubject(tenant, ctl, codec.Repaid.Token, "forged")))
+	m.denied(access.Service("notify"), "write a repayment", publish(topology.LoanRef{Tenant: tenant, Loan: ctl}.Subject(codec.Repaid.Token, "forged")))
 	return m.attempts
 }
 

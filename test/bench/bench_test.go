@@ -415,7 +415,7 @@ func benchStage(b *testing.B, md mode, tr transport) {
 	e := newEnv(b, md, tr)
 	ctx := context.Background()
 	topo := topology.DefaultTopology()
-	if err := topo.Provision(ctx, e.js, pipeline.Consumers()); err != nil {
+	if err := topo.Provision(ctx, e.js, pipeline.Consumers(1)); err != nil {
 		b.Fatal(err)
 	}
 	seedLog := loanlog.New(e.nc, e.js)
@@ -502,7 +502,7 @@ func seedLoan(ctx context.Context, l *loanlog.Log, loan string, dueAt time.Time,
 	if err != nil {
 		return err
 	}
-	seq, err := l.AppendLender(ctx, topology.LoanSubject(tenant, loan, codec.Due.Token, "1"), data, "bench")
+	seq, err := l.AppendLender(ctx, topology.LoanRef{Tenant: tenant, Loan: loan}.Subject(codec.Due.Token, "1"), data, "bench")
 	if err != nil {
 		return fmt.Errorf("seeding %s: %w", loan, err)
 	}
@@ -531,11 +531,11 @@ func verifyStage(b *testing.B, e *env, l *loanlog.Log, m pipeline.Metrics, prefi
 	if c := testutil.ToFloat64(m.Stage.Conflicts.WithLabelValues("first-contact")); c != 0 {
 		b.Logf("%s: %v log conflicts (re-read and decided again)", prefix, c)
 	}
-	contactSubj := "dunning.loan." + tenant + ".*." + string(codec.Contact.Token) + ".*"
+	contactSubj := "dunning.loan.*." + tenant + ".*." + string(codec.Contact.Token) + ".*"
 	if got := countSubjects(b, e.js, topology.StreamLoans, contactSubj, prefix); got != stageLoans {
 		b.Fatalf("%s: %d loans have a contact_requested in the store, want %d", prefix, got, stageLoans)
 	}
-	timerSubj := "dunning.loan." + tenant + ".*." + string(topology.KindTimer)
+	timerSubj := "dunning.loan.*." + tenant + ".*." + string(topology.KindTimer)
 	if got := countSubjects(b, e.js, topology.StreamLoans, timerSubj, prefix); got != stageLoans {
 		b.Fatalf("%s: %d loans have an escalation timer, want %d", prefix, got, stageLoans)
 	}
@@ -624,7 +624,7 @@ func benchPipelineRun(b *testing.B, md mode, tr transport) {
 	e := newEnv(b, md, tr)
 	ctx := context.Background()
 	topo := topology.DefaultTopology()
-	if err := topo.Provision(ctx, e.js, pipeline.Consumers()); err != nil {
+	if err := topo.Provision(ctx, e.js, pipeline.Consumers(1)); err != nil {
 		b.Fatal(err)
 	}
 	ladder := policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: time.Hour}}
@@ -681,7 +681,7 @@ func benchPipelineRun(b *testing.B, md mode, tr transport) {
 		if c := deadLetters(metrics); c != 0 {
 			b.Fatalf("%s: %v dead letters were written", prefix, c)
 		}
-		contactSubj := "dunning.loan." + tenant + ".*." + string(codec.Contact.Token) + ".*"
+		contactSubj := "dunning.loan.*." + tenant + ".*." + string(codec.Contact.Token) + ".*"
 		if got := countSubjects(b, e.js, topology.StreamLoans, contactSubj, prefix); got != n {
 			b.Fatalf("%s: %d loans have a contact_requested in the store, want %d", prefix, got, n)
 		}
@@ -723,7 +723,7 @@ func deadLetters(m pipeline.Metrics) float64 {
 func deliveries(b *testing.B, js jetstream.JetStream) uint64 {
 	b.Helper()
 	var n uint64
-	for _, c := range pipeline.Consumers() {
+	for _, c := range pipeline.Consumers(1) {
 		if c.Stream == topology.StreamAdvisories {
 			continue
 		}
@@ -755,7 +755,7 @@ func keptByKind(b *testing.B, js jetstream.JetStream, prefix string, n int) stri
 	if err != nil {
 		b.Fatal(err)
 	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter("dunning.loan."+tenant+".>"))
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter("dunning.loan.*."+tenant+".>"))
 	if err != nil {
 		b.Fatal(err)
 	}

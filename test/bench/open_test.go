@@ -59,7 +59,7 @@ func BenchmarkOpenCases(b *testing.B) {
 			b.Fatal(err)
 		}
 		ctx := context.Background()
-		if err := topology.DefaultTopology().Provision(ctx, js, pipeline.Consumers()); err != nil {
+		if err := topology.DefaultTopology().Provision(ctx, js, pipeline.Consumers(1)); err != nil {
 			b.Fatal(err)
 		}
 		// Fire far enough ahead that seeding finishes first.
@@ -79,7 +79,7 @@ func BenchmarkOpenCases(b *testing.B) {
 			writeHeap(path + ".open") // what holds the open cases
 		}
 		steps, err := js.CreateConsumer(ctx, topology.StreamLoans, jetstream.ConsumerConfig{
-			Durable: "open-steps", FilterSubject: "dunning.loan." + tenant + ".*.step.>", AckPolicy: jetstream.AckNonePolicy})
+			Durable: "open-steps", FilterSubject: "dunning.loan.*." + tenant + ".*.step.>", AckPolicy: jetstream.AckNonePolicy})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -138,15 +138,15 @@ func seedOpen(js jetstream.JetStream, n int, fireAt time.Time, spread time.Durat
 			return err
 		}
 		msgs := []*nats.Msg{
-			{Subject: topology.LoanSubject(tenant, loan, codec.Due.Token, "1"), Data: data},
-			{Subject: topology.LoanSubject(tenant, loan, codec.Overdue.Token, "s2"), Data: decision[:200]},
-			{Subject: topology.LoanSubject(tenant, loan, codec.Contact.Token, "s3"), Data: decision},
+			{Subject: topology.LoanRef{Tenant: tenant, Loan: loan}.Subject(codec.Due.Token, "1"), Data: data},
+			{Subject: topology.LoanRef{Tenant: tenant, Loan: loan}.Subject(codec.Overdue.Token, "s2"), Data: decision[:200]},
+			{Subject: topology.LoanRef{Tenant: tenant, Loan: loan}.Subject(codec.Contact.Token, "s3"), Data: decision},
 		}
-		timer := nats.NewMsg(topology.TimerSubject(tenant, loan))
+		timer := nats.NewMsg(topology.LoanRef{Tenant: tenant, Loan: loan}.Timer())
 		timer.Data = decision[:80]
 		at := fireAt.Add(policy.SpreadOffset(policy.LoanKey(tenant, loan), spread))
 		timer.Header.Set(jetstream.ScheduleHeader, "@at "+at.UTC().Format(time.RFC3339Nano))
-		timer.Header.Set(jetstream.ScheduleTargetHeader, topology.StepSubject(tenant, loan, "escalate", 4))
+		timer.Header.Set(jetstream.ScheduleTargetHeader, topology.LoanRef{Tenant: tenant, Loan: loan}.Step("escalate", 4))
 		msgs = append(msgs, timer)
 		for _, m := range msgs {
 			if _, err := js.PublishMsgAsync(m); err != nil {

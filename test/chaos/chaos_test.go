@@ -114,7 +114,7 @@ func runChaos(t *testing.T, start func(access.Keyring) natsServer, env string) {
 	topo := topology.DefaultTopology()
 	topo.AckWait = ackWait
 	topo.Replicas = srv.replicas()
-	if err := topo.Provision(ctx, js, pipeline.Consumers()); err != nil {
+	if err := topo.Provision(ctx, js, pipeline.Consumers(1)); err != nil {
 		t.Fatal(err)
 	}
 	fleet := &fleet{t: t, bin: bin, logDir: t.TempDir(), keys: keys, args: append([]string{"--nats", srv.url(), "--day", day.String(),
@@ -148,7 +148,7 @@ func runChaos(t *testing.T, start func(access.Keyring) natsServer, env string) {
 		// every stage of the ladder; the SIGSTOP comes a quarter of the way.
 		During: faults.run((lead + spread + time.Duration(pol.ReferralDPD()+1)*day) / 2),
 		// Every consumer runs but notify's: no webhooks are configured.
-		Consumers: slices.DeleteFunc(pipeline.Consumers(), func(c topology.ConsumerSpec) bool { return c.Name == topology.ConsumerNotify })}
+		Consumers: slices.DeleteFunc(pipeline.Consumers(1), func(c topology.ConsumerSpec) bool { return c.Name == topology.ConsumerNotify })}
 	if testing.Verbose() {
 		cfg.Progress = os.Stderr
 	}

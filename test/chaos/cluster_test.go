@@ -349,7 +349,7 @@ func (c *clusterServer) checkReplicas(ctx context.Context, t *testing.T, js jets
 		return nil
 	}
 	consumers := map[string]int{}
-	for _, name := range topology.Streams() {
+	for _, name := range topology.DefaultTopology().Streams() {
 		natstest.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
 			s, err := js.Stream(ctx, name)
 			if err != nil {

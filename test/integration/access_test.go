@@ -92,7 +92,7 @@ func TestNATSAttackMatrix(t *testing.T) {
 	// Afterwards: the control loans exactly as they were, and every stream
 	// and consumer still there.
 	before.Unchanged(t, h.log, tenant)
-	missing, err := h.topo.Missing(context.Background(), h.js, pipeline.Consumers())
+	missing, err := h.topo.Missing(context.Background(), h.js, pipeline.Consumers(1))
 	if err != nil || len(missing) > 0 {
 		t.Errorf("after the attacks: missing %v (%v)", missing, err)
 	}
@@ -228,7 +228,7 @@ func TestCompromisedStageCredential(t *testing.T) {
 	// the gate, whose write may make the stage's timer write read again).
 	var timer loanlog.Raw
 	waitFor(t, 10*time.Second, func() error {
-		m, found, err := h.log.Last(ctx, topology.TimerSubject(tenant, "L-victim"))
+		m, found, err := h.log.Last(ctx, topology.LoanRef{Tenant: tenant, Loan: "L-victim"}.Timer())
 		if err != nil || !found {
 			return fmt.Errorf("no escalation timer (%v)", err)
 		}
@@ -250,8 +250,8 @@ func TestCompromisedStageCredential(t *testing.T) {
 	// timer: a schedule due at once, aimed at a step subject, with the
 	// pending step's own body. The server fires it at once, as a step with
 	// every header of a real one, and purges the real timer.
-	stepSubject := topology.StepSubject(tenant, "L-victim", "escalate", 999)
-	forged := nats.NewMsg(topology.TimerSubject(tenant, "L-victim"))
+	stepSubject := topology.LoanRef{Tenant: tenant, Loan: "L-victim"}.Step("escalate", 999)
+	forged := nats.NewMsg(topology.LoanRef{Tenant: tenant, Loan: "L-victim"}.Timer())
 	forged.Data = timer.Data
 	forged.Header.Set("Nats-Schedule", "@at "+time.Now().UTC().Format(time.RFC3339Nano))
 	forged.Header.Set("Nats-Schedule-Target", stepSubject)
@@ -273,7 +273,7 @@ func TestCompromisedStageCredential(t *testing.T) {
 	// The timer is back, for the same step, and the loan escalates when it
 	// is due, not before.
 	waitFor(t, 10*time.Second, func() error {
-		m, found, err := h.log.Last(ctx, topology.TimerSubject(tenant, "L-victim"))
+		m, found, err := h.log.Last(ctx, topology.LoanRef{Tenant: tenant, Loan: "L-victim"}.Timer())
 		if err != nil || !found {
 			return fmt.Errorf("no timer (%v)", err)
 		}
@@ -299,7 +299,7 @@ func TestCompromisedStageCredential(t *testing.T) {
 		t.Fatal(err)
 	}
 	written := info.State.LastSeq
-	roll := nats.NewMsg(topology.TimerSubject(tenant, "L-victim"))
+	roll := nats.NewMsg(topology.LoanRef{Tenant: tenant, Loan: "L-victim"}.Timer())
 	roll.Data = []byte("wipe")
 	roll.Header.Set("Nats-Rollup", "all")
 	if _, err := js.PublishMsg(ctx, roll); err != nil {
@@ -323,7 +323,7 @@ func TestCompromisedStageCredential(t *testing.T) {
 		}
 		return nil
 	})
-	for _, subj := range []string{topology.LoanSubject(tenant, "L-victim", codec.Due.Token, "1"), forged.Subject} {
+	for _, subj := range []string{topology.LoanRef{Tenant: tenant, Loan: "L-victim"}.Subject(codec.Due.Token, "1"), forged.Subject} {
 		if _, err := h.recordHas(subj); err != nil {
 			t.Errorf("%s is not in the record: %v", subj, err)
 		}
@@ -384,7 +384,7 @@ func TestTopologyRemovedByAdmin(t *testing.T) {
 		t.Errorf("a rollup on the dead-letter stream: %v, want it refused", err)
 	}
 	_, admin := connect(access.Admin)
-	for _, s := range topology.Streams() {
+	for _, s := range topology.DefaultTopology().Streams() {
 		if _, err := admin.Stream(ctx, s); err != nil {
 			t.Fatalf("%s: %v", s, err)
 		}
@@ -459,7 +459,7 @@ func TestDataFromBeforeAccounts(t *testing.T) {
 		}
 	}
 	b, _ := proto.Marshal(dueEvent("L-old", "1", 5000, time.Now().Add(24*time.Hour)).GetInstallmentDue())
-	if _, err := loanlog.New(nc, js).AppendLender(ctx, topology.LoanSubject(tenant, "L-old", codec.Due.Token, "1"), b, ""); err != nil {
+	if _, err := loanlog.New(nc, js).AppendLender(ctx, topology.LoanRef{Tenant: tenant, Loan: "L-old"}.Subject(codec.Due.Token, "1"), b, ""); err != nil {
 		t.Fatal(err)
 	}
 	nc.Close()
@@ -541,7 +541,7 @@ func TestVolumeNeverFreezesALoan(t *testing.T) {
 		o := &dunningv1.ContactOutcome{TenantId: tenant, LoanId: "L-flood", ContactId: fmt.Sprintf("w%d", i),
 			Outcome: dunningv1.Outcome_OUTCOME_DELIVERED, OccurredAt: timestamppb.Now()}
 		b, _ := proto.Marshal(o)
-		if _, err := gjs.PublishAsync(topology.LoanSubject(tenant, "L-flood", codec.Outcome.Token, fmt.Sprintf("w%d_delivered", i)), b); err != nil {
+		if _, err := gjs.PublishAsync(topology.LoanRef{Tenant: tenant, Loan: "L-flood"}.Subject(codec.Outcome.Token, fmt.Sprintf("w%d_delivered", i)), b); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -706,7 +706,7 @@ func TestStaleStreamNamedUntilProvisioned(t *testing.T) {
 	if len(stale) != 1 || !strings.Contains(stale[0], topology.StreamIntake) || !strings.Contains(stale[0], "dunctl provision") {
 		t.Fatalf("Stale = %q, want the intake stream named, and what to run", stale)
 	}
-	if err := h.topo.Provision(ctx, h.js, pipeline.Consumers()); err != nil {
+	if err := h.topo.Provision(ctx, h.js, pipeline.Consumers(1)); err != nil {
 		t.Fatal(err)
 	}
 	if stale, err := h.topo.Stale(ctx, h.js); err != nil || len(stale) != 0 {

@@ -65,7 +65,7 @@ func TestCapacityUnderConcurrentHandoffs(t *testing.T) {
 	if placed["agency-a"] != 10 || placed["agency-b"] != 3 {
 		t.Errorf("placed %v, want agency-a 10 and agency-b 3 (their capacities)", placed)
 	}
-	loads, err := h.log.Loads(context.Background(), tenant)
+	loads, _, err := h.log.Loads(context.Background(), tenant, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func TestMalformedEventsDeadLettered(t *testing.T) {
 		{topology.IntakeSubject(tenant, "L-bad"), "application/json", []byte(`{"installmentDue":{"tenantId":"acme","amout":1}}`), `unknown field "amout"`},
 		{topology.IntakeSubject(tenant, "L-bad"), "application/json", noAmountJSON, "installment_due.amount: is required"},
 		{topology.IntakeSubject(tenant, "L-bad"), "application/json", mismatched, "subject names acme/L-bad but the event is for acme/L-other"},
-		{topology.StepSubject(tenant, "L-bad", "escalate", 1), "", []byte("not a step"), "forged loan-log entry: a step the loan's timer did not fire"},
+		{topology.LoanRef{Tenant: tenant, Loan: "L-bad"}.Step("escalate", 1), "", []byte("not a step"), "forged loan-log entry: a step the loan's timer did not fire"},
 	}
 	for _, c := range cases {
 		pub(c.subj, c.ct, c.data)
@@ -158,7 +158,7 @@ func TestForgedFactsAreNeverApplied(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		msg := nats.NewMsg(topology.LoanSubject(tenant, "L-forged", codec.Repaid.Token, id))
+		msg := nats.NewMsg(topology.LoanRef{Tenant: tenant, Loan: "L-forged"}.Subject(codec.Repaid.Token, id))
 		msg.Data = b
 		for k, v := range headers {
 			msg.Header.Set(k, v)
@@ -175,16 +175,16 @@ func TestForgedFactsAreNeverApplied(t *testing.T) {
 	// purges the timer (schedule headers are not a subject permission), and
 	// the stage refuses the fact it came with.
 	purging := payEvent("L-forged", "x-sched", 1000).GetRepaymentReceived()
-	forge("x-sched", purging, map[string]string{"Nats-Scheduler": topology.TimerSubject(tenant, "L-forged"), "Nats-Schedule-Next": "purge"})
+	forge("x-sched", purging, map[string]string{"Nats-Scheduler": topology.LoanRef{Tenant: tenant, Loan: "L-forged"}.Timer(), "Nats-Schedule-Next": "purge"})
 	waitFor(t, 10*time.Second, func() error {
 		reasons := map[string]string{}
 		for _, m := range h.dlq() {
-			if subj := m.Header.Get(bus.HeaderDLQSubject); strings.HasPrefix(subj, topology.LoanSubject(tenant, "L-forged", codec.Repaid.Token, "x-")) {
+			if subj := m.Header.Get(bus.HeaderDLQSubject); strings.HasPrefix(subj, topology.LoanRef{Tenant: tenant, Loan: "L-forged"}.Subject(codec.Repaid.Token, "x-")) {
 				reasons[subj] = m.Header.Get(bus.HeaderDLQReason)
 			}
 		}
 		for id, want := range map[string]string{"x-neg": "undecodable", "x-other": "undecodable", "x-sched": "forged"} {
-			if r := reasons[topology.LoanSubject(tenant, "L-forged", codec.Repaid.Token, id)]; !strings.Contains(r, want) {
+			if r := reasons[topology.LoanRef{Tenant: tenant, Loan: "L-forged"}.Subject(codec.Repaid.Token, id)]; !strings.Contains(r, want) {
 				return fmt.Errorf("repayment %s: dead-letter reason %q, want %q (all: %v)", id, r, want, reasons)
 			}
 		}
@@ -201,7 +201,7 @@ func TestForgedFactsAreNeverApplied(t *testing.T) {
 	h.send(payEvent("L-forged", "p-real", 1000))
 	h.waitKind("L-forged", policy.KindCaseClosed, 1, 10*time.Second)
 	// What the forged purge removed from the live log, the record keeps.
-	if _, err := h.recordHas(topology.TimerSubject(tenant, "L-forged")); err != nil {
+	if _, err := h.recordHas(topology.LoanRef{Tenant: tenant, Loan: "L-forged"}.Timer()); err != nil {
 		t.Errorf("the purged timer: %v", err)
 	}
 	if d, _ := h.decision("L-forged", policy.KindCaseClosed); d.CloseReason != policy.CloseCured {

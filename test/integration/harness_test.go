@@ -79,7 +79,7 @@ func newHarness(t *testing.T, base time.Duration) *harness {
 	topo.AckWait, topo.MaxDeliver = testAckWait, 5
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := topo.Provision(ctx, js, pipeline.Consumers()); err != nil {
+	if err := topo.Provision(ctx, js, pipeline.Consumers(1)); err != nil {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, srv: srv, nc: nc, js: js, log: loanlog.New(nc, js), topo: topo, day: day,
@@ -369,7 +369,7 @@ func summary(es []logEntry) string {
 // consumerStates summarises every declared consumer's backlog, for failure messages.
 func (h *harness) consumerStates() string {
 	var b strings.Builder
-	for _, c := range pipeline.Consumers() {
+	for _, c := range pipeline.Consumers(1) {
 		info, err := h.js.Consumer(context.Background(), c.Stream, c.Name)
 		if err != nil {
 			continue
@@ -385,7 +385,7 @@ func (h *harness) consumerStates() string {
 
 // timerPending reports whether the loan's schedule subject holds a message.
 func (h *harness) timerPending(loan string) bool {
-	_, found, err := h.log.Last(context.Background(), topology.TimerSubject(tenant, loan))
+	_, found, err := h.log.Last(context.Background(), topology.LoanRef{Tenant: tenant, Loan: loan}.Timer())
 	if err != nil {
 		h.t.Fatalf("reading the timer of %s: %v", loan, err)
 	}

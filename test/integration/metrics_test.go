@@ -22,7 +22,7 @@ func TestLagAndLatenessMetrics(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, 100*time.Millisecond)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(pipeline.NewLagCollector(h.js, pipeline.Consumers()))
+	reg.MustRegister(pipeline.NewLagCollector(h.js, pipeline.Consumers(1)))
 	gauge := func(name, consumer string) (float64, bool) {
 		t.Helper()
 		mfs, err := reg.Gather()
@@ -50,7 +50,7 @@ func TestLagAndLatenessMetrics(t *testing.T) {
 	if v, ok := gauge("dunning_consumer_pending", "intake"); !ok || v != n {
 		t.Errorf("intake backlog = %v (reported %v), want %d", v, ok, n)
 	}
-	for _, c := range pipeline.Consumers() {
+	for _, c := range pipeline.Consumers(1) {
 		if _, ok := gauge("dunning_consumer_ack_pending", c.Name); !ok {
 			t.Errorf("no dunning_consumer_ack_pending for %s", c.Name)
 		}

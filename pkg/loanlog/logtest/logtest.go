@@ -133,7 +133,7 @@ func staleWriteRefused(t *testing.T, e Env) {
 }
 
 // The guard covers the loan's whole log (every subject under
-// dunning.loan.<tenant>.<loan>.>) and nothing else: not another loan, not a
+// dunning.loan.<p>.<tenant>.<loan>.>) and nothing else: not another loan, not a
 // loan whose ID merely starts with this one's.
 func guardIsPerLoan(t *testing.T, e Env) {
 	s1 := mustLender(t, e, "L-1", "1", due("1", e.Now()))
@@ -265,7 +265,7 @@ func placementAtomic(t *testing.T, e Env) {
 	p := e.Placements
 	loads := func() map[string]policy.AgencyLoad {
 		t.Helper()
-		l, err := p.Loads(ctx, tenant)
+		l, _, err := p.Loads(ctx, tenant, "L-1")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -147,6 +147,10 @@ func (l *Log) guarded(tenant, id string, expect uint64, write func(ln *loan) uin
 	return write(ln), nil
 }
 
+// ref is a loan's place in the subject layout: the in-memory log keeps
+// every loan in one partition.
+func ref(tenant, loan string) topology.LoanRef { return topology.LoanRef{Tenant: tenant, Loan: loan} }
+
 // AppendDecision appends a decision if the loan's last sequence is still expect.
 func (l *Log) AppendDecision(_ context.Context, tenant, id string, expect uint64, d policy.Decision) (uint64, error) {
 	k, err := codec.Of(d)
@@ -155,10 +159,10 @@ func (l *Log) AppendDecision(_ context.Context, tenant, id string, expect uint64
 	}
 	return l.guarded(tenant, id, expect, func(ln *loan) uint64 {
 		if d.Kind == policy.KindCaseClosed || d.Kind == policy.KindStepCancelled {
-			ln.removeSubject(topology.TimerSubject(tenant, id))
+			ln.removeSubject(ref(tenant, id).Timer())
 			ln.timer = nil
 		}
-		return l.store(tenant, id, topology.DecisionSubject(tenant, id, k.Token, expect), d)
+		return l.store(tenant, id, ref(tenant, id).Decision(k.Token, expect), d)
 	})
 }
 
@@ -169,9 +173,9 @@ func (l *Log) SetTimer(_ context.Context, tenant, id string, expect uint64, s po
 		return 0, err
 	}
 	return l.guarded(tenant, id, expect, func(ln *loan) uint64 {
-		subj := topology.TimerSubject(tenant, id)
+		subj := ref(tenant, id).Timer()
 		ln.removeSubject(subj)
-		ln.timer = &timer{step: s, target: topology.StepSubject(tenant, id, st.Step, expect)}
+		ln.timer = &timer{step: s, target: ref(tenant, id).Step(st.Step, expect)}
 		return l.store(tenant, id, subj, policy.TimerSet{Step: s})
 	})
 }
@@ -183,7 +187,7 @@ func (l *Log) AppendLender(tenant, id, eventID string, ev policy.Event) (uint64,
 	if err != nil {
 		return 0, err
 	}
-	subj := topology.LoanSubject(tenant, id, k.Token, eventID)
+	subj := ref(tenant, id).Subject(k.Token, eventID)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ln := l.loan(tenant, id)
@@ -209,7 +213,7 @@ func (l *Log) Fire() int {
 		t := ln.timer
 		ln.timer = nil
 		tenant, id, _ := strings.Cut(k, "\x00")
-		ln.removeSubject(topology.TimerSubject(tenant, id))
+		ln.removeSubject(ref(tenant, id).Timer())
 		l.store(tenant, id, t.target, policy.StepFired{Step: t.step})
 		n++
 	}

@@ -8,13 +8,12 @@ import (
 	"github.com/opendunning/dunning/pkg/codec"
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/stage"
-	"github.com/opendunning/dunning/pkg/topology"
 )
 
 var _ stage.Placements = (*Log)(nil)
 
 // Loads returns the counters of a tenant's contracts.
-func (l *Log) Loads(_ context.Context, tenant string) (map[string]policy.AgencyLoad, error) {
+func (l *Log) Loads(_ context.Context, tenant, _ string) (map[string]policy.AgencyLoad, policy.Share, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := map[string]policy.AgencyLoad{}
@@ -23,7 +22,7 @@ func (l *Log) Loads(_ context.Context, tenant string) (map[string]policy.AgencyL
 			out[agency] = c
 		}
 	}
-	return out, nil
+	return out, policy.Share{}, nil
 }
 
 // AppendPlacement stores the agency's counter and the decision together,
@@ -56,8 +55,8 @@ func (l *Log) AppendPlacement(_ context.Context, tenant, id string, expect uint6
 	c := policy.AgencyLoad{Open: max(load.Open+delta, 0), Seq: l.seq}
 	l.counters[ck] = c
 	if d.Kind == policy.KindCaseClosed {
-		ln.removeSubject(topology.TimerSubject(tenant, id))
+		ln.removeSubject(ref(tenant, id).Timer())
 		ln.timer = nil
 	}
-	return l.store(tenant, id, topology.DecisionSubject(tenant, id, k.Token, expect), d), c, nil
+	return l.store(tenant, id, ref(tenant, id).Decision(k.Token, expect), d), c, nil
 }

@@ -42,7 +42,7 @@ func (l *Log) Add(ev policy.Event, id string) {
 	if id == "" && k.Token != topology.KindTimer {
 		id = topology.SeqToken(seq - 1)
 	}
-	l.Raws = append(l.Raws, loanlog.Raw{Seq: seq, Subject: topology.LoanSubject(l.Tenant, l.Loan, k.Token, id),
+	l.Raws = append(l.Raws, loanlog.Raw{Seq: seq, Subject: topology.LoanRef{Tenant: l.Tenant, Loan: l.Loan}.Subject(k.Token, id),
 		Time: l.At.Add(time.Duration(seq) * time.Second), Header: nats.Header{loanlog.HeaderPrincipal: []string{"apikey:k1"}}, Data: data})
 }
 

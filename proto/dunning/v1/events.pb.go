@@ -2882,7 +2882,7 @@ func (x *AgencyRecall) GetRecalledAt() *timestamppb.Timestamp {
 // AgencyOutcome is what an agency reports on a placed account, published
 // by the agency to dunning.outcome.<agency>.<tenant>.<loan> (its own
 // subjects only), validated against the loan's log and recorded there
-// (dunning.loan.<t>.<l>.agency.<outcome_id>) once. An outcome for a
+// (dunning.loan.<p>.<t>.<l>.agency.<outcome_id>) once. An outcome for a
 // placement the loan's log does not know, that another agency holds, or
 // that was recalled is refused and dead-lettered with the reason.
 type AgencyOutcome struct {
@@ -4946,7 +4946,7 @@ func (x *PlanProgress) GetPaid() *Money {
 }
 
 // BorrowerContact is one entry of a borrower's log
-// (dunning.borrower.<tenant>.<borrower>.>, in the loans stream): a contact
+// (dunning.borrower.<p>.<tenant>.<borrower>.>, in the loans streams): a contact
 // on a channel that a cap counts per borrower, released for one of the
 // borrower's loans (outcome unspecified: it holds its place under the cap
 // until its outcome comes), or that contact's outcome. The release gate
@@ -5030,7 +5030,7 @@ func (x *BorrowerContact) GetOutcome() Outcome {
 
 // AgencyCounter is a contract's count of open placements after one
 // placement opened (delta 1: a handoff) or ended (delta -1: a recall, or the
-// closure of a placed case), on dunning.capacity.<tenant>.<agency> in the
+// closure of a placed case), on dunning.capacity.<p>.<tenant>.<agency> in the
 // loans stream. The stage writes it in one atomic batch with that decision,
 // guarded by the counter's last sequence: two handoffs racing for the last
 // place cannot both take it.

@@ -1,0 +1,86 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/opendunning/dunning/pkg/embedded"
+	"github.com/opendunning/dunning/pkg/natstest"
+	"github.com/opendunning/dunning/pkg/pipeline"
+	"github.com/opendunning/dunning/pkg/topology"
+)
+
+// K is fixed by the first provisioning and read back by every service; an
+// earlier release's loans stream (no partition token, no K) is refused
+// rather than left unread, and named as stale until provisioned.
+func TestPartitionsFixedAtProvisioning(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := natstest.Server(t, embedded.Config{})
+	_, js := natstest.Connect(t, srv, "partitions")
+	three := topology.DefaultTopology()
+	three.Partitions = 3
+	if err := three.Provision(ctx, js, pipeline.Consumers(3)); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := topology.ReadPartitions(ctx, js); err != nil || k != 3 {
+		t.Fatalf("ReadPartitions = %d, %v; want 3", k, err)
+	}
+	for _, name := range []string{"DUNNING_LOANS_1", "DUNNING_LOANS_2"} {
+		if _, err := js.Stream(ctx, name); err != nil {
+			t.Errorf("stream %s: %v", name, err)
+		}
+	}
+	if _, err := js.Consumer(ctx, "DUNNING_LOANS_2", "escalation-p2"); err != nil {
+		t.Errorf("consumer escalation-p2: %v", err)
+	}
+	if missing, err := three.Missing(ctx, js, pipeline.Consumers(3)); err != nil || len(missing) != 0 {
+		t.Errorf("Missing after provisioning = %v, %v", missing, err)
+	}
+	// Provisioning again with the same K is an update; with another, refused.
+	if err := three.Provision(ctx, js, pipeline.Consumers(3)); err != nil {
+		t.Errorf("provisioning again: %v", err)
+	}
+	one := topology.DefaultTopology()
+	if err := one.Provision(ctx, js, pipeline.Consumers(1)); !errors.Is(err, topology.ErrPartitionsFixed) {
+		t.Errorf("provisioning 1 partition over 3: %v, want ErrPartitionsFixed", err)
+	}
+	// Each partition's stream holds its own subjects; one beyond K has none,
+	// and a write there is refused, not stored where no reader looks.
+	r := three.Partitions.Loan("acme", "L-1")
+	if ack, err := js.Publish(ctx, r.Subject("due", "1"), nil); err != nil || ack.Stream != r.Stream() {
+		t.Errorf("a write to the loan's subject: %v, %v; want it in %s", ack, err, r.Stream())
+	}
+	beyond := topology.LoanRef{P: 3, Tenant: "acme", Loan: "L-1"}
+	if _, err := js.Publish(ctx, beyond.Subject("due", "1"), nil); !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		t.Errorf("a write to partition 3 of 3: %v, want no stream", err)
+	}
+
+	// An earlier release's loans stream: subjects without the partition
+	// token, and a loan in it.
+	old := natstest.Server(t, embedded.Config{})
+	_, ojs := natstest.Connect(t, old, "old-layout")
+	if _, err := ojs.CreateStream(ctx, jetstream.StreamConfig{Name: topology.StreamLoans, Subjects: []string{"dunning.loan.>", "dunning.borrower.>", "dunning.capacity.>"},
+		AllowMsgSchedules: true, AllowRollup: true, AllowDirect: true, AllowAtomicPublish: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ojs.Publish(ctx, "dunning.loan.acme.L-1.due.1", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := topology.ReadPartitions(ctx, ojs); !errors.Is(err, topology.ErrUnprovisioned) {
+		t.Errorf("ReadPartitions of an earlier release's stream: %v, want ErrUnprovisioned", err)
+	}
+	stale, err := one.Stale(ctx, ojs)
+	if err != nil || !slices.ContainsFunc(stale, func(s string) bool { return strings.Contains(s, "partitions of stream DUNNING_LOANS") }) {
+		t.Errorf("Stale = %q, %v; want the loans stream's partitions named", stale, err)
+	}
+	if err := one.Provision(ctx, ojs, pipeline.Consumers(1)); !errors.Is(err, topology.ErrOldLayout) {
+		t.Errorf("provisioning over an earlier release's loans: %v, want ErrOldLayout", err)
+	}
+}
