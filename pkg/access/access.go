@@ -14,9 +14,10 @@
 //     admin (everything) and one user per service, allowed exactly the
 //     consumers it runs and the subjects it writes.
 //   - Lenders are users of account LENDERS, which imports one service from
-//     DUNNING: the intake subjects dunning.in.*.*. Each lender user may
-//     publish only its own tenant's, dunning.in.<tenant>.*, and read only
-//     its own inbox. Nothing else of DUNNING exists in LENDERS: no loan
+//     DUNNING: the intake subjects, which both accounts map from
+//     dunning.in.<tenant>.<loan> to dunning.in.<p>.<tenant>.<loan>, p the
+//     loan's partition. Each lender user may publish only its own tenant's,
+//     and read only its own inbox. Nothing else of DUNNING exists in LENDERS: no loan
 //     log, no task, no $JS.API.
 //   - Agencies are users of account AGENCIES; their feed is imported there
 //     when the agency integration exists.
@@ -189,7 +190,9 @@ func ServicePermissions(id Identity, g Grant, parts topology.Partitions) Permiss
 		p.Publish = append(p.Publish, "$JS.API.DIRECT.GET."+topology.StreamVerify, "$JS.API.DIRECT.GET."+topology.StreamVerify+".>")
 	}
 	if g.WatchIntake || g.ReadIntake {
-		p.Publish = append(p.Publish, "$JS.API.CONSUMER.INFO."+topology.Intake.Stream+"."+topology.Intake.Name)
+		for _, c := range parts.Spread([]topology.ConsumerSpec{topology.Intake}) {
+			p.Publish = append(p.Publish, "$JS.API.CONSUMER.INFO."+c.Stream+"."+c.Name)
+		}
 	}
 	if g.ReadIntake {
 		p.Publish = append(p.Publish, "$JS.API.DIRECT.GET."+topology.StreamIntake)
@@ -202,10 +205,14 @@ func ServicePermissions(id Identity, g Grant, parts topology.Partitions) Permiss
 // LenderPermissions: a tenant's lender publishes that tenant's intake
 // subjects, reads why intake refused its events (live on its tenant's
 // rejection subjects, or a loan's latest by direct get), all imported from
-// DUNNING, and reads its own replies.
+// DUNNING, and reads its own replies. The server checks a publish on the
+// subject its mapping made of it, dunning.in.<p>.<tenant>.<loan>
+// (topology.IntakeMapping), so that is what is allowed; an event published
+// there straight with another partition than the loan's is refused by
+// intake.
 func LenderPermissions(id Identity) Permissions {
 	return Permissions{
-		Publish:   []string{topology.IntakeSubject(id.Name, "*"), RejectionGet(id.Name, "*")},
+		Publish:   []string{topology.LenderIntake(id.Name), RejectionGet(id.Name, "*")},
 		Subscribe: []string{id.Inbox() + ".>", topology.RejectionSubject(id.Name, "*")},
 	}
 }

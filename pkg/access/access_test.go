@@ -106,7 +106,7 @@ func TestServerConfig(t *testing.T) {
 	for _, key := range []string{keys[access.Lender("acme")], second} {
 		u := users[key]
 		if u.Account.Name != access.AccountLenders || !slices.Equal(u.Permissions.Publish.Allow,
-			[]string{"dunning.in.acme.*", "$JS.API.DIRECT.GET.DUNNING_REJECTIONS.dunning.rejected.acme.*"}) ||
+			[]string{"dunning.in.*.acme.*", "$JS.API.DIRECT.GET.DUNNING_REJECTIONS.dunning.rejected.acme.*"}) ||
 			!slices.Equal(u.Permissions.Subscribe.Allow, []string{"_INBOX_lender-acme.>", "dunning.rejected.acme.*"}) {
 			t.Errorf("lender key: account %s, publish %v, subscribe %v; want its own intake and rejections only",
 				u.Account.Name, u.Permissions.Publish.Allow, u.Permissions.Subscribe.Allow)

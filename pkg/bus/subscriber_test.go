@@ -240,7 +240,7 @@ func TestSubscriberDeclaredConsumer(t *testing.T) {
 		}
 	}
 	m := got["body"]
-	if m.UUID != "uuid-1" || m.Metadata.Get("k") != "v" || m.Metadata.Get(bus.MetaSubject) != subject ||
+	if m.UUID != "uuid-1" || m.Metadata.Get("k") != "v" || m.Metadata.Get(bus.MetaSubject) != topology.Partitions(1).Loan("t1", "l1").Intake() ||
 		m.Metadata.Get(bus.MetaStreamSeq) != "1" || m.Metadata.Get(bus.MetaDelivered) != "1" {
 		t.Errorf("published message arrived as UUID %q, metadata %v", m.UUID, m.Metadata)
 	}

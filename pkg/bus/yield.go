@@ -160,30 +160,38 @@ func Backlogged(info *jetstream.ConsumerInfo, concurrency int) bool {
 	return info.NumPending > 0 || info.NumAckPending >= concurrency
 }
 
-// Watch reads the consumer's info every interval until ctx ends and sets
-// whether lender facts wait: while it has a backlog (Backlogged, with the
-// intake's handlers busy at half of concurrency). A failed read leaves
-// the pipeline unthrottled: yielding to a consumer that cannot be seen
-// could stall it for nothing.
-func (y *Yield) Watch(ctx context.Context, js jetstream.JetStream, stream, consumer string, concurrency int, every time.Duration) {
+// Watch reads the consumers' info (the intake's, one per partition) every
+// interval until ctx ends and sets whether lender facts wait: while one
+// has a backlog (Backlogged, with the intake's handlers busy at half of
+// concurrency). A failed read leaves the pipeline unthrottled by that
+// consumer: yielding to a consumer that cannot be seen could stall it for
+// nothing.
+func (y *Yield) Watch(ctx context.Context, js jetstream.JetStream, stream string, consumers []string, concurrency int, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	defer y.Set(false)
 	var told time.Time
 	for {
-		rctx, cancel := context.WithTimeout(ctx, every*4)
-		c, err := js.Consumer(rctx, stream, consumer)
-		cancel()
-		if err != nil {
-			y.Set(false)
-			if y.Logger != nil && ctx.Err() == nil && time.Since(told) >= time.Minute {
-				told = time.Now()
-				y.Logger.Warn("cannot read the intake's backlog; the pipeline's own work does not give way to lender facts meanwhile",
-					"consumer", consumer, "err", err)
+		// Backlogged if any partition's intake is.
+		backlog := false
+		for _, consumer := range consumers {
+			rctx, cancel := context.WithTimeout(ctx, every*4)
+			c, err := js.Consumer(rctx, stream, consumer)
+			cancel()
+			if err != nil {
+				if y.Logger != nil && ctx.Err() == nil && time.Since(told) >= time.Minute {
+					told = time.Now()
+					y.Logger.Warn("cannot read the intake's backlog; the pipeline's own work does not give way to lender facts meanwhile",
+						"consumer", consumer, "err", err)
+				}
+				continue
 			}
-		} else {
-			y.Set(Backlogged(c.CachedInfo(), max(concurrency/2, 1)))
+			if Backlogged(c.CachedInfo(), max(concurrency/2, 1)) {
+				backlog = true
+				break
+			}
 		}
+		y.Set(backlog)
 		select {
 		case <-ctx.Done():
 			return

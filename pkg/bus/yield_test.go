@@ -93,7 +93,7 @@ func TestPipelineWorkYieldsToLenderFacts(t *testing.T) {
 		<-done
 	}()
 	<-rt.Running()
-	go y.Watch(rctx, js, topology.Intake.Stream, topology.Intake.Name, concurrency, 20*time.Millisecond)
+	go y.Watch(rctx, js, topology.Intake.Stream, []string{topology.Intake.Name}, concurrency, 20*time.Millisecond)
 
 	// A backlog of lender events: more than the intake's handlers take.
 	const events = 3 * concurrency

@@ -403,14 +403,17 @@ func (in *Ingestor) Count(source, result string) {
 
 // Intake is the NATS path: lenders publish a LenderEvent on
 // dunning.in.<tenant>.<loan> (binary, or JSON with Content-Type
-// application/json). Invalid events are dead-lettered with their reason.
+// application/json), which the server stores on the loan's partition's
+// dunning.in.<p>.<tenant>.<loan>. Invalid events are dead-lettered with
+// their reason.
 func (in *Ingestor) Intake() message.NoPublishHandlerFunc {
 	return func(msg *message.Message) error {
-		tenant, loan, err := topology.ParseIntakeSubject(msg.Metadata.Get(bus.MetaSubject))
+		ref, err := topology.ParseStoredIntake(msg.Metadata.Get(bus.MetaSubject))
 		if err != nil {
 			in.Count("nats", "invalid")
 			return bus.Permanent(err)
 		}
+		tenant, loan := ref.Tenant, ref.Loan
 		// refuse dead-letters the event, once its lender has been told. If
 		// telling fails the message is redelivered (counted once, when it
 		// is finally refused); should it run out of deliveries, its dead
@@ -439,6 +442,14 @@ func (in *Ingestor) Intake() message.NoPublishHandlerFunc {
 		}
 		if ev.Tenant != tenant || ev.Loan != loan {
 			return refuse(&FieldError{"tenant_id", fmt.Sprintf("the subject names %s/%s but the event is for %s/%s", tenant, loan, ev.Tenant, ev.Loan)})
+		}
+		// The server's mapping puts an event in its loan's partition; one
+		// published straight on a stored subject of another partition
+		// would pass beside the loan's other events (and the release
+		// gate's look for them), so it is refused.
+		if want := in.Log.Loan(tenant, loan); ref.P != want.P {
+			return refuse(fmt.Errorf("published on %s, partition %d, but the loan is in partition %d: publish on %s", msg.Metadata.Get(bus.MetaSubject),
+				ref.P, want.P, topology.IntakeSubject(tenant, loan)))
 		}
 		// Only the tenant's lender identity (and the admin) may publish on
 		// its intake subjects: the server's permission is the principal.

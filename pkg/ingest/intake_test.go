@@ -28,7 +28,7 @@ func TestIntakeTellsBeforeRefusing(t *testing.T) {
 	}}
 	h := in.Intake()
 	msg := message.NewMessage("1", []byte(`{"loanSettled": {"tenantId": "acme", "loanId": "L-1", "unknown": 1}}`))
-	msg.Metadata.Set(bus.MetaSubject, topology.IntakeSubject("acme", "L-1"))
+	msg.Metadata.Set(bus.MetaSubject, topology.LoanRef{Tenant: "acme", Loan: "L-1"}.Intake())
 	msg.Metadata.Set(bus.MetaStreamSeq, "42")
 	msg.Metadata.Set("Content-Type", "application/json")
 

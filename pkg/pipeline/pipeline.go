@@ -410,7 +410,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return nil
 	}
 	if p.yield != nil {
-		go p.yield.Watch(ctx, p.js, topology.Intake.Stream, topology.Intake.Name, p.intakeC, 100*time.Millisecond)
+		var intake []string
+		for _, c := range p.topo.Partitions.Spread([]topology.ConsumerSpec{topology.Intake}) {
+			intake = append(intake, c.Name)
+		}
+		go p.yield.Watch(ctx, p.js, topology.Intake.Stream, intake, p.intakeC, 100*time.Millisecond)
 	}
 	return p.router.Run(ctx)
 }

@@ -35,7 +35,10 @@ import (
 // that a "last message per subject" read returns the whole log from the
 // stream's subject index, without scanning the stream.
 const (
-	// Lender events over NATS: dunning.in.<tenant>.<loan>, body a LenderEvent.
+	// Lender events over NATS: a lender publishes on
+	// dunning.in.<tenant>.<loan>, body a LenderEvent, and the server's
+	// subject mapping stores it on dunning.in.<p>.<tenant>.<loan>, p the
+	// loan's partition (IntakeMapping).
 	intakePrefix = "dunning.in"
 	loanPrefix   = "dunning.loan"
 	dlqPrefix    = "dunning.dlq"
@@ -140,9 +143,26 @@ const (
 	ConsumerNotify = "notify"
 )
 
-// IntakeSubject is where a lender publishes one loan's events over NATS.
+// IntakeSubject is where a lender publishes one loan's events over NATS:
+// the server maps it to the loan's partition (IntakeMapping, LoanRef.Intake).
 func IntakeSubject(tenant, loan string) string {
 	return intakePrefix + "." + tenant + "." + loan
+}
+
+// Intake is where the loan's events published over NATS are stored: the
+// lender's subject (IntakeSubject) as the server's mapping leaves it.
+func (r LoanRef) Intake() string {
+	return intakePrefix + "." + strconv.Itoa(r.P) + "." + r.Tenant + "." + r.Loan
+}
+
+// IntakeMapping is the subject mapping, from the subject a lender publishes
+// on to the one stored, that the server applies in the lenders' account and
+// the pipeline's (package access writes it): the lender's event goes to its
+// loan's partition, computed by the server's partition() function with the
+// hash Partitions.Of computes (TestIntakeMappingMatchesPartitions). A
+// lender need not know K.
+func (k Partitions) IntakeMapping() (from, to string) {
+	return intakePrefix + ".*.*", fmt.Sprintf("%s.{{partition(%d,1,2)}}.{{wildcard(1)}}.{{wildcard(2)}}", intakePrefix, k.Count())
 }
 
 // Partitions is how many loans streams the loans are spread over, K: a
@@ -473,13 +493,28 @@ func ParseLoanSubject(subj string) (LoanAddress, error) {
 	return a, nil
 }
 
-// ParseIntakeSubject returns the tenant and loan of an intake subject.
+// ParseIntakeSubject returns the tenant and loan of a subject a lender
+// publishes on (IntakeSubject).
 func ParseIntakeSubject(subj string) (tenant, loan string, err error) {
 	t := strings.Split(subj, ".")
 	if len(t) != 4 || t[0]+"."+t[1] != intakePrefix {
 		return "", "", fmt.Errorf("intake subject must be %s.<tenant>.<loan>, got %q", intakePrefix, subj)
 	}
 	return t[2], t[3], nil
+}
+
+// ParseStoredIntake returns the loan of a stored intake subject
+// (LoanRef.Intake): its partition as the server's mapping computed it.
+func ParseStoredIntake(subj string) (LoanRef, error) {
+	t := strings.Split(subj, ".")
+	if len(t) != 5 || t[0]+"."+t[1] != intakePrefix {
+		return LoanRef{}, fmt.Errorf("stored intake subject must be %s.<partition>.<tenant>.<loan>, got %q", intakePrefix, subj)
+	}
+	p, err := strconv.Atoi(t[2])
+	if err != nil || p < 0 || p >= MaxPartitions || strconv.Itoa(p) != t[2] {
+		return LoanRef{}, fmt.Errorf("stored intake subject %q: bad partition %q", subj, t[2])
+	}
+	return LoanRef{P: p, Tenant: t[3], Loan: t[4]}, nil
 }
 
 // ConsumerSpec declares one durable consumer.
@@ -496,14 +531,15 @@ func Abandoned(c ConsumerSpec) ConsumerSpec {
 }
 
 // Spread is cs with each consumer of the loans stream repeated on every
-// partition's stream, its filters narrowed to that partition's subjects:
+// partition's stream, and the intake's on every partition's intake
+// subjects, its filters narrowed to that partition's subjects:
 // the first keeps its name, the one on partition p is named <name>-p<p>, so
 // that every durable (and its advisories' consumer, its metrics and its
 // handler) has a name of its own.
 func (k Partitions) Spread(cs []ConsumerSpec) []ConsumerSpec {
 	out := make([]ConsumerSpec, 0, len(cs))
 	for _, c := range cs {
-		if c.Stream != StreamLoans {
+		if c.Stream != StreamLoans && c.Stream != StreamIntake {
 			out = append(out, c)
 			continue
 		}
@@ -512,17 +548,23 @@ func (k Partitions) Spread(cs []ConsumerSpec) []ConsumerSpec {
 			for i, f := range c.Filters {
 				filters[i] = inPartition(f, p)
 			}
-			out = append(out, ConsumerSpec{Name: PartitionConsumer(c.Name, p), Stream: LoansStream(p), Filters: filters})
+			stream := c.Stream
+			if stream == StreamLoans {
+				stream = LoansStream(p)
+			}
+			out = append(out, ConsumerSpec{Name: PartitionConsumer(c.Name, p), Stream: stream, Filters: filters})
 		}
 	}
 	return out
 }
 
-// inPartition narrows a filter of every partition's loan subjects
-// (LoanFilter) to partition p's.
+// inPartition narrows a filter of every partition's loan or intake
+// subjects (LoanFilter, Intake's) to partition p's.
 func inPartition(filter string, p int) string {
-	if rest, ok := strings.CutPrefix(filter, loanPrefix+".*."); ok {
-		return loanPrefix + "." + strconv.Itoa(p) + "." + rest
+	for _, prefix := range []string{loanPrefix, intakePrefix} {
+		if rest, ok := strings.CutPrefix(filter, prefix+".*."); ok {
+			return prefix + "." + strconv.Itoa(p) + "." + rest
+		}
 	}
 	return filter
 }
@@ -534,6 +576,25 @@ func PartitionConsumer(name string, p int) string {
 	}
 	return name + "-p" + strconv.Itoa(p)
 }
+
+// IsIntakeConsumer reports whether name is the intake's consumer on one of
+// the partitions (intake, intake-p1, ...).
+func IsIntakeConsumer(name string) bool {
+	for p := range MaxPartitions {
+		if name == PartitionConsumer(ConsumerIntake, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// IntakeFilter is every stored intake subject, of every partition.
+func IntakeFilter() string { return intakePrefix + ".*.*.*" }
+
+// LenderIntake is every intake subject of a tenant's loans as stored (any
+// partition): what the tenant's lender may publish once the server has
+// mapped its subject (a permission is checked on the mapped subject).
+func LenderIntake(tenant string) string { return intakePrefix + ".*." + tenant + ".*" }
 
 // WithAbandoned is cs and, after each, its advisories' consumer.
 func WithAbandoned(cs []ConsumerSpec) []ConsumerSpec {
@@ -549,7 +610,7 @@ func WithAbandoned(cs []ConsumerSpec) []ConsumerSpec {
 
 // Intake and Notify are the declared consumers outside the loans stream.
 var (
-	Intake = ConsumerSpec{ConsumerIntake, StreamIntake, []string{intakePrefix + ".*.*"}}
+	Intake = ConsumerSpec{ConsumerIntake, StreamIntake, []string{IntakeFilter()}}
 	Notify = ConsumerSpec{ConsumerNotify, StreamTasks, []string{taskPrefix + ".>"}}
 )
 
@@ -557,7 +618,7 @@ var (
 // logs (intake): the pipeline's own consumers give way to it while it has a
 // backlog (bus.Yield), so a payment never waits behind the contacts it may
 // make moot.
-func LenderFacts(c ConsumerSpec) bool { return c.Name == ConsumerIntake && c.Stream == StreamIntake }
+func LenderFacts(c ConsumerSpec) bool { return c.Stream == StreamIntake }
 
 // Yields reports whether c is the pipeline's own work, which gives way to
 // lender facts: neither their consumer nor an advisories' consumer.
@@ -615,10 +676,13 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 		{
 			Name:        StreamIntake,
 			Description: "Lender events published over NATS, before validation.",
-			// Exactly dunning.in.<tenant>.<loan>: a publish to any other
-			// subject finds no stream and is refused, instead of being
-			// stored and never consumed.
-			Subjects: []string{intakePrefix + ".*.*"},
+			// Exactly dunning.in.<p>.<tenant>.<loan>, where the server's
+			// mapping puts dunning.in.<tenant>.<loan>: a publish to any
+			// other subject finds no stream and is refused, instead of
+			// being stored and never consumed.
+			// One subject per partition, not dunning.in.*.*.*, so that
+			// dunning.in.<tenant>.<loan>.<extra> is not stored either.
+			Subjects: t.intakeSubjects(),
 			Storage:  jetstream.FileStorage,
 			Replicas: t.Replicas,
 			MaxAge:   7 * 24 * time.Hour,
@@ -747,6 +811,15 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			DenyPurge:   true,
 		},
 	}...)
+}
+
+// intakeSubjects are the intake stream's subjects: each partition's.
+func (t Topology) intakeSubjects() []string {
+	out := make([]string, t.Partitions.Count())
+	for p := range out {
+		out[p] = inPartition(IntakeFilter(), p)
+	}
+	return out
 }
 
 // MetaPartitions is the first loans stream's metadata key that records K

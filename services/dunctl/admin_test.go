@@ -161,14 +161,14 @@ func TestDeadLetterReplayAndAudit(t *testing.T) {
 		}
 		return ack.Sequence
 	}
-	intakeDL := deadLetter("intake", topology.IntakeSubject("acme", "L-7"), event)
+	intakeDL := deadLetter("intake", storedIntake("acme", "L-7"), event)
 	stageDL := deadLetter("escalation", topology.LoanRef{Tenant: "acme", Loan: "L-7"}.Decision("escalated", 3), []byte("x"))
 	// A lender's JSON event keeps its Content-Type through the replay.
 	jsonEvent := []byte(`{"loanSettled": {"tenantId": "acme", "loanId": "L-8"}}`)
 	jm := nats.NewMsg(topology.DLQSubject("intake"))
 	jm.Data = jsonEvent
 	jm.Header.Set(bus.HeaderDLQConsumer, "intake")
-	jm.Header.Set(bus.HeaderDLQSubject, topology.IntakeSubject("acme", "L-8"))
+	jm.Header.Set(bus.HeaderDLQSubject, storedIntake("acme", "L-8"))
 	jm.Header.Set(bus.OrigHeader("Content-Type"), "application/json")
 	jack, err := js.PublishMsg(ctx, jm)
 	if err != nil {
@@ -179,7 +179,7 @@ func TestDeadLetterReplayAndAudit(t *testing.T) {
 	forged := nats.NewMsg(topology.DLQSubject("notify"))
 	forged.Data = event
 	forged.Header.Set(bus.HeaderDLQConsumer, "intake")
-	forged.Header.Set(bus.HeaderDLQSubject, topology.IntakeSubject("victim", "L-7"))
+	forged.Header.Set(bus.HeaderDLQSubject, storedIntake("victim", "L-7"))
 	fack, err := js.PublishMsg(ctx, forged)
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +198,7 @@ func TestDeadLetterReplayAndAudit(t *testing.T) {
 	if code, o, e := dl("inspect", "--body", n); code != 0 || !regexpMatch(`"loanId":\s+"L-7"`, o) {
 		t.Errorf("inspect --body = %d:\n%s%s\nwant the lender event as JSON", code, o, e)
 	}
-	if code, o, e := dl("replay", n); code != 0 || !strings.Contains(o, "replayed to dunning.in.acme.L-7") {
+	if code, o, e := dl("replay", n); code != 0 || !strings.Contains(o, "replayed to dunning.in.0.acme.L-7") {
 		t.Fatalf("replay = %d:\n%s%s", code, o, e)
 	}
 	if code, o, e := dl("replay", n); code != 0 || !strings.Contains(o, "not sent again") {
@@ -208,14 +208,14 @@ func TestDeadLetterReplayAndAudit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := intake.GetLastMsgForSubject(ctx, topology.IntakeSubject("acme", "L-7"))
+	m, err := intake.GetLastMsgForSubject(ctx, storedIntake("acme", "L-7"))
 	if err != nil || !bytes.Equal(m.Data, event) {
 		t.Fatalf("intake holds %v (%v), want the replayed event", m, err)
 	}
 	if code, o, e := dl("replay", strconv.FormatUint(jack.Sequence, 10)); code != 0 {
 		t.Fatalf("replaying a JSON event = %d:\n%s%s", code, o, e)
 	}
-	jsonReplay, err := intake.GetLastMsgForSubject(ctx, topology.IntakeSubject("acme", "L-8"))
+	jsonReplay, err := intake.GetLastMsgForSubject(ctx, storedIntake("acme", "L-8"))
 	if err != nil || !bytes.Equal(jsonReplay.Data, jsonEvent) || jsonReplay.Header.Get("Content-Type") != "application/json" {
 		t.Errorf("the JSON replay: %v (%v), want the body with Content-Type application/json", jsonReplay, err)
 	}
@@ -242,4 +242,10 @@ func TestDeadLetterReplayAndAudit(t *testing.T) {
 		!strings.Contains(lines[3], "provision") || !strings.Contains(lines[3], "replicas=1") || !strings.Contains(lines[0], "@") {
 		t.Errorf("audit list:\n%s\nwant the three replays and the provisioning, newest first, with user@host", out.String())
 	}
+}
+
+// storedIntake is where the server stores a lender's event for a loan (one
+// partition here): the subject a dead letter of intake names.
+func storedIntake(tenant, loan string) string {
+	return topology.Partitions(1).Loan(tenant, loan).Intake()
 }

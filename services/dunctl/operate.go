@@ -178,17 +178,17 @@ func replay(ctx context.Context, js jetstream.JetStream, seq uint64, stdout io.W
 		return err
 	}
 	consumer, subject := m.Header.Get(bus.HeaderDLQConsumer), m.Header.Get(bus.HeaderDLQSubject)
-	if consumer != topology.ConsumerIntake {
+	if !topology.IsIntakeConsumer(consumer) {
 		return fmt.Errorf("dead letter %d is %s's: an entry of the loan's log (%s), still there; only intake's dead letters (lender events) are replayed", seq, consumer, subject)
 	}
 	// The headers are the publisher's word; where the dead letter is
 	// stored is the server's: only the intake's owner (and the admin) may
 	// write dunning.dlq.intake, so a compromised other service cannot
 	// dress up a message for the admin to replay into a tenant's intake.
-	if m.Subject != topology.DLQSubject(topology.ConsumerIntake) {
-		return fmt.Errorf("dead letter %d says it is intake's but is stored on %s, not %s: not replayed", seq, m.Subject, topology.DLQSubject(topology.ConsumerIntake))
+	if m.Subject != topology.DLQSubject(consumer) {
+		return fmt.Errorf("dead letter %d says it is %s's but is stored on %s, not %s: not replayed", seq, consumer, m.Subject, topology.DLQSubject(consumer))
 	}
-	if _, _, err := topology.ParseIntakeSubject(subject); err != nil {
+	if _, err := topology.ParseStoredIntake(subject); err != nil {
 		return fmt.Errorf("dead letter %d: its original subject %q is not an intake subject: %w", seq, subject, err)
 	}
 	if err := audit(ctx, js, "deadletter_replay", map[string]string{"dlq_seq": strconv.FormatUint(seq, 10), "subject": subject}); err != nil {

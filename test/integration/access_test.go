@@ -668,13 +668,20 @@ func TestLenderLearnsWhyOverNATS(t *testing.T) {
 		t.Fatalf("no live rejection: %v", err)
 	}
 	check("live", m.Data)
-	reply, err := lender.nc.Request(access.RejectionGet(tenant, "L-why"), nil, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(reply.Data) == 0 {
-		t.Fatalf("the loan's latest: an empty reply, headers %v", reply.Header)
-	}
+	// The live copy can arrive a moment before the stream has stored it
+	// (the server delivers to subscribers and stores concurrently): ask
+	// until it is there.
+	var reply *nats.Msg
+	waitFor(t, 5*time.Second, func() error {
+		reply, err = lender.nc.Request(access.RejectionGet(tenant, "L-why"), nil, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(reply.Data) == 0 {
+			return fmt.Errorf("the loan's latest: an empty reply, headers %v", reply.Header)
+		}
+		return nil
+	})
 	check("the loan's latest", reply.Data)
 
 	// Another tenant's lender: neither live nor by request.

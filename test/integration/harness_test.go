@@ -72,17 +72,26 @@ func (h *harness) metricsOf(name string) pipeline.Metrics {
 // machine, is base; the harness's day is base stretched by loadFactor.
 func newHarness(t *testing.T, base time.Duration) *harness {
 	t.Helper()
+	return newPartitionedHarness(t, base, 1)
+}
+
+// newPartitionedHarness is newHarness with the loans spread over k
+// partitions (the server's configuration and the streams provisioned so).
+func newPartitionedHarness(t *testing.T, base time.Duration, k topology.Partitions) *harness {
+	t.Helper()
 	day := time.Duration(float64(base) * loadFactor(t))
-	srv := natstest.Server(t, embedded.Config{Keyring: keyring(t)})
+	srv := natstest.Server(t, embedded.Config{Keyring: keyring(t, k)})
 	nc, js := natstest.Connect(t, srv, "test")
 	topo := topology.DefaultTopology()
-	topo.AckWait, topo.MaxDeliver = testAckWait, 5
+	topo.AckWait, topo.MaxDeliver, topo.Partitions = testAckWait, 5, k
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := topo.Provision(ctx, js, pipeline.Consumers(1)); err != nil {
+	if err := topo.Provision(ctx, js, pipeline.Consumers(k)); err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, srv: srv, nc: nc, js: js, log: loanlog.New(nc, js), topo: topo, day: day,
+	log := loanlog.New(nc, js)
+	log.Parts = k
+	h := &harness{t: t, srv: srv, nc: nc, js: js, log: log, topo: topo, day: day,
 		ladder:  policy.Ladder{Policy: policy.Default(), Calendar: policy.Calendar{Day: day}},
 		routers: map[string]func(){}, metrics: map[string]pipeline.Metrics{}}
 	t.Cleanup(h.stopAll)
@@ -185,8 +194,9 @@ func (h *harness) startParts(name string, id access.Identity, parts pipeline.Par
 }
 
 // keyring holds a credential for every deployable and the test tenants'
-// lenders: the harness's processes connect as the service they stand for.
-func keyring(t *testing.T) string {
+// lenders, the loans spread over k partitions: the harness's processes
+// connect as the service they stand for.
+func keyring(t *testing.T, k topology.Partitions) string {
 	ids := []access.Identity{access.Lender(tenant), access.Lender("globex")}
 	for _, a := range attack.Agencies {
 		ids = append(ids, access.Agency(a))
@@ -197,7 +207,17 @@ func keyring(t *testing.T) string {
 	for _, s := range stage.Table {
 		ids = append(ids, access.Service(s.Service))
 	}
-	return natstest.Keyring(t, app.Grants, ids...)
+	dir := natstest.Keyring(t, app.Grants, ids...)
+	if k > 1 {
+		kr := access.Keyring{Dir: dir}
+		if err := kr.SetPartitions(k); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kr.ServerConfig(app.Grants); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // identityOf is the service a harness process stands for: one stage's
@@ -434,18 +454,21 @@ func (h *harness) dlq() []*jetstream.RawStreamMsg {
 	return out
 }
 
-// intakeDrained reports whether the intake consumer has processed everything.
+// intakeDrained reports whether the intake consumers (one per partition)
+// have processed everything.
 func (h *harness) intakeDrained() error {
-	c, err := h.js.Consumer(context.Background(), topology.StreamIntake, topology.ConsumerIntake)
-	if err != nil {
-		return err
-	}
-	info, err := c.Info(context.Background())
-	if err != nil {
-		return err
-	}
-	if info.NumPending > 0 || info.NumAckPending > 0 {
-		return fmt.Errorf("intake: %d pending, %d unacked", info.NumPending, info.NumAckPending)
+	for _, spec := range h.topo.Partitions.Spread([]topology.ConsumerSpec{topology.Intake}) {
+		c, err := h.js.Consumer(context.Background(), spec.Stream, spec.Name)
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.NumPending > 0 || info.NumAckPending > 0 {
+			return fmt.Errorf("%s: %d pending, %d unacked", spec.Name, info.NumPending, info.NumAckPending)
+		}
 	}
 	return nil
 }

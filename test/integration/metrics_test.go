@@ -47,9 +47,13 @@ func TestLagAndLatenessMetrics(t *testing.T) {
 	for i := range n {
 		h.send(dueEvent(fmt.Sprintf("L-lag-%d", i), "1", 10000, time.Now().Add(-2*h.day)))
 	}
-	if v, ok := gauge("dunning_consumer_pending", "intake"); !ok || v != n {
-		t.Errorf("intake backlog = %v (reported %v), want %d", v, ok, n)
-	}
+	// The consumer's count follows the stream's writes a moment later.
+	waitFor(t, 10*time.Second, func() error {
+		if v, ok := gauge("dunning_consumer_pending", "intake"); !ok || v != n {
+			return fmt.Errorf("intake backlog = %v (reported %v), want %d", v, ok, n)
+		}
+		return nil
+	})
 	for _, c := range pipeline.Consumers(1) {
 		if _, ok := gauge("dunning_consumer_ack_pending", c.Name); !ok {
 			t.Errorf("no dunning_consumer_ack_pending for %s", c.Name)

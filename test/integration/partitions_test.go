@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/opendunning/dunning/pkg/access"
+	"github.com/opendunning/dunning/pkg/app"
 	"github.com/opendunning/dunning/pkg/embedded"
 	"github.com/opendunning/dunning/pkg/natstest"
 	"github.com/opendunning/dunning/pkg/pipeline"
@@ -82,5 +85,71 @@ func TestPartitionsFixedAtProvisioning(t *testing.T) {
 	}
 	if err := one.Provision(ctx, ojs, pipeline.Consumers(1)); !errors.Is(err, topology.ErrOldLayout) {
 		t.Errorf("provisioning over an earlier release's loans: %v, want ErrOldLayout", err)
+	}
+}
+
+// The server's partition() mapping, which puts what a lender publishes in
+// its loan's partition, and the partition every writer of the pipeline
+// computes (topology.Partitions.Of) agree: for lenders (their account's
+// mapping) and the pipeline's own tools (its account's), for every loan.
+func TestIntakeMappingMatchesPartitions(t *testing.T) {
+	const k = topology.Partitions(5)
+	dir := natstest.Keyring(t, app.Grants, access.Lender("acme"))
+	kr := access.Keyring{Dir: dir}
+	if err := kr.SetPartitions(k); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kr.ServerConfig(app.Grants); err != nil {
+		t.Fatal(err)
+	}
+	srv := natstest.Server(t, embedded.Config{Keyring: dir})
+	_, js := natstest.Connect(t, srv, "mapping")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	topo := topology.DefaultTopology()
+	topo.Partitions = k
+	if err := topo.Provision(ctx, js, nil); err != nil {
+		t.Fatal(err)
+	}
+	lender, err := srv.Dialer(access.Lender("acme"))("lender")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lender.Close()
+	ljs, err := jetstream.New(lender)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	for i := range n {
+		pub := js // the admin, in the pipeline's account
+		if i%2 == 1 {
+			pub = ljs // the lender, in the lenders' account
+		}
+		loan := "L-" + strconv.Itoa(i)
+		ack, err := pub.Publish(ctx, topology.IntakeSubject("acme", loan), []byte(loan))
+		if err != nil || ack.Stream != topology.StreamIntake {
+			t.Fatalf("publishing for %s: %v, %v", loan, ack, err)
+		}
+	}
+	intake, err := js.Stream(ctx, topology.StreamIntake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]int{}
+	for i := range n {
+		loan := "L-" + strconv.Itoa(i)
+		r := k.Loan("acme", loan)
+		m, err := intake.GetLastMsgForSubject(ctx, r.Intake())
+		if err != nil || string(m.Data) != loan {
+			t.Fatalf("%s (partition %d): not stored on %s: %v", loan, r.P, r.Intake(), err)
+		}
+		seen[r.P]++
+	}
+	if info, err := intake.Info(ctx); err != nil || info.State.Msgs != n {
+		t.Errorf("intake holds %v messages (%v), want %d", info.State.Msgs, err, n)
+	}
+	if len(seen) != k.Count() {
+		t.Errorf("loans in partitions %v, want all %d used", seen, k.Count())
 	}
 }
