@@ -63,7 +63,8 @@ test-slow: test-cluster test-pubsub fuzz chaos
 ## every client with its credential), the compose services on them, and the NATS attack matrix;
 ## then CLUSTER_LOANS loans through the services as processes (two of each) on such a cluster, R3,
 ## under the chaos run's faults, with the node leading the loans stream SIGKILLed and restarted and
-## that stream's leadership moved: every loan as the oracle says, 0 lost, 0 duplicated
+## that stream's leadership moved, the loans over CLUSTER_PARTITIONS (3) partitions: every loan as the
+## oracle says, 0 lost, 0 duplicated
 CLUSTER_LOANS ?= 2000
 CLUSTER_RATE  ?= 200
 # 30 s days: a contact the release gate holds to its morning slot must be
@@ -73,9 +74,12 @@ CLUSTER_RATE  ?= 200
 # 8 s late, after the window closed, and held again to the next morning
 # (right for the borrower, not what the oracle's on-time steps predict).
 CLUSTER_DAY_MS ?= 30000
+# The loans over three partitions (three loans streams, each with its own
+# leader and consumers): issue 13's K=3. CLUSTER_PARTITIONS=1 runs one.
+CLUSTER_PARTITIONS ?= 3
 test-cluster: $(BIN)/nats-server
 	NATS_SERVER_BIN=$(BIN)/nats-server $(GO) test -race -count=1 -run '^TestDeploymentProcesses$$' -v ./deploy/
-	DUNNING_CLUSTER_LOANS=$(CLUSTER_LOANS) DUNNING_CLUSTER_RATE=$(CLUSTER_RATE) DUNNING_CLUSTER_DAY_MS=$(CLUSTER_DAY_MS) \
+	DUNNING_CLUSTER_LOANS=$(CLUSTER_LOANS) DUNNING_CLUSTER_RATE=$(CLUSTER_RATE) DUNNING_CLUSTER_DAY_MS=$(CLUSTER_DAY_MS) DUNNING_CLUSTER_PARTITIONS=$(CLUSTER_PARTITIONS) \
 	  NATS_SERVER_BIN=$(BIN)/nats-server $(GO) test -count=1 -run '^TestChaosCluster$$' -v -timeout 30m ./test/chaos/
 
 ## fuzz: every fuzz target for FUZZTIME each (default 10m); new corpus entries land in the build cache
@@ -124,8 +128,10 @@ RATE  ?= 2500
 SIM_DAY ?= 4s
 # how long the stages may take after the last step before the logs are compared
 SIM_SETTLE ?= 60s
+# the loans over PARTITIONS loans streams (issue 13: K=1 against K=3)
+PARTITIONS ?= 1
 sim:
-	DUNNING_SIM_LOANS=$(LOANS) DUNNING_SIM_RATE=$(RATE) DUNNING_SIM_DAY=$(SIM_DAY) DUNNING_SIM_SETTLE=$(SIM_SETTLE) $(GO) test -count=1 -run '^TestSimulation$$' -v -timeout 30m ./test/integration/
+	DUNNING_SIM_LOANS=$(LOANS) DUNNING_SIM_RATE=$(RATE) DUNNING_SIM_DAY=$(SIM_DAY) DUNNING_SIM_SETTLE=$(SIM_SETTLE) DUNNING_SIM_PARTITIONS=$(PARTITIONS) $(GO) test -count=1 -run '^TestSimulation$$' -v -timeout 30m ./test/integration/
 
 ## chaos: CHAOS_LOANS=20000 loans through the services as processes on a real nats-server, with processes
 ## SIGKILLed every ~2 s, one SIGSTOPped past its ack wait and the server restarted; 0 lost, 0 duplicated

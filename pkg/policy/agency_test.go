@@ -136,3 +136,43 @@ func TestPlacementIDs(t *testing.T) {
 		}
 	}
 }
+
+// A contract's capacity split over the loans' partitions: as even as whole
+// placements allow, the shares adding up to the capacity, no limit staying
+// no limit; a partition whose share is 0 finds the agency full.
+func TestCapacityShares(t *testing.T) {
+	tests := []struct {
+		capacity, parts int
+		want            []int
+	}{
+		{10, 1, []int{10}},
+		{10, 3, []int{4, 3, 3}},
+		{3, 3, []int{1, 1, 1}},
+		{2, 3, []int{1, 1, 0}},
+		{0, 3, []int{0, 0, 0}},
+		{7, 0, []int{7}}, // the zero value: one partition
+	}
+	for _, tt := range tests {
+		sum := 0
+		for p, want := range tt.want {
+			got := Share{Part: p, Parts: tt.parts}.Of(tt.capacity)
+			if got != want {
+				t.Errorf("capacity %d over %d partitions: partition %d's share = %d, want %d", tt.capacity, tt.parts, p, got, want)
+			}
+			sum += got
+		}
+		if sum != tt.capacity {
+			t.Errorf("capacity %d over %d partitions: shares add up to %d", tt.capacity, tt.parts, sum)
+		}
+	}
+	p := Default()
+	p.Agencies = []Agency{{ID: "agency-a", Weight: 1, Capacity: 2}, {ID: "agency-b", Weight: 1, Capacity: 3}}
+	c := handoffCase("acme", 1, "CN-31")
+	c.Share = Share{Part: 2, Parts: 3}
+	c.AgencyLoad = map[string]int{"agency-b": 0}
+	a, reason, ok := p.Allocate(c, 1)
+	if !ok || a.ID != "agency-b" || !strings.Contains(reason, "agency-a is full (0 of 0 placed in partition 2 of 3)") ||
+		!strings.Contains(reason, "0 of 1 placed in partition 2 of 3") {
+		t.Errorf("Allocate in partition 2 of 3 = %s, %q, %v; want agency-b, agency-a named full at its share of 0", a.ID, reason, ok)
+	}
+}

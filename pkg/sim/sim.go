@@ -355,7 +355,7 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 	// due (as a lender announces its schedule) and each payment at its time,
 	// from one timer heap. Announcing all installments at once would queue
 	// early payments behind the burst on the intake.
-	dlqBefore, err := deadLettered(ctx, js)
+	dlqBefore, err := deadLettered(ctx, js, log.Parts)
 	if err != nil {
 		return Report{}, err
 	}
@@ -458,6 +458,7 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 		for _, st := range stage.Table {
 			consumers = append(consumers, st.ConsumerSpec())
 		}
+		consumers = log.Parts.Spread(consumers)
 	}
 	if err := waitQuiet(ctx, js, consumers, last.Add(cfg.Settle), cfg.Progress); err != nil {
 		return Report{}, err
@@ -472,7 +473,7 @@ func Run(ctx context.Context, cfg Config, js jetstream.JetStream, log *loanlog.L
 	if malformed > 0 {
 		deadline := time.Now().Add(cfg.Settle)
 		for {
-			if r.DeadLettered, err = deadLettered(ctx, js); err != nil || r.DeadLettered-dlqBefore >= malformed || time.Now().After(deadline) {
+			if r.DeadLettered, err = deadLettered(ctx, js, log.Parts); err != nil || r.DeadLettered-dlqBefore >= malformed || time.Now().After(deadline) {
 				r.DeadLettered -= dlqBefore
 				break
 			}
@@ -631,16 +632,21 @@ func lastSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64
 	return s.CachedInfo().State.LastSeq, nil
 }
 
-func deadLettered(ctx context.Context, js jetstream.JetStream) (int, error) {
+func deadLettered(ctx context.Context, js jetstream.JetStream, parts topology.Partitions) (int, error) {
 	s, err := js.Stream(ctx, topology.StreamDLQ)
 	if err != nil {
 		return 0, err
 	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(topology.DLQSubject(topology.ConsumerIntake)))
-	if err != nil {
-		return 0, err
+	// Each partition's intake consumer dead-letters on its own subject.
+	n := 0
+	for _, c := range parts.Spread([]topology.ConsumerSpec{topology.Intake}) {
+		info, err := s.Info(ctx, jetstream.WithSubjectFilter(topology.DLQSubject(c.Name)))
+		if err != nil {
+			return 0, err
+		}
+		n += int(info.State.Subjects[topology.DLQSubject(c.Name)])
 	}
-	return int(info.State.Subjects[topology.DLQSubject(topology.ConsumerIntake)]), nil
+	return n, nil
 }
 
 // check reads every loan's log until it matches the oracle or the deadline passes.

@@ -46,7 +46,7 @@ const usage = `usage:
   dunctl legal packet [--api URL] TENANT LOAN
                                 a loan's legal evidence packet (JSON; the key needs the legal scope), sealing its log
   dunctl legal verify PACKET    check a packet offline: its chain, seals, content and summary; exit 1 naming what fails
-  dunctl credentials create|revoke|list|config [--dir DIR] [--key PUBKEY] [IDENTITY]
+  dunctl credentials create|revoke|list|config [--dir DIR] [--key PUBKEY] [--partitions K] [IDENTITY]
                                 manage NATS credentials (IDENTITY: admin, service-NAME, lender-TENANT, agency-ID)
                                 and regenerate the server's accounts (DIR/auth.conf; default ./data/credentials)
   dunctl credentials tls [--dir DIR] [--hosts H,...] [--renew] NODE...
@@ -63,7 +63,7 @@ const usage = `usage:
                                 send an intake dead letter (a lender event) to intake again once its cause is fixed (audited)
   dunctl audit list [admin flags] [--limit N]
                                 the admin actions recorded: provisioning, replays (who, where, when, with what)
-  dunctl provision [--nats URL] [--nats-seed ADMIN.nk] [--nats-ca CA.pem] [--replicas N] [--recreate-loans]
+  dunctl provision [--nats URL] [--nats-seed ADMIN.nk] [--nats-ca CA.pem] [--replicas N] [--partitions K] [--recreate-loans]
                                 create or update the pipeline's streams and consumers, as admin
 `
 

@@ -94,6 +94,16 @@ func runChaos(t *testing.T, start func(access.Keyring) natsServer, env string) {
 		ids = append(ids, access.Service(s))
 	}
 	keys := access.Keyring{Dir: natstest.Keyring(t, app.Grants, ids...)}
+	// The loans over <env>PARTITIONS partitions (default 1): the server's
+	// configuration names each partition's streams and consumers, and maps
+	// the lenders' subjects to them.
+	parts := topology.Partitions(envInt(env+"PARTITIONS", 1))
+	if err := keys.SetPartitions(parts); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.ServerConfig(app.Grants); err != nil {
+		t.Fatal(err)
+	}
 	// The gateway's API keys (the run drives it over NATS only).
 	if _, _, err := apikey.Create(filepath.Join(keys.Dir, "api-keys"), "chaos", []apikey.Scope{apikey.ScopeIngest}); err != nil {
 		t.Fatal(err)
@@ -114,7 +124,8 @@ func runChaos(t *testing.T, start func(access.Keyring) natsServer, env string) {
 	topo := topology.DefaultTopology()
 	topo.AckWait = ackWait
 	topo.Replicas = srv.replicas()
-	if err := topo.Provision(ctx, js, pipeline.Consumers(1)); err != nil {
+	topo.Partitions = parts
+	if err := topo.Provision(ctx, js, pipeline.Consumers(parts)); err != nil {
 		t.Fatal(err)
 	}
 	fleet := &fleet{t: t, bin: bin, logDir: t.TempDir(), keys: keys, args: append([]string{"--nats", srv.url(), "--day", day.String(),
@@ -148,11 +159,13 @@ func runChaos(t *testing.T, start func(access.Keyring) natsServer, env string) {
 		// every stage of the ladder; the SIGSTOP comes a quarter of the way.
 		During: faults.run((lead + spread + time.Duration(pol.ReferralDPD()+1)*day) / 2),
 		// Every consumer runs but notify's: no webhooks are configured.
-		Consumers: slices.DeleteFunc(pipeline.Consumers(1), func(c topology.ConsumerSpec) bool { return c.Name == topology.ConsumerNotify })}
+		Consumers: slices.DeleteFunc(pipeline.Consumers(parts), func(c topology.ConsumerSpec) bool { return c.Name == topology.ConsumerNotify })}
 	if testing.Verbose() {
 		cfg.Progress = os.Stderr
 	}
-	r, err := sim.Run(ctx, cfg, js, loanlog.New(nc, js))
+	log := loanlog.New(nc, js)
+	log.Parts = parts
+	r, err := sim.Run(ctx, cfg, js, log)
 	if err != nil {
 		fleet.dumpLogs()
 		t.Fatal(err)
@@ -171,6 +184,7 @@ func runChaos(t *testing.T, start func(access.Keyring) natsServer, env string) {
 		t.Fatal(err)
 	}
 	t.Logf("\n%s", r)
+	t.Logf("the loans over %d partition(s): %s", parts.Count(), strings.Join(parts.Streams(), ", "))
 	t.Logf("faults: %d SIGKILLs, %d SIGSTOPs of %s each, %d NATS restarts (down %s); %d redeliveries counted by the services; "+
 		"contact tasks: %d in decisions, %d dispatched; dead letters %d",
 		fleet.kills(), faults.stops, ackWait+time.Second, faults.restarts, faults.down.Round(time.Millisecond),
@@ -188,7 +202,7 @@ func runChaos(t *testing.T, start func(access.Keyring) natsServer, env string) {
 	if dlq != 0 {
 		t.Errorf("%d messages dead-lettered; every event in this run is valid", dlq)
 	}
-	feed.check(ctx, t, js, loanlog.New(nc, js), cfg, r.Loans)
+	feed.check(ctx, t, js, log, cfg, r.Loans)
 	if fleet.kills() == 0 || faults.stops == 0 || faults.restarts == 0 {
 		t.Errorf("the faults did not all happen: %d kills, %d stops, %d restarts", fleet.kills(), faults.stops, faults.restarts)
 	}
@@ -198,7 +212,7 @@ func runChaos(t *testing.T, start func(access.Keyring) natsServer, env string) {
 		if len(faults.moved) == 0 {
 			t.Error("the leader was not moved")
 		}
-		c.checkReplicas(ctx, t, js)
+		c.checkReplicas(ctx, t, js, topo)
 	}
 }
 

@@ -335,7 +335,7 @@ func (c *clusterServer) healthy() error {
 // and every consumer on it (the agencies' too, which the feed service
 // creates) has a leader and two followers current: the killed node caught
 // up, and nothing lives on one node only.
-func (c *clusterServer) checkReplicas(ctx context.Context, t *testing.T, js jetstream.JetStream) {
+func (c *clusterServer) checkReplicas(ctx context.Context, t *testing.T, js jetstream.JetStream, topo topology.Topology) {
 	t.Helper()
 	current := func(what string, ci *jetstream.ClusterInfo) error {
 		if ci == nil || ci.Leader == "" || len(ci.Replicas) != 2 {
@@ -349,7 +349,7 @@ func (c *clusterServer) checkReplicas(ctx context.Context, t *testing.T, js jets
 		return nil
 	}
 	consumers := map[string]int{}
-	for _, name := range topology.DefaultTopology().Streams() {
+	for _, name := range topo.Streams() {
 		natstest.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
 			s, err := js.Stream(ctx, name)
 			if err != nil {

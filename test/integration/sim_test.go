@@ -12,6 +12,7 @@ import (
 	"github.com/opendunning/dunning/pkg/policy"
 	"github.com/opendunning/dunning/pkg/policyfile"
 	"github.com/opendunning/dunning/pkg/sim"
+	"github.com/opendunning/dunning/pkg/topology"
 )
 
 // A simulated portfolio with the default behaviour mix through the whole
@@ -28,7 +29,13 @@ func TestSimulation(t *testing.T) {
 	//
 	// A compressed ladder keeps the run short: escalation at DPD 5, handoff
 	// at 8, legal referral at 12.
-	h := newHarness(t, time.Second)
+	// DUNNING_SIM_PARTITIONS spreads the loans over K partitions (make sim
+	// PARTITIONS=3: the throughput of K=1 against K=3).
+	k := topology.Partitions(1)
+	if n, err := strconv.Atoi(os.Getenv("DUNNING_SIM_PARTITIONS")); err == nil && n > 0 {
+		k = topology.Partitions(n)
+	}
+	h := newPartitionedHarness(t, time.Second, k)
 	p := h.ladder.Policy
 	p.Version, p.LightMax, p.MediumMax, p.EscalateDPD, p.HandoffDPD, p.LegalDPD = "sim-compressed", 4, 7, 5, 8, 12
 	p.Cadence = []policy.CadenceStep{
@@ -127,7 +134,7 @@ func TestSimulation(t *testing.T) {
 		if r, err = sim.Run(context.Background(), cfg, h.js, h.log); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("attempt %d, day %s:\n%s", attempt, day, r)
+		t.Logf("attempt %d, day %s, %d partition(s):\n%s", attempt, day, k.Count(), r)
 		if r.Matched == r.Loans || !r.Overloaded(day) || fixed > 0 || attempt == 3 {
 			break
 		}
