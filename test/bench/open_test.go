@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -149,8 +150,21 @@ func seedOpen(js jetstream.JetStream, n int, fireAt time.Time, spread time.Durat
 		timer.Header.Set(jetstream.ScheduleTargetHeader, topology.LoanRef{Tenant: tenant, Loan: loan}.Step("escalate", 4))
 		msgs = append(msgs, timer)
 		for _, m := range msgs {
-			if _, err := js.PublishMsgAsync(m); err != nil {
-				return err
+			for {
+				_, err := js.PublishMsgAsync(m)
+				if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+					if err != nil {
+						return err
+					}
+					break
+				}
+				// The server's acks fell behind (a garbage collection
+				// under a memory limit, a disk flush): let them catch up.
+				select {
+				case <-js.PublishAsyncComplete():
+				case <-time.After(time.Minute):
+					return fmt.Errorf("seeding: no acknowledgements for a minute")
+				}
 			}
 		}
 	}
