@@ -188,7 +188,7 @@ func parse(name string, args []string, o Options) (Config, error) {
 		fs.DurationVar(&c.AckWait, "ack-wait", topo.AckWait, "redeliver a message not acknowledged within this time (a crashed stage's work resumes after it)")
 		fs.IntVar(&c.Replicas, "replicas", topo.Replicas, "stream and consumer replicas (3 on a NATS cluster)")
 		fs.IntVar(&c.MaxDeliver, "max-deliver", topo.MaxDeliver, "deliveries of a failing message before it is dead-lettered")
-		fs.IntVar(&c.Partitions, "partitions", 1, "how many loans streams the loans are spread over (fixed once provisioned)")
+		fs.IntVar(&c.Partitions, "partitions", 0, "how many loans streams the loans are spread over (fixed once provisioned; 0: as recorded by an earlier start, 1 on the first)")
 	}
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -199,7 +199,7 @@ func parse(name string, args []string, o Options) (Config, error) {
 	if c.AckWait < time.Second {
 		return Config{}, fmt.Errorf("--ack-wait must be at least 1s, got %s", c.AckWait)
 	}
-	if err := topology.Partitions(c.Partitions).Validate(); o.Embedded && err != nil {
+	if err := topology.Partitions(c.Partitions).Validate(); o.Embedded && c.Partitions != 0 && err != nil {
 		return Config{}, fmt.Errorf("--%w", err)
 	}
 	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
@@ -337,7 +337,12 @@ func Run(ctx context.Context, args []string, o Options) error {
 	defer nc.stop()
 	topo := topology.DefaultTopology()
 	topo.AckWait, topo.MaxDeliver, topo.Replicas = cfg.AckWait, cfg.MaxDeliver, cfg.Replicas
-	topo.Partitions = topology.Partitions(cfg.Partitions)
+	if topo.Partitions = topology.Partitions(cfg.Partitions); o.Embedded && cfg.Partitions == 0 {
+		// As the keyring recorded it at an earlier start (connect).
+		if topo.Partitions, err = (access.Keyring{Dir: filepath.Join(st.dataDir, "credentials")}).Partitions(); err != nil {
+			return err
+		}
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ladder := func(tenant, product string) policy.Ladder {
@@ -518,9 +523,12 @@ func connect(o Options, st setup) (natsConns, error) {
 		return natsConns{}, err
 	}
 	// The server's configuration names each partition's streams and
-	// consumers; provisioning refuses another K over stored loans.
-	if err := keys.SetPartitions(topology.Partitions(cfg.Partitions)); err != nil {
-		return natsConns{}, err
+	// consumers; provisioning refuses another K over stored loans. Without
+	// --partitions, the K recorded at an earlier start (1 on the first).
+	if cfg.Partitions != 0 {
+		if err := keys.SetPartitions(topology.Partitions(cfg.Partitions)); err != nil {
+			return natsConns{}, err
+		}
 	}
 	stamp := keyringStamp(keys.Dir)
 	authFile, err := keys.ServerConfig(Grants)

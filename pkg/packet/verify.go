@@ -51,6 +51,10 @@ func Verify(p Packet) error {
 			return fmt.Errorf("%s: out of order after seq %d (an entry moved or repeated)", at, w.last)
 		}
 		a, err := topology.ParseLoanSubject(e.Subject)
+		if err != nil {
+			// A packet exported before the loans had partitions.
+			a, err = topology.ParseEarlierLoanSubject(e.Subject)
+		}
 		if err != nil || a.Tenant != p.Tenant || a.Loan != p.Loan || !chained(a) {
 			return fmt.Errorf("%s: subject %q is not an entry of %s/%s's log", at, e.Subject, p.Tenant, p.Loan)
 		}

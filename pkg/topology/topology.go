@@ -493,6 +493,26 @@ func ParseLoanSubject(subj string) (LoanAddress, error) {
 	return a, nil
 }
 
+// ParseEarlierLoanSubject parses a loan-log subject in the layout of the
+// releases before partitions (dunning.loan.<tenant>.<loan>.…, no partition
+// token), as partition 0: a legal packet exported then carries such
+// subjects, and must still verify (package packet). Nothing reads a live
+// log by it.
+func ParseEarlierLoanSubject(subj string) (LoanAddress, error) {
+	t := strings.Split(subj, ".")
+	if len(t) < 5 || len(t) > 7 || t[0]+"."+t[1] != loanPrefix || (len(t) == 7 && Kind(t[4]) != KindStep) {
+		return LoanAddress{}, fmt.Errorf("%w: %q", ErrNotLoanSubject, subj)
+	}
+	a := LoanAddress{Tenant: t[2], Loan: t[3], Kind: Kind(t[4])}
+	if len(t) >= 6 {
+		a.ID = t[5]
+	}
+	if len(t) == 7 {
+		a.Seq = t[6]
+	}
+	return a, nil
+}
+
 // ParseIntakeSubject returns the tenant and loan of a subject a lender
 // publishes on (IntakeSubject).
 func ParseIntakeSubject(subj string) (tenant, loan string, err error) {
@@ -577,15 +597,21 @@ func PartitionConsumer(name string, p int) string {
 	return name + "-p" + strconv.Itoa(p)
 }
 
+// OnPartition reports whether name is consumer base's copy on some
+// partition p > 0 (base-p<p>).
+func OnPartition(name, base string) bool {
+	n, ok := strings.CutPrefix(name, base+"-p")
+	if !ok {
+		return false
+	}
+	p, err := strconv.Atoi(n)
+	return err == nil && p > 0 && p < MaxPartitions && strconv.Itoa(p) == n
+}
+
 // IsIntakeConsumer reports whether name is the intake's consumer on one of
 // the partitions (intake, intake-p1, ...).
 func IsIntakeConsumer(name string) bool {
-	for p := range MaxPartitions {
-		if name == PartitionConsumer(ConsumerIntake, p) {
-			return true
-		}
-	}
-	return false
+	return name == ConsumerIntake || OnPartition(name, ConsumerIntake)
 }
 
 // IntakeFilter is every stored intake subject, of every partition.

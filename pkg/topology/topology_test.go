@@ -47,6 +47,10 @@ func TestLoanSubjects(t *testing.T) {
 	if tn, ln, err := ParseIntakeSubject(IntakeSubject("acme", "L-1")); err != nil || tn != "acme" || ln != "L-1" {
 		t.Errorf("ParseIntakeSubject = %q %q %v", tn, ln, err)
 	}
+	// A subject of the layout before partitions, in a legal packet of then.
+	if a, err := ParseEarlierLoanSubject("dunning.loan.acme.L-1.step.escalate.s9"); err != nil || a != (LoanAddress{0, "acme", "L-1", KindStep, "escalate", "s9"}) {
+		t.Errorf("ParseEarlierLoanSubject = %+v, %v", a, err)
+	}
 	b := Partitions(3).Borrower("acme", "B-1")
 	if got := StreamOf(b.Slot(7)); got != b.Stream() || BorrowerSlot(b.Slot(7)) != 7 || !Match(b.Log(), b.Slot(7)) {
 		t.Errorf("borrower slot %q: stream %q (want %q), slot %d", b.Slot(7), got, b.Stream(), BorrowerSlot(b.Slot(7)))
@@ -114,6 +118,11 @@ func TestPartitions(t *testing.T) {
 	var names []string
 	for _, c := range spread {
 		names = append(names, c.Stream+"/"+c.Name+"/"+strings.Join(c.Filters, ","))
+	}
+	for name, want := range map[string]bool{"intake": true, "intake-p1": true, "intake-p15": true, "intake-p16": false, "intake-p01": false, "intake-p0": false, "intakes": false, "escalation-p1": false} {
+		if IsIntakeConsumer(name) != want {
+			t.Errorf("IsIntakeConsumer(%q) = %v, want %v", name, !want, want)
+		}
 	}
 	if want := []string{"DUNNING_LOANS/escalation/dunning.loan.0.*.*.step.escalate.*", "DUNNING_LOANS_1/escalation-p1/dunning.loan.1.*.*.step.escalate.*",
 		"DUNNING_LOANS_2/escalation-p2/dunning.loan.2.*.*.step.escalate.*",

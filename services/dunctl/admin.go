@@ -222,15 +222,27 @@ func provision(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&topo.AckWait, "ack-wait", topo.AckWait, "redeliver a message not acknowledged within this time")
 	fs.IntVar(&topo.MaxDeliver, "max-deliver", topo.MaxDeliver, "deliveries of a failing message before it is dead-lettered")
 	fs.BoolVar(&topo.RecreateLoans, "recreate-loans", false, "create an empty "+topology.StreamLoans+" although other streams exist (its loans are lost)")
-	parts := fs.Int("partitions", 1, "how many loans streams the loans are spread over (fixed once provisioned; the same as dunctl credentials partitions)")
+	parts := fs.Int("partitions", 0, "how many loans streams the loans are spread over (fixed once provisioned; the same as dunctl credentials --partitions); "+
+		"0: as provisioned before, 1 on a fresh install")
 	nc, js, code, ok := a.start(fs, args, stderr)
 	if !ok {
 		return code
 	}
 	defer nc.Close()
-	topo.Partitions = topology.Partitions(*parts)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	topo.Partitions = topology.Partitions(*parts)
+	if *parts == 0 {
+		k, err := topology.ReadPartitions(ctx, js)
+		switch {
+		case errors.Is(err, topology.ErrUnprovisioned):
+			k = 1 // a fresh install, or an earlier release's (Provision says which)
+		case err != nil:
+			fmt.Fprintln(stderr, "dunctl provision:", err)
+			return 1
+		}
+		topo.Partitions = k
+	}
 	if err := topo.Provision(ctx, js, pipeline.Consumers(topo.Partitions)); err != nil {
 		fmt.Fprintln(stderr, "dunctl provision:", err)
 		return 1
@@ -431,7 +443,9 @@ func deadLetters(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintln(w, "seq\ttime\tconsumer\tclass\tsubject\treason")
 	err := newestFirst(ctx, js, topology.StreamDLQ, *limit, func(m *jetstream.RawStreamMsg) bool {
 		c := m.Header.Get(bus.HeaderDLQConsumer)
-		if *consumer != "" && c != *consumer {
+		// A consumer's name covers its copies on every partition
+		// (escalation: escalation, escalation-p1, ...).
+		if *consumer != "" && c != *consumer && !topology.OnPartition(c, *consumer) {
 			return false
 		}
 		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", m.Sequence, m.Time.UTC().Format(time.RFC3339), c,

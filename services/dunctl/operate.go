@@ -153,7 +153,7 @@ func inspect(ctx context.Context, js jetstream.JetStream, seq uint64, body bool,
 	if !body {
 		return nil
 	}
-	if m.Header.Get(bus.HeaderDLQConsumer) == topology.ConsumerIntake {
+	if topology.IsIntakeConsumer(m.Header.Get(bus.HeaderDLQConsumer)) {
 		if ev, err := ingest.Decode(m.Header.Get(bus.OrigHeader("Content-Type")), m.Data); err == nil {
 			out, _ := protojson.MarshalOptions{Multiline: true}.Marshal(ev)
 			fmt.Fprintf(stdout, "%s\n", out)
