@@ -447,11 +447,19 @@ func StreamOf(subject string) string {
 	if len(t) < 4 || t[0] != "dunning" || (t[1] != "loan" && t[1] != "borrower" && t[1] != "capacity") {
 		return ""
 	}
-	p, err := strconv.Atoi(t[2])
-	if err != nil || p < 0 || p >= MaxPartitions || strconv.Itoa(p) != t[2] {
+	p, ok := parsePartition(t[2])
+	if !ok {
 		return ""
 	}
 	return LoansStream(p)
+}
+
+// parsePartition reads a subject's partition token: a number below
+// MaxPartitions, written as Itoa writes it (so each partition has one
+// token).
+func parsePartition(tok string) (int, bool) {
+	p, err := strconv.Atoi(tok)
+	return p, err == nil && p >= 0 && p < MaxPartitions && strconv.Itoa(p) == tok
 }
 
 // ErrNotLoanSubject is returned for a subject outside the loan log layout.
@@ -476,21 +484,16 @@ func (a LoanAddress) Ref() LoanRef { return LoanRef{P: a.P, Tenant: a.Tenant, Lo
 // ParseLoanSubject splits a loan-log subject into its tokens.
 func ParseLoanSubject(subj string) (LoanAddress, error) {
 	t := strings.Split(subj, ".")
-	if len(t) < 6 || len(t) > 8 || t[0]+"."+t[1] != loanPrefix || (len(t) == 8 && Kind(t[5]) != KindStep) {
+	if len(t) < 3 {
 		return LoanAddress{}, fmt.Errorf("%w: %q", ErrNotLoanSubject, subj)
 	}
-	p, err := strconv.Atoi(t[2])
-	if err != nil || p < 0 || p >= MaxPartitions || strconv.Itoa(p) != t[2] {
+	p, ok := parsePartition(t[2])
+	if !ok {
 		return LoanAddress{}, fmt.Errorf("%w: partition %q: %q", ErrNotLoanSubject, t[2], subj)
 	}
-	a := LoanAddress{P: p, Tenant: t[3], Loan: t[4], Kind: Kind(t[5])}
-	if len(t) >= 7 {
-		a.ID = t[6]
-	}
-	if len(t) == 8 {
-		a.Seq = t[7]
-	}
-	return a, nil
+	a, err := loanTokens(subj, t[:2], t[3:])
+	a.P = p
+	return a, err
 }
 
 // ParseEarlierLoanSubject parses a loan-log subject in the layout of the
@@ -500,15 +503,24 @@ func ParseLoanSubject(subj string) (LoanAddress, error) {
 // log by it.
 func ParseEarlierLoanSubject(subj string) (LoanAddress, error) {
 	t := strings.Split(subj, ".")
-	if len(t) < 5 || len(t) > 7 || t[0]+"."+t[1] != loanPrefix || (len(t) == 7 && Kind(t[4]) != KindStep) {
+	if len(t) < 2 {
 		return LoanAddress{}, fmt.Errorf("%w: %q", ErrNotLoanSubject, subj)
 	}
-	a := LoanAddress{Tenant: t[2], Loan: t[3], Kind: Kind(t[4])}
-	if len(t) >= 6 {
-		a.ID = t[5]
+	return loanTokens(subj, t[:2], t[2:])
+}
+
+// loanTokens reads a loan-log subject's tokens after its partition (if
+// any): <tenant>.<loan>.<kind>[.<id>[.<seq>]], the last only for a step.
+func loanTokens(subj string, prefix, t []string) (LoanAddress, error) {
+	if len(t) < 3 || len(t) > 5 || prefix[0]+"."+prefix[1] != loanPrefix || (len(t) == 5 && Kind(t[2]) != KindStep) {
+		return LoanAddress{}, fmt.Errorf("%w: %q", ErrNotLoanSubject, subj)
 	}
-	if len(t) == 7 {
-		a.Seq = t[6]
+	a := LoanAddress{Tenant: t[0], Loan: t[1], Kind: Kind(t[2])}
+	if len(t) >= 4 {
+		a.ID = t[3]
+	}
+	if len(t) == 5 {
+		a.Seq = t[4]
 	}
 	return a, nil
 }
@@ -530,8 +542,8 @@ func ParseStoredIntake(subj string) (LoanRef, error) {
 	if len(t) != 5 || t[0]+"."+t[1] != intakePrefix {
 		return LoanRef{}, fmt.Errorf("stored intake subject must be %s.<partition>.<tenant>.<loan>, got %q", intakePrefix, subj)
 	}
-	p, err := strconv.Atoi(t[2])
-	if err != nil || p < 0 || p >= MaxPartitions || strconv.Itoa(p) != t[2] {
+	p, ok := parsePartition(t[2])
+	if !ok {
 		return LoanRef{}, fmt.Errorf("stored intake subject %q: bad partition %q", subj, t[2])
 	}
 	return LoanRef{P: p, Tenant: t[3], Loan: t[4]}, nil
