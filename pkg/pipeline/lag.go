@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,19 +50,37 @@ func (c *LagCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.errors.Describe(ch)
 }
 
+// lagReaders bounds the consumer-info requests one scrape has in flight:
+// with K partitions a process has about ten consumers per partition, and
+// read one after another on a loaded cluster the last of K = 16 would not
+// fit in the scrape's timeout.
+const lagReaders = 8
+
 // Collect implements prometheus.Collector.
 func (c *LagCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	for _, spec := range c.consumers {
-		// Opening the consumer fetches its info: one round trip, read
-		// from the cache, not a second.
-		cons, err := c.js.Consumer(ctx, spec.Stream, spec.Name)
-		if err != nil {
+	infos := make([]*jetstream.ConsumerInfo, len(c.consumers))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, lagReaders)
+	for i, spec := range c.consumers {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			// Opening the consumer fetches its info: one round trip,
+			// read from the cache, not a second.
+			if cons, err := c.js.Consumer(ctx, spec.Stream, spec.Name); err == nil {
+				infos[i] = cons.CachedInfo()
+			}
+		})
+	}
+	wg.Wait()
+	for i, spec := range c.consumers {
+		info := infos[i]
+		if info == nil {
 			c.errors.Inc()
 			continue
 		}
-		info := cons.CachedInfo()
 		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(info.NumPending), spec.Name)
 		ch <- prometheus.MustNewConstMetric(c.ackPending, prometheus.GaugeValue, float64(info.NumAckPending), spec.Name)
 		ch <- prometheus.MustNewConstMetric(c.redelivered, prometheus.GaugeValue, float64(info.NumRedelivered), spec.Name)

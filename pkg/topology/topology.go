@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -1066,37 +1067,60 @@ var ErrLoansMissing = errors.New("stream " + StreamLoans + " is missing while ot
 // Missing names, as "stream NAME" and "consumer NAME", the declared streams
 // and the given consumers that do not exist. It needs only read access.
 func (t Topology) Missing(ctx context.Context, js jetstream.JetStream, consumers []ConsumerSpec) ([]string, error) {
-	var missing []string
-	for _, name := range t.Streams() {
-		err := retry(ctx, func(rctx context.Context) error {
+	streams := t.Streams()
+	gone := make([]bool, len(streams)+len(consumers))
+	errs := make([]error, len(gone))
+	// Read concurrently (at most infoReaders at once): /readyz makes
+	// these requests within one 2 s timeout, and with K partitions a
+	// process has about ten consumers per partition.
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, infoReaders)
+	check := func(i int, what string, look func(context.Context) error, notFound ...error) {
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			err := retry(ctx, look)
+			switch {
+			case slices.ContainsFunc(notFound, func(nf error) bool { return errors.Is(err, nf) }):
+				gone[i] = true
+			case err != nil:
+				errs[i] = fmt.Errorf("checking %s: %w", what, err)
+			}
+		})
+	}
+	for i, name := range streams {
+		check(i, "stream "+name, func(rctx context.Context) error {
 			_, err := js.Stream(rctx, name)
 			return err
-		})
-		switch {
-		case errors.Is(err, jetstream.ErrStreamNotFound):
-			missing = append(missing, "stream "+name)
-		case err != nil:
-			return nil, fmt.Errorf("checking stream %s: %w", name, err)
-		}
+		}, jetstream.ErrStreamNotFound)
 	}
-	for _, c := range consumers {
-		if slices.Contains(missing, "stream "+c.Stream) {
-			missing = append(missing, "consumer "+c.Name)
-			continue
-		}
-		err := retry(ctx, func(rctx context.Context) error {
+	for i, c := range consumers {
+		check(len(streams)+i, "consumer "+c.Name, func(rctx context.Context) error {
 			_, err := js.Consumer(rctx, c.Stream, c.Name)
 			return err
-		})
-		switch {
-		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			// The consumer of a missing stream: "stream not found".
+		}, jetstream.ErrConsumerNotFound, jetstream.ErrStreamNotFound)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var missing []string
+	for i, name := range streams {
+		if gone[i] {
+			missing = append(missing, "stream "+name)
+		}
+	}
+	for i, c := range consumers {
+		if gone[len(streams)+i] || slices.Contains(missing, "stream "+c.Stream) {
 			missing = append(missing, "consumer "+c.Name)
-		case err != nil:
-			return nil, fmt.Errorf("checking consumer %s: %w", c.Name, err)
 		}
 	}
 	return missing, nil
 }
+
+// infoReaders bounds the info requests Missing has in flight at once.
+const infoReaders = 8
 
 // Stale names the declared streams that exist without a property this
 // release's services rely on: provisioned by an older release, and not yet

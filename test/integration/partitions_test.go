@@ -65,6 +65,25 @@ func TestPartitionsFixedAtProvisioning(t *testing.T) {
 		t.Errorf("a write to partition 3 of 3: %v, want no stream", err)
 	}
 
+	// A consumer and a partition's stream removed under the services:
+	// Missing (what /readyz reports) names them, and every consumer of the
+	// stream, whatever order its concurrent reads come back in.
+	if err := js.DeleteConsumer(ctx, "DUNNING_LOANS_1", "escalation-p1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx, "DUNNING_LOANS_2"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"stream DUNNING_LOANS_2"}
+	for _, c := range pipeline.Consumers(3) {
+		if c.Stream == "DUNNING_LOANS_2" || c.Name == "escalation-p1" {
+			want = append(want, "consumer "+c.Name)
+		}
+	}
+	if missing, err := three.Missing(ctx, js, pipeline.Consumers(3)); err != nil || !slices.Equal(missing, want) {
+		t.Errorf("Missing after removing a consumer and a stream = %v, %v; want %v", missing, err, want)
+	}
+
 	// An earlier release's loans stream: subjects without the partition
 	// token, and a loan in it.
 	old := natstest.Server(t, embedded.Config{})
