@@ -119,14 +119,16 @@ bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=3x -count=1 ./test/bench/...
 
 ## bench-open: OPEN=1000000 open cases held by NATS: resident memory, and how fast their steps fire
-## (OPEN_SPREAD=60s: due over a minute, each loan at its own offset, as contact.decide_spread spreads a night)
+## (OPEN_SPREAD=60s: due over a minute, each loan at its own offset, as contact.decide_spread spreads a night,
+## written in the order they fall due as the pipeline writes them; OPEN_SHUFFLED=1: in an unrelated order)
 OPEN ?= 1000000
 OPEN_SPREAD ?= 0s
 # the Go runtime's soft memory limit of the process (embedded server
 # included), as GOMEMLIMIT on a node (e.g. 1200MiB); empty: none
 OPEN_MEMLIMIT ?=
+OPEN_SHUFFLED ?=
 bench-open:
-	GOMEMLIMIT=$(OPEN_MEMLIMIT) DUNNING_OPEN_CASES=$(OPEN) DUNNING_OPEN_SPREAD=$(OPEN_SPREAD) $(GO) test -run='^$$' -bench=BenchmarkOpenCases -benchtime=1x -count=1 -timeout 60m ./test/bench/...
+	GOMEMLIMIT=$(OPEN_MEMLIMIT) DUNNING_OPEN_SHUFFLED=$(OPEN_SHUFFLED) DUNNING_OPEN_CASES=$(OPEN) DUNNING_OPEN_SPREAD=$(OPEN_SPREAD) $(GO) test -run='^$$' -bench=BenchmarkOpenCases -benchtime=1x -count=1 -timeout 60m ./test/bench/...
 
 ## sim: a simulated portfolio through the pipeline, checked against the oracle
 ## (LOANS=2000 falling due at RATE=2500 a second, SIM_DAY=4s: a contact held to its morning slot must

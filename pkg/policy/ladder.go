@@ -115,7 +115,7 @@ func (l Ladder) nextRungStep(c *Case) *Step {
 		d := l.Policy.ConfirmDPD()
 		id := stepID(n, StageOverdueConfirmation)
 		return &Step{ID: id, Stage: StageOverdueConfirmation, Case: n, DPD: d,
-			At: l.Calendar.DPDStart(a.DueAt, loc, d).Add(l.decideOffset(c, id))}
+			At: l.Calendar.DPDStart(a.DueAt, loc, d).Add(l.decideOffset(c))}
 	}
 	if c.Stage == StageOverdueConfirmation {
 		// First contact comes first, on the confirmation event; if a hold
@@ -146,7 +146,7 @@ func (l Ladder) nextRungStep(c *Case) *Step {
 	if last, deferred := c.Deferred[id]; deferred {
 		d = max(d, last+1)
 	}
-	s := &Step{ID: id, Stage: r.stage, Case: c.Number, DPD: d, At: l.Calendar.DPDStart(a.DueAt, loc, d).Add(l.decideOffset(c, id))}
+	s := &Step{ID: id, Stage: r.stage, Case: c.Number, DPD: d, At: l.Calendar.DPDStart(a.DueAt, loc, d).Add(l.decideOffset(c))}
 	if r.entry {
 		return l.spaced(c, a, s)
 	}
@@ -154,14 +154,22 @@ func (l Ladder) nextRungStep(c *Case) *Step {
 }
 
 // decideOffset is where in the night a loan's ladder step falls: an offset
-// within the policy's DecideSpread fixed by the loan and the step, scaled
-// to the calendar's day (a 24 h day's 6 h spread is a quarter of any day).
-func (l Ladder) decideOffset(c *Case, stepID string) time.Duration {
+// within the policy's DecideSpread fixed by the loan, the same every night,
+// scaled to the calendar's day (a 24 h day's 6 h spread is a quarter of any
+// day). The same for every step, not drawn per step: a step's timer is
+// written when the step before it is decided, at the loan's offset in an
+// earlier night, so a night's timers stand in the loans stream in the order
+// they fall due, and the server, which reads each due schedule from its
+// message block, walks the stream's blocks once, in order, instead of
+// holding every block in its cache while the night fires (make bench-open,
+// 300,000 loans due over 300 s: a 1,162 MiB peak in that order, 1,692 MiB
+// shuffled).
+func (l Ladder) decideOffset(c *Case) time.Duration {
 	spread := l.Policy.Contact.DecideSpread
 	if spread <= 0 {
 		return 0
 	}
-	off := SpreadOffset(c.Key+"/"+stepID, spread)
+	off := SpreadOffset(c.Key+"/decide", spread)
 	if l.Calendar.Day == RealDay {
 		return off
 	}

