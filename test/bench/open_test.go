@@ -67,6 +67,14 @@ func BenchmarkOpenCases(b *testing.B) {
 		if err := topology.DefaultTopology().Provision(ctx, js, pipeline.Consumers(1)); err != nil {
 			b.Fatal(err)
 		}
+		// DUNNING_OPEN_NORECORD=1: without the record (the loans stream's
+		// protected copy), to measure what it costs the server; the
+		// pipeline always has it.
+		if os.Getenv("DUNNING_OPEN_NORECORD") != "" {
+			if err := js.DeleteStream(ctx, topology.StreamRecord); err != nil {
+				b.Fatal(err)
+			}
+		}
 		// Fire far enough ahead that seeding finishes first.
 		fireAt := time.Now().Add(time.Duration(n/5_000+30) * time.Second)
 		seedStart := time.Now()
