@@ -140,8 +140,11 @@ SIM_DAY ?= 4s
 SIM_SETTLE ?= 60s
 # the loans over PARTITIONS loans streams (issue 13: K=1 against K=3)
 PARTITIONS ?= 1
+# the night's spread of the ladder's steps (empty: the shipped policy's
+# contact.decide_spread; 0s: every step at the day's first instant)
+DECIDE_SPREAD ?=
 sim:
-	DUNNING_SIM_LOANS=$(LOANS) DUNNING_SIM_RATE=$(RATE) DUNNING_SIM_DAY=$(SIM_DAY) DUNNING_SIM_SETTLE=$(SIM_SETTLE) DUNNING_SIM_PARTITIONS=$(PARTITIONS) $(GO) test -count=1 -run '^TestSimulation$$' -v -timeout 30m ./test/integration/
+	DUNNING_SIM_LOANS=$(LOANS) DUNNING_SIM_RATE=$(RATE) DUNNING_SIM_DAY=$(SIM_DAY) DUNNING_SIM_SETTLE=$(SIM_SETTLE) DUNNING_SIM_PARTITIONS=$(PARTITIONS) DUNNING_SIM_DECIDE_SPREAD=$(DECIDE_SPREAD) $(GO) test -count=1 -run '^TestSimulation$$' -v -timeout 30m ./test/integration/
 
 ## chaos: CHAOS_LOANS=20000 loans through the services as processes on a real nats-server, with processes
 ## SIGKILLed every ~2 s, one SIGSTOPped past its ack wait and the server restarted; 0 lost, 0 duplicated

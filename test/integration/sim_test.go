@@ -49,6 +49,11 @@ func TestSimulation(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Jurisdiction, p.Contact = shipped.Jurisdiction, shipped.Contact
+	// DUNNING_SIM_DECIDE_SPREAD replaces the shipped contact.decide_spread
+	// (make sim DECIDE_SPREAD=0s: every step at the day's first instant).
+	if d, err := time.ParseDuration(os.Getenv("DUNNING_SIM_DECIDE_SPREAD")); err == nil && d >= 0 {
+		p.Contact.DecideSpread = d
+	}
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
