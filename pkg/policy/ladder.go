@@ -162,7 +162,7 @@ func (l Ladder) nextRungStep(c *Case) *Step {
 // they fall due, and the server, which reads each due schedule from its
 // message block, walks the stream's blocks once, in order, instead of
 // holding every block in its cache while the night fires (make bench-open,
-// 300,000 loans due over 300 s: a 1,162 MiB peak in that order, 1,692 MiB
+// 300,000 loans due over 300 s: a 1,162 MiB peak in that order, 1,653 MiB
 // shuffled).
 func (l Ladder) decideOffset(c *Case) time.Duration {
 	spread := l.Policy.Contact.DecideSpread

@@ -1102,8 +1102,12 @@ func (t Topology) Missing(ctx context.Context, js jetstream.JetStream, consumers
 		}, jetstream.ErrConsumerNotFound, jetstream.ErrStreamNotFound)
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	// The first error only: with the server slow or unreachable every
+	// read fails alike, and /readyz and the start-up log print one line.
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
 	}
 	var missing []string
 	for i, name := range streams {

@@ -125,10 +125,11 @@ func TestTwoTenantsSideBySide(t *testing.T) {
 			}
 		}
 	}
-	// Then the referral, when the notice's 30-day reply window has passed
-	// (DPD 50), or a day later for each day the notice still waited at
-	// the release gate (entry_deferred: a gate lagging under load; never
-	// a referral before the notice left).
+	// Then, when the notice's 30-day reply window has passed (DPD 50),
+	// the referral, or a deferral for each day the notice still waited at
+	// the release gate (a gate lagging under load): never a referral
+	// before DPD 50, nor anything else. The waiting above ends at the first
+	// of these, so that a deferred referral is not shown here.
 	for _, d := range b[7:] {
 		switch {
 		case d.kind == "entry_deferred" && d.dpd >= 50:

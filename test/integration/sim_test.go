@@ -51,7 +51,11 @@ func TestSimulation(t *testing.T) {
 	p.Jurisdiction, p.Contact = shipped.Jurisdiction, shipped.Contact
 	// DUNNING_SIM_DECIDE_SPREAD replaces the shipped contact.decide_spread
 	// (make sim DECIDE_SPREAD=0s: every step at the day's first instant).
-	if d, err := time.ParseDuration(os.Getenv("DUNNING_SIM_DECIDE_SPREAD")); err == nil && d >= 0 {
+	if v := os.Getenv("DUNNING_SIM_DECIDE_SPREAD"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			t.Fatalf("DUNNING_SIM_DECIDE_SPREAD=%q: want a duration such as 0s or 6h", v)
+		}
 		p.Contact.DecideSpread = d
 	}
 	if err := p.Validate(); err != nil {
