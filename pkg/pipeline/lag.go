@@ -2,11 +2,11 @@ package pipeline
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/opendunning/dunning/pkg/topology"
 )
@@ -61,20 +61,20 @@ func (c *LagCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	infos := make([]*jetstream.ConsumerInfo, len(c.consumers))
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, lagReaders)
+	var g errgroup.Group
+	g.SetLimit(lagReaders)
 	for i, spec := range c.consumers {
-		wg.Go(func() {
-			slots <- struct{}{}
-			defer func() { <-slots }()
+		g.Go(func() error {
 			// Opening the consumer fetches its info: one round trip,
-			// read from the cache, not a second.
+			// read from the cache, not a second. A failure is counted
+			// below, per consumer left out.
 			if cons, err := c.js.Consumer(ctx, spec.Stream, spec.Name); err == nil {
 				infos[i] = cons.CachedInfo()
 			}
+			return nil
 		})
 	}
-	wg.Wait()
+	_ = g.Wait() // every function returns nil
 	for i, spec := range c.consumers {
 		info := infos[i]
 		if info == nil {

@@ -33,9 +33,9 @@ type ContactRules struct {
 	// DecideSpread spreads the ladder's steps of loans reaching a DPD the
 	// same night over that much time from the local day's start, each
 	// loan at an offset of its own, the same every night (0: every one at
-	// 00:00), so that
-	// a portfolio is not decided in one burst at midnight; the decisions
-	// only need to be made before contacts may leave in the morning.
+	// 00:00), so that a portfolio is not decided in one burst at midnight;
+	// the decisions only need to be made before contacts may leave in the
+	// morning.
 	DecideSpread time.Duration
 	// MaxAttempts bounds a vendor's tries at one task (0: unbounded but
 	// for the window).

@@ -13,10 +13,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 )
 
 // Subject layout. Tenant and loan are subject tokens (identifiers, never
@@ -1069,23 +1069,22 @@ var ErrLoansMissing = errors.New("stream " + StreamLoans + " is missing while ot
 func (t Topology) Missing(ctx context.Context, js jetstream.JetStream, consumers []ConsumerSpec) ([]string, error) {
 	streams := t.Streams()
 	gone := make([]bool, len(streams)+len(consumers))
-	errs := make([]error, len(gone))
 	// Read concurrently (at most infoReaders at once): /readyz makes
 	// these requests within one 2 s timeout, and with K partitions a
-	// process has about ten consumers per partition.
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, infoReaders)
+	// process has about ten consumers per partition. The first error
+	// only: with the server slow or unreachable every read fails alike.
+	var g errgroup.Group
+	g.SetLimit(infoReaders)
 	check := func(i int, what string, look func(context.Context) error, notFound ...error) {
-		wg.Go(func() {
-			slots <- struct{}{}
-			defer func() { <-slots }()
+		g.Go(func() error {
 			err := retry(ctx, look)
 			switch {
 			case slices.ContainsFunc(notFound, func(nf error) bool { return errors.Is(err, nf) }):
 				gone[i] = true
 			case err != nil:
-				errs[i] = fmt.Errorf("checking %s: %w", what, err)
+				return fmt.Errorf("checking %s: %w", what, err)
 			}
+			return nil
 		})
 	}
 	for i, name := range streams {
@@ -1095,19 +1094,14 @@ func (t Topology) Missing(ctx context.Context, js jetstream.JetStream, consumers
 		}, jetstream.ErrStreamNotFound)
 	}
 	for i, c := range consumers {
+		// The consumer of a missing stream: "stream not found".
 		check(len(streams)+i, "consumer "+c.Name, func(rctx context.Context) error {
 			_, err := js.Consumer(rctx, c.Stream, c.Name)
 			return err
-			// The consumer of a missing stream: "stream not found".
 		}, jetstream.ErrConsumerNotFound, jetstream.ErrStreamNotFound)
 	}
-	wg.Wait()
-	// The first error only: with the server slow or unreachable every
-	// read fails alike, and /readyz and the start-up log print one line.
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	var missing []string
 	for i, name := range streams {
@@ -1116,7 +1110,7 @@ func (t Topology) Missing(ctx context.Context, js jetstream.JetStream, consumers
 		}
 	}
 	for i, c := range consumers {
-		if gone[len(streams)+i] || slices.Contains(missing, "stream "+c.Stream) {
+		if gone[len(streams)+i] {
 			missing = append(missing, "consumer "+c.Name)
 		}
 	}
