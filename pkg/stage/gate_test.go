@@ -604,3 +604,52 @@ func TestReleaseWaitsForLenderFacts(t *testing.T) {
 		}
 	}
 }
+
+// countingCodes counts the verification codes claimed.
+type countingCodes struct {
+	stage.Codes
+	claimed atomic.Int32
+}
+
+func (c *countingCodes) Claim(ctx context.Context, code string, owner policy.CodeOwner) (bool, error) {
+	c.claimed.Add(1)
+	return c.Codes.Claim(ctx, code, owner)
+}
+
+// askedAt notes how many codes were claimed each time the gate asks.
+type askedAt struct {
+	codes  *countingCodes
+	claims []int32
+}
+
+func (a *askedAt) Waiting(context.Context, string, string) (bool, error) {
+	a.claims = append(a.claims, a.codes.claimed.Load())
+	return false, nil
+}
+
+// The gate asks the intake last, after the release's other writes (its
+// codes claimed, its borrower's entry) and just before the release's own:
+// a payment the intake takes after the question is not seen, so the
+// question is put as late as it can be (issue 13, acceptance 3).
+func TestReleaseAsksTheIntakeLast(t *testing.T) {
+	w := gateWorld(t, "Asia/Shanghai", "cn", 0, 0, func(l *time.Location) time.Time { return time.Date(2026, 3, 2, 18, 0, 0, 0, l) })
+	codes := &countingCodes{Codes: w.deps.Codes}
+	facts := &askedAt{codes: codes}
+	w.deps.Codes, w.deps.Facts = codes, facts
+	w.installment("L-1", 100000)
+	w.drain()
+	w.until(w.dpd(1, 9*time.Hour))
+	w.drain()
+	released := 0
+	for _, d := range w.gated("L-1") {
+		if d.Kind == policy.KindContactReleased {
+			released++
+		}
+	}
+	if released != 1 || len(facts.claims) != 1 {
+		t.Fatalf("%d released, the intake asked %d times; want 1 and 1", released, len(facts.claims))
+	}
+	if facts.claims[0] == 0 || facts.claims[0] != codes.claimed.Load() {
+		t.Errorf("asked with %d of the release's %d codes claimed: want it asked after every claim", facts.claims[0], codes.claimed.Load())
+	}
+}

@@ -314,17 +314,6 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
-	// No contact goes out while a lender event for the loan waits to be
-	// recorded: it may be the payment that makes the contact moot.
-	if d.Facts != nil && slices.ContainsFunc(decs, func(dec policy.Decision) bool { return dec.Kind == policy.KindContactReleased }) {
-		waiting, err := d.Facts.Waiting(ctx, tenant, loan)
-		if err != nil {
-			return err
-		}
-		if waiting {
-			return errFactsWaiting
-		}
-	}
 	if b.ref != "" {
 		// The borrower's log first: the release of a capped contact is
 		// decided there, where the borrower's other loans race for the
@@ -351,6 +340,21 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 		if dec.Kind == policy.KindContactReleased && d.Codes != nil {
 			if err := d.claimCodes(ctx, tenant, loan, dec); err != nil {
 				return err
+			}
+		}
+		// No contact goes out while a lender event for the loan waits to
+		// be recorded: it may be the payment that makes the contact moot.
+		// Asked last, just before the release's own write: a payment the
+		// intake takes in between is not seen (the check and the write
+		// are in two streams; the write is guarded by the loan's log
+		// only), so every other write of the release comes before it.
+		if dec.Kind == policy.KindContactReleased && d.Facts != nil {
+			waiting, err := d.Facts.Waiting(ctx, tenant, loan)
+			if err != nil {
+				return err
+			}
+			if waiting {
+				return errFactsWaiting
 			}
 		}
 		agency, delta := policy.PlacementChange(c, dec)
