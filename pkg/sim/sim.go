@@ -236,6 +236,11 @@ type Report struct {
 	// the release, but which stands after it in the log: a payment that
 	// waited behind the pipeline's own work. It must be 0.
 	ContactsAfterPayment int
+	// AfterPaymentMax is the longest a contact counted there was released
+	// after the payment's acknowledgement: a gate that saw the intake
+	// just before the payment came leaves milliseconds; a payment that
+	// waited behind the pipeline's work, seconds.
+	AfterPaymentMax time.Duration
 	// DeadLetterReasons counts the run's dead letters by consumer, class
 	// and reason: the malformed events, and anything else.
 	DeadLetterReasons map[string]int
@@ -280,8 +285,8 @@ func (r Report) String() string {
 	fmt.Fprintf(&b, "worst delays: a payment reached its loan's log %s after its time, a step fired %s after its due time\n",
 		r.RecordedMax.Round(time.Millisecond), r.FireMax.Round(time.Millisecond))
 	fmt.Fprintf(&b, "decisions lost %d, unexpected %d, duplicated %d\n", r.Lost, r.Unexpected, r.Duplicates)
-	fmt.Fprintf(&b, "contact tasks released %d, outside the borrower's window %d; loan-days over the daily call cap %d; contacts released after a payment the lender had published %d\n",
-		r.Tasks, r.OutsideWindow, r.CapViolations, r.ContactsAfterPayment)
+	fmt.Fprintf(&b, "contact tasks released %d, outside the borrower's window %d; loan-days over the daily call cap %d; contacts released after a payment the lender had published %d (the latest %s after its acknowledgement)\n",
+		r.Tasks, r.OutsideWindow, r.CapViolations, r.ContactsAfterPayment, r.AfterPaymentMax.Round(time.Microsecond))
 	if r.MalformedSent > 0 {
 		fmt.Fprintf(&b, "malformed events sent %d, dead-lettered %d\n", r.MalformedSent, r.DeadLettered)
 	}
@@ -654,6 +659,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 	got := make([]Outcome, len(loans))
 	msgs := make([]int, len(loans))
 	outside, overCap, afterPay := make([]int, len(loans)), make([]int, len(loans)), make([]int, len(loans))
+	afterPayMax := make([]time.Duration, len(loans))
 	from, to, _, _ := cfg.Ladder.Policy.Contact.Pack.Window()
 	callsPerDay := 0 // no cap
 	if p := cfg.Ladder.Policy.Contact.Pack; p != nil {
@@ -698,6 +704,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 				var l, f, rec, aa []time.Duration
 				var lastAt time.Time
 				var out, late int
+				var lateBy time.Duration
 				calls := map[int]int{}   // released calls per simulated day
 				var releases []time.Time // when each contact so far was released
 				for _, e := range entries {
@@ -711,6 +718,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 							for _, r := range releases {
 								if r.After(at) {
 									late++
+									lateBy = max(lateBy, r.Sub(at))
 								}
 							}
 						}
@@ -741,7 +749,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 				defer mu.Unlock()
 				got[i], msgs[i], recs[i], fires[i], afterAck[i] = o, len(entries), rec, f, aa
 				gates[i] = gateRecords(ds, loans[i].DueAt, cfg.Ladder.Calendar.Day)
-				outside[i], afterPay[i] = out, late
+				outside[i], afterPay[i], afterPayMax[i] = out, late, lateBy
 				overCap[i] = 0
 				for _, n := range calls {
 					if callsPerDay > 0 && n > callsPerDay {
@@ -798,6 +806,7 @@ func check(ctx context.Context, cfg Config, loans []Loan, log *loanlog.Log, star
 		r.Duplicates += got[i].Repeats
 		r.OutsideWindow += outside[i]
 		r.ContactsAfterPayment += afterPay[i]
+		r.AfterPaymentMax = max(r.AfterPaymentMax, afterPayMax[i])
 		r.CapViolations += overCap[i]
 		r.Tasks += got[i].Tasks
 		if got[i].equal(l.Want) {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 )
@@ -694,7 +695,7 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 	var sources []*jetstream.StreamSource
 	for p := range t.Partitions.Count() {
 		loans = append(loans, t.loansStream(p))
-		sources = append(sources, &jetstream.StreamSource{Name: LoansStream(p)})
+		sources = append(sources, recordSource(p))
 	}
 	return append(loans, []jetstream.StreamConfig{
 		{
@@ -704,7 +705,9 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 			// inherits its direct gets (nats-server stream.go, "inheriting
 			// direct gets") and would answer reads of the live log with
 			// messages the live log no longer holds. Each copy carries its
-			// origin stream and sequence in the Nats-Stream-Source header.
+			// origin stream and sequence in the Nats-Stream-Source header,
+			// and its origin subject (RecordOrigin): each loan's copies
+			// are kept on one subject (recordSource).
 			Sources:  sources,
 			Storage:  jetstream.FileStorage,
 			Replicas: t.Replicas,
@@ -852,6 +855,68 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 	}...)
 }
 
+// recordSource is how the record copies partition p's loans stream: every
+// message of a loan's log onto the loan's own subject (RecordSubject),
+// every entry of a borrower's log onto the borrower's, and the agency
+// counters as they are. Each subject costs the server an entry in the
+// stream's subject index, and every message of a live log has a subject
+// of its own: copied under those, the record doubled the server's memory
+// per open case (README, "Open cases"). Nothing reads the record by a live
+// subject: it is read per loan, in order, each copy naming its origin
+// subject in its Nats-Stream-Source header.
+//
+// A record installed before this transform keeps copying as it did
+// (Provision): the server keys a source's progress by its transforms, and
+// a changed transform would copy every loans stream into it again.
+func recordSource(p int) *jetstream.StreamSource {
+	part := "." + strconv.Itoa(p)
+	// The server maps a subject ending in ">" only to one ending in ">",
+	// so each length the pipeline writes is listed: one to recordDepth
+	// tokens after a loan, one after a borrower (its ring slot). These
+	// are the only shapes a service may publish (package access), so
+	// every message a service writes is copied. "$1" is the server's
+	// older spelling of {{wildcard(1)}}: every copy's Nats-Stream-Source
+	// header carries the source's filters and destinations, and a copy
+	// is kept forever.
+	var trs []jetstream.SubjectTransformConfig
+	for n := 1; n <= recordDepth; n++ {
+		trs = append(trs, jetstream.SubjectTransformConfig{Source: loanPrefix + part + ".*.*" + strings.Repeat(".*", n), Destination: loanPrefix + part + ".$1.$2"})
+	}
+	trs = append(trs,
+		jetstream.SubjectTransformConfig{Source: borrowerPrefix + part + ".*.*.*", Destination: borrowerPrefix + part + ".$1.$2"},
+		jetstream.SubjectTransformConfig{Source: capacityPrefix + part + ".*.*"})
+	return &jetstream.StreamSource{Name: LoansStream(p), SubjectTransforms: trs}
+}
+
+// recordDepth is how many tokens the pipeline's subjects have after a
+// loan's (a step's three: step.<name>.<seq>).
+const recordDepth = 3
+
+// RecordSubject is the record's subject holding the copies of a message
+// of a loans stream: the loan's or the borrower's subject prefix (a
+// subject no live message has), any other its own.
+func RecordSubject(subject string) string {
+	t := strings.Split(subject, ".")
+	if n := len(t) - 5; n >= 1 && (n <= recordDepth && t[0]+"."+t[1] == loanPrefix || n == 1 && t[0]+"."+t[1] == borrowerPrefix) {
+		return strings.Join(t[:5], ".")
+	}
+	return subject
+}
+
+// RecordOrigin is the subject a copy in the record was written on in its
+// loans stream, from its Nats-Stream-Source header ("<stream> <seq>
+// <filter> <transform> <subject>", nats-server's genSourceHeader), or ""
+// when the header has none.
+func RecordOrigin(h nats.Header) string {
+	// Split on spaces only: the filters and destinations are joined by
+	// form feeds, which strings.Fields would split too.
+	f := strings.Split(h.Get("Nats-Stream-Source"), " ")
+	if len(f) < 5 {
+		return ""
+	}
+	return f[4]
+}
+
 // intakeSubjects are the intake stream's subjects: each partition's.
 func (t Topology) intakeSubjects() []string {
 	out := make([]string, t.Partitions.Count())
@@ -984,6 +1049,11 @@ func (t Topology) Provision(ctx context.Context, js jetstream.JetStream, consume
 		}
 	}
 	for _, sc := range t.StreamConfigs() {
+		if sc.Name == StreamRecord {
+			if sc.Sources, err = keptSources(ctx, js, sc.Sources); err != nil {
+				return err
+			}
+		}
 		if err := retry(ctx, func(rctx context.Context) error {
 			_, err := js.CreateOrUpdateStream(rctx, sc)
 			return err
@@ -1000,6 +1070,32 @@ func (t Topology) Provision(ctx context.Context, js jetstream.JetStream, consume
 		}
 	}
 	return nil
+}
+
+// keptSources are the record's sources to provision: the installed
+// record's own when an earlier release installed it copying every subject
+// as it is (no transforms), since the server keys a source's progress by
+// its transforms and would copy every loans stream into it again from the
+// start; otherwise the declared ones (recordSource).
+func keptSources(ctx context.Context, js jetstream.JetStream, declared []*jetstream.StreamSource) ([]*jetstream.StreamSource, error) {
+	var info *jetstream.StreamInfo
+	err := retry(ctx, func(rctx context.Context) error {
+		s, err := js.Stream(rctx, StreamRecord)
+		if err == nil {
+			info = s.CachedInfo()
+		}
+		return err
+	})
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return declared, nil
+	case err != nil:
+		return nil, fmt.Errorf("checking stream %s: %w", StreamRecord, err)
+	}
+	if len(info.Config.Sources) > 0 && slices.ContainsFunc(info.Config.Sources, func(s *jetstream.StreamSource) bool { return len(s.SubjectTransforms) == 0 }) {
+		return info.Config.Sources, nil
+	}
+	return declared, nil
 }
 
 // ErrPartitionsFixed: provisioning asked for another K than the stored

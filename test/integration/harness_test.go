@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -419,13 +420,30 @@ func (h *harness) recordHas(subject string) (*jetstream.RawStreamMsg, error) {
 	if err != nil {
 		return nil, err
 	}
-	var m *jetstream.RawStreamMsg
-	// The record copies asynchronously: give it a moment.
+	// The record keeps a loan's copies on the loan's subject, each naming
+	// its origin: read them in order. It copies asynchronously: give it a
+	// moment.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		m, err = s.GetLastMsgForSubject(ctx, subject)
-		if err == nil || time.Now().After(deadline) {
-			return m, err
+		var last *jetstream.RawStreamMsg
+		for seq := uint64(1); ; {
+			m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(topology.RecordSubject(subject)))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				break
+			}
+			if err != nil {
+				return nil, err
+			}
+			if topology.RecordOrigin(m.Header) == subject {
+				last = m
+			}
+			seq = m.Sequence + 1
+		}
+		if last != nil {
+			return last, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s: no copy in the record", subject)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
