@@ -1078,19 +1078,9 @@ func (t Topology) Provision(ctx context.Context, js jetstream.JetStream, consume
 // its transforms and would copy every loans stream into it again from the
 // start; otherwise the declared ones (recordSource).
 func keptSources(ctx context.Context, js jetstream.JetStream, declared []*jetstream.StreamSource) ([]*jetstream.StreamSource, error) {
-	var info *jetstream.StreamInfo
-	err := retry(ctx, func(rctx context.Context) error {
-		s, err := js.Stream(rctx, StreamRecord)
-		if err == nil {
-			info = s.CachedInfo()
-		}
-		return err
-	})
-	switch {
-	case errors.Is(err, jetstream.ErrStreamNotFound):
-		return declared, nil
-	case err != nil:
-		return nil, fmt.Errorf("checking stream %s: %w", StreamRecord, err)
+	info, err := streamInfo(ctx, js, StreamRecord)
+	if err != nil || info == nil {
+		return declared, err
 	}
 	if len(info.Config.Sources) > 0 && slices.ContainsFunc(info.Config.Sources, func(s *jetstream.StreamSource) bool { return len(s.SubjectTransforms) == 0 }) {
 		return info.Config.Sources, nil
@@ -1109,9 +1099,14 @@ var ErrOldLayout = errors.New("stream " + StreamLoans + " holds loans written by
 
 // loansInfo is the first loans stream's info, nil if it does not exist.
 func loansInfo(ctx context.Context, js jetstream.JetStream) (*jetstream.StreamInfo, error) {
+	return streamInfo(ctx, js, StreamLoans)
+}
+
+// streamInfo is a stream's info, nil if it does not exist.
+func streamInfo(ctx context.Context, js jetstream.JetStream, name string) (*jetstream.StreamInfo, error) {
 	var info *jetstream.StreamInfo
 	err := retry(ctx, func(rctx context.Context) error {
-		s, err := js.Stream(rctx, StreamLoans)
+		s, err := js.Stream(rctx, name)
 		if err == nil {
 			info = s.CachedInfo()
 		}
@@ -1121,7 +1116,7 @@ func loansInfo(ctx context.Context, js jetstream.JetStream) (*jetstream.StreamIn
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		return nil, nil
 	case err != nil:
-		return nil, fmt.Errorf("checking stream %s: %w", StreamLoans, err)
+		return nil, fmt.Errorf("checking stream %s: %w", name, err)
 	}
 	return info, nil
 }
@@ -1230,19 +1225,12 @@ func (t Topology) Stale(ctx context.Context, js jetstream.JetStream) ([]string, 
 		if !sc.AllowDirect {
 			continue
 		}
-		var info *jetstream.StreamInfo
-		err := retry(ctx, func(rctx context.Context) error {
-			s, err := js.Stream(rctx, sc.Name)
-			if err == nil {
-				info = s.CachedInfo()
-			}
-			return err
-		})
+		info, err := streamInfo(ctx, js, sc.Name)
 		switch {
-		case errors.Is(err, jetstream.ErrStreamNotFound):
-			continue // Missing names it
 		case err != nil:
-			return nil, fmt.Errorf("checking stream %s: %w", sc.Name, err)
+			return nil, err
+		case info == nil:
+			continue // Missing names it
 		}
 		if !info.Config.AllowDirect {
 			stale = append(stale, "direct gets on stream "+sc.Name+" (provisioned by an older release: run dunctl provision)")
