@@ -29,7 +29,7 @@ func TestNamesArePinned(t *testing.T) {
 		}
 		streams = append(streams, sc.Name+" "+strings.Join(from, ","))
 	}
-	wantStreams := []string{"DUNNING_LOANS dunning.loan.0.>,dunning.borrower.0.>,dunning.capacity.0.>", "DUNNING_RECORD <DUNNING_LOANS", "DUNNING_INTAKE dunning.in.0.*.*",
+	wantStreams := []string{"DUNNING_LOANS dunning.loan.0.*.*.*,dunning.loan.0.*.*.*.*,dunning.loan.0.*.*.*.*.*,dunning.borrower.0.*.*.*,dunning.capacity.0.*.*", "DUNNING_RECORD <DUNNING_LOANS", "DUNNING_INTAKE dunning.in.0.*.*",
 		"DUNNING_TASKS dunning.task.>", "DUNNING_DLQ dunning.dlq.>", "DUNNING_REJECTIONS dunning.rejected.*.*", "DUNNING_VERIFY dunning.verify.*", "DUNNING_AGENCIES dunning.agency.*.*.*", "DUNNING_OUTCOMES dunning.outcome.*.*.*",
 		"DUNNING_ADVISORIES $JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.*", "DUNNING_AUDIT dunning.audit.*"}
 	if !reflect.DeepEqual(streams, wantStreams) {

@@ -264,6 +264,22 @@ func (d Deps) process(ctx context.Context, s Stage, tenant, loan string, trigger
 	return fmt.Errorf("loan %s/%s: still conflicting after %d attempts", tenant, loan, maxAttempts)
 }
 
+// factsWaiting is errFactsWaiting while a lender event for the loan
+// waits in the intake (Deps.Facts), nil otherwise.
+func (d Deps) factsWaiting(ctx context.Context, tenant, loan string) error {
+	if d.Facts == nil {
+		return nil
+	}
+	waiting, err := d.Facts.Waiting(ctx, tenant, loan)
+	switch {
+	case err != nil:
+		return err
+	case waiting:
+		return errFactsWaiting
+	}
+	return nil
+}
+
 // errFactsWaiting: a contact would be released while a lender event for
 // the loan waits in the intake.
 var errFactsWaiting = errors.New("a lender event for the loan waits in the intake")
@@ -314,6 +330,17 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrRejected, err)
 	}
+	// No contact goes out while a lender event for the loan waits to be
+	// recorded: it may be the payment that makes the contact moot. Asked
+	// before the release's other writes (its borrower's entry would count
+	// against the borrower's other loans until it expires, and its codes
+	// be claimed for nothing), and again just before its own (factsWaiting).
+	released := slices.ContainsFunc(decs, func(dec policy.Decision) bool { return dec.Kind == policy.KindContactReleased })
+	if released {
+		if err := d.factsWaiting(ctx, tenant, loan); err != nil {
+			return err
+		}
+	}
 	if b.ref != "" {
 		// The borrower's log first: the release of a capped contact is
 		// decided there, where the borrower's other loans race for the
@@ -342,19 +369,14 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 				return err
 			}
 		}
-		// No contact goes out while a lender event for the loan waits to
-		// be recorded: it may be the payment that makes the contact moot.
-		// Asked last, just before the release's own write: a payment the
-		// intake takes in between is not seen (the check and the write
-		// are in two streams; the write is guarded by the loan's log
-		// only), so every other write of the release comes before it.
-		if dec.Kind == policy.KindContactReleased && d.Facts != nil {
-			waiting, err := d.Facts.Waiting(ctx, tenant, loan)
-			if err != nil {
+		// Asked again last, just before the release's own write: a
+		// payment the intake takes after the question is not seen (the
+		// question and the write are in two streams, and the write is
+		// guarded by the loan's log only), so the window is kept to that
+		// one question.
+		if dec.Kind == policy.KindContactReleased {
+			if err := d.factsWaiting(ctx, tenant, loan); err != nil {
 				return err
-			}
-			if waiting {
-				return errFactsWaiting
 			}
 		}
 		agency, delta := policy.PlacementChange(c, dec)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/opendunning/dunning/pkg/natstest"
@@ -154,4 +155,40 @@ func TestProvisionKeepsAnInstalledRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRecord(t, js, 8)
+}
+
+// A loans stream stores only the shapes the record copies: a message of
+// any other subject, and a schedule aimed at one, are refused when
+// published, so nothing reaches the live log that the record does not
+// keep (the record is what survives a rollup sent with a stolen service
+// credential).
+func TestLoansStreamStoresOnlyWhatTheRecordCopies(t *testing.T) {
+	_, js := natstest.Provisioned(t, "admin")
+	ctx := context.Background()
+	l := topology.Partitions(1).Loan("acme", "L-1")
+	for _, subj := range []string{
+		"dunning.loan.0.acme", "dunning.loan.0.acme.L-1", l.Step("escalate", 3) + ".extra",
+		topology.Partitions(1).Borrower("acme", "B-1").Slot(0) + ".extra", topology.CapacitySubject(0, "acme", "collect") + ".extra",
+	} {
+		if _, err := js.Publish(ctx, subj, []byte("x")); err == nil {
+			t.Errorf("%s was stored", subj)
+		}
+	}
+	forged := nats.NewMsg(l.Timer())
+	forged.Header.Set(jetstream.ScheduleHeader, "@at "+time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+	forged.Header.Set(jetstream.ScheduleTargetHeader, l.Step("escalate", 3)+".extra")
+	if _, err := js.PublishMsg(ctx, forged); err == nil {
+		t.Error("a schedule aimed at a subject the stream does not store was stored")
+	}
+	if _, err := js.Publish(ctx, l.Timer(), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	waitRecord(t, js, 1)
+	s, err := js.Stream(ctx, topology.StreamLoans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.CachedInfo().State.Msgs; n != 1 {
+		t.Errorf("the loans stream holds %d messages, the record 1", n)
+	}
 }

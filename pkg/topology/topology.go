@@ -865,27 +865,35 @@ func (t Topology) StreamConfigs() []jetstream.StreamConfig {
 // subject: it is read per loan, in order, each copy naming its origin
 // subject in its Nats-Stream-Source header.
 //
-// A record installed before this transform keeps copying as it did
+// An installed record keeps the sources it was installed with
 // (Provision): the server keys a source's progress by its transforms, and
 // a changed transform would copy every loans stream into it again.
 func recordSource(p int) *jetstream.StreamSource {
+	return &jetstream.StreamSource{Name: LoansStream(p), SubjectTransforms: partitionShapes(p)}
+}
+
+// partitionShapes are the subjects of partition p's loans stream, each
+// with where the record copies it ("" for as it is): a loan's log entries
+// (one to recordDepth tokens after the loan: its timer; a kind and an
+// identifier or sequence; a fired step's name and sequence), a borrower's
+// ring slots, the agency counters. They are the stream's subjects too
+// (loansStream), so nothing else can be stored there, not even the target
+// of a forged schedule (the server checks a target against the stream's
+// subjects), and the record copies every message stored.
+//
+// The server maps a subject ending in ">" only to one ending in ">", so
+// each length is listed. "$1" is the server's older spelling of
+// {{wildcard(1)}}: every copy's Nats-Stream-Source header carries the
+// source's filters and destinations, and a copy is kept forever.
+func partitionShapes(p int) []jetstream.SubjectTransformConfig {
 	part := "." + strconv.Itoa(p)
-	// The server maps a subject ending in ">" only to one ending in ">",
-	// so each length the pipeline writes is listed: one to recordDepth
-	// tokens after a loan, one after a borrower (its ring slot). These
-	// are the only shapes a service may publish (package access), so
-	// every message a service writes is copied. "$1" is the server's
-	// older spelling of {{wildcard(1)}}: every copy's Nats-Stream-Source
-	// header carries the source's filters and destinations, and a copy
-	// is kept forever.
 	var trs []jetstream.SubjectTransformConfig
 	for n := 1; n <= recordDepth; n++ {
 		trs = append(trs, jetstream.SubjectTransformConfig{Source: loanPrefix + part + ".*.*" + strings.Repeat(".*", n), Destination: loanPrefix + part + ".$1.$2"})
 	}
-	trs = append(trs,
+	return append(trs,
 		jetstream.SubjectTransformConfig{Source: borrowerPrefix + part + ".*.*.*", Destination: borrowerPrefix + part + ".$1.$2"},
 		jetstream.SubjectTransformConfig{Source: capacityPrefix + part + ".*.*"})
-	return &jetstream.StreamSource{Name: LoansStream(p), SubjectTransforms: trs}
 }
 
 // recordDepth is how many tokens the pipeline's subjects have after a
@@ -894,7 +902,9 @@ const recordDepth = 3
 
 // RecordSubject is the record's subject holding the copies of a message
 // of a loans stream: the loan's or the borrower's subject prefix (a
-// subject no live message has), any other its own.
+// subject no live message has), an agency counter's own. In a record an
+// earlier release installed (which Provision keeps), every copy is on the
+// subject it was written on instead.
 func RecordSubject(subject string) string {
 	t := strings.Split(subject, ".")
 	if n := len(t) - 5; n >= 1 && (n <= recordDepth && t[0]+"."+t[1] == loanPrefix || n == 1 && t[0]+"."+t[1] == borrowerPrefix) {
@@ -933,6 +943,10 @@ const MetaPartitions = "dunning_partitions"
 
 // loansStream is partition p's loans stream.
 func (t Topology) loansStream(p int) jetstream.StreamConfig {
+	var shapes []string
+	for _, tr := range partitionShapes(p) {
+		shapes = append(shapes, tr.Source)
+	}
 	sc := jetstream.StreamConfig{
 		Name:        LoansStream(p),
 		Description: "Every loan's log: lender facts, pipeline decisions, schedules and fired steps.",
@@ -942,7 +956,7 @@ func (t Topology) loansStream(p int) jetstream.StreamConfig {
 		// So do the agencies' counters of open placements, which move
 		// in one atomic batch with the decision that opens or ends a
 		// placement (AllowAtomicPublish).
-		Subjects: []string{loanPrefix + "." + strconv.Itoa(p) + ".>", borrowerPrefix + "." + strconv.Itoa(p) + ".>", capacityPrefix + "." + strconv.Itoa(p) + ".>"},
+		Subjects: shapes,
 		Storage:  jetstream.FileStorage,
 		Replicas: t.Replicas,
 		// Schedules are the pipeline's timers; they need rollups (and
@@ -1072,20 +1086,18 @@ func (t Topology) Provision(ctx context.Context, js jetstream.JetStream, consume
 	return nil
 }
 
-// keptSources are the record's sources to provision: the installed
-// record's own when an earlier release installed it copying every subject
-// as it is (no transforms), since the server keys a source's progress by
-// its transforms and would copy every loans stream into it again from the
-// start; otherwise the declared ones (recordSource).
+// keptSources are the record's sources to provision: an installed
+// record's own, whatever this release declares (the server keys a
+// source's progress by its transforms, and would copy every loans stream
+// into the record again from the start: TestProvisionKeepsAnInstalledRecord),
+// the declared ones (recordSource) for a record created now. K is fixed at
+// provisioning, so the sources' streams are the same.
 func keptSources(ctx context.Context, js jetstream.JetStream, declared []*jetstream.StreamSource) ([]*jetstream.StreamSource, error) {
 	info, err := streamInfo(ctx, js, StreamRecord)
-	if err != nil || info == nil {
+	if err != nil || info == nil || len(info.Config.Sources) == 0 {
 		return declared, err
 	}
-	if len(info.Config.Sources) > 0 && slices.ContainsFunc(info.Config.Sources, func(s *jetstream.StreamSource) bool { return len(s.SubjectTransforms) == 0 }) {
-		return info.Config.Sources, nil
-	}
-	return declared, nil
+	return info.Config.Sources, nil
 }
 
 // ErrPartitionsFixed: provisioning asked for another K than the stored
