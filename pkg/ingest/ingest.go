@@ -446,10 +446,15 @@ func (in *Ingestor) Intake() message.NoPublishHandlerFunc {
 		// The server's mapping puts an event in its loan's partition; one
 		// published straight on a stored subject of another partition
 		// would pass beside the loan's other events (and the release
-		// gate's look for them), so it is refused.
+		// gate's look for them), so it is refused. So is every event a
+		// server maps with another K than the loans streams were
+		// provisioned with (its auth.conf written from a keyring that
+		// records another): the reason says which to check.
 		if want := in.Log.Loan(tenant, loan); ref.P != want.P {
-			return refuse(fmt.Errorf("published on %s, partition %d, but the loan is in partition %d: publish on %s", msg.Metadata.Get(bus.MetaSubject),
-				ref.P, want.P, topology.IntakeSubject(tenant, loan)))
+			return refuse(fmt.Errorf("stored on %s, partition %d, but the loan is in partition %d of %d: publish on %s; if it was published there, "+
+				"the server maps it to %d partitions or more, another number than the loans streams were provisioned with "+
+				"(an operator's fix: dunctl credentials config --partitions %d, then reload the server)", msg.Metadata.Get(bus.MetaSubject),
+				ref.P, want.P, in.Log.Parts.Count(), topology.IntakeSubject(tenant, loan), ref.P+1, in.Log.Parts.Count()))
 		}
 		// Only the tenant's lender identity (and the admin) may publish on
 		// its intake subjects: the server's permission is the principal.

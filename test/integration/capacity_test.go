@@ -82,7 +82,7 @@ func capacityUnderConcurrentHandoffs(t *testing.T, k topology.Partitions) {
 			waitFor(t, 10*time.Second, func() error {
 				for _, m := range h.dlq() {
 					if m.Header.Get(bus.HeaderDLQSubject) == forged.Intake() {
-						if r := m.Header.Get(bus.HeaderDLQReason); !strings.Contains(r, "but the loan is in partition") {
+						if r := m.Header.Get(bus.HeaderDLQReason); !strings.Contains(r, fmt.Sprintf("but the loan is in partition %d of %d", k.Of(tenant, "L-forged"), k.Count())) {
 							t.Errorf("dead letter of %s: %q", forged.Intake(), r)
 						}
 						return nil
