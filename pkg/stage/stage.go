@@ -334,9 +334,8 @@ func (d Deps) once(ctx context.Context, s Stage, tenant, loan string, trigger ui
 	// recorded: it may be the payment that makes the contact moot. Asked
 	// before the release's other writes (its borrower's entry would count
 	// against the borrower's other loans until it expires, and its codes
-	// be claimed for nothing), and again just before its own (factsWaiting).
-	released := slices.ContainsFunc(decs, func(dec policy.Decision) bool { return dec.Kind == policy.KindContactReleased })
-	if released {
+	// be claimed for nothing), and again just before its own (below).
+	if slices.ContainsFunc(decs, func(dec policy.Decision) bool { return dec.Kind == policy.KindContactReleased }) {
 		if err := d.factsWaiting(ctx, tenant, loan); err != nil {
 			return err
 		}

@@ -114,7 +114,7 @@ func BenchmarkOpenCases(b *testing.B) {
 			b.Fatal(err)
 		}
 		if time.Now().After(fireAt) {
-			b.Fatalf("seeding %d cases took %s, past the fire time: raise the lead", n, seeded)
+			b.Fatalf("measuring the open cases ran past the fire time (%s before it): raise openMeasure", openMeasure)
 		}
 		time.Sleep(time.Until(fireAt))
 		b.StartTimer()
